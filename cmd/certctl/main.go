@@ -1,3 +1,10 @@
+// Command certctl keeps the certificates of a kubeadm cluster alive. See cmd/cli.
 package main
 
-func main() {}
+import (
+	"os"
+
+	"github.com/certctl/certctl/cmd/cli"
+)
+
+func main() { os.Exit(cli.Main()) }

@@ -1,0 +1,109 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/certctl/certctl/pkg/inspect"
+	"github.com/certctl/certctl/pkg/live"
+	"github.com/certctl/certctl/pkg/pki"
+	"github.com/spf13/cobra"
+)
+
+type inspectOptions struct {
+	*Globals
+	Output    string
+	Warn      string
+	CheckSANs []string
+	NodeIPs   []string
+	Live      bool
+	Timeout   time.Duration
+}
+
+func newInspectCmd(g *Globals) *cobra.Command {
+	o := &inspectOptions{Globals: g}
+	cmd := &cobra.Command{
+		Use:   "inspect",
+		Short: "Show every certificate of the node and what is wrong with it",
+		Long: `inspect lists every certificate of the node: the cluster, etcd and front-proxy CAs and
+their leaves, the service-account key pair, the client certificates of the kubeconfigs
+(admin.conf, super-admin.conf, controller-manager.conf, scheduler.conf, kubelet.conf and
+~/.kube/config), and the kubelet's serving and client certificates. For each it shows expiry
+and residual time and its findings: a stable code, a severity and the command that fixes it.
+See docs/inspect.md for every code.
+
+Exit codes: 0 no finding above info, 1 warnings, 2 critical findings, 3 error.`,
+		Example: `  certctl inspect
+  certctl inspect -o wide
+  certctl inspect -o json | jq '.certificates[] | select(.findings != [])'
+  # does the apiserver certificate cover the load balancer? (case B)
+  certctl inspect --check-san 10.2.1.139 --check-san 10.2.0.100
+  # does a running component still serve an old certificate? (case D)
+  certctl inspect --live
+  # a host mounted into a container
+  certctl --root /host inspect --warn 60d`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context()) },
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.Output, "output", "o", "table", "output format: table, wide, json, yaml")
+	f.StringVar(&o.Warn, "warn", "30d", "warn about certificates expiring within this window (e.g. 30d, 2w, 720h)")
+	f.StringSliceVar(&o.CheckSANs, "check-san", nil, "an IP or DNS name the apiserver certificate must cover (repeatable, comma-separated)")
+	f.StringSliceVar(&o.NodeIPs, "node-ip", nil, "the node's IP the kubelet serving certificate must cover (default: from kubeadm-flags.env or the apiserver manifest)")
+	f.BoolVar(&o.Live, "live", false, "also dial the local endpoints and compare what they serve with the files on disk")
+	f.DurationVar(&o.Timeout, "timeout", 3*time.Second, "per-endpoint dial timeout for --live")
+	return cmd
+}
+
+func (o *inspectOptions) validate() (inspect.Options, error) {
+	var io inspect.Options
+	if err := inspect.ValidFormat(o.Output); err != nil {
+		return io, withCode(ExitError, err)
+	}
+	warn, err := inspect.ParseDuration(o.Warn)
+	if err != nil {
+		return io, withCode(ExitError, fmt.Errorf("--warn: %w", err))
+	}
+	io.Warn = warn
+	sans, err := ParseSANs(o.CheckSANs)
+	if err != nil {
+		return io, withCode(ExitError, fmt.Errorf("--check-san: %w", err))
+	}
+	io.CheckSANs = sans
+	for _, s := range o.NodeIPs {
+		ip := net.ParseIP(strings.TrimSpace(s))
+		if ip == nil {
+			return io, withCode(ExitError, fmt.Errorf("--node-ip: %q is not an IP address", s))
+		}
+		io.NodeIPs = append(io.NodeIPs, ip)
+	}
+	return io, nil
+}
+
+func (o *inspectOptions) run(ctx context.Context) error {
+	opts, err := o.validate()
+	if err != nil {
+		return err
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	inv := pki.Load(o.Layout(), pki.Default())
+	rep := inspect.Diagnose(inv, opts)
+	if o.Live {
+		live.Check(ctx, inv, rep, o.Timeout)
+	}
+	if err := inspect.Render(o.Streams.Out, rep, o.Output); err != nil {
+		return withCode(ExitError, err)
+	}
+	switch rep.Worst() {
+	case inspect.SevCritical:
+		return withCode(ExitCritical, nil)
+	case inspect.SevWarning:
+		return withCode(ExitWarning, nil)
+	}
+	return nil
+}

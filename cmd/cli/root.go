@@ -1,0 +1,126 @@
+// Package cli is certctl's cobra wiring: flags, help text and exit codes. The work itself is
+// done by the packages under pkg/.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/certctl/certctl/pkg/pki"
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, documented in docs/getting-started.md: cron and monitoring rely on them.
+const (
+	ExitOK       = 0 // healthy, or the command did what it was asked
+	ExitWarning  = 1 // inspect: warnings (e.g. expiring soon), nothing critical
+	ExitCritical = 2 // inspect: a critical finding (expired, mismatched key, missing SAN...)
+	ExitError    = 3 // usage error or the command failed
+)
+
+// ExitError carries an exit code through cobra.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
+
+// withCode returns an error that makes certctl exit with code; err may be nil for a silent exit.
+func withCode(code int, err error) error { return &exitError{code: code, err: err} }
+
+// Streams are the command's standard streams.
+type Streams struct {
+	In     io.Reader
+	Out    io.Writer
+	ErrOut io.Writer
+}
+
+// Globals are the flags every command shares: where the node's files are.
+type Globals struct {
+	Root           string
+	PKIDir         string
+	KubeconfigDir  string
+	ManifestsDir   string
+	KubeletDir     string
+	UserKubeconfig string
+	Streams        Streams
+}
+
+// Layout resolves the global flags.
+func (g *Globals) Layout() pki.Layout {
+	return pki.NewLayout(pki.LayoutOptions{
+		Root: g.Root, PKIDir: g.PKIDir, KubeconfigDir: g.KubeconfigDir, ManifestsDir: g.ManifestsDir,
+		KubeletDir: g.KubeletDir, UserKubeconfig: g.UserKubeconfig,
+	})
+}
+
+// NewRootCmd builds the command tree.
+func NewRootCmd(s Streams) *cobra.Command {
+	g := &Globals{Streams: s}
+	root := &cobra.Command{
+		Use:   "certctl",
+		Short: "Keep the certificates of a kubeadm cluster alive",
+		Long: `certctl inspects, renews and rolls out the certificates of a kubeadm node: the
+control-plane PKI, the etcd PKI, the kubeconfigs' client certificates and the kubelet's.
+
+Every path resolves under --root, so certctl works on a copy of a node, in a test, or from
+a container with the host mounted at /host.`,
+		Example: `  # what is wrong with this node's certificates
+  certctl inspect
+
+  # a sandbox tree with the field cases' faults, inspected
+  certctl sandbox create /tmp/node --faults all
+  certctl --root /tmp/node inspect --check-san 10.2.1.139`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(s.In)
+	root.SetOut(s.Out)
+	root.SetErr(s.ErrOut)
+	f := root.PersistentFlags()
+	f.StringVar(&g.Root, "root", "/", "resolve every node path under this directory (a copy of a node, or /host in a container)")
+	f.StringVar(&g.PKIDir, "pki-dir", "", "PKI directory (default /etc/kubernetes/pki, under --root)")
+	f.StringVar(&g.KubeconfigDir, "kubeconfig-dir", "", "kubeconfig directory (default /etc/kubernetes, under --root)")
+	f.StringVar(&g.ManifestsDir, "manifests-dir", "", "static-pod manifest directory (default /etc/kubernetes/manifests, under --root)")
+	f.StringVar(&g.KubeletDir, "kubelet-dir", "", "kubelet directory (default /var/lib/kubelet, under --root)")
+	f.StringVar(&g.UserKubeconfig, "user-kubeconfig", "", "the user's kubeconfig (default $HOME/.kube/config, under --root)")
+	root.AddCommand(
+		newInspectCmd(g),
+		newProbeCmd(g),
+		newSandboxCmd(g),
+	)
+	return root
+}
+
+// Execute runs certctl with args and returns the process exit code.
+func Execute(args []string, s Streams) int {
+	cmd := NewRootCmd(s)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	if err == nil {
+		return ExitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintln(s.ErrOut, "error:", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(s.ErrOut, "error:", err)
+	return ExitError
+}
+
+// Main is what cmd/certctl calls.
+func Main() int {
+	return Execute(os.Args[1:], Streams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
+}
