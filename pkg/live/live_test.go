@@ -196,3 +196,5 @@ func TestEndpointsFromManifests(t *testing.T) {
 		}
 	}
 }
+
+func splitHostPort(a string) (string, string, error) { return net.SplitHostPort(a) }
