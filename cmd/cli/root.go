@@ -97,6 +97,8 @@ a container with the host mounted at /host.`,
 		newInspectCmd(g),
 		newProbeCmd(g),
 		newSandboxCmd(g),
+		newBackupCmd(g),
+		newRestoreCmd(g),
 	)
 	return root
 }
