@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/renew"
 	"github.com/spf13/cobra"
 )
 
@@ -83,6 +84,7 @@ a container with the host mounted at /host.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.PersistentPreRunE = func(*cobra.Command, []string) error { return renew.Recover(g.Layout(), s.ErrOut) }
 	root.SetIn(s.In)
 	root.SetOut(s.Out)
 	root.SetErr(s.ErrOut)
@@ -97,6 +99,7 @@ a container with the host mounted at /host.`,
 		newInspectCmd(g),
 		newProbeCmd(g),
 		newSandboxCmd(g),
+		newRenewCmd(g),
 		newBackupCmd(g),
 		newRestoreCmd(g),
 	)
