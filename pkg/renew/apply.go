@@ -124,7 +124,7 @@ func Apply(p *Plan, o ApplyOptions) (*Result, error) {
 	}
 	bk, err := backup.Create(w, p.Layout, o.Command, paths, p.Options.Now)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w; nothing was changed", err)
 	}
 	res.BackupID = bk.ID
 	j := &journal{Started: p.Options.Now.UTC(), Command: o.Command, BackupID: bk.ID, Phase: phasePrepare}
@@ -167,7 +167,9 @@ func Apply(p *Plan, o ApplyOptions) (*Result, error) {
 				w.Remove(f.Staged)
 			}
 			w.Remove(journalPath(p.Layout))
-			return nil, fmt.Errorf("%w; the old files were restored from backup %s", err, bk.ID)
+			// The tree is back to what the backup holds: the backup is not needed.
+			os.RemoveAll(backup.Dir(p.Layout, bk.ID))
+			return nil, fmt.Errorf("%w; the old files were restored, nothing was changed", err)
 		}
 	}
 	if err := w.Remove(journalPath(p.Layout)); err != nil {
