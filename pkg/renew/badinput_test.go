@@ -2,10 +2,10 @@ package renew_test
 
 import (
 	"bytes"
-	"strconv"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -56,7 +56,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 	}
 	all := []string{"renew", "all", "--yes"}
 	failAt := func(n int, err error) func(pki.Layout) error {
-		return func(l pki.Layout) error { return applyWith(l, &fsutil.FailingWriter{Writer: fsutil.OS{}, FailAt: n, Err: err}) }
+		return func(l pki.Layout) error {
+			return applyWith(l, &fsutil.FailingWriter{Writer: fsutil.OS{}, FailAt: n, Err: err})
+		}
 	}
 	// Operation numbers of a `renew all` (rotate) through the writer: 1 MkdirAll backup root,
 	// 2..37 MkdirAll+WriteFile per backed-up file (18), 38 manifest, 39 MkdirAll state,
@@ -231,5 +233,3 @@ func TestFullDiskTmpfs(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-
-
