@@ -87,7 +87,7 @@ func (d *diagnoser) item(it *pki.Item) Certificate {
 		// kubelet.crt is signed by a throw-away CA the kubelet made itself; a serving
 		// certificate obtained through serverTLSBootstrap is signed by the cluster CA.
 		c.CA = ""
-		if ca := d.caItem("ca"); ca != nil && verifySignedBy(cert, ca.Cert()) == nil {
+		if ca, _ := d.caCert("ca"); ca != nil && verifySignedBy(cert, ca) == nil {
 			c.CA = "ca"
 		}
 	}
@@ -225,6 +225,21 @@ func (d *diagnoser) caItem(name string) *pki.Item {
 	return it
 }
 
+// caCert returns the certificate of the CA named name and the file it came from. A worker
+// has no PKI dir: the cluster CA is then the one kubelet.conf trusts.
+func (d *diagnoser) caCert(name string) (*x509.Certificate, string) {
+	if it := d.caItem(name); it != nil {
+		return it.Cert(), filepath.Base(it.Path)
+	}
+	if name != "ca" {
+		return nil, ""
+	}
+	if kc := d.inv.Get("kubelet.conf"); kc != nil && len(kc.KubeconfigCA) > 0 {
+		return kc.KubeconfigCA[0], "the CA in kubelet.conf"
+	}
+	return nil, ""
+}
+
 func (d *diagnoser) chain(c *Certificate, it *pki.Item, cert *x509.Certificate, base string) {
 	if c.CA == "" || it.Spec.Kind == pki.KindCA {
 		if it.Spec.Kind == pki.KindKubeletServing {
@@ -234,20 +249,19 @@ func (d *diagnoser) chain(c *Certificate, it *pki.Item, cert *x509.Certificate, 
 		}
 		return
 	}
-	ca := d.caItem(c.CA)
-	if ca == nil {
+	caCert, caName := d.caCert(c.CA)
+	if caCert == nil {
 		return // the CA's own row says what is wrong with it
 	}
-	caCert := ca.Cert()
 	if err := verifySignedBy(cert, caCert); err != nil {
 		c.add(Finding{SevCritical, CodeNotSignedByCA,
-			fmt.Sprintf("%s is not signed by %s (%s): %v", base, filepath.Base(ca.Path), caCert.Subject.CommonName, err),
+			fmt.Sprintf("%s is not signed by %s (%s): %v", base, caName, caCert.Subject.CommonName, err),
 			"it was issued by another CA (a different cluster, or a CA that was replaced): " + renewRemedy(it.Spec) + " --key rotate"})
 		return
 	}
 	if cert.NotAfter.After(caCert.NotAfter) {
 		c.add(Finding{SevWarning, CodeOutlivesCA,
-			fmt.Sprintf("%s is valid until %s but its CA %s expires on %s: it stops verifying then", base, cert.NotAfter.UTC().Format(time.RFC3339), filepath.Base(ca.Path), caCert.NotAfter.UTC().Format(time.RFC3339)),
+			fmt.Sprintf("%s is valid until %s but its CA %s expires on %s: it stops verifying then", base, cert.NotAfter.UTC().Format(time.RFC3339), caName, caCert.NotAfter.UTC().Format(time.RFC3339)),
 			"plan the CA rotation before " + caCert.NotAfter.UTC().Format("2006-01-02")})
 	}
 }
