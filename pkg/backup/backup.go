@@ -99,19 +99,40 @@ func Create(w fsutil.Writer, l pki.Layout, command string, paths []string, now t
 		return nil, err
 	}
 	m.ID = id
+	// The copies are new files in a new directory: written and fsynced directly, their
+	// directories synced once; the manifest, written last and atomically, marks the backup
+	// complete.
+	dirs := map[string]bool{}
 	for _, c := range contents {
 		if !c.file.Absent {
 			dst := filepath.Join(dir, c.file.Stored)
-			if err := w.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-				os.RemoveAll(dir)
-				return nil, fmt.Errorf("create backup: %w", err)
+			if d := filepath.Dir(dst); !dirs[d] {
+				if err := w.MkdirAll(d, 0o700); err != nil {
+					os.RemoveAll(dir)
+					return nil, fmt.Errorf("create backup: %w", err)
+				}
+				dirs[d] = true
 			}
-			if err := w.WriteFile(dst, c.data, 0o600); err != nil {
+			if err := w.WriteNew(dst, c.data, 0o600); err != nil {
 				os.RemoveAll(dir)
 				return nil, fmt.Errorf("create backup: %w", err)
 			}
 		}
 		m.Files = append(m.Files, c.file)
+	}
+	synced := map[string]bool{}
+	for d := range dirs {
+		for ; d != dir && strings.HasPrefix(d, dir) && !synced[d]; d = filepath.Dir(d) {
+			synced[d] = true
+			if err := w.SyncDir(d); err != nil {
+				os.RemoveAll(dir)
+				return nil, fmt.Errorf("create backup: %w", err)
+			}
+		}
+	}
+	if err := w.SyncDir(l.BackupRoot()); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("create backup: %w", err)
 	}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {

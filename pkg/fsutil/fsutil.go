@@ -17,10 +17,17 @@ const TempPrefix = ".certctl-tmp-"
 // Writer is the file-system operations that change a tree. OS is the real one; tests inject
 // failures by wrapping it.
 type Writer interface {
-	// WriteFile replaces path with data atomically, with mode perm.
+	// WriteFile replaces path with data atomically and durably, with mode perm.
 	WriteFile(path string, data []byte, perm os.FileMode) error
-	// Rename moves oldpath to newpath atomically and makes the move durable.
+	// WriteNew writes a file whose name nobody reads until it is complete (a staged file, a
+	// backup copy): written, fsynced, given mode perm, no temp file. Its directory entry is
+	// durable only after SyncDir. A crash may leave it partial.
+	WriteNew(path string, data []byte, perm os.FileMode) error
+	// Rename moves oldpath to newpath atomically; the move is durable after SyncDir of
+	// newpath's directory.
 	Rename(oldpath, newpath string) error
+	// SyncDir makes the directory's entries (creations, renames) durable.
+	SyncDir(dir string) error
 	// Remove deletes path; a path that does not exist is not an error.
 	Remove(path string) error
 	// MkdirAll creates a directory and its parents.
@@ -35,19 +42,43 @@ func (OS) WriteFile(path string, data []byte, perm os.FileMode) error {
 	return WriteFileAtomic(path, data, perm)
 }
 
+// WriteNew implements Writer.
+func (OS) WriteNew(path string, data []byte, perm os.FileMode) (err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(path)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = f.Chmod(perm); err != nil {
+		return fmt.Errorf("write %s: chmod: %w", path, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("write %s: fsync: %w", path, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("write %s: close: %w", path, err)
+	}
+	return nil
+}
+
 // Rename implements Writer.
 func (OS) Rename(oldpath, newpath string) error {
 	if err := os.Rename(oldpath, newpath); err != nil {
 		return fmt.Errorf("rename %s to %s: %w", oldpath, newpath, err)
 	}
-	if err := SyncDir(filepath.Dir(newpath)); err != nil {
-		return err
-	}
-	if d := filepath.Dir(oldpath); d != filepath.Dir(newpath) {
-		return SyncDir(d)
-	}
 	return nil
 }
+
+// SyncDir implements Writer.
+func (OS) SyncDir(dir string) error { return SyncDir(dir) }
 
 // Remove implements Writer.
 func (OS) Remove(path string) error {
@@ -173,6 +204,22 @@ func (w *FailingWriter) Rename(oldpath, newpath string) error {
 		return fmt.Errorf("rename %s to %s: %w", oldpath, newpath, err)
 	}
 	return w.Writer.Rename(oldpath, newpath)
+}
+
+// WriteNew implements Writer.
+func (w *FailingWriter) WriteNew(path string, data []byte, perm os.FileMode) error {
+	if err := w.step(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return w.Writer.WriteNew(path, data, perm)
+}
+
+// SyncDir implements Writer.
+func (w *FailingWriter) SyncDir(dir string) error {
+	if err := w.step(); err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return w.Writer.SyncDir(dir)
 }
 
 // MkdirAll implements Writer.

@@ -111,53 +111,93 @@ func Apply(p *Plan, o ApplyOptions) (*Result, error) {
 			}
 		}
 	}
-	mats, err := build(p)
-	if err != nil {
-		return nil, err
-	}
-
-	var paths []string
-	for _, m := range mats {
-		for _, f := range m.files {
-			paths = append(paths, f.path)
+	// The journal (phase prepare) names every staged file before the first is written, so
+	// a crash from here on is rolled back by removing them.
+	j := &journal{Started: p.Options.Now.UTC(), Command: o.Command, Phase: phasePrepare}
+	var targets []string
+	for _, wk := range p.work {
+		j.Items = append(j.Items, p.Rows[wk.idx].Name)
+		for _, f := range wk.files(p) {
+			targets = append(targets, f)
+			j.Files = append(j.Files, journalFile{Path: f, Staged: f + StagedSuffix})
 		}
 	}
-	bk, err := backup.Create(w, p.Layout, o.Command, paths, p.Options.Now)
-	if err != nil {
-		return nil, fmt.Errorf("%w; nothing was changed", err)
-	}
-	res.BackupID = bk.ID
-	j := &journal{Started: p.Options.Now.UTC(), Command: o.Command, BackupID: bk.ID, Phase: phasePrepare}
-	for i, m := range mats {
-		j.Items = append(j.Items, p.Rows[p.work[i].idx].Name)
-		for _, f := range m.files {
-			j.Files = append(j.Files, journalFile{Path: f.path, Staged: f.path + StagedSuffix, SHA256: backup.Sum(f.data)})
-		}
-	}
+	var bk *backup.Manifest
 	undo := func(cause error) error {
 		for _, f := range j.Files {
 			w.Remove(f.Staged)
 		}
 		removeTemps(j, p.Layout)
 		w.Remove(journalPath(p.Layout))
-		os.RemoveAll(backup.Dir(p.Layout, bk.ID))
+		if bk != nil {
+			os.RemoveAll(backup.Dir(p.Layout, bk.ID))
+		}
 		return fmt.Errorf("%w; nothing was changed", cause)
 	}
 	if err := writeJournal(w, p.Layout, j); err != nil {
 		return nil, undo(err)
 	}
+	// Keys and certificates are built in parallel (key generation is the costly part) while
+	// this goroutine backs up the old files and stages each new item as soon as it is ready.
+	results := make(chan built, len(p.work))
+	for i, wk := range p.work {
+		go func() {
+			m, err := buildOne(p, wk)
+			results <- built{i: i, m: m, err: err}
+		}()
+	}
+	bk, err = backup.Create(w, p.Layout, o.Command, targets, p.Options.Now)
+	if err != nil {
+		bk = nil
+		for range p.work {
+			<-results
+		}
+		return nil, undo(err)
+	}
+	res.BackupID = bk.ID
+	j.BackupID = bk.ID
+	mats := make([]material, len(p.work))
+	var errs []error
+	for range p.work {
+		b := <-results
+		if b.err != nil {
+			errs = append(errs, b.err)
+			continue
+		}
+		if len(errs) > 0 {
+			continue
+		}
+		mats[b.i] = b.m
+		for _, f := range b.m.files {
+			if err := w.WriteNew(f.path+StagedSuffix, f.data, f.mode); err != nil {
+				errs = append(errs, err)
+				break
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, undo(errors.Join(errs...))
+	}
+	sums := map[string]string{}
 	for _, m := range mats {
 		for _, f := range m.files {
-			if err := w.WriteFile(f.path+StagedSuffix, f.data, f.mode); err != nil {
-				return nil, undo(err)
-			}
+			sums[f.path] = backup.Sum(f.data)
+		}
+	}
+	for i := range j.Files {
+		j.Files[i].SHA256 = sums[j.Files[i].Path]
+	}
+	for _, d := range dirsOf(targets) {
+		if err := w.SyncDir(d); err != nil {
+			return nil, undo(err)
 		}
 	}
 	j.Phase = phaseCommit
 	if err := writeJournal(w, p.Layout, j); err != nil {
 		return nil, undo(err)
 	}
-	// From here a crash is repaired by rolling forward: every staged file is complete.
+	// From here a crash is repaired by rolling forward: every staged file is complete and
+	// durable, and the journal says so.
 	for _, f := range j.Files {
 		if err := w.Rename(f.Staged, f.Path); err != nil {
 			if _, rerr := backup.Restore(w, p.Layout, bk.ID); rerr != nil {
@@ -170,6 +210,11 @@ func Apply(p *Plan, o ApplyOptions) (*Result, error) {
 			// The tree is back to what the backup holds: the backup is not needed.
 			os.RemoveAll(backup.Dir(p.Layout, bk.ID))
 			return nil, fmt.Errorf("%w; the old files were restored, nothing was changed", err)
+		}
+	}
+	for _, d := range dirsOf(targets) {
+		if err := w.SyncDir(d); err != nil {
+			return nil, fmt.Errorf("%w (the journal %s stays; the next certctl run checks the renewal)", err, journalPath(p.Layout))
 		}
 	}
 	if err := w.Remove(journalPath(p.Layout)); err != nil {
@@ -186,23 +231,29 @@ func Apply(p *Plan, o ApplyOptions) (*Result, error) {
 	return res, nil
 }
 
-// build makes every new key, certificate and kubeconfig in memory, in parallel.
-func build(p *Plan) ([]material, error) {
-	mats := make([]material, len(p.work))
-	errs := make([]error, len(p.work))
-	var wg sync.WaitGroup
-	for i, wk := range p.work {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			mats[i], errs[i] = buildOne(p, wk)
-		}()
+type built struct {
+	i   int
+	m   material
+	err error
+}
+
+// files lists what renewing wk replaces, in rename order (key before certificate).
+func (wk *work) files(p *Plan) []string {
+	row := p.Rows[wk.idx]
+	if wk.kubecfg != nil || wk.reuse {
+		return []string{row.Path}
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	return []string{row.KeyPath, row.Path}
+}
+
+func dirsOf(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		if d := filepath.Dir(p); !slices.Contains(out, d) {
+			out = append(out, d)
+		}
 	}
-	return mats, nil
+	return out
 }
 
 func newKey(wk *work) (crypto.Signer, error) {

@@ -55,14 +55,27 @@ func TestBadInputChangesNothing(t *testing.T) {
 		return func(t *testing.T, l pki.Layout) []byte { return mustRead(t, pkiPath(l, name)) }
 	}
 	all := []string{"renew", "all", "--yes"}
-	failAt := func(n int, err error) func(pki.Layout) error {
+	// The operations of a `renew all` through the writer, recorded once on a copy; failAt
+	// injects err at the nth operation matching a pattern (1-based; negative from the end).
+	ops := recordOps(t)
+	failAt := func(kind, pattern string, nth int, err error) func(pki.Layout) error {
+		var idx []int
+		for i, op := range ops {
+			if strings.HasPrefix(op, kind+" ") && strings.Contains(op, pattern) {
+				idx = append(idx, i+1)
+			}
+		}
+		if nth < 0 {
+			nth = len(idx) + 1 + nth
+		}
+		if nth < 1 || nth > len(idx) {
+			t.Fatalf("no operation %d matching %q in %v", nth, pattern, ops)
+		}
+		n := idx[nth-1]
 		return func(l pki.Layout) error {
 			return applyWith(l, &fsutil.FailingWriter{Writer: fsutil.OS{}, FailAt: n, Err: err})
 		}
 	}
-	// Operation numbers of a `renew all` (rotate) through the writer: 1 MkdirAll backup root,
-	// 2..37 MkdirAll+WriteFile per backed-up file (18), 38 manifest, 39 MkdirAll state,
-	// 40 journal, 41..58 staged files, 59 MkdirAll state, 60 journal commit, 61.. renames.
 	cases := []tc{
 		{name: "days zero", args: []string{"renew", "--days", "0", "--yes"}, want: []string{"--days 0", "at least 1 day"}},
 		{name: "days negative", args: []string{"renew", "--days", "-30", "--yes"}, want: []string{"--days -30", "at least 1 day"}},
@@ -131,13 +144,15 @@ func TestBadInputChangesNothing(t *testing.T) {
 			j := strings.Index(s[i:], "\n")
 			mustWrite(t, p, []byte(s[:i]+"client-certificate-data: aGVsbG8K"+s[i+j:]))
 		}, args: all, want: []string{"controller-manager.conf"}},
-		{name: "write error in backup", apply: failAt(3, syscall.EIO), want: []string{"create backup", "input/output error", "nothing was changed"}},
-		{name: "write error on journal", apply: failAt(40, syscall.EIO), want: []string{"renew-journal.json", "input/output error", "nothing was changed"}},
-		{name: "disk full on a staged key", apply: failAt(41, syscall.ENOSPC), want: []string{StagedSuffixName(), "no space left on device", "nothing was changed"}},
-		{name: "disk full on the last staged file", apply: failAt(58, syscall.ENOSPC), want: []string{"no space left on device", "nothing was changed"}},
-		{name: "write error on journal commit", apply: failAt(60, syscall.EIO), want: []string{"input/output error", "nothing was changed"}},
-		{name: "rename error on the first rename", apply: failAt(61, syscall.EIO), want: []string{"rename", "input/output error", "old files were restored", "nothing was changed"}},
-		{name: "rename error in the middle", apply: failAt(70, syscall.EROFS), want: []string{"rename", "read-only file system", "old files were restored", "nothing was changed"}},
+		{name: "write error on journal", apply: failAt("write", renew.JournalName, 1, syscall.EIO), want: []string{"renew-journal.json", "input/output error", "nothing was changed"}},
+		{name: "write error in backup", apply: failAt("writenew", "", 1, syscall.EIO), want: []string{"create backup", "input/output error", "nothing was changed"}},
+		{name: "write error on backup manifest", apply: failAt("write", "manifest.json", 1, syscall.EIO), want: []string{"create backup", "manifest.json", "nothing was changed"}},
+		{name: "disk full on the first staged file", apply: failAt("writenew", renew.StagedSuffix, 1, syscall.ENOSPC), want: []string{StagedSuffixName(), "no space left on device", "nothing was changed"}},
+		{name: "disk full on the last staged file", apply: failAt("writenew", renew.StagedSuffix, -1, syscall.ENOSPC), want: []string{StagedSuffixName(), "no space left on device", "nothing was changed"}},
+		{name: "fsync error on a directory", apply: failAt("syncdir", "", -4, syscall.EIO), want: []string{"fsync directory", "input/output error", "nothing was changed"}},
+		{name: "write error on journal commit", apply: failAt("write", renew.JournalName, 2, syscall.EIO), want: []string{"input/output error", "nothing was changed"}},
+		{name: "rename error on the first rename", apply: failAt("rename", "", 1, syscall.EIO), want: []string{"rename", "input/output error", "old files were restored", "nothing was changed"}},
+		{name: "rename error in the middle", apply: failAt("rename", "", 9, syscall.EROFS), want: []string{"rename", "read-only file system", "old files were restored", "nothing was changed"}},
 		{name: "files changed since the plan", apply: func(l pki.Layout) error {
 			p, err := renew.NewPlan(l, renew.Options{Days: 365})
 			if err != nil {
@@ -195,6 +210,16 @@ func TestBadInputChangesNothing(t *testing.T) {
 }
 
 func StagedSuffixName() string { return renew.StagedSuffix }
+
+// recordOps runs `renew all` on a copy and returns its writer operations.
+func recordOps(t *testing.T) []string {
+	l := newTree(t)
+	w := &opLog{Writer: fsutil.OS{}}
+	if err := applyWith(l, w); err != nil {
+		t.Fatal(err)
+	}
+	return w.ops
+}
 
 // TestFullDiskTmpfs runs certctl on a tree copied into a tmpfs too small for the backup and
 // the new files: the renewal must fail with ENOSPC and change nothing.

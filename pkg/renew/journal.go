@@ -21,10 +21,14 @@ import (
 //  1. backs up every file it will replace;
 //  2. writes the journal in phase "prepare" (atomically), listing each file, its staged
 //     name (<file>.certctl-new) and the SHA-256 of its new content;
-//  3. writes every staged file (atomically, fsynced);
-//  4. rewrites the journal in phase "commit";
-//  5. renames each staged file over its target, a key before its certificate;
+//  3. writes every staged file (fsynced; then their directories are fsynced);
+//  4. rewrites the journal in phase "commit" (atomically);
+//  5. renames each staged file over its target, a key before its certificate, then fsyncs
+//     the directories;
 //  6. removes the journal.
+//
+// (Apply actually writes the journal first, then the backup, since staged files are written
+// while keys are still being generated; the backup is complete before phase "commit".)
 //
 // A kill before 4 leaves the targets untouched: Recover removes the staged files (the pairs
 // are old-and-matching). A kill after 4 may leave a new key beside an old certificate for
@@ -72,7 +76,7 @@ func writeJournal(w fsutil.Writer, l pki.Layout, j *journal) error {
 // nothing. When another certctl run holds the lock, the journal is that run's: Recover
 // leaves it alone. certctl calls it before every command.
 func Recover(l pki.Layout, log io.Writer) error {
-	if _, err := os.Stat(journalPath(l)); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(journalPath(l)); errors.Is(err, fs.ErrNotExist) && !hasTemps(l.StateDir()) {
 		return nil
 	}
 	lock, err := TryLock(l.StateDir())
@@ -91,6 +95,8 @@ func recoverLocked(w fsutil.Writer, l pki.Layout, log io.Writer) error {
 	jp := journalPath(l)
 	data, err := os.ReadFile(jp)
 	if errors.Is(err, fs.ErrNotExist) {
+		// Killed while writing its first journal: nothing else was touched.
+		fsutil.RemoveTemps(l.StateDir())
 		return nil
 	}
 	if err != nil {
@@ -139,6 +145,15 @@ func recoverLocked(w fsutil.Writer, l pki.Layout, log io.Writer) error {
 				return fmt.Errorf("recover interrupted renewal: %s is neither the old nor the staged content and its staged file is gone; restore backup %s with 'certctl restore %s'", f.Path, j.BackupID, j.BackupID)
 			}
 		}
+		var paths []string
+		for _, f := range j.Files {
+			paths = append(paths, f.Path)
+		}
+		for _, d := range dirsOf(paths) {
+			if err := w.SyncDir(d); err != nil {
+				return fmt.Errorf("recover interrupted renewal: %w", err)
+			}
+		}
 		removeTemps(&j, l)
 		if err := w.Remove(jp); err != nil {
 			return fmt.Errorf("recover interrupted renewal: %w", err)
@@ -159,4 +174,18 @@ func removeTemps(j *journal, l pki.Layout) {
 	for d := range dirs {
 		fsutil.RemoveTemps(d)
 	}
+}
+
+// hasTemps reports leftover atomic-write temp files in dir.
+func hasTemps(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if fsutil.IsTemp(e.Name()) {
+			return true
+		}
+	}
+	return false
 }
