@@ -296,12 +296,8 @@ func NewPlan(l pki.Layout, o Options) (*Plan, error) {
 		}
 		row.Action = ActionRenew
 		if o.CSROnly {
-			row.Action = ActionCSR
-			if row.Capped {
-				row.Capped, row.Note = false, ""
-			}
-			row.NewExpiry = time.Time{}
-			row.Note = "CSR for the external CA"
+			// The external CA decides the validity.
+			row.Action, row.NewExpiry, row.Capped, row.Note = ActionCSR, time.Time{}, false, "CSR for the external CA"
 		}
 		w.idx = len(p.Rows)
 		p.Rows = append(p.Rows, row)
