@@ -159,6 +159,11 @@ func (o *renewOptions) run(_ context.Context, args []string) error {
 		names = append(names, c.Name)
 	}
 	fmt.Fprintf(out, "renewed %d: %s\nbackup: %s (certctl restore %s)\n", len(res.Changed), strings.Join(names, ", "), res.BackupID, res.BackupID)
+	for _, c := range res.Changed {
+		if c.Name == "admin.conf" {
+			fmt.Fprintln(out, "kubectl: ~/.kube/config still holds the old admin certificate if it is a copy of admin.conf: copy the new one")
+		}
+	}
 	if comps := res.Components(); len(comps) > 0 {
 		fmt.Fprintf(out, "running components still hold the old certificates in memory: restart %s (see docs/renew.md)\n", strings.Join(comps, ", "))
 	}
