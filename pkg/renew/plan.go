@@ -304,9 +304,17 @@ func NewPlan(l pki.Layout, o Options) (*Plan, error) {
 		p.work = append(p.work, w)
 	}
 	if !explicit {
-		if it := inv.Get("kubelet.conf"); it != nil && !it.Absent && it.Kubeconfig != nil && it.Kubeconfig.CertFile != "" {
-			p.Rows = append(p.Rows, Row{Name: "kubelet.conf", Kind: pki.KindKubeconfig, Action: ActionSkip, Path: it.Path,
-				Note: "left alone: it points at " + it.Kubeconfig.CertFile + ", which the kubelet rotates itself"})
+		if it := inv.Get("kubelet.conf"); it != nil && !it.Absent && it.Kubeconfig != nil {
+			note := ""
+			switch {
+			case it.Kubeconfig.CertFile != "":
+				note = "left alone: it points at " + it.Kubeconfig.CertFile + ", which the kubelet rotates itself"
+			case it.Kubeconfig.Embedded():
+				note = "not in 'all' (as with kubeadm): its certificate is embedded; name it to renew it"
+			}
+			if note != "" {
+				p.Rows = append(p.Rows, Row{Name: "kubelet.conf", Kind: pki.KindKubeconfig, Action: ActionSkip, Path: it.Path, Note: note})
+			}
 		}
 	}
 	return p, nil

@@ -278,3 +278,47 @@ func TestRecoverWithoutJournalWritesNothing(t *testing.T) {
 		t.Fatal("state dir created")
 	}
 }
+
+// TestRestoreCLI: `certctl restore ID` after a renewal brings every old file back, and keeps
+// the renewed ones in a new backup.
+func TestRestoreCLI(t *testing.T) {
+	l := newTree(t)
+	before := treeHash(t, l.Root)
+	if code, _, stderr := runCLI(l, "renew", "all", "--yes"); code != 0 {
+		t.Fatalf("renew: %s", stderr)
+	}
+	renewed := mustRead(t, filepath.Join(l.PKIDir, "apiserver.crt"))
+	list, err := backup.List(l)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("backups %v %v", list, err)
+	}
+	code, out, stderr := runCLI(l, "restore", list[0].ID)
+	if code != 0 || !strings.Contains(out, "restored backup "+list[0].ID) {
+		t.Fatalf("restore: exit %d %s %s", code, out, stderr)
+	}
+	after := treeHash(t, l.Root)
+	for p, h := range before {
+		if after[p] != h {
+			t.Errorf("%s not restored", p)
+		}
+	}
+	list, _ = backup.List(l)
+	if len(list) != 2 || !strings.Contains(list[1].Command, "state before restoring") {
+		t.Fatalf("no pre-restore backup: %+v", list)
+	}
+	m, err := backup.Load(l, list[1].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range m.Files {
+		if f.Path == "/etc/kubernetes/pki/apiserver.crt" && f.SHA256 != backup.Sum(renewed) {
+			t.Error("the pre-restore backup does not hold the renewed apiserver.crt")
+		}
+	}
+	if err := checkPairs(l); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runCLI(l, "restore", "20990101T000000Z-000000"); code != 3 || !strings.Contains(stderr, "no backup") {
+		t.Fatalf("unknown id: exit %d %s", code, stderr)
+	}
+}
