@@ -13,8 +13,12 @@ import (
 // TODO: switch to internal/testenv.Binary once branch testenv lands.
 func k8sBinary(t *testing.T, name string) string {
 	t.Helper()
-	home, _ := os.UserHomeDir()
-	p := filepath.Join(home, ".cache", "certctl", "k8s-v1.32.4", "bin", name)
+	cache := os.Getenv("CERTCTL_CACHE") // as hack/build-k8s.sh
+	if cache == "" {
+		home, _ := os.UserHomeDir()
+		cache = filepath.Join(home, ".cache", "certctl")
+	}
+	p := filepath.Join(cache, "k8s-v1.32.4", "bin", name)
 	if _, err := os.Stat(p); err != nil {
 		msg := name + " not built: run hack/build-k8s.sh (" + p + ")"
 		if os.Getenv("CERTCTL_REQUIRE_K8S") == "1" {
