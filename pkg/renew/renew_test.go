@@ -322,3 +322,23 @@ func TestRestoreCLI(t *testing.T) {
 		t.Fatalf("unknown id: exit %d %s", code, stderr)
 	}
 }
+
+// TestDamagedJournal: a journal certctl cannot act on is a warning for other commands (so
+// restore still works) and stops a renewal.
+func TestDamagedJournal(t *testing.T) {
+	l := newTree(t)
+	os.MkdirAll(l.StateDir(), 0o700)
+	mustWrite(t, filepath.Join(l.StateDir(), renew.JournalName), []byte("{not json"))
+	code, _, stderr := runCLI(l, "backup", "list")
+	if code != 0 || !strings.Contains(stderr, "warning: renewal journal") || !strings.Contains(stderr, "is damaged") {
+		t.Fatalf("backup list: exit %d stderr %q", code, stderr)
+	}
+	before := treeHash(t, l.Root)
+	code, _, stderr = runCLI(l, "renew", "all", "--yes")
+	if code != 3 || !strings.Contains(stderr, "error: renewal journal") {
+		t.Fatalf("renew: exit %d stderr %q", code, stderr)
+	}
+	if d := diffHash(before, treeHash(t, l.Root)); len(d) > 0 {
+		t.Fatal(d)
+	}
+}
