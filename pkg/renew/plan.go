@@ -221,7 +221,14 @@ func NewPlan(l pki.Layout, o Options) (*Plan, error) {
 		}
 		old := it.Cert()
 		row.OldExpiry = old.NotAfter
-		if o.IfExpiringWithin > 0 && old.NotAfter.Sub(o.Now) > o.IfExpiringWithin {
+		newSANs := false
+		if sanTargets[n] && len(o.SANs) > 0 {
+			probe := pki.TemplateFrom(old)
+			newSANs = len(probe.AddSANs(o.SANs)) > 0
+		}
+		// A certificate that lacks a requested SAN is renewed whatever its expiry: --san is
+		// never silently ignored.
+		if o.IfExpiringWithin > 0 && old.NotAfter.Sub(o.Now) > o.IfExpiringWithin && !newSANs {
 			row.Action = ActionSkip
 			row.Note = fmt.Sprintf("expires %s, not within %s", old.NotAfter.UTC().Format("2006-01-02"), o.IfExpiringWithin)
 			p.Rows = append(p.Rows, row)

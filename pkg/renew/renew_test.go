@@ -342,3 +342,24 @@ func TestDamagedJournal(t *testing.T) {
 		t.Fatal(d)
 	}
 }
+
+// TestSANNotDroppedByWindow: --san with --if-expiring-within still renews the apiserver when
+// it lacks the SAN, and only then.
+func TestSANNotDroppedByWindow(t *testing.T) {
+	l := newTree(t)
+	p, err := renew.NewPlan(l, renew.Options{Days: 365, SANs: []string{"10.2.0.100"}, IfExpiringWithin: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := p.Renewing(); len(r) != 1 || r[0].Name != "apiserver" || len(r[0].SANsAdded) != 1 {
+		t.Fatalf("renewing %+v, want apiserver for its new SAN", r)
+	}
+	// 10.2.1.139 is already there (the sandbox's LB IP): nothing to do.
+	p, err = renew.NewPlan(l, renew.Options{Days: 365, SANs: []string{"10.2.1.139"}, IfExpiringWithin: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Empty() {
+		t.Fatalf("renewing %+v, want nothing", p.Renewing())
+	}
+}
