@@ -47,6 +47,9 @@ func TestMain(m *testing.M) {
 	if templDir != "" {
 		os.RemoveAll(templDir)
 	}
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
 	os.Exit(code)
 }
 
