@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/renew"
 	"github.com/spf13/cobra"
 )
 
@@ -83,6 +84,14 @@ a container with the host mounted at /host.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		// Finish or roll back an interrupted renewal first. A journal it cannot act on is a
+		// warning here (restore must still work); renew itself refuses to proceed.
+		if err := renew.Recover(g.Layout(), s.ErrOut); err != nil {
+			fmt.Fprintln(s.ErrOut, "warning:", err)
+		}
+		return nil
+	}
 	root.SetIn(s.In)
 	root.SetOut(s.Out)
 	root.SetErr(s.ErrOut)
@@ -97,6 +106,9 @@ a container with the host mounted at /host.`,
 		newInspectCmd(g),
 		newProbeCmd(g),
 		newSandboxCmd(g),
+		newRenewCmd(g),
+		newBackupCmd(g),
+		newRestoreCmd(g),
 	)
 	return root
 }

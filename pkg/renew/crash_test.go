@@ -1,0 +1,209 @@
+package renew_test
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/renew"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// certctlBin builds cmd/certctl once per test binary.
+func certctlBin(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "certctl-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "certctl")
+		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/certctl").CombinedOutput()
+		if err != nil {
+			binErr = err
+			t.Logf("%s", out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// TestKill9AnyInstant kills `certctl renew all` with SIGKILL at random instants spread over
+// a run's measured duration, hundreds of times, then runs certctl again (which recovers from
+// the journal) and checks that every cert/key pair matches and verifies against its CA.
+func TestKill9AnyInstant(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	bin := certctlBin(t)
+	src := template(t)
+	work := t.TempDir()
+	args := func(root string) []string { return []string{"--root", root, "renew", "all", "--yes"} }
+
+	// Measure a whole run (process start to exit).
+	var durs []time.Duration
+	for i := range 7 {
+		root := filepath.Join(work, "measure", itoa(i))
+		os.MkdirAll(root, 0o755)
+		copyTree(t, src, root)
+		start := time.Now()
+		if out, err := exec.Command(bin, args(root)...).CombinedOutput(); err != nil {
+			t.Fatalf("renew: %v\n%s", err, out)
+		}
+		durs = append(durs, time.Since(start))
+		os.RemoveAll(root)
+	}
+	sort.Slice(durs, func(i, j int) bool { return durs[i] < durs[j] })
+	runDur := durs[len(durs)/2]
+	t.Logf("a renewal takes %s (median of %d)", runDur, len(durs))
+
+	const maxRuns = 400
+	budget := 75 * time.Second
+	deadline := time.Now().Add(budget)
+	counts := map[string]int{}
+	origAPI := mustRead(t, filepath.Join(src, "etc/kubernetes/pki/apiserver.crt"))
+	runs := 0
+	for ; runs < maxRuns && time.Now().Before(deadline); runs++ {
+		root := filepath.Join(work, "run")
+		os.RemoveAll(root)
+		os.MkdirAll(root, 0o755)
+		l := copyTree(t, src, root)
+		cmd := exec.Command(bin, args(root)...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		delay := time.Duration(rand.Int64N(int64(runDur) * 11 / 10))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay) // the random kill instant: this is the point of the test, not a wait
+		cmd.Process.Signal(syscall.SIGKILL)
+		err := cmd.Wait()
+		finished := err == nil
+
+		_, jerr := os.Stat(filepath.Join(l.StateDir(), renew.JournalName))
+		journal := jerr == nil
+		phase := ""
+		if journal {
+			phase = "prepare"
+			if strings.Contains(string(mustRead(t, filepath.Join(l.StateDir(), renew.JournalName))), `"phase": "commit"`) {
+				phase = "commit"
+			}
+		}
+		// Any certctl command recovers first.
+		rec := exec.Command(bin, "--root", root, "backup", "list")
+		recOut, rerr := rec.CombinedOutput()
+		if rerr != nil {
+			t.Fatalf("run %d (kill after %s): recovery run failed: %v\n%s", runs, delay, rerr, recOut)
+		}
+		if err := checkPairs(l); err != nil {
+			t.Fatalf("run %d (kill after %s, journal %v %s): pairs broken after recovery:\n%v\nrecovery said: %s", runs, delay, journal, phase, err, recOut)
+		}
+		nowAPI := mustRead(t, filepath.Join(root, "etc/kubernetes/pki/apiserver.crt"))
+		switch {
+		case finished:
+			counts["finished before the kill (new)"]++
+		case phase == "commit":
+			if !strings.Contains(string(recOut), "completed a renewal interrupted") || bytes.Equal(nowAPI, origAPI) {
+				t.Fatalf("run %d: commit-phase journal but recovery said %q", runs, recOut)
+			}
+			counts["killed while replacing, repaired forward (new)"]++
+		case phase == "prepare":
+			if !strings.Contains(string(recOut), "had not replaced any file") || !bytes.Equal(nowAPI, origAPI) {
+				t.Fatalf("run %d: prepare-phase journal but recovery said %q", runs, recOut)
+			}
+			counts["killed while staging, rolled back (old)"]++
+		case bytes.Equal(nowAPI, origAPI):
+			counts["killed before the journal (old)"]++
+		default:
+			counts["killed after the journal was removed (new)"]++
+		}
+		// A second recovery finds nothing to do.
+		if out, _ := exec.Command(bin, "--root", root, "backup", "list").CombinedOutput(); strings.Contains(string(out), "interrupted") {
+			t.Fatalf("run %d: recovery ran twice: %s", runs, out)
+		}
+	}
+	if runs < 100 {
+		t.Fatalf("only %d runs in %s", runs, budget)
+	}
+	var keys []string
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		t.Logf("%4d  %s", counts[k], k)
+	}
+	t.Logf("%d runs, every pair matched and verified after each", runs)
+}
+
+// TestCrashAtEveryStep re-runs the renewal in a child process that dies (exit without
+// cleanup, like a kill) right before each file-system operation in turn, so every instant
+// between two operations is covered deterministically; recovery must then leave all pairs
+// matching.
+func TestCrashAtEveryStep(t *testing.T) {
+	if os.Getenv("CERTCTL_CRASH_AT") != "" {
+		crashChild()
+		return
+	}
+	src := template(t)
+	for step := 1; ; step++ {
+		l := copyTree(t, src, "")
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashAtEveryStep$")
+		cmd.Env = append(os.Environ(), "CERTCTL_CRASH_AT="+itoa(step), "CERTCTL_CRASH_ROOT="+l.Root)
+		out, err := cmd.CombinedOutput()
+		var recLog bytes.Buffer
+		if rerr := renew.Recover(l, &recLog); rerr != nil {
+			t.Fatalf("step %d: recover: %v", step, rerr)
+		}
+		if perr := checkPairs(l); perr != nil {
+			t.Fatalf("step %d: after recovery (%s): %v", step, recLog.String(), perr)
+		}
+		if err == nil {
+			t.Logf("crashed before each of %d operations; all recovered", step-1)
+			if step < 40 {
+				t.Fatalf("only %d operations: %s", step, out)
+			}
+			return
+		}
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 137 {
+			t.Fatalf("step %d: child: %v\n%s", step, err, out)
+		}
+	}
+}
+
+// crashWriter exits the process (no deferred cleanup) at operation n.
+type crashWriter struct {
+	renewWriter
+	n, at int
+}
+
+func crashChild() {
+	at := atoi(os.Getenv("CERTCTL_CRASH_AT"))
+	l := pki.NewLayout(pki.LayoutOptions{Root: os.Getenv("CERTCTL_CRASH_ROOT"), Home: "/root"})
+	p, err := renew.NewPlan(l, renew.Options{Days: 365})
+	if err != nil {
+		os.Exit(3)
+	}
+	w := &crashWriter{renewWriter: osWriter(), at: at}
+	if _, err := renew.Apply(p, renew.ApplyOptions{Writer: w, Command: "crash test", LockTimeout: time.Second}); err != nil {
+		os.Exit(3)
+	}
+	os.Exit(0)
+}

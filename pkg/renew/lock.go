@@ -1,0 +1,89 @@
+package renew
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// LockName is the lock file under Layout.StateDir().
+const LockName = "lock"
+
+// Lock is an exclusive flock on the state directory's lock file, held for a renewal (and
+// for recovery) so two certctl runs never interleave.
+type Lock struct{ f *os.File }
+
+// ErrLocked is returned by TryLock when another process holds the lock.
+type ErrLocked struct {
+	Path string
+	PID  int // 0 when unknown
+}
+
+func (e *ErrLocked) Error() string {
+	who := "another process"
+	if e.PID > 0 {
+		who = fmt.Sprintf("process %d", e.PID)
+	}
+	return fmt.Sprintf("another certctl run holds the lock %s (%s); wait for it to finish or raise --lock-timeout", e.Path, who)
+}
+
+// AcquireLock takes the lock in stateDir, creating the directory, waiting up to timeout
+// (polling) when another process holds it.
+func AcquireLock(stateDir string, timeout time.Duration) (*Lock, error) {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state directory %s: %w", stateDir, err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		l, err := TryLock(stateDir)
+		if err == nil {
+			return l, nil
+		}
+		if _, busy := err.(*ErrLocked); !busy || !time.Now().Before(deadline) {
+			if busy {
+				return nil, fmt.Errorf("waited %s: %w", timeout, err)
+			}
+			return nil, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TryLock takes the lock without waiting; *ErrLocked when it is held.
+func TryLock(stateDir string) (*Lock, error) {
+	p := filepath.Join(stateDir, LockName)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", p, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if err == syscall.EWOULDBLOCK {
+			data, _ := os.ReadFile(p)
+			pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+			return nil, &ErrLocked{Path: p, PID: pid}
+		}
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	// Record the holder for the error message of whoever waits.
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return &Lock{f: f}, nil
+}
+
+// Release drops the lock.
+func (l *Lock) Release() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	l.f.Truncate(0)
+	syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+	err := l.f.Close()
+	l.f = nil
+	return err
+}
