@@ -1,0 +1,225 @@
+package kubeletserving
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	certv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Actions a Decision reports.
+const (
+	ActionApproved     = "approved"
+	ActionDenied       = "denied"
+	ActionLeftPending  = "left-pending"
+	ActionWouldApprove = "would-approve"
+	ActionWouldDeny    = "would-deny"
+	ActionSkipped      = "skipped"
+)
+
+// Condition reasons certctl writes, so `kubectl get csr -o yaml` shows who decided.
+const (
+	ReasonApproved = "CertctlApproved"
+	ReasonDenied   = "CertctlDenied"
+)
+
+// Decision is what happened to one CSR.
+type Decision struct {
+	CSR       string `json:"csr"`
+	Requestor string `json:"requestor"`
+	Action    string `json:"action"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+// ApproveOptions select and treat CSRs.
+type ApproveOptions struct {
+	Names  []string // CSR names; empty with All: every pending kubelet-serving CSR
+	All    bool
+	DryRun bool // decide and report, change nothing
+	NoDeny bool // leave invalid CSRs pending instead of denying them
+	Policy Policy
+	// Requestor, when set, restricts the run to CSRs filed by this user (system:node:<name>).
+	Requestor string
+}
+
+// Pending reports whether csr is still waiting for a decision.
+func Pending(csr *certv1.CertificateSigningRequest) bool {
+	if len(csr.Status.Certificate) > 0 {
+		return false
+	}
+	for _, c := range csr.Status.Conditions {
+		switch c.Type {
+		case certv1.CertificateApproved, certv1.CertificateDenied, certv1.CertificateFailed:
+			return false
+		}
+	}
+	return true
+}
+
+// Approve decides every selected pending CSR once.
+func Approve(ctx context.Context, cs kubernetes.Interface, o ApproveOptions) ([]Decision, error) {
+	if len(o.Names) == 0 && !o.All && o.Requestor == "" {
+		return nil, fmt.Errorf("name the CSRs to decide, or pass --all")
+	}
+	var csrs []certv1.CertificateSigningRequest
+	if len(o.Names) > 0 {
+		for _, n := range o.Names {
+			c, err := cs.CertificatesV1().CertificateSigningRequests().Get(ctx, n, metav1.GetOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("get CSR %s: %w", n, err)
+			}
+			csrs = append(csrs, *c)
+		}
+	} else {
+		list, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("list CSRs: %w", err)
+		}
+		csrs = list.Items
+	}
+	var out []Decision
+	for i := range csrs {
+		d, ok, err := decideOne(ctx, cs, &csrs[i], o, len(o.Names) > 0)
+		if err != nil {
+			return out, err
+		}
+		if ok {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// decideOne validates csr and acts. ok is false for CSRs outside the selection (another
+// signer or requestor, already decided), unless explicit asks to report them.
+func decideOne(ctx context.Context, cs kubernetes.Interface, csr *certv1.CertificateSigningRequest, o ApproveOptions, explicit bool) (Decision, bool, error) {
+	d := Decision{CSR: csr.Name, Requestor: csr.Spec.Username}
+	if !Pending(csr) {
+		d.Action, d.Reason = ActionSkipped, "already decided"
+		return d, explicit, nil
+	}
+	if o.Requestor != "" && csr.Spec.Username != o.Requestor {
+		return d, false, nil
+	}
+	if csr.Spec.SignerName != certv1.KubeletServingSignerName && !explicit {
+		return d, false, nil
+	}
+	var node *corev1.Node
+	if name, ok := strings.CutPrefix(csr.Spec.Username, NodeUserPrefix); ok && name != "" {
+		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case err == nil:
+			node = n
+		case !apierrors.IsNotFound(err):
+			return d, true, fmt.Errorf("get node %s for CSR %s: %w", name, csr.Name, err)
+		}
+	}
+	verr := Validate(csr, node, o.Policy)
+	switch {
+	case verr == nil && o.DryRun:
+		d.Action = ActionWouldApprove
+	case verr == nil:
+		d.Action = ActionApproved
+		d.Reason = "node identity, usages and SANs check out"
+		if err := setCondition(ctx, cs, csr, certv1.CertificateApproved, ReasonApproved, "certctl: "+d.Reason); err != nil {
+			return d, true, err
+		}
+	case o.DryRun:
+		d.Action, d.Reason = ActionWouldDeny, verr.Error()
+	case o.NoDeny:
+		d.Action, d.Reason = ActionLeftPending, verr.Error()
+	default:
+		d.Action, d.Reason = ActionDenied, verr.Error()
+		if err := setCondition(ctx, cs, csr, certv1.CertificateDenied, ReasonDenied, "certctl: "+d.Reason); err != nil {
+			return d, true, err
+		}
+	}
+	return d, true, nil
+}
+
+func setCondition(ctx context.Context, cs kubernetes.Interface, csr *certv1.CertificateSigningRequest, typ certv1.RequestConditionType, reason, msg string) error {
+	c := csr.DeepCopy()
+	c.Status.Conditions = append(c.Status.Conditions, certv1.CertificateSigningRequestCondition{
+		Type: typ, Status: corev1.ConditionTrue, Reason: reason, Message: msg, LastUpdateTime: metav1.Now(),
+	})
+	if _, err := cs.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, c.Name, c, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("%s CSR %s: %w", strings.ToLower(string(typ)), c.Name, err)
+	}
+	return nil
+}
+
+// Watch decides pending kubelet-serving CSRs as they arrive until ctx is done, reporting each
+// decision to report. It re-lists and re-watches when the watch closes.
+func Watch(ctx context.Context, cs kubernetes.Interface, o ApproveOptions, report func(Decision)) error {
+	o.All = true
+	for {
+		list, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("list CSRs: %w", err)
+		}
+		for i := range list.Items {
+			if d, ok, err := decideOne(ctx, cs, &list.Items[i], o, false); err != nil {
+				return err
+			} else if ok {
+				report(d)
+			}
+		}
+		w, err := cs.CertificatesV1().CertificateSigningRequests().Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("watch CSRs: %w", err)
+		}
+		if err := drain(ctx, cs, w, o, report); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		select { // the watch closed (timeout or apiserver restart): back off briefly, re-list
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func drain(ctx context.Context, cs kubernetes.Interface, w watch.Interface, o ApproveOptions, report func(Decision)) error {
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return nil
+			}
+			if ev.Type != watch.Added && ev.Type != watch.Modified {
+				continue
+			}
+			csr, isCSR := ev.Object.(*certv1.CertificateSigningRequest)
+			if !isCSR {
+				continue
+			}
+			if d, ok, err := decideOne(ctx, cs, csr, o, false); err != nil {
+				if apierrors.IsConflict(err) {
+					continue // decided by someone else meanwhile
+				}
+				return err
+			} else if ok {
+				report(d)
+			}
+		}
+	}
+}
