@@ -170,6 +170,7 @@ func (cp *ControlPlane) ClientsetFor(t testing.TB, path string) *kubernetes.Clie
 		t.Fatalf("client config from %s: %v", path, err)
 	}
 	rc.TLSClientConfig.ServerName = APIServerName
+	rc.QPS, rc.Burst = 500, 1000 // tests create objects in bulk
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		t.Fatal(err)

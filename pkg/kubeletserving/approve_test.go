@@ -278,6 +278,12 @@ func TestNoDenyAndWatch(t *testing.T) {
 	}
 }
 
+func rootsOf(c *cluster) *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(c.ca.Cert())
+	return p
+}
+
 func waitSigned(t *testing.T, cs kubernetes.Interface, name string) *x509.Certificate {
 	t.Helper()
 	var data []byte
