@@ -20,7 +20,7 @@ apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
 kubernetesVersion: v1.32.4
 certificatesDir: /etc/kubernetes/pki
-controlPlaneEndpoint: 10.2.1.151:6443
+controlPlaneEndpoint: 127.0.0.1:6443
 apiServer:
   certSANs: [$san]
 YAML

@@ -109,6 +109,7 @@ a container with the host mounted at /host.`,
 		newRenewCmd(g),
 		newBackupCmd(g),
 		newRestoreCmd(g),
+		newKubeletServingCmd(g),
 	)
 	return root
 }

@@ -107,13 +107,15 @@ apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
 kubernetesVersion: %s
 certificatesDir: /etc/kubernetes/pki
-controlPlaneEndpoint: %s:6443
-%s`, o.AdvertiseIP, o.NodeName, K8sVersion, o.AdvertiseIP, sans)
+controlPlaneEndpoint: 127.0.0.1:6443
+%s`, o.AdvertiseIP, o.NodeName, K8sVersion, sans)
 	if err := os.WriteFile(filepath.Join(root, "kubeadm.yaml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tr := &Tree{Root: root, Layout: pki.NewLayout(pki.LayoutOptions{Root: root, Home: "/root"}), kubeadm: kubeadm}
-	// --rootfs makes kubeadm chroot into the tree, so it writes /etc/kubernetes there.
+	// --rootfs makes kubeadm chroot into the tree, so it writes /etc/kubernetes there. The
+	// control-plane endpoint is loopback (kubeadm refuses only a loopback advertise address),
+	// so the kubeconfigs never point at an address off this machine.
 	tr.Kubeadm(t, "init", "phase", "certs", "all")
 	tr.Kubeadm(t, "init", "phase", "kubeconfig", "all")
 	return tr

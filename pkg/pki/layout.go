@@ -3,6 +3,7 @@ package pki
 import (
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Layout says where a node's files are. Every path is absolute and already resolved under
@@ -109,3 +110,15 @@ func (l Layout) BackupRoot() string { return filepath.Join(l.KubeconfigDir, "cer
 
 // StateDir holds certctl's journal, lock and last-run records.
 func (l Layout) StateDir() string { return filepath.Join(l.KubeconfigDir, ".certctl") }
+
+// NodePath is p as the node itself sees it: p without the Root prefix. Files certctl writes
+// into other files (a kubelet config's tlsCertFile) must name node paths.
+func (l Layout) NodePath(p string) string {
+	if l.Root == "/" || l.Root == "" {
+		return p
+	}
+	if rel, err := filepath.Rel(l.Root, p); err == nil && !strings.HasPrefix(rel, "..") {
+		return "/" + rel
+	}
+	return p
+}

@@ -336,7 +336,9 @@ func (g *gen) write(l pki.Layout) error {
 	files[filepath.Join(l.PKIDir, "sa.pub")] = saPub
 
 	// Kubeconfigs.
-	server := fmt.Sprintf("https://%s:6443", ip)
+	// The kubeconfigs name a loopback control-plane endpoint (kubeadm's controlPlaneEndpoint),
+	// so nothing run against a sandbox ever dials the made-up node IP over a real network.
+	server := "https://127.0.0.1:6443"
 	caPEM := pki.EncodeCertificates(ca.cert)
 	var admin pair
 	for _, kc := range []struct {

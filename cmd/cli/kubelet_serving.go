@@ -1,0 +1,316 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/certctl/certctl/pkg/kubeletserving"
+	"github.com/certctl/certctl/pkg/pki"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+type kubeletServingOptions struct {
+	*Globals
+	Kubeconfig string
+}
+
+// client builds a clientset the way kubectl on a control-plane node would: --kubeconfig,
+// else admin.conf, else ~/.kube/config.
+func (o *kubeletServingOptions) client() (kubernetes.Interface, error) {
+	l := o.Layout()
+	candidates := []string{filepath.Join(l.KubeconfigDir, "admin.conf"), l.UserKubeconfig}
+	if o.Kubeconfig != "" {
+		candidates = []string{pki.UnderRoot(l.Root, o.Kubeconfig)}
+	}
+	var tried []string
+	for _, p := range candidates {
+		if _, err := os.Stat(p); err != nil {
+			tried = append(tried, p)
+			continue
+		}
+		rc, err := clientcmd.BuildConfigFromFlags("", p)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		rc.QPS, rc.Burst = 50, 100
+		cs, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		return cs, nil
+	}
+	return nil, fmt.Errorf("no kubeconfig found (tried %s): give --kubeconfig", strings.Join(tried, ", "))
+}
+
+func newKubeletServingCmd(g *Globals) *cobra.Command {
+	o := &kubeletServingOptions{Globals: g}
+	cmd := &cobra.Command{
+		Use:   "kubelet-serving",
+		Short: "CA-signed kubelet serving certificates (metrics-server without --kubelet-insecure-tls)",
+		Long: `The kubelet serves :10250 with a self-signed certificate that has no IP SANs unless told
+otherwise, so metrics-server fails with "x509: cannot validate certificate for <IP> because it
+doesn't contain any IP SANs". These commands fix it the secure way (see docs/kubelet-serving.md):
+
+  enable   serverTLSBootstrap: true, restart the kubelet, approve its CSR, check what it serves
+  approve  approve pending kubelet-serving CSRs that pass strict checks, deny the others
+  issue    sign a serving certificate for a node with the cluster CA and install it
+  status   what every node's kubelet serves, and where metrics-server would fail`,
+	}
+	cmd.PersistentFlags().StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig to reach the API server (default admin.conf, then ~/.kube/config)")
+	cmd.AddCommand(newKSEnableCmd(o), newKSApproveCmd(o), newKSIssueCmd(o), newKSStatusCmd(o))
+	return cmd
+}
+
+func signalContext(parent context.Context) (context.Context, context.CancelFunc) {
+	if parent == nil {
+		parent = context.Background()
+	}
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+}
+
+func newKSEnableCmd(o *kubeletServingOptions) *cobra.Command {
+	var (
+		node             string
+		approve, cluster bool
+		noRestart        bool
+		timeout          time.Duration
+		patterns         []string
+	)
+	cmd := &cobra.Command{
+		Use:   "enable",
+		Short: "Turn on serverTLSBootstrap, restart the kubelet, approve its CSR, verify what it serves",
+		Long: `enable sets serverTLSBootstrap: true in /var/lib/kubelet/config.yaml (comments and order kept,
+backup first, a no-op when already set), restarts the kubelet (systemctl), waits for the
+node's kubernetes.io/kubelet-serving CSR, validates and approves it (--approve; otherwise it
+prints the command), then waits until the kubelet serves a certificate signed by the cluster
+CA that covers the node's addresses.`,
+		Example: `  certctl kubelet-serving enable --approve
+  # also for nodes that join later (kube-system/kubelet-config)
+  certctl kubelet-serving enable --approve --cluster
+  # no systemd here: restart the kubelet yourself, then
+  certctl kubelet-serving enable --approve --no-restart`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			ctx, cancel := signalContext(c.Context())
+			defer cancel()
+			cs, err := o.client()
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			_, err = kubeletserving.Enable(ctx, kubeletserving.EnableOptions{
+				Layout: o.Layout(), NodeName: node, Client: cs, Approve: approve, Cluster: cluster, NoRestart: noRestart,
+				Policy: kubeletserving.Policy{DNSPatterns: patterns}, Timeout: timeout, Out: o.Streams.Out,
+			})
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&node, "node-name", "", "this node's name (default: from the kubelet's client certificate)")
+	f.BoolVar(&approve, "approve", false, "approve the node's CSR once it passes the checks")
+	f.BoolVar(&cluster, "cluster", false, "also set serverTLSBootstrap in kube-system/kubelet-config for nodes that join later")
+	f.BoolVar(&noRestart, "no-restart", false, "do not restart the kubelet (you did)")
+	f.DurationVar(&timeout, "timeout", 3*time.Minute, "how long to wait for the CSR and for the new certificate")
+	f.StringSliceVar(&patterns, "dns-pattern", nil, "extra DNS SAN patterns to allow (glob, e.g. *.nodes.example.com)")
+	return cmd
+}
+
+func newKSApproveCmd(o *kubeletServingOptions) *cobra.Command {
+	var (
+		opts     kubeletserving.ApproveOptions
+		watch    bool
+		output   string
+		patterns []string
+	)
+	cmd := &cobra.Command{
+		Use:   "approve [CSR...]",
+		Short: "Approve pending kubelet-serving CSRs that pass strict checks; deny the others",
+		Long: `approve decides pending kubernetes.io/kubelet-serving CSRs. One is approved only when all of
+these hold: the signer is kubernetes.io/kubelet-serving; the requestor is system:node:<name>
+in group system:nodes; the subject CN is the requestor and O is system:nodes; the usages are
+exactly digital signature and server auth (plus key encipherment for RSA keys); every IP SAN
+is one of that Node's addresses and every DNS SAN one of its names (or matches
+--dns-pattern); there is no email or URI SAN; the Node exists. Anything else is denied (or
+left pending with --no-deny), with the reason printed and written into the CSR's condition.
+A node must never get a certificate for another node's address.`,
+		Example: `  certctl kubelet-serving approve --all --dry-run
+  certctl kubelet-serving approve --all
+  certctl kubelet-serving approve csr-8xk2p
+  # keep approving as CSRs arrive (a Deployment or a timer can run this)
+  certctl kubelet-serving approve --watch --no-deny`,
+		RunE: func(c *cobra.Command, args []string) error {
+			if output != "text" && output != "json" {
+				return withCode(ExitError, fmt.Errorf("unknown output format %q (want text or json)", output))
+			}
+			ctx, cancel := signalContext(c.Context())
+			defer cancel()
+			cs, err := o.client()
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			opts.Names = args
+			opts.Policy.DNSPatterns = patterns
+			print := func(d kubeletserving.Decision) {
+				fmt.Fprintf(o.Streams.Out, "%s\t%s\t%s\t%s\n", d.CSR, d.Requestor, d.Action, d.Reason)
+			}
+			if watch {
+				return kubeletserving.Watch(ctx, cs, opts, print)
+			}
+			ds, err := kubeletserving.Approve(ctx, cs, opts)
+			for _, d := range ds {
+				print(d)
+			}
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			if len(ds) == 0 {
+				fmt.Fprintln(o.Streams.Out, "no pending kubelet-serving CSR")
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&opts.All, "all", false, "decide every pending kubelet-serving CSR")
+	f.BoolVar(&opts.DryRun, "dry-run", false, "say what would be decided, change nothing")
+	f.BoolVar(&opts.NoDeny, "no-deny", false, "leave invalid CSRs pending instead of denying them")
+	f.BoolVar(&watch, "watch", false, "keep deciding CSRs as they arrive, until interrupted")
+	f.StringSliceVar(&patterns, "dns-pattern", nil, "extra DNS SAN patterns to allow (glob)")
+	f.StringVarP(&output, "output", "o", "text", "output format: text")
+	return cmd
+}
+
+func newKSIssueCmd(o *kubeletServingOptions) *cobra.Command {
+	var (
+		opts      kubeletserving.IssueOptions
+		ips       []string
+		noRestart bool
+	)
+	cmd := &cobra.Command{
+		Use:   "issue --node NAME --ip IP [--dns NAME]...",
+		Short: "Sign a kubelet serving certificate with the cluster CA and install it",
+		Long: `issue signs a serving certificate for a node with the cluster CA (CN system:node:NAME,
+O system:nodes, the SANs given), installs it as /var/lib/kubelet/pki/kubelet-server-certctl.{crt,key}
+(backup first, key 0600), points tlsCertFile/tlsPrivateKeyFile at it in the kubelet config, and
+restarts the kubelet. Run it on a control-plane node (it needs ca.key), for a worker with
+--root pointing at that worker's files, or copy the two files over. The certificate does not
+rotate by itself: renew it before it expires, or prefer 'enable'.`,
+		Example: `  certctl kubelet-serving issue --node worker-1 --ip 10.2.1.198 --dns worker-1
+  certctl --root /mnt/worker-1 kubelet-serving issue --node worker-1 --ip 10.2.1.198 --no-restart`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			for _, s := range ips {
+				for _, v := range strings.Split(s, ",") {
+					ip := net.ParseIP(strings.TrimSpace(v))
+					if ip == nil {
+						return withCode(ExitError, fmt.Errorf("--ip: %q is not an IP address", v))
+					}
+					opts.IPs = append(opts.IPs, ip)
+				}
+			}
+			if len(opts.DNSNames) > 0 {
+				names, err := ParseSANs(opts.DNSNames)
+				if err != nil {
+					return withCode(ExitError, fmt.Errorf("--dns: %w", err))
+				}
+				opts.DNSNames = names
+			}
+			opts.Layout = o.Layout()
+			res, err := kubeletserving.Issue(opts)
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			w := o.Streams.Out
+			fmt.Fprintf(w, "issued %s (and %s), valid until %s, backup %s\n", res.CertPath, res.KeyPath, res.Cert.NotAfter.UTC().Format(time.RFC3339), res.BackupID)
+			if res.Capped {
+				fmt.Fprintln(w, "note: the validity was cut at the cluster CA's expiry")
+			}
+			if res.BootstrapOn {
+				fmt.Fprintln(w, "warning: serverTLSBootstrap is true in the kubelet config: the kubelet then ignores tlsCertFile; set it to false to use this certificate")
+			}
+			if noRestart {
+				fmt.Fprintln(w, "restart the kubelet to load it: systemctl restart kubelet")
+				return nil
+			}
+			ctx, cancel := signalContext(c.Context())
+			defer cancel()
+			if err := (restartKubelet{o.Layout()}).Restart(ctx); err != nil {
+				return withCode(ExitError, err)
+			}
+			fmt.Fprintln(w, "kubelet restarted")
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Node, "node", "", "the node's name")
+	f.StringSliceVar(&ips, "ip", nil, "the node's IP addresses (repeatable, comma-separated)")
+	f.StringSliceVar(&opts.DNSNames, "dns", nil, "DNS names to include (repeatable, comma-separated)")
+	f.IntVar(&opts.Days, "days", 365, "validity in days (capped at the CA's expiry)")
+	f.StringVar(&opts.KeyAlgorithm, "key-algorithm", pki.AlgECDSAP256, "key algorithm: "+strings.Join(pki.KeyAlgorithms, ", "))
+	f.BoolVar(&noRestart, "no-restart", false, "do not restart the kubelet")
+	return cmd
+}
+
+func newKSStatusCmd(o *kubeletServingOptions) *cobra.Command {
+	var (
+		opts   kubeletserving.StatusOptions
+		output string
+	)
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "What every node's kubelet serves, and where metrics-server would fail",
+		Long: `status lists the Nodes, dials each one's InternalIP:10250 over TLS (--concurrency at a
+time, --timeout each) and reports whether the certificate is signed by the cluster CA, when it
+expires, which of the node's addresses it does not cover, and whether a verifying
+metrics-server (without --kubelet-insecure-tls) would fail on it; then the pending
+kubelet-serving CSRs.`,
+		Example: `  certctl kubelet-serving status
+  certctl kubelet-serving status -o json | jq '.nodes[] | select(.metricsServerFails)'`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" && output != "yaml" {
+				return withCode(ExitError, fmt.Errorf("unknown output format %q (want table, json or yaml)", output))
+			}
+			ctx, cancel := signalContext(c.Context())
+			defer cancel()
+			cs, err := o.client()
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			roots, err := kubeletserving.ClusterRoots(o.Layout())
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			opts.Roots = roots
+			st, err := kubeletserving.GetStatus(ctx, cs, opts)
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			if err := kubeletserving.RenderStatus(o.Streams.Out, st, output); err != nil {
+				return withCode(ExitError, err)
+			}
+			for _, n := range st.Nodes {
+				if n.MetricsServerFails {
+					return withCode(ExitCritical, nil)
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&opts.Port, "port", 10250, "the kubelets' port")
+	f.IntVar(&opts.Concurrency, "concurrency", 64, "dials at once")
+	f.DurationVar(&opts.Timeout, "timeout", 3*time.Second, "per-dial timeout")
+	f.StringVarP(&output, "output", "o", "table", "output format: table, json, yaml")
+	return cmd
+}

@@ -1,0 +1,340 @@
+package kubeletserving
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/certctl/certctl/pkg/backup"
+	"github.com/certctl/certctl/pkg/fsutil"
+	"github.com/certctl/certctl/pkg/kubelet"
+	"github.com/certctl/certctl/pkg/pki"
+	certv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// KubeletConfigMap is where kubeadm keeps the kubelet configuration new nodes get.
+const (
+	KubeletConfigMapNamespace = "kube-system"
+	KubeletConfigMapName      = "kubelet-config"
+	KubeletConfigMapKey       = "kubelet"
+)
+
+// EnableOptions drive Enable.
+type EnableOptions struct {
+	Layout    pki.Layout
+	NodeName  string // default: from the kubelet's client certificate (system:node:<name>)
+	Client    kubernetes.Interface
+	Approve   bool // approve the node's CSR after validation; else print the command
+	Cluster   bool // also set it in kube-system/kubelet-config for nodes that join later
+	Restart   kubelet.Restarter
+	NoRestart bool
+	Policy    Policy
+	Timeout   time.Duration // for the CSR and the new serving certificate, default 3m
+	// ServingAddr is where the kubelet serves (default 127.0.0.1:10250).
+	ServingAddr string
+	HealthzURL  string
+	Out         io.Writer
+	Now         func() time.Time
+}
+
+// EnableResult says what Enable did.
+type EnableResult struct {
+	ConfigChanged bool
+	BackupID      string
+	CSR           string
+	Decision      *Decision
+	Served        *x509.Certificate
+}
+
+// ConfigPath is the kubelet's configuration file.
+func ConfigPath(l pki.Layout) string { return filepath.Join(l.KubeletDir, "config.yaml") }
+
+// NodeName reads the node's name from the kubelet's client certificate.
+func NodeName(l pki.Layout) (string, error) {
+	inv := pki.Load(l, pki.Default())
+	for _, name := range []string{"kubelet-client", "kubelet.conf"} {
+		if it := inv.Get(name); it != nil && it.Cert() != nil {
+			if n, ok := strings.CutPrefix(it.Cert().Subject.CommonName, NodeUserPrefix); ok && n != "" {
+				return n, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("cannot tell this node's name from %s: give --node-name", filepath.Join(l.KubeletDir, "pki", "kubelet-client-current.pem"))
+}
+
+// SetServerTLSBootstrap turns serverTLSBootstrap on in the kubelet's config file (backup
+// first, atomic write); it reports whether the file changed.
+func SetServerTLSBootstrap(l pki.Layout, now time.Time) (changed bool, backupID string, err error) {
+	path := ConfigPath(l)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false, "", fmt.Errorf("read kubelet config %s: %w", path, err)
+	}
+	out, changed, err := EditConfig(data, Field{"serverTLSBootstrap", "true"})
+	if err != nil {
+		return false, "", fmt.Errorf("%s: %w", path, err)
+	}
+	if !changed {
+		return false, "", nil
+	}
+	err = writeWithBackup(l, "kubelet-serving enable", map[string][]byte{path: out}, now, &backupID)
+	return true, backupID, err
+}
+
+// writeWithBackup backs the files up, then writes each atomically keeping its mode (0600
+// for new keys).
+func writeWithBackup(l pki.Layout, command string, files map[string][]byte, now time.Time, backupID *string) error {
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	m, err := backup.Create(fsutil.OS{}, l, command, paths, now)
+	if err != nil {
+		return fmt.Errorf("back up before writing: %w", err)
+	}
+	*backupID = m.ID
+	// Keys first, then certificates, then the files that point at them: a certificate is
+	// never on disk without its key, and the kubelet never points at a missing file.
+	rank := func(p string) int {
+		switch filepath.Ext(p) {
+		case ".key":
+			return 0
+		case ".crt", ".pem":
+			return 1
+		}
+		return 2
+	}
+	ordered := append([]string(nil), paths...)
+	sort.SliceStable(ordered, func(i, j int) bool { return rank(ordered[i]) < rank(ordered[j]) })
+	for _, p := range ordered {
+		mode := os.FileMode(0o644)
+		if st, err := os.Stat(p); err == nil {
+			mode = st.Mode().Perm()
+		}
+		if strings.HasSuffix(p, ".key") {
+			mode = 0o600
+		}
+		if err := fsutil.WriteFileAtomic(p, files[p], mode); err != nil {
+			return fmt.Errorf("write %s: %w (the previous files are in backup %s: certctl restore %s)", p, err, m.ID, m.ID)
+		}
+	}
+	return nil
+}
+
+// SetClusterConfig turns serverTLSBootstrap on in kube-system/kubelet-config, which kubeadm
+// hands to nodes that join later; it reports whether the ConfigMap changed.
+func SetClusterConfig(ctx context.Context, cs kubernetes.Interface) (bool, error) {
+	cm, err := cs.CoreV1().ConfigMaps(KubeletConfigMapNamespace).Get(ctx, KubeletConfigMapName, metav1.GetOptions{})
+	if err != nil {
+		return false, fmt.Errorf("get ConfigMap %s/%s: %w", KubeletConfigMapNamespace, KubeletConfigMapName, err)
+	}
+	data, ok := cm.Data[KubeletConfigMapKey]
+	if !ok {
+		return false, fmt.Errorf("ConfigMap %s/%s has no %q key", KubeletConfigMapNamespace, KubeletConfigMapName, KubeletConfigMapKey)
+	}
+	out, changed, err := EditConfig([]byte(data), Field{"serverTLSBootstrap", "true"})
+	if err != nil {
+		return false, fmt.Errorf("ConfigMap %s/%s: %w", KubeletConfigMapNamespace, KubeletConfigMapName, err)
+	}
+	if !changed {
+		return false, nil
+	}
+	cm.Data[KubeletConfigMapKey] = string(out)
+	if _, err := cs.CoreV1().ConfigMaps(KubeletConfigMapNamespace).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		return false, fmt.Errorf("update ConfigMap %s/%s: %w", KubeletConfigMapNamespace, KubeletConfigMapName, err)
+	}
+	return true, nil
+}
+
+// Enable is the write-up's first fix: serverTLSBootstrap on, kubelet restarted, its
+// kubelet-serving CSR validated and approved, and the CA-signed certificate really served.
+func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 3 * time.Minute
+	}
+	logf := func(format string, a ...any) { fmt.Fprintf(o.Out, format+"\n", a...) }
+	node := o.NodeName
+	if node == "" {
+		n, err := NodeName(o.Layout)
+		if err != nil {
+			return nil, err
+		}
+		node = n
+	}
+	res := &EnableResult{}
+	changed, backupID, err := SetServerTLSBootstrap(o.Layout, o.Now())
+	if err != nil {
+		return nil, err
+	}
+	res.ConfigChanged, res.BackupID = changed, backupID
+	if changed {
+		logf("%s: serverTLSBootstrap: true (backup %s)", ConfigPath(o.Layout), backupID)
+	} else {
+		logf("%s: serverTLSBootstrap is already true", ConfigPath(o.Layout))
+	}
+	if o.Cluster {
+		if o.Client == nil {
+			return res, errors.New("--cluster needs a connection to the API server")
+		}
+		ch, err := SetClusterConfig(ctx, o.Client)
+		if err != nil {
+			return res, err
+		}
+		logf("ConfigMap %s/%s: serverTLSBootstrap %s", KubeletConfigMapNamespace, KubeletConfigMapName, map[bool]string{true: "set to true: nodes that join from now on request CA-signed serving certificates", false: "was already true"}[ch])
+	}
+	if o.Client == nil {
+		return res, errors.New("no connection to the API server: give --kubeconfig (the kubelet's CSR must be approved through the API)")
+	}
+	roots, err := ClusterRoots(o.Layout)
+	if err != nil {
+		return res, err
+	}
+	since := o.Now().Add(-time.Minute)
+	if !o.NoRestart {
+		if o.Restart == nil {
+			o.Restart = kubelet.Systemd{Root: o.Layout.Root}
+		}
+		logf("restarting the kubelet")
+		if err := o.Restart.Restart(ctx); err != nil {
+			return res, err
+		}
+	}
+	requestor := NodeUserPrefix + node
+	logf("waiting for a kubernetes.io/kubelet-serving CSR from %s", requestor)
+	csr, err := waitCSR(ctx, o.Client, requestor, since, o.Timeout)
+	if err != nil {
+		return res, err
+	}
+	res.CSR = csr.Name
+	if Pending(csr) {
+		if !o.Approve {
+			logf("CSR %s is pending; approve it after checking it:\n  certctl kubelet-serving approve %s\n  (or kubectl certificate approve %s)", csr.Name, csr.Name, csr.Name)
+			return res, nil
+		}
+		ds, err := Approve(ctx, o.Client, ApproveOptions{Names: []string{csr.Name}, Policy: o.Policy})
+		if err != nil {
+			return res, err
+		}
+		res.Decision = &ds[0]
+		logf("CSR %s: %s %s", csr.Name, ds[0].Action, ds[0].Reason)
+		if ds[0].Action != ActionApproved {
+			return res, fmt.Errorf("CSR %s from %s was %s: %s", csr.Name, requestor, ds[0].Action, ds[0].Reason)
+		}
+	}
+	n, err := o.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		return res, fmt.Errorf("get node %s: %w", node, err)
+	}
+	logf("waiting for the kubelet to serve the CA-signed certificate")
+	var served *x509.Certificate
+	err = kubelet.WaitHealthy(ctx, kubelet.WaitOptions{ServingAddr: o.ServingAddr, HealthzURL: o.HealthzURL, Timeout: o.Timeout,
+		Serving: func(chain []*x509.Certificate) error {
+			if err := coversNode(chain, n, roots, o.Now()); err != nil {
+				return err
+			}
+			served = chain[0]
+			return nil
+		}})
+	if err != nil {
+		return res, err
+	}
+	res.Served = served
+	logf("the kubelet serves a certificate signed by the cluster CA covering %s, valid until %s", strings.Join(append(served.DNSNames, ipStrings(served)...), ", "), served.NotAfter.UTC().Format(time.RFC3339))
+	return res, nil
+}
+
+func ipStrings(c *x509.Certificate) []string {
+	var out []string
+	for _, ip := range c.IPAddresses {
+		out = append(out, ip.String())
+	}
+	return out
+}
+
+// coversNode checks a served chain: signed by the cluster CA and covering every address.
+func coversNode(chain []*x509.Certificate, n *corev1.Node, roots *x509.CertPool, now time.Time) error {
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		return fmt.Errorf("not signed by the cluster CA yet (%v)", err)
+	}
+	ips, names := nodeAddresses(n)
+	for _, ip := range ips {
+		if chain[0].VerifyHostname(ip.String()) != nil {
+			return fmt.Errorf("does not cover %s", ip)
+		}
+	}
+	for _, name := range names {
+		if chain[0].VerifyHostname(name) != nil {
+			return fmt.Errorf("does not cover %s", name)
+		}
+	}
+	return nil
+}
+
+// ClusterRoots is the cluster CA: ca.crt, or on a worker the CA kubelet.conf trusts.
+func ClusterRoots(l pki.Layout) (*x509.CertPool, error) {
+	inv := pki.Load(l, pki.Default())
+	pool := x509.NewCertPool()
+	if ca := inv.Get("ca"); ca != nil && ca.Cert() != nil {
+		pool.AddCert(ca.Cert())
+		return pool, nil
+	}
+	if kc := inv.Get("kubelet.conf"); kc != nil && len(kc.KubeconfigCA) > 0 {
+		for _, c := range kc.KubeconfigCA {
+			pool.AddCert(c)
+		}
+		return pool, nil
+	}
+	return nil, fmt.Errorf("no cluster CA found (%s, or certificate-authority-data in kubelet.conf)", filepath.Join(l.PKIDir, "ca.crt"))
+}
+
+// waitCSR polls for the newest kubelet-serving CSR of requestor created after since.
+func waitCSR(ctx context.Context, cs kubernetes.Interface, requestor string, since time.Time, timeout time.Duration) (*certv1.CertificateSigningRequest, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		list, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("list CSRs: %w", err)
+		}
+		var best *certv1.CertificateSigningRequest
+		for i := range list.Items {
+			c := &list.Items[i]
+			if c.Spec.SignerName != certv1.KubeletServingSignerName || c.Spec.Username != requestor || c.CreationTimestamp.Time.Before(since) {
+				continue
+			}
+			if best == nil || c.CreationTimestamp.After(best.CreationTimestamp.Time) {
+				best = c
+			}
+		}
+		if best != nil {
+			return best, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("no kubelet-serving CSR from %s within %s: is the kubelet running with serverTLSBootstrap: true? (its log says why)", requestor, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
