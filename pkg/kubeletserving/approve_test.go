@@ -31,7 +31,7 @@ type cluster struct {
 	dir   string
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts etcd, kube-apiserver and kube-controller-manager")
