@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/inspect"
+	"github.com/certctl/certctl/pkg/lastrun"
 	"github.com/certctl/certctl/pkg/renew"
 	"github.com/spf13/cobra"
 )
@@ -28,6 +30,7 @@ type renewOptions struct {
 	DryRun           bool
 	Yes              bool
 	LockTimeout      time.Duration
+	RandomDelay      time.Duration
 }
 
 func newRenewCmd(g *Globals) *cobra.Command {
@@ -87,10 +90,48 @@ Renewed certificates are used only once the components restart: see docs/renew.m
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan and stop")
 	f.BoolVarP(&o.Yes, "yes", "y", false, "do not ask for confirmation")
 	f.DurationVar(&o.LockTimeout, "lock-timeout", 30*time.Second, "how long to wait for another certctl run holding the lock")
+	f.DurationVar(&o.RandomDelay, "random-delay", 0, "wait a random time up to this long before starting (spreads scheduled runs of several nodes)")
 	return cmd
 }
 
-func (o *renewOptions) run(_ context.Context, args []string) error {
+func (o *renewOptions) run(ctx context.Context, args []string) (err error) {
+	if o.RandomDelay < 0 {
+		return withCode(ExitError, fmt.Errorf("--random-delay %s: must not be negative", o.RandomDelay))
+	}
+	if o.RandomDelay > 0 {
+		// Spreads scheduled runs of several nodes (cron has no RandomizedDelaySec).
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		select {
+		case <-ctx.Done():
+			return withCode(ExitError, ctx.Err())
+		case <-time.After(time.Duration(rand.Int64N(int64(o.RandomDelay)))):
+		}
+	}
+	// Scheduled checks (--if-expiring-within) and runs that reached the point of changing
+	// files leave a record (schedule status, inspect and the metrics read it) and a one-line
+	// summary on stderr (the journal, or cron's log). A manual command refused for bad input
+	// leaves nothing.
+	rec := &lastrun.Record{Time: time.Now().UTC(), Command: "certctl " + strings.Join(os.Args[1:], " "), Result: lastrun.ResultNoop}
+	applied := false
+	if !o.DryRun && !o.CSROnly {
+		defer func() {
+			if o.IfExpiringWithin == "" && !applied {
+				return
+			}
+			if err != nil {
+				rec.Result = lastrun.ResultFailed
+				if msg := err.Error(); msg != "" && !strings.HasPrefix(msg, "exit ") {
+					rec.Error = msg
+				}
+			}
+			if werr := lastrun.Write(o.Layout(), *rec); werr != nil {
+				fmt.Fprintf(o.Streams.ErrOut, "warning: %v\n", werr)
+			}
+			fmt.Fprintln(o.Streams.ErrOut, rec.Summary())
+		}()
+	}
 	sans, err := ParseSANs(o.SANs)
 	if err != nil {
 		return withCode(ExitError, fmt.Errorf("--san: %w", err))
@@ -143,6 +184,7 @@ func (o *renewOptions) run(_ context.Context, args []string) error {
 	if o.CSROnly && csrDir == "" {
 		csrDir = filepath.Join(l.KubeconfigDir, "certctl-csr", now.UTC().Format("20060102T150405Z"))
 	}
+	applied = true
 	res, err := renew.Apply(plan, renew.ApplyOptions{
 		Writer: fsutil.OS{}, Command: "certctl " + strings.Join(os.Args[1:], " "),
 		LockTimeout: o.LockTimeout, Log: o.Streams.ErrOut, CSRDir: csrDir,
@@ -158,6 +200,7 @@ func (o *renewOptions) run(_ context.Context, args []string) error {
 	for _, c := range res.Changed {
 		names = append(names, c.Name)
 	}
+	rec.Result, rec.Renewed, rec.BackupID = lastrun.ResultRenewed, names, res.BackupID
 	fmt.Fprintf(out, "renewed %d: %s\nbackup: %s (certctl restore %s)\n", len(res.Changed), strings.Join(names, ", "), res.BackupID, res.BackupID)
 	for _, c := range res.Changed {
 		if c.Name == "admin.conf" {

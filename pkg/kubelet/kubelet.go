@@ -75,9 +75,13 @@ func WaitHealthy(ctx context.Context, o WaitOptions) error {
 	client := &http.Client{Timeout: 2 * time.Second}
 	var last error
 	for {
-		last = check(ctx, client, o)
-		if last == nil {
+		err := check(ctx, client, o)
+		if err == nil {
 			return nil
+		}
+		// A check cut short by the deadline says nothing: report the last one that finished.
+		if ctx.Err() == nil || last == nil {
+			last = err
 		}
 		select {
 		case <-ctx.Done():

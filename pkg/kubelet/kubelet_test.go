@@ -73,7 +73,7 @@ func TestWaitHealthy(t *testing.T) {
 	if err := kubelet.WaitHealthy(context.Background(), o); err != nil {
 		t.Fatalf("WaitHealthy: %v", err)
 	}
-	o.Timeout = 300 * time.Millisecond
+	o.Timeout = 1500 * time.Millisecond
 	o.Serving = func([]*x509.Certificate) error { return errors.New("self-signed") }
 	if err := kubelet.WaitHealthy(context.Background(), o); err == nil || !strings.Contains(err.Error(), "serving certificate: self-signed") {
 		t.Fatalf("want a timeout naming the last problem, got %v", err)

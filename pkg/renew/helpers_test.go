@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certctl/certctl/pkg/lastrun"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/renew"
 	"github.com/certctl/certctl/pkg/sandbox"
@@ -68,13 +69,17 @@ func copyTree(t *testing.T, src, dst string) pki.Layout {
 func newTree(t *testing.T) pki.Layout { return copyTree(t, template(t), "") }
 
 // treeHash hashes every regular file under root (path, mode, content), leaving out the
-// lock file (its existence is not a change of the tree's content).
+// lock file (its existence is not a change of the tree's content) and the run record under
+// /var/lib/certctl (certctl's own state: scheduled checks record even a refused run).
 func treeHash(t *testing.T, root string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if d.IsDir() && p == lastrun.Dir(pki.NewLayout(pki.LayoutOptions{Root: root})) {
+			return filepath.SkipDir
 		}
 		if d.IsDir() || filepath.Base(p) == renew.LockName {
 			return nil
@@ -140,7 +145,9 @@ func checkPairs(l pki.Layout) error {
 		}
 	}
 	filepath.WalkDir(l.Root, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && (strings.HasSuffix(p, renew.StagedSuffix) || strings.HasPrefix(d.Name(), ".certctl-tmp-") && !strings.Contains(p, "certctl-backups")) {
+		if err == nil && !d.IsDir() && (strings.HasSuffix(p, renew.StagedSuffix) || strings.HasPrefix(d.Name(), ".certctl-tmp-") && !strings.Contains(p, "certctl-backups") &&
+			// a half-written run record is cleared by the next one (lastrun.Write)
+			!strings.HasPrefix(p, lastrun.Dir(l)+"/")) {
 			errs = append(errs, "leftover "+p)
 		}
 		return nil
