@@ -11,7 +11,7 @@ import (
 	"text/template"
 )
 
-//go:embed all:sandbox
+//go:embed all:sandbox all:schedule
 var files embed.FS
 
 // FS exposes the embedded templates.

@@ -1,13 +1,17 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/inspect"
+	"github.com/certctl/certctl/pkg/lastrun"
 	"github.com/certctl/certctl/pkg/live"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/spf13/cobra"
@@ -21,6 +25,7 @@ type inspectOptions struct {
 	NodeIPs   []string
 	Live      bool
 	Timeout   time.Duration
+	Textfile  string
 }
 
 func newInspectCmd(g *Globals) *cobra.Command {
@@ -44,12 +49,16 @@ Exit codes: 0 no finding above info, 1 warnings, 2 critical findings, 3 error.`,
   # does a running component still serve an old certificate? (case D)
   certctl inspect --live
   # a host mounted into a container
-  certctl --root /host inspect --warn 60d`,
+  certctl --root /host inspect --warn 60d
+  # for node_exporter's textfile collector (see docs/schedule.md for an alert rule)
+  certctl inspect -o prometheus
+  certctl inspect --textfile-dir /var/lib/node_exporter/textfile_collector > /dev/null`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context()) },
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.Output, "output", "o", "table", "output format: table, wide, json, yaml")
+	f.StringVarP(&o.Output, "output", "o", "table", "output format: table, wide, json, yaml, prometheus")
+	f.StringVar(&o.Textfile, "textfile-dir", "", "also write certctl.prom (Prometheus format) into this directory atomically, for node_exporter's textfile collector")
 	f.StringVar(&o.Warn, "warn", "30d", "warn about certificates expiring within this window (e.g. 30d, 2w, 720h)")
 	f.StringSliceVar(&o.CheckSANs, "check-san", nil, "an IP or DNS name the apiserver certificate must cover (repeatable, comma-separated)")
 	f.StringSliceVar(&o.NodeIPs, "node-ip", nil, "the node's IP the kubelet serving certificate must cover (default: from kubeadm-flags.env or the apiserver manifest)")
@@ -95,6 +104,21 @@ func (o *inspectOptions) run(ctx context.Context) error {
 	rep := inspect.Diagnose(inv, opts)
 	if o.Live {
 		live.Check(ctx, inv, rep, o.Timeout)
+	}
+	if lr, err := lastrun.Read(o.Layout()); err != nil {
+		fmt.Fprintf(o.Streams.ErrOut, "warning: %v\n", err)
+	} else {
+		rep.LastRun = lr
+	}
+	if o.Textfile != "" {
+		var buf bytes.Buffer
+		if err := inspect.RenderPrometheus(&buf, rep); err != nil {
+			return withCode(ExitError, err)
+		}
+		// Not under --root: the textfile directory belongs to the machine running certctl.
+		if err := fsutil.WriteFileAtomic(filepath.Join(o.Textfile, "certctl.prom"), buf.Bytes(), 0o644); err != nil {
+			return withCode(ExitError, fmt.Errorf("--textfile-dir: %w", err))
+		}
 	}
 	if err := inspect.Render(o.Streams.Out, rep, o.Output); err != nil {
 		return withCode(ExitError, err)

@@ -110,6 +110,7 @@ a container with the host mounted at /host.`,
 		newBackupCmd(g),
 		newRestoreCmd(g),
 		newKubeletServingCmd(g),
+		newScheduleCmd(g),
 	)
 	return root
 }

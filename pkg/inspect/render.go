@@ -12,7 +12,7 @@ import (
 )
 
 // Formats accepted by Render.
-var Formats = []string{"table", "wide", "json", "yaml"}
+var Formats = []string{"table", "wide", "json", "yaml", "prometheus"}
 
 // ValidFormat reports whether f is one of Formats (or an extra format a caller adds).
 func ValidFormat(f string, extra ...string) error {
@@ -47,6 +47,8 @@ func Render(w io.Writer, r *Report, format string) error {
 			return err
 		}
 		return enc.Close()
+	case "prometheus":
+		return RenderPrometheus(w, r)
 	case "table", "wide", "":
 		return renderTable(w, r, format == "wide")
 	}
@@ -102,6 +104,9 @@ func renderTable(w io.Writer, r *Report, wide bool) error {
 	}
 	if n == 0 {
 		fmt.Fprintln(w, "\nNo findings.")
+	}
+	if lr := r.LastRun; lr != nil {
+		fmt.Fprintf(w, "\nLast renewal run: %s\n", lr.Summary())
 	}
 	return nil
 }

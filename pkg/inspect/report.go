@@ -5,6 +5,8 @@ package inspect
 
 import (
 	"time"
+
+	"github.com/certctl/certctl/pkg/lastrun"
 )
 
 // Severity of a finding, in increasing order.
@@ -109,6 +111,8 @@ type Report struct {
 	Root         string        `json:"root" yaml:"root"`
 	ControlPlane bool          `json:"controlPlane" yaml:"controlPlane"`
 	Certificates []Certificate `json:"certificates" yaml:"certificates"`
+	// LastRun is the last scheduled or applied renewal, when there was one.
+	LastRun *lastrun.Record `json:"lastRun,omitempty" yaml:"lastRun,omitempty"`
 }
 
 // Worst returns the highest severity in the report, or "" when there is no finding.

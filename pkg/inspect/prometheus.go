@@ -1,0 +1,80 @@
+package inspect
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// RenderPrometheus writes r in the Prometheus text exposition format, for node_exporter's
+// textfile collector:
+//
+//	certctl_certificate_expiry_timestamp_seconds{name,path,ca}  NotAfter, Unix seconds
+//	certctl_certificate_finding{name,code,severity}             1 per finding
+//	certctl_findings{severity}                                  count per severity
+//	certctl_inspect_timestamp_seconds                           when inspect ran
+//	certctl_last_run_timestamp_seconds, certctl_last_run_success  the last renewal run
+func RenderPrometheus(w io.Writer, r *Report) error {
+	var b strings.Builder
+	b.WriteString("# HELP certctl_certificate_expiry_timestamp_seconds When the certificate expires (NotAfter), in seconds since the epoch.\n")
+	b.WriteString("# TYPE certctl_certificate_expiry_timestamp_seconds gauge\n")
+	for _, c := range r.Certificates {
+		if c.NotAfter == nil {
+			continue
+		}
+		fmt.Fprintf(&b, "certctl_certificate_expiry_timestamp_seconds{name=%s,path=%s,ca=%s} %d\n", q(c.Name), q(c.Path), q(c.CA), c.NotAfter.Unix())
+	}
+	b.WriteString("# HELP certctl_certificate_finding A finding of certctl inspect (1 while it holds); see docs/inspect.md for the codes.\n")
+	b.WriteString("# TYPE certctl_certificate_finding gauge\n")
+	counts := map[Severity]int{SevInfo: 0, SevWarning: 0, SevCritical: 0}
+	seen := map[string]bool{}
+	for _, c := range r.Certificates {
+		for _, f := range c.Findings {
+			counts[f.Severity]++
+			line := fmt.Sprintf("certctl_certificate_finding{name=%s,code=%s,severity=%s} 1\n", q(c.Name), q(f.Code), q(string(f.Severity)))
+			if !seen[line] { // the same code twice on one row (two missing SANs) is one series
+				seen[line] = true
+				b.WriteString(line)
+			}
+		}
+	}
+	b.WriteString("# HELP certctl_findings Number of findings by severity.\n")
+	b.WriteString("# TYPE certctl_findings gauge\n")
+	sevs := []string{}
+	for s := range counts {
+		sevs = append(sevs, string(s))
+	}
+	sort.Strings(sevs)
+	for _, s := range sevs {
+		fmt.Fprintf(&b, "certctl_findings{severity=%s} %d\n", q(s), counts[Severity(s)])
+	}
+	b.WriteString("# HELP certctl_inspect_timestamp_seconds When certctl inspect produced these metrics.\n")
+	b.WriteString("# TYPE certctl_inspect_timestamp_seconds gauge\n")
+	fmt.Fprintf(&b, "certctl_inspect_timestamp_seconds %d\n", r.GeneratedAt.Unix())
+	if lr := r.LastRun; lr != nil {
+		success := 0
+		if lr.Success() {
+			success = 1
+		}
+		b.WriteString("# HELP certctl_last_run_timestamp_seconds When the last renewal run (scheduled or applied) happened.\n")
+		b.WriteString("# TYPE certctl_last_run_timestamp_seconds gauge\n")
+		fmt.Fprintf(&b, "certctl_last_run_timestamp_seconds %d\n", lr.Time.Unix())
+		b.WriteString("# HELP certctl_last_run_success 1 if the last renewal run succeeded (renewed or nothing to do), 0 if it failed.\n")
+		b.WriteString("# TYPE certctl_last_run_success gauge\n")
+		fmt.Fprintf(&b, "certctl_last_run_success %d\n", success)
+		b.WriteString("# HELP certctl_last_run_renewed_certificates How many certificates the last renewal run renewed.\n")
+		b.WriteString("# TYPE certctl_last_run_renewed_certificates gauge\n")
+		fmt.Fprintf(&b, "certctl_last_run_renewed_certificates %d\n", len(lr.Renewed))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// q quotes a label value as the exposition format wants (\\, \", \n escaped).
+func q(s string) string {
+	s = strings.ReplaceAll(s, `\`, `\\`)
+	s = strings.ReplaceAll(s, `"`, `\"`)
+	s = strings.ReplaceAll(s, "\n", `\n`)
+	return `"` + s + `"`
+}

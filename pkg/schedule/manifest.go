@@ -1,0 +1,126 @@
+package schedule
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/certctl/certctl/pkg/inspect"
+	"github.com/certctl/certctl/templates"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// ControlPlaneLabel marks control-plane nodes (kubeadm sets it).
+const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
+
+// ManifestOptions describe the in-cluster variant.
+type ManifestOptions struct {
+	Nodes     []string
+	Image     string
+	Namespace string // default kube-system
+	Threshold string // default 30d
+	Days      int    // default 365
+	Restart   bool
+	// Schedule is the first node's cron schedule (default "30 3 * * 1"); each further node
+	// runs an hour later (or, when the hour is not a single number, 10 minutes later), so no
+	// two control-plane nodes restart at once.
+	Schedule string
+}
+
+// ControlPlaneNodes lists the nodes labelled as control plane.
+func ControlPlaneNodes(ctx context.Context, cs kubernetes.Interface) ([]string, error) {
+	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: ControlPlaneLabel})
+	if err != nil {
+		return nil, fmt.Errorf("list control-plane nodes: %w", err)
+	}
+	var out []string
+	for _, n := range list.Items {
+		out = append(out, n.Name)
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no node has the label %s: name them with --node", ControlPlaneLabel)
+	}
+	return out, nil
+}
+
+// Manifests renders one CronJob per node, as a multi-document YAML stream.
+func Manifests(o ManifestOptions) ([]byte, error) {
+	if o.Image == "" {
+		return nil, fmt.Errorf("--image is required: an image with certctl at its entrypoint")
+	}
+	if len(o.Nodes) == 0 {
+		return nil, fmt.Errorf("no control-plane node given")
+	}
+	if o.Namespace == "" {
+		o.Namespace = "kube-system"
+	}
+	if o.Threshold == "" {
+		o.Threshold = "30d"
+	}
+	if o.Days == 0 {
+		o.Days = 365
+	}
+	if o.Schedule == "" {
+		o.Schedule = "30 3 * * 1"
+	}
+	if th, err := inspect.ParseDuration(o.Threshold); err != nil || th <= 0 {
+		return nil, fmt.Errorf("--threshold %q: want a positive duration such as 30d", o.Threshold)
+	}
+	if _, err := ParseCron(o.Schedule); err != nil {
+		return nil, fmt.Errorf("--schedule: %w", err)
+	}
+	args := []string{"--root", "/host", "renew", "all", "--if-expiring-within", o.Threshold, "--days", strconv.Itoa(o.Days)}
+	if o.Restart {
+		args = append(args, "--restart")
+	}
+	args = append(args, "--yes")
+	var buf bytes.Buffer
+	for i, node := range o.Nodes {
+		sched, err := stagger(o.Schedule, i)
+		if err != nil {
+			return nil, err
+		}
+		doc, err := templates.Render("schedule/cronjob.yaml", map[string]any{
+			"Name": jobName(node), "Namespace": o.Namespace, "Node": node, "Schedule": sched, "Image": o.Image, "Args": args,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			buf.WriteString("---\n")
+		}
+		buf.Write(doc)
+	}
+	return buf.Bytes(), nil
+}
+
+// stagger shifts a cron schedule by i hours (or i*10 minutes when the hour is not a number).
+func stagger(expr string, i int) (string, error) {
+	f := strings.Fields(expr)
+	if i == 0 {
+		return expr, nil
+	}
+	if h, err := strconv.Atoi(f[1]); err == nil {
+		f[1] = strconv.Itoa((h + i) % 24)
+		return strings.Join(f, " "), nil
+	}
+	if m, err := strconv.Atoi(f[0]); err == nil {
+		f[0] = strconv.Itoa((m + 10*i) % 60)
+		return strings.Join(f, " "), nil
+	}
+	return "", fmt.Errorf("--schedule %q: give a fixed minute or hour so the nodes can be staggered", expr)
+}
+
+// jobName is a valid CronJob name (at most 52 characters) for node.
+func jobName(node string) string {
+	n := "certctl-renew-" + strings.ReplaceAll(strings.ToLower(node), ".", "-")
+	if len(n) > 52 {
+		n = strings.TrimRight(n[:52], "-")
+	}
+	return n
+}
