@@ -123,3 +123,5 @@ func TestParseSANs(t *testing.T) {
 		}
 	}
 }
+
+func sandboxOpts() sandbox.Options { return sandbox.Options{} }

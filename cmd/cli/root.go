@@ -111,6 +111,7 @@ a container with the host mounted at /host.`,
 		newRestoreCmd(g),
 		newKubeletServingCmd(g),
 		newScheduleCmd(g),
+		newKubeconfigCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,98 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/certctl/certctl/pkg/backup"
+	"github.com/certctl/certctl/pkg/fsutil"
+	"github.com/certctl/certctl/pkg/kubeconfig"
+	"github.com/certctl/certctl/pkg/pki"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+func newKubeconfigCmd(g *Globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "kubeconfig", Short: "Keep users' kubeconfigs in step with admin.conf"}
+	var to, from string
+	refresh := &cobra.Command{
+		Use:   "refresh",
+		Short: "Update ~/.kube/config from admin.conf, replacing only this cluster's entries",
+		Long: `refresh copies the current credentials of admin.conf into ~/.kube/config (or --to): the
+cluster's server and CA data, and the client certificate and key of every user that a context
+pairs with this cluster (found by the same server or the same CA data). Other clusters, users,
+contexts and the current context are kept; a missing or empty file becomes a copy of
+admin.conf. The old file is backed up first (certctl backup list) and the new one written
+atomically with mode 0600. This is the runbook's "cp /etc/kubernetes/admin.conf ~/.kube/config"
+without losing the other clusters.`,
+		Example: `  certctl kubeconfig refresh
+  certctl kubeconfig refresh --to /home/ops/.kube/config`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			l := g.Layout()
+			src := filepath.Join(l.KubeconfigDir, "admin.conf")
+			if from != "" {
+				src = pki.UnderRoot(l.Root, from)
+			}
+			dst := l.UserKubeconfig
+			if to != "" {
+				dst = pki.UnderRoot(l.Root, to)
+			}
+			admin, _, err := kubeconfig.Load(src)
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			var target *clientcmdapi.Config
+			data, err := os.ReadFile(dst)
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+			case err != nil:
+				return withCode(ExitError, fmt.Errorf("read %s: %w", dst, err))
+			default:
+				if target, err = clientcmd.Load(data); err != nil {
+					return withCode(ExitError, fmt.Errorf("%s: not a valid kubeconfig: %w (fix or move it away first)", dst, err))
+				}
+			}
+			merged, changes, err := kubeconfig.Merge(target, admin)
+			if err != nil {
+				return withCode(ExitError, fmt.Errorf("%s: %w", dst, err))
+			}
+			w := g.Streams.Out
+			if len(changes) == 0 {
+				fmt.Fprintf(w, "%s already holds admin.conf's credentials\n", dst)
+				return nil
+			}
+			out, err := kubeconfig.Marshal(merged)
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			if data != nil {
+				m, err := backup.Create(fsutil.OS{}, l, "kubeconfig refresh", []string{dst}, time.Now())
+				if err != nil {
+					return withCode(ExitError, fmt.Errorf("back up %s: %w", dst, err))
+				}
+				fmt.Fprintf(w, "backup: %s (certctl restore %s)\n", m.ID, m.ID)
+			}
+			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+				return withCode(ExitError, fmt.Errorf("create %s: %w", filepath.Dir(dst), err))
+			}
+			if err := fsutil.WriteFileAtomic(dst, out, 0o600); err != nil {
+				return withCode(ExitError, fmt.Errorf("write %s: %w", dst, err))
+			}
+			for _, ch := range changes {
+				fmt.Fprintf(w, "%s %s %q\n", ch.Action, ch.Kind, ch.Name)
+			}
+			fmt.Fprintf(w, "%s now uses admin.conf's credentials\n", dst)
+			return nil
+		},
+	}
+	refresh.Flags().StringVar(&to, "to", "", "kubeconfig to update (default $HOME/.kube/config, under --root)")
+	refresh.Flags().StringVar(&from, "from", "", "kubeconfig to take the credentials from (default admin.conf)")
+	cmd.AddCommand(refresh)
+	return cmd
+}
