@@ -31,6 +31,8 @@ type renewOptions struct {
 	Yes              bool
 	LockTimeout      time.Duration
 	RandomDelay      time.Duration
+	Restart          bool
+	restartOptions
 }
 
 func newRenewCmd(g *Globals) *cobra.Command {
@@ -90,19 +92,21 @@ Renewed certificates are used only once the components restart: see docs/renew.m
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan and stop")
 	f.BoolVarP(&o.Yes, "yes", "y", false, "do not ask for confirmation")
 	f.DurationVar(&o.LockTimeout, "lock-timeout", 30*time.Second, "how long to wait for another certctl run holding the lock")
+	f.BoolVar(&o.Restart, "restart", false, "then restart exactly the components that need it (see certctl restart), rolling back to the backup if one does not come back")
+	o.restartOptions.flags(cmd)
 	f.DurationVar(&o.RandomDelay, "random-delay", 0, "wait a random time up to this long before starting (spreads scheduled runs of several nodes)")
 	return cmd
 }
 
 func (o *renewOptions) run(ctx context.Context, args []string) (err error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	if o.RandomDelay < 0 {
 		return withCode(ExitError, fmt.Errorf("--random-delay %s: must not be negative", o.RandomDelay))
 	}
 	if o.RandomDelay > 0 {
 		// Spreads scheduled runs of several nodes (cron has no RandomizedDelaySec).
-		if ctx == nil {
-			ctx = context.Background()
-		}
 		select {
 		case <-ctx.Done():
 			return withCode(ExitError, ctx.Err())
@@ -207,8 +211,14 @@ func (o *renewOptions) run(ctx context.Context, args []string) (err error) {
 			fmt.Fprintln(out, "kubectl: ~/.kube/config still holds the old admin certificate if it is a copy of admin.conf: copy the new one")
 		}
 	}
+	if o.Restart {
+		if err := restartAfterRenew(ctx, o.Globals, &o.restartOptions, names, res.BackupID); err != nil {
+			return err
+		}
+		return nil
+	}
 	if comps := res.Components(); len(comps) > 0 {
-		fmt.Fprintf(out, "running components still hold the old certificates in memory: restart %s (see docs/renew.md)\n", strings.Join(comps, ", "))
+		fmt.Fprintf(out, "running components still hold the old certificates in memory: certctl renew ... --restart, or certctl restart %s (see docs/restart.md)\n", strings.Join(comps, " "))
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/renew"
+	"github.com/certctl/certctl/pkg/restart"
 	"github.com/spf13/cobra"
 )
 
@@ -85,7 +86,12 @@ a container with the host mounted at /host.`,
 		SilenceErrors: true,
 	}
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
-		// Finish or roll back an interrupted renewal first. A journal it cannot act on is a
+		// Put back a manifest an interrupted restart left in staging: the component is down
+		// until then.
+		if err := restart.Recover(g.Layout(), s.ErrOut); err != nil {
+			fmt.Fprintln(s.ErrOut, "warning:", err)
+		}
+		// Finish or roll back an interrupted renewal. A journal it cannot act on is a
 		// warning here (restore must still work); renew itself refuses to proceed.
 		if err := renew.Recover(g.Layout(), s.ErrOut); err != nil {
 			fmt.Fprintln(s.ErrOut, "warning:", err)
@@ -112,6 +118,7 @@ a container with the host mounted at /host.`,
 		newKubeletServingCmd(g),
 		newScheduleCmd(g),
 		newKubeconfigCmd(g),
+		newRestartCmd(g),
 	)
 	return root
 }

@@ -70,16 +70,7 @@ func StartControlPlane(t testing.TB, o ControlPlaneOptions) *ControlPlane {
 	clientPort, peerPort := FreePort(t, "127.0.0.1"), FreePort(t, "127.0.0.1")
 	cp.EtcdClientURL = fmt.Sprintf("https://127.0.0.1:%d", clientPort)
 	peerURL := fmt.Sprintf("https://127.0.0.1:%d", peerPort)
-	cp.etcd = start(t, dir, "etcd", etcdBin,
-		"--name=master-1", "--data-dir="+filepath.Join(dir, "etcd-data"),
-		"--listen-client-urls="+cp.EtcdClientURL, "--advertise-client-urls="+cp.EtcdClientURL,
-		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
-		"--initial-cluster=master-1="+peerURL,
-		"--cert-file="+p("etcd/server.crt"), "--key-file="+p("etcd/server.key"),
-		"--client-cert-auth=true", "--trusted-ca-file="+p("etcd/ca.crt"),
-		"--peer-cert-file="+p("etcd/peer.crt"), "--peer-key-file="+p("etcd/peer.key"),
-		"--peer-client-cert-auth=true", "--peer-trusted-ca-file="+p("etcd/ca.crt"),
-		"--snapshot-count=10000", "--log-level=warn")
+	cp.etcd = start(t, dir, "etcd", etcdBin, etcdArgs(p, filepath.Join(dir, "etcd-data"), cp.EtcdClientURL, peerURL, "")...)
 	etcdRoots := x509.NewCertPool()
 	if pemData, err := os.ReadFile(p("etcd/ca.crt")); err == nil {
 		etcdRoots.AppendCertsFromPEM(pemData)
@@ -96,25 +87,7 @@ func StartControlPlane(t testing.TB, o ControlPlaneOptions) *ControlPlane {
 	apiPort := FreePort(t, "127.0.0.1")
 	cp.APIServerAddr = fmt.Sprintf("127.0.0.1:%d", apiPort)
 	cp.URL = "https://" + cp.APIServerAddr
-	// The flags kubeadm's static-pod manifest gives the apiserver, on loopback ports.
-	cp.apiArgs = []string{
-		"--advertise-address=10.2.1.151", "--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", apiPort),
-		"--allow-privileged=true", "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
-		"--enable-bootstrap-token-auth=true", "--client-ca-file=" + p("ca.crt"),
-		"--etcd-servers=" + cp.EtcdClientURL, "--etcd-cafile=" + p("etcd/ca.crt"),
-		"--etcd-certfile=" + p("apiserver-etcd-client.crt"), "--etcd-keyfile=" + p("apiserver-etcd-client.key"),
-		"--kubelet-client-certificate=" + p("apiserver-kubelet-client.crt"), "--kubelet-client-key=" + p("apiserver-kubelet-client.key"),
-		"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
-		"--proxy-client-cert-file=" + p("front-proxy-client.crt"), "--proxy-client-key-file=" + p("front-proxy-client.key"),
-		"--requestheader-allowed-names=front-proxy-client", "--requestheader-client-ca-file=" + p("front-proxy-ca.crt"),
-		"--requestheader-extra-headers-prefix=X-Remote-Extra-", "--requestheader-group-headers=X-Remote-Group",
-		"--requestheader-username-headers=X-Remote-User",
-		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file=" + p("sa.pub"), "--service-account-signing-key-file=" + p("sa.key"),
-		"--service-cluster-ip-range=10.96.0.0/12",
-		"--tls-cert-file=" + p("apiserver.crt"), "--tls-private-key-file=" + p("apiserver.key"),
-		"--cert-dir=" + filepath.Join(dir, "apiserver-certs"),
-	}
+	cp.apiArgs = apiserverArgs(p, apiPort, cp.EtcdClientURL, filepath.Join(dir, "apiserver-certs"))
 	cp.startAPIServer(t, apiBin)
 	cp.grantClusterAdmins(t)
 	if o.CSRSigner {
@@ -203,13 +176,7 @@ func (cp *ControlPlane) startCSRSigner(t testing.TB, bin string) {
 	t.Helper()
 	kc := cp.Kubeconfig(t, "controller-manager.conf")
 	port := FreePort(t, "127.0.0.1")
-	cp.kcm = start(t, cp.Dir, "kube-controller-manager", bin,
-		"--kubeconfig="+kc, "--authentication-kubeconfig="+kc, "--authorization-kubeconfig="+kc,
-		"--controllers=csrsigning", "--leader-elect=false", "--use-service-account-credentials=true",
-		"--cluster-signing-cert-file="+filepath.Join(cp.opts.PKIDir, "ca.crt"),
-		"--cluster-signing-key-file="+filepath.Join(cp.opts.PKIDir, "ca.key"),
-		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", port),
-		"--cert-dir="+filepath.Join(cp.Dir, "kcm-certs"))
+	cp.kcm = start(t, cp.Dir, "kube-controller-manager", bin, kcmArgs(func(f string) string { return filepath.Join(cp.opts.PKIDir, f) }, kc, port, filepath.Join(cp.Dir, "kcm-certs"))...)
 	// Its /healthz is served with an in-memory self-signed certificate: skip verification
 	// there; it is only a readiness signal.
 	client := httpClient(&tls.Config{InsecureSkipVerify: true}, 2*time.Second) //nolint:gosec // readiness only
@@ -238,4 +205,57 @@ func (cp *ControlPlane) Logs(name string) string {
 		}
 	}
 	return ""
+}
+
+// etcdArgs are the flags kubeadm's etcd manifest has, on the given URLs; p maps a PKI file
+// name to its path.
+func etcdArgs(p func(string) string, dataDir, clientURL, peerURL, metricsURL string) []string {
+	args := []string{
+		"--name=master-1", "--data-dir=" + dataDir,
+		"--listen-client-urls=" + clientURL, "--advertise-client-urls=" + clientURL,
+		"--listen-peer-urls=" + peerURL, "--initial-advertise-peer-urls=" + peerURL,
+		"--initial-cluster=master-1=" + peerURL,
+		"--cert-file=" + p("etcd/server.crt"), "--key-file=" + p("etcd/server.key"),
+		"--client-cert-auth=true", "--trusted-ca-file=" + p("etcd/ca.crt"),
+		"--peer-cert-file=" + p("etcd/peer.crt"), "--peer-key-file=" + p("etcd/peer.key"),
+		"--peer-client-cert-auth=true", "--peer-trusted-ca-file=" + p("etcd/ca.crt"),
+		"--snapshot-count=10000", "--log-level=warn",
+	}
+	if metricsURL != "" {
+		args = append(args, "--listen-metrics-urls="+metricsURL)
+	}
+	return args
+}
+
+// apiserverArgs are the flags kubeadm's static-pod manifest gives the apiserver, on loopback.
+func apiserverArgs(p func(string) string, port int, etcdURL, certDir string) []string {
+	return []string{
+		"--advertise-address=10.2.1.151", "--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", port),
+		"--allow-privileged=true", "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
+		"--enable-bootstrap-token-auth=true", "--client-ca-file=" + p("ca.crt"),
+		"--etcd-servers=" + etcdURL, "--etcd-cafile=" + p("etcd/ca.crt"),
+		"--etcd-certfile=" + p("apiserver-etcd-client.crt"), "--etcd-keyfile=" + p("apiserver-etcd-client.key"),
+		"--kubelet-client-certificate=" + p("apiserver-kubelet-client.crt"), "--kubelet-client-key=" + p("apiserver-kubelet-client.key"),
+		"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+		"--proxy-client-cert-file=" + p("front-proxy-client.crt"), "--proxy-client-key-file=" + p("front-proxy-client.key"),
+		"--requestheader-allowed-names=front-proxy-client", "--requestheader-client-ca-file=" + p("front-proxy-ca.crt"),
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-", "--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-username-headers=X-Remote-User",
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file=" + p("sa.pub"), "--service-account-signing-key-file=" + p("sa.key"),
+		"--service-cluster-ip-range=10.96.0.0/12",
+		"--tls-cert-file=" + p("apiserver.crt"), "--tls-private-key-file=" + p("apiserver.key"),
+		"--cert-dir=" + certDir,
+	}
+}
+
+// kcmArgs run the controller-manager with only the CSR signing controller, as kubeadm's
+// manifest would with its service-account credentials.
+func kcmArgs(p func(string) string, kubeconfig string, port int, certDir string) []string {
+	return []string{
+		"--kubeconfig=" + kubeconfig, "--authentication-kubeconfig=" + kubeconfig, "--authorization-kubeconfig=" + kubeconfig,
+		"--controllers=csrsigning", "--leader-elect=false", "--use-service-account-credentials=true",
+		"--cluster-signing-cert-file=" + p("ca.crt"), "--cluster-signing-key-file=" + p("ca.key"),
+		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", port), "--cert-dir=" + certDir,
+	}
 }

@@ -1,0 +1,331 @@
+package restart
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/certctl/certctl/pkg/live"
+	"github.com/certctl/certctl/pkg/manifest"
+	"github.com/certctl/certctl/pkg/pki"
+)
+
+// Options drive Run.
+type Options struct {
+	Layout pki.Layout
+	Steps  []Step
+	// Timeout bounds each wait (stopping, coming back healthy), default 3m.
+	Timeout time.Duration
+	// ReloadTimeout bounds how long a verify step waits for a component to pick up its file
+	// by itself before restarting it, default 30s.
+	ReloadTimeout time.Duration
+	Poll          time.Duration // default 100ms
+	// Stopper speeds up stopping (CRI StopContainer); nil waits for the kubelet.
+	Stopper Stopper
+	// Rollback restores the files of a component that did not come back healthy with its new
+	// certificate; Run then restarts it once more on the restored files.
+	Rollback func(component string) error
+	Progress *Progress
+}
+
+// Stopper stops a component's running container right after its manifest moved out.
+type Stopper interface {
+	Stop(ctx context.Context, component string) error
+}
+
+// Result is what happened to one component.
+type Result struct {
+	Component  string        `json:"component"`
+	Action     string        `json:"action"`    // what the plan said
+	Restarted  bool          `json:"restarted"` // a verify step falls back to a restart
+	Downtime   time.Duration `json:"downtime"`  // health endpoint first failing to first healthy again
+	Served     string        `json:"served,omitempty"`
+	RolledBack bool          `json:"rolledBack"`
+	Error      string        `json:"error,omitempty"`
+}
+
+// component is what Run knows of one static pod.
+type component struct {
+	name     string
+	manifest string
+	health   *url.URL // the kubelet's probe
+	servedAt string   // TLS endpoint serving certFile; "" when the certificate is in memory only
+	certFile string
+}
+
+func load(l pki.Layout, name string) (*component, error) {
+	file, ok := manifest.Files[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown component %q (want etcd, apiserver, controller-manager or scheduler)", name)
+	}
+	c := &component{name: name, manifest: filepath.Join(l.ManifestsDir, file)}
+	pod, err := manifest.Load(c.manifest)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (is this a control-plane node?)", name, err)
+	}
+	scheme, host, port, path, ok := pod.HealthEndpoint()
+	if !ok {
+		return nil, fmt.Errorf("%s has no HTTP probe to tell when %s is healthy", c.manifest, name)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	c.health = &url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port), Path: path}
+	flags := pod.Flags()
+	switch name {
+	case pki.CompAPIServer:
+		port := flags["secure-port"]
+		if port == "" {
+			port = "6443"
+		}
+		c.servedAt, c.certFile = net.JoinHostPort("127.0.0.1", port), flags["tls-cert-file"]
+	case pki.CompEtcd:
+		for _, u := range strings.Split(flags["listen-client-urls"], ",") {
+			if pu, err := url.Parse(strings.TrimSpace(u)); err == nil && pu.Scheme == "https" {
+				if c.servedAt == "" || net.ParseIP(pu.Hostname()).IsLoopback() {
+					c.servedAt = pu.Host
+				}
+			}
+		}
+		c.certFile = flags["cert-file"]
+	}
+	if c.certFile != "" {
+		c.certFile = pki.UnderRoot(l.Root, c.certFile)
+	}
+	return c, nil
+}
+
+// Run executes the steps one at a time in their order. It stops at the first component that
+// does not come back; with Rollback, that component is restored and restarted first.
+func Run(ctx context.Context, o Options) ([]Result, error) {
+	if o.Timeout == 0 {
+		o.Timeout = 3 * time.Minute
+	}
+	if o.ReloadTimeout == 0 {
+		o.ReloadTimeout = 30 * time.Second
+	}
+	if o.Poll == 0 {
+		o.Poll = 100 * time.Millisecond
+	}
+	if o.Progress == nil {
+		o.Progress = NewProgress(io.Discard, false)
+	}
+	// Check every manifest before touching any.
+	comps := make([]*component, len(o.Steps))
+	for i, st := range o.Steps {
+		c, err := load(o.Layout, st.Component)
+		if err != nil {
+			return nil, err
+		}
+		comps[i] = c
+	}
+	var results []Result
+	for i, st := range o.Steps {
+		c := comps[i]
+		res := Result{Component: c.name, Action: st.Action}
+		err := o.one(ctx, c, st.Action, &res)
+		if err != nil && o.Rollback != nil {
+			o.Progress.Line(c.name, "did not come back with its new certificate (%v): restoring the backup and restarting it", err)
+			if rerr := o.Rollback(c.name); rerr != nil {
+				res.Error = err.Error()
+				results = append(results, res)
+				return results, fmt.Errorf("%s: %v; and the rollback failed: %w", c.name, err, rerr)
+			}
+			res.RolledBack = true
+			var again Result
+			if rerr := o.one(ctx, c, ActionRestart, &again); rerr != nil {
+				res.Error = err.Error()
+				results = append(results, res)
+				return results, fmt.Errorf("%s: %v; rolled back to the backup, but it did not come back on the old files either: %w", c.name, err, rerr)
+			}
+			res.Error = err.Error()
+			results = append(results, res)
+			return results, fmt.Errorf("%s did not come back healthy with its new certificate (%v): rolled back to the backup, %s is healthy again on the old files; fix the certificate and rerun", c.name, err, c.name)
+		}
+		if err != nil {
+			res.Error = err.Error()
+			results = append(results, res)
+			return results, fmt.Errorf("%s: %w", c.name, err)
+		}
+		results = append(results, res)
+	}
+	return results, nil
+}
+
+// one handles a component: a verify step waits for the reload and restarts only if needed.
+func (o *Options) one(ctx context.Context, c *component, action string, res *Result) error {
+	if action == ActionVerify && c.servedAt != "" {
+		o.Progress.Line(c.name, "waiting for it to serve the renewed %s by itself", filepath.Base(c.certFile))
+		fp, err := o.waitServed(ctx, c, o.ReloadTimeout)
+		if err == nil {
+			res.Served = fp
+			o.Progress.Done(c.name, "serves the renewed %s (reloaded without a restart)", filepath.Base(c.certFile))
+			return nil
+		}
+		o.Progress.Line(c.name, "did not reload it by itself (%v): restarting", err)
+	}
+	res.Restarted = true
+	down, fp, err := o.restart(ctx, c)
+	res.Downtime, res.Served = down, fp
+	return err
+}
+
+func (o *Options) restart(ctx context.Context, c *component) (time.Duration, string, error) {
+	start := time.Now()
+	staged, err := stage(o.Layout, c.manifest)
+	if err != nil {
+		return 0, "", err
+	}
+	putBack := func() error { return unstage(o.Layout, c.manifest, staged) }
+	if o.Stopper != nil {
+		if err := o.Stopper.Stop(ctx, c.name); err != nil {
+			o.Progress.Line(c.name, "could not stop its container through the CRI (%v): waiting for the kubelet", err)
+		}
+	}
+	o.Progress.Line(c.name, "manifest moved out; waiting for it to stop")
+	var downSince time.Time
+	err = o.poll(ctx, c.name, "to stop", o.Timeout, func() (bool, string) {
+		ok, why := o.healthy(ctx, c)
+		if !ok && downSince.IsZero() {
+			downSince = time.Now()
+		}
+		// Gone means its port refuses connections: the old process exited and released it.
+		return !ok && refused(c.health.Host), why
+	})
+	if err != nil {
+		if perr := putBack(); perr != nil {
+			return 0, "", fmt.Errorf("%v; and putting the manifest back failed: %w", err, perr)
+		}
+		return 0, "", fmt.Errorf("it did not stop: %w", err)
+	}
+	if downSince.IsZero() {
+		downSince = start
+	}
+	if err := putBack(); err != nil {
+		return 0, "", err
+	}
+	o.Progress.Line(c.name, "stopped; manifest back; waiting until healthy")
+	var upAt time.Time
+	err = o.poll(ctx, c.name, "to be healthy", o.Timeout, func() (bool, string) {
+		ok, why := o.healthy(ctx, c)
+		if ok && upAt.IsZero() {
+			upAt = time.Now()
+		}
+		return ok, why
+	})
+	if err != nil {
+		return time.Since(downSince), "", fmt.Errorf("not healthy after %s: %w", o.Timeout, err)
+	}
+	down := upAt.Sub(downSince)
+	fp := ""
+	if c.servedAt != "" {
+		if fp, err = o.waitServed(ctx, c, o.Timeout); err != nil {
+			return down, "", err
+		}
+	}
+	o.Progress.Done(c.name, "healthy%s after %s down", servedNote(c, fp), down.Round(10*time.Millisecond))
+	return down, fp, nil
+}
+
+func servedNote(c *component, fp string) string {
+	if fp == "" {
+		return ""
+	}
+	return fmt.Sprintf(", serving %s as on disk (sha256 %s…)", filepath.Base(c.certFile), fp[:16])
+}
+
+// waitServed polls until the component serves the certificate file on disk.
+func (o *Options) waitServed(ctx context.Context, c *component, timeout time.Duration) (string, error) {
+	data, err := os.ReadFile(c.certFile)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", c.certFile, err)
+	}
+	certs, err := pki.ParseCertificates(c.certFile, data)
+	if err != nil {
+		return "", err
+	}
+	want := certs[0]
+	var got *x509.Certificate
+	err = o.poll(ctx, c.name, "to serve "+filepath.Base(c.certFile), timeout, func() (bool, string) {
+		chain, err := live.Served(ctx, c.servedAt, "", nil, 2*time.Second)
+		if err != nil {
+			return false, err.Error()
+		}
+		got = chain[0]
+		if !got.Equal(want) {
+			return false, fmt.Sprintf("serves serial %x, the file has %x", got.SerialNumber, want.SerialNumber)
+		}
+		return true, ""
+	})
+	if err != nil {
+		return "", err
+	}
+	return live.Fingerprint(got), nil
+}
+
+// healthy probes the endpoint the kubelet probes, as the kubelet does (no verification).
+func (o *Options) healthy(ctx context.Context, c *component) (bool, string) {
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // a liveness probe, as the kubelet's
+		DisableKeepAlives: true,
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.health.String(), nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Sprintf("%s answers HTTP %d", c.health, resp.StatusCode)
+	}
+	return true, ""
+}
+
+func refused(hostport string) bool {
+	conn, err := net.DialTimeout("tcp", hostport, time.Second)
+	if err == nil {
+		conn.Close()
+		return false
+	}
+	var op *net.OpError
+	return errors.As(err, &op)
+}
+
+// poll calls cond until it is true or timeout passes, reporting progress.
+func (o *Options) poll(ctx context.Context, comp, what string, timeout time.Duration, cond func() (bool, string)) error {
+	start := time.Now()
+	deadline := start.Add(timeout)
+	var last string
+	for {
+		ok, why := cond()
+		if ok {
+			return nil
+		}
+		last = why
+		o.Progress.Tick(comp, "waiting "+what, time.Since(start))
+		if time.Now().After(deadline) {
+			if last == "" {
+				last = "no answer"
+			}
+			return fmt.Errorf("waited %s %s: %s", timeout, what, last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(o.Poll):
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package restart
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/certctl/certctl/pkg/fsutil"
+	"github.com/certctl/certctl/pkg/pki"
+)
+
+// The staging directory sits under certctl's state dir, inside /etc/kubernetes: the same
+// filesystem as the manifests (so moves are renames) and a directory the kubelet does not
+// watch (it reads only staticPodPath itself).
+func stagingDir(l pki.Layout) string  { return filepath.Join(l.StateDir(), "staging") }
+func journalPath(l pki.Layout) string { return filepath.Join(l.StateDir(), "restart-journal.json") }
+
+type journal struct {
+	Manifest string    `json:"manifest"` // where it belongs
+	Staged   string    `json:"staged"`   // where it is while the component stops
+	Time     time.Time `json:"time"`
+	PID      int       `json:"pid"`
+}
+
+// stage moves manifest into the staging dir, journal first.
+func stage(l pki.Layout, manifest string) (string, error) {
+	if err := os.MkdirAll(stagingDir(l), 0o700); err != nil {
+		return "", fmt.Errorf("create %s: %w", stagingDir(l), err)
+	}
+	staged := filepath.Join(stagingDir(l), filepath.Base(manifest))
+	j, _ := json.Marshal(journal{Manifest: manifest, Staged: staged, Time: time.Now().UTC(), PID: os.Getpid()})
+	if err := fsutil.WriteFileAtomic(journalPath(l), j, 0o600); err != nil {
+		return "", fmt.Errorf("write restart journal: %w", err)
+	}
+	if err := os.Rename(manifest, staged); err != nil {
+		_ = os.Remove(journalPath(l))
+		return "", fmt.Errorf("move %s out of the manifests dir: %w", manifest, err)
+	}
+	if err := syncDirs(filepath.Dir(manifest), stagingDir(l)); err != nil {
+		return staged, err
+	}
+	return staged, nil
+}
+
+// unstage puts the manifest back and clears the journal.
+func unstage(l pki.Layout, manifest, staged string) error {
+	if err := os.Rename(staged, manifest); err != nil {
+		return fmt.Errorf("move %s back to %s: %w (certctl will retry on its next run)", staged, manifest, err)
+	}
+	if err := syncDirs(filepath.Dir(manifest), stagingDir(l)); err != nil {
+		return err
+	}
+	if err := os.Remove(journalPath(l)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("clear restart journal: %w", err)
+	}
+	return nil
+}
+
+func syncDirs(dirs ...string) error {
+	for _, d := range dirs {
+		if err := fsutil.SyncDir(d); err != nil {
+			return fmt.Errorf("sync %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// Recover puts back any manifest an interrupted restart left in staging, saying so on w.
+// Every certctl command runs it first.
+func Recover(l pki.Layout, w io.Writer) error {
+	entries, err := os.ReadDir(stagingDir(l))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", stagingDir(l), err)
+	}
+	var j journal
+	if data, err := os.ReadFile(journalPath(l)); err == nil {
+		_ = json.Unmarshal(data, &j)
+	}
+	for _, e := range entries {
+		if e.IsDir() || fsutil.IsTemp(e.Name()) {
+			continue
+		}
+		staged := filepath.Join(stagingDir(l), e.Name())
+		manifest := filepath.Join(l.ManifestsDir, e.Name())
+		if j.Staged == staged && j.Manifest != "" {
+			manifest = j.Manifest
+		}
+		if _, err := os.Stat(manifest); err == nil {
+			// A manifest is in place already (put back by hand?): keep the staged copy aside.
+			aside := staged + ".orphan-" + time.Now().UTC().Format("20060102T150405Z")
+			if err := os.Rename(staged, aside); err != nil {
+				return fmt.Errorf("move %s aside: %w", staged, err)
+			}
+			fmt.Fprintf(w, "certctl: %s was left in staging by an interrupted restart, but %s exists: kept it as %s\n", staged, manifest, aside)
+			continue
+		}
+		if err := os.Rename(staged, manifest); err != nil {
+			return fmt.Errorf("put %s back to %s: %w", staged, manifest, err)
+		}
+		if err := syncDirs(filepath.Dir(manifest), stagingDir(l)); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "certctl: put %s back (an interrupted restart had moved it out; the kubelet starts the component again)\n", manifest)
+	}
+	if err := os.Remove(journalPath(l)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("clear restart journal: %w", err)
+	}
+	return nil
+}
