@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin/certctl
 DEMO_DIR  ?= _out/demo-node
 # Binaries the integration tests run (real kubeadm, kube-apiserver, etcd, controller-manager).
-TEST_K8S_BINS := kubeadm kube-apiserver kube-controller-manager etcd
+TEST_K8S_BINS := kubeadm kube-apiserver kube-controller-manager kube-scheduler etcd
 
 .PHONY: all build demo test unit lint k8s-bins bench e2e clean
 

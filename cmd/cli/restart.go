@@ -108,6 +108,7 @@ func runRestart(ctx context.Context, g *Globals, o *restartOptions, steps []rest
 	results, err := restart.Run(ctx, restart.Options{
 		Layout: g.Layout(), Steps: steps, Timeout: o.Timeout, ReloadTimeout: o.ReloadTimeout,
 		Rollback: rollback, Progress: progressFor(g.Streams.Out),
+		Stopper: restart.ProcessStopper{Layout: g.Layout()},
 	})
 	w := g.Streams.Out
 	for _, r := range results {

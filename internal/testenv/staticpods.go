@@ -251,3 +251,19 @@ func (k *Kubelet) run(file string) (*process, error) {
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	return p, nil
 }
+
+// Running reports whether a process of the static pod file (current or terminating) is alive.
+func (k *Kubelet) Running(file string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	p := k.pods[file]
+	if p == nil {
+		return false
+	}
+	for _, proc := range []*process{p.proc, p.old} {
+		if proc != nil && !proc.exited() {
+			return true
+		}
+	}
+	return false
+}

@@ -34,7 +34,7 @@ type node struct {
 	k     *testenv.Kubelet
 }
 
-func startNode(t *testing.T) *node {
+func startNode(t testing.TB) *node {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs a control plane")
@@ -49,7 +49,7 @@ func startNode(t *testing.T) *node {
 func (n *node) apiAddr() string { return fmt.Sprintf("127.0.0.1:%d", n.ports.APIServer) }
 
 // waitReady polls until the four components answer their probes.
-func (n *node) waitReady(t *testing.T, timeout time.Duration) {
+func (n *node) waitReady(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	urls := map[string]string{
@@ -114,7 +114,7 @@ func TestRenewThenRestart(t *testing.T) {
 	}
 	var progress bytes.Buffer
 	results, err := restart.Run(context.Background(), restart.Options{Layout: l, Steps: steps, Timeout: 2 * time.Minute,
-		Progress: restart.NewProgress(&progress, false),
+		Progress: restart.NewProgress(&progress, false), Stopper: restart.ProcessStopper{Layout: l},
 		Rollback: func(string) error { _, err := backup.Restore(fsutil.OS{}, l, res.BackupID); return err }})
 	t.Logf("progress:\n%s", progress.String())
 	if err != nil {
