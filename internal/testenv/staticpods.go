@@ -26,6 +26,9 @@ type StaticPodPorts struct {
 // (/etc/kubernetes/pki/...), loopback ports, and the probes kubeadm writes.
 func WriteStaticPods(t testing.TB, tr *Tree) StaticPodPorts {
 	t.Helper()
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		Binary(t, b) // skip loudly (or fail in CI) before anything starts
+	}
 	p := StaticPodPorts{
 		APIServer: FreePort(t, "127.0.0.1"), EtcdClient: FreePort(t, "127.0.0.1"), EtcdPeer: FreePort(t, "127.0.0.1"),
 		EtcdMetrics: FreePort(t, "127.0.0.1"), ControllerManager: FreePort(t, "127.0.0.1"), Scheduler: FreePort(t, "127.0.0.1"),
