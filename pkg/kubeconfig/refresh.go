@@ -3,7 +3,8 @@ package kubeconfig
 import (
 	"bytes"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
@@ -37,7 +38,7 @@ func Merge(target, admin *clientcmdapi.Config) (*clientcmdapi.Config, []Change, 
 	out := target.DeepCopy()
 	var changes []Change
 	ours := map[string]bool{}
-	for _, name := range sortedKeys(out.Clusters) {
+	for _, name := range slices.Sorted(maps.Keys(out.Clusters)) {
 		c := out.Clusters[name]
 		if c.Server != srcCluster.Server && !(len(c.CertificateAuthorityData) > 0 && bytes.Equal(c.CertificateAuthorityData, srcCluster.CertificateAuthorityData)) {
 			continue
@@ -51,12 +52,12 @@ func Merge(target, admin *clientcmdapi.Config) (*clientcmdapi.Config, []Change, 
 		}
 	}
 	users := map[string]bool{}
-	for _, name := range sortedKeys(out.Contexts) {
+	for _, name := range slices.Sorted(maps.Keys(out.Contexts)) {
 		if ctx := out.Contexts[name]; ctx != nil && ours[ctx.Cluster] {
 			users[ctx.AuthInfo] = true
 		}
 	}
-	for _, name := range sortedKeys(out.AuthInfos) {
+	for _, name := range slices.Sorted(maps.Keys(out.AuthInfos)) {
 		u := out.AuthInfos[name]
 		if !users[name] || u == nil {
 			continue
@@ -95,13 +96,4 @@ func Merge(target, admin *clientcmdapi.Config) (*clientcmdapi.Config, []Change, 
 		}
 	}
 	return out, changes, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/sandbox"
@@ -37,20 +38,7 @@ func TestWaitHealthy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tln.Close()
-	go func() {
-		for {
-			c, err := tln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _ = c.(*tls.Conn).Handshake() }()
-		}
-	}()
+	servingAddr := testenv.ServeTLS(t, "127.0.0.1:0", pair, tls.NoClientCert)
 	var healthy atomic.Bool
 	hln, _ := net.Listen("tcp", "127.0.0.1:0")
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -62,7 +50,7 @@ func TestWaitHealthy(t *testing.T) {
 	})}
 	go srv.Serve(hln)
 	defer srv.Close()
-	o := kubelet.WaitOptions{HealthzURL: "http://" + hln.Addr().String() + "/healthz", ServingAddr: tln.Addr().String(), Timeout: 10 * time.Second, Poll: 20 * time.Millisecond,
+	o := kubelet.WaitOptions{HealthzURL: "http://" + hln.Addr().String() + "/healthz", ServingAddr: servingAddr, Timeout: 10 * time.Second, Poll: 20 * time.Millisecond,
 		Serving: func(chain []*x509.Certificate) error {
 			if chain[0].VerifyHostname("10.2.1.151") != nil {
 				return errors.New("does not cover the node IP")

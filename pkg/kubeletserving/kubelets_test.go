@@ -13,6 +13,7 @@ import (
 
 	"crypto/rand"
 
+	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/pki"
 )
 
@@ -24,24 +25,7 @@ func fakeKubelet(t testing.TB, addr string, chain []*x509.Certificate, key crypt
 	for _, c := range chain {
 		cert.Certificate = append(cert.Certificate, c.Raw)
 	}
-	ln, err := tls.Listen("tcp", addr, &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatalf("listen %s: %v", addr, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				_ = c.(*tls.Conn).Handshake()
-			}()
-		}
-	}()
+	testenv.ServeTLS(t, addr, cert, tls.NoClientCert)
 }
 
 // caSignedServing is what serverTLSBootstrap gets a kubelet: signed by the cluster CA.

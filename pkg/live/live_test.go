@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/live"
 	"github.com/certctl/certctl/pkg/pki"
@@ -34,24 +35,7 @@ func serve(t *testing.T, addr, certFile, keyFile string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", addr, &tls.Config{Certificates: []tls.Certificate{pair}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.(*tls.Conn).Handshake()
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testenv.ServeTLS(t, addr, pair, tls.NoClientCert)
 }
 
 func caPool(t *testing.T, l pki.Layout) *x509.CertPool {
@@ -139,24 +123,14 @@ func TestCheckFindsStaleServedCertificate(t *testing.T) {
 	// The "running" apiserver serves a certificate that is not apiserver.crt any more.
 	apiAddr := serve(t, "127.0.0.1:0", filepath.Join(old.PKIDir, "apiserver.crt"), filepath.Join(old.PKIDir, "apiserver.key"))
 	// etcd requires client certificates, as kubeadm configures it; it serves the file on disk.
-	etcdPair, _ := tls.LoadX509KeyPair(filepath.Join(l.PKIDir, "etcd", "server.crt"), filepath.Join(l.PKIDir, "etcd", "server.key"))
-	eln, err := tls.Listen("tcp", "127.0.0.2:0", &tls.Config{Certificates: []tls.Certificate{etcdPair}, ClientAuth: tls.RequireAnyClientCert})
+	etcdPair, err := tls.LoadX509KeyPair(filepath.Join(l.PKIDir, "etcd", "server.crt"), filepath.Join(l.PKIDir, "etcd", "server.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer eln.Close()
-	go func() {
-		for {
-			c, err := eln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _ = c.(*tls.Conn).Handshake() }()
-		}
-	}()
+	etcdAddr := testenv.ServeTLS(t, "127.0.0.2:0", etcdPair, tls.RequireAnyClientCert)
 	_, apiPort, _ := net.SplitHostPort(apiAddr)
 	setFlag(t, filepath.Join(l.ManifestsDir, "kube-apiserver.yaml"), "--secure-port=6443", "--secure-port="+apiPort)
-	setFlag(t, filepath.Join(l.ManifestsDir, "etcd.yaml"), "--listen-client-urls=https://127.0.0.1:2379", fmt.Sprintf("--listen-client-urls=https://%s", eln.Addr()))
+	setFlag(t, filepath.Join(l.ManifestsDir, "etcd.yaml"), "--listen-client-urls=https://127.0.0.1:2379", fmt.Sprintf("--listen-client-urls=https://%s", etcdAddr))
 
 	inv := pki.Load(l, pki.Default())
 	r := inspect.Diagnose(inv, inspect.Options{})

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"net"
 	"net/url"
@@ -236,7 +237,7 @@ func CheckIssued(cert, ca *x509.Certificate, pub crypto.PublicKey, t Template) e
 // drops words it does not know, so an unmappable usage is an error here.
 func cfsslUsages(ku x509.KeyUsage, eku []x509.ExtKeyUsage) ([]string, error) {
 	var out []string
-	for _, name := range sortedKeys(cfconfig.KeyUsage) {
+	for _, name := range slices.Sorted(maps.Keys(cfconfig.KeyUsage)) {
 		bit := cfconfig.KeyUsage[name]
 		if name == "signing" { // alias of "digital signature"
 			continue
@@ -251,7 +252,7 @@ func cfsslUsages(ku x509.KeyUsage, eku []x509.ExtKeyUsage) ([]string, error) {
 	}
 	for _, e := range eku {
 		name := ""
-		for _, n := range sortedKeys(cfconfig.ExtKeyUsage) {
+		for _, n := range slices.Sorted(maps.Keys(cfconfig.ExtKeyUsage)) {
 			if cfconfig.ExtKeyUsage[n] == e && n != "s/mime" {
 				name = n
 				break
@@ -263,15 +264,6 @@ func cfsslUsages(ku x509.KeyUsage, eku []x509.ExtKeyUsage) ([]string, error) {
 		out = append(out, name)
 	}
 	return out, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func sameStrings(a, b []string) bool {

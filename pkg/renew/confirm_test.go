@@ -1,6 +1,7 @@
 package renew_test
 
 import (
+	"github.com/certctl/certctl/internal/testenv"
 	"os/exec"
 	"strings"
 	"testing"
@@ -12,7 +13,7 @@ func TestConfirmOnTerminal(t *testing.T) {
 	if _, err := exec.LookPath("script"); err != nil {
 		t.Skip("script (util-linux) not installed: no pty to test the prompt on")
 	}
-	bin := certctlBin(t)
+	bin := testenv.Certctl(t)
 	l := newTree(t)
 	before := treeHash(t, l.Root)
 	run := func(answer string) string {

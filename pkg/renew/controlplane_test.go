@@ -24,7 +24,7 @@ func TestRenewedTreeServesOnRealControlPlane(t *testing.T) {
 	}
 	tr := testenv.KubeadmTree(t, testenv.TreeOptions{})
 	l := tr.Layout
-	bin := certctlBin(t)
+	bin := testenv.Certctl(t)
 	oldAPI := cert(t, filepath.Join(l.PKIDir, "apiserver.crt"))
 	if out, err := exec.Command(bin, "--root", tr.Root, "renew", "all", "--days", "3650", "--san", "10.2.1.139", "--yes").CombinedOutput(); err != nil {
 		t.Fatalf("renew: %v\n%s", err, out)

@@ -8,42 +8,14 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/renew"
 )
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// certctlBin builds cmd/certctl once per test binary.
-func certctlBin(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "certctl-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "certctl")
-		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/certctl").CombinedOutput()
-		if err != nil {
-			binErr = err
-			t.Logf("%s", out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
 
 // TestKill9AnyInstant kills `certctl renew all` with SIGKILL at random instants spread over
 // a run's measured duration, hundreds of times, then runs certctl again (which recovers from
@@ -52,7 +24,7 @@ func TestKill9AnyInstant(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	bin := certctlBin(t)
+	bin := testenv.Certctl(t)
 	src := template(t)
 	work := t.TempDir()
 	args := func(root string) []string { return []string{"--root", root, "renew", "all", "--yes"} }

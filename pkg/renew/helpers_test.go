@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/certctl/certctl/internal/testenv"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -48,9 +49,7 @@ func TestMain(m *testing.M) {
 	if templDir != "" {
 		os.RemoveAll(templDir)
 	}
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
+	testenv.RemoveCertctl()
 	os.Exit(code)
 }
 

@@ -72,7 +72,7 @@ func TestRenewKubeadmTree(t *testing.T) {
 		}
 		t.Skip("SKIP (loud): openssl not installed")
 	}
-	bin := certctlBin(t)
+	bin := testenv.Certctl(t)
 	tr := testenv.KubeadmTree(t, testenv.TreeOptions{CertSANs: []string{"10.2.0.100"}})
 	root, kubeadm := tr.Root, testenv.Binary(t, "kubeadm")
 	l := tr.Layout

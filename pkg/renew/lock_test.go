@@ -3,6 +3,7 @@ package renew_test
 import (
 	"bytes"
 	"fmt"
+	"github.com/certctl/certctl/internal/testenv"
 	"os"
 	"os/exec"
 	"strings"
@@ -17,7 +18,7 @@ import (
 // --lock-timeout, fails naming the holder's PID, and changes nothing; once the lock is
 // released a waiting renewal proceeds.
 func TestLockHeldRefusesWithPID(t *testing.T) {
-	bin := certctlBin(t)
+	bin := testenv.Certctl(t)
 	l := newTree(t)
 	lock, err := renew.AcquireLock(l.StateDir(), time.Second)
 	if err != nil {
@@ -62,7 +63,7 @@ func TestLockHeldRefusesWithPID(t *testing.T) {
 // TestConcurrentRenewals starts two renewals of the same tree at once: they never
 // interleave; each either renews or refuses with a clear message, and every pair matches.
 func TestConcurrentRenewals(t *testing.T) {
-	bin := certctlBin(t)
+	bin := testenv.Certctl(t)
 	for round := range 5 {
 		l := newTree(t)
 		var wg sync.WaitGroup

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -197,7 +196,7 @@ func TestRollbackBrokenCertificate(t *testing.T) {
 func TestKilledWhileStaged(t *testing.T) {
 	n := startNode(t)
 	l := n.tr.Layout
-	bin := buildCertctl(t)
+	bin := testenv.Certctl(t)
 	cmd := exec.Command(bin, "--root", n.tr.Root, "restart", "apiserver", "--timeout", "2m")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -234,16 +233,4 @@ func TestKilledWhileStaged(t *testing.T) {
 	if chain, err := live.Served(context.Background(), n.apiAddr(), "", nil, 2*time.Second); err != nil || len(chain) == 0 {
 		t.Fatalf("apiserver not serving after recovery: %v", err)
 	}
-}
-
-func buildCertctl(t *testing.T) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	bin := filepath.Join(t.TempDir(), "certctl")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/certctl")
-	cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build certctl: %v\n%s", err, out)
-	}
-	return bin
 }

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -80,18 +79,6 @@ func TestCronJobsServerSideDryRun(t *testing.T) {
 	}
 }
 
-func buildCertctl(t *testing.T) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	bin := filepath.Join(t.TempDir(), "certctl")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/certctl")
-	cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build certctl: %v\n%s", err, out)
-	}
-	return bin
-}
-
 func hashTree(t *testing.T, dirs ...string) map[string][32]byte {
 	t.Helper()
 	out := map[string][32]byte{}
@@ -111,7 +98,7 @@ func hashTree(t *testing.T, dirs ...string) map[string][32]byte {
 // sandbox nodes: one whose certificates expire in 10 days is renewed; a healthy one is a
 // no-op (exit 0, no file of the node changed, no backup made); both leave a run record.
 func TestTimerCommandEndToEnd(t *testing.T) {
-	bin := buildCertctl(t)
+	bin := testenv.Certctl(t)
 	o := schedule.Options{CertctlPath: bin}
 	o.Defaults()
 	files, err := o.Render()

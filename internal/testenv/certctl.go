@@ -1,0 +1,76 @@
+package testenv
+
+import (
+	"crypto/tls"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	certctlOnce sync.Once
+	certctlPath string
+	certctlErr  error
+	certctlOut  []byte
+)
+
+// Certctl builds the certctl binary once per test process and returns its path; tests that
+// run it as a separate process (to kill it, or to run the exact command a unit runs) use it.
+// The binary lives in a temporary directory that RemoveCertctl deletes (call it from TestMain).
+func Certctl(t testing.TB) string {
+	t.Helper()
+	certctlOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "certctl-bin-")
+		if err != nil {
+			certctlErr = err
+			return
+		}
+		_, file, _, _ := runtime.Caller(0)
+		certctlPath = filepath.Join(dir, "certctl")
+		cmd := exec.Command("go", "build", "-o", certctlPath, "./cmd/certctl")
+		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+		certctlOut, certctlErr = cmd.CombinedOutput()
+	})
+	if certctlErr != nil {
+		t.Fatalf("build certctl: %v\n%s", certctlErr, certctlOut)
+	}
+	return certctlPath
+}
+
+// RemoveCertctl deletes the binary Certctl built, if any.
+func RemoveCertctl() {
+	if certctlPath != "" {
+		os.RemoveAll(filepath.Dir(certctlPath))
+	}
+}
+
+// ServeTLS starts a real TLS listener on addr (host:0 picks a port) presenting cert, which
+// completes handshakes and nothing else: what a kubelet's :10250, an apiserver or a load
+// balancer shows a client that only looks at the certificate. It is closed at cleanup; the
+// returned address has the port.
+func ServeTLS(t testing.TB, addr string, cert tls.Certificate, clientAuth tls.ClientAuthType) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", addr, &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: clientAuth})
+	if err != nil {
+		t.Fatalf("listen %s: %v", addr, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				_ = c.(*tls.Conn).Handshake()
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
