@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -125,3 +126,20 @@ func TestParseSANs(t *testing.T) {
 }
 
 func sandboxOpts() sandbox.Options { return sandbox.Options{} }
+
+// TestSandboxRelativeDir: a sandbox made under a relative directory is whole (the kubelet's
+// symlinks resolve), so the demo tree has exactly the planted faults.
+func TestSandboxRelativeDir(t *testing.T) {
+	wd, _ := os.Getwd()
+	t.Cleanup(func() { os.Chdir(wd) })
+	if err := os.Chdir(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := run(t, "sandbox", "create", "node", "--faults", "none", "--key-algorithm", "ecdsa-p256"); code != ExitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, _ := run(t, "--root", "node", "inspect")
+	if code != ExitOK || !strings.Contains(out, "No findings.") {
+		t.Fatalf("relative sandbox: exit %d\n%s", code, out)
+	}
+}

@@ -152,8 +152,10 @@ func missingRemedy(s pki.Spec) string {
 		return "restore it from a backup ('certctl backup list', 'certctl restore ID'); a new CA would invalidate every certificate it signed"
 	case pki.KindKubeconfig:
 		return "restore it from a backup, or re-create it: kubeadm init phase kubeconfig " + strings.TrimSuffix(s.Name, ".conf")
-	case pki.KindKubeletServing, pki.KindKubeletClient:
+	case pki.KindKubeletServing:
 		return "restart the kubelet (it writes a self-signed serving certificate), or certctl kubelet-serving enable --approve"
+	case pki.KindKubeletClient:
+		return "the kubelet cannot authenticate without it: re-join the node (kubeadm token create --print-join-command on a control-plane node; kubeadm reset -f and kubeadm join here)"
 	}
 	return "restore it from a backup, or re-create it: kubeadm init phase certs " + s.Name
 }

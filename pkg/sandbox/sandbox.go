@@ -439,13 +439,14 @@ func (g *gen) write(l pki.Layout) error {
 	if err := writeAll(files); err != nil {
 		return err
 	}
-	// The kubelet's rotating files are symlinks to the dated PEMs, as the kubelet keeps them.
-	if err := os.Symlink(clientFile, filepath.Join(kubeletPKI, "kubelet-client-current.pem")); err != nil {
+	// The kubelet's rotating files are symlinks to the dated PEMs beside them, as the kubelet
+	// keeps them; relative, so the tree still works when copied or given as a relative path.
+	if err := os.Symlink(filepath.Base(clientFile), filepath.Join(kubeletPKI, "kubelet-client-current.pem")); err != nil {
 		return fmt.Errorf("link kubelet-client-current.pem: %w", err)
 	}
 	if serverTLSBootstrap {
 		srvFile := filepath.Join(kubeletPKI, fmt.Sprintf("kubelet-server-%s.pem", stamp.UTC().Format("2006-01-02-15-04-05")))
-		if err := os.Symlink(srvFile, filepath.Join(kubeletPKI, "kubelet-server-current.pem")); err != nil {
+		if err := os.Symlink(filepath.Base(srvFile), filepath.Join(kubeletPKI, "kubelet-server-current.pem")); err != nil {
 			return fmt.Errorf("link kubelet-server-current.pem: %w", err)
 		}
 	}
