@@ -5,7 +5,7 @@ DEMO_DIR  ?= _out/demo-node
 # Binaries the integration tests run (real kubeadm, kube-apiserver, etcd, controller-manager).
 TEST_K8S_BINS := kubeadm kube-apiserver kube-controller-manager kube-scheduler etcd
 
-.PHONY: all build demo test unit lint k8s-bins bench e2e clean
+.PHONY: all build demo test unit lint k8s-bins bench e2e lab-up lab-down clean
 
 all: build
 
@@ -38,11 +38,23 @@ k8s-bins:
 bench: build k8s-bins
 	bench/run.sh
 
-# End to end: renew + restart + rollback + a kill while a manifest is staged, on a node whose
-# static pods run the real etcd, kube-apiserver, controller-manager and scheduler under the
-# stand-in kubelet (internal/testenv); these also run in `make test`.
-e2e: k8s-bins
+# End to end, on a real single-node kubeadm control plane (hack/lab: containerd, the real
+# kubelet, etcd/apiserver/controller-manager/scheduler as static pods, in the network
+# namespace certctl-lab): renew all --restart, rollback, a kill while a manifest is staged;
+# then the same on the stand-in kubelet (internal/testenv). As root. The lab is taken down at
+# the end unless LAB_KEEP=1.
+e2e: lint
+	hack/build-k8s.sh >/dev/null
+	hack/lab/up.sh
+	CERTCTL_LAB=1 $(GO) test -count=1 -v -timeout 30m ./e2e; rc=$$?; \
+	  [ "$(LAB_KEEP)" = 1 ] || hack/lab/down.sh; exit $$rc
 	$(GO) test -count=1 -v -run 'TestRenewThenRestart|TestRollbackBrokenCertificate|TestKilledWhileStaged' ./pkg/restart
+
+lab-up:
+	hack/lab/up.sh
+
+lab-down:
+	hack/lab/down.sh
 
 clean:
 	rm -rf bin _out

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -43,51 +44,9 @@ without losing the other clusters.`,
 			if to != "" {
 				dst = pki.UnderRoot(l.Root, to)
 			}
-			admin, _, err := kubeconfig.Load(src)
-			if err != nil {
+			if err := refreshKubeconfig(g, src, dst); err != nil {
 				return withCode(ExitError, err)
 			}
-			var target *clientcmdapi.Config
-			data, err := os.ReadFile(dst)
-			switch {
-			case errors.Is(err, fs.ErrNotExist):
-			case err != nil:
-				return withCode(ExitError, fmt.Errorf("read %s: %w", dst, err))
-			default:
-				if target, err = clientcmd.Load(data); err != nil {
-					return withCode(ExitError, fmt.Errorf("%s: not a valid kubeconfig: %w (fix or move it away first)", dst, err))
-				}
-			}
-			merged, changes, err := kubeconfig.Merge(target, admin)
-			if err != nil {
-				return withCode(ExitError, fmt.Errorf("%s: %w", dst, err))
-			}
-			w := g.Streams.Out
-			if len(changes) == 0 {
-				fmt.Fprintf(w, "%s already holds admin.conf's credentials\n", dst)
-				return nil
-			}
-			out, err := kubeconfig.Marshal(merged)
-			if err != nil {
-				return withCode(ExitError, err)
-			}
-			if data != nil {
-				m, err := backup.Create(fsutil.OS{}, l, "kubeconfig refresh", []string{dst}, time.Now())
-				if err != nil {
-					return withCode(ExitError, fmt.Errorf("back up %s: %w", dst, err))
-				}
-				fmt.Fprintf(w, "backup: %s (certctl restore %s)\n", m.ID, m.ID)
-			}
-			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-				return withCode(ExitError, fmt.Errorf("create %s: %w", filepath.Dir(dst), err))
-			}
-			if err := fsutil.WriteFileAtomic(dst, out, 0o600); err != nil {
-				return withCode(ExitError, fmt.Errorf("write %s: %w", dst, err))
-			}
-			for _, ch := range changes {
-				fmt.Fprintf(w, "%s %s %q\n", ch.Action, ch.Kind, ch.Name)
-			}
-			fmt.Fprintf(w, "%s now uses admin.conf's credentials\n", dst)
 			return nil
 		},
 	}
@@ -95,4 +54,70 @@ without losing the other clusters.`,
 	refresh.Flags().StringVar(&from, "from", "", "kubeconfig to take the credentials from (default admin.conf)")
 	cmd.AddCommand(refresh)
 	return cmd
+}
+
+// refreshKubeconfig merges src's credentials into dst (backing dst up first) and says what
+// changed.
+func refreshKubeconfig(g *Globals, src, dst string) error {
+	l := g.Layout()
+	admin, _, err := kubeconfig.Load(src)
+	if err != nil {
+		return err
+	}
+	var target *clientcmdapi.Config
+	data, err := os.ReadFile(dst)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("read %s: %w", dst, err)
+	default:
+		if target, err = clientcmd.Load(data); err != nil {
+			return fmt.Errorf("%s: not a valid kubeconfig: %w (fix or move it away first)", dst, err)
+		}
+	}
+	merged, changes, err := kubeconfig.Merge(target, admin)
+	if err != nil {
+		return fmt.Errorf("%s: %w", dst, err)
+	}
+	w := g.Streams.Out
+	if len(changes) == 0 {
+		fmt.Fprintf(w, "%s already holds %s's credentials\n", dst, filepath.Base(src))
+		return nil
+	}
+	out, err := kubeconfig.Marshal(merged)
+	if err != nil {
+		return err
+	}
+	if data != nil {
+		m, err := backup.Create(fsutil.OS{}, l, "kubeconfig refresh", []string{dst}, time.Now())
+		if err != nil {
+			return fmt.Errorf("back up %s: %w", dst, err)
+		}
+		fmt.Fprintf(w, "backup: %s (certctl restore %s)\n", m.ID, m.ID)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(dst), err)
+	}
+	if err := fsutil.WriteFileAtomic(dst, out, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", dst, err)
+	}
+	for _, ch := range changes {
+		fmt.Fprintf(w, "%s %s %q\n", ch.Action, ch.Kind, ch.Name)
+	}
+	fmt.Fprintf(w, "%s now uses %s's credentials\n", dst, filepath.Base(src))
+	return nil
+}
+
+// copiesAdminConf reports whether the user's kubeconfig authenticates with admin.conf's
+// current client certificate: then it is a copy that a renewal of admin.conf leaves stale.
+func copiesAdminConf(l pki.Layout) bool {
+	_, admin, err := kubeconfig.Load(filepath.Join(l.KubeconfigDir, "admin.conf"))
+	if err != nil || !admin.Embedded() {
+		return false
+	}
+	_, user, err := kubeconfig.Load(l.UserKubeconfig)
+	if err != nil {
+		return false
+	}
+	return bytes.Equal(bytes.TrimSpace(user.CertData), bytes.TrimSpace(admin.CertData))
 }

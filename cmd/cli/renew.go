@@ -189,6 +189,7 @@ func (o *renewOptions) run(ctx context.Context, args []string) (err error) {
 		csrDir = filepath.Join(l.KubeconfigDir, "certctl-csr", now.UTC().Format("20060102T150405Z"))
 	}
 	applied = true
+	userCopy := copiesAdminConf(l)
 	res, err := renew.Apply(plan, renew.ApplyOptions{
 		Writer: fsutil.OS{}, Command: "certctl " + strings.Join(os.Args[1:], " "),
 		LockTimeout: o.LockTimeout, Log: o.Streams.ErrOut, CSRDir: csrDir,
@@ -207,8 +208,16 @@ func (o *renewOptions) run(ctx context.Context, args []string) (err error) {
 	rec.Result, rec.Renewed, rec.BackupID = lastrun.ResultRenewed, names, res.BackupID
 	fmt.Fprintf(out, "renewed %d: %s\nbackup: %s (certctl restore %s)\n", len(res.Changed), strings.Join(names, ", "), res.BackupID, res.BackupID)
 	for _, c := range res.Changed {
-		if c.Name == "admin.conf" {
-			fmt.Fprintln(out, "kubectl: ~/.kube/config still holds the old admin certificate if it is a copy of admin.conf: copy the new one")
+		if c.Name != "admin.conf" {
+			continue
+		}
+		if userCopy {
+			// ~/.kube/config was a copy of admin.conf: the runbook's "cp admin.conf ~/.kube/config".
+			if err := refreshKubeconfig(o.Globals, filepath.Join(l.KubeconfigDir, "admin.conf"), l.UserKubeconfig); err != nil {
+				return withCode(ExitError, fmt.Errorf("admin.conf renewed, but refreshing %s failed: %w (certctl kubeconfig refresh retries)", l.UserKubeconfig, err))
+			}
+		} else {
+			fmt.Fprintf(out, "kubectl: other kubeconfigs that hold admin.conf's old certificate need it too: certctl kubeconfig refresh [--to PATH]\n")
 		}
 	}
 	if o.Restart {

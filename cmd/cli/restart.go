@@ -108,7 +108,7 @@ func runRestart(ctx context.Context, g *Globals, o *restartOptions, steps []rest
 	results, err := restart.Run(ctx, restart.Options{
 		Layout: g.Layout(), Steps: steps, Timeout: o.Timeout, ReloadTimeout: o.ReloadTimeout,
 		Rollback: rollback, Progress: progressFor(g.Streams.Out),
-		Stopper: restart.ProcessStopper{Layout: g.Layout()},
+		Stopper: stopperFor(g),
 	})
 	w := g.Streams.Out
 	for _, r := range results {
@@ -125,6 +125,16 @@ func runRestart(ctx context.Context, g *Globals, o *restartOptions, steps []rest
 		return withCode(ExitError, err)
 	}
 	return nil
+}
+
+// stopperFor stops containers through the kubelet's CRI socket when there is one, and
+// otherwise (or when the runtime does not know the container) through the process table.
+func stopperFor(g *Globals) restart.Stopper {
+	procs := restart.ProcessStopper{Layout: g.Layout()}
+	if ep := restart.FindCRIEndpoint(g.Layout()); ep != "" {
+		return restart.FallbackStopper{restart.CRIStopper{Endpoint: ep}, procs}
+	}
+	return procs
 }
 
 // restartKubeletAndWait restarts the kubelet and waits until it is healthy; check, when not

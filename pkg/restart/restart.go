@@ -189,7 +189,7 @@ func (o *Options) restart(ctx context.Context, c *component) (time.Duration, str
 	putBack := func() error { return unstage(o.Layout, c.manifest, staged) }
 	if o.Stopper != nil {
 		if err := o.Stopper.Stop(ctx, c.name); err != nil {
-			o.Progress.Line(c.name, "could not stop its container through the CRI (%v): waiting for the kubelet", err)
+			o.Progress.Line(c.name, "could not stop it early (%v): waiting for the kubelet to stop it", err)
 		}
 	}
 	o.Progress.Line(c.name, "manifest moved out; waiting for it to stop")

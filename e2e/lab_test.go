@@ -1,0 +1,370 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/certctl/certctl/internal/testenv"
+	"github.com/certctl/certctl/pkg/backup"
+	"github.com/certctl/certctl/pkg/fsutil"
+	"github.com/certctl/certctl/pkg/live"
+	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/restart"
+)
+
+// The lab's names, as hack/lab/env.sh sets them.
+const (
+	labNS   = "certctl-lab"
+	labMark = "/etc/kubernetes/.certctl-lab"
+	labHome = "/var/lib/certctl-lab/home"
+	apiAddr = "127.0.0.1:6443"
+	etcdAdr = "127.0.0.1:2379"
+)
+
+var labSkip string
+
+func TestMain(m *testing.M) {
+	switch {
+	case os.Getenv("CERTCTL_LAB") != "1":
+		labSkip = "SKIPPING the lab end-to-end tests: set CERTCTL_LAB=1 and bring the lab up (make e2e does both, as root)"
+	case !exists(labMark) || !exists("/var/run/netns/"+labNS):
+		fmt.Fprintln(os.Stderr, "CERTCTL_LAB=1 but the lab is not up: run hack/lab/up.sh (or make e2e)")
+		os.Exit(1)
+	case !inLabNetns():
+		// The lab's apiserver, etcd and kubelet listen inside its network namespace: run this
+		// test binary there (nsenter --net, as hack/lab does; the mount namespace is shared).
+		args := append([]string{"--net=/var/run/netns/" + labNS, "--"}, os.Args...)
+		cmd := exec.Command("nsenter", args...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); ok {
+			os.Exit(ee.ExitCode())
+		} else if err != nil {
+			fmt.Fprintln(os.Stderr, "enter the lab's network namespace:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	code := m.Run()
+	testenv.RemoveCertctl()
+	os.Exit(code)
+}
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func inLabNetns() bool {
+	var self, lab syscall.Stat_t
+	if syscall.Stat("/proc/self/ns/net", &self) != nil || syscall.Stat("/var/run/netns/"+labNS, &lab) != nil {
+		return false
+	}
+	return self.Ino == lab.Ino && self.Dev == lab.Dev
+}
+
+func requireLab(t *testing.T) pki.Layout {
+	t.Helper()
+	if labSkip != "" {
+		t.Skip(labSkip)
+	}
+	l := pki.NewLayout(pki.LayoutOptions{Root: "/", Home: labHome})
+	waitLive(t, 3*time.Minute)
+	return l
+}
+
+// certctl runs the certctl binary as the operator would on the node, with the lab's HOME.
+func certctl(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(testenv.Certctl(t), args...)
+	cmd.Env = append(os.Environ(), "HOME="+labHome)
+	out, err := cmd.CombinedOutput()
+	t.Logf("certctl %s:\n%s", strings.Join(args, " "), out)
+	return string(out), err
+}
+
+// waitLive polls the apiserver's /livez until it answers ok.
+func waitLive(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pemData, err := os.ReadFile("/etc/kubernetes/pki/ca.crt")
+	if err != nil || !pool.AppendCertsFromPEM(pemData) {
+		t.Fatalf("read the lab's CA: %v", err)
+	}
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := client.Get("https://" + apiAddr + "/livez")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lab's apiserver is not live after %s: %v", timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func fingerprint(c *x509.Certificate) string {
+	s := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(s[:])
+}
+
+// served returns the leaf certificate addr presents (etcd asks for a client certificate:
+// the handshake still shows its own).
+func served(t *testing.T, addr string) *x509.Certificate {
+	t.Helper()
+	chain, err := live.Served(context.Background(), addr, "", nil, 3*time.Second)
+	if err != nil || len(chain) == 0 {
+		t.Fatalf("what %s serves: %v", addr, err)
+	}
+	return chain[0]
+}
+
+func onDisk(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := pki.ParseCertificates(path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs[0]
+}
+
+func criSocket(t *testing.T, l pki.Layout) string {
+	t.Helper()
+	ep := restart.FindCRIEndpoint(l)
+	if ep == "" {
+		t.Fatal("no CRI socket found from /var/lib/kubelet/config.yaml")
+	}
+	return ep
+}
+
+func containers(t *testing.T, ep, component string) []string {
+	t.Helper()
+	ids, err := restart.RunningContainerIDs(context.Background(), ep, component)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLabRenewAllRestart is the field case end to end: renew everything for ten years with
+// an extra IP SAN, restart what needs it, and check what the node serves and that the
+// refreshed ~/.kube/config really authenticates.
+func TestLabRenewAllRestart(t *testing.T) {
+	l := requireLab(t)
+	ep := criSocket(t, l)
+	copyFile(t, "/etc/kubernetes/admin.conf", l.UserKubeconfig) // the runbook's cp, done earlier
+	apiBefore, etcdBefore := served(t, apiAddr), served(t, etcdAdr)
+	cmBefore, schedBefore := containers(t, ep, pki.CompControllerManager), containers(t, ep, pki.CompScheduler)
+	if len(cmBefore) != 1 || len(schedBefore) != 1 {
+		t.Fatalf("want one running controller-manager and scheduler container, have %v and %v", cmBefore, schedBefore)
+	}
+
+	out, err := certctl(t, "renew", "all", "--days", "3650", "--san", "10.2.1.139", "--restart", "--yes", "--timeout", "3m")
+	if err != nil {
+		t.Fatalf("certctl renew all --restart: %v", err)
+	}
+
+	apiAfter, apiFile := served(t, apiAddr), onDisk(t, "/etc/kubernetes/pki/apiserver.crt")
+	if fingerprint(apiAfter) == fingerprint(apiBefore) {
+		t.Errorf(":6443 still serves the old certificate")
+	}
+	if fingerprint(apiAfter) != fingerprint(apiFile) {
+		t.Errorf(":6443 serves %s…, apiserver.crt is %s…", fingerprint(apiAfter)[:16], fingerprint(apiFile)[:16])
+	}
+	if !slices.ContainsFunc(apiAfter.IPAddresses, func(ip net.IP) bool { return ip.Equal(net.ParseIP("10.2.1.139")) }) {
+		t.Errorf("served apiserver certificate lacks the --san 10.2.1.139: %v", apiAfter.IPAddresses)
+	}
+	for _, ip := range apiBefore.IPAddresses {
+		if !slices.ContainsFunc(apiAfter.IPAddresses, ip.Equal) {
+			t.Errorf("the renewal dropped IP SAN %s the old certificate had", ip)
+		}
+	}
+	// --days 3650, capped at the CA's own expiry (kubeadm's CA lives ten years).
+	ca := onDisk(t, "/etc/kubernetes/pki/ca.crt")
+	if apiAfter.NotAfter.After(ca.NotAfter) || time.Until(apiAfter.NotAfter) < 3000*24*time.Hour {
+		t.Errorf("apiserver certificate expires %s; want about ten years, capped at the CA's %s", apiAfter.NotAfter, ca.NotAfter)
+	}
+	etcdAfter := served(t, etcdAdr)
+	if fingerprint(etcdAfter) == fingerprint(etcdBefore) || fingerprint(etcdAfter) != fingerprint(onDisk(t, "/etc/kubernetes/pki/etcd/server.crt")) {
+		t.Errorf("etcd does not serve the renewed etcd/server.crt")
+	}
+	// The controller-manager and scheduler read their kubeconfigs once: they must have run
+	// again (new containers), the others not more than needed.
+	if cm := containers(t, ep, pki.CompControllerManager); len(cm) != 1 || cm[0] == cmBefore[0] {
+		t.Errorf("controller-manager container %v, before %v: want a new one", cm, cmBefore)
+	}
+	if s := containers(t, ep, pki.CompScheduler); len(s) != 1 || s[0] == schedBefore[0] {
+		t.Errorf("scheduler container %v, before %v: want a new one", s, schedBefore)
+	}
+	for _, want := range []string{"etcd               reloaded its certificate without a restart", "apiserver          restarted, down", "now uses admin.conf's credentials"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+
+	// ~/.kube/config was refreshed and authenticates against the real apiserver.
+	cfg, err := clientcmd.BuildConfigFromFlags("", l.UserKubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := cs.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("list nodes with the refreshed %s: %v", l.UserKubeconfig, err)
+	}
+	if len(nodes.Items) != 1 || nodes.Items[0].Name != "certctl-lab" {
+		t.Errorf("nodes: %v", nodes.Items)
+	}
+	// And the real kubeadm sees the same expiries certctl wrote.
+	kubeadm := testenv.Binary(t, "kubeadm")
+	ck, err := exec.Command(kubeadm, "certs", "check-expiration").CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubeadm certs check-expiration: %v\n%s", err, ck)
+	}
+	if !strings.Contains(string(ck), apiAfter.NotAfter.UTC().Format("Jan 02, 2006 15:04 MST")) {
+		t.Errorf("kubeadm does not report the new apiserver expiry %s:\n%s", apiAfter.NotAfter.UTC(), ck)
+	}
+}
+
+// TestLabRollbackBrokenCertificate: apiserver.crt is replaced by a certificate from the right
+// CA for another key; the real apiserver cannot start with it, so restart rolls back to the
+// backup and the apiserver serves the old certificate again.
+func TestLabRollbackBrokenCertificate(t *testing.T) {
+	l := requireLab(t)
+	crt, key := filepath.Join(l.PKIDir, "apiserver.crt"), filepath.Join(l.PKIDir, "apiserver.key")
+	before := served(t, apiAddr)
+	m, err := backup.Create(fsutil.OS{}, l, "e2e rollback", []string{crt, key}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := pki.Load(l, pki.Default())
+	ca := inv.Get("ca")
+	otherKey, err := pki.GenerateKey(pki.AlgRSA2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := pki.TemplateFrom(inv.Get("apiserver").Cert())
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Minute), time.Now().Add(24*time.Hour)
+	broken, err := pki.Sign(ca.Cert(), ca.Key, otherKey, tmpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fsutil.WriteFileAtomic(crt, pki.EncodeCertificates(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	_, err = restart.Run(context.Background(), restart.Options{
+		Layout: l, Timeout: 45 * time.Second,
+		Steps:    []restart.Step{{Component: pki.CompAPIServer, Action: restart.ActionRestart}},
+		Stopper:  restart.CRIStopper{Endpoint: criSocket(t, l)},
+		Progress: restart.NewProgress(&progress, false),
+		Rollback: func(string) error { _, err := backup.Restore(fsutil.OS{}, l, m.ID); return err },
+	})
+	t.Logf("progress:\n%s", progress.String())
+	if err == nil || !strings.Contains(err.Error(), "rolled back to the backup, apiserver is healthy again on the old files") {
+		t.Fatalf("err %v, want a rollback", err)
+	}
+	if !exists(filepath.Join(l.ManifestsDir, "kube-apiserver.yaml")) {
+		t.Fatal("the manifest is not back")
+	}
+	if after := served(t, apiAddr); fingerprint(after) != fingerprint(before) {
+		t.Errorf("after the rollback :6443 serves %s…, want the old %s…", fingerprint(after)[:16], fingerprint(before)[:16])
+	}
+}
+
+// TestLabKilledWhileStaged: certctl is SIGKILLed while the apiserver's manifest is out; the
+// next certctl command puts it back, says so, and the real kubelet starts the apiserver.
+func TestLabKilledWhileStaged(t *testing.T) {
+	l := requireLab(t)
+	cmd := exec.Command(testenv.Certctl(t), "restart", "apiserver", "--timeout", "2m")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(l.ManifestsDir, "kube-apiserver.yaml")
+	deadline := time.Now().Add(time.Minute)
+	for exists(manifest) {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("the manifest never moved out:\n%s", out.String())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	if exists(manifest) {
+		t.Skipf("certctl put the manifest back before the kill landed: %s", out.String())
+	}
+	rec, err := certctl(t, "inspect", "-o", "json")
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() > 2 {
+			t.Fatalf("next certctl run: %v", err)
+		}
+	}
+	if !strings.Contains(rec, "put "+manifest+" back") {
+		t.Errorf("the next run did not say it put the manifest back")
+	}
+	if !exists(manifest) {
+		t.Fatal("manifest still missing")
+	}
+	waitLive(t, 3*time.Minute)
+}
+
+// TestLabKubeletRestartWithoutSystemd: the lab's kubelet is not a systemd service (no
+// systemd here), so certctl restart kubelet must say so and what to do, and change nothing.
+func TestLabKubeletRestartWithoutSystemd(t *testing.T) {
+	requireLab(t)
+	if exists("/run/systemd/system") {
+		t.Skip("this machine runs systemd: the kubelet restart path is covered by pkg/kubelet's tests")
+	}
+	out, err := certctl(t, "restart", "kubelet")
+	if err == nil {
+		t.Fatal("certctl restart kubelet succeeded without systemd")
+	}
+	if !strings.Contains(out, "systemd") || !strings.Contains(out, "restart the kubelet") {
+		t.Errorf("the error does not say what to do instead:\n%s", out)
+	}
+}

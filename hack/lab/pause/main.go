@@ -1,0 +1,26 @@
+// Command pause is the lab's pod sandbox process (registry.k8s.io/pause): it holds the pod's
+// namespaces, reaps orphans and exits on SIGINT or SIGTERM. The lab has no registry, so it
+// builds its own pause image from this.
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGCHLD)
+	for s := range sigs {
+		if s != syscall.SIGCHLD {
+			return
+		}
+		for {
+			pid, err := syscall.Wait4(-1, nil, syscall.WNOHANG, nil)
+			if pid <= 0 || err != nil {
+				break
+			}
+		}
+	}
+}

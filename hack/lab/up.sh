@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Brings up the lab: a real single-node kubeadm control plane on this machine, with no image
+# registry and no traffic off the machine.
+#
+#   hack/lab/up.sh            (as root; idempotent: a lab that is up and healthy is left alone)
+#
+# What it does: installs containerd and runc from Debian if missing, builds the Kubernetes
+# binaries and etcd (hack/build-k8s.sh, cached), makes one-layer images of them plus a pause
+# image and imports them into a private containerd, makes the network namespace $LAB_NS with
+# $LAB_IP on eth0 (kubeadm refuses a loopback advertise address), runs `kubeadm init` in it and
+# starts the kubelet itself (no systemd here). The node's files are the real ones:
+# /etc/kubernetes, /var/lib/kubelet, /var/lib/etcd; it refuses to touch them if they exist and
+# are not the lab's. hack/lab/down.sh undoes all of it. See hack/lab/README.md.
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+
+[ "$(id -u)" = 0 ] || { echo "lab: run as root" >&2; exit 1; }
+
+if [ -f "$LAB_MARK" ] && lab_pid kubelet >/dev/null && lab_pid containerd >/dev/null &&
+	"${LAB_NSENTER[@]}" curl -fsS --max-time 2 --cacert /etc/kubernetes/pki/ca.crt https://127.0.0.1:6443/livez >/dev/null 2>&1; then
+	lab_log "already up (apiserver on $LAB_IP:6443 in netns $LAB_NS is live)"
+	exit 0
+fi
+if [ -e /etc/kubernetes ] && [ ! -f "$LAB_MARK" ]; then
+	echo "lab: /etc/kubernetes exists and is not the lab's: this machine has a real node; refusing" >&2
+	exit 1
+fi
+for d in /var/lib/kubelet /var/lib/etcd; do
+	if [ -e "$d" ] && [ ! -f "$LAB_MARK" ]; then
+		echo "lab: $d exists and is not the lab's; refusing" >&2
+		exit 1
+	fi
+done
+if [ -f "$LAB_MARK" ] || [ -d "$LAB_RUN" ] || ip netns list | grep -qw "$LAB_NS"; then
+	lab_log "a previous lab is partly up: taking it down first"
+	"$(dirname "$0")/down.sh"
+fi
+
+# --- tools -------------------------------------------------------------------------------
+need=()
+for c in containerd runc ctr ip nsenter curl; do command -v $c >/dev/null || need+=($c); done
+if [ ${#need[@]} -gt 0 ]; then
+	lab_log "installing containerd runc iproute2 util-linux curl (missing: ${need[*]})"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q containerd runc iproute2 util-linux curl >/dev/null
+fi
+# apt may start the distribution's containerd as a service on machines with systemd; the lab
+# runs its own and never touches that one.
+
+BIN=$("$HACK/build-k8s.sh" | tail -1)
+mkdir -p "$LAB_DIR" "$LAB_RUN" "$LAB_DIR/images"
+cd "$HACK/.."
+
+# --- images ------------------------------------------------------------------------------
+IMG=$LAB_DIR/images
+go build -o "$IMG/mkimage" ./hack/lab/mkimage
+CGO_ENABLED=0 go build -ldflags=-s -o "$IMG/pause" ./hack/lab/pause
+images=$("$BIN/kubeadm" config images list --kubernetes-version "$K8S_VERSION" 2>/dev/null)
+declare -A srcs=()
+for ref in $images; do
+	name=${ref##*/}; name=${name%%:*}
+	case $name in
+	kube-apiserver|kube-controller-manager|kube-scheduler|etcd) srcs[$ref]=$BIN/$name ;;
+	pause) srcs[$ref]=$IMG/pause ;;
+	*) continue ;; # coredns, kube-proxy: the lab skips those addons
+	esac
+done
+for ref in "${!srcs[@]}"; do
+	name=${ref##*/}; name=${name%%:*}
+	tarball=$IMG/$name.tar
+	if [ ! -f "$tarball" ] || [ "${srcs[$ref]}" -nt "$tarball" ]; then
+		lab_log "image $ref"
+		entry=()
+		[ "$name" = pause ] && entry=(-entrypoint /pause)
+		dest=/usr/local/bin/$name
+		[ "$name" = pause ] && dest=/pause
+		"$IMG/mkimage" -o "$tarball" -tag "$ref" -file "${srcs[$ref]}=$dest" "${entry[@]}"
+	fi
+done
+
+# --- network namespace -------------------------------------------------------------------
+lab_log "netns $LAB_NS: $LAB_IP/24 on eth0"
+ip netns add "$LAB_NS"
+ip link add lab-a type veth peer name lab-b
+ip link set lab-a netns "$LAB_NS"
+ip link set lab-b netns "$LAB_NS"
+ip -n "$LAB_NS" link set lab-a name eth0
+ip -n "$LAB_NS" addr add "$LAB_IP/24" dev eth0
+ip -n "$LAB_NS" addr add "$LAB_GW/24" dev lab-b
+ip -n "$LAB_NS" link set lo up
+ip -n "$LAB_NS" link set eth0 up
+ip -n "$LAB_NS" link set lab-b up
+ip -n "$LAB_NS" route add default via "$LAB_GW" dev eth0 2>/dev/null || true
+
+# --- sysctls the kubelet may change: saved for down.sh ------------------------------------
+SYSCTLS="vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes"
+: >"$LAB_DIR/sysctl.saved"
+for s in $SYSCTLS; do
+	v=$(sysctl -n "$s" 2>/dev/null) && echo "$s=$v" >>"$LAB_DIR/sysctl.saved"
+done
+
+# --- cgroups: the kubelet's cgroupRoot, in every v1 hierarchy --------------------------------
+for h in /sys/fs/cgroup/*/; do
+	[ -d "$h" ] && mkdir -p "$h$LAB_CGROUP" 2>/dev/null || true
+done
+
+# --- containerd --------------------------------------------------------------------------
+cat >"$LAB_DIR/containerd.toml" <<TOML
+version = 2
+root = "$LAB_DIR/containerd"
+state = "$LAB_RUN/containerd"
+[grpc]
+  address = "$LAB_SOCK"
+[ttrpc]
+  address = "$LAB_RUN/containerd.sock.ttrpc"
+[debug]
+  address = "$LAB_RUN/containerd-debug.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$LAB_DIR/cni/bin"
+    conf_dir = "$LAB_DIR/cni/net.d"
+TOML
+lab_log "containerd on $LAB_SOCK"
+setsid "${LAB_NSENTER[@]}" containerd --config "$LAB_DIR/containerd.toml" </dev/null >"$LAB_DIR/containerd.log" 2>&1 &
+echo $! >"$LAB_DIR/containerd.pid"
+wait_for() { # wait_for SECONDS WHAT CMD...
+	local deadline=$((SECONDS + $1)) what=$2; shift 2
+	until "$@" >/dev/null 2>&1; do
+		if [ $SECONDS -ge $deadline ]; then lab_log "timed out waiting for $what"; return 1; fi
+		sleep 0.2
+	done
+}
+wait_for 30 containerd lab_ctr version
+for ref in "${!srcs[@]}"; do
+	name=${ref##*/}; name=${name%%:*}
+	lab_ctr images import --no-unpack=false "$IMG/$name.tar" >/dev/null
+done
+lab_ctr images ls -q | grep -v '^sha256:' | sed 's/^/lab: image /' >&2
+
+# --- kubeadm init ------------------------------------------------------------------------
+mkdir -p /etc/kubernetes && touch "$LAB_MARK"
+cat >"$LAB_DIR/kubeadm.yaml" <<YAML
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+localAPIEndpoint:
+  advertiseAddress: $LAB_IP
+  bindPort: 6443
+nodeRegistration:
+  name: certctl-lab
+  criSocket: unix://$LAB_SOCK
+  imagePullPolicy: Never
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: $K8S_VERSION
+clusterName: certctl-lab
+controlPlaneEndpoint: 127.0.0.1:6443
+networking:
+  serviceSubnet: 10.96.0.0/12
+  podSubnet: 10.244.0.0/16
+---
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+cgroupRoot: /$LAB_CGROUP
+failCgroupV1: false
+failSwapOn: false
+oomScoreAdj: 0
+containerRuntimeEndpoint: unix://$LAB_SOCK
+YAML
+
+start_kubelet() {
+	if p=$(lab_pid kubelet); then kill "$p"; wait_for 30 "the kubelet to exit" bash -c "! kill -0 $p"; fi
+	local flags=""
+	[ -f /var/lib/kubelet/kubeadm-flags.env ] && flags=$(sed -n 's/^KUBELET_KUBEADM_ARGS="\(.*\)"/\1/p' /var/lib/kubelet/kubeadm-flags.env)
+	local boot=()
+	[ -f /etc/kubernetes/bootstrap-kubelet.conf ] && boot=(--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf)
+	# shellcheck disable=SC2086
+	setsid "${LAB_NSENTER[@]}" "$BIN/kubelet" --config=/var/lib/kubelet/config.yaml \
+		--kubeconfig=/etc/kubernetes/kubelet.conf "${boot[@]}" $flags \
+		</dev/null >>"$LAB_DIR/kubelet.log" 2>&1 &
+	echo $! >"$LAB_DIR/kubelet.pid"
+	lab_log "kubelet started (pid $!, log $LAB_DIR/kubelet.log)"
+}
+
+# kubeadm cannot start the kubelet without systemd: start it as soon as kubeadm has written
+# its configuration, while kubeadm waits for the control plane.
+(
+	wait_for 120 "kubeadm to write the kubelet config" test -f /var/lib/kubelet/kubeadm-flags.env -a -f /var/lib/kubelet/config.yaml -a -f /etc/kubernetes/kubelet.conf || exit 1
+	start_kubelet
+) &
+starter=$!
+lab_log "kubeadm init (log $LAB_DIR/kubeadm-init.log)"
+if ! "${LAB_NSENTER[@]}" "$BIN/kubeadm" init --config "$LAB_DIR/kubeadm.yaml" \
+	--skip-phases=addon/kube-proxy,addon/coredns --ignore-preflight-errors=all \
+	>"$LAB_DIR/kubeadm-init.log" 2>&1; then
+	tail -30 "$LAB_DIR/kubeadm-init.log" >&2
+	lab_log "kubeadm init failed; kubelet log tail:"; tail -20 "$LAB_DIR/kubelet.log" >&2 || true
+	exit 1
+fi
+wait "$starter"
+# kubelet-finalize pointed kubelet.conf at the rotated client certificate: restart the
+# kubelet on it, as systemd would have.
+start_kubelet
+wait_for 120 "the apiserver" "${LAB_NSENTER[@]}" curl -fsS --max-time 2 --cacert /etc/kubernetes/pki/ca.crt https://127.0.0.1:6443/livez
+# The lab's "~/.kube/config", kept out of the machine's real home.
+mkdir -p "$LAB_DIR/home/.kube"
+cp /etc/kubernetes/admin.conf "$LAB_DIR/home/.kube/config"
+chmod 600 "$LAB_DIR/home/.kube/config"
+lab_log "up: apiserver https://$LAB_IP:6443 (and 127.0.0.1:6443) inside netns $LAB_NS; run commands there with: ${LAB_NSENTER[*]} CMD"

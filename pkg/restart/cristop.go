@@ -1,0 +1,249 @@
+package restart
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/certctl/certctl/pkg/pki"
+)
+
+// DefaultCRIEndpoints are the sockets tried, in order, when the kubelet's configuration names
+// none: containerd's, then CRI-O's.
+var DefaultCRIEndpoints = []string{"/run/containerd/containerd.sock", "/var/run/crio/crio.sock"}
+
+// containerNames are the container names kubeadm's static pods give each component.
+var containerNames = map[string]string{
+	pki.CompEtcd: "etcd", pki.CompAPIServer: "kube-apiserver",
+	pki.CompControllerManager: "kube-controller-manager", pki.CompScheduler: "kube-scheduler",
+}
+
+// CRIStopper stops a component's container through the container runtime's CRI socket, as
+// the kubelet itself does but with a 1 s timeout instead of the pod's 30 s grace period
+// (shared/LAB.md: the apiserver drains for ~30 s otherwise). It is used once the manifest is
+// out of the manifests dir, and then waits until the kubelet has torn the pod down (its
+// sandbox is no longer ready): a manifest put back before the kubelet saw it leave is, to the
+// kubelet, an unchanged pod whose container crashed, restarted only after a crash-loop
+// back-off (observed in the lab: 17-19 s instead of 3-4 s for the controller-manager). It
+// then removes that sandbox, so that the pod starts again without back-off.
+type CRIStopper struct {
+	Endpoint string        // unix socket path (a unix:// prefix is accepted)
+	Grace    time.Duration // StopContainer timeout, default 1s
+	Timeout  time.Duration // bound of the whole stop, default 30s
+}
+
+// Stop stops every running container of the component in kube-system.
+func (s CRIStopper) Stop(ctx context.Context, component string) error {
+	name, ok := containerNames[component]
+	if !ok {
+		return fmt.Errorf("unknown component %q", component)
+	}
+	if s.Grace == 0 {
+		s.Grace = time.Second
+	}
+	if s.Timeout == 0 {
+		s.Timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	client, conn, err := dialCRI(s.Endpoint)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctrs, err := runningContainers(ctx, client, name)
+	if err != nil {
+		return fmt.Errorf("list containers on %s: %w", s.Endpoint, err)
+	}
+	var ids []string
+	sandboxes := map[string]bool{}
+	for _, c := range ctrs {
+		ids = append(ids, c.Id)
+		sandboxes[c.PodSandboxId] = true
+	}
+	// A crash-looping component has no running container but still a ready sandbox: wait for
+	// that one too, and remove it, so the pod starts again without back-off.
+	pods, err := client.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{
+		State:         &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY},
+		LabelSelector: map[string]string{"io.kubernetes.pod.namespace": "kube-system"},
+	}})
+	if err != nil {
+		return fmt.Errorf("list pod sandboxes on %s: %w", s.Endpoint, err)
+	}
+	for _, p := range pods.Items {
+		if strings.HasPrefix(p.GetMetadata().GetName(), name+"-") {
+			sandboxes[p.Id] = true
+		}
+	}
+	if len(sandboxes) == 0 {
+		return fmt.Errorf("no %s pod in kube-system on %s", name, s.Endpoint)
+	}
+	for _, id := range ids {
+		_, err := client.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: int64(s.Grace / time.Second)})
+		if err != nil {
+			return fmt.Errorf("stop container %.13s (%s) on %s: %w", id, name, s.Endpoint, err)
+		}
+	}
+	wait := func(what string, done func() bool) error {
+		for !done() {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s: %w", what, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		return nil
+	}
+	for _, id := range ids {
+		err := wait(fmt.Sprintf("container %.13s (%s) still running after StopContainer", id, name), func() bool {
+			st, err := client.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+			return err != nil || st.GetStatus().GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for sb := range sandboxes {
+		err := wait(fmt.Sprintf("the kubelet has not torn down the %s pod (sandbox %.13s still ready): is it running and watching the manifests dir?", name, sb), func() bool {
+			st, err := client.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: sb})
+			return err != nil || st.GetStatus().GetState() != runtimeapi.PodSandboxState_SANDBOX_READY
+		})
+		if err != nil {
+			return err
+		}
+		// Remove the torn-down sandbox and its exited containers, as the kubelet's garbage
+		// collector would later: while an exited container of the same static pod (same UID:
+		// the manifest is unchanged) is there, the kubelet applies its crash-loop back-off to
+		// the new one (10, 20, 40 s... for restarts less than 10 min apart).
+		if _, err := client.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb}); err != nil {
+			return fmt.Errorf("remove the stopped %s pod sandbox %.13s: %w", name, sb, err)
+		}
+	}
+	return nil
+}
+
+// RunningContainerIDs lists the IDs of the component's running containers in kube-system.
+func RunningContainerIDs(ctx context.Context, endpoint, component string) ([]string, error) {
+	name, ok := containerNames[component]
+	if !ok {
+		return nil, fmt.Errorf("unknown component %q", component)
+	}
+	client, conn, err := dialCRI(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctrs, err := runningContainers(ctx, client, name)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, c := range ctrs {
+		ids = append(ids, c.Id)
+	}
+	return ids, nil
+}
+
+func runningContainers(ctx context.Context, client runtimeapi.RuntimeServiceClient, name string) ([]*runtimeapi.Container, error) {
+	resp, err := client.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{
+		State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING},
+		LabelSelector: map[string]string{
+			"io.kubernetes.container.name": name,
+			"io.kubernetes.pod.namespace":  "kube-system",
+		},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	var out []*runtimeapi.Container
+	for _, c := range resp.Containers {
+		// A static pod is named <component>-<node>: skip same-named containers of other pods.
+		if pod := c.Labels["io.kubernetes.pod.name"]; pod != "" && !strings.HasPrefix(pod, name+"-") {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func dialCRI(endpoint string) (runtimeapi.RuntimeServiceClient, *grpc.ClientConn, error) {
+	path := strings.TrimPrefix(endpoint, "unix://")
+	if st, err := os.Stat(path); err != nil {
+		return nil, nil, fmt.Errorf("CRI socket %s: %w", path, err)
+	} else if st.Mode()&os.ModeSocket == 0 {
+		return nil, nil, fmt.Errorf("CRI socket %s is not a socket", path)
+	}
+	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to CRI socket %s: %w", path, err)
+	}
+	return runtimeapi.NewRuntimeServiceClient(conn), conn, nil
+}
+
+// FindCRIEndpoint returns the container runtime socket the node's kubelet uses: the
+// containerRuntimeEndpoint of its config.yaml, else --container-runtime-endpoint in
+// kubeadm-flags.env, else the first default socket that exists; paths resolve under root.
+// It returns "" when there is none.
+func FindCRIEndpoint(layout pki.Layout) string {
+	resolve := func(ep string) string {
+		p := strings.TrimPrefix(ep, "unix://")
+		if !strings.HasPrefix(p, "/") {
+			return ""
+		}
+		return filepath.Join(layout.Root, p)
+	}
+	var found []string
+	if data, err := os.ReadFile(filepath.Join(layout.KubeletDir, "config.yaml")); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "containerRuntimeEndpoint:"); ok {
+				found = append(found, strings.Trim(strings.TrimSpace(v), `"'`))
+			}
+		}
+	}
+	if data, err := os.ReadFile(filepath.Join(layout.KubeletDir, "kubeadm-flags.env")); err == nil {
+		for _, f := range strings.Fields(strings.Trim(string(data), "\n")) {
+			if v, ok := strings.CutPrefix(strings.Trim(f, `"`), "--container-runtime-endpoint="); ok {
+				found = append(found, v)
+			}
+		}
+	}
+	found = append(found, DefaultCRIEndpoints...)
+	for _, ep := range found {
+		if p := resolve(ep); p != "" {
+			if st, err := os.Stat(p); err == nil && st.Mode()&os.ModeSocket != 0 {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
+// errNoStopper is what FallbackStopper returns when nothing could stop the container.
+var errNoStopper = errors.New("no way to stop the container")
+
+// FallbackStopper tries each stopper in turn until one succeeds.
+type FallbackStopper []Stopper
+
+// Stop tries the stoppers in order and returns all their errors if none succeeded.
+func (f FallbackStopper) Stop(ctx context.Context, component string) error {
+	var errs []error
+	for _, s := range f {
+		err := s.Stop(ctx, component)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return errNoStopper
+	}
+	return errors.Join(errs...)
+}
