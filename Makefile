@@ -40,15 +40,14 @@ bench: build k8s-bins
 
 # End to end, on a real single-node kubeadm control plane (hack/lab: containerd, the real
 # kubelet, etcd/apiserver/controller-manager/scheduler as static pods, in the network
-# namespace certctl-lab): renew all --restart, rollback, a kill while a manifest is staged;
-# then the same on the stand-in kubelet (internal/testenv). As root. The lab is taken down at
-# the end unless LAB_KEEP=1.
+# namespace certctl-lab): renew all --restart, rollback, a kill while a manifest is staged.
+# As root. The lab is taken down at the end unless LAB_KEEP=1. (The same scenarios on the
+# stand-in kubelet of internal/testenv run in `make test`.)
 e2e: lint
 	hack/build-k8s.sh >/dev/null
 	hack/lab/up.sh
 	CERTCTL_LAB=1 $(GO) test -count=1 -v -timeout 30m ./e2e; rc=$$?; \
 	  [ "$(LAB_KEEP)" = 1 ] || hack/lab/down.sh; exit $$rc
-	$(GO) test -count=1 -v -run 'TestRenewThenRestart|TestRollbackBrokenCertificate|TestKilledWhileStaged' ./pkg/restart
 
 lab-up:
 	hack/lab/up.sh

@@ -314,8 +314,9 @@ func TestLabRollbackBrokenCertificate(t *testing.T) {
 	}
 }
 
-// TestLabKilledWhileStaged: certctl is SIGKILLed while the apiserver's manifest is out; the
-// next certctl command puts it back, says so, and the real kubelet starts the apiserver.
+// TestLabKilledWhileStaged: certctl is SIGKILLed while the apiserver's manifest is out and the
+// apiserver is down; the next certctl command puts the manifest back, says so, and the real
+// kubelet starts the apiserver again.
 func TestLabKilledWhileStaged(t *testing.T) {
 	l := requireLab(t)
 	cmd := exec.Command(testenv.Certctl(t), "restart", "apiserver", "--timeout", "2m")
@@ -324,19 +325,31 @@ func TestLabKilledWhileStaged(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	manifest := filepath.Join(l.ManifestsDir, "kube-apiserver.yaml")
 	deadline := time.Now().Add(time.Minute)
 	for exists(manifest) {
 		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
 			t.Fatalf("the manifest never moved out:\n%s", out.String())
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(time.Millisecond)
+	}
+	// Freeze certctl with the manifest out, make sure the apiserver is down (certctl may
+	// have stopped it already), then kill certctl: the worst moment.
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if exists(manifest) {
+		t.Fatalf("certctl put the manifest back within a millisecond:\n%s", out.String())
+	}
+	_ = restart.CRIStopper{Endpoint: criSocket(t, l)}.Stop(context.Background(), pki.CompAPIServer)
+	if len(containers(t, criSocket(t, l), pki.CompAPIServer)) != 0 {
+		t.Fatal("the apiserver container still runs with its manifest out")
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()
 	if exists(manifest) {
-		t.Skipf("certctl put the manifest back before the kill landed: %s", out.String())
+		t.Fatal("the manifest came back before the next certctl run")
 	}
 	rec, err := certctl(t, "inspect", "-o", "json")
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/sandbox"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -97,5 +98,60 @@ func TestKubeconfigRefreshBadInput(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(filepath.Join(root, "root/.kube/config")); string(data) != "users: {" {
 		t.Errorf("the broken target was changed")
+	}
+}
+
+// TestRenewRefreshesCopiedUserKubeconfig: renew of admin.conf refreshes a ~/.kube/config that
+// is a copy of it (backing it up), and leaves one that is not (here: the sandbox's stale
+// copy, with another certificate) alone with a hint.
+func TestRenewRefreshesCopiedUserKubeconfig(t *testing.T) {
+	tests := []struct {
+		name        string
+		faults      []sandbox.Fault
+		wantRefresh bool
+	}{
+		{"copy of admin.conf", nil, true},
+		{"another certificate", []sandbox.Fault{sandbox.FaultStaleUserKubeconfig}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			root := sandboxTree(t, sandbox.Options{Faults: tc.faults})
+			l := pki.NewLayout(pki.LayoutOptions{Root: root, Home: "/root"})
+			userBefore, err := os.ReadFile(l.UserKubeconfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, out, errOut := run(t, "--root", root, "renew", "admin.conf", "--yes")
+			if code != 0 {
+				t.Fatalf("renew: exit %d\n%s%s", code, out, errOut)
+			}
+			_, admin, err := kubeconfig.Load(filepath.Join(l.KubeconfigDir, "admin.conf"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, user, err := kubeconfig.Load(l.UserKubeconfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			refreshed := string(user.CertData) == string(admin.CertData)
+			if refreshed != tc.wantRefresh {
+				t.Fatalf("user kubeconfig refreshed=%v, want %v\n%s", refreshed, tc.wantRefresh, out)
+			}
+			if tc.wantRefresh {
+				if !strings.Contains(out, "now uses admin.conf's credentials") || strings.Count(out, "backup: ") != 2 {
+					t.Errorf("want the refresh and its own backup reported:\n%s", out)
+				}
+				if st, err := os.Stat(l.UserKubeconfig); err != nil || st.Mode().Perm() != 0o600 {
+					t.Errorf("%s: %v, mode %v", l.UserKubeconfig, err, st.Mode())
+				}
+				return
+			}
+			if after, _ := os.ReadFile(l.UserKubeconfig); string(after) != string(userBefore) {
+				t.Errorf("a kubeconfig that is not a copy of admin.conf was changed")
+			}
+			if !strings.Contains(out, "certctl kubeconfig refresh") {
+				t.Errorf("no hint to refresh other kubeconfigs:\n%s", out)
+			}
+		})
 	}
 }

@@ -64,7 +64,12 @@ by the next certctl run; a lock keeps two renewals apart.
 With an external CA (no ca.key), --csr-only writes new keys and certificate requests for
 your CA to sign; nothing in the tree changes.
 
-Renewed certificates are used only once the components restart: see docs/renew.md.`,
+A ~/.kube/config that is a copy of admin.conf (same client certificate) is refreshed from the
+renewed admin.conf, after a backup, keeping its other clusters; other kubeconfigs: certctl
+kubeconfig refresh --to PATH.
+
+Renewed certificates are used only once the components restart: --restart restarts exactly
+those that need it, verified over TLS, with rollback (docs/restart.md).`,
 		Example: `  # case B and C at once: 10 years, the load balancer's IP added to the apiserver cert
   certctl renew --days 3650 --san 10.2.1.139
 

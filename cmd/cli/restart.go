@@ -22,10 +22,12 @@ import (
 type restartOptions struct {
 	Timeout       time.Duration
 	ReloadTimeout time.Duration
+	StopGrace     graceFlag
 }
 
 func (o *restartOptions) flags(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 3*time.Minute, "how long each component may take to stop, and to come back healthy")
+	cmd.Flags().Var(&o.StopGrace, "stop-grace", "how long an old container may take to exit after SIGTERM before it is killed (default: apiserver 0s, etcd 10s, controller-manager and scheduler 2s)")
 	cmd.Flags().DurationVar(&o.ReloadTimeout, "reload-timeout", 30*time.Second, "how long to wait for a component to serve a renewed file by itself before restarting it")
 }
 
@@ -108,7 +110,7 @@ func runRestart(ctx context.Context, g *Globals, o *restartOptions, steps []rest
 	results, err := restart.Run(ctx, restart.Options{
 		Layout: g.Layout(), Steps: steps, Timeout: o.Timeout, ReloadTimeout: o.ReloadTimeout,
 		Rollback: rollback, Progress: progressFor(g.Streams.Out),
-		Stopper: stopperFor(g),
+		Stopper: stopperFor(g, o.StopGrace),
 	})
 	w := g.Streams.Out
 	for _, r := range results {
@@ -129,10 +131,14 @@ func runRestart(ctx context.Context, g *Globals, o *restartOptions, steps []rest
 
 // stopperFor stops containers through the kubelet's CRI socket when there is one, and
 // otherwise (or when the runtime does not know the container) through the process table.
-func stopperFor(g *Globals) restart.Stopper {
-	procs := restart.ProcessStopper{Layout: g.Layout()}
+func stopperFor(g *Globals, stopGrace graceFlag) restart.Stopper {
+	var grace restart.StopGrace
+	if stopGrace.set {
+		grace = restart.UniformStopGrace(stopGrace.d)
+	}
+	procs := restart.ProcessStopper{Layout: g.Layout(), Grace: grace}
 	if ep := restart.FindCRIEndpoint(g.Layout()); ep != "" {
-		return restart.FallbackStopper{restart.CRIStopper{Endpoint: ep}, procs}
+		return restart.FallbackStopper{restart.CRIStopper{Endpoint: ep, Grace: grace}, procs}
 	}
 	return procs
 }
@@ -171,3 +177,27 @@ func restartAfterRenew(ctx context.Context, g *Globals, o *restartOptions, renew
 	}
 	return nil
 }
+
+// graceFlag is --stop-grace: unset means each component's default.
+type graceFlag struct {
+	d   time.Duration
+	set bool
+}
+
+func (f *graceFlag) String() string {
+	if !f.set {
+		return ""
+	}
+	return f.d.String()
+}
+
+func (f *graceFlag) Set(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return fmt.Errorf("want a duration >= 0 such as 0s, 1s or 10s, got %q", v)
+	}
+	f.d, f.set = d, true
+	return nil
+}
+
+func (f *graceFlag) Type() string { return "duration" }

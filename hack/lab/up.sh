@@ -41,7 +41,9 @@ need=()
 for c in containerd runc ctr ip nsenter curl; do command -v $c >/dev/null || need+=($c); done
 if [ ${#need[@]} -gt 0 ]; then
 	lab_log "installing containerd runc iproute2 util-linux curl (missing: ${need[*]})"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q containerd runc iproute2 util-linux curl >/dev/null
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends containerd runc iproute2 util-linux curl >/dev/null
 fi
 # apt may start the distribution's containerd as a service on machines with systemd; the lab
 # runs its own and never touches that one.

@@ -16,15 +16,15 @@ import (
 
 // ProcessStopper does what CRI StopContainer with a short timeout does, through the host's
 // process table: once the manifest has left the manifests dir (the kubelet has sent SIGTERM),
-// it gives the component's process Grace to exit and then SIGKILLs it, instead of waiting out
+// it gives the component's process its Grace to exit and then SIGKILLs it, instead of waiting out
 // the apiserver's ~30 s drain (shared/LAB.md: 34-37 s down with the drain, 7-8 s without).
 // The process is the one whose binary is the component's and whose command line carries the
 // manifest's own identifying flag (its port or client URLs), so nothing else is touched. It
 // needs the host's PID namespace (certctl on the node, or hostPID in a pod).
 type ProcessStopper struct {
 	Layout pki.Layout
-	Grace  time.Duration // default 1s
-	Proc   string        // default /proc
+	Grace  StopGrace // per component, DefaultStopGrace
+	Proc   string    // default /proc
 }
 
 var binaries = map[string]string{
@@ -37,9 +37,6 @@ var identifying = []string{"secure-port", "listen-client-urls", "listen-peer-url
 
 // Stop finds the component's processes and SIGKILLs those still alive after Grace.
 func (s ProcessStopper) Stop(ctx context.Context, component string) error {
-	if s.Grace == 0 {
-		s.Grace = time.Second
-	}
 	if s.Proc == "" {
 		s.Proc = "/proc"
 	}
@@ -69,7 +66,9 @@ func (s ProcessStopper) Stop(ctx context.Context, component string) error {
 	if len(pids) == 0 {
 		return fmt.Errorf("no %s process with %s found in %s", binaries[component], strings.Join(want, " "), s.Proc)
 	}
-	deadline := time.Now().Add(s.Grace)
+	// At least 1 s: without the CRI certctl cannot see when the kubelet noticed the manifest
+	// left, and a process gone before that is, to the kubelet, a crash to back off from.
+	deadline := time.Now().Add(max(s.Grace.For(component), time.Second))
 	for _, pid := range pids {
 		for alive(pid) && time.Now().Before(deadline) {
 			select {

@@ -41,7 +41,7 @@ func TestProcessStopperTargetsOnlyItsProcess(t *testing.T) {
 	os.WriteFile(filepath.Join(staging, "kube-apiserver.yaml"), []byte("apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command: [kube-apiserver, --secure-port=16443]\n"), 0o600)
 	done := make(chan error, 1)
 	go func() { done <- ours.Wait() }()
-	if err := (restart.ProcessStopper{Layout: l, Grace: 200 * time.Millisecond}).Stop(context.Background(), "apiserver"); err != nil {
+	if err := (restart.ProcessStopper{Layout: l, Grace: restart.StopGrace{"apiserver": 200 * time.Millisecond}}).Stop(context.Background(), "apiserver"); err != nil {
 		t.Fatal(err)
 	}
 	select {
