@@ -44,7 +44,7 @@ without losing the other clusters.`,
 			if to != "" {
 				dst = pki.UnderRoot(l.Root, to)
 			}
-			if err := refreshKubeconfig(g, src, dst); err != nil {
+			if err := refreshKubeconfig(g, src, dst, false); err != nil {
 				return withCode(ExitError, err)
 			}
 			return nil
@@ -56,9 +56,9 @@ without losing the other clusters.`,
 	return cmd
 }
 
-// refreshKubeconfig merges src's credentials into dst (backing dst up first) and says what
-// changed.
-func refreshKubeconfig(g *Globals, src, dst string) error {
+// refreshKubeconfig merges src's credentials into dst (backing dst up first, unless the
+// caller's backup holds it already) and says what changed.
+func refreshKubeconfig(g *Globals, src, dst string, backedUp bool) error {
 	l := g.Layout()
 	admin, _, err := kubeconfig.Load(src)
 	if err != nil {
@@ -88,7 +88,7 @@ func refreshKubeconfig(g *Globals, src, dst string) error {
 	if err != nil {
 		return err
 	}
-	if data != nil {
+	if data != nil && !backedUp {
 		m, err := backup.Create(fsutil.OS{}, l, "kubeconfig refresh", []string{dst}, time.Now())
 		if err != nil {
 			return fmt.Errorf("back up %s: %w", dst, err)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/certctl/certctl/internal/testenv"
+	"github.com/certctl/certctl/pkg/backup"
 	"github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/sandbox"
@@ -138,8 +140,21 @@ func TestRenewRefreshesCopiedUserKubeconfig(t *testing.T) {
 				t.Fatalf("user kubeconfig refreshed=%v, want %v\n%s", refreshed, tc.wantRefresh, out)
 			}
 			if tc.wantRefresh {
-				if !strings.Contains(out, "now uses admin.conf's credentials") || strings.Count(out, "backup: ") != 2 {
-					t.Errorf("want the refresh and its own backup reported:\n%s", out)
+				if !strings.Contains(out, "now uses admin.conf's credentials") || strings.Count(out, "backup: ") != 1 {
+					t.Errorf("want the refresh reported, and one backup:\n%s", out)
+				}
+				// One backup holds the renewed files and the user's kubeconfig: one restore
+				// undoes both.
+				list, err := backup.List(l)
+				if err != nil || len(list) != 1 {
+					t.Fatalf("backups %v %v", list, err)
+				}
+				m, err := backup.Load(l, list[0].ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.ContainsFunc(m.Files, func(f backup.File) bool { return f.Path == "/root/.kube/config" }) {
+					t.Errorf("the renewal's backup lacks /root/.kube/config: %+v", m.Files)
 				}
 				if st, err := os.Stat(l.UserKubeconfig); err != nil || st.Mode().Perm() != 0o600 {
 					t.Errorf("%s: %v, mode %v", l.UserKubeconfig, err, st.Mode())

@@ -194,8 +194,13 @@ func (o *renewOptions) run(ctx context.Context, args []string) (err error) {
 		csrDir = filepath.Join(l.KubeconfigDir, "certctl-csr", now.UTC().Format("20060102T150405Z"))
 	}
 	applied = true
-	userCopy := copiesAdminConf(l)
+	userCopy := copiesAdminConf(l) && plan.Renews("admin.conf")
+	var alsoBackUp []string
+	if userCopy {
+		alsoBackUp = []string{l.UserKubeconfig}
+	}
 	res, err := renew.Apply(plan, renew.ApplyOptions{
+		AlsoBackUp: alsoBackUp,
 		Writer: fsutil.OS{}, Command: "certctl " + strings.Join(os.Args[1:], " "),
 		LockTimeout: o.LockTimeout, Log: o.Streams.ErrOut, CSRDir: csrDir,
 	})
@@ -218,7 +223,7 @@ func (o *renewOptions) run(ctx context.Context, args []string) (err error) {
 		}
 		if userCopy {
 			// ~/.kube/config was a copy of admin.conf: the runbook's "cp admin.conf ~/.kube/config".
-			if err := refreshKubeconfig(o.Globals, filepath.Join(l.KubeconfigDir, "admin.conf"), l.UserKubeconfig); err != nil {
+			if err := refreshKubeconfig(o.Globals, filepath.Join(l.KubeconfigDir, "admin.conf"), l.UserKubeconfig, true); err != nil {
 				return withCode(ExitError, fmt.Errorf("admin.conf renewed, but refreshing %s failed: %w (certctl kubeconfig refresh retries)", l.UserKubeconfig, err))
 			}
 		} else {

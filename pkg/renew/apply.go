@@ -28,6 +28,9 @@ type ApplyOptions struct {
 	LockTimeout time.Duration // how long to wait for another certctl run
 	Log         io.Writer     // progress and recovery notes; nil discards
 	CSRDir      string        // --csr-only output directory
+	// AlsoBackUp are more files to put into the renewal's backup (the user's kubeconfig that
+	// the caller refreshes after the renewal), so that one restore undoes both.
+	AlsoBackUp []string
 }
 
 // Changed is one renewed item.
@@ -146,7 +149,7 @@ func Apply(p *Plan, o ApplyOptions) (*Result, error) {
 			results <- built{i: i, m: m, err: err}
 		}()
 	}
-	bk, err = backup.Create(w, p.Layout, o.Command, targets, p.Options.Now)
+	bk, err = backup.Create(w, p.Layout, o.Command, append(slices.Clone(targets), o.AlsoBackUp...), p.Options.Now)
 	if err != nil {
 		bk = nil
 		for range p.work {

@@ -401,3 +401,13 @@ func expandNames(names []string) ([]string, bool, error) {
 	}
 	return out, true, nil
 }
+
+// Renews reports whether the plan renews the item called name.
+func (p *Plan) Renews(name string) bool {
+	for _, r := range p.Renewing() {
+		if r.Name == name {
+			return true
+		}
+	}
+	return false
+}
