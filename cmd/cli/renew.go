@@ -201,7 +201,7 @@ func (o *renewOptions) run(ctx context.Context, args []string) (err error) {
 	}
 	res, err := renew.Apply(plan, renew.ApplyOptions{
 		AlsoBackUp: alsoBackUp,
-		Writer: fsutil.OS{}, Command: "certctl " + strings.Join(os.Args[1:], " "),
+		Writer:     fsutil.OS{}, Command: "certctl " + strings.Join(os.Args[1:], " "),
 		LockTimeout: o.LockTimeout, Log: o.Streams.ErrOut, CSRDir: csrDir,
 	})
 	if err != nil {
