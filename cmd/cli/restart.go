@@ -43,7 +43,10 @@ func newRestartCmd(g *Globals) *cobra.Command {
 		Short: "Restart control-plane components so they serve the certificates on disk",
 		Long: `restart restarts static-pod components the careful way: one at a time (etcd, apiserver,
 controller-manager, scheduler), each by moving its manifest out of /etc/kubernetes/manifests into
-certctl's staging dir, waiting until it has stopped (its port closed), moving it back, and
+certctl's staging dir, stopping its container through the kubelet's CRI socket (containerd,
+CRI-O; StopContainer with a short grace, see --stop-grace) and waiting until the kubelet has
+torn the pod down (without a CRI socket: the process, found in /proc, gets its grace and is
+killed), waiting until its port is closed, moving the manifest back, and
 waiting until the kubelet's own probe answers healthy AND, for the apiserver and etcd, the
 certificate served over TLS is the file on disk. No fixed sleeps: every wait polls with a
 deadline (--timeout). The downtime of each component is reported. A manifest is never lost:
@@ -53,6 +56,8 @@ if certctl is killed while one is staged, the next certctl command puts it back.
 the four static pods. See docs/restart.md.`,
 		Example: `  certctl restart apiserver
   certctl restart all --timeout 5m
+  # give the apiserver 5 s to finish in-flight requests (more downtime)
+  certctl restart apiserver --stop-grace 5s
   # renew and restart exactly what needs it, with rollback on failure
   certctl renew all --restart --yes`,
 		RunE: func(c *cobra.Command, args []string) error {
