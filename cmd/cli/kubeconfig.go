@@ -13,6 +13,7 @@ import (
 	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/renew"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -60,6 +61,13 @@ without losing the other clusters.`,
 // caller's backup holds it already) and says what changed.
 func refreshKubeconfig(g *Globals, src, dst string, backedUp bool) error {
 	l := g.Layout()
+	// Under the renewal lock, so that the recovery every certctl command runs first can tell
+	// a killed refresh's temp file from one being written.
+	lock, err := renew.AcquireLock(l.StateDir(), 30*time.Second)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	admin, _, err := kubeconfig.Load(src)
 	if err != nil {
 		return err

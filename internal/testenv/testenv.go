@@ -10,10 +10,12 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -53,15 +55,40 @@ func Binary(t testing.TB, name string) string {
 	return p
 }
 
-// FreePort returns a TCP port free on ip at the time of the call.
+// FreePort returns a TCP port free on ip for the test to give to a server it starts. A port
+// from listen(":0") is in the kernel's ephemeral range, where it can be taken, between the
+// check and the server's bind, by any outgoing connection's local port or by a test of
+// another package running in parallel (seen in CI: "bind: address already in use", then the
+// readiness probe talking to another package's etcd). So the port comes from below that
+// range (10000-32767), and is reserved across processes with an exclusive file in
+// os.TempDir()/certctl-test-ports (reservations older than an hour are taken back).
 func FreePort(t testing.TB, ip string) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatalf("free port on %s: %v", ip, err)
+	dir := filepath.Join(os.TempDir(), "certctl-test-ports")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("free port: %v", err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	for range 2000 {
+		port := 10000 + rand.IntN(22768)
+		mark := filepath.Join(dir, strconv.Itoa(port))
+		f, err := os.OpenFile(mark, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil {
+			if st, serr := os.Stat(mark); serr == nil && time.Since(st.ModTime()) > time.Hour {
+				os.Remove(mark)
+			}
+			continue
+		}
+		f.Close()
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		if err != nil {
+			continue // in use by something else: keep the mark, try another
+		}
+		ln.Close()
+		t.Cleanup(func() { os.Remove(mark) })
+		return port
+	}
+	t.Fatalf("no free port on %s in 10000-32767", ip)
+	return 0
 }
 
 // TreeOptions shape a kubeadm-made tree.

@@ -76,7 +76,7 @@ func writeJournal(w fsutil.Writer, l pki.Layout, j *journal) error {
 // nothing. When another certctl run holds the lock, the journal is that run's: Recover
 // leaves it alone. certctl calls it before every command.
 func Recover(l pki.Layout, log io.Writer) error {
-	if _, err := os.Stat(journalPath(l)); errors.Is(err, fs.ErrNotExist) && !hasTemps(l.StateDir()) {
+	if _, err := os.Stat(journalPath(l)); errors.Is(err, fs.ErrNotExist) && !hasTemps(l.StateDir()) && !hasTemps(userKubeDir(l)) {
 		return nil
 	}
 	lock, err := TryLock(l.StateDir())
@@ -95,8 +95,10 @@ func recoverLocked(w fsutil.Writer, l pki.Layout, log io.Writer) error {
 	jp := journalPath(l)
 	data, err := os.ReadFile(jp)
 	if errors.Is(err, fs.ErrNotExist) {
-		// Killed while writing its first journal: nothing else was touched.
+		// Killed while writing its first journal (nothing else was touched), or while
+		// refreshing ~/.kube/config after a renewal (which holds the lock, like this).
 		fsutil.RemoveTemps(l.StateDir())
+		fsutil.RemoveTemps(userKubeDir(l))
 		return nil
 	}
 	if err != nil {
@@ -166,8 +168,12 @@ func recoverLocked(w fsutil.Writer, l pki.Layout, log io.Writer) error {
 }
 
 // removeTemps removes atomic-write leftovers in the directories the journal touches.
+// userKubeDir is the directory of the user's kubeconfig, which certctl refreshes atomically
+// (under the renewal lock) after renewing admin.conf.
+func userKubeDir(l pki.Layout) string { return filepath.Dir(l.UserKubeconfig) }
+
 func removeTemps(j *journal, l pki.Layout) {
-	dirs := map[string]bool{l.StateDir(): true}
+	dirs := map[string]bool{l.StateDir(): true, userKubeDir(l): true}
 	for _, f := range j.Files {
 		dirs[filepath.Dir(f.Path)] = true
 	}
