@@ -3,10 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -124,22 +122,6 @@ func waitLive(t *testing.T, timeout time.Duration) {
 	}
 }
 
-func fingerprint(c *x509.Certificate) string {
-	s := sha256.Sum256(c.Raw)
-	return hex.EncodeToString(s[:])
-}
-
-// served returns the leaf certificate addr presents (etcd asks for a client certificate:
-// the handshake still shows its own).
-func served(t *testing.T, addr string) *x509.Certificate {
-	t.Helper()
-	chain, err := live.Served(context.Background(), addr, "", nil, 3*time.Second)
-	if err != nil || len(chain) == 0 {
-		t.Fatalf("what %s serves: %v", addr, err)
-	}
-	return chain[0]
-}
-
 func onDisk(t *testing.T, path string) *x509.Certificate {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -192,7 +174,7 @@ func TestLabRenewAllRestart(t *testing.T) {
 	l := requireLab(t)
 	ep := criSocket(t, l)
 	copyFile(t, "/etc/kubernetes/admin.conf", l.UserKubeconfig) // the runbook's cp, done earlier
-	apiBefore, etcdBefore := served(t, apiAddr), served(t, etcdAdr)
+	apiBefore, etcdBefore := testenv.ServedCert(t, apiAddr), testenv.ServedCert(t, etcdAdr)
 	cmBefore, schedBefore := containers(t, ep, pki.CompControllerManager), containers(t, ep, pki.CompScheduler)
 	if len(cmBefore) != 1 || len(schedBefore) != 1 {
 		t.Fatalf("want one running controller-manager and scheduler container, have %v and %v", cmBefore, schedBefore)
@@ -203,12 +185,12 @@ func TestLabRenewAllRestart(t *testing.T) {
 		t.Fatalf("certctl renew all --restart: %v", err)
 	}
 
-	apiAfter, apiFile := served(t, apiAddr), onDisk(t, "/etc/kubernetes/pki/apiserver.crt")
-	if fingerprint(apiAfter) == fingerprint(apiBefore) {
+	apiAfter, apiFile := testenv.ServedCert(t, apiAddr), onDisk(t, "/etc/kubernetes/pki/apiserver.crt")
+	if live.Fingerprint(apiAfter) == live.Fingerprint(apiBefore) {
 		t.Errorf(":6443 still serves the old certificate")
 	}
-	if fingerprint(apiAfter) != fingerprint(apiFile) {
-		t.Errorf(":6443 serves %s…, apiserver.crt is %s…", fingerprint(apiAfter)[:16], fingerprint(apiFile)[:16])
+	if live.Fingerprint(apiAfter) != live.Fingerprint(apiFile) {
+		t.Errorf(":6443 serves %s…, apiserver.crt is %s…", live.Fingerprint(apiAfter)[:16], live.Fingerprint(apiFile)[:16])
 	}
 	if !slices.ContainsFunc(apiAfter.IPAddresses, func(ip net.IP) bool { return ip.Equal(net.ParseIP("10.2.1.139")) }) {
 		t.Errorf("served apiserver certificate lacks the --san 10.2.1.139: %v", apiAfter.IPAddresses)
@@ -223,8 +205,8 @@ func TestLabRenewAllRestart(t *testing.T) {
 	if apiAfter.NotAfter.After(ca.NotAfter) || time.Until(apiAfter.NotAfter) < 3000*24*time.Hour {
 		t.Errorf("apiserver certificate expires %s; want about ten years, capped at the CA's %s", apiAfter.NotAfter, ca.NotAfter)
 	}
-	etcdAfter := served(t, etcdAdr)
-	if fingerprint(etcdAfter) == fingerprint(etcdBefore) || fingerprint(etcdAfter) != fingerprint(onDisk(t, "/etc/kubernetes/pki/etcd/server.crt")) {
+	etcdAfter := testenv.ServedCert(t, etcdAdr)
+	if live.Fingerprint(etcdAfter) == live.Fingerprint(etcdBefore) || live.Fingerprint(etcdAfter) != live.Fingerprint(onDisk(t, "/etc/kubernetes/pki/etcd/server.crt")) {
 		t.Errorf("etcd does not serve the renewed etcd/server.crt")
 	}
 	// The controller-manager and scheduler read their kubeconfigs once: they must have run
@@ -274,7 +256,7 @@ func TestLabRenewAllRestart(t *testing.T) {
 func TestLabRollbackBrokenCertificate(t *testing.T) {
 	l := requireLab(t)
 	crt, key := filepath.Join(l.PKIDir, "apiserver.crt"), filepath.Join(l.PKIDir, "apiserver.key")
-	before := served(t, apiAddr)
+	before := testenv.ServedCert(t, apiAddr)
 	m, err := backup.Create(fsutil.OS{}, l, "e2e rollback", []string{crt, key}, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -309,8 +291,8 @@ func TestLabRollbackBrokenCertificate(t *testing.T) {
 	if !exists(filepath.Join(l.ManifestsDir, "kube-apiserver.yaml")) {
 		t.Fatal("the manifest is not back")
 	}
-	if after := served(t, apiAddr); fingerprint(after) != fingerprint(before) {
-		t.Errorf("after the rollback :6443 serves %s…, want the old %s…", fingerprint(after)[:16], fingerprint(before)[:16])
+	if after := testenv.ServedCert(t, apiAddr); live.Fingerprint(after) != live.Fingerprint(before) {
+		t.Errorf("after the rollback :6443 serves %s…, want the old %s…", live.Fingerprint(after)[:16], live.Fingerprint(before)[:16])
 	}
 }
 
