@@ -75,6 +75,8 @@ type KubeletConfig struct {
 	TLSPrivateKeyFile  string `yaml:"tlsPrivateKeyFile"`
 	Address            string `yaml:"address"`
 	RotateCertificates bool   `yaml:"rotateCertificates"`
+	// ContainerRuntimeEndpoint is the CRI socket, e.g. unix:///run/containerd/containerd.sock.
+	ContainerRuntimeEndpoint string `yaml:"containerRuntimeEndpoint"`
 }
 
 // Load reads every spec from disk under l. It never fails as a whole: what cannot be read is
@@ -82,7 +84,7 @@ type KubeletConfig struct {
 func Load(l Layout, specs []Spec) *Inventory {
 	inv := &Inventory{Layout: l}
 	inv.ControlPlane = exists(filepath.Join(l.PKIDir, "ca.crt")) || exists(filepath.Join(l.ManifestsDir, "kube-apiserver.yaml"))
-	if kc, err := loadKubeletConfig(filepath.Join(l.KubeletDir, "config.yaml")); err == nil {
+	if kc, err := LoadKubeletConfig(filepath.Join(l.KubeletDir, "config.yaml")); err == nil {
 		inv.KubeletConfig = kc
 	}
 	for _, s := range specs {
@@ -96,7 +98,8 @@ func exists(p string) bool {
 	return err == nil
 }
 
-func loadKubeletConfig(path string) (*KubeletConfig, error) {
+// LoadKubeletConfig parses the kubelet's config file at path.
+func LoadKubeletConfig(path string) (*KubeletConfig, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err

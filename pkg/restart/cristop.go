@@ -20,12 +20,6 @@ import (
 // none: containerd's, then CRI-O's.
 var DefaultCRIEndpoints = []string{"/run/containerd/containerd.sock", "/var/run/crio/crio.sock"}
 
-// containerNames are the container names kubeadm's static pods give each component.
-var containerNames = map[string]string{
-	pki.CompEtcd: "etcd", pki.CompAPIServer: "kube-apiserver",
-	pki.CompControllerManager: "kube-controller-manager", pki.CompScheduler: "kube-scheduler",
-}
-
 // CRIStopper stops a component's container through the container runtime's CRI socket, as
 // the kubelet itself does but with a short timeout (Grace) instead of the pod's 30 s grace
 // period (shared/LAB.md: the apiserver drains for ~30 s otherwise). It is used once the manifest is
@@ -74,7 +68,7 @@ func UniformStopGrace(d time.Duration) StopGrace {
 
 // Stop stops every running container of the component in kube-system.
 func (s CRIStopper) Stop(ctx context.Context, component string) error {
-	name, ok := containerNames[component]
+	name, ok := binaries[component]
 	if !ok {
 		return fmt.Errorf("unknown component %q", component)
 	}
@@ -162,7 +156,7 @@ func (s CRIStopper) Stop(ctx context.Context, component string) error {
 
 // RunningContainerIDs lists the IDs of the component's running containers in kube-system.
 func RunningContainerIDs(ctx context.Context, endpoint, component string) ([]string, error) {
-	name, ok := containerNames[component]
+	name, ok := binaries[component]
 	if !ok {
 		return nil, fmt.Errorf("unknown component %q", component)
 	}
@@ -231,17 +225,14 @@ func FindCRIEndpoint(layout pki.Layout) string {
 		return filepath.Join(layout.Root, p)
 	}
 	var found []string
-	if data, err := os.ReadFile(filepath.Join(layout.KubeletDir, "config.yaml")); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "containerRuntimeEndpoint:"); ok {
-				found = append(found, strings.Trim(strings.TrimSpace(v), `"'`))
-			}
-		}
+	if kc, err := pki.LoadKubeletConfig(filepath.Join(layout.KubeletDir, "config.yaml")); err == nil && kc.ContainerRuntimeEndpoint != "" {
+		found = append(found, kc.ContainerRuntimeEndpoint)
 	}
 	if data, err := os.ReadFile(filepath.Join(layout.KubeletDir, "kubeadm-flags.env")); err == nil {
 		for _, f := range strings.Fields(strings.Trim(string(data), "\n")) {
-			if v, ok := strings.CutPrefix(strings.Trim(f, `"`), "--container-runtime-endpoint="); ok {
-				found = append(found, v)
+			// The first flag follows KUBELET_KUBEADM_ARGS=" in the same field.
+			if _, v, ok := strings.Cut(f, "--container-runtime-endpoint="); ok {
+				found = append(found, strings.Trim(v, `"`))
 			}
 		}
 	}

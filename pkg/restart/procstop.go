@@ -27,6 +27,8 @@ type ProcessStopper struct {
 	Proc   string    // default /proc
 }
 
+// binaries are the components' binaries, which are also their container names in kubeadm's
+// static pods (the CRI stopper finds containers by them).
 var binaries = map[string]string{
 	pki.CompEtcd: "etcd", pki.CompAPIServer: "kube-apiserver",
 	pki.CompControllerManager: "kube-controller-manager", pki.CompScheduler: "kube-scheduler",
