@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/certctl/certctl/internal/labns"
 	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/backup"
 	"github.com/certctl/certctl/pkg/fsutil"
@@ -31,7 +32,6 @@ import (
 
 // The lab's names, as hack/lab/env.sh sets them.
 const (
-	labNS   = "certctl-lab"
 	labMark = "/etc/kubernetes/.certctl-lab"
 	labHome = "/var/lib/certctl-lab/home"
 	apiAddr = "127.0.0.1:6443"
@@ -44,23 +44,15 @@ func TestMain(m *testing.M) {
 	switch {
 	case os.Getenv("CERTCTL_LAB") != "1":
 		labSkip = "SKIPPING the lab end-to-end tests: set CERTCTL_LAB=1 and bring the lab up (make e2e does both, as root)"
-	case !exists(labMark) || !exists("/var/run/netns/"+labNS):
+	case !exists(labMark) || !labns.Up():
 		fmt.Fprintln(os.Stderr, "CERTCTL_LAB=1 but the lab is not up: run hack/lab/up.sh (or make e2e)")
 		os.Exit(1)
-	case !inLabNetns():
-		// The lab's apiserver, etcd and kubelet listen inside its network namespace: run this
-		// test binary there (nsenter --net, as hack/lab does; the mount namespace is shared).
-		args := append([]string{"--net=/var/run/netns/" + labNS, "--"}, os.Args...)
-		cmd := exec.Command("nsenter", args...)
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		err := cmd.Run()
-		if ee, ok := err.(*exec.ExitError); ok {
-			os.Exit(ee.ExitCode())
-		} else if err != nil {
-			fmt.Fprintln(os.Stderr, "enter the lab's network namespace:", err)
+	case !labns.Inside():
+		// The lab's apiserver, etcd and kubelet listen inside its network namespace.
+		if err := labns.Reexec(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		os.Exit(0)
 	}
 	code := m.Run()
 	testenv.RemoveCertctl()
@@ -68,14 +60,6 @@ func TestMain(m *testing.M) {
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
-
-func inLabNetns() bool {
-	var self, lab syscall.Stat_t
-	if syscall.Stat("/proc/self/ns/net", &self) != nil || syscall.Stat("/var/run/netns/"+labNS, &lab) != nil {
-		return false
-	}
-	return self.Ino == lab.Ino && self.Dev == lab.Dev
-}
 
 func requireLab(t *testing.T) pki.Layout {
 	t.Helper()

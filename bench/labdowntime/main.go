@@ -26,14 +26,14 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/certctl/certctl/internal/labns"
+	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/manifest"
 )
 
 const (
-	netns     = "certctl-lab"
 	manifests = "/etc/kubernetes/manifests"
 	caFile    = "/etc/kubernetes/pki/ca.crt"
 	labHome   = "/var/lib/certctl-lab/home"
@@ -46,8 +46,11 @@ func main() {
 	certctl := flag.String("certctl", "bin/certctl", "certctl binary")
 	sleep := flag.Duration("runbook-sleep", 20*time.Second, "the runbook's sleep")
 	flag.Parse()
-	if err := reexecInNetns(); err != nil {
-		fail(err)
+	if !labns.Up() {
+		fail(fmt.Errorf("the lab is not up (no netns %s): run hack/lab/up.sh", labns.Name))
+	}
+	if !labns.Inside() {
+		fail(labns.Reexec())
 	}
 	bin, err := filepath.Abs(*certctl)
 	if err != nil {
@@ -103,30 +106,6 @@ func main() {
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "labdowntime:", err)
 	os.Exit(1)
-}
-
-// reexecInNetns runs this program again inside the lab's network namespace, where the
-// apiserver listens, unless it is there already.
-func reexecInNetns() error {
-	var self, lab syscall.Stat_t
-	if err := syscall.Stat("/var/run/netns/"+netns, &lab); err != nil {
-		return fmt.Errorf("the lab is not up (no netns %s): run hack/lab/up.sh", netns)
-	}
-	if syscall.Stat("/proc/self/ns/net", &self) == nil && self.Ino == lab.Ino {
-		return nil
-	}
-	cmd := exec.Command("nsenter", append([]string{"--net=/var/run/netns/" + netns, "--"}, os.Args...)...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		os.Exit(ee.ExitCode())
-	}
-	if err != nil {
-		return err
-	}
-	os.Exit(0)
-	return nil
 }
 
 func newClient() (*http.Client, error) {
@@ -247,7 +226,7 @@ func coldStart(client *http.Client) (time.Duration, error) {
 	if len(args) == 0 {
 		return 0, errors.New("kube-apiserver.yaml has no command")
 	}
-	bin := filepath.Join(os.Getenv("HOME"), ".cache/certctl/k8s-v1.32.4/bin/kube-apiserver")
+	bin := filepath.Join(testenv.BinDir(), "kube-apiserver")
 	if v := os.Getenv("KUBE_APISERVER"); v != "" {
 		bin = v
 	}
