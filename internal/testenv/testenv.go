@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/sandbox"
 )
 
 // K8sVersion is the Kubernetes version the tests run against; hack/build-k8s.sh builds it.
@@ -292,4 +293,15 @@ func waitHTTPS(ctx context.Context, p *process, url, serverName string, roots *x
 		}
 	}
 	return fmt.Errorf("%s not healthy after %s: %v", url, timeout, last)
+}
+
+// SandboxNode writes a sandbox kubeadm node (ECDSA keys, for speed) with the given faults
+// into a temporary directory and returns its layout.
+func SandboxNode(t testing.TB, faults ...sandbox.Fault) pki.Layout {
+	t.Helper()
+	l, err := sandbox.Create(sandbox.Options{Dir: t.TempDir(), KeyAlgorithm: pki.AlgECDSAP256, Faults: faults})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }

@@ -10,20 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubeletserving"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/sandbox"
 )
-
-func sandboxNode(t *testing.T, faults ...sandbox.Fault) pki.Layout {
-	t.Helper()
-	l, err := sandbox.Create(sandbox.Options{Dir: t.TempDir(), KeyAlgorithm: pki.AlgECDSAP256, Faults: faults})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
 
 func treeSums(t *testing.T, root string) map[string][32]byte {
 	t.Helper()
@@ -41,7 +33,7 @@ func treeSums(t *testing.T, root string) map[string][32]byte {
 // TestIssueFixesCaseA: the sandbox node serves a self-signed kubelet.crt without IP SANs;
 // after `issue`, inspect finds the CA-signed certificate covering the node IP.
 func TestIssueFixesCaseA(t *testing.T) {
-	l := sandboxNode(t, sandbox.FaultKubeletNoIPSANs)
+	l := testenv.SandboxNode(t, sandbox.FaultKubeletNoIPSANs)
 	before := inspect.Diagnose(pki.Load(l, pki.Default()), inspect.Options{})
 	if !before.HasCode("kubelet-serving", inspect.CodeKubeletNoIPSANs) {
 		t.Fatalf("sandbox lacks case A: %+v", before.Get("kubelet-serving").Findings)
@@ -105,7 +97,7 @@ func TestIssueBadInputChangesNothing(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			l := sandboxNode(t)
+			l := testenv.SandboxNode(t)
 			if tc.mutate != nil {
 				tc.mutate(l)
 			}

@@ -19,15 +19,6 @@ import (
 	"github.com/certctl/certctl/pkg/sandbox"
 )
 
-func tree(t *testing.T, faults ...sandbox.Fault) pki.Layout {
-	t.Helper()
-	l, err := sandbox.Create(sandbox.Options{Dir: t.TempDir(), KeyAlgorithm: pki.AlgECDSAP256, Faults: faults})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
 // serve starts a real TLS listener on addr (host:0 picks a port) serving the pair in files.
 func serve(t *testing.T, addr, certFile, keyFile string) string {
 	t.Helper()
@@ -50,9 +41,9 @@ func caPool(t *testing.T, l pki.Layout) *x509.CertPool {
 }
 
 func TestProbe(t *testing.T) {
-	noLB := tree(t, sandbox.FaultAPIServerNoLBSAN)
-	expired := tree(t, sandbox.FaultAPIServerExpired)
-	other := tree(t)
+	noLB := testenv.SandboxNode(t, sandbox.FaultAPIServerNoLBSAN)
+	expired := testenv.SandboxNode(t, sandbox.FaultAPIServerExpired)
+	other := testenv.SandboxNode(t)
 	pkiFiles := func(l pki.Layout) (string, string) {
 		return filepath.Join(l.PKIDir, "apiserver.crt"), filepath.Join(l.PKIDir, "apiserver.key")
 	}
@@ -118,8 +109,8 @@ func setFlag(t *testing.T, path, old, new string) {
 // TestCheckFindsStaleServedCertificate is case D: the files were renewed, the running
 // apiserver still serves the old certificate; etcd serves the file on disk.
 func TestCheckFindsStaleServedCertificate(t *testing.T) {
-	l := tree(t)
-	old := tree(t)
+	l := testenv.SandboxNode(t)
+	old := testenv.SandboxNode(t)
 	// The "running" apiserver serves a certificate that is not apiserver.crt any more.
 	apiAddr := serve(t, "127.0.0.1:0", filepath.Join(old.PKIDir, "apiserver.crt"), filepath.Join(old.PKIDir, "apiserver.key"))
 	// etcd requires client certificates, as kubeadm configures it; it serves the file on disk.
@@ -156,7 +147,7 @@ func TestCheckFindsStaleServedCertificate(t *testing.T) {
 }
 
 func TestEndpointsFromManifests(t *testing.T) {
-	l := tree(t)
+	l := testenv.SandboxNode(t)
 	setFlag(t, filepath.Join(l.ManifestsDir, "kube-apiserver.yaml"), "--secure-port=6443", "--secure-port=8443")
 	setFlag(t, filepath.Join(l.ManifestsDir, "etcd.yaml"), "--listen-client-urls=https://127.0.0.1:2379,https://10.2.1.151:2379", "--listen-client-urls=https://10.2.1.151:2379,https://127.0.0.1:12379")
 	got := map[string]string{}
