@@ -123,11 +123,5 @@ func (o *inspectOptions) run(ctx context.Context) error {
 	if err := inspect.Render(o.Streams.Out, rep, o.Output); err != nil {
 		return withCode(ExitError, err)
 	}
-	switch rep.Worst() {
-	case inspect.SevCritical:
-		return withCode(ExitCritical, nil)
-	case inspect.SevWarning:
-		return withCode(ExitWarning, nil)
-	}
-	return nil
+	return withCode(severityCode(rep.Worst()), nil)
 }

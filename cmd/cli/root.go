@@ -119,6 +119,7 @@ a container with the host mounted at /host.`,
 		newScheduleCmd(g),
 		newKubeconfigCmd(g),
 		newRestartCmd(g),
+		newClusterCmd(g),
 	)
 	return root
 }

@@ -53,31 +53,9 @@ mkdir -p "$LAB_DIR" "$LAB_RUN" "$LAB_DIR/images"
 cd "$HACK/.."
 
 # --- images ------------------------------------------------------------------------------
-IMG=$LAB_DIR/images
-go build -o "$IMG/mkimage" ./hack/lab/mkimage
-CGO_ENABLED=0 go build -ldflags=-s -o "$IMG/pause" ./hack/lab/pause
-images=$("$BIN/kubeadm" config images list --kubernetes-version "$K8S_VERSION" 2>/dev/null)
-declare -A srcs=()
-for ref in $images; do
-	name=${ref##*/}; name=${name%%:*}
-	case $name in
-	kube-apiserver|kube-controller-manager|kube-scheduler|etcd) srcs[$ref]=$BIN/$name ;;
-	pause) srcs[$ref]=$IMG/pause ;;
-	*) continue ;; # coredns, kube-proxy: the lab skips those addons
-	esac
-done
-for ref in "${!srcs[@]}"; do
-	name=${ref##*/}; name=${name%%:*}
-	tarball=$IMG/$name.tar
-	if [ ! -f "$tarball" ] || [ "${srcs[$ref]}" -nt "$tarball" ]; then
-		lab_log "image $ref"
-		entry=()
-		[ "$name" = pause ] && entry=(-entrypoint /pause)
-		dest=/usr/local/bin/$name
-		[ "$name" = pause ] && dest=/pause
-		"$IMG/mkimage" -o "$tarball" -tag "$ref" -file "${srcs[$ref]}=$dest" "${entry[@]}"
-	fi
-done
+. "$HACK/lab/images.sh"
+mapfile -t tarballs < <(lab_build_images "$BIN" "$LAB_DIR/images")
+[ ${#tarballs[@]} -ge 5 ] || { lab_log "expected 5 images, built: ${tarballs[*]}"; exit 1; }
 
 # --- network namespace -------------------------------------------------------------------
 lab_log "netns $LAB_NS: $LAB_IP/24 on eth0"
@@ -140,9 +118,8 @@ wait_for() { # wait_for SECONDS WHAT CMD...
 	done
 }
 wait_for 30 containerd lab_ctr version
-for ref in "${!srcs[@]}"; do
-	name=${ref##*/}; name=${name%%:*}
-	lab_ctr images import --no-unpack=false "$IMG/$name.tar" >/dev/null
+for tarball in "${tarballs[@]}"; do
+	lab_ctr images import --no-unpack=false "$tarball" >/dev/null
 done
 lab_ctr images ls -q | grep -v '^sha256:' | sed 's/^/lab: image /' >&2
 

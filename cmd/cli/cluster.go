@@ -1,0 +1,251 @@
+package cli
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/certctl/certctl/pkg/cluster"
+	"github.com/certctl/certctl/pkg/inspect"
+	"github.com/certctl/certctl/pkg/pki"
+)
+
+// DefaultImage is the image `make image` builds and the lab imports into every node.
+const DefaultImage = "localhost/certctl:dev"
+
+type clusterOptions struct {
+	*Globals
+	Kubeconfig string
+	Image      string
+	Namespace  string
+}
+
+// restConfig loads --kubeconfig, else admin.conf, else ~/.kube/config (under --root).
+func (o *clusterOptions) restConfig() (*rest.Config, error) {
+	l := o.Layout()
+	candidates := []string{filepath.Join(l.KubeconfigDir, "admin.conf"), l.UserKubeconfig}
+	if o.Kubeconfig != "" {
+		candidates = []string{pki.UnderRoot(l.Root, o.Kubeconfig)}
+	}
+	var tried []string
+	for _, p := range candidates {
+		if _, err := os.Stat(p); err != nil {
+			tried = append(tried, p)
+			continue
+		}
+		rc, err := clientcmd.BuildConfigFromFlags("", p)
+		if err != nil {
+			return nil, fmt.Errorf("kubeconfig %s: %w (fix the file or give another with --kubeconfig)", p, err)
+		}
+		rc.QPS, rc.Burst = 50, 100
+		return rc, nil
+	}
+	return nil, fmt.Errorf("no kubeconfig found (tried %s): give --kubeconfig", strings.Join(tried, ", "))
+}
+
+func (o *clusterOptions) clients() (kubernetes.Interface, *x509.CertPool, error) {
+	rc, err := o.restConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, err
+	}
+	roots := x509.NewCertPool()
+	ca := rc.CAData
+	if len(ca) == 0 && rc.CAFile != "" {
+		if ca, err = os.ReadFile(rc.CAFile); err != nil {
+			return nil, nil, fmt.Errorf("read the cluster CA %s: %w", rc.CAFile, err)
+		}
+	}
+	if !roots.AppendCertsFromPEM(ca) {
+		return nil, nil, errors.New("the kubeconfig names no cluster CA (certificate-authority-data): certctl verifies what the apiservers and kubelets serve against it")
+	}
+	return cs, roots, nil
+}
+
+func newClusterCmd(g *Globals) *cobra.Command {
+	o := &clusterOptions{Globals: g}
+	cmd := &cobra.Command{
+		Use:   "cluster",
+		Short: "Every node's certificates, through Kubernetes itself (Jobs pinned to nodes)",
+		Long: `cluster runs certctl on every node through Kubernetes: one short-lived Job per node,
+pinned with nodeName and tolerating every taint, with the node's / at /host. No SSH and no
+agent: the image (--image) is certctl itself. See docs/cluster.md for what runs where and
+the RBAC.
+
+  status   every node's certificates in one table, plus what each kubelet serves
+  renew    renew the control-plane nodes one at a time, each verified before the next`,
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig to reach the API server (default admin.conf, then ~/.kube/config)")
+	pf.StringVar(&o.Image, "image", DefaultImage, "image whose entrypoint is certctl, present on (or pullable by) every node")
+	pf.StringVar(&o.Namespace, "namespace", "kube-system", "namespace of the Jobs")
+	cmd.AddCommand(newClusterStatusCmd(o), newClusterRenewCmd(o))
+	return cmd
+}
+
+func newClusterStatusCmd(o *clusterOptions) *cobra.Command {
+	var (
+		output string
+		opts   cluster.StatusOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Every node's certificates in one table",
+		Long: `status runs 'certctl --root /host inspect -o json' on every node through a Job pinned
+to it (host / mounted read-only, no service-account token, deleted afterwards), at most
+--concurrency at a time, and prints one table: node, certificate, expiry, residual time,
+status, findings; then each kubelet's serving certificate as 'kubelet-serving status' sees it.
+A node whose Job cannot run (NotReady, image missing, no answer within --timeout) is listed
+with the reason.
+
+Exit codes as inspect: 0 healthy, 1 warnings, 2 critical (a node that did not report counts
+as critical), 3 error.`,
+		Example: `  certctl cluster status
+  certctl cluster status -o json | jq '.nodes[] | select(.ran | not)'
+  certctl cluster status --image registry.example.com/certctl:v1 --timeout 2m`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := inspect.ValidFormat(output); err != nil || output == "prometheus" {
+				return withCode(ExitError, fmt.Errorf("unknown output format %q (want table, wide, json or yaml)", output))
+			}
+			ctx, cancel := signalContext(c.Context())
+			defer cancel()
+			cs, roots, err := o.clients()
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			opts.Namespace, opts.Image, opts.Roots = o.Namespace, o.Image, roots
+			rep, err := cluster.Status(ctx, cs, opts)
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			if err := rep.Render(o.Streams.Out, output); err != nil {
+				return withCode(ExitError, err)
+			}
+			return withCode(severityCode(rep.Worst()), nil)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&output, "output", "o", "table", "output format: table, wide, json, yaml")
+	f.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "per node: from creating its Job to its result")
+	f.IntVar(&opts.Concurrency, "concurrency", 16, "nodes at once")
+	f.StringSliceVar(&opts.Nodes, "node", nil, "only these nodes (repeatable)")
+	return cmd
+}
+
+func newClusterRenewCmd(o *clusterOptions) *cobra.Command {
+	var (
+		opts      cluster.RenewOptions
+		sans      []string
+		threshold string
+	)
+	cmd := &cobra.Command{
+		Use:   "renew [NAME...|all]",
+		Short: "Renew the control-plane nodes one at a time, the API never down",
+		Long: `renew renews the certificates of every control-plane node, one node at a time. For each
+node a privileged Job pinned to it runs 'certctl --root /host renew NAMES ... --restart --yes'
+(the host's PID and network namespaces, the host's / at /host); then certctl checks from here
+that the node's own apiserver (https://NODE_IP:6443) is ready and serves a certificate that
+verifies against the cluster CA, covers every --san and is the renewed one, before the next
+node starts. It stops at the first node that fails (that node rolled back by its own
+renewal, the others untouched) and says which and why; the same command again resumes there.
+
+A Lease (kube-system/certctl-renew) keeps two runs, or a run and a scheduled CronJob, from
+working at once. Workers are not touched. When the API is unreachable (every apiserver
+certificate expired), the command prints what to run on each node instead.`,
+		Example: `  # case B on every control-plane node: the load balancer's address added
+  certctl cluster renew apiserver --san 10.2.1.139
+
+  # everything that expires within 30 days, 1 year validity
+  certctl cluster renew all --if-expiring-within 30d
+
+  # the plan of every node, nothing changed
+  certctl cluster renew all --days 3650 --dry-run`,
+		RunE: func(c *cobra.Command, args []string) error {
+			ctx, cancel := signalContext(c.Context())
+			defer cancel()
+			parsed, err := ParseSANs(sans)
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			opts.SANs, opts.Names = parsed, args
+			if threshold != "" {
+				d, err := inspect.ParseDuration(threshold)
+				if err != nil || d <= 0 {
+					return withCode(ExitError, fmt.Errorf("--if-expiring-within %q: want a positive duration such as 30d", threshold))
+				}
+				opts.IfExpiringWithin, opts.IfExpiringArg = d, threshold
+			}
+			cs, roots, err := o.clients()
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			opts.Namespace, opts.Image, opts.Roots, opts.Progress = o.Namespace, o.Image, roots, o.Streams.ErrOut
+			rep, err := cluster.Renew(ctx, cs, opts)
+			if rep != nil {
+				printRenewReport(o.Streams, rep)
+			}
+			if err != nil {
+				var held *cluster.HeldError
+				if errors.As(err, &held) {
+					return withCode(ExitError, err)
+				}
+				return withCode(ExitCritical, err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&sans, "san", nil, "IP or DNS name to add to the apiserver certificate of every control-plane node")
+	f.IntVar(&opts.Days, "days", 0, "validity in days (default: certctl renew's)")
+	f.StringVar(&threshold, "if-expiring-within", "", "renew only what expires within this window (e.g. 30d)")
+	f.StringSliceVar(&opts.Nodes, "node", nil, "only these control-plane nodes, in this order (default: all, by name)")
+	f.BoolVar(&opts.DryRun, "dry-run", false, "print every node's plan, change nothing")
+	f.DurationVar(&opts.JobTimeout, "job-timeout", 10*time.Minute, "one node's renewal")
+	f.DurationVar(&opts.VerifyTimeout, "verify-timeout", 3*time.Minute, "a node's apiserver ready with its renewed certificate, after its Job")
+	return cmd
+}
+
+func printRenewReport(s Streams, rep *cluster.RenewReport) {
+	for _, n := range rep.Nodes {
+		line := fmt.Sprintf("%-20s %-10s", n.Node, n.State)
+		if n.Took != "" {
+			line += " " + n.Took
+		}
+		if n.Served != "" {
+			line += "  apiserver " + n.Served
+		}
+		if n.Problem != "" {
+			line += "  " + n.Problem
+		}
+		fmt.Fprintln(s.Out, line)
+		if n.State == "planned" || (n.State == "failed" && n.Output != "") {
+			for _, l := range strings.Split(n.Output, "\n") {
+				fmt.Fprintln(s.Out, "    "+l)
+			}
+		}
+	}
+}
+
+// severityCode maps the worst severity to inspect's exit codes.
+func severityCode(s inspect.Severity) int {
+	switch s {
+	case inspect.SevCritical:
+		return ExitCritical
+	case inspect.SevWarning:
+		return ExitWarning
+	}
+	return 0
+}

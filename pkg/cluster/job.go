@@ -1,0 +1,254 @@
+// Package cluster runs certctl on every node of a cluster through Kubernetes itself: one
+// short-lived Job per node, pinned with nodeName, with the node's root at /host; a
+// coordination.k8s.io Lease keeps two cluster-wide runs (or a run and a scheduled CronJob)
+// from working at once. No SSH, no agent of certctl's own.
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+)
+
+// Labels on everything certctl creates in the cluster.
+const (
+	LabelName      = "app.kubernetes.io/name"
+	LabelComponent = "app.kubernetes.io/component"
+	LabelNode      = "certctl.io/node"
+	containerName  = "certctl"
+)
+
+// JobSpec says what to run on one node.
+type JobSpec struct {
+	Namespace string
+	Node      string
+	Image     string
+	Component string   // "status" or "renew": a label, and part of the name
+	Args      []string // certctl's arguments; --root /host is prepended
+	// Privileged jobs (renew) get the host's PID and network namespaces, a writable /host and
+	// privileges: certctl restarts static pods through the node's kubelet and container
+	// runtime and checks what they serve on the node's addresses. Read-only jobs (status)
+	// get none of that.
+	Privileged bool
+	// Deadline bounds the pod's run (activeDeadlineSeconds).
+	Deadline time.Duration
+}
+
+// Job is the Job object for s. Its pod mounts no service-account token: it works on the
+// node's files and never talks to the API.
+func (s JobSpec) Job() *batchv1.Job {
+	labels := map[string]string{LabelName: "certctl", LabelComponent: s.Component, LabelNode: s.Node}
+	deadline := int64(s.Deadline / time.Second)
+	if deadline <= 0 {
+		deadline = 600
+	}
+	pod := corev1.PodSpec{
+		NodeName:                     s.Node,
+		RestartPolicy:                corev1.RestartPolicyNever,
+		AutomountServiceAccountToken: ptr.To(false),
+		EnableServiceLinks:           ptr.To(false),
+		// Run wherever the node is, whatever its taints (control-plane, NotReady...).
+		Tolerations:           []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+		PriorityClassName:     "system-node-critical",
+		HostNetwork:           true, // no pod network needed: a node without CNI still answers
+		ActiveDeadlineSeconds: &deadline,
+		Containers: []corev1.Container{{
+			Name:            containerName,
+			Image:           s.Image,
+			ImagePullPolicy: corev1.PullIfNotPresent,
+			Args:            append([]string{"--root", "/host"}, s.Args...),
+			VolumeMounts:    []corev1.VolumeMount{{Name: "host", MountPath: "/host", ReadOnly: !s.Privileged}},
+			SecurityContext: &corev1.SecurityContext{RunAsUser: ptr.To(int64(0))},
+		}},
+		Volumes: []corev1.Volume{{Name: "host", VolumeSource: corev1.VolumeSource{
+			HostPath: &corev1.HostPathVolumeSource{Path: "/", Type: ptr.To(corev1.HostPathDirectory)},
+		}}},
+	}
+	if s.Privileged {
+		pod.HostPID = true
+		pod.Containers[0].SecurityContext.Privileged = ptr.To(true)
+	} else {
+		pod.Containers[0].SecurityContext.AllowPrivilegeEscalation = ptr.To(false)
+		pod.Containers[0].SecurityContext.ReadOnlyRootFilesystem = ptr.To(true)
+	}
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: jobPrefix(s.Component, s.Node),
+			Namespace:    s.Namespace,
+			Labels:       labels,
+		},
+		Spec: batchv1.JobSpec{
+			BackoffLimit:            ptr.To(int32(0)),
+			TTLSecondsAfterFinished: ptr.To(int32(600)),
+			ActiveDeadlineSeconds:   &deadline,
+			Template:                corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: pod},
+		},
+	}
+}
+
+// jobPrefix is a valid generateName (a name is at most 63 characters; the API appends 5).
+func jobPrefix(component, node string) string {
+	p := "certctl-" + component + "-" + strings.ReplaceAll(strings.ToLower(node), ".", "-")
+	if len(p) > 50 {
+		sum := randHex(3)
+		p = strings.TrimRight(p[:43], "-") + "-" + sum
+	}
+	return p + "-"
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// JobResult is how a node's Job ended.
+type JobResult struct {
+	Node     string
+	Job      string
+	ExitCode int32  // the container's, when it terminated
+	Logs     string // stdout and stderr of certctl, as the kubelet logged them
+	Took     time.Duration
+}
+
+// ErrNotRun is wrapped by RunJob's error when the pod never ran certctl (not scheduled,
+// image missing, node gone, deadline).
+var ErrNotRun = errors.New("certctl did not run on the node")
+
+// RunJob creates the Job, waits until its pod has terminated (or timeout), reads certctl's
+// logs and deletes the Job and its pod. A non-zero exit of certctl is a result, not an error:
+// inspect exits 1 or 2 for findings.
+func RunJob(ctx context.Context, cs kubernetes.Interface, s JobSpec, timeout time.Duration) (JobResult, error) {
+	res := JobResult{Node: s.Node}
+	start := time.Now()
+	job, err := cs.BatchV1().Jobs(s.Namespace).Create(ctx, s.Job(), metav1.CreateOptions{})
+	if err != nil {
+		return res, fmt.Errorf("create the %s job for node %s in namespace %s: %w", s.Component, s.Node, s.Namespace, err)
+	}
+	res.Job = job.Name
+	defer func() {
+		// Background: the API deletes the pod too. Best effort: ttlSecondsAfterFinished
+		// removes what a failed delete leaves.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = cs.BatchV1().Jobs(s.Namespace).Delete(dctx, job.Name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)})
+	}()
+	var pod *corev1.Pod
+	var why string
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		pods, err := cs.CoreV1().Pods(s.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + job.Name})
+		if err != nil {
+			why = err.Error()
+			return false, nil
+		}
+		if len(pods.Items) == 0 {
+			why = "no pod created yet"
+			return false, nil
+		}
+		pod = &pods.Items[0]
+		done, reason, fatal := podState(pod, s.Image)
+		why = reason
+		if fatal {
+			return false, fmt.Errorf("%w: %s", ErrNotRun, reason)
+		}
+		return done, nil
+	})
+	res.Took = time.Since(start)
+	if err != nil {
+		if errors.Is(err, ErrNotRun) {
+			return res, fmt.Errorf("node %s: %w", s.Node, err)
+		}
+		return res, fmt.Errorf("node %s: %w: no result within %s (%s)", s.Node, ErrNotRun, timeout, why)
+	}
+	for _, st := range pod.Status.ContainerStatuses {
+		if st.Name == containerName && st.State.Terminated != nil {
+			res.ExitCode = st.State.Terminated.ExitCode
+		}
+	}
+	logs, err := cs.CoreV1().Pods(s.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: containerName}).DoRaw(ctx)
+	if err != nil {
+		return res, fmt.Errorf("node %s: read the logs of pod %s/%s: %w", s.Node, s.Namespace, pod.Name, err)
+	}
+	res.Logs = string(logs)
+	return res, nil
+}
+
+// podState says whether the pod's certctl container has terminated, why not, and whether it
+// never will (the image cannot be had, the pod was rejected).
+func podState(p *corev1.Pod, image string) (done bool, why string, fatal bool) {
+	for _, st := range p.Status.ContainerStatuses {
+		if st.Name != containerName {
+			continue
+		}
+		if st.State.Terminated != nil {
+			return true, "terminated", false
+		}
+		if w := st.State.Waiting; w != nil {
+			switch w.Reason {
+			case "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName":
+				return false, fmt.Sprintf("the node cannot get the image %s (%s: %s): load it into the node's runtime or pass --image", image, w.Reason, w.Message), true
+			case "CreateContainerConfigError", "CreateContainerError", "RunContainerError":
+				return false, fmt.Sprintf("%s: %s", w.Reason, w.Message), true
+			}
+			return false, "waiting: " + w.Reason, false
+		}
+		if st.State.Running != nil {
+			return false, "running", false
+		}
+	}
+	switch p.Status.Phase {
+	case corev1.PodFailed:
+		// Failed without a terminated container: rejected by the kubelet or past its deadline.
+		return false, fmt.Sprintf("pod failed: %s %s", p.Status.Reason, p.Status.Message), true
+	case corev1.PodPending:
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+				return false, "not scheduled: " + c.Message, false
+			}
+		}
+		return false, "pending", false
+	}
+	return false, string(p.Status.Phase), false
+}
+
+// JSONFromLogs returns the first JSON document in logs: certctl writes its -o json result to
+// stdout in one piece, and the kubelet's log puts stderr's lines (recovery notes) around it.
+func JSONFromLogs(logs string) ([]byte, error) {
+	off := -1
+	if strings.HasPrefix(logs, "{") {
+		off = 0
+	} else if i := strings.Index(logs, "\n{"); i >= 0 {
+		off = i + 1
+	}
+	if off >= 0 {
+		var raw json.RawMessage
+		if err := json.NewDecoder(strings.NewReader(logs[off:])).Decode(&raw); err == nil {
+			return raw, nil
+		}
+	}
+	return nil, fmt.Errorf("no JSON result in the job's output: %s", tail(logs, 400))
+}
+
+func tail(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// IsNotFound is apierrors.IsNotFound, for callers that do not import apimachinery.
+func IsNotFound(err error) bool { return apierrors.IsNotFound(err) }

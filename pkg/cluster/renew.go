@@ -1,0 +1,470 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+)
+
+// ProgressName is the ConfigMap (in the Lease's namespace) where a cluster renewal records
+// which nodes are done, so that a rerun with the same arguments resumes after them.
+const ProgressName = "certctl-cluster-renew"
+
+// RenewOptions drive Renew.
+type RenewOptions struct {
+	Namespace string // where the Jobs run; default kube-system
+	Image     string
+	// What each node runs: certctl renew NAMES --san ... --days ... --if-expiring-within ...
+	Names            []string
+	SANs             []string
+	Days             int
+	IfExpiringWithin time.Duration // 0: renew unconditionally
+	IfExpiringArg    string        // the flag's text, passed on to the nodes
+	// Nodes limits the run (default: every control-plane node, by name).
+	Nodes         []string
+	DryRun        bool
+	JobTimeout    time.Duration // one node's Job; default 10m
+	VerifyTimeout time.Duration // the node's apiserver ready with its new certificate; default 3m
+	LeaseDuration time.Duration // default 60s
+	Roots         *x509.CertPool
+	Identity      string
+	Progress      io.Writer
+	// Port of the apiservers (6443).
+	Port int
+}
+
+// NodeOutcome is what happened on one node.
+type NodeOutcome struct {
+	Node    string `json:"node"`
+	IP      string `json:"ip"`
+	State   string `json:"state"` // done, resumed (done by an earlier run), failed, untouched, planned
+	Took    string `json:"took,omitempty"`
+	Served  string `json:"served,omitempty"` // the apiserver certificate served after, serial
+	Problem string `json:"problem,omitempty"`
+	Output  string `json:"output,omitempty"` // the node's certctl output (dry run, failure)
+}
+
+// RenewReport is the whole rollout.
+type RenewReport struct {
+	Nodes []NodeOutcome `json:"nodes"`
+}
+
+func (o *RenewOptions) defaults() {
+	if o.Namespace == "" {
+		o.Namespace = "kube-system"
+	}
+	if o.JobTimeout <= 0 {
+		o.JobTimeout = 10 * time.Minute
+	}
+	if o.VerifyTimeout <= 0 {
+		o.VerifyTimeout = 3 * time.Minute
+	}
+	if o.LeaseDuration <= 0 {
+		o.LeaseDuration = 60 * time.Second
+	}
+	if o.Port == 0 {
+		o.Port = 6443
+	}
+	if o.Identity == "" {
+		o.Identity = Identity()
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+}
+
+// nodeArgs is the certctl command line every node runs.
+func (o *RenewOptions) nodeArgs() []string {
+	args := append([]string{"renew"}, o.Names...)
+	for _, s := range o.SANs {
+		args = append(args, "--san", s)
+	}
+	if o.Days > 0 {
+		args = append(args, "--days", strconv.Itoa(o.Days))
+	}
+	if o.IfExpiringArg != "" {
+		args = append(args, "--if-expiring-within", o.IfExpiringArg)
+	}
+	if o.DryRun {
+		return append(args, "--dry-run")
+	}
+	return append(args, "--restart", "--yes")
+}
+
+func (o *RenewOptions) logf(format string, a ...any) {
+	fmt.Fprintf(o.Progress, "%s %s\n", time.Now().UTC().Format(time.RFC3339), fmt.Sprintf(format, a...))
+}
+
+// UnreachableError says the API cannot be reached at all (every apiserver certificate
+// expired: case C), with what to run on the nodes instead.
+type UnreachableError struct {
+	Err      error
+	NodeArgs []string
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf(`the API server is unreachable: %v
+Renew on the nodes themselves, one control-plane node at a time (the API comes back with the first):
+  1. on the first control-plane node:  certctl %s
+  2. check it serves the new certificate: certctl inspect --live
+  3. then the next control-plane node, the same two commands, until all are done`, e.Err, strings.Join(e.NodeArgs, " "))
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// Renew renews the control-plane nodes one at a time: a privileged Job pinned to the node runs
+// `certctl --root /host renew ... --restart --yes`; then the node's own apiserver must be ready
+// and serve a certificate that verifies against the cluster CA, covers every --san and is the
+// renewed one before the next node starts. It stops at the first node that fails (that node's
+// renewal rolled back by itself, the rest untouched). A Lease keeps other runs out; a
+// ConfigMap records the nodes done, so a rerun with the same arguments resumes.
+func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*RenewReport, error) {
+	o.defaults()
+	if o.Image == "" {
+		return nil, fmt.Errorf("no image: pass --image with an image whose entrypoint is certctl")
+	}
+	if o.Roots == nil {
+		return nil, fmt.Errorf("no cluster CA to verify the apiservers against")
+	}
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: ControlPlaneLabel})
+	if err != nil {
+		if unreachable(err) {
+			return nil, &UnreachableError{Err: err, NodeArgs: append([]string{}, (&RenewOptions{Names: o.Names, SANs: o.SANs, Days: o.Days, IfExpiringArg: o.IfExpiringArg}).nodeArgs()...)}
+		}
+		return nil, fmt.Errorf("list the control-plane nodes: %w", err)
+	}
+	targets, err := pickNodes(nodes.Items, o.Nodes)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkAccess(ctx, cs, o.Namespace, o.DryRun); err != nil {
+		return nil, err
+	}
+	rep := &RenewReport{}
+	for _, n := range targets {
+		rep.Nodes = append(rep.Nodes, NodeOutcome{Node: n.Name, IP: internalIP(&n), State: "untouched"})
+	}
+	if o.DryRun {
+		return rep, o.dryRun(ctx, cs, rep)
+	}
+	lease, err := AcquireLease(ctx, cs, o.Identity, o.LeaseDuration)
+	if err != nil {
+		return rep, err
+	}
+	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
+	o.logf("holding lease %s/%s as %s", LeaseNamespace, LeaseName, o.Identity)
+	key := strings.Join(o.nodeArgs(), " ")
+	done, err := readProgress(ctx, cs, key)
+	if err != nil {
+		return rep, err
+	}
+	for i := range rep.Nodes {
+		out := &rep.Nodes[i]
+		if at, ok := done[out.Node]; ok {
+			out.State = "resumed"
+			o.logf("%s: done by an earlier run at %s: skipped", out.Node, at)
+			continue
+		}
+		if err := lease.Lost(); err != nil {
+			return rep, fmt.Errorf("stopped before %s: %w", out.Node, err)
+		}
+		if err := o.renewNode(ctx, cs, out); err != nil {
+			out.State, out.Problem = "failed", err.Error()
+			var rest []string
+			for _, r := range rep.Nodes[i+1:] {
+				rest = append(rest, r.Node)
+			}
+			msg := fmt.Sprintf("node %s failed: %v", out.Node, err)
+			if len(rest) > 0 {
+				msg += fmt.Sprintf("; nodes %s untouched", strings.Join(rest, ", "))
+			}
+			return rep, errors.New(msg + "; run the same command again to resume from " + out.Node)
+		}
+		done[out.Node] = time.Now().UTC().Format(time.RFC3339)
+		if err := writeProgress(ctx, cs, key, done); err != nil {
+			return rep, err
+		}
+	}
+	if err := cs.CoreV1().ConfigMaps(LeaseNamespace).Delete(ctx, ProgressName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return rep, fmt.Errorf("every node is done, but the progress record %s/%s could not be removed: %w", LeaseNamespace, ProgressName, err)
+	}
+	return rep, nil
+}
+
+func (o *RenewOptions) renewNode(ctx context.Context, cs kubernetes.Interface, out *NodeOutcome) error {
+	start := time.Now()
+	addr := net.JoinHostPort(out.IP, strconv.Itoa(o.Port))
+	before, _ := servedLeaf(ctx, addr)
+	o.logf("%s: renewing (job: certctl --root /host %s)", out.Node, strings.Join(o.nodeArgs(), " "))
+	res, err := RunJob(ctx, cs, JobSpec{
+		Namespace: o.Namespace, Node: out.Node, Image: o.Image, Component: "renew",
+		Args: o.nodeArgs(), Privileged: true, Deadline: o.JobTimeout,
+	}, o.JobTimeout)
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		out.Output = tail(res.Logs, 4000)
+		return fmt.Errorf("certctl renew exited %d on the node (its renewal rolls itself back): %s", res.ExitCode, tail(res.Logs, 600))
+	}
+	o.logf("%s: job %s done in %s; checking https://%s/readyz and the certificate it serves", out.Node, res.Job, res.Took.Round(100*time.Millisecond), addr)
+	served, err := o.verify(ctx, addr, before)
+	if err != nil {
+		out.Output = tail(res.Logs, 4000)
+		return err
+	}
+	out.State, out.Served = "done", served
+	out.Took = time.Since(start).Round(100 * time.Millisecond).String()
+	o.logf("%s: done in %s: serves %s", out.Node, out.Took, served)
+	return nil
+}
+
+// verify polls the node's apiserver until it is ready and serves what the renewal aimed at.
+func (o *RenewOptions) verify(ctx context.Context, addr string, before *x509.Certificate) (string, error) {
+	renewsAPIServer := len(o.Names) == 0 || slices.Contains(o.Names, "all") || slices.Contains(o.Names, "apiserver")
+	var last string
+	var served string
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, o.VerifyTimeout, true, func(ctx context.Context) (bool, error) {
+		c, err := servedLeaf(ctx, addr)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		host, _, _ := net.SplitHostPort(addr)
+		if _, err := c.Verify(x509.VerifyOptions{Roots: o.Roots, DNSName: host}); err != nil {
+			last = "served certificate does not verify: " + err.Error()
+			return false, nil
+		}
+		for _, s := range o.SANs {
+			if c.VerifyHostname(s) != nil {
+				last = "served certificate does not cover " + s
+				return false, nil
+			}
+		}
+		if renewsAPIServer && before != nil && c.SerialNumber.Cmp(before.SerialNumber) == 0 {
+			if o.IfExpiringWithin == 0 || time.Until(c.NotAfter) <= o.IfExpiringWithin {
+				last = "still serves the old certificate (serial " + before.SerialNumber.Text(16) + ")"
+				return false, nil
+			}
+		}
+		if err := readyz(ctx, addr, o.Roots); err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		served = fmt.Sprintf("serial %s, expires %s", c.SerialNumber.Text(16), c.NotAfter.UTC().Format(time.RFC3339))
+		return true, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("apiserver %s not ready with its renewed certificate within %s: %s", addr, o.VerifyTimeout, last)
+	}
+	return served, nil
+}
+
+func (o *RenewOptions) dryRun(ctx context.Context, cs kubernetes.Interface, rep *RenewReport) error {
+	for i := range rep.Nodes {
+		out := &rep.Nodes[i]
+		res, err := RunJob(ctx, cs, JobSpec{
+			Namespace: o.Namespace, Node: out.Node, Image: o.Image, Component: "plan",
+			Args: o.nodeArgs(), Deadline: o.JobTimeout,
+		}, o.JobTimeout)
+		if err != nil {
+			out.State, out.Problem = "failed", err.Error()
+			return fmt.Errorf("plan on node %s: %w", out.Node, err)
+		}
+		out.State, out.Output = "planned", strings.TrimSpace(res.Logs)
+		if res.ExitCode != 0 {
+			out.State, out.Problem = "failed", fmt.Sprintf("certctl renew --dry-run exited %d", res.ExitCode)
+			return fmt.Errorf("plan on node %s: %s: %s", out.Node, out.Problem, tail(res.Logs, 600))
+		}
+	}
+	return nil
+}
+
+func pickNodes(cps []corev1.Node, only []string) ([]corev1.Node, error) {
+	slices.SortFunc(cps, func(a, b corev1.Node) int { return strings.Compare(a.Name, b.Name) })
+	if len(only) == 0 {
+		if len(cps) == 0 {
+			return nil, fmt.Errorf("no node has the label %s", ControlPlaneLabel)
+		}
+		return cps, nil
+	}
+	var out []corev1.Node
+	for _, name := range only {
+		i := slices.IndexFunc(cps, func(n corev1.Node) bool { return n.Name == name })
+		if i < 0 {
+			return nil, fmt.Errorf("%q is not a control-plane node of this cluster (nodes labelled %s: %s)", name, ControlPlaneLabel, nodeNames(cps))
+		}
+		out = append(out, cps[i])
+	}
+	return out, nil
+}
+
+func nodeNames(ns []corev1.Node) string {
+	var out []string
+	for _, n := range ns {
+		out = append(out, n.Name)
+	}
+	return strings.Join(out, ", ")
+}
+
+func internalIP(n *corev1.Node) string {
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			return a.Address
+		}
+	}
+	return ""
+}
+
+// checkAccess asks the API whether this user may do what the run needs, so that a missing
+// permission is said before anything is created.
+func checkAccess(ctx context.Context, cs kubernetes.Interface, ns string, dryRun bool) error {
+	type need struct{ group, resource, sub, verb, ns string }
+	needs := []need{
+		{"batch", "jobs", "", "create", ns}, {"batch", "jobs", "", "delete", ns},
+		{"", "pods", "", "list", ns}, {"", "pods", "log", "get", ns},
+	}
+	if !dryRun {
+		needs = append(needs,
+			need{"coordination.k8s.io", "leases", "", "create", LeaseNamespace},
+			need{"coordination.k8s.io", "leases", "", "update", LeaseNamespace},
+			need{"", "configmaps", "", "create", LeaseNamespace},
+			need{"", "configmaps", "", "update", LeaseNamespace})
+	}
+	var missing []string
+	for _, n := range needs {
+		r, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: n.ns, Verb: n.verb, Group: n.group, Resource: n.resource, Subresource: n.sub,
+			}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("check permissions: %w", err)
+		}
+		if !r.Status.Allowed {
+			res := n.resource
+			if n.sub != "" {
+				res += "/" + n.sub
+			}
+			missing = append(missing, fmt.Sprintf("%s %s in %s", n.verb, res, n.ns))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("not allowed to %s: see docs/cluster.md for the RBAC this command needs", strings.Join(missing, "; "))
+	}
+	return nil
+}
+
+func readProgress(ctx context.Context, cs kubernetes.Interface, key string) (map[string]string, error) {
+	cm, err := cs.CoreV1().ConfigMaps(LeaseNamespace).Get(ctx, ProgressName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return map[string]string{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the progress record %s/%s: %w", LeaseNamespace, ProgressName, err)
+	}
+	done := map[string]string{}
+	if cm.Data["args"] != key {
+		return done, nil // another command's record: start over
+	}
+	for k, v := range cm.Data {
+		if node, ok := strings.CutPrefix(k, "done."); ok {
+			done[node] = v
+		}
+	}
+	return done, nil
+}
+
+func writeProgress(ctx context.Context, cs kubernetes.Interface, key string, done map[string]string) error {
+	data := map[string]string{"args": key}
+	for n, at := range done {
+		data["done."+n] = at
+	}
+	cms := cs.CoreV1().ConfigMaps(LeaseNamespace)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cm, err := cms.Get(ctx, ProgressName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = cms.Create(ctx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: ProgressName, Namespace: LeaseNamespace, Labels: map[string]string{LabelName: "certctl"}},
+				Data:       data,
+			}, metav1.CreateOptions{})
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		cm.Data = data
+		_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record progress in %s/%s: %w", LeaseNamespace, ProgressName, err)
+	}
+	return nil
+}
+
+// unreachable tells a dead or untrusted API (connection refused, timeout, TLS failure) from an
+// API that answered with an error.
+func unreachable(err error) bool {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		return false
+	}
+	var netErr net.Error
+	var certErr *tls.CertificateVerificationError
+	var invalid x509.CertificateInvalidError
+	return errors.As(err, &netErr) || errors.As(err, &certErr) || errors.As(err, &invalid) ||
+		strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "certificate")
+}
+
+// servedLeaf is the certificate addr serves (read, verified by the caller).
+func servedLeaf(ctx context.Context, addr string) (*x509.Certificate, error) {
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 2 * time.Second}, Config: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // verified by the caller
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	conn, err := d.DialContext(cctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("%s served no certificate", addr)
+	}
+	return certs[0], nil
+}
+
+func readyz(ctx context.Context, addr string, roots *x509.CertPool) error {
+	host, _, _ := net.SplitHostPort(addr)
+	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: host}}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s/readyz: %s", addr, resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,305 @@
+package cluster
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/certctl/certctl/pkg/inspect"
+	"github.com/certctl/certctl/pkg/kubeletserving"
+)
+
+// ControlPlaneLabel marks control-plane nodes (kubeadm sets it).
+const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
+
+// StatusOptions drive Status.
+type StatusOptions struct {
+	Namespace   string        // where the Jobs run; default kube-system
+	Image       string        // the certctl image
+	Timeout     time.Duration // per node, from Job creation to its result; default 60s
+	Concurrency int           // nodes at once; default 16
+	// Roots verify what the kubelets serve (the cluster CA); nil skips the kubelet part.
+	Roots *x509.CertPool
+	// Nodes limits the run to these nodes (default: every node).
+	Nodes []string
+}
+
+// NodeReport is one node's part of the cluster status.
+type NodeReport struct {
+	Node         string          `json:"node"`
+	ControlPlane bool            `json:"controlPlane"`
+	Ready        bool            `json:"ready"`
+	Ran          bool            `json:"ran"`               // certctl ran on the node and reported
+	Problem      string          `json:"problem,omitempty"` // why it did not, or what went wrong
+	Took         string          `json:"took"`
+	Report       *inspect.Report `json:"report,omitempty"`
+}
+
+// StatusReport is the whole cluster.
+type StatusReport struct {
+	GeneratedAt time.Time              `json:"generatedAt"`
+	Nodes       []NodeReport           `json:"nodes"`
+	Kubelets    *kubeletserving.Status `json:"kubelets,omitempty"`
+}
+
+func (o *StatusOptions) defaults() {
+	if o.Namespace == "" {
+		o.Namespace = "kube-system"
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 60 * time.Second
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+}
+
+// Status runs `certctl inspect -o json` on every node through one Job each (at most
+// Concurrency at once), plus the kubelets' serving certificates as `kubelet-serving status`
+// sees them. A node whose Job cannot run is reported with the reason, not left out.
+func Status(ctx context.Context, cs kubernetes.Interface, o StatusOptions) (*StatusReport, error) {
+	o.defaults()
+	if o.Image == "" {
+		return nil, fmt.Errorf("no image: pass --image with an image whose entrypoint is certctl")
+	}
+	nodes, err := listNodes(ctx, cs, o.Nodes)
+	if err != nil {
+		return nil, err
+	}
+	rep := &StatusReport{GeneratedAt: time.Now().UTC(), Nodes: make([]NodeReport, len(nodes))}
+	sem := make(chan struct{}, o.Concurrency)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			rep.Nodes[i] = nodeStatus(ctx, cs, o, &nodes[i])
+		}(i)
+	}
+	if o.Roots != nil {
+		ks, err := kubeletserving.GetStatus(ctx, cs, kubeletserving.StatusOptions{Roots: o.Roots, Port: 10250, Concurrency: o.Concurrency, Timeout: 3 * time.Second})
+		if err == nil {
+			rep.Kubelets = ks
+		}
+	}
+	wg.Wait()
+	return rep, nil
+}
+
+func nodeStatus(ctx context.Context, cs kubernetes.Interface, o StatusOptions, n *corev1.Node) NodeReport {
+	nr := NodeReport{Node: n.Name, ControlPlane: isControlPlane(n), Ready: isReady(n)}
+	res, err := RunJob(ctx, cs, JobSpec{
+		Namespace: o.Namespace, Node: n.Name, Image: o.Image, Component: "status",
+		Args: []string{"inspect", "-o", "json"}, Deadline: o.Timeout,
+	}, o.Timeout)
+	nr.Took = res.Took.Round(100 * time.Millisecond).String()
+	if err != nil {
+		nr.Problem = err.Error()
+		if !nr.Ready {
+			nr.Problem = "node NotReady (run certctl inspect on the node itself): " + nr.Problem
+		}
+		return nr
+	}
+	raw, err := JSONFromLogs(res.Logs)
+	if err != nil {
+		nr.Problem = fmt.Sprintf("certctl exited %d: %v", res.ExitCode, err)
+		return nr
+	}
+	var r inspect.Report
+	if err := json.Unmarshal(raw, &r); err != nil {
+		nr.Problem = fmt.Sprintf("decode the node's report: %v", err)
+		return nr
+	}
+	nr.Ran, nr.Report = true, &r
+	return nr
+}
+
+func listNodes(ctx context.Context, cs kubernetes.Interface, only []string) ([]corev1.Node, error) {
+	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	nodes := list.Items
+	if len(only) > 0 {
+		byName := map[string]corev1.Node{}
+		for _, n := range nodes {
+			byName[n.Name] = n
+		}
+		nodes = nil
+		for _, name := range only {
+			n, ok := byName[name]
+			if !ok {
+				return nil, fmt.Errorf("no node named %q in the cluster", name)
+			}
+			nodes = append(nodes, n)
+		}
+	}
+	sort.SliceStable(nodes, func(i, j int) bool {
+		ci, cj := isControlPlane(&nodes[i]), isControlPlane(&nodes[j])
+		if ci != cj {
+			return ci
+		}
+		return nodes[i].Name < nodes[j].Name
+	})
+	return nodes, nil
+}
+
+func isControlPlane(n *corev1.Node) bool {
+	_, ok := n.Labels[ControlPlaneLabel]
+	return ok
+}
+
+func isReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// Worst is the exit-code severity of the whole report: a node that did not report counts as
+// critical (its certificates are unknown), like inspect's unreadable files.
+func (r *StatusReport) Worst() inspect.Severity {
+	var worst inspect.Severity
+	rank := map[inspect.Severity]int{"": -1, inspect.SevInfo: 0, inspect.SevWarning: 1, inspect.SevCritical: 2}
+	bump := func(s inspect.Severity) {
+		if rank[s] > rank[worst] {
+			worst = s
+		}
+	}
+	for _, n := range r.Nodes {
+		if !n.Ran {
+			bump(inspect.SevCritical)
+			continue
+		}
+		bump(n.Report.Worst())
+	}
+	if r.Kubelets != nil {
+		for _, k := range r.Kubelets.Nodes {
+			if k.MetricsServerFails {
+				bump(inspect.SevWarning)
+			}
+		}
+	}
+	return worst
+}
+
+// Render writes the report as table, wide, json or yaml.
+func (r *StatusReport) Render(w io.Writer, format string) error {
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	case "yaml":
+		data, err := yaml.Marshal(r)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(data)
+		return err
+	case "table", "wide", "":
+		return r.table(w, format == "wide")
+	}
+	return fmt.Errorf("unknown output format %q (want table, wide, json or yaml)", format)
+}
+
+func (r *StatusReport) table(w io.Writer, wide bool) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	hdr := "NODE\tNAME\tEXPIRES\tRESIDUAL\tSTATUS\tFINDINGS"
+	if wide {
+		hdr += "\tCA\tSERIAL"
+	}
+	fmt.Fprintln(tw, hdr)
+	for _, n := range r.Nodes {
+		if !n.Ran {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\tNOT RUN\t%s\n", n.Node, n.Problem)
+			continue
+		}
+		for _, c := range n.Report.Certificates {
+			if c.Status == "absent" && !wide {
+				continue
+			}
+			expires, residual := "-", "-"
+			if c.NotAfter != nil {
+				expires = c.NotAfter.UTC().Format("Jan 02, 2006 15:04 MST")
+				if left := c.NotAfter.Sub(n.Report.GeneratedAt); left > 0 {
+					residual = inspect.Residual(left)
+				} else {
+					residual = "<invalid>"
+				}
+			}
+			var codes []string
+			for _, f := range c.Findings {
+				codes = append(codes, f.Code)
+			}
+			line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", n.Node, c.Name, expires, residual, c.Status, dash(strings.Join(codes, ",")))
+			if wide {
+				line += fmt.Sprintf("\t%s\t%s", dash(c.CA), dash(c.Serial))
+			}
+			fmt.Fprintln(tw, line)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if r.Kubelets != nil && len(r.Kubelets.Nodes) > 0 {
+		fmt.Fprintln(w, "\nKUBELET SERVING CERTIFICATES")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tENDPOINT\tCA-SIGNED\tUNCOVERED\tMETRICS-SERVER")
+		for _, k := range r.Kubelets.Nodes {
+			ms := "ok"
+			if k.MetricsServerFails {
+				ms = "fails"
+				if k.Problem != "" {
+					ms += ": " + k.Problem
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", k.Node, k.Endpoint, k.CASigned, dash(strings.Join(k.Uncovered, ",")), ms)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	var n int
+	for _, nr := range r.Nodes {
+		if !nr.Ran {
+			continue
+		}
+		for _, c := range nr.Report.Certificates {
+			for _, f := range c.Findings {
+				if n == 0 {
+					fmt.Fprintln(w, "\nFINDINGS")
+				}
+				n++
+				fmt.Fprintf(w, "%-8s %s %s [%s] %s\n", strings.ToUpper(string(f.Severity)), nr.Node, c.Name, f.Code, f.Message)
+				if f.Remedy != "" {
+					fmt.Fprintf(w, "         fix (on %s): %s\n", nr.Node, f.Remedy)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
