@@ -194,8 +194,16 @@ type poller struct {
 	mu       sync.Mutex
 	ok, fail int
 	errs     []string
+	windows  []window // first failure to the next success
+	down     *window
 	stop     context.CancelFunc
 	done     chan struct{}
+}
+
+// window is one outage, as a client polling saw it.
+type window struct {
+	node       string
+	start, end time.Time
 }
 
 func startPoller(t *testing.T, addr string, roots *x509.CertPool, interval, max time.Duration) *poller {
@@ -227,14 +235,23 @@ func startPoller(t *testing.T, addr string, roots *x509.CertPool, interval, max 
 			if ctx.Err() != nil {
 				return
 			}
+			now := time.Now()
 			p.mu.Lock()
 			if err != nil {
 				p.fail++
 				if len(p.errs) < 20 {
-					p.errs = append(p.errs, time.Now().Format("15:04:05.000")+" "+err.Error())
+					p.errs = append(p.errs, now.Format("15:04:05.000")+" "+err.Error())
+				}
+				if p.down == nil {
+					p.down = &window{start: now}
 				}
 			} else {
 				p.ok++
+				if p.down != nil {
+					p.down.end = now
+					p.windows = append(p.windows, *p.down)
+					p.down = nil
+				}
 			}
 			p.mu.Unlock()
 			select {
@@ -261,6 +278,17 @@ func get(ctx context.Context, c *http.Client, url string) error {
 		return errors.New(resp.Status)
 	}
 	return nil
+}
+
+// Windows are the outages seen (one still open at Stop ends at Stop).
+func (p *poller) Windows() []window {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := slices.Clone(p.windows)
+	if p.down != nil {
+		w = append(w, window{start: p.down.start, end: time.Now()})
+	}
+	return w
 }
 
 // Stop ends the poller and returns its counts.

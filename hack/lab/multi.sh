@@ -26,6 +26,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/multi-env.sh"
 
 [ "$(id -u)" = 0 ] || { echo "lab: run as root" >&2; exit 1; }
+BIN=${BIN:-${CERTCTL_CACHE:-$HOME/.cache/certctl}/k8s-$K8S_VERSION/bin} # hack/build-k8s.sh's
 
 ml_log() { echo "multilab: $(date +%H:%M:%S) $*" >&2; }
 die() { ml_log "$*"; exit 1; }
@@ -53,10 +54,11 @@ in_node() {
 		env HOME="$(node_dir "$n")/home" KUBECONFIG= "$@"
 }
 
-# cg_exec CGROUP CMD...: CMD in CGROUP of every v1 hierarchy (the node's processes are found by
+# cg_exec CGROUP CMD...: exec CMD in CGROUP of every v1 hierarchy (the caller's process becomes
+# CMD, so a pid taken from $! is CMD's) (the node's processes are found by
 # cgroup and by mount namespace, never by name: every node's shim has the same command line).
 cg_exec() {
-	bash -c 'cg=$1; shift; for h in /sys/fs/cgroup/*/; do
+	exec bash -c 'cg=$1; shift; for h in /sys/fs/cgroup/*/; do
 		[ -d "$h$cg" ] && { echo $$ >"$h$cg/cgroup.procs"; } 2>/dev/null; done; exec "$@"' _ "$@"
 }
 
@@ -218,26 +220,48 @@ TOML
 	for t in "${TARBALLS[@]}"; do in_node "$n" ctr -n k8s.io images import --no-unpack=false "$t" >/dev/null; done
 }
 
+# The kubelet runs under a supervisor that restarts it 1 s after it exits, as kubeadm's systemd
+# unit does (Restart=always, RestartSec=10; 1 s here): a kubelet that certctl stops comes back
+# on its new certificate or config, as on a real node. kubelet.pid is the supervisor's.
 kubelet_start() { # kubelet_start NODE
 	local n=$1 d p flags="" boot=()
 	d=$(node_dir "$n")
-	if p=$(pidof_node "$n" kubelet); then stop_pid "$p" "kubelet of $n"; fi
+	kubelet_stop "$n" quiet
 	[ -f "$d/var-lib-kubelet/kubeadm-flags.env" ] &&
 		flags=$(sed -n 's/^KUBELET_KUBEADM_ARGS="\(.*\)"/\1/p' "$d/var-lib-kubelet/kubeadm-flags.env")
 	[ -f "$d/etc-kubernetes/bootstrap-kubelet.conf" ] && boot=(--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf)
 	# shellcheck disable=SC2086
-	setsid bash -c "$(declare -f cg_exec); cg_exec '$ML_PREFIX-rt-$n' \"\$@\"" _ \
+	setsid bash -c "$(declare -f cg_exec)"'
+		cg=$1; shift
+		child=""
+		trap '"'"'[ -n "$child" ] && kill $child 2>/dev/null; wait; exit 0'"'"' TERM INT
+		while :; do
+			cg_exec "$cg" "$@" &
+			child=$!
+			wait $child
+			echo "supervisor: kubelet exited ($?), restarting in 1 s"
+			sleep 1
+		done' _ "$ML_PREFIX-rt-$n" \
 		nsenter --net="/run/netns/$(netns "$n")" --mount="$NS_DIR/$n.mnt" --uts="$NS_DIR/$n.uts" \
 		"$BIN/kubelet" --config=/var/lib/kubelet/config.yaml --kubeconfig=/etc/kubernetes/kubelet.conf \
 		"${boot[@]}" $flags </dev/null >>"$d/kubelet.log" 2>&1 &
 	echo $! >"$d/kubelet.pid"
-	ml_log "kubelet of $n started (pid $!, log $d/kubelet.log)"
+	ml_log "kubelet of $n started (supervisor pid $!, log $d/kubelet.log)"
 }
 
-kubelet_stop() {
-	local p
-	if p=$(pidof_node "$1" kubelet); then stop_pid "$p" "kubelet of $1"; ml_log "kubelet of $1 stopped"; fi
-	rm -f "$(node_dir "$1")/kubelet.pid"
+kubelet_stop() { # kubelet_stop NODE [quiet]: the supervisor, then whatever kubelet it left
+	local p d
+	d=$(node_dir "$1")
+	if p=$(pidof_node "$1" kubelet); then
+		stop_pid "$p" "kubelet supervisor of $1"
+		[ -n "${2:-}" ] || ml_log "kubelet of $1 stopped"
+	fi
+	rm -f "$d/kubelet.pid"
+	# A kubelet whose supervisor died first: in the node's runtime cgroup, by its binary.
+	for p in $(cat /sys/fs/cgroup/pids/$ML_PREFIX-rt-$1/cgroup.procs 2>/dev/null); do
+		[ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$BIN/kubelet" ] && stop_pid "$p" "kubelet of $1"
+	done
+	return 0
 }
 
 # kubeadm NODE ARGS...: runs kubeadm in the node and starts the kubelet as soon as kubeadm has

@@ -176,3 +176,10 @@ func (l *Lease) Release(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Abandon stops renewing without giving the Lease up, as a killed holder would: the Lease
+// expires after its duration.
+func (l *Lease) Abandon() {
+	l.stop()
+	<-l.done
+}
