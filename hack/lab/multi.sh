@@ -38,7 +38,7 @@ CLIENT_NS=$ML_PREFIX-client
 # Node directories bind-mounted over these paths inside each node's mount namespace.
 BINDS="etc-kubernetes:/etc/kubernetes var-lib-kubelet:/var/lib/kubelet var-lib-etcd:/var/lib/etcd
 cni-net.d:/etc/cni/net.d run-containerd:/run/containerd run-netns:/run/netns log-pods:/var/log/pods
-log-containers:/var/log/containers var-lib-certctl:/var/lib/certctl"
+log-containers:/var/log/containers var-lib-certctl:/var/lib/certctl var-lib-cni:/var/lib/cni"
 SYSCTLS="vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes"
 
 node_dir() { echo "$ML_DIR/nodes/$1"; }
