@@ -78,9 +78,9 @@ pidof_node() { # pidof_node NODE NAME: the pid in the node's NAME.pid if alive
 }
 
 wait_for() { # wait_for SECONDS WHAT CMD...
-	local deadline=$((SECONDS + $1)) what=$2; shift 2
+	local secs=$1 deadline=$((SECONDS + $1)) what=$2; shift 2
 	until "$@" >/dev/null 2>&1; do
-		[ $SECONDS -lt $deadline ] || { ml_log "timed out after $1 s waiting for $what"; return 1; }
+		[ $SECONDS -lt $deadline ] || { ml_log "timed out after $secs s waiting for $what"; return 1; }
 		sleep 0.2
 	done
 }
@@ -274,6 +274,9 @@ kubeadm_with_kubelet() {
 	local starter=$! rc=0
 	ml_log "$n: kubeadm $1 (log $log)"
 	in_node "$n" "$BIN/kubeadm" "$@" >"$log" 2>&1 || rc=$?
+	# kubeadm failed before it wrote the kubelet's config (a join refused in discovery): the
+	# starter would wait for nothing.
+	[ $rc -eq 0 ] || kill "$starter" 2>/dev/null || true
 	wait "$starter" || true
 	if [ $rc -ne 0 ]; then
 		tail -30 "$log" >&2
@@ -428,7 +431,8 @@ node_remove() { # node_remove NAME: stops and removes everything of one node
 			for h in /sys/fs/cgroup/pids/$ML_PREFIX-$n /sys/fs/cgroup/pids/$ML_PREFIX-rt-$n; do
 				[ -d "$h" ] && find "$h" -name cgroup.procs -exec cat {} + 2>/dev/null
 			done
-			find /proc/[0-9]*/ns/mnt -maxdepth 0 -lname "mnt:\[$ino\]" 2>/dev/null | cut -d/ -f3
+			# processes come and go during the scan: find's complaints about them are no failure
+			{ find /proc/[0-9]*/ns/mnt -maxdepth 0 -lname "mnt:\[$ino\]" 2>/dev/null || true; } | cut -d/ -f3
 		)
 		pids=$(echo "$pids" | sort -u | grep -vx "$$" || true)
 		[ -n "$pids" ] || break
