@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -41,7 +42,9 @@ type Lease struct {
 	stop     context.CancelFunc
 	done     chan struct{}
 	mu       sync.Mutex
-	lost     error
+	lost     error     // taken by another holder
+	renewed  time.Time // last successful renewal
+	last     error     // the last renewal's error, if it failed
 }
 
 // Identity names this process as a Lease holder: host, pid and a random suffix.
@@ -61,7 +64,7 @@ func AcquireLease(ctx context.Context, cs kubernetes.Interface, identity string,
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	l := &Lease{cs: cs, identity: identity, duration: duration, stop: cancel, done: make(chan struct{})}
+	l := &Lease{cs: cs, identity: identity, duration: duration, stop: cancel, done: make(chan struct{}), renewed: time.Now()}
 	go l.renew(rctx)
 	return l, nil
 }
@@ -124,11 +127,22 @@ func (l *Lease) renew(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := l.renewOnce(ctx); err != nil && ctx.Err() == nil {
-			l.mu.Lock()
-			l.lost = err
-			l.mu.Unlock()
+		err := l.renewOnce(ctx)
+		if ctx.Err() != nil {
+			return
 		}
+		l.mu.Lock()
+		switch {
+		case err == nil:
+			l.renewed, l.last = time.Now(), nil
+		case errors.Is(err, errTaken):
+			l.lost = err
+		default:
+			// The API may be away for a while (the apiserver the kubeconfig names is being
+			// restarted): the Lease is still ours until it expires.
+			l.last = err
+		}
+		l.mu.Unlock()
 	}
 }
 
@@ -139,7 +153,7 @@ func (l *Lease) renewOnce(ctx context.Context) error {
 		return fmt.Errorf("renew the lease: %w", err)
 	}
 	if ptr.Deref(cur.Spec.HolderIdentity, "") != l.identity {
-		return fmt.Errorf("the lease %s/%s was taken by %s", LeaseNamespace, LeaseName, ptr.Deref(cur.Spec.HolderIdentity, "nobody"))
+		return fmt.Errorf("%w: the lease %s/%s is held by %s", errTaken, LeaseNamespace, LeaseName, ptr.Deref(cur.Spec.HolderIdentity, "nobody"))
 	}
 	now := metav1.NewMicroTime(time.Now())
 	cur.Spec.RenewTime = &now
@@ -147,12 +161,22 @@ func (l *Lease) renewOnce(ctx context.Context) error {
 	return err
 }
 
-// Lost reports an error when the Lease could not be renewed or was taken: the caller must
-// not start work on another node then.
+var errTaken = errors.New("lost the lease")
+
+// Lost reports an error when the Lease was taken by another holder, or could not be renewed
+// for longer than its duration (so another may have taken it): the caller must not start work
+// on another node then. Renewals that fail for less than that (an apiserver restarting) are
+// not a loss.
 func (l *Lease) Lost() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.lost
+	if l.lost != nil {
+		return l.lost
+	}
+	if since := time.Since(l.renewed); since > l.duration {
+		return fmt.Errorf("%w: not renewed for %s (longer than its %s): %v", errTaken, since.Round(time.Second), l.duration, l.last)
+	}
+	return nil
 }
 
 // Release stops renewing and gives the Lease up (holder cleared), so the next run need not
@@ -182,4 +206,17 @@ func (l *Lease) Release(ctx context.Context) error {
 func (l *Lease) Abandon() {
 	l.stop()
 	<-l.done
+}
+
+// Confirm renews the Lease now and fails when another holder has it: called before work that
+// must not overlap with another run (the next node). The update is conditional on the Lease's
+// resourceVersion, so a holder that took it in between makes this fail, never both succeed.
+func (l *Lease) Confirm(ctx context.Context) error {
+	if err := l.renewOnce(ctx); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.renewed, l.last = time.Now(), nil
+	l.mu.Unlock()
+	return nil
 }

@@ -182,7 +182,7 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 			o.logf("%s: done by an earlier run at %s: skipped", out.Node, at)
 			continue
 		}
-		if err := lease.Lost(); err != nil {
+		if err := lease.Confirm(ctx); err != nil {
 			return rep, fmt.Errorf("stopped before %s: %w", out.Node, err)
 		}
 		if err := o.renewNode(ctx, cs, out); err != nil {
