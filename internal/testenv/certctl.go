@@ -41,10 +41,13 @@ func Certctl(t testing.TB) string {
 	return certctlPath
 }
 
-// RemoveCertctl deletes the binary Certctl built, if any.
+// RemoveCertctl deletes the binaries Certctl and Named built, if any.
 func RemoveCertctl() {
 	if certctlPath != "" {
 		os.RemoveAll(filepath.Dir(certctlPath))
+	}
+	if sleeperDir != "" {
+		os.RemoveAll(sleeperDir)
 	}
 }
 

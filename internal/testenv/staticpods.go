@@ -113,6 +113,9 @@ func StartKubelet(t testing.TB, tr *Tree) *Kubelet {
 	t.Helper()
 	k := &Kubelet{t: t, root: tr.Root, dir: tr.Layout.ManifestsDir, grace: 10 * time.Second,
 		stop: make(chan struct{}), done: make(chan struct{}), pods: map[string]*pod{}, logs: t.TempDir()}
+	// A process named kubelet whose staticPodPath is the manifests dir: what certctl's restart
+	// looks for before it touches anything (restart.FindNode).
+	StartFakeKubelet(t, tr.Layout.ManifestsDir)
 	go k.loop()
 	t.Cleanup(func() {
 		close(k.stop)
