@@ -24,8 +24,9 @@ type Node struct {
 	// StaticPodPath is the kubelet's staticPodPath (or --pod-manifest-path), as it names it.
 	StaticPodPath string
 	// CRIEndpoint is the kubelet's container runtime socket reached through Root, "" when
-	// none exists (its config's containerRuntimeEndpoint, its --container-runtime-endpoint,
-	// kubeadm-flags.env, else containerd's and CRI-O's default sockets).
+	// it does not exist (its --container-runtime-endpoint, its config's
+	// containerRuntimeEndpoint, kubeadm-flags.env; when it names none, containerd's or
+	// CRI-O's default socket).
 	CRIEndpoint string
 	NetNS       uint64 // inode of its network namespace (/proc/PID/ns/net)
 	CgroupRoot  string // its cgroupRoot (--cgroup-root), "" or "/" when it has none of its own
@@ -167,16 +168,23 @@ func cwdOf(dir string) string {
 }
 
 // criEndpoint resolves the kubelet's CRI socket through its root, in the kubelet's order of
-// precedence: flag, config, kubeadm-flags.env beside the config, then the default sockets.
+// precedence: flag, config, kubeadm-flags.env beside the config; the default sockets only
+// when it names none. A named socket that does not exist is no socket ("").
 func (n *Node) criEndpoint(proc string) string {
-	cands := []string{n.criFlag, n.criConfig}
-	if n.Config != "" {
+	named := n.criFlag
+	if named == "" {
+		named = n.criConfig
+	}
+	if named == "" && n.Config != "" {
 		flagsEnv := filepath.Join(n.Root, filepath.Dir(n.absConfig(filepath.Join(proc, strconv.Itoa(n.PID)))), "kubeadm-flags.env")
 		if data, err := os.ReadFile(flagsEnv); err == nil {
-			cands = append(cands, flagsEnvEndpoint(data))
+			named = flagsEnvEndpoint(data)
 		}
 	}
-	cands = append(cands, DefaultCRIEndpoints...)
+	cands := DefaultCRIEndpoints
+	if named != "" {
+		cands = []string{named}
+	}
 	for _, ep := range cands {
 		p := strings.TrimPrefix(ep, "unix://")
 		if !filepath.IsAbs(p) {
