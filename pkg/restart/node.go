@@ -228,6 +228,38 @@ func parseFlags(args []string) map[string]string {
 	return out
 }
 
+// ErrOtherNetNS is returned when the node's kubelet runs in another network namespace than
+// certctl: the components' probes and ports (127.0.0.1:6443...) are the ones of that
+// namespace, and certctl would probe another node's.
+type ErrOtherNetNS struct{ Node *Node }
+
+func (e *ErrOtherNetNS) Error() string {
+	return fmt.Sprintf("the kubelet that runs the static pods in %s (pid %d) is in another network namespace than certctl, so its components' ports are not the ones certctl would probe: run certctl in it (nsenter --net=/proc/%d/ns/net certctl ...)", e.Node.ManifestsDir, e.Node.PID, e.Node.PID)
+}
+
+// CheckNetNS refuses a node whose kubelet is in another network namespace than this process.
+func (n *Node) CheckNetNS(proc string) error {
+	if proc == "" {
+		proc = "/proc"
+	}
+	fs, err := procfs.NewFS(proc)
+	if err != nil {
+		return err
+	}
+	self, err := fs.Self()
+	if err != nil {
+		return err
+	}
+	ns, err := self.Namespaces()
+	if err != nil || n.NetNS == 0 {
+		return nil // cannot tell: the probes will say
+	}
+	if uint64(ns["net"].Inode) != n.NetNS {
+		return &ErrOtherNetNS{Node: n}
+	}
+	return nil
+}
+
 // Alive reports whether the node's kubelet is still the process FindNode found.
 func (n *Node) Alive(proc string) bool {
 	st, err := procStat(proc, n.PID)

@@ -1,6 +1,7 @@
 package restart_test
 
 import (
+	"context"
 	"errors"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/restart"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // tree is a node's directories under a temp root.
@@ -131,4 +133,32 @@ func hashTree(t *testing.T, root string) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// TestRestartRefusesKubeletInAnotherNetNS: the node's kubelet runs in a network namespace of
+// its own (a node of the multi-node lab seen from the host): its components listen on that
+// namespace's 127.0.0.1, so certctl, outside it, refuses at once instead of probing the ports
+// of whatever listens on its own loopback.
+func TestRestartRefusesKubeletInAnotherNetNS(t *testing.T) {
+	if os.Geteuid() != 0 || exec.Command("unshare", "--net", "true").Run() != nil {
+		t.Skip("needs unshare --net (root)")
+	}
+	l := tree(t)
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(cfg, []byte("staticPodPath: "+l.ManifestsDir+"\n"), 0o644)
+	k := testenv.StartProcess(t, exec.Command("unshare", "--net", "--", testenv.Named(t, "kubelet"), "--config="+cfg))
+	var err error
+	// unshare execs the kubelet: poll until the process is the kubelet.
+	werr := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		_, err = restart.Restart(context.Background(), restart.Request{Layout: l}, []string{"apiserver"})
+		var nk *restart.ErrNoKubelet
+		return !errors.As(err, &nk), nil
+	})
+	if werr != nil {
+		t.Fatalf("the kubelet was never found: %v", err)
+	}
+	var other *restart.ErrOtherNetNS
+	if !errors.As(err, &other) || other.Node.PID != k.Process.Pid || !strings.Contains(err.Error(), "nsenter --net=/proc/"+strconv.Itoa(k.Process.Pid)+"/ns/net") {
+		t.Fatalf("err %v, want a refusal naming the kubelet's network namespace", err)
+	}
 }

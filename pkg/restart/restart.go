@@ -157,6 +157,9 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 		}
 		o.Node = n
 	}
+	if err := o.Node.CheckNetNS(o.Proc); err != nil {
+		return nil, err
+	}
 	lock, err := txn.AcquireLock(o.Layout.StateDir(), o.LockTimeout)
 	if err != nil {
 		return nil, err

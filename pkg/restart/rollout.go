@@ -106,8 +106,18 @@ func AfterRenew(ctx context.Context, r Request, renewed []string, backupID strin
 }
 
 // CheckNode finds the kubelet that runs the layout's static pods, or says at once that there
-// is none (*ErrNoKubelet): what `renew --restart` checks before it renews anything.
-func CheckNode(r Request) (*Node, error) { return FindNode(r.Proc, r.Layout.ManifestsDir) }
+// is none (*ErrNoKubelet) or that it is in another network namespace (*ErrOtherNetNS): what
+// `renew --restart` checks before it renews anything.
+func CheckNode(r Request) (*Node, error) {
+	n, err := FindNode(r.Proc, r.Layout.ManifestsDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.CheckNetNS(r.Proc); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
 
 func (r Request) out() io.Writer {
 	if r.Out == nil {
