@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 )
@@ -27,10 +26,7 @@ func Named(t testing.TB, name string) string {
 		if sleeperErr != nil {
 			return
 		}
-		_, file, _, _ := runtime.Caller(0)
-		cmd := exec.Command("go", "build", "-o", filepath.Join(sleeperDir, "sleeper"), "./internal/testenv/testdata/sleeper")
-		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
-		sleeperOut, sleeperErr = cmd.CombinedOutput()
+		sleeperOut, sleeperErr = goBuild(filepath.Join(sleeperDir, "sleeper"), "./internal/testenv/testdata/sleeper")
 	})
 	if sleeperErr != nil {
 		t.Fatalf("build the sleeper: %v\n%s", sleeperErr, sleeperOut)

@@ -83,6 +83,23 @@ func (n *node) waitReady(t testing.TB, timeout time.Duration) {
 	}
 }
 
+// runWithRollback restarts comps with a 20 s timeout and a rollback to backup id, logging the
+// progress it returns.
+func (n *node) runWithRollback(t *testing.T, id string, comps ...string) ([]restart.Result, string, error) {
+	t.Helper()
+	var steps []restart.Step
+	for _, c := range comps {
+		steps = append(steps, restart.Step{Component: c, Action: restart.ActionRestart})
+	}
+	l := n.tr.Layout
+	var progress bytes.Buffer
+	results, err := restart.Run(context.Background(), restart.Options{Layout: l, Node: n.node, Timeout: 20 * time.Second,
+		Steps: steps, Stopper: restart.ProcessStopper{Layout: l, Node: n.node}, Progress: restart.NewProgress(&progress, false),
+		Rollback: func(string) error { _, err := backup.Restore(fsutil.OS{}, l, id); return err }})
+	t.Logf("progress:\n%s", progress.String())
+	return results, progress.String(), err
+}
+
 func (n *node) clientset(t *testing.T) *kubernetes.Clientset {
 	t.Helper()
 	rc, err := clientcmd.BuildConfigFromFlags("", filepath.Join(n.tr.Layout.KubeconfigDir, "super-admin.conf"))
@@ -182,13 +199,7 @@ func TestRollbackBrokenCertificate(t *testing.T) {
 	if err := os.WriteFile(crt, pki.EncodeCertificates(broken), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var progress bytes.Buffer
-	_, err = restart.Run(context.Background(), restart.Options{Layout: l, Timeout: 20 * time.Second,
-		Steps:    []restart.Step{{Component: "apiserver", Action: restart.ActionRestart}},
-		Stopper:  restart.ProcessStopper{Layout: l, Node: n.node},
-		Progress: restart.NewProgress(&progress, false),
-		Rollback: func(string) error { _, err := backup.Restore(fsutil.OS{}, l, m.ID); return err }})
-	t.Logf("progress:\n%s", progress.String())
+	_, _, err = n.runWithRollback(t, m.ID, pki.CompAPIServer)
 	if err == nil || !strings.Contains(err.Error(), "rolled back to the backup, apiserver is healthy again on the old files") {
 		t.Fatalf("err %v, want a rollback", err)
 	}
@@ -227,23 +238,14 @@ func TestRollbackRestartsWhatItRestarted(t *testing.T) {
 	if err := clientcmd.WriteToFile(*cfg, conf); err != nil {
 		t.Fatal(err)
 	}
-	var progress bytes.Buffer
-	results, err := restart.Run(context.Background(), restart.Options{Layout: l, Node: n.node, Timeout: 20 * time.Second,
-		Steps: []restart.Step{
-			{Component: pki.CompAPIServer, Action: restart.ActionRestart},
-			{Component: pki.CompScheduler, Action: restart.ActionRestart},
-		},
-		Stopper:  restart.ProcessStopper{Layout: l, Node: n.node},
-		Progress: restart.NewProgress(&progress, false),
-		Rollback: func(string) error { _, err := backup.Restore(fsutil.OS{}, l, m.ID); return err }})
-	t.Logf("progress:\n%s", progress.String())
+	results, progress, err := n.runWithRollback(t, m.ID, pki.CompAPIServer, pki.CompScheduler)
 	if err == nil || !strings.Contains(err.Error(), "rolled back to the backup, apiserver, scheduler are healthy again on the old files") {
 		t.Fatalf("err %v, want a rollback that restarted the apiserver and the scheduler", err)
 	}
 	if len(results) != 2 || !results[1].RolledBack || strings.Join(results[1].RollbackRestarted, ",") != "apiserver,scheduler" {
 		t.Fatalf("results %+v", results)
 	}
-	if !strings.Contains(progress.String(), "restoring the backup and restarting apiserver, scheduler on the old files") {
+	if !strings.Contains(progress, "restoring the backup and restarting apiserver, scheduler on the old files") {
 		t.Errorf("the progress does not say what the rollback restarts")
 	}
 	if got, _ := os.ReadFile(conf); !bytes.Equal(got, good) {
