@@ -59,7 +59,7 @@ func FindNode(proc, manifestsDir string) (*Node, error) {
 	}
 	want, err := os.Stat(manifestsDir)
 	if err != nil {
-		return nil, fmt.Errorf("manifests dir: %w", err)
+		return nil, fmt.Errorf("the static-pod manifests dir: %w: nothing to restart (is this a control-plane node? see --manifests-dir)", err)
 	}
 	fs, err := procfs.NewFS(proc)
 	if err != nil {
