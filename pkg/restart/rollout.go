@@ -152,7 +152,7 @@ func (r Request) run(ctx context.Context, steps []Step, withKubelet bool, rollba
 		}
 	}
 	if withKubelet {
-		if err := r.restartKubelet(ctx); err != nil {
+		if err := r.restartKubelet(ctx, node); err != nil {
 			return out, err
 		}
 		out.KubeletRestart = true
@@ -177,8 +177,10 @@ func (r Request) summary(results []Result) {
 	}
 }
 
-// restartKubelet restarts the node's kubelet and waits until it is healthy.
-func (r Request) restartKubelet(ctx context.Context) error {
+// restartKubelet restarts the node's kubelet and waits until it is healthy, and checks that
+// the kubelet that runs the node's static pods now is a new process: `systemctl restart
+// kubelet` restarts the init system's kubelet, which must be the node's.
+func (r Request) restartKubelet(ctx context.Context, node *Node) error {
 	k := r.Kubelet
 	if k == nil {
 		k = kubelet.Systemd{Root: r.Layout.Root}
@@ -194,7 +196,14 @@ func (r Request) restartKubelet(ctx context.Context) error {
 	if err := kubelet.WaitHealthy(ctx, wo); err != nil {
 		return err
 	}
-	fmt.Fprintln(r.out(), "kubelet healthy")
+	now, err := FindNode(r.Proc, r.Layout.ManifestsDir)
+	if err != nil {
+		return fmt.Errorf("after the kubelet restart: %w", err)
+	}
+	if now.PID == node.PID && now.StartTime == node.StartTime {
+		return fmt.Errorf("the kubelet restart did not restart the kubelet that runs the static pods in %s (still pid %d): it restarted another kubelet, or none", node.ManifestsDir, node.PID)
+	}
+	fmt.Fprintf(r.out(), "kubelet healthy (pid %d, was %d)\n", now.PID, node.PID)
 	return nil
 }
 
