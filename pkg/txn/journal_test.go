@@ -36,7 +36,10 @@ func TestReplace(t *testing.T) {
 	}{
 		{name: "replace and remove", w: fsutil.OS{}, changed: true},
 		{name: "an interrupted change is not recovered", w: fsutil.OS{},
-			prepare: func(l pki.Layout) { os.MkdirAll(l.StateDir(), 0o700); os.WriteFile(txn.JournalPath(l), []byte("{}"), 0o600) },
+			prepare: func(l pki.Layout) {
+				os.MkdirAll(l.StateDir(), 0o700)
+				os.WriteFile(txn.JournalPath(l), []byte("{}"), 0o600)
+			},
 			wantErr: "is still there: run any certctl command to recover it first; nothing was changed"},
 	}
 	// Every operation up to the commit-phase journal (mkdir, journal, mkdir, staged file,
