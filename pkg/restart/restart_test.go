@@ -252,8 +252,15 @@ func TestRollbackRestartsWhatItRestarted(t *testing.T) {
 		t.Errorf("scheduler.conf is not the backup's")
 	}
 	// apiserver: first start, the run's restart, the rollback's restart.
-	if a, e, c := n.k.Starts("kube-apiserver.yaml"), n.k.Starts("etcd.yaml"), n.k.Starts("kube-controller-manager.yaml"); a != 3 || e != 1 || c != 1 {
-		t.Errorf("starts: apiserver %d (want 3), etcd %d (want 1), controller-manager %d (want 1)", a, e, c)
+	if a := n.k.Starts("kube-apiserver.yaml"); a != 3 {
+		t.Errorf("the apiserver started %d times, want 3", a)
+	}
+	// etcd and the controller-manager were never moved out (the controller-manager may have
+	// crashed and been restarted by the kubelet while the apiserver was down: not certctl's).
+	for _, comp := range []string{pki.CompEtcd, pki.CompControllerManager} {
+		if strings.Contains(progress, " "+comp+" ") {
+			t.Errorf("the run touched %s:\n%s", comp, progress)
+		}
 	}
 	n.waitReady(t, time.Minute)
 }
