@@ -83,8 +83,9 @@ func (n *node) waitReady(t testing.TB, timeout time.Duration) {
 	}
 }
 
-// runWithRollback restarts comps with a 20 s timeout and a rollback to backup id, logging the
-// progress it returns.
+// runWithRollback restarts comps with a rollback to backup id, logging the progress it
+// returns. Each wait gets 45 s: the apiserver's cold start took over 20 s on this 2-core
+// machine while other test packages ran beside it.
 func (n *node) runWithRollback(t *testing.T, id string, comps ...string) ([]restart.Result, string, error) {
 	t.Helper()
 	var steps []restart.Step
@@ -93,7 +94,7 @@ func (n *node) runWithRollback(t *testing.T, id string, comps ...string) ([]rest
 	}
 	l := n.tr.Layout
 	var progress bytes.Buffer
-	results, err := restart.Run(context.Background(), restart.Options{Layout: l, Node: n.node, Timeout: 20 * time.Second,
+	results, err := restart.Run(context.Background(), restart.Options{Layout: l, Node: n.node, Timeout: 45 * time.Second,
 		Steps: steps, Stopper: restart.ProcessStopper{Layout: l, Node: n.node}, Progress: restart.NewProgress(&progress, false),
 		Rollback: func(string) error { _, err := backup.Restore(fsutil.OS{}, l, id); return err }})
 	t.Logf("progress:\n%s", progress.String())
