@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/pkg/backup"
-	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/spf13/cobra"
 )
 
@@ -55,26 +54,21 @@ func newRestoreCmd(g *Globals) *cobra.Command {
 		Short: "Put the files of a backup back in place",
 		Long: `restore checks every file of backup ID against the SHA-256 in its manifest (a damaged
 backup restores nothing), backs up the current files first (so a restore can itself be
-undone), then writes each file back atomically with its original mode. Files that did not
-exist when the backup was made are removed.
+undone), then writes the files back with their original modes as one journaled change
+under the node lock (the lock renew and restart hold): killed at any instant, the next
+certctl command completes or undoes it, so a key never sits beside another certificate.
+Files that did not exist when the backup was made are removed.
 
 Running components keep the certificates they loaded in memory: restart them afterwards.`,
 		Example: `  certctl backup list
   certctl restore 20261125T023512Z-3fa1c2`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l := g.Layout()
-			m, err := backup.Load(l, args[0])
+			res, err := backup.RestoreLocked(g.Layout(), args[0], 30*time.Second, g.Streams.ErrOut)
 			if err != nil {
 				return withCode(ExitError, err)
 			}
-			pre, err := backup.Create(fsutil.OS{}, l, "certctl restore "+m.ID+" (state before restoring)", m.Paths(l), time.Now())
-			if err != nil {
-				return withCode(ExitError, err)
-			}
-			if _, err := backup.Restore(fsutil.OS{}, l, m.ID); err != nil {
-				return withCode(ExitError, fmt.Errorf("%w (the files as they were before this restore are in backup %s)", err, pre.ID))
-			}
+			m, pre := res.Restored, res.Previous
 			var names []string
 			for _, f := range m.Files {
 				names = append(names, f.Path)

@@ -2,18 +2,11 @@ package cli
 
 import (
 	"context"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"slices"
-	"strings"
 	"time"
 
-	"github.com/certctl/certctl/pkg/backup"
-	"github.com/certctl/certctl/pkg/fsutil"
-	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/restart"
 	"github.com/spf13/cobra"
@@ -25,10 +18,55 @@ type restartOptions struct {
 	StopGrace     graceFlag
 }
 
+// flags registers the restart flags on cmd. On renew (which has --restart) it also makes
+// `renew --restart` refuse before anything is renewed when no kubelet runs the node's static
+// pods.
 func (o *restartOptions) flags(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 3*time.Minute, "how long each component may take to stop, and to come back healthy")
 	cmd.Flags().Var(&o.StopGrace, "stop-grace", "how long an old container may take to exit after SIGTERM before it is killed (default: apiserver 0s, etcd 10s, controller-manager and scheduler 2s)")
 	cmd.Flags().DurationVar(&o.ReloadTimeout, "reload-timeout", 30*time.Second, "how long to wait for a component to serve a renewed file by itself before restarting it")
+	if cmd.Flags().Lookup("restart") != nil {
+		cmd.PreRunE = func(c *cobra.Command, _ []string) error {
+			if !flagTrue(c, "restart") || flagTrue(c, "dry-run") || flagTrue(c, "csr-only") {
+				return nil
+			}
+			if _, err := restart.CheckNode(restart.Request{Layout: layoutFromFlags(c)}); err != nil {
+				return withCode(ExitError, fmt.Errorf("--restart: %w; nothing was renewed", err))
+			}
+			return nil
+		}
+	}
+}
+
+func flagTrue(c *cobra.Command, name string) bool {
+	f := c.Flags().Lookup(name)
+	return f != nil && f.Value.String() == "true"
+}
+
+// layoutFromFlags is Globals.Layout for a hook that has only the command: the global flags
+// are persistent flags of the root.
+func layoutFromFlags(c *cobra.Command) pki.Layout {
+	get := func(name string) string {
+		if f := c.Flags().Lookup(name); f != nil {
+			return f.Value.String()
+		}
+		return ""
+	}
+	g := Globals{Root: get("root"), PKIDir: get("pki-dir"), KubeconfigDir: get("kubeconfig-dir"),
+		ManifestsDir: get("manifests-dir"), KubeletDir: get("kubelet-dir"), UserKubeconfig: get("user-kubeconfig")}
+	return g.Layout()
+}
+
+// request turns the flags into a restart.Request.
+func (o *restartOptions) request(g *Globals) restart.Request {
+	var grace restart.StopGrace
+	if o.StopGrace.set {
+		grace = restart.UniformStopGrace(o.StopGrace.d)
+	}
+	return restart.Request{
+		Layout: g.Layout(), Timeout: o.Timeout, ReloadTimeout: o.ReloadTimeout, Grace: grace,
+		Out: g.Streams.Out, Progress: progressFor(g.Streams.Out),
+	}
 }
 
 func progressFor(w io.Writer) *restart.Progress {
@@ -49,8 +87,18 @@ torn the pod down (without a CRI socket: the process, found in /proc, gets its g
 killed), waiting until its port is closed, moving the manifest back, and
 waiting until the kubelet's own probe answers healthy AND, for the apiserver and etcd, the
 certificate served over TLS is the file on disk. No fixed sleeps: every wait polls with a
-deadline (--timeout). The downtime of each component is reported. A manifest is never lost:
-if certctl is killed while one is staged, the next certctl command puts it back.
+deadline (--timeout). The downtime of each component is reported.
+
+restart acts only on the node whose manifests it moves: it first finds the kubelet process
+whose staticPodPath is the manifests dir (under --root), and refuses at once when there is
+none ("no kubelet runs the static pods in DIR: nothing to restart"). Containers are stopped
+through THAT kubelet's CRI socket; a process is killed only when it shares that kubelet's
+network namespace (several nodes may share one machine). certctl needs the host's PID
+namespace for this (run it on the node, or in a pod with hostPID: true).
+
+It holds the node lock (the one renew and restore take). A manifest is never lost: if
+certctl is killed while one is staged, the next certctl command puts it back (while the
+restart that staged it still runs, other certctl commands leave it alone).
 
 "kubelet" restarts the kubelet through systemd and waits for its health endpoint. "all" is
 the four static pods. See docs/restart.md.`,
@@ -58,38 +106,15 @@ the four static pods. See docs/restart.md.`,
   certctl restart all --timeout 5m
   # give the apiserver 5 s to finish in-flight requests (more downtime)
   certctl restart apiserver --stop-grace 5s
+  # a node whose files are mounted elsewhere (its kubelet must run them)
+  certctl --root /host restart controller-manager scheduler
   # renew and restart exactly what needs it, with rollback on failure
   certctl renew all --restart --yes`,
 		RunE: func(c *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return withCode(ExitError, errors.New("name the components to restart (or all)"))
-			}
-			var steps []restart.Step
-			withKubelet := false
-			for _, a := range args {
-				switch {
-				case a == "all":
-					for _, comp := range restart.Order {
-						steps = appendStep(steps, comp)
-					}
-				case a == pki.CompKubelet:
-					withKubelet = true
-				case slices.Contains(restart.Order, a):
-					steps = appendStep(steps, a)
-				default:
-					return withCode(ExitError, fmt.Errorf("unknown component %q (want etcd, apiserver, controller-manager, scheduler, kubelet or all)", a))
-				}
-			}
-			slices.SortStableFunc(steps, func(a, b restart.Step) int {
-				return slices.Index(restart.Order, a.Component) - slices.Index(restart.Order, b.Component)
-			})
 			ctx, cancel := signalContext(c.Context())
 			defer cancel()
-			if err := runRestart(ctx, g, o, steps, nil); err != nil {
-				return err
-			}
-			if withKubelet {
-				return restartKubeletAndWait(ctx, g, o.Timeout, nil)
+			if _, err := restart.Restart(ctx, o.request(g), args); err != nil {
+				return withCode(ExitError, err)
 			}
 			return nil
 		},
@@ -98,87 +123,10 @@ the four static pods. See docs/restart.md.`,
 	return cmd
 }
 
-func appendStep(steps []restart.Step, comp string) []restart.Step {
-	for _, s := range steps {
-		if s.Component == comp {
-			return steps
-		}
-	}
-	return append(steps, restart.Step{Component: comp, Action: restart.ActionRestart, Reasons: []string{"asked"}})
-}
-
-// runRestart runs steps and prints a summary; rollback may be nil.
-func runRestart(ctx context.Context, g *Globals, o *restartOptions, steps []restart.Step, rollback func(string) error) error {
-	if len(steps) == 0 {
-		return nil
-	}
-	results, err := restart.Run(ctx, restart.Options{
-		Layout: g.Layout(), Steps: steps, Timeout: o.Timeout, ReloadTimeout: o.ReloadTimeout,
-		Rollback: rollback, Progress: progressFor(g.Streams.Out),
-		Stopper: stopperFor(g, o.StopGrace),
-	})
-	w := g.Streams.Out
-	for _, r := range results {
-		switch {
-		case r.Error != "":
-			fmt.Fprintf(w, "%-18s FAILED: %s\n", r.Component, r.Error)
-		case !r.Restarted:
-			fmt.Fprintf(w, "%-18s reloaded its certificate without a restart (no downtime)\n", r.Component)
-		default:
-			fmt.Fprintf(w, "%-18s restarted, down %s\n", r.Component, r.Downtime.Round(10*time.Millisecond))
-		}
-	}
-	if err != nil {
-		return withCode(ExitError, err)
-	}
-	return nil
-}
-
-// stopperFor stops containers through the kubelet's CRI socket when there is one, and
-// otherwise (or when the runtime does not know the container) through the process table.
-func stopperFor(g *Globals, stopGrace graceFlag) restart.Stopper {
-	var grace restart.StopGrace
-	if stopGrace.set {
-		grace = restart.UniformStopGrace(stopGrace.d)
-	}
-	procs := restart.ProcessStopper{Layout: g.Layout(), Grace: grace}
-	if ep := restart.FindCRIEndpoint(g.Layout()); ep != "" {
-		return restart.FallbackStopper{restart.CRIStopper{Endpoint: ep, Grace: grace}, procs}
-	}
-	return procs
-}
-
-// restartKubeletAndWait restarts the kubelet and waits until it is healthy; check, when not
-// nil, must accept the served chain.
-func restartKubeletAndWait(ctx context.Context, g *Globals, timeout time.Duration, check func([]*x509.Certificate) error) error {
-	if err := (kubelet.Systemd{Root: g.Layout().Root}).Restart(ctx); err != nil {
-		return withCode(ExitError, err)
-	}
-	fmt.Fprintln(g.Streams.Out, "kubelet restarted; waiting for healthz (10248) and its serving certificate (10250)")
-	if err := kubelet.WaitHealthy(ctx, kubelet.WaitOptions{Timeout: timeout, Serving: check}); err != nil {
-		return withCode(ExitError, err)
-	}
-	fmt.Fprintln(g.Streams.Out, "kubelet healthy")
-	return nil
-}
-
-// restartAfterRenew rolls a renewal out: the plan from the renewed items, rollback to the
-// renewal's backup, the kubelet when its files changed.
+// restartAfterRenew rolls a renewal out (renew --restart): restart.AfterRenew.
 func restartAfterRenew(ctx context.Context, g *Globals, o *restartOptions, renewed []string, backupID string) error {
-	steps, kubeletItems := restart.Plan(renewed)
-	w := g.Streams.Out
-	for _, s := range steps {
-		fmt.Fprintf(w, "%s: %s (%s)\n", s.Component, map[string]string{restart.ActionRestart: "restart", restart.ActionVerify: "verify it reloads"}[s.Action], strings.Join(s.Reasons, ", "))
-	}
-	rollback := func(string) error {
-		_, err := backup.Restore(fsutil.OS{}, g.Layout(), backupID)
-		return err
-	}
-	if err := runRestart(ctx, g, o, steps, rollback); err != nil {
-		return err
-	}
-	if len(kubeletItems) > 0 {
-		return restartKubeletAndWait(ctx, g, o.Timeout, nil)
+	if _, err := restart.AfterRenew(ctx, o.request(g), renewed, backupID); err != nil {
+		return withCode(ExitError, err)
 	}
 	return nil
 }

@@ -29,11 +29,8 @@ func Certctl(t testing.TB) string {
 			certctlErr = err
 			return
 		}
-		_, file, _, _ := runtime.Caller(0)
 		certctlPath = filepath.Join(dir, "certctl")
-		cmd := exec.Command("go", "build", "-o", certctlPath, "./cmd/certctl")
-		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
-		certctlOut, certctlErr = cmd.CombinedOutput()
+		certctlOut, certctlErr = goBuild(certctlPath, "./cmd/certctl")
 	})
 	if certctlErr != nil {
 		t.Fatalf("build certctl: %v\n%s", certctlErr, certctlOut)
@@ -41,10 +38,21 @@ func Certctl(t testing.TB) string {
 	return certctlPath
 }
 
-// RemoveCertctl deletes the binary Certctl built, if any.
+// goBuild builds the module's package pkg (a path relative to the module root) into out.
+func goBuild(out, pkg string) ([]byte, error) {
+	_, file, _, _ := runtime.Caller(0)
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+	return cmd.CombinedOutput()
+}
+
+// RemoveCertctl deletes the binaries Certctl and Named built, if any.
 func RemoveCertctl() {
 	if certctlPath != "" {
 		os.RemoveAll(filepath.Dir(certctlPath))
+	}
+	if sleeperDir != "" {
+		os.RemoveAll(sleeperDir)
 	}
 }
 

@@ -113,6 +113,10 @@ func StartKubelet(t testing.TB, tr *Tree) *Kubelet {
 	t.Helper()
 	k := &Kubelet{t: t, root: tr.Root, dir: tr.Layout.ManifestsDir, grace: 10 * time.Second,
 		stop: make(chan struct{}), done: make(chan struct{}), pods: map[string]*pod{}, logs: t.TempDir()}
+	// A process named kubelet whose staticPodPath is the manifests dir: what certctl's restart
+	// looks for before it touches anything (restart.FindNode). Its CRI socket is one that does
+	// not exist, under the tree: no container runtime, so certctl stops processes.
+	StartFakeKubelet(t, tr.Layout.ManifestsDir, "containerRuntimeEndpoint: unix://"+filepath.Join(tr.Root, "run", "containerd", "containerd.sock"))
 	go k.loop()
 	t.Cleanup(func() {
 		close(k.stop)

@@ -11,20 +11,22 @@ package backup
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/txn"
 )
 
 // ManifestName is the manifest's file name inside a backup directory.
@@ -167,10 +169,7 @@ func newDir(root string, now time.Time) (string, string, error) {
 }
 
 // Sum is the hex SHA-256 of data.
-func Sum(data []byte) string {
-	s := sha256.Sum256(data)
-	return hex.EncodeToString(s[:])
-}
+func Sum(data []byte) string { return txn.Sum(data) }
 
 // nodePath turns an absolute path under l.Root into the node path recorded in manifests,
 // so a backup of a copied tree restores into wherever the copy is.
@@ -241,46 +240,123 @@ func List(l pki.Layout) ([]Manifest, error) {
 	return out, nil
 }
 
-// Restore puts every file of backup id back in place (under l.Root), each atomically with
-// its original mode, after checking every stored copy against its SHA-256: a damaged backup
-// changes nothing. Files recorded as absent are removed. It returns the manifest.
+// Restore puts every file of backup id back in place (under l.Root) with its original mode,
+// after checking every stored copy against its SHA-256 (a damaged backup changes nothing),
+// as one journaled transaction (pkg/txn): a kill at any instant leaves either every file as
+// it was or, after the next certctl run's recovery, every file restored; never a key of one
+// beside the certificate of the other. Files recorded as absent are removed. The caller
+// holds the node lock (txn.AcquireLock) and has run txn.RecoverLocked; RestoreLocked does
+// both. It returns the manifest.
 func Restore(w fsutil.Writer, l pki.Layout, id string) (*Manifest, error) {
+	m, changes, err := load(l, id)
+	if err != nil {
+		return nil, err
+	}
+	j := txn.Journal{Kind: "restore", Started: time.Now().UTC(), Command: "certctl restore " + id, BackupID: id}
+	for _, f := range m.Files {
+		j.Items = append(j.Items, f.Path)
+	}
+	if err := txn.Replace(w, l, j, changes); err != nil {
+		return nil, fmt.Errorf("restore backup %s: %w", id, err)
+	}
+	return m, nil
+}
+
+// RestoreUnjournaled writes the files of backup id back one by one, each atomically: for a
+// caller whose own journal already covers these files (renew's rollback when a rename
+// failed: its commit-phase journal stays until the restore is complete).
+func RestoreUnjournaled(w fsutil.Writer, l pki.Layout, id string) (*Manifest, error) {
+	m, changes, err := load(l, id)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range changes {
+		if c.Remove {
+			if err := w.Remove(c.Path); err != nil {
+				return nil, fmt.Errorf("restore backup %s: %w", id, err)
+			}
+			continue
+		}
+		if err := w.MkdirAll(filepath.Dir(c.Path), 0o755); err != nil {
+			return nil, fmt.Errorf("restore backup %s: %w", id, err)
+		}
+		if err := w.WriteFile(c.Path, c.Data, c.Mode); err != nil {
+			return nil, fmt.Errorf("restore backup %s: %w", id, err)
+		}
+	}
+	return m, nil
+}
+
+// RestoreResult is what RestoreLocked did.
+type RestoreResult struct {
+	Restored *Manifest // the backup put back
+	Previous *Manifest // the files as they were just before, backed up first
+}
+
+// RestoreLocked is `certctl restore ID`: under the node lock (waiting up to lockTimeout),
+// after recovering any interrupted change, it backs up the current files (so the restore
+// can be undone) and restores backup id.
+func RestoreLocked(l pki.Layout, id string, lockTimeout time.Duration, log io.Writer) (*RestoreResult, error) {
+	if log == nil {
+		log = io.Discard
+	}
 	m, err := Load(l, id)
 	if err != nil {
 		return nil, err
 	}
+	lock, err := txn.AcquireLock(l.StateDir(), lockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
+	if err := txn.RecoverLocked(fsutil.OS{}, l, log); err != nil {
+		return nil, err
+	}
+	pre, err := Create(fsutil.OS{}, l, "certctl restore "+m.ID+" (state before restoring)", m.Paths(l), time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := Restore(fsutil.OS{}, l, m.ID); err != nil {
+		return nil, fmt.Errorf("%w (the files as they were before this restore are in backup %s)", err, pre.ID)
+	}
+	return &RestoreResult{Restored: m, Previous: pre}, nil
+}
+
+// load reads backup id and checks every stored copy, returning the changes that restore it.
+func load(l pki.Layout, id string) (*Manifest, []txn.Change, error) {
+	m, err := Load(l, id)
+	if err != nil {
+		return nil, nil, err
+	}
 	dir := Dir(l, id)
-	datas := make([][]byte, len(m.Files))
-	for i, f := range m.Files {
+	var changes []txn.Change
+	for _, f := range m.Files {
+		dst := pki.UnderRoot(l.Root, f.Path)
 		if f.Absent {
+			changes = append(changes, txn.Change{Path: dst, Remove: true})
 			continue
 		}
 		src := filepath.Join(dir, f.Stored)
 		data, err := os.ReadFile(src)
 		if err != nil {
-			return nil, fmt.Errorf("restore %s: %w", f.Path, err)
+			return nil, nil, fmt.Errorf("restore %s: %w", f.Path, err)
 		}
 		if got := Sum(data); got != f.SHA256 {
-			return nil, fmt.Errorf("restore %s: backup copy %s is damaged (sha256 %s, manifest says %s); nothing restored", f.Path, src, got, f.SHA256)
+			return nil, nil, fmt.Errorf("restore %s: backup copy %s is damaged (sha256 %s, manifest says %s); nothing restored", f.Path, src, got, f.SHA256)
 		}
-		datas[i] = data
+		changes = append(changes, txn.Change{Path: dst, Data: data, Mode: f.Mode})
 	}
-	for i, f := range m.Files {
-		dst := pki.UnderRoot(l.Root, f.Path)
-		if f.Absent {
-			if err := w.Remove(dst); err != nil {
-				return nil, fmt.Errorf("restore backup %s: %w", id, err)
-			}
-			continue
-		}
-		if err := w.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return nil, fmt.Errorf("restore backup %s: %w", id, err)
-		}
-		if err := w.WriteFile(dst, datas[i], f.Mode); err != nil {
-			return nil, fmt.Errorf("restore backup %s: %w", id, err)
-		}
+	// Keys before certificates: after a partial rename (only ever seen by recovery) a key is
+	// never older than its certificate's backup.
+	slices.SortStableFunc(changes, func(a, b txn.Change) int { return keyFirst(a.Path) - keyFirst(b.Path) })
+	return m, changes, nil
+}
+
+func keyFirst(p string) int {
+	if strings.HasSuffix(p, ".key") {
+		return 0
 	}
-	return m, nil
+	return 1
 }
 
 // Paths returns the absolute paths (under l.Root) of the files of m.

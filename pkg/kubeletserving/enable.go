@@ -16,6 +16,7 @@ import (
 	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/txn"
 	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -91,13 +92,24 @@ func SetServerTLSBootstrap(l pki.Layout, now time.Time) (changed bool, backupID 
 	return true, backupID, err
 }
 
-// writeWithBackup backs the files up, then writes each atomically keeping its mode (0600
-// for new keys).
+// writeWithBackup writes files as one change under the node lock (the lock renew, restore
+// and restart take): it recovers any interrupted change, backs the files up, then replaces
+// them through the journal (pkg/txn), keeping each file's mode (0600 for keys). A kill at any
+// instant leaves all of them old or, after the next certctl run's recovery, all new.
 func writeWithBackup(l pki.Layout, command string, files map[string][]byte, now time.Time, backupID *string) error {
+	lock, err := txn.AcquireLock(l.StateDir(), 30*time.Second)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	if err := txn.RecoverLocked(fsutil.OS{}, l, io.Discard); err != nil {
+		return err
+	}
 	paths := make([]string, 0, len(files))
 	for p := range files {
 		paths = append(paths, p)
 	}
+	sort.Strings(paths)
 	m, err := backup.Create(fsutil.OS{}, l, command, paths, now)
 	if err != nil {
 		return fmt.Errorf("back up before writing: %w", err)
@@ -114,9 +126,9 @@ func writeWithBackup(l pki.Layout, command string, files map[string][]byte, now 
 		}
 		return 2
 	}
-	ordered := append([]string(nil), paths...)
-	sort.SliceStable(ordered, func(i, j int) bool { return rank(ordered[i]) < rank(ordered[j]) })
-	for _, p := range ordered {
+	sort.SliceStable(paths, func(i, j int) bool { return rank(paths[i]) < rank(paths[j]) })
+	changes := make([]txn.Change, 0, len(paths))
+	for _, p := range paths {
 		mode := os.FileMode(0o644)
 		if st, err := os.Stat(p); err == nil {
 			mode = st.Mode().Perm()
@@ -124,9 +136,11 @@ func writeWithBackup(l pki.Layout, command string, files map[string][]byte, now 
 		if strings.HasSuffix(p, ".key") {
 			mode = 0o600
 		}
-		if err := fsutil.WriteFileAtomic(p, files[p], mode); err != nil {
-			return fmt.Errorf("write %s: %w (the previous files are in backup %s: certctl restore %s)", p, err, m.ID, m.ID)
-		}
+		changes = append(changes, txn.Change{Path: p, Data: files[p], Mode: mode})
+	}
+	j := txn.Journal{Kind: command, Started: now.UTC(), Command: "certctl " + command, BackupID: m.ID, Items: paths}
+	if err := txn.Replace(fsutil.OS{}, l, j, changes); err != nil {
+		return fmt.Errorf("%w (the previous files are in backup %s: certctl restore %s)", err, m.ID, m.ID)
 	}
 	return nil
 }

@@ -16,10 +16,8 @@ import (
 	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/txn"
 )
-
-// StagedSuffix is appended to a file's name for its new content before the rename.
-const StagedSuffix = ".certctl-new"
 
 // ApplyOptions are how to write.
 type ApplyOptions struct {
@@ -78,7 +76,7 @@ type newFile struct {
 // nothing (no lock, no backup). Otherwise, under the lock: it finishes any interrupted
 // renewal, checks the files are still what the plan read, builds every key and certificate
 // in memory (keys generated in parallel), backs up the files, then writes them crash-safely
-// (see journal.go). On any error before the first rename the tree is exactly as it was.
+// (see pkg/txn). On any error before the first rename the tree is exactly as it was.
 func Apply(p *Plan, o ApplyOptions) (*Result, error) {
 	res := &Result{}
 	if p.Empty() {
@@ -100,7 +98,7 @@ func Apply(p *Plan, o ApplyOptions) (*Result, error) {
 		return nil, err
 	}
 	defer lock.Release()
-	if err := recoverLocked(fsutil.OS{}, p.Layout, log); err != nil {
+	if err := txn.RecoverLocked(fsutil.OS{}, p.Layout, log); err != nil {
 		return nil, err
 	}
 	for _, wk := range p.work {
@@ -116,13 +114,13 @@ func Apply(p *Plan, o ApplyOptions) (*Result, error) {
 	}
 	// The journal (phase prepare) names every staged file before the first is written, so
 	// a crash from here on is rolled back by removing them.
-	j := &journal{Started: p.Options.Now.UTC(), Command: o.Command, Phase: phasePrepare}
+	j := &txn.Journal{Started: p.Options.Now.UTC(), Command: o.Command, Phase: txn.PhasePrepare}
 	var targets []string
 	for _, wk := range p.work {
 		j.Items = append(j.Items, p.Rows[wk.idx].Name)
 		for _, f := range wk.files(p) {
 			targets = append(targets, f)
-			j.Files = append(j.Files, journalFile{Path: f, Staged: f + StagedSuffix})
+			j.Files = append(j.Files, txn.File{Path: f, Staged: f + StagedSuffix})
 		}
 	}
 	var bk *backup.Manifest
@@ -130,14 +128,14 @@ func Apply(p *Plan, o ApplyOptions) (*Result, error) {
 		for _, f := range j.Files {
 			w.Remove(f.Staged)
 		}
-		removeTemps(j, p.Layout)
-		w.Remove(journalPath(p.Layout))
+		txn.RemoveTemps(j, p.Layout)
+		w.Remove(txn.JournalPath(p.Layout))
 		if bk != nil {
 			os.RemoveAll(backup.Dir(p.Layout, bk.ID))
 		}
 		return fmt.Errorf("%w; nothing was changed", cause)
 	}
-	if err := writeJournal(w, p.Layout, j); err != nil {
+	if err := txn.WriteJournal(w, p.Layout, j); err != nil {
 		return nil, undo(err)
 	}
 	// Keys and certificates are built in parallel (key generation is the costly part) while
@@ -190,37 +188,37 @@ func Apply(p *Plan, o ApplyOptions) (*Result, error) {
 	for i := range j.Files {
 		j.Files[i].SHA256 = sums[j.Files[i].Path]
 	}
-	for _, d := range dirsOf(targets) {
+	for _, d := range txn.DirsOf(targets) {
 		if err := w.SyncDir(d); err != nil {
 			return nil, undo(err)
 		}
 	}
-	j.Phase = phaseCommit
-	if err := writeJournal(w, p.Layout, j); err != nil {
+	j.Phase = txn.PhaseCommit
+	if err := txn.WriteJournal(w, p.Layout, j); err != nil {
 		return nil, undo(err)
 	}
 	// From here a crash is repaired by rolling forward: every staged file is complete and
 	// durable, and the journal says so.
 	for _, f := range j.Files {
 		if err := w.Rename(f.Staged, f.Path); err != nil {
-			if _, rerr := backup.Restore(w, p.Layout, bk.ID); rerr != nil {
-				return nil, fmt.Errorf("%w; restoring backup %s also failed (%v): the journal %s stays, and the next certctl run completes the renewal", err, bk.ID, rerr, journalPath(p.Layout))
+			if _, rerr := backup.RestoreUnjournaled(w, p.Layout, bk.ID); rerr != nil {
+				return nil, fmt.Errorf("%w; restoring backup %s also failed (%v): the journal %s stays, and the next certctl run completes the renewal", err, bk.ID, rerr, txn.JournalPath(p.Layout))
 			}
 			for _, f := range j.Files {
 				w.Remove(f.Staged)
 			}
-			w.Remove(journalPath(p.Layout))
+			w.Remove(txn.JournalPath(p.Layout))
 			// The tree is back to what the backup holds: the backup is not needed.
 			os.RemoveAll(backup.Dir(p.Layout, bk.ID))
 			return nil, fmt.Errorf("%w; the old files were restored, nothing was changed", err)
 		}
 	}
-	for _, d := range dirsOf(targets) {
+	for _, d := range txn.DirsOf(targets) {
 		if err := w.SyncDir(d); err != nil {
-			return nil, fmt.Errorf("%w (the journal %s stays; the next certctl run checks the renewal)", err, journalPath(p.Layout))
+			return nil, fmt.Errorf("%w (the journal %s stays; the next certctl run checks the renewal)", err, txn.JournalPath(p.Layout))
 		}
 	}
-	if err := w.Remove(journalPath(p.Layout)); err != nil {
+	if err := w.Remove(txn.JournalPath(p.Layout)); err != nil {
 		return nil, err
 	}
 	for i, m := range mats {
@@ -247,16 +245,6 @@ func (wk *work) files(p *Plan) []string {
 		return []string{row.Path}
 	}
 	return []string{row.KeyPath, row.Path}
-}
-
-func dirsOf(paths []string) []string {
-	var out []string
-	for _, p := range paths {
-		if d := filepath.Dir(p); !slices.Contains(out, d) {
-			out = append(out, d)
-		}
-	}
-	return out
 }
 
 func newKey(wk *work) (crypto.Signer, error) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/pkg/restart"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // downtime polls url every 50 ms and measures first failure to first success after it.
@@ -51,13 +52,24 @@ func watchDowntime(url string) *downtime {
 	return d
 }
 
-func (d *downtime) result() time.Duration {
-	close(d.stop)
-	<-d.done
-	if d.firstFail.IsZero() || d.backUp.IsZero() {
-		return -1
+// result waits (up to timeout) until the poller has seen the endpoint fail and come back,
+// then stops it and returns the downtime; a measurement that did not happen is an error.
+func (d *downtime) result(timeout time.Duration) (time.Duration, error) {
+	defer func() { close(d.stop); <-d.done }()
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return !d.backUp.IsZero(), nil
+	})
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.firstFail.IsZero():
+		return 0, fmt.Errorf("the poller never saw the API fail within %s: nothing was measured", timeout)
+	case err != nil:
+		return 0, fmt.Errorf("the API did not come back within %s of failing: %w", timeout, err)
 	}
-	return d.backUp.Sub(d.firstFail)
+	return d.backUp.Sub(d.firstFail), nil
 }
 
 // BenchmarkAPIDowntime measures API unavailability (a 50 ms poller on /livez, first failure to
@@ -72,14 +84,17 @@ func BenchmarkAPIDowntime(b *testing.B) {
 	var certctlDown, runbookDown, cold time.Duration
 	for i := 0; i < b.N; i++ {
 		d := watchDowntime(url)
-		_, err := restart.Run(context.Background(), restart.Options{Layout: n.tr.Layout, Timeout: 2 * time.Minute,
+		_, err := restart.Run(context.Background(), restart.Options{Layout: n.tr.Layout, Node: n.node, Timeout: 2 * time.Minute,
 			Steps:   []restart.Step{{Component: "apiserver", Action: restart.ActionRestart}},
-			Stopper: restart.ProcessStopper{Layout: n.tr.Layout}})
+			Stopper: restart.ProcessStopper{Layout: n.tr.Layout, Node: n.node}})
 		if err != nil {
 			b.Fatal(err)
 		}
-		time.Sleep(time.Second) // let the poller see the recovered state
-		certctlDown += d.result()
+		down, err := d.result(30 * time.Second)
+		if err != nil {
+			b.Fatalf("certctl restart: %v", err)
+		}
+		certctlDown += down
 
 		// The runbook, on the same node.
 		d = watchDowntime(url)
@@ -98,8 +113,11 @@ func BenchmarkAPIDowntime(b *testing.B) {
 			}
 		}
 		n.waitReady(b, 3*time.Minute)
-		time.Sleep(time.Second)
-		runbookDown += d.result()
+		down, err = d.result(30 * time.Second)
+		if err != nil {
+			b.Fatalf("runbook: %v", err)
+		}
+		runbookDown += down
 
 		// The apiserver's own cold start, for reference: its process start to /livez.
 		cold += coldStart(b, n, url)
@@ -121,28 +139,25 @@ func coldStart(b *testing.B, n *node, url string) time.Duration {
 		b.Fatal(err)
 	}
 	client := &http.Client{Timeout: 500 * time.Millisecond, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true}}
-	deadline := time.Now().Add(time.Minute)
-	for n.k.Running("kube-apiserver.yaml") {
-		if time.Now().After(deadline) {
-			b.Fatal("the apiserver did not stop")
-		}
-		time.Sleep(20 * time.Millisecond)
+	ctx := context.Background()
+	if err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		return !n.k.Running("kube-apiserver.yaml"), nil
+	}); err != nil {
+		b.Fatal("the apiserver did not stop")
 	}
 	if err := os.Rename(aside, f); err != nil {
 		b.Fatal(err)
 	}
 	start := time.Now()
-	for {
+	if err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
 		resp, err := client.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return time.Since(start)
-			}
+		if err != nil {
+			return false, nil
 		}
-		if time.Since(start) > 2*time.Minute {
-			b.Fatal("no cold start")
-		}
-		time.Sleep(20 * time.Millisecond)
+		resp.Body.Close()
+		return resp.StatusCode == 200, nil
+	}); err != nil {
+		b.Fatal("no cold start")
 	}
+	return time.Since(start)
 }

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"k8s.io/apimachinery/pkg/util/wait"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/certctl/certctl/pkg/pki"
@@ -116,18 +117,15 @@ func (s CRIStopper) Stop(ctx context.Context, component string) error {
 			return fmt.Errorf("stop container %.13s (%s) on %s: %w", id, name, s.Endpoint, err)
 		}
 	}
-	wait := func(what string, done func() bool) error {
-		for !done() {
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("%s: %w", what, ctx.Err())
-			case <-time.After(50 * time.Millisecond):
-			}
+	waitFor := func(what string, done func() bool) error {
+		err := wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(context.Context) (bool, error) { return done(), nil })
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		return nil
 	}
 	for _, id := range ids {
-		err := wait(fmt.Sprintf("container %.13s (%s) still running after StopContainer", id, name), func() bool {
+		err := waitFor(fmt.Sprintf("container %.13s (%s) still running after StopContainer", id, name), func() bool {
 			st, err := client.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
 			return err != nil || st.GetStatus().GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING
 		})
@@ -136,7 +134,7 @@ func (s CRIStopper) Stop(ctx context.Context, component string) error {
 		}
 	}
 	for sb := range sandboxes {
-		err := wait(fmt.Sprintf("the kubelet has not torn down the %s pod (sandbox %.13s still ready): is it running and watching the manifests dir?", name, sb), func() bool {
+		err := waitFor(fmt.Sprintf("the kubelet has not torn down the %s pod (sandbox %.13s still ready): is it running and watching the manifests dir?", name, sb), func() bool {
 			st, err := client.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: sb})
 			return err != nil || st.GetStatus().GetState() != runtimeapi.PodSandboxState_SANDBOX_READY
 		})
@@ -212,10 +210,11 @@ func dialCRI(endpoint string) (runtimeapi.RuntimeServiceClient, *grpc.ClientConn
 	return runtimeapi.NewRuntimeServiceClient(conn), conn, nil
 }
 
-// FindCRIEndpoint returns the container runtime socket the node's kubelet uses: the
-// containerRuntimeEndpoint of its config.yaml, else --container-runtime-endpoint in
-// kubeadm-flags.env, else the first default socket that exists; paths resolve under root.
-// It returns "" when there is none.
+// FindCRIEndpoint returns the container runtime socket named by the files of the node at
+// layout: the containerRuntimeEndpoint of its config.yaml, else --container-runtime-endpoint
+// in kubeadm-flags.env, else the first default socket that exists; paths resolve under root.
+// It returns "" when there is none. restart uses the running kubelet's own (FindNode), which
+// also sees a socket given on its command line.
 func FindCRIEndpoint(layout pki.Layout) string {
 	resolve := func(ep string) string {
 		p := strings.TrimPrefix(ep, "unix://")
@@ -229,11 +228,8 @@ func FindCRIEndpoint(layout pki.Layout) string {
 		found = append(found, kc.ContainerRuntimeEndpoint)
 	}
 	if data, err := os.ReadFile(filepath.Join(layout.KubeletDir, "kubeadm-flags.env")); err == nil {
-		for _, f := range strings.Fields(strings.Trim(string(data), "\n")) {
-			// The first flag follows KUBELET_KUBEADM_ARGS=" in the same field.
-			if _, v, ok := strings.Cut(f, "--container-runtime-endpoint="); ok {
-				found = append(found, strings.Trim(v, `"`))
-			}
+		if ep := flagsEnvEndpoint(data); ep != "" {
+			found = append(found, ep)
 		}
 	}
 	found = append(found, DefaultCRIEndpoints...)

@@ -18,6 +18,8 @@ import (
 	"github.com/certctl/certctl/pkg/live"
 	"github.com/certctl/certctl/pkg/manifest"
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/txn"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // Options drive Run.
@@ -30,12 +32,20 @@ type Options struct {
 	// by itself before restarting it, default 30s.
 	ReloadTimeout time.Duration
 	Poll          time.Duration // default 100ms
+	// Node is the kubelet that runs the manifests dir's static pods; nil: Run finds it
+	// (FindNode) and refuses at once when there is none.
+	Node *Node
+	Proc string // the process table, default /proc
 	// Stopper speeds up stopping (CRI StopContainer); nil waits for the kubelet.
 	Stopper Stopper
-	// Rollback restores the files of a component that did not come back healthy with its new
-	// certificate; Run then restarts it once more on the restored files.
+	// Rollback restores the backup (every file the run's renewal changed) when a component
+	// does not come back healthy with its new certificate; Run then restarts, on the restored
+	// files, that component and every component it restarted before it.
 	Rollback func(component string) error
-	Progress *Progress
+	// LockTimeout bounds the wait for the node lock (held by a renewal, a restore or another
+	// restart), default 30s. Run holds the lock throughout.
+	LockTimeout time.Duration
+	Progress    *Progress
 }
 
 // Stopper stops a component's running container right after its manifest moved out.
@@ -51,7 +61,10 @@ type Result struct {
 	Downtime   time.Duration `json:"downtime"`  // health endpoint first failing to first healthy again
 	Served     string        `json:"served,omitempty"`
 	RolledBack bool          `json:"rolledBack"`
-	Error      string        `json:"error,omitempty"`
+	// RollbackRestarted are the components restarted on the restored files after this one
+	// failed (in restart order; this one included).
+	RollbackRestarted []string `json:"rollbackRestarted,omitempty"`
+	Error             string   `json:"error,omitempty"`
 }
 
 // component is what Run knows of one static pod.
@@ -105,8 +118,10 @@ func load(l pki.Layout, name string) (*component, error) {
 	return c, nil
 }
 
-// Run executes the steps one at a time in their order. It stops at the first component that
-// does not come back; with Rollback, that component is restored and restarted first.
+// Run executes the steps one at a time in their order, holding the node lock. It first finds
+// the kubelet that runs the layout's manifests dir and refuses at once when there is none. It
+// stops at the first component that does not come back; with Rollback, the backup is restored
+// and that component and every component restarted before it are restarted on the old files.
 func Run(ctx context.Context, o Options) ([]Result, error) {
 	if o.Timeout == 0 {
 		o.Timeout = 3 * time.Minute
@@ -116,6 +131,9 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	}
 	if o.Poll == 0 {
 		o.Poll = 100 * time.Millisecond
+	}
+	if o.LockTimeout == 0 {
+		o.LockTimeout = 30 * time.Second
 	}
 	if o.Progress == nil {
 		o.Progress = NewProgress(io.Discard, false)
@@ -129,28 +147,38 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 		}
 		comps[i] = c
 	}
+	if len(comps) == 0 {
+		return nil, nil
+	}
+	if o.Node == nil {
+		n, err := FindNode(o.Proc, o.Layout.ManifestsDir)
+		if err != nil {
+			return nil, err
+		}
+		o.Node = n
+	}
+	if err := o.Node.CheckNetNS(o.Proc); err != nil {
+		return nil, err
+	}
+	lock, err := txn.AcquireLock(o.Layout.StateDir(), o.LockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
 	var results []Result
+	var restarted []*component
 	for i, st := range o.Steps {
 		c := comps[i]
 		res := Result{Component: c.name, Action: st.Action}
 		err := o.one(ctx, c, st.Action, &res)
+		if res.Restarted {
+			restarted = append(restarted, c)
+		}
 		if err != nil && o.Rollback != nil {
-			o.Progress.Line(c.name, "did not come back with its new certificate (%v): restoring the backup and restarting it", err)
-			if rerr := o.Rollback(c.name); rerr != nil {
-				res.Error = err.Error()
-				results = append(results, res)
-				return results, fmt.Errorf("%s: %v; and the rollback failed: %w", c.name, err, rerr)
-			}
-			res.RolledBack = true
-			var again Result
-			if rerr := o.one(ctx, c, ActionRestart, &again); rerr != nil {
-				res.Error = err.Error()
-				results = append(results, res)
-				return results, fmt.Errorf("%s: %v; rolled back to the backup, but it did not come back on the old files either: %w", c.name, err, rerr)
-			}
 			res.Error = err.Error()
+			rerr := o.rollback(ctx, c, restarted, &res)
 			results = append(results, res)
-			return results, fmt.Errorf("%s did not come back healthy with its new certificate (%v): rolled back to the backup, %s is healthy again on the old files; fix the certificate and rerun", c.name, err, c.name)
+			return results, rerr
 		}
 		if err != nil {
 			res.Error = err.Error()
@@ -160,6 +188,37 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 		results = append(results, res)
 	}
 	return results, nil
+}
+
+// rollback restores the backup and restarts, on the restored files, every component that
+// restarted in this run (failed included): the backup holds all of the renewal's files, so
+// every component that loaded one of them must go back to the old ones, and only those.
+func (o *Options) rollback(ctx context.Context, failed *component, restarted []*component, res *Result) error {
+	cause := res.Error
+	var names []string
+	for _, c := range restarted {
+		names = append(names, c.name)
+	}
+	if len(names) == 0 || names[len(names)-1] != failed.name {
+		names, restarted = append(names, failed.name), append(restarted, failed)
+	}
+	list := strings.Join(names, ", ")
+	o.Progress.Line(failed.name, "did not come back with its new certificate (%s): restoring the backup and restarting %s on the old files", cause, list)
+	if err := o.Rollback(failed.name); err != nil {
+		return fmt.Errorf("%s: %s; and the rollback failed: %w", failed.name, cause, err)
+	}
+	res.RolledBack, res.RollbackRestarted = true, names
+	for _, c := range restarted {
+		var again Result
+		if err := o.one(ctx, c, ActionRestart, &again); err != nil {
+			return fmt.Errorf("%s: %s; rolled back to the backup (restarting %s), but %s did not come back on the old files either: %w", failed.name, cause, list, c.name, err)
+		}
+	}
+	verb := "is"
+	if len(names) > 1 {
+		verb = "are"
+	}
+	return fmt.Errorf("%s did not come back healthy with its new certificate (%s): rolled back to the backup, %s %s healthy again on the old files; fix the certificate and rerun", failed.name, cause, list, verb)
 }
 
 // one handles a component: a verify step waits for the reload and restarts only if needed.
@@ -304,28 +363,26 @@ func refused(hostport string) bool {
 	return errors.As(err, &op)
 }
 
-// poll calls cond until it is true or timeout passes, reporting progress.
+// poll calls cond every o.Poll until it is true or timeout passes, reporting progress.
 func (o *Options) poll(ctx context.Context, comp, what string, timeout time.Duration, cond func() (bool, string)) error {
 	start := time.Now()
-	deadline := start.Add(timeout)
 	var last string
-	for {
+	err := wait.PollUntilContextTimeout(ctx, o.Poll, timeout, true, func(context.Context) (bool, error) {
 		ok, why := cond()
-		if ok {
-			return nil
+		if !ok {
+			last = why
+			o.Progress.Tick(comp, "waiting "+what, time.Since(start))
 		}
-		last = why
-		o.Progress.Tick(comp, "waiting "+what, time.Since(start))
-		if time.Now().After(deadline) {
-			if last == "" {
-				last = "no answer"
-			}
-			return fmt.Errorf("waited %s %s: %s", timeout, what, last)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(o.Poll):
-		}
+		return ok, nil
+	})
+	if err == nil {
+		return nil
 	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if last == "" {
+		last = "no answer"
+	}
+	return fmt.Errorf("waited %s %s: %s", timeout, what, last)
 }

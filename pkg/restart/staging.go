@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/certctl/certctl/pkg/fsutil"
@@ -24,16 +25,53 @@ type journal struct {
 	Manifest string    `json:"manifest"` // where it belongs
 	Staged   string    `json:"staged"`   // where it is while the component stops
 	Time     time.Time `json:"time"`
-	PID      int       `json:"pid"`
+	Owner
 }
 
-// stage moves manifest into the staging dir, journal first.
+// Owner is the process that staged a manifest: while it runs, the manifest is its to put back
+// (a restart takes seconds to minutes), and other certctl runs (an inspect from a timer)
+// leave it alone. A PID alone is not enough: PIDs are reused, and a reboot starts them over.
+type Owner struct {
+	PID       int    `json:"pid"`
+	BootID    string `json:"bootID,omitempty"`    // /proc/sys/kernel/random/boot_id
+	StartTime uint64 `json:"startTime,omitempty"` // clock ticks after boot (/proc/PID/stat)
+}
+
+// bootIDFile is where the kernel says which boot this is.
+const bootIDFile = "/proc/sys/kernel/random/boot_id"
+
+// self is this process as an Owner.
+func self() Owner {
+	o := Owner{PID: os.Getpid()}
+	if b, err := os.ReadFile(bootIDFile); err == nil {
+		o.BootID = strings.TrimSpace(string(b))
+	}
+	if st, err := procStat("", o.PID); err == nil {
+		o.StartTime = st.Starttime
+	}
+	return o
+}
+
+// Alive reports whether the owner still runs: same boot, and its PID names a running process
+// that started when the owner did.
+func (o Owner) Alive() bool {
+	if o.PID <= 0 || o.BootID == "" {
+		return false // unknown owner (a journal of an older certctl): treat as gone
+	}
+	if b, err := os.ReadFile(bootIDFile); err != nil || strings.TrimSpace(string(b)) != o.BootID {
+		return false
+	}
+	st, err := procStat("", o.PID)
+	return err == nil && st.State != "Z" && st.Starttime == o.StartTime
+}
+
+// stage moves manifest into the staging dir, journal (with its owner) first.
 func stage(l pki.Layout, manifest string) (string, error) {
 	if err := os.MkdirAll(stagingDir(l), 0o700); err != nil {
 		return "", fmt.Errorf("create %s: %w", stagingDir(l), err)
 	}
 	staged := filepath.Join(stagingDir(l), filepath.Base(manifest))
-	j, _ := json.Marshal(journal{Manifest: manifest, Staged: staged, Time: time.Now().UTC(), PID: os.Getpid()})
+	j, _ := json.Marshal(journal{Manifest: manifest, Staged: staged, Time: time.Now().UTC(), Owner: self()})
 	if err := fsutil.WriteFileAtomic(journalPath(l), j, 0o600); err != nil {
 		return "", fmt.Errorf("write restart journal: %w", err)
 	}
@@ -71,7 +109,9 @@ func syncDirs(dirs ...string) error {
 }
 
 // Recover puts back any manifest an interrupted restart left in staging, saying so on w.
-// Every certctl command runs it first.
+// Every certctl command runs it first, without the lock (an inspect must not wait for a
+// restart): a manifest whose owner (the restart that staged it) still runs is left alone;
+// one whose owner is gone, or ran before the last boot, is put back.
 func Recover(l pki.Layout, w io.Writer) error {
 	entries, err := os.ReadDir(stagingDir(l))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -83,6 +123,9 @@ func Recover(l pki.Layout, w io.Writer) error {
 	var j journal
 	if data, err := os.ReadFile(journalPath(l)); err == nil {
 		_ = json.Unmarshal(data, &j)
+	}
+	if j.Owner.Alive() && j.Owner.PID != os.Getpid() {
+		return nil // a restart in progress: its manifest, its to put back
 	}
 	for _, e := range entries {
 		if e.IsDir() || fsutil.IsTemp(e.Name()) {
@@ -103,6 +146,9 @@ func Recover(l pki.Layout, w io.Writer) error {
 			continue
 		}
 		if err := os.Rename(staged, manifest); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // another certctl run put it back meanwhile
+			}
 			return fmt.Errorf("put %s back to %s: %w", staged, manifest, err)
 		}
 		if err := syncDirs(filepath.Dir(manifest), stagingDir(l)); err != nil {

@@ -1,4 +1,4 @@
-package renew
+package txn
 
 import (
 	"fmt"
@@ -13,8 +13,11 @@ import (
 // LockName is the lock file under Layout.StateDir().
 const LockName = "lock"
 
-// Lock is an exclusive flock on the state directory's lock file, held for a renewal (and
-// for recovery) so two certctl runs never interleave.
+// Lock is an exclusive flock on the state directory's lock file: the node lock. It is held by
+// whatever changes the node's files or restarts its components (renew, restore, restart,
+// kubelet-serving enable) and by recovery, so two certctl runs never interleave. A flock
+// belongs to an open file: taking it twice in one process blocks, so a command takes it once
+// and passes it down (restart's Options.Locked) instead of nesting.
 type Lock struct{ f *os.File }
 
 // ErrLocked is returned by TryLock when another process holds the lock.
@@ -49,7 +52,7 @@ func AcquireLock(stateDir string, timeout time.Duration) (*Lock, error) {
 			}
 			return nil, err
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // polling flock: there is no wait-with-timeout for it
 	}
 }
 
