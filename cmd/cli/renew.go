@@ -16,6 +16,7 @@ import (
 	"github.com/certctl/certctl/pkg/lastrun"
 	"github.com/certctl/certctl/pkg/renew"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 type renewOptions struct {
@@ -257,7 +258,6 @@ func confirm(s Streams, question string) (bool, error) {
 	return a == "y" || a == "yes", nil
 }
 
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
+// isTerminal reports whether f is a terminal (golang.org/x/term: a tty, not just any
+// character device such as /dev/null).
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/renew"
 	"github.com/certctl/certctl/pkg/restart"
+	"github.com/certctl/certctl/pkg/version"
 	"github.com/spf13/cobra"
 )
 
@@ -84,8 +86,13 @@ a container with the host mounted at /host.`,
   certctl --root /tmp/node inspect --check-san 10.2.1.139`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.Get().String(),
 	}
-	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
+		if c.Name() == "version" {
+			return nil // reads nothing of the node
+		}
 		// Put back a manifest an interrupted restart left in staging: the component is down
 		// until then.
 		if err := restart.Recover(g.Layout(), s.ErrOut); err != nil {
@@ -119,6 +126,7 @@ a container with the host mounted at /host.`,
 		newScheduleCmd(g),
 		newKubeconfigCmd(g),
 		newRestartCmd(g),
+		newVersionCmd(g),
 	)
 	return root
 }
@@ -145,4 +153,34 @@ func Execute(args []string, s Streams) int {
 // Main is what cmd/certctl calls.
 func Main() int {
 	return Execute(os.Args[1:], Streams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
+}
+
+func newVersionCmd(g *Globals) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print certctl's version, commit and Go version",
+		Long: `version prints the version, the commit and the Go version certctl was built with, from the
+build information the Go toolchain embeds in the binary. A binary built with -buildvcs=false,
+or outside a git checkout, has commit "unknown". certctl --version prints the same line.`,
+		Example: `  certctl version
+  certctl version -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			in := version.Get()
+			switch output {
+			case "text":
+				fmt.Fprintln(g.Streams.Out, in.String())
+			case "json":
+				enc := json.NewEncoder(g.Streams.Out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(in)
+			default:
+				return withCode(ExitError, fmt.Errorf("unknown output format %q (want text or json)", output))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
 }
