@@ -77,13 +77,18 @@ func NewRootCmd(s Streams) *cobra.Command {
 control-plane PKI, the etcd PKI, the kubeconfigs' client certificates and the kubelet's.
 
 Every path resolves under --root, so certctl works on a copy of a node, in a test, or from
-a container with the host mounted at /host.`,
+a container with the host mounted at /host. Symlinks (the kubelet's absolute
+kubelet-client-current.pem link) and path flags are resolved inside the root: ".." and
+links never lead out of it, and nothing certctl writes lands outside it.`,
 		Example: `  # what is wrong with this node's certificates
   certctl inspect
 
   # a sandbox tree with the field cases' faults, inspected
   certctl sandbox create /tmp/node --faults all
-  certctl --root /tmp/node inspect --check-san 10.2.1.139`,
+  certctl --root /tmp/node inspect --check-san 10.2.1.139
+
+  # from a container with the host's / mounted at /host
+  certctl --root /host inspect`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version.Get().String(),
@@ -109,7 +114,7 @@ a container with the host mounted at /host.`,
 	root.SetOut(s.Out)
 	root.SetErr(s.ErrOut)
 	f := root.PersistentFlags()
-	f.StringVar(&g.Root, "root", "/", "resolve every node path under this directory (a copy of a node, or /host in a container)")
+	f.StringVar(&g.Root, "root", "/", "resolve every node path, and the symlinks on the way, inside this directory (a copy of a node, or /host in a container)")
 	f.StringVar(&g.PKIDir, "pki-dir", "", "PKI directory (default /etc/kubernetes/pki, under --root)")
 	f.StringVar(&g.KubeconfigDir, "kubeconfig-dir", "", "kubeconfig directory (default /etc/kubernetes, under --root)")
 	f.StringVar(&g.ManifestsDir, "manifests-dir", "", "static-pod manifest directory (default /etc/kubernetes/manifests, under --root)")
