@@ -49,16 +49,7 @@ func TestLockHeldRefusesWithPID(t *testing.T) {
 	unblocked := planToExit(t, exec.Command(bin, "--root", free.Root, "renew", "all", "--yes"))
 	window := max(5*unblocked, time.Second)
 
-	cmd := exec.Command(bin, "--root", l.Root, "renew", "all", "--yes", "--lock-timeout", "60s")
-	var buf syncBuffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	// Its plan is printed right before Apply takes the lock.
-	waitFor(t, 30*time.Second, "the plan to be printed", func() bool { return strings.Contains(buf.String(), "NEW EXPIRY") })
+	buf, exited := startUntilPlan(t, exec.Command(bin, "--root", l.Root, "renew", "all", "--yes", "--lock-timeout", "60s"))
 	// Blocked: for five times what an unblocked renewal needs from here to its exit, it is
 	// still running and has changed nothing.
 	for end := time.Now().Add(window); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
@@ -89,17 +80,25 @@ func TestLockHeldRefusesWithPID(t *testing.T) {
 	}
 }
 
-// planToExit runs cmd and returns the time from its printed plan to its exit.
-func planToExit(t *testing.T, cmd *exec.Cmd) time.Duration {
+// startUntilPlan starts a renewal and returns once it has printed its plan (right before
+// Apply takes the lock), with its output and its exit.
+func startUntilPlan(t *testing.T, cmd *exec.Cmd) (*syncBuffer, <-chan error) {
 	t.Helper()
-	var buf syncBuffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
+	buf := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = buf, buf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	waitFor(t, 30*time.Second, "the plan to be printed", func() bool { return strings.Contains(buf.String(), "NEW EXPIRY") })
+	return buf, exited
+}
+
+// planToExit runs cmd and returns the time from its printed plan to its exit.
+func planToExit(t *testing.T, cmd *exec.Cmd) time.Duration {
+	t.Helper()
+	buf, exited := startUntilPlan(t, cmd)
 	start := time.Now()
 	if err := <-exited; err != nil {
 		t.Fatalf("%v\n%s", err, buf.String())
