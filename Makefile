@@ -21,8 +21,11 @@ demo: build
 	@echo "Exit code of inspect: 0 healthy, 1 warnings, 2 critical (this tree is meant to be critical)."
 
 # Everything: gofmt, go vet, the Kubernetes binaries (cached under ~/.cache/certctl), all tests.
+# hack/testreport shows go test's "ok"/"FAIL" package lines (CI reads them), the output of
+# every failed test, and every skipped test with its reason (plain go test hides skips).
 test: lint k8s-bins
-	$(GO) test -count=1 -timeout 40m ./...
+	$(GO) build -o bin/testreport ./hack/testreport
+	bash -o pipefail -c '$(GO) test -count=1 -timeout 40m -json ./... | bin/testreport'
 
 unit: lint
 	$(GO) test -count=1 -short ./...

@@ -109,7 +109,15 @@ func TestParseSANs(t *testing.T) {
 		{[]string{"a,,b"}, "", "empty value"},
 		{[]string{"-bad.example.com"}, "", "neither an IP address nor a valid DNS name"},
 		{[]string{"under_score"}, "", "neither"},
-		{[]string{"http://x"}, "", "neither"},
+		{[]string{"http://x"}, "", "not a valid IP address"},
+		{[]string{"api.example.com."}, "", "neither"},
+		{[]string{"*.*.example.com"}, "", "neither"},
+		{[]string{"a*.example.com"}, "", "neither"},
+		{[]string{strings.Repeat("a", 64) + ".example.com"}, "", "neither"},
+		{[]string{"10.2.1"}, "", "not a valid IP address"},
+		{[]string{"2001:db8::zz"}, "", "not a valid IP address"},
+		{[]string{"2001:DB8:0:0::1"}, "2001:db8::1", ""},
+		{[]string{"*.Apps.Example.com"}, "*.apps.example.com", ""},
 	}
 	for _, tc := range tests {
 		got, err := ParseSANs(tc.in)

@@ -143,7 +143,10 @@ exactly digital signature and server auth (plus key encipherment for RSA keys); 
 is one of that Node's addresses and every DNS SAN one of its names (or matches
 --dns-pattern); there is no email or URI SAN; the Node exists. Anything else is denied (or
 left pending with --no-deny), with the reason printed and written into the CSR's condition.
-A node must never get a certificate for another node's address.`,
+A node must never get a certificate for another node's address.
+
+A CSR of another signer is never decided: --all passes over it, and naming one is refused
+with an error (nothing is decided then), leaving it to kubectl certificate approve|deny.`,
 		Example: `  certctl kubelet-serving approve --all --dry-run
   certctl kubelet-serving approve --all
   certctl kubelet-serving approve csr-8xk2p

@@ -2,16 +2,10 @@ package cli
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/certctl/certctl/pkg/live"
-	"github.com/certctl/certctl/pkg/pki"
 	"github.com/spf13/cobra"
 )
 
@@ -41,7 +35,7 @@ Exit codes: 0 the endpoint verifies, 2 it does not, 3 error.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context(), args[0]) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.CAFile, "ca", "", "CA bundle to verify against (default: the cluster CA, ca.crt in the PKI dir)")
+	f.StringVar(&o.CAFile, "ca", "", "CA bundle to verify against, a node path under --root (default: the cluster CA, ca.crt in the PKI dir)")
 	f.StringVar(&o.ServerName, "server-name", "", "name or IP to verify (default: the host dialled)")
 	f.DurationVar(&o.Timeout, "timeout", 5*time.Second, "dial timeout")
 	f.StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
@@ -52,53 +46,17 @@ func (o *probeOptions) run(ctx context.Context, addr string) error {
 	if o.Output != "text" && o.Output != "json" {
 		return withCode(ExitError, fmt.Errorf("unknown output format %q (want text or json)", o.Output))
 	}
-	caFile := o.CAFile
-	if caFile == "" {
-		caFile = filepath.Join(o.Layout().PKIDir, "ca.crt")
-	} else {
-		caFile = pki.UnderRoot(o.Layout().Root, caFile)
-	}
-	data, err := os.ReadFile(caFile)
-	if err != nil {
-		return withCode(ExitError, fmt.Errorf("read CA %s: %w (give --ca)", caFile, err))
-	}
-	cas, err := pki.ParseCertificates(caFile, data)
-	if err != nil {
-		return withCode(ExitError, err)
-	}
-	roots := x509.NewCertPool()
-	for _, c := range cas {
-		roots.AddCert(c)
-	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	res, err := live.Probe(ctx, addr, o.ServerName, roots, time.Now(), o.Timeout)
+	rep, err := live.ProbeEndpoint(ctx, o.Layout(), live.ProbeOptions{Addr: addr, CAFile: o.CAFile, ServerName: o.ServerName, Timeout: o.Timeout})
 	if err != nil {
 		return withCode(ExitError, err)
 	}
-	w := o.Streams.Out
-	if o.Output == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
-			return withCode(ExitError, err)
-		}
-	} else {
-		if res.Subject != "" {
-			fmt.Fprintf(w, "endpoint:  %s (verifying as %s)\nsubject:   %s\nissuer:    %s\nexpires:   %s\nSANs:      %s\n",
-				res.Addr, res.ServerName, res.Subject, res.Issuer, res.NotAfter.Format(time.RFC3339), strings.Join(res.SANs, ", "))
-		}
-		if res.OK {
-			fmt.Fprintf(w, "OK: %s serves a certificate that verifies against %s for %s\n", res.Addr, filepath.Base(caFile), res.ServerName)
-		} else {
-			fmt.Fprintf(w, "PROBLEM: %s\n", res.Problem)
-			if res.Remedy != "" {
-				fmt.Fprintf(w, "fix: %s\n", res.Remedy)
-			}
-		}
+	if err := rep.Render(o.Streams.Out, o.Output); err != nil {
+		return withCode(ExitError, err)
 	}
-	if !res.OK {
+	if !rep.OK {
 		return withCode(ExitCritical, nil)
 	}
 	return nil

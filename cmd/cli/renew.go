@@ -5,17 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/inspect"
-	"github.com/certctl/certctl/pkg/lastrun"
 	"github.com/certctl/certctl/pkg/renew"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 type renewOptions struct {
@@ -103,43 +100,9 @@ those that need it, verified over TLS, with rollback (docs/restart.md).`,
 	return cmd
 }
 
-func (o *renewOptions) run(ctx context.Context, args []string) (err error) {
+func (o *renewOptions) run(ctx context.Context, args []string) error {
 	if ctx == nil {
 		ctx = context.Background()
-	}
-	if o.RandomDelay < 0 {
-		return withCode(ExitError, fmt.Errorf("--random-delay %s: must not be negative", o.RandomDelay))
-	}
-	if o.RandomDelay > 0 {
-		// Spreads scheduled runs of several nodes (cron has no RandomizedDelaySec).
-		select {
-		case <-ctx.Done():
-			return withCode(ExitError, ctx.Err())
-		case <-time.After(time.Duration(rand.Int64N(int64(o.RandomDelay)))):
-		}
-	}
-	// Scheduled checks (--if-expiring-within) and runs that reached the point of changing
-	// files leave a record (schedule status, inspect and the metrics read it) and a one-line
-	// summary on stderr (the journal, or cron's log). A manual command refused for bad input
-	// leaves nothing.
-	rec := &lastrun.Record{Time: time.Now().UTC(), Command: "certctl " + strings.Join(os.Args[1:], " "), Result: lastrun.ResultNoop}
-	applied := false
-	if !o.DryRun && !o.CSROnly {
-		defer func() {
-			if o.IfExpiringWithin == "" && !applied {
-				return
-			}
-			if err != nil {
-				rec.Result = lastrun.ResultFailed
-				if msg := err.Error(); msg != "" && !strings.HasPrefix(msg, "exit ") {
-					rec.Error = msg
-				}
-			}
-			if werr := lastrun.Write(o.Layout(), *rec); werr != nil {
-				fmt.Fprintf(o.Streams.ErrOut, "warning: %v\n", werr)
-			}
-			fmt.Fprintln(o.Streams.ErrOut, rec.Summary())
-		}()
 	}
 	sans, err := ParseSANs(o.SANs)
 	if err != nil {
@@ -154,90 +117,31 @@ func (o *renewOptions) run(ctx context.Context, args []string) (err error) {
 			return withCode(ExitError, fmt.Errorf("--if-expiring-within %q: must be positive", o.IfExpiringWithin))
 		}
 	}
-	l := o.Layout()
-	now := time.Now()
-	plan, err := renew.NewPlan(l, renew.Options{
-		Names: args, SANs: sans, Days: o.Days, KeyMode: o.Key, KeyAlgorithm: o.KeyAlgorithm,
-		IfExpiringWithin: within, CSROnly: o.CSROnly, Now: now,
-	})
-	if err != nil {
-		return withCode(ExitError, err)
-	}
-	out := o.Streams.Out
-	if plan.Empty() {
-		if within > 0 {
-			fmt.Fprintf(out, "nothing expires within %s: nothing to renew\n", o.IfExpiringWithin)
-		} else {
-			fmt.Fprintln(out, "nothing to renew")
-		}
-		return nil
-	}
-	if err := plan.Render(out); err != nil {
-		return withCode(ExitError, err)
-	}
-	if o.DryRun {
-		fmt.Fprintln(out, "dry run: nothing changed")
-		return nil
+	ro := renew.RunOptions{
+		Options: renew.Options{
+			Names: args, SANs: sans, Days: o.Days, KeyMode: o.Key, KeyAlgorithm: o.KeyAlgorithm,
+			IfExpiringWithin: within, CSROnly: o.CSROnly,
+		},
+		DryRun: o.DryRun, RandomDelay: o.RandomDelay, CSRDir: o.CSRDir, LockTimeout: o.LockTimeout,
+		Command: "certctl " + strings.Join(os.Args[1:], " "), Out: o.Streams.Out, Log: o.Streams.ErrOut,
 	}
 	if !o.Yes {
-		ok, err := confirm(o.Streams, "renew the certificates above?")
-		if err != nil {
-			return withCode(ExitError, err)
-		}
-		if !ok {
-			fmt.Fprintln(out, "aborted: nothing changed")
-			return withCode(ExitError, nil)
-		}
-	}
-	csrDir := o.CSRDir
-	if o.CSROnly && csrDir == "" {
-		csrDir = filepath.Join(l.KubeconfigDir, "certctl-csr", now.UTC().Format("20060102T150405Z"))
-	}
-	applied = true
-	userCopy := copiesAdminConf(l) && plan.Renews("admin.conf")
-	var alsoBackUp []string
-	if userCopy {
-		alsoBackUp = []string{l.UserKubeconfig}
-	}
-	res, err := renew.Apply(plan, renew.ApplyOptions{
-		AlsoBackUp: alsoBackUp,
-		Writer:     fsutil.OS{}, Command: "certctl " + strings.Join(os.Args[1:], " "),
-		LockTimeout: o.LockTimeout, Log: o.Streams.ErrOut, CSRDir: csrDir,
-	})
-	if err != nil {
-		return withCode(ExitError, err)
-	}
-	if o.CSROnly {
-		fmt.Fprintf(out, "wrote keys and certificate requests for %d items to %s: have your CA sign each .csr, then install the certificate and key over the old pair\n", len(res.Changed), res.CSRDir)
-		return nil
-	}
-	var names []string
-	for _, c := range res.Changed {
-		names = append(names, c.Name)
-	}
-	rec.Result, rec.Renewed, rec.BackupID = lastrun.ResultRenewed, names, res.BackupID
-	fmt.Fprintf(out, "renewed %d: %s\nbackup: %s (certctl restore %s)\n", len(res.Changed), strings.Join(names, ", "), res.BackupID, res.BackupID)
-	for _, c := range res.Changed {
-		if c.Name != "admin.conf" {
-			continue
-		}
-		if userCopy {
-			// ~/.kube/config was a copy of admin.conf: the runbook's "cp admin.conf ~/.kube/config".
-			if err := refreshKubeconfig(o.Globals, filepath.Join(l.KubeconfigDir, "admin.conf"), l.UserKubeconfig, true); err != nil {
-				return withCode(ExitError, fmt.Errorf("admin.conf renewed, but refreshing %s failed: %w (certctl kubeconfig refresh retries)", l.UserKubeconfig, err))
-			}
-		} else {
-			fmt.Fprintf(out, "kubectl: other kubeconfigs that hold admin.conf's old certificate need it too: certctl kubeconfig refresh [--to PATH]\n")
-		}
+		ro.Confirm = func(q string) (bool, error) { return confirm(o.Streams, q) }
 	}
 	if o.Restart {
-		if err := restartAfterRenew(ctx, o.Globals, &o.restartOptions, names, res.BackupID); err != nil {
-			return err
+		ro.After = func(ctx context.Context, names []string, backupID string) error {
+			return restartAfterRenew(ctx, o.Globals, &o.restartOptions, names, backupID)
 		}
-		return nil
 	}
-	if comps := res.Components(); len(comps) > 0 {
-		fmt.Fprintf(out, "running components still hold the old certificates in memory: certctl renew ... --restart, or certctl restart %s (see docs/restart.md)\n", strings.Join(comps, " "))
+	res, err := renew.Run(ctx, o.Layout(), ro)
+	var coded *exitError
+	switch {
+	case errors.As(err, &coded):
+		return err
+	case err != nil:
+		return withCode(ExitError, err)
+	case res.Aborted:
+		return withCode(ExitError, nil)
 	}
 	return nil
 }
@@ -257,7 +161,6 @@ func confirm(s Streams, question string) (bool, error) {
 	return a == "y" || a == "yes", nil
 }
 
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
+// isTerminal reports whether f is a terminal (golang.org/x/term: a tty, not just any
+// character device such as /dev/null).
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/renew"
 	"github.com/certctl/certctl/pkg/restart"
+	"github.com/certctl/certctl/pkg/version"
 	"github.com/spf13/cobra"
 )
 
@@ -75,17 +77,27 @@ func NewRootCmd(s Streams) *cobra.Command {
 control-plane PKI, the etcd PKI, the kubeconfigs' client certificates and the kubelet's.
 
 Every path resolves under --root, so certctl works on a copy of a node, in a test, or from
-a container with the host mounted at /host.`,
+a container with the host mounted at /host. Symlinks (the kubelet's absolute
+kubelet-client-current.pem link) and path flags are resolved inside the root: ".." and
+links never lead out of it, and nothing certctl writes lands outside it.`,
 		Example: `  # what is wrong with this node's certificates
   certctl inspect
 
   # a sandbox tree with the field cases' faults, inspected
   certctl sandbox create /tmp/node --faults all
-  certctl --root /tmp/node inspect --check-san 10.2.1.139`,
+  certctl --root /tmp/node inspect --check-san 10.2.1.139
+
+  # from a container with the host's / mounted at /host
+  certctl --root /host inspect`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.Get().String(),
 	}
-	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
+		if c.Name() == "version" {
+			return nil // reads nothing of the node
+		}
 		// Put back a manifest an interrupted restart left in staging: the component is down
 		// until then.
 		if err := restart.Recover(g.Layout(), s.ErrOut); err != nil {
@@ -102,7 +114,7 @@ a container with the host mounted at /host.`,
 	root.SetOut(s.Out)
 	root.SetErr(s.ErrOut)
 	f := root.PersistentFlags()
-	f.StringVar(&g.Root, "root", "/", "resolve every node path under this directory (a copy of a node, or /host in a container)")
+	f.StringVar(&g.Root, "root", "/", "resolve every node path, and the symlinks on the way, inside this directory (a copy of a node, or /host in a container)")
 	f.StringVar(&g.PKIDir, "pki-dir", "", "PKI directory (default /etc/kubernetes/pki, under --root)")
 	f.StringVar(&g.KubeconfigDir, "kubeconfig-dir", "", "kubeconfig directory (default /etc/kubernetes, under --root)")
 	f.StringVar(&g.ManifestsDir, "manifests-dir", "", "static-pod manifest directory (default /etc/kubernetes/manifests, under --root)")
@@ -120,6 +132,7 @@ a container with the host mounted at /host.`,
 		newKubeconfigCmd(g),
 		newRestartCmd(g),
 		newClusterCmd(g),
+		newVersionCmd(g),
 	)
 	return root
 }
@@ -146,4 +159,34 @@ func Execute(args []string, s Streams) int {
 // Main is what cmd/certctl calls.
 func Main() int {
 	return Execute(os.Args[1:], Streams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
+}
+
+func newVersionCmd(g *Globals) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print certctl's version, commit and Go version",
+		Long: `version prints the version, the commit and the Go version certctl was built with, from the
+build information the Go toolchain embeds in the binary. A binary built with -buildvcs=false,
+or outside a git checkout, has commit "unknown". certctl --version prints the same line.`,
+		Example: `  certctl version
+  certctl version -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			in := version.Get()
+			switch output {
+			case "text":
+				fmt.Fprintln(g.Streams.Out, in.String())
+			case "json":
+				enc := json.NewEncoder(g.Streams.Out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(in)
+			default:
+				return withCode(ExitError, fmt.Errorf("unknown output format %q (want text or json)", output))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
 }

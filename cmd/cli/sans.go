@@ -2,15 +2,16 @@ package cli
 
 import (
 	"fmt"
-	"net"
-	"regexp"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	netutils "k8s.io/utils/net"
 )
 
-// dnsName is RFC 1123 hostnames, with an optional leading wildcard label.
-var dnsName = regexp.MustCompile(`^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-
 // ParseSANs validates --san style values: IPs or DNS names, repeatable and comma-separated.
+// The rules are Kubernetes' own (k8s.io/apimachinery/pkg/util/validation): an IP as the API
+// server accepts it, or an RFC 1123 subdomain, optionally with a leading "*." wildcard label.
 // Values are returned normalised (IPs in canonical form, names lower-case), without duplicates.
 func ParseSANs(values []string) ([]string, error) {
 	var out []string
@@ -19,18 +20,11 @@ func ParseSANs(values []string) ([]string, error) {
 		for _, s := range strings.Split(v, ",") {
 			s = strings.TrimSpace(s)
 			if s == "" {
-				return nil, fmt.Errorf("empty value in %q", v)
+				return nil, fmt.Errorf("empty value in %q: give one IP or DNS name per --san, or separate them with single commas", v)
 			}
-			if ip := net.ParseIP(s); ip != nil {
-				s = ip.String()
-			} else {
-				s = strings.ToLower(s)
-				if len(s) > 253 || !dnsName.MatchString(s) {
-					return nil, fmt.Errorf("%q is neither an IP address nor a valid DNS name", s)
-				}
-				if looksLikeIP(s) {
-					return nil, fmt.Errorf("%q is not a valid IP address", s)
-				}
+			var err error
+			if s, err = parseSAN(s); err != nil {
+				return nil, err
 			}
 			if !seen[s] {
 				seen[s] = true
@@ -41,7 +35,32 @@ func ParseSANs(values []string) ([]string, error) {
 	return out, nil
 }
 
-// looksLikeIP catches typos such as 10.2.1.1390 that would otherwise pass as DNS names.
+func parseSAN(s string) (string, error) {
+	if looksLikeIP(s) {
+		if errs := validation.IsValidIP(field.NewPath("san"), s); len(errs) > 0 {
+			return "", fmt.Errorf("%q is not a valid IP address: %s", s, errs[0].Detail)
+		}
+		return netutils.ParseIPSloppy(s).String(), nil
+	}
+	name := strings.ToLower(s)
+	check := validation.IsDNS1123Subdomain
+	if strings.HasPrefix(name, "*.") {
+		check = validation.IsWildcardDNS1123Subdomain
+	}
+	errs := check(name)
+	for _, label := range strings.Split(strings.TrimPrefix(name, "*."), ".") {
+		if len(errs) == 0 {
+			errs = validation.IsDNS1123Label(label) // a subdomain's labels are at most 63 characters
+		}
+	}
+	if len(errs) > 0 {
+		return "", fmt.Errorf("%q is neither an IP address nor a valid DNS name: %s", s, strings.Join(errs, "; "))
+	}
+	return name, nil
+}
+
+// looksLikeIP: digits and dots only (so 10.2.1.1390 is a mistyped IP, not a DNS name), or a
+// colon (IPv6).
 func looksLikeIP(s string) bool {
-	return regexp.MustCompile(`^[0-9.]+$`).MatchString(s)
+	return strings.Contains(s, ":") || strings.Trim(s, "0123456789.") == ""
 }

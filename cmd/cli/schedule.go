@@ -45,6 +45,7 @@ expires within --threshold, is a no-op otherwise, and leaves a record that 'sche
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			o.Defaults()
+			o.Location = schedule.NodeLocation(g.Layout())
 			if o.Restart && !renewHasRestart(g) {
 				return withCode(ExitError, fmt.Errorf("--restart: this certctl's renew command has no --restart yet; install without it and restart the components after a renewal (certctl inspect --live shows which)"))
 			}
@@ -65,7 +66,7 @@ expires within --threshold, is a no-op otherwise, and leaves a record that 'sche
 			}
 			fmt.Fprintln(w, "runs:", o.Command())
 			if next, err := o.Next(time.Now(), schedule.SystemdAnalyze()); err == nil {
-				fmt.Fprintf(w, "next run: %s (plus up to %s of random delay)\n", next.Format(time.RFC3339), o.Jitter)
+				fmt.Fprintf(w, "next run: %s (plus up to %s of random delay)\n", next.Format(nextRunFormat), o.Jitter)
 			}
 			if res.Enabled {
 				fmt.Fprintln(w, "enabled", schedule.TimerUnit)
@@ -119,7 +120,10 @@ func newScheduleStatusCmd(g *Globals) *cobra.Command {
 		Use:   "status",
 		Short: "Is the scheduled renewal installed, when does it run next, how did the last run go",
 		Long: `status shows the installed schedule (method, expression, command, next run) and the record
-of the last renewal run. Exit code 2 when the last run failed.`,
+of the last renewal run. Exit code 2 when the last run failed.
+
+The next run is in the node's time zone, the one cron and systemd read the schedule in: $TZ
+when set, else the node's /etc/localtime (under --root), else the local zone.`,
 		Example: `  certctl schedule status
   certctl schedule status -o json`,
 		Args: cobra.NoArgs,
@@ -144,7 +148,7 @@ of the last renewal run. Exit code 2 when the last run failed.`,
 				} else {
 					fmt.Fprintf(w, "installed: %s (%s)\nwhen:      %s\ncommand:   %s\n", st.Method, strings.Join(st.Files, ", "), st.When, st.Command)
 					if st.Next != nil {
-						fmt.Fprintf(w, "next run:  %s\n", st.Next.Format(time.RFC3339))
+						fmt.Fprintf(w, "next run:  %s\n", st.Next.Format(nextRunFormat))
 					}
 				}
 				if st.LastRun == nil {
@@ -217,3 +221,6 @@ API (nodes labelled node-role.kubernetes.io/control-plane) or from --node.`,
 	f.StringVar(&o.Schedule, "schedule", "30 3 * * 1", "cron schedule of the first node; the others follow an hour apart")
 	return cmd
 }
+
+// nextRunFormat shows the node's local time with its offset and zone abbreviation.
+const nextRunFormat = time.RFC3339 + " MST"

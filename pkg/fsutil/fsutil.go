@@ -99,7 +99,14 @@ func (OS) MkdirAll(path string, perm os.FileMode) error {
 // WriteFileAtomic replaces path with data: a temp file in the same directory is written,
 // fsynced and given mode perm, then renamed over path, and the directory is fsynced. On
 // error the temp file is removed and path is untouched.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return WriteFileAtomicOwned(path, data, perm, -1, -1)
+}
+
+// WriteFileAtomicOwned is WriteFileAtomic with the new file given owner uid and group gid
+// (-1 keeps certctl's) before it is renamed into place, so it never exists with the wrong
+// owner: a user's ~/.kube/config stays the user's.
+func WriteFileAtomicOwned(path string, data []byte, perm os.FileMode, uid, gid int) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -122,6 +129,11 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
 	}
 	if err = f.Sync(); err != nil {
 		return fmt.Errorf("write %s: fsync: %w", path, err)
+	}
+	if uid >= 0 || gid >= 0 {
+		if err = f.Chown(uid, gid); err != nil {
+			return fmt.Errorf("write %s: chown %d:%d: %w", path, uid, gid, err)
+		}
 	}
 	if err = f.Chmod(perm); err != nil {
 		return fmt.Errorf("write %s: chmod: %w", path, err)

@@ -49,6 +49,14 @@ type ApproveOptions struct {
 	Requestor string
 }
 
+// OtherSignerError refuses a named CSR that is not a kubelet serving request.
+type OtherSignerError struct{ CSR, Signer string }
+
+func (e *OtherSignerError) Error() string {
+	return fmt.Sprintf("CSR %s is for signer %s, not %s: certctl approves or denies only kubelet serving certificates and left it untouched; decide it with kubectl certificate approve|deny %s",
+		e.CSR, e.Signer, certv1.KubeletServingSignerName, e.CSR)
+}
+
 // Pending reports whether csr is still waiting for a decision.
 func Pending(csr *certv1.CertificateSigningRequest) bool {
 	if len(csr.Status.Certificate) > 0 {
@@ -76,6 +84,14 @@ func Approve(ctx context.Context, cs kubernetes.Interface, o ApproveOptions) ([]
 				return nil, fmt.Errorf("get CSR %s: %w", n, err)
 			}
 			csrs = append(csrs, *c)
+		}
+		// A named CSR of another signer is refused before anything is decided: certctl knows
+		// what a valid kubelet serving request is, and nothing about the others. Denying one
+		// would break whoever filed it (a client certificate, a CA of its own).
+		for _, c := range csrs {
+			if c.Spec.SignerName != certv1.KubeletServingSignerName {
+				return nil, &OtherSignerError{CSR: c.Name, Signer: c.Spec.SignerName}
+			}
 		}
 	} else {
 		list, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
@@ -108,8 +124,8 @@ func decideOne(ctx context.Context, cs kubernetes.Interface, csr *certv1.Certifi
 	if o.Requestor != "" && csr.Spec.Username != o.Requestor {
 		return d, false, nil
 	}
-	if csr.Spec.SignerName != certv1.KubeletServingSignerName && !explicit {
-		return d, false, nil
+	if csr.Spec.SignerName != certv1.KubeletServingSignerName {
+		return d, false, nil // never decided by certctl (a named one is refused by Approve)
 	}
 	var node *corev1.Node
 	if name, ok := strings.CutPrefix(csr.Spec.Username, NodeUserPrefix); ok && name != "" {

@@ -2,7 +2,9 @@ package kubeletserving_test
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -38,6 +40,13 @@ func TestIssueFixesCaseA(t *testing.T) {
 	if !before.HasCode("kubelet-serving", inspect.CodeKubeletNoIPSANs) {
 		t.Fatalf("sandbox lacks case A: %+v", before.Get("kubelet-serving").Findings)
 	}
+	// Case A as metrics-server sees it: the self-signed kubelet.crt fails a strict handshake.
+	caPool := x509.NewCertPool()
+	caPool.AddCert(pki.Load(l, pki.Default()).Get("ca").Cert())
+	oldCert, oldKey := servingFiles(t, l)
+	if err := handshake(serveFiles(t, oldCert, oldKey), caPool, "10.2.1.151"); err == nil {
+		t.Fatal("the self-signed kubelet.crt passed a handshake verified against the cluster CA")
+	}
 	cfgBefore, _ := os.ReadFile(kubeletserving.ConfigPath(l))
 	res, err := kubeletserving.Issue(kubeletserving.IssueOptions{Layout: l, Node: "master-1", IPs: []net.IP{net.ParseIP("10.2.1.151")}, DNSNames: []string{"master-1"}, Days: 3650})
 	if err != nil {
@@ -69,9 +78,59 @@ func TestIssueFixesCaseA(t *testing.T) {
 	if _, err := res.Cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: "10.2.1.151", KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
 		t.Errorf("issued certificate does not verify for the node IP: %v", err)
 	}
-	// The pair really works as a TLS server identity (what the kubelet would load).
-	chain, key := []*x509.Certificate{res.Cert}, inv.Get("kubelet-serving").Key
-	fakeKubelet(t, "127.0.0.1:0", chain, key)
+	// The pair really works as a TLS server identity: the files the kubelet config now names
+	// (what the kubelet loads at start) served on loopback, and a client that verifies like
+	// metrics-server (the cluster CA, the node IP as the name) completes a handshake.
+	certFile, keyFile := servingFiles(t, l)
+	if certFile != res.CertPath || keyFile != res.KeyPath {
+		t.Fatalf("kubelet config names %s / %s, issue wrote %s / %s", certFile, keyFile, res.CertPath, res.KeyPath)
+	}
+	addr := serveFiles(t, certFile, keyFile)
+	if err := handshake(addr, caPool, "10.2.1.151"); err != nil {
+		t.Fatalf("handshake verified for the node IP 10.2.1.151: %v", err)
+	}
+	if err := handshake(addr, caPool, "master-1"); err != nil {
+		t.Fatalf("handshake verified for the node name: %v", err)
+	}
+	// And the verification is real: an address the certificate does not hold fails.
+	if err := handshake(addr, caPool, "10.2.1.152"); err == nil || !strings.Contains(err.Error(), "10.2.1.152") {
+		t.Fatalf("handshake for an IP the certificate lacks: %v, want a failure naming it", err)
+	}
+}
+
+// servingFiles are the kubelet serving certificate and key the node's kubelet would load.
+func servingFiles(t *testing.T, l pki.Layout) (cert, key string) {
+	t.Helper()
+	it := pki.Load(l, pki.Default()).Get("kubelet-serving")
+	if it == nil || it.Missing {
+		t.Fatalf("no kubelet serving certificate under %s", l.Root)
+	}
+	return it.Path, it.KeyPath
+}
+
+// serveFiles serves the pair in certFile/keyFile over TLS on loopback.
+func serveFiles(t *testing.T, certFile, keyFile string) string {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testenv.ServeTLS(t, "127.0.0.1:0", pair, tls.NoClientCert)
+}
+
+// handshake dials addr and completes a TLS handshake verifying the server against roots for
+// serverName (an IP is checked against the IP SANs), as metrics-server or kubeadm would.
+func handshake(addr string, roots *x509.CertPool, serverName string) error {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: roots, ServerName: serverName, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if !c.ConnectionState().HandshakeComplete {
+		return fmt.Errorf("%s: handshake not complete", addr)
+	}
+	return nil
 }
 
 func TestIssueBadInputChangesNothing(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
 )
 
 // Layout says where a node's files are. Every path is absolute and already resolved under
@@ -76,18 +78,39 @@ func NewLayout(o LayoutOptions) Layout {
 	}
 }
 
-// UnderRoot joins a node path to root. A path that is already under root is returned as is,
-// so resolving twice is harmless.
+// UnderRoot maps a node path to this machine: p joined to root with every symlink on the way
+// resolved inside root, as the node itself would resolve it. An absolute link (the kubelet's
+// kubelet-client-current.pem -> /var/lib/kubelet/pki/kubelet-client-<date>.pem) is read
+// relative to root, not to the filesystem certctl runs in, and neither a link nor ".." in p
+// ever leads out of root: "../../etc" is root/etc. Relative paths are relative to the node's
+// "/". A path that is already under root is taken as that node path, so resolving twice is
+// harmless.
+//
+// The links are resolved by github.com/cyphar/filepath-securejoin (what runc and the kubelet
+// use for the same job). With root "/" the path is only cleaned: the operating system
+// resolves the links itself, and there is nothing to escape from.
 func UnderRoot(root, p string) string {
 	if root == "" || root == "/" {
 		return filepath.Clean(p)
 	}
-	p = filepath.Clean(p)
-	if p == root || len(p) > len(root) && p[:len(root)] == root && p[len(root)] == filepath.Separator {
-		return p
+	root = filepath.Clean(root)
+	if rel, ok := strings.CutPrefix(filepath.Clean(p), root); ok && (rel == "" || rel[0] == filepath.Separator) {
+		p = rel
 	}
-	return filepath.Join(root, p)
+	// Lexically first: ".." stops at the node's "/".
+	node := filepath.Clean(string(filepath.Separator) + p)
+	full, err := securejoin.SecureJoin(root, node)
+	if err != nil {
+		// A link loop or an unreadable directory: the lexical path, still under root; reading
+		// it then reports the problem with the file's name.
+		return filepath.Join(root, node)
+	}
+	return full
 }
+
+// Resolve is UnderRoot(l.Root, p): a node path, or a path under the root, with its links
+// resolved inside the root.
+func (l Layout) Resolve(p string) string { return UnderRoot(l.Root, p) }
 
 // Dir returns the directory of a location.
 func (l Layout) Dir(loc Location) string {

@@ -83,8 +83,8 @@ type KubeletConfig struct {
 // recorded on the item, so the rest is still inspected.
 func Load(l Layout, specs []Spec) *Inventory {
 	inv := &Inventory{Layout: l}
-	inv.ControlPlane = exists(filepath.Join(l.PKIDir, "ca.crt")) || exists(filepath.Join(l.ManifestsDir, "kube-apiserver.yaml"))
-	if kc, err := LoadKubeletConfig(filepath.Join(l.KubeletDir, "config.yaml")); err == nil {
+	inv.ControlPlane = exists(l.Resolve(filepath.Join(l.PKIDir, "ca.crt"))) || exists(l.Resolve(filepath.Join(l.ManifestsDir, "kube-apiserver.yaml")))
+	if kc, err := LoadKubeletConfig(l.Resolve(filepath.Join(l.KubeletDir, "config.yaml"))); err == nil {
 		inv.KubeletConfig = kc
 	}
 	for _, s := range specs {
@@ -113,9 +113,16 @@ func LoadKubeletConfig(path string) (*KubeletConfig, error) {
 }
 
 // Paths returns the certificate and key file of s under l (for kubeconfigs both are the
-// kubeconfig file). The kubelet serving item follows the kubelet config: tlsCertFile when set,
-// the CA-signed kubelet-server-current.pem when present, else the self-signed kubelet.crt.
+// kubeconfig file), with symlinks resolved under the root (kubelet-client-current.pem is the
+// dated PEM it links to). The kubelet serving item follows the kubelet config: tlsCertFile
+// when set, the CA-signed kubelet-server-current.pem when present, else the self-signed
+// kubelet.crt.
 func (inv *Inventory) Paths(s Spec) (cert, key string) {
+	cert, key = inv.paths(s)
+	return inv.Layout.Resolve(cert), inv.Layout.Resolve(key)
+}
+
+func (inv *Inventory) paths(s Spec) (cert, key string) {
 	l := inv.Layout
 	dir := l.Dir(s.Loc)
 	switch s.Kind {
@@ -133,7 +140,7 @@ func (inv *Inventory) Paths(s Spec) (cert, key string) {
 		if kc := inv.KubeletConfig; kc != nil && kc.TLSCertFile != "" {
 			return UnderRoot(l.Root, kc.TLSCertFile), UnderRoot(l.Root, orDefault(kc.TLSPrivateKeyFile, kc.TLSCertFile))
 		}
-		if cur := filepath.Join(dir, "kubelet-server-current.pem"); exists(cur) {
+		if cur := filepath.Join(dir, "kubelet-server-current.pem"); exists(l.Resolve(cur)) {
 			return cur, cur
 		}
 		return filepath.Join(dir, s.BaseName), filepath.Join(dir, s.KeyName)
@@ -193,7 +200,7 @@ func (inv *Inventory) absentByRole(s Spec, path string) bool {
 		}
 		// External etcd: no local etcd CA directory at all.
 		if strings.HasPrefix(s.BaseName, "etcd/") || s.CAName == "etcd-ca" {
-			return !exists(filepath.Join(inv.Layout.PKIDir, "etcd"))
+			return !exists(inv.Layout.Resolve(filepath.Join(inv.Layout.PKIDir, "etcd")))
 		}
 		return false
 	case LocKubeconfig:
@@ -266,10 +273,11 @@ func (inv *Inventory) loadKubeconfig(it *Item) {
 }
 
 // resolve maps a path written in a kubeconfig to this machine: absolute node paths go under
-// the root, relative ones are relative to the kubeconfig's directory.
+// the root, relative ones are relative to the kubeconfig's directory; symlinks (the kubelet's
+// absolute ones) are resolved under the root.
 func (inv *Inventory) resolve(kubeconfigPath, p string) string {
-	if filepath.IsAbs(p) {
-		return UnderRoot(inv.Layout.Root, p)
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(filepath.Dir(kubeconfigPath), p)
 	}
-	return filepath.Join(filepath.Dir(kubeconfigPath), p)
+	return inv.Layout.Resolve(p)
 }

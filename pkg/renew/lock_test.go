@@ -3,7 +3,6 @@ package renew_test
 import (
 	"bytes"
 	"fmt"
-	"github.com/certctl/certctl/internal/testenv"
 	"os"
 	"os/exec"
 	"strings"
@@ -11,12 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/renew"
 )
 
 // TestLockHeldRefusesWithPID: while another process holds the lock, a renewal waits
-// --lock-timeout, fails naming the holder's PID, and changes nothing; once the lock is
-// released a waiting renewal proceeds.
+// --lock-timeout, fails naming the holder's PID, and changes nothing; a second renewal is
+// seen blocked (running, nothing changed, for five times what it needs unblocked) while the
+// lock is held, and renews once it is released.
 func TestLockHeldRefusesWithPID(t *testing.T) {
 	bin := testenv.Certctl(t)
 	l := newTree(t)
@@ -42,22 +43,85 @@ func TestLockHeldRefusesWithPID(t *testing.T) {
 		t.Fatalf("files changed: %v", d)
 	}
 
-	// A renewal waiting on the lock proceeds when it is released.
-	cmd := exec.Command(bin, "--root", l.Root, "renew", "all", "--yes", "--lock-timeout", "20s")
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	// A second renewal really waits for the lock and proceeds when it is released. First,
+	// how long one takes from its plan to its exit when nothing holds the lock.
+	free := newTree(t)
+	unblocked := planToExit(t, exec.Command(bin, "--root", free.Root, "renew", "all", "--yes"))
+	window := max(5*unblocked, time.Second)
+
+	buf, exited := startUntilPlan(t, exec.Command(bin, "--root", l.Root, "renew", "all", "--yes", "--lock-timeout", "60s"))
+	// Blocked: for five times what an unblocked renewal needs from here to its exit, it is
+	// still running and has changed nothing.
+	for end := time.Now().Add(window); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-exited:
+			t.Fatalf("the second renewal did not wait for the lock (exit %v):\n%s", err, buf.String())
+		default:
+		}
+		if d := diffHash(before, treeHash(t, l.Root)); len(d) > 0 {
+			t.Fatalf("the second renewal changed files while the lock was held: %v", d)
+		}
 	}
-	// Let it reach the lock: its plan is printed before Apply takes the lock.
-	waitFor(t, 10*time.Second, "the plan to be printed", func() bool { return strings.Contains(buf.String(), "NEW EXPIRY") })
+	t.Logf("the second renewal waited %s (an unblocked one exits %s after its plan)", window, unblocked)
 	lock.Release()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("waiting renewal failed after the lock was released: %v\n%s", err, buf.String())
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("waiting renewal failed after the lock was released: %v\n%s", err, buf.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the second renewal did not proceed within 60s of the release:\n%s", buf.String())
+	}
+	if !strings.Contains(buf.String(), "renewed ") || len(diffHash(before, treeHash(t, l.Root))) == 0 {
+		t.Fatalf("the second renewal did not renew after the release:\n%s", buf.String())
 	}
 	if err := checkPairs(l); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// startUntilPlan starts a renewal and returns once it has printed its plan (right before
+// Apply takes the lock), with its output and its exit.
+func startUntilPlan(t *testing.T, cmd *exec.Cmd) (*syncBuffer, <-chan error) {
+	t.Helper()
+	buf := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = buf, buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	waitFor(t, 30*time.Second, "the plan to be printed", func() bool { return strings.Contains(buf.String(), "NEW EXPIRY") })
+	return buf, exited
+}
+
+// planToExit runs cmd and returns the time from its printed plan to its exit.
+func planToExit(t *testing.T, cmd *exec.Cmd) time.Duration {
+	t.Helper()
+	buf, exited := startUntilPlan(t, cmd)
+	start := time.Now()
+	if err := <-exited; err != nil {
+		t.Fatalf("%v\n%s", err, buf.String())
+	}
+	return time.Since(start)
+}
+
+// syncBuffer is a bytes.Buffer a child process writes while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // TestConcurrentRenewals starts two renewals of the same tree at once: they never

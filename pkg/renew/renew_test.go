@@ -30,7 +30,18 @@ func TestRenewAllKeepsEverythingAndAddsSAN(t *testing.T) {
 	l := newTree(t)
 	old := pki.Load(l, pki.Default())
 	now := time.Now()
-	p, err := renew.NewPlan(l, renew.Options{Days: 3650, SANs: []string{"10.2.1.139", "lb.example.com"}, Now: now})
+	// SANs the apiserver certificate lacks (the sandbox's has 10.2.1.139 already): the VIP
+	// of case B and a load balancer name.
+	newIP, newDNS := net.ParseIP("10.2.0.100"), "lb.example.com"
+	hasNew := func(c *x509.Certificate) (ip, dns bool) {
+		return slices.ContainsFunc(c.IPAddresses, newIP.Equal), slices.Contains(c.DNSNames, newDNS)
+	}
+	for _, n := range renew.All {
+		if ip, dns := hasNew(old.Get(n).Cert()); ip || dns {
+			t.Fatalf("%s has %s or %s before the renewal: the test would prove nothing", n, newIP, newDNS)
+		}
+	}
+	p, err := renew.NewPlan(l, renew.Options{Days: 3650, SANs: []string{newIP.String(), newDNS}, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,9 +74,13 @@ func TestRenewAllKeepsEverythingAndAddsSAN(t *testing.T) {
 				t.Errorf("%s lost IP SAN %s", n, ip)
 			}
 		}
-		added := n == "apiserver"
-		if has := slices.ContainsFunc(c.IPAddresses, net.ParseIP("10.2.1.139").Equal) && slices.Contains(c.DNSNames, "lb.example.com"); has != added && !(n != "apiserver" && slices.ContainsFunc(o.IPAddresses, net.ParseIP("10.2.1.139").Equal)) {
-			t.Errorf("%s: new SANs present=%v, want %v", n, has, added)
+		// --san goes to the apiserver certificate only; every old SAN is kept (above).
+		want := n == "apiserver"
+		if ip, dns := hasNew(c); ip != want || dns != want {
+			t.Errorf("%s: has %s=%v %s=%v, want %v", n, newIP, ip, newDNS, dns, want)
+		}
+		if want && (len(c.IPAddresses) != len(o.IPAddresses)+1 || len(c.DNSNames) != len(o.DNSNames)+1) {
+			t.Errorf("%s: SANs %v %v, want the old %v %v plus %s and %s", n, c.IPAddresses, c.DNSNames, o.IPAddresses, o.DNSNames, newIP, newDNS)
 		}
 		if pki.VerifyKeyPair(c.PublicKey, old.Get(n).Key) == nil {
 			t.Errorf("%s: key was not rotated", n)

@@ -439,15 +439,23 @@ func (g *gen) write(l pki.Layout) error {
 	if err := writeAll(files); err != nil {
 		return err
 	}
-	// The kubelet's rotating files are symlinks to the dated PEMs beside them, as the kubelet
-	// keeps them; relative, so the tree still works when copied or given as a relative path.
-	if err := os.Symlink(filepath.Base(clientFile), filepath.Join(kubeletPKI, "kubelet-client-current.pem")); err != nil {
-		return fmt.Errorf("link kubelet-client-current.pem: %w", err)
+	// The kubelet's rotating files are symlinks to the dated PEMs beside them, ABSOLUTE node
+	// paths as the kubelet writes them (kubelet-client-current.pem ->
+	// /var/lib/kubelet/pki/kubelet-client-<date>.pem): under --root they point outside the
+	// tree, and certctl must resolve them under the root.
+	link := func(target, name string) error {
+		if err := os.Symlink(l.NodePath(target), filepath.Join(kubeletPKI, name)); err != nil {
+			return fmt.Errorf("link %s: %w", name, err)
+		}
+		return nil
+	}
+	if err := link(clientFile, "kubelet-client-current.pem"); err != nil {
+		return err
 	}
 	if serverTLSBootstrap {
 		srvFile := filepath.Join(kubeletPKI, fmt.Sprintf("kubelet-server-%s.pem", stamp.UTC().Format("2006-01-02-15-04-05")))
-		if err := os.Symlink(filepath.Base(srvFile), filepath.Join(kubeletPKI, "kubelet-server-current.pem")); err != nil {
-			return fmt.Errorf("link kubelet-server-current.pem: %w", err)
+		if err := link(srvFile, "kubelet-server-current.pem"); err != nil {
+			return err
 		}
 	}
 	return nil

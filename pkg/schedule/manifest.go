@@ -3,6 +3,8 @@ package schedule
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"strconv"
@@ -116,11 +118,19 @@ func stagger(expr string, i int) (string, error) {
 	return "", fmt.Errorf("--schedule %q: give a fixed minute or hour so the nodes can be staggered", expr)
 }
 
-// jobName is a valid CronJob name (at most 52 characters) for node.
+// maxCronJobName: a CronJob's name is at most 52 characters, because the Jobs it creates
+// append an 11-character suffix and must stay within 63.
+const maxCronJobName = 52
+
+// jobName is a valid CronJob name for node, unique per node: a name that is too long keeps
+// its first characters and ends in a hash of the whole node name, so two long node names
+// with the same prefix do not collide.
 func jobName(node string) string {
 	n := "certctl-renew-" + strings.ReplaceAll(strings.ToLower(node), ".", "-")
-	if len(n) > 52 {
-		n = strings.TrimRight(n[:52], "-")
+	if len(n) <= maxCronJobName {
+		return n
 	}
-	return n
+	sum := sha256.Sum256([]byte(node))
+	h := hex.EncodeToString(sum[:])[:8]
+	return strings.TrimRight(n[:maxCronJobName-len(h)-1], "-") + "-" + h
 }

@@ -46,6 +46,9 @@ type Options struct {
 	Restart     bool          // pass --restart
 	CertctlPath string        // default /usr/local/bin/certctl
 	Jitter      time.Duration // random delay, default 1h
+	// Location is the node's time zone, in which cron and systemd read the schedule (nil:
+	// time.Local). NodeLocation finds it.
+	Location *time.Location
 }
 
 // Defaults fills empty fields.
@@ -98,7 +101,8 @@ func (o *Options) Validate(analyze CalendarAnalyzer) error {
 	return err
 }
 
-// CalendarAnalyzer returns the next elapse of an OnCalendar expression after now.
+// CalendarAnalyzer returns the next elapse of an OnCalendar expression after now, reading the
+// expression in now's location (the node's time zone).
 type CalendarAnalyzer func(expr string, now time.Time) (time.Time, error)
 
 // SystemdAnalyze is a CalendarAnalyzer backed by `systemd-analyze calendar`, or nil when
@@ -110,10 +114,19 @@ func SystemdAnalyze() CalendarAnalyzer {
 	return func(expr string, now time.Time) (time.Time, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		out, err := exec.CommandContext(ctx, "systemd-analyze", "calendar", "--base-time=@"+strconv.FormatInt(now.Unix(), 10), expr).CombinedOutput()
+		run := func(args ...string) ([]byte, error) {
+			cmd := exec.CommandContext(ctx, "systemd-analyze", args...)
+			if name := now.Location().String(); name != "Local" {
+				// systemd-analyze reads the expression in its own local time, as PID 1 does
+				// in the node's: give it the node's zone.
+				cmd.Env = append(os.Environ(), "TZ="+name)
+			}
+			return cmd.CombinedOutput()
+		}
+		out, err := run("calendar", "--base-time=@"+strconv.FormatInt(now.Unix(), 10), expr)
 		if err != nil {
 			// Older systemd has no --base-time: the next elapse is then relative to now.
-			out, err = exec.CommandContext(ctx, "systemd-analyze", "calendar", expr).CombinedOutput()
+			out, err = run("calendar", expr)
 		}
 		if err != nil {
 			return time.Time{}, fmt.Errorf("OnCalendar %q: %s", expr, strings.TrimSpace(string(out)))
@@ -125,27 +138,60 @@ func SystemdAnalyze() CalendarAnalyzer {
 		if m == nil {
 			return time.Time{}, fmt.Errorf("OnCalendar %q: no next elapse in %q", expr, out)
 		}
-		return time.ParseInLocation("2006-01-02 15:04:05", m[1], time.UTC)
+		next, err := time.ParseInLocation("2006-01-02 15:04:05", m[1], time.UTC)
+		return next.In(now.Location()), err
 	}
 }
 
-// Next is when the schedule runs next after now (before the random delay).
+// Next is when the schedule runs next after now (before the random delay), in the node's
+// time zone (o.Location): cron and systemd read "30 3 * * *" or "daily" in local time.
 func (o *Options) Next(now time.Time, analyze CalendarAnalyzer) (time.Time, error) {
+	loc := o.Location
+	if loc == nil {
+		loc = time.Local
+	}
+	now = now.In(loc)
 	if cronExpr, ok := calendarKeywords[o.When]; ok {
 		c, _ := ParseCron(cronExpr)
-		return c.Next(now.UTC()), nil
+		return c.Next(now), nil
 	}
 	if o.Method == MethodCron {
 		c, err := ParseCron(o.When)
 		if err != nil {
 			return time.Time{}, fmt.Errorf("--when: %w", err)
 		}
-		return c.Next(now.UTC()), nil
+		return c.Next(now), nil
 	}
 	if analyze == nil {
 		return time.Time{}, fmt.Errorf("--when %q: cannot check an OnCalendar expression without systemd-analyze: use hourly, daily, weekly or monthly, or --method cron with a cron expression", o.When)
 	}
 	return analyze(o.When, now)
+}
+
+// NodeLocation is the time zone cron and systemd use on the node at l: $TZ when set (as for
+// any program), else the node's /etc/localtime (resolved under the root, so a container
+// with the host at /host reads the host's zone), else time.Local.
+func NodeLocation(l pki.Layout) *time.Location {
+	if tz, ok := os.LookupEnv("TZ"); ok {
+		if loc, err := time.LoadLocation(strings.TrimPrefix(tz, ":")); err == nil {
+			return loc
+		}
+	}
+	if l.Root != "" && l.Root != "/" {
+		p := l.Resolve("/etc/localtime")
+		if data, err := os.ReadFile(p); err == nil {
+			// The zone's name, for systemd-analyze and the output, from the link's target
+			// (/etc/localtime -> /usr/share/zoneinfo/Europe/Berlin).
+			name := "Local"
+			if _, after, ok := strings.Cut(p, "/zoneinfo/"); ok {
+				name = after
+			}
+			if loc, err := time.LoadLocationFromTZData(name, data); err == nil {
+				return loc
+			}
+		}
+	}
+	return time.Local
 }
 
 // Command is the exact command the schedule runs.
@@ -315,7 +361,7 @@ func GetStatus(l pki.Layout, now time.Time, analyze CalendarAnalyzer) (*Status, 
 		}
 	}
 	if st.Installed && st.When != "" {
-		o := Options{Method: st.Method, When: st.When}
+		o := Options{Method: st.Method, When: st.When, Location: NodeLocation(l)}
 		if next, err := o.Next(now, analyze); err == nil {
 			st.Next = &next
 		}

@@ -170,6 +170,7 @@ func TestValidate(t *testing.T) {
 // TestInstallRemoveStatus installs under a temporary root (no systemd there), switches
 // method, reads the status with a last run, and removes.
 func TestInstallRemoveStatus(t *testing.T) {
+	t.Setenv("TZ", "UTC") // the expected times below are the node's local time
 	l := pki.NewLayout(pki.LayoutOptions{Root: t.TempDir()})
 	ctx := context.Background()
 	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)

@@ -1,0 +1,113 @@
+// Command testreport reads `go test -json` on stdin and prints what `make test` must show:
+// go test's own package lines ("ok  pkg 1.2s", "FAIL pkg", build errors: CI reads them), the
+// full output of every failed test, and every skipped test with its reason, which plain
+// `go test` hides. It ends with a count of the skips and exits 1 when anything failed.
+//
+//	go test -json ./... | go run ./hack/testreport
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// event is one line of `go test -json` (cmd/test2json).
+type event struct {
+	Time    time.Time
+	Action  string
+	Package string
+	Test    string
+	Elapsed float64
+	Output  string
+}
+
+func main() {
+	failed, err := report(os.Stdin, os.Stdout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testreport:", err)
+		os.Exit(2)
+	}
+	if failed {
+		os.Exit(1)
+	}
+}
+
+// report copies the events of in to w as described above; failed says whether a test,
+// a package or a build failed.
+func report(in io.Reader, w io.Writer) (failed bool, err error) {
+	output := map[string][]string{} // package/test -> its output so far
+	var skips []string
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		var ev event
+		if json.Unmarshal(line, &ev) != nil || ev.Action == "" {
+			fmt.Fprintln(w, string(line)) // not an event: pass it on (go vet, build noise)
+			if strings.HasPrefix(string(line), "FAIL") {
+				failed = true
+			}
+			continue
+		}
+		key := ev.Package + "/" + ev.Test
+		switch ev.Action {
+		case "build-output":
+			fmt.Fprint(w, ev.Output)
+		case "build-fail":
+			failed = true
+		case "output":
+			if ev.Test == "" {
+				// Package level: go test's closing lines and anything outside a test.
+				if o := strings.TrimSpace(ev.Output); o != "PASS" && o != "FAIL" && !strings.HasPrefix(o, "=== ") && o != "" {
+					fmt.Fprint(w, ev.Output)
+				}
+				continue
+			}
+			output[key] = append(output[key], ev.Output)
+		case "skip":
+			if ev.Test != "" {
+				skips = append(skips, ev.Package+" "+ev.Test)
+				fmt.Fprint(w, strings.Join(skipLines(output[key]), ""))
+			}
+			delete(output, key)
+		case "fail":
+			failed = true
+			if ev.Test != "" {
+				fmt.Fprint(w, strings.Join(output[key], ""))
+			}
+			delete(output, key)
+		case "pass":
+			delete(output, key)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return true, err
+	}
+	fmt.Fprintf(w, "%d tests skipped", len(skips))
+	if len(skips) > 0 {
+		fmt.Fprint(w, " (the --- SKIP lines above say why)")
+	}
+	fmt.Fprintln(w)
+	return failed, nil
+}
+
+// skipLines are a skipped test's "--- SKIP" line and then the reason, as go test -v prints
+// them, without its "=== RUN" and "=== PAUSE" lines.
+func skipLines(out []string) []string {
+	var head, reason []string
+	for _, l := range out {
+		switch t := strings.TrimSpace(l); {
+		case strings.HasPrefix(t, "=== "):
+		case strings.HasPrefix(t, "--- SKIP"):
+			head = append(head, l)
+		default:
+			reason = append(reason, l)
+		}
+	}
+	return append(head, reason...)
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestReportRealGoTest runs `go test -json` on a throwaway module with a passing, a skipped
+// and a failing test, and checks what the report shows.
+func TestReportRealGoTest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go test on a throwaway module")
+	}
+	dir := t.TempDir()
+	files := map[string]string{
+		"go.mod": "module example.com/m\n\ngo 1.21\n",
+		"a/a_test.go": `package a
+
+import "testing"
+
+func TestPasses(t *testing.T) { t.Log("quiet") }
+func TestSkips(t *testing.T)  { t.Skip("needs the kube-apiserver binary") }
+func TestFails(t *testing.T)  { t.Error("broken on purpose") }
+`,
+		"b/b_test.go": "package b\n\nimport \"testing\"\n\nfunc TestOK(t *testing.T) {}\nfunc TestSkipped(t *testing.T) { t.Skipf(\"skipped: %d\", 42) }\n",
+	}
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command("go", "test", "-count=1", "-json", "./...")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+	events, _ := cmd.Output() // exits 1: a test fails on purpose
+	var out bytes.Buffer
+	failed, err := report(bytes.NewReader(events), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	if !failed {
+		t.Errorf("a failing test was not reported as a failure:\n%s", got)
+	}
+	for _, want := range []string{
+		"--- SKIP: TestSkips", "needs the kube-apiserver binary",
+		"--- SKIP: TestSkipped", "skipped: 42",
+		"--- FAIL: TestFails", "broken on purpose",
+		"FAIL\texample.com/m/a", "ok  \texample.com/m/b",
+		"2 tests skipped",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+	if i, j := strings.Index(got, "--- SKIP: TestSkips"), strings.Index(got, "needs the kube-apiserver binary"); i > j {
+		t.Errorf("the reason comes before its --- SKIP line:\n%s", got)
+	}
+	for _, unwanted := range []string{"quiet", "=== RUN   TestPasses", "--- PASS", "=== RUN   TestSkips"} {
+		if strings.Contains(got, unwanted) {
+			t.Errorf("report shows %q of a passing test:\n%s", unwanted, got)
+		}
+	}
+}
