@@ -32,6 +32,9 @@ type renewOptions struct {
 	LockTimeout      time.Duration
 	RandomDelay      time.Duration
 	Restart          bool
+	// kube-system/kubeadm-config for --san (docs/renew.md).
+	SkipKubeadmConfig bool
+	Kubeconfig        string
 	restartOptions
 }
 
@@ -98,6 +101,8 @@ those that need it, verified over TLS, with rollback (docs/restart.md).`,
 	f.BoolVarP(&o.Yes, "yes", "y", false, "do not ask for confirmation")
 	f.DurationVar(&o.LockTimeout, "lock-timeout", 30*time.Second, "how long to wait for another certctl run holding the lock")
 	f.BoolVar(&o.Restart, "restart", false, "then restart exactly the components that need it (see certctl restart), rolling back to the backup if one does not come back")
+	f.BoolVar(&o.SkipKubeadmConfig, "skip-kubeadm-config", false, "do not record --san in kube-system/kubeadm-config (ClusterConfiguration.apiServer.certSANs)")
+	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig for the kubeadm-config update (default: the node's admin.conf)")
 	o.restartOptions.flags(cmd)
 	f.DurationVar(&o.RandomDelay, "random-delay", 0, "wait a random time up to this long before starting (spreads scheduled runs of several nodes)")
 	return cmd
@@ -156,9 +161,13 @@ func (o *renewOptions) run(ctx context.Context, args []string) (err error) {
 	}
 	l := o.Layout()
 	now := time.Now()
+	var kcfg *renew.KubeadmConfigOptions
+	if len(sans) > 0 && !o.SkipKubeadmConfig {
+		kcfg = kubeadmConfigTarget(l, o.Kubeconfig, 0)
+	}
 	plan, err := renew.NewPlan(l, renew.Options{
 		Names: args, SANs: sans, Days: o.Days, KeyMode: o.Key, KeyAlgorithm: o.KeyAlgorithm,
-		IfExpiringWithin: within, CSROnly: o.CSROnly, Now: now,
+		IfExpiringWithin: within, CSROnly: o.CSROnly, Now: now, KubeadmConfig: kcfg,
 	})
 	if err != nil {
 		return withCode(ExitError, err)
@@ -217,6 +226,7 @@ func (o *renewOptions) run(ctx context.Context, args []string) (err error) {
 	}
 	rec.Result, rec.Renewed, rec.BackupID = lastrun.ResultRenewed, names, res.BackupID
 	fmt.Fprintf(out, "renewed %d: %s\nbackup: %s (certctl restore %s)\n", len(res.Changed), strings.Join(names, ", "), res.BackupID, res.BackupID)
+	res.KubeadmConfig.Render(out)
 	for _, c := range res.Changed {
 		if c.Name != "admin.conf" {
 			continue
