@@ -155,3 +155,11 @@ func TestLaterCommand(t *testing.T) {
 		t.Errorf("LaterCommand = %q, want %q", got, want)
 	}
 }
+
+func yaml2map(doc string, m *map[string]any) error { return yaml.Unmarshal([]byte(doc), m) }
+
+func equalYAML(a, b any) bool {
+	x, err1 := yaml.Marshal(a)
+	y, err2 := yaml.Marshal(b)
+	return err1 == nil && err2 == nil && string(x) == string(y)
+}
