@@ -67,6 +67,12 @@ by the next certctl run; a lock keeps two renewals apart.
 With an external CA (no ca.key), --csr-only writes new keys and certificate requests for
 your CA to sign; nothing in the tree changes.
 
+--san is also recorded in kube-system/kubeadm-config (ClusterConfiguration.apiServer.certSANs,
+or etcd.local.serverCertSANs/peerCertSANs) through admin.conf, so the next kubeadm join or
+'kubeadm init phase certs' keeps it; the plan shows it, --dry-run only reads it. When the API
+is unreachable the certificates are still renewed and a warning names the command to run
+later (certctl kubeadm-config add-san ...). --skip-kubeadm-config leaves it alone.
+
 A ~/.kube/config that is a copy of admin.conf (same client certificate) is refreshed from the
 renewed admin.conf, after a backup, keeping its other clusters; other kubeconfigs: certctl
 kubeconfig refresh --to PATH.
@@ -76,7 +82,7 @@ those that need it, verified over TLS, with rollback (docs/restart.md).`,
 		Example: `  # case B and C at once: 10 years, the load balancer's IP added to the apiserver cert
   certctl renew --days 3650 --san 10.2.1.139
 
-  # case B: only the apiserver certificate, with the VIP
+  # case B: only the apiserver certificate, with the VIP (also added to kubeadm-config)
   certctl renew apiserver --san 10.2.0.100
 
   # what cron runs: only what expires within 30 days, no questions
