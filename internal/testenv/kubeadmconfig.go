@@ -1,11 +1,14 @@
 package testenv
 
 import (
+	"crypto/x509"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/certctl/certctl/pkg/pki"
 )
 
 // UploadConfig stores the tree's kubeadm configuration in the control plane's
@@ -52,4 +55,18 @@ func (tr *Tree) CertsFromConfig(t testing.TB, clusterConfiguration, name string)
 	other := &Tree{Root: root, kubeadm: tr.kubeadm}
 	other.Kubeadm(t, "init", "phase", "certs", name)
 	return pkiDir
+}
+
+// CertFile parses the first certificate of the PEM file at path.
+func CertFile(t testing.TB, path string) *x509.Certificate {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := pki.ParseCertificates(path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs[0]
 }

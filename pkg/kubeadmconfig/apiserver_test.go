@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/kubeadmconfig"
-	"github.com/certctl/certctl/pkg/pki"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -44,19 +42,6 @@ func sans(c *x509.Certificate) []string {
 		out = append(out, ip.String())
 	}
 	return out
-}
-
-func readCert(t *testing.T, path string) *x509.Certificate {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certs, err := pki.ParseCertificates(path, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return certs[0]
 }
 
 // TestApplyKubeadmKeepsSAN adds 10.2.1.139 to the kubeadm-config that the real kubeadm
@@ -109,8 +94,8 @@ func TestApplyKubeadmKeepsSAN(t *testing.T) {
 
 	// What the next `kubeadm init phase certs apiserver --config` makes of it.
 	pkiDir := tr.CertsFromConfig(t, after, "apiserver")
-	made := readCert(t, filepath.Join(pkiDir, "apiserver.crt"))
-	old := readCert(t, filepath.Join(tr.Layout.PKIDir, "apiserver.crt"))
+	made := testenv.CertFile(t, filepath.Join(pkiDir, "apiserver.crt"))
+	old := testenv.CertFile(t, filepath.Join(tr.Layout.PKIDir, "apiserver.crt"))
 	for _, s := range append(sans(old), "10.2.1.139") {
 		if !slices.Contains(sans(made), s) {
 			t.Errorf("kubeadm's apiserver.crt from the edited config lacks %s: it has %v", s, sans(made))
