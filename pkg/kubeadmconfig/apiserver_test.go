@@ -180,3 +180,19 @@ func TestNotKubeadm(t *testing.T) {
 		t.Errorf("Apply created something: Read err %v", err)
 	}
 }
+
+// TestKubeadmReadsEditedDoc: the real kubeadm accepts what AddSANs writes (yaml.v3's
+// indentation, comments kept) and makes an apiserver certificate with the old and new SANs.
+func TestKubeadmReadsEditedDoc(t *testing.T) {
+	tr := testenv.KubeadmTree(t, testenv.TreeOptions{})
+	doc, added, err := kubeadmconfig.AddSANs(kubeadmDoc, kubeadmconfig.APIServerSANs, []string{"10.2.1.139", "lb.example.com"})
+	if err != nil || len(added) != 2 {
+		t.Fatalf("AddSANs: %v, added %v", err, added)
+	}
+	made := testenv.CertFile(t, filepath.Join(tr.CertsFromConfig(t, doc, "apiserver"), "apiserver.crt"))
+	for _, s := range []string{"10.2.0.100", "10.2.1.139", "lb.example.com", "kubernetes.default.svc", "10.96.0.1"} {
+		if !slices.Contains(sans(made), s) {
+			t.Errorf("kubeadm's apiserver.crt lacks %s: %v", s, sans(made))
+		}
+	}
+}
