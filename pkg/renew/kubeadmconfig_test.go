@@ -175,7 +175,19 @@ func TestRenewSANAPIUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", later, err, out)
 	}
-	if sans, _, _ := configMap(t, cs); strings.Join(sans, ",") != "10.2.0.100,10.2.1.139" {
+	sans, _, rv1 := configMap(t, cs)
+	if strings.Join(sans, ",") != "10.2.0.100,10.2.1.139" {
 		t.Errorf("after %q certSANs %v", later, sans)
+	}
+	out, err = exec.Command(testenv.Certctl(t), "--root", tr.Root, "kubeadm-config", "add-san", "10.9.9.9", "--dry-run").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "would add 10.9.9.9 to apiServer.certSANs; dry run: nothing changed") {
+		t.Errorf("add-san --dry-run: %v\n%s", err, out)
+	}
+	if _, _, rv := configMap(t, cs); rv != rv1 {
+		t.Errorf("add-san --dry-run changed kubeadm-config (resourceVersion %s -> %s)", rv1, rv)
+	}
+	out, err = exec.Command(testenv.Certctl(t), "--root", tr.Root, "kubeadm-config", "add-san", "10.9.9.9", "--cert", "front-proxy-client").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `--cert "front-proxy-client": want apiserver, etcd-server or etcd-peer`) {
+		t.Errorf("add-san --cert front-proxy-client: %v\n%s", err, out)
 	}
 }
