@@ -87,8 +87,13 @@ func runNode(ctx context.Context, cs kubernetes.Interface, node string, o RunOpt
 	var pod *corev1.Pod
 	var why string
 	started := false
+	createdAt := time.Now()
+	errNotStarted := errors.New("not started")
 	limit := o.StartTimeout + o.Deadline
 	err = wait.PollUntilContextTimeout(ctx, o.Poll, limit, true, func(ctx context.Context) (bool, error) {
+		if !started && time.Since(createdAt) > o.StartTimeout {
+			return false, errNotStarted
+		}
 		list, err := cs.CoreV1().Pods(o.Namespace).List(ctx, metav1.ListOptions{LabelSelector: JobNameLabel + "=" + created.Name})
 		if err != nil {
 			why = err.Error()
@@ -118,7 +123,7 @@ func runNode(ctx context.Context, cs kubernetes.Interface, node string, o RunOpt
 	})
 	if err != nil {
 		cleanup()
-		if errors.Is(err, context.DeadlineExceeded) || wait.Interrupted(err) {
+		if errors.Is(err, errNotStarted) || errors.Is(err, context.DeadlineExceeded) || wait.Interrupted(err) {
 			if started {
 				return notRun("the pod on %s did not finish within %s", node, o.Deadline)
 			}
