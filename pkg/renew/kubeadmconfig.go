@@ -108,6 +108,8 @@ func (s *KubeadmConfigStep) apply() *KubeadmConfigResult {
 	return res
 }
 
+const configMapName = kubeadmconfig.Namespace + "/" + kubeadmconfig.Name
+
 func editsString(edits []kubeadmconfig.Edit) string {
 	var parts []string
 	for _, e := range edits {
@@ -121,7 +123,7 @@ func (s *KubeadmConfigStep) render(w io.Writer) {
 	if s == nil {
 		return
 	}
-	cm := kubeadmconfig.Namespace + "/" + kubeadmconfig.Name
+	cm := configMapName
 	switch {
 	case s.Err != nil:
 		fmt.Fprintf(w, "warning: %s will not be updated: %v\n  kubeadm makes certificates from it (next control-plane join, 'kubeadm init phase certs', upgrade) and would drop the SAN again;\n  once the API server is reachable run: %s\n", cm, s.Err, s.Later)
@@ -137,7 +139,7 @@ func (r *KubeadmConfigResult) Render(w io.Writer) {
 	if r == nil {
 		return
 	}
-	cm := kubeadmconfig.Namespace + "/" + kubeadmconfig.Name
+	cm := configMapName
 	switch {
 	case r.Err != nil:
 		fmt.Fprintf(w, "warning: %s was not updated: %v\n  once the API server is reachable run: %s\n", cm, r.Err, r.Later)
