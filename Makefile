@@ -4,13 +4,30 @@ BIN       := bin/certctl
 DEMO_DIR  ?= _out/demo-node
 # Binaries the integration tests run (real kubeadm, kube-apiserver, etcd, controller-manager).
 TEST_K8S_BINS := kubeadm kube-apiserver kube-controller-manager kube-scheduler etcd
+# `make image`: certctl's container image, a docker-archive tarball (ctr/docker/podman load it).
+IMAGE     ?= localhost/certctl:dev
+IMAGE_TAR ?= _out/certctl-image.tar
+IMAGE_BIN ?= _out/image/certctl
 
-.PHONY: all build demo test unit lint k8s-bins bench e2e e2e-multi lab-up lab-down lab-multi-up lab-multi-down clean
+.PHONY: all build image demo test unit lint k8s-bins bench e2e e2e-multi lab-up lab-down lab-multi-up lab-multi-down clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/certctl
+
+# A static certctl (CGO_ENABLED=0) at /usr/local/bin/certctl, ENTRYPOINT certctl, plus /etc
+# and /tmp, in one layer written by hack/lab/mkimage: no docker daemon, no registry. Load it
+# with `ctr -n k8s.io images import $(IMAGE_TAR)` or `docker load -i $(IMAGE_TAR)`. For a
+# docker/buildah build from source see the Dockerfile.
+image:
+	@mkdir -p $(dir $(IMAGE_TAR)) $(dir $(IMAGE_BIN))
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(IMAGE_BIN) ./cmd/certctl
+	$(GO) run ./hack/lab/mkimage -o $(IMAGE_TAR) -tag $(IMAGE) \
+	  -file $(IMAGE_BIN)=/usr/local/bin/certctl -entrypoint /usr/local/bin/certctl \
+	  -label org.opencontainers.image.title=certctl \
+	  -label org.opencontainers.image.revision=$$(git rev-parse HEAD 2>/dev/null || echo unknown)
+	@echo "wrote $(IMAGE_TAR) ($(IMAGE))"
 
 # Builds certctl, writes a sandbox kubeadm node with the field cases' faults, inspects it.
 demo: build

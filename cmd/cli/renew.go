@@ -29,6 +29,9 @@ type renewOptions struct {
 	LockTimeout      time.Duration
 	RandomDelay      time.Duration
 	Restart          bool
+	// kube-system/kubeadm-config for --san (docs/renew.md).
+	SkipKubeadmConfig bool
+	Kubeconfig        string
 	restartOptions
 }
 
@@ -61,6 +64,12 @@ by the next certctl run; a lock keeps two renewals apart.
 With an external CA (no ca.key), --csr-only writes new keys and certificate requests for
 your CA to sign; nothing in the tree changes.
 
+--san is also recorded in kube-system/kubeadm-config (ClusterConfiguration.apiServer.certSANs,
+or etcd.local.serverCertSANs/peerCertSANs) through admin.conf, so the next kubeadm join or
+'kubeadm init phase certs' keeps it; the plan shows it, --dry-run only reads it. When the API
+is unreachable the certificates are still renewed and a warning names the command to run
+later (certctl kubeadm-config add-san ...). --skip-kubeadm-config leaves it alone.
+
 A ~/.kube/config that is a copy of admin.conf (same client certificate) is refreshed from the
 renewed admin.conf, after a backup, keeping its other clusters; other kubeconfigs: certctl
 kubeconfig refresh --to PATH.
@@ -70,7 +79,7 @@ those that need it, verified over TLS, with rollback (docs/restart.md).`,
 		Example: `  # case B and C at once: 10 years, the load balancer's IP added to the apiserver cert
   certctl renew --days 3650 --san 10.2.1.139
 
-  # case B: only the apiserver certificate, with the VIP
+  # case B: only the apiserver certificate, with the VIP (also added to kubeadm-config)
   certctl renew apiserver --san 10.2.0.100
 
   # what cron runs: only what expires within 30 days, no questions
@@ -95,6 +104,8 @@ those that need it, verified over TLS, with rollback (docs/restart.md).`,
 	f.BoolVarP(&o.Yes, "yes", "y", false, "do not ask for confirmation")
 	f.DurationVar(&o.LockTimeout, "lock-timeout", 30*time.Second, "how long to wait for another certctl run holding the lock")
 	f.BoolVar(&o.Restart, "restart", false, "then restart exactly the components that need it (see certctl restart), rolling back to the backup if one does not come back")
+	f.BoolVar(&o.SkipKubeadmConfig, "skip-kubeadm-config", false, "do not record --san in kube-system/kubeadm-config (ClusterConfiguration.apiServer.certSANs)")
+	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig for the kubeadm-config update (default: the node's admin.conf)")
 	o.restartOptions.flags(cmd)
 	f.DurationVar(&o.RandomDelay, "random-delay", 0, "wait a random time up to this long before starting (spreads scheduled runs of several nodes)")
 	return cmd
@@ -117,10 +128,15 @@ func (o *renewOptions) run(ctx context.Context, args []string) error {
 			return withCode(ExitError, fmt.Errorf("--if-expiring-within %q: must be positive", o.IfExpiringWithin))
 		}
 	}
+	// --san also goes into kube-system/kubeadm-config, so kubeadm does not drop it again.
+	var kcfg *renew.KubeadmConfigOptions
+	if len(sans) > 0 && !o.SkipKubeadmConfig {
+		kcfg = kubeadmConfigTarget(o.Layout(), o.Kubeconfig, 0)
+	}
 	ro := renew.RunOptions{
 		Options: renew.Options{
 			Names: args, SANs: sans, Days: o.Days, KeyMode: o.Key, KeyAlgorithm: o.KeyAlgorithm,
-			IfExpiringWithin: within, CSROnly: o.CSROnly,
+			IfExpiringWithin: within, CSROnly: o.CSROnly, KubeadmConfig: kcfg,
 		},
 		DryRun: o.DryRun, RandomDelay: o.RandomDelay, CSRDir: o.CSRDir, LockTimeout: o.LockTimeout,
 		Command: "certctl " + strings.Join(os.Args[1:], " "), Out: o.Streams.Out, Log: o.Streams.ErrOut,

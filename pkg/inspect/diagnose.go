@@ -40,7 +40,8 @@ func Diagnose(inv *pki.Inventory, o Options) *Report {
 	if len(o.NodeIPs) == 0 {
 		o.NodeIPs = NodeIPs(inv.Layout)
 	}
-	r := &Report{GeneratedAt: o.Now.UTC().Truncate(time.Second), Root: inv.Layout.Root, ControlPlane: inv.ControlPlane}
+	r := &Report{GeneratedAt: o.Now.UTC().Truncate(time.Second), Root: inv.Layout.Root, ControlPlane: inv.ControlPlane,
+		Role: string(inv.Role), RoleReason: inv.RoleReason}
 	d := diagnoser{inv: inv, o: o}
 	for _, it := range inv.Items {
 		c := d.item(it)
@@ -193,6 +194,8 @@ func (d *diagnoser) keyChecks(c *Certificate, it *pki.Item, pub any, base string
 	switch {
 	case it.KeyErr != nil:
 		c.add(Finding{SevCritical, CodeKeyMalformed, it.KeyErr.Error(), "restore the key from a backup ('certctl restore ID')"})
+	case it.KeyAbsent && isCA && !d.inv.ControlPlane:
+		// A worker never has the CA key: kubeadm join copies only ca.crt.
 	case it.KeyAbsent && isCA:
 		c.add(Finding{SevInfo, CodeCAKeyAbsent,
 			fmt.Sprintf("%s is not on this node: the CA is managed externally (or this is a secondary node); certificates it signs must be renewed with 'certctl renew --csr-only'", keyBase),
@@ -227,9 +230,15 @@ func (d *diagnoser) caItem(name string) *pki.Item {
 	return it
 }
 
-// caCert returns the certificate of the CA named name and the file it came from. A worker
-// has no PKI dir: the cluster CA is then the one kubelet.conf trusts.
+// caCert returns the certificate of the CA named name and the file it came from. On a
+// worker the cluster CA is the one kubelet.conf trusts (the kubelet's client certificate must
+// verify against what the kubelet itself uses), else pki/ca.crt.
 func (d *diagnoser) caCert(name string) (*x509.Certificate, string) {
+	if name == "ca" && !d.inv.ControlPlane {
+		if kc := d.inv.Get("kubelet.conf"); kc != nil && len(kc.KubeconfigCA) > 0 {
+			return kc.KubeconfigCA[0], "the CA in kubelet.conf"
+		}
+	}
 	if it := d.caItem(name); it != nil {
 		return it.Cert(), filepath.Base(it.Path)
 	}

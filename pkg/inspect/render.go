@@ -56,6 +56,9 @@ func Render(w io.Writer, r *Report, format string) error {
 }
 
 func renderTable(w io.Writer, r *Report, wide bool) error {
+	if r.Role != "" {
+		fmt.Fprintf(w, "Node role: %s (%s)\n\n", r.Role, r.RoleReason)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	hdr := "NAME\tEXPIRES\tRESIDUAL\tCA\tSTATUS"
 	if wide {

@@ -107,9 +107,13 @@ func (r *Report) AddFinding(name string, f Finding) bool {
 
 // Report is what inspect produces.
 type Report struct {
-	GeneratedAt  time.Time     `json:"generatedAt" yaml:"generatedAt"`
-	Root         string        `json:"root" yaml:"root"`
-	ControlPlane bool          `json:"controlPlane" yaml:"controlPlane"`
+	GeneratedAt  time.Time `json:"generatedAt" yaml:"generatedAt"`
+	Root         string    `json:"root" yaml:"root"`
+	ControlPlane bool      `json:"controlPlane" yaml:"controlPlane"`
+	// Role is control-plane or worker, decided by what the node runs; RoleReason is the
+	// evidence. On a worker only the kubelet's certificates (and the CA it trusts) are checked.
+	Role         string        `json:"role" yaml:"role"`
+	RoleReason   string        `json:"roleReason" yaml:"roleReason"`
 	Certificates []Certificate `json:"certificates" yaml:"certificates"`
 	// LastRun is the last scheduled or applied renewal, when there was one.
 	LastRun *lastrun.Record `json:"lastRun,omitempty" yaml:"lastRun,omitempty"`

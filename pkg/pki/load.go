@@ -51,8 +51,11 @@ func (it *Item) Cert() *x509.Certificate {
 type Inventory struct {
 	Layout Layout
 	Items  []*Item
-	// ControlPlane is true when the node has a PKI dir or control-plane manifests.
+	// ControlPlane is true when the node runs the control plane (see DetectRole).
 	ControlPlane bool
+	// Role is the node's role and RoleReason the evidence for it (DetectRole).
+	Role       Role
+	RoleReason string
 	// KubeletConfig is the parsed /var/lib/kubelet/config.yaml, when present.
 	KubeletConfig *KubeletConfig
 }
@@ -83,7 +86,8 @@ type KubeletConfig struct {
 // recorded on the item, so the rest is still inspected.
 func Load(l Layout, specs []Spec) *Inventory {
 	inv := &Inventory{Layout: l}
-	inv.ControlPlane = exists(l.Resolve(filepath.Join(l.PKIDir, "ca.crt"))) || exists(l.Resolve(filepath.Join(l.ManifestsDir, "kube-apiserver.yaml")))
+	inv.Role, inv.RoleReason = DetectRole(l)
+	inv.ControlPlane = inv.Role == RoleControlPlane
 	if kc, err := LoadKubeletConfig(l.Resolve(filepath.Join(l.KubeletDir, "config.yaml"))); err == nil {
 		inv.KubeletConfig = kc
 	}

@@ -44,6 +44,8 @@ type Result struct {
 	BackupID string    // empty when nothing changed or for --csr-only
 	CSRDir   string    // --csr-only: where the keys and requests are
 	Changed  []Changed // in plan order
+	// KubeadmConfig is what happened to kube-system/kubeadm-config, or nil.
+	KubeadmConfig *KubeadmConfigResult
 }
 
 // Components is the union of the changed items' components, sorted: what `renew --restart`
@@ -229,6 +231,9 @@ func Apply(p *Plan, o ApplyOptions) (*Result, error) {
 		}
 		res.Changed = append(res.Changed, c)
 	}
+	// After the files: the ConfigMap is what kubeadm reads next time; a failure there is
+	// reported (with the command to run later) and does not undo the renewal.
+	res.KubeadmConfig = p.KubeadmConfig.apply()
 	return res, nil
 }
 

@@ -62,6 +62,9 @@ type Options struct {
 	CSROnly bool
 	// Now is the time of the renewal (zero: time.Now()).
 	Now time.Time
+	// KubeadmConfig, when set and SANs are given for apiserver, etcd-server or etcd-peer,
+	// also records them in kube-system/kubeadm-config (see KubeadmConfigStep).
+	KubeadmConfig *KubeadmConfigOptions
 }
 
 // Actions of a plan row.
@@ -92,7 +95,9 @@ type Plan struct {
 	Layout  pki.Layout
 	Options Options
 	Rows    []Row
-	work    []*work
+	// KubeadmConfig is the kube-system/kubeadm-config step for --san, or nil.
+	KubeadmConfig *KubeadmConfigStep
+	work          []*work
 }
 
 // work is what Apply needs for one row that changes.
@@ -309,6 +314,15 @@ func NewPlan(l pki.Layout, o Options) (*Plan, error) {
 		w.idx = len(p.Rows)
 		p.Rows = append(p.Rows, row)
 		p.work = append(p.work, w)
+	}
+	if !o.CSROnly {
+		var targets []string
+		for _, n := range names {
+			if it := inv.Get(n); sanTargets[n] && it != nil && !it.Absent {
+				targets = append(targets, n)
+			}
+		}
+		p.KubeadmConfig = planKubeadmConfig(o.KubeadmConfig, targets, o.SANs)
 	}
 	if !explicit {
 		if it := inv.Get("kubelet.conf"); it != nil && !it.Absent && it.Kubeconfig != nil {

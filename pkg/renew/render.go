@@ -17,7 +17,11 @@ func (p *Plan) Render(w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Action, day(r.OldExpiry), day(r.NewExpiry),
 			dash(r.KeyAction), dash(strings.Join(r.SANsAdded, ",")), dash(r.Note))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	p.KubeadmConfig.render(w)
+	return nil
 }
 
 func day(t time.Time) string {

@@ -145,6 +145,7 @@ func Run(ctx context.Context, l pki.Layout, o RunOptions) (res *RunResult, err e
 	names := ar.Names()
 	rec.Result, rec.Renewed, rec.BackupID = lastrun.ResultRenewed, names, ar.BackupID
 	fmt.Fprintf(out, "renewed %d: %s\nbackup: %s (certctl restore %s)\n", len(ar.Changed), strings.Join(names, ", "), ar.BackupID, ar.BackupID)
+	ar.KubeadmConfig.Render(out)
 	if plan.Renews("admin.conf") {
 		if userCopy {
 			// The renewal's backup holds ~/.kube/config already.

@@ -2,9 +2,11 @@
 // `ctr images import` reads, so the lab runs the binaries it built without an image registry.
 //
 //	mkimage -o kube-apiserver.tar -tag registry.k8s.io/kube-apiserver:v1.32.4 \
-//	    -file /path/to/kube-apiserver=/usr/local/bin/kube-apiserver [-entrypoint /usr/local/bin/x]
+//	    -file /path/to/kube-apiserver=/usr/local/bin/kube-apiserver [-entrypoint /usr/local/bin/x] \
+//	    [-label org.opencontainers.image.revision=abc123 ...]
 //
 // The layer holds the given files (mode 0755) plus empty /etc, /tmp and /var directories.
+// `make image` builds certctl's own image with it (no docker daemon, no registry).
 package main
 
 import (
@@ -28,23 +30,24 @@ func (f *fileList) String() string     { return strings.Join(*f, ",") }
 func (f *fileList) Set(v string) error { *f = append(*f, v); return nil }
 
 func main() {
-	var files fileList
+	var files, labels fileList
 	out := flag.String("o", "", "output tarball")
 	tag := flag.String("tag", "", "image name, e.g. registry.k8s.io/pause:3.10")
 	entry := flag.String("entrypoint", "", "entrypoint (default: none; the pod spec names the command)")
 	flag.Var(&files, "file", "SRC=DEST to put into the image (repeatable)")
+	flag.Var(&labels, "label", "KEY=VALUE image label (repeatable)")
 	flag.Parse()
 	if *out == "" || *tag == "" || len(files) == 0 {
 		fmt.Fprintln(os.Stderr, "usage: mkimage -o OUT.tar -tag NAME:TAG -file SRC=DEST [-file ...] [-entrypoint PATH]")
 		os.Exit(2)
 	}
-	if err := write(*out, *tag, *entry, files); err != nil {
+	if err := write(*out, *tag, *entry, files, labels); err != nil {
 		fmt.Fprintln(os.Stderr, "mkimage:", err)
 		os.Exit(1)
 	}
 }
 
-func write(out, tag, entry string, files []string) error {
+func write(out, tag, entry string, files, labels []string) error {
 	dir, err := os.MkdirTemp(filepath.Dir(out), ".mkimage-")
 	if err != nil {
 		return err
@@ -66,6 +69,17 @@ func write(out, tag, entry string, files []string) error {
 	}
 	if entry != "" {
 		cfg["config"].(map[string]any)["Entrypoint"] = []string{entry}
+	}
+	if len(labels) > 0 {
+		m := map[string]string{}
+		for _, l := range labels {
+			k, v, ok := strings.Cut(l, "=")
+			if !ok || k == "" {
+				return fmt.Errorf("-label %q: want KEY=VALUE", l)
+			}
+			m[k] = v
+		}
+		cfg["config"].(map[string]any)["Labels"] = m
 	}
 	cfgData, err := json.Marshal(cfg)
 	if err != nil {
