@@ -175,8 +175,8 @@ func (inv *Inventory) load(s Spec) *Item {
 		it.PublicKey, it.CertErr = ParsePublicKey(it.Path, data)
 		it.Key, it.KeyAbsent, it.KeyErr = readKey(it.KeyPath)
 	default:
-		it.Certs, it.CertErr = readCerts(it.Path)
-		it.Key, it.KeyAbsent, it.KeyErr = readKey(it.KeyPath)
+		it.Certs, it.CertErr = readCerts(inv.FollowLink(it.Path))
+		it.Key, it.KeyAbsent, it.KeyErr = readKey(inv.FollowLink(it.KeyPath))
 	}
 	return it
 }
@@ -251,13 +251,13 @@ func (inv *Inventory) loadKubeconfig(it *Item) {
 	case creds.CertFile != "":
 		// kubelet.conf points at the rotating kubelet-client-current.pem.
 		certPath := inv.resolve(it.Path, creds.CertFile)
-		it.Certs, it.CertErr = readCerts(certPath)
+		it.Certs, it.CertErr = readCerts(inv.FollowLink(certPath))
 		keyPath := certPath
 		if creds.KeyFile != "" {
 			keyPath = inv.resolve(it.Path, creds.KeyFile)
 		}
 		it.KeyPath = keyPath
-		it.Key, it.KeyAbsent, it.KeyErr = readKey(keyPath)
+		it.Key, it.KeyAbsent, it.KeyErr = readKey(inv.FollowLink(keyPath))
 	case creds.Token:
 		// Token or exec-plugin users carry no certificate: nothing to check.
 	default:
@@ -272,4 +272,28 @@ func (inv *Inventory) resolve(kubeconfigPath, p string) string {
 		return UnderRoot(inv.Layout.Root, p)
 	}
 	return filepath.Join(filepath.Dir(kubeconfigPath), p)
+}
+
+// FollowLink resolves symbolic links in the last element of p the way the node would: the
+// kubelet writes kubelet-client-current.pem as a link to an absolute node path, which under
+// --root must resolve under the root, not on this machine. Under "/" p is returned as is.
+func (inv *Inventory) FollowLink(p string) string { return FollowLink(inv.Layout.Root, p) }
+
+// FollowLink is Inventory.FollowLink for a given root.
+func FollowLink(root, p string) string {
+	if root == "" || root == "/" {
+		return p
+	}
+	for range 8 {
+		target, err := os.Readlink(p)
+		if err != nil {
+			return p
+		}
+		if filepath.IsAbs(target) {
+			p = UnderRoot(root, target)
+		} else {
+			p = filepath.Join(filepath.Dir(p), target)
+		}
+	}
+	return p
 }
