@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -48,8 +50,15 @@ func (o *kubeletServingOptions) client() (kubernetes.Interface, error) {
 		}
 		return cs, nil
 	}
-	return nil, fmt.Errorf("no kubeconfig found (tried %s): give --kubeconfig", strings.Join(tried, ", "))
+	// In a pod (the in-cluster approver): its service account.
+	if rc, err := rest.InClusterConfig(); err == nil {
+		return kubernetes.NewForConfig(rc)
+	}
+	return nil, fmt.Errorf("%w (tried %s): give --kubeconfig", errNoKubeconfig, strings.Join(tried, ", "))
 }
+
+// errNoKubeconfig: no admin credentials on this node (a worker).
+var errNoKubeconfig = errors.New("no kubeconfig found")
 
 func newKubeletServingCmd(g *Globals) *cobra.Command {
 	o := &kubeletServingOptions{Globals: g}
@@ -103,7 +112,10 @@ CA that covers the node's addresses.`,
 			ctx, cancel := signalContext(c.Context())
 			defer cancel()
 			cs, err := o.client()
-			if err != nil {
+			switch {
+			case errors.Is(err, errNoKubeconfig) && !cluster:
+				cs = nil // a worker: the node's part only; approval happens elsewhere
+			case err != nil:
 				return withCode(ExitError, err)
 			}
 			_, err = kubeletserving.Enable(ctx, kubeletserving.EnableOptions{

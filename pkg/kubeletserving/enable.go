@@ -14,6 +14,7 @@ import (
 
 	"github.com/certctl/certctl/pkg/backup"
 	"github.com/certctl/certctl/pkg/fsutil"
+	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/pki"
 	certv1 "k8s.io/api/certificates/v1"
@@ -45,6 +46,9 @@ type EnableOptions struct {
 	HealthzURL  string
 	Out         io.Writer
 	Now         func() time.Time
+	// NodeIPText names the node's IPs for messages (default: from kubeadm-flags.env's
+	// --node-ip, else "its addresses").
+	NodeIPText string
 }
 
 // EnableResult says what Enable did.
@@ -54,6 +58,9 @@ type EnableResult struct {
 	CSR           string
 	Decision      *Decision
 	Served        *x509.Certificate
+	// ApprovalElsewhere: no admin credentials here; the CSR is approved by the in-cluster
+	// approver or on a control-plane node.
+	ApprovalElsewhere bool
 }
 
 // ConfigPath is the kubelet's configuration file.
@@ -169,6 +176,16 @@ func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
 		o.Timeout = 3 * time.Minute
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(o.Out, format+"\n", a...) }
+	if o.NodeIPText == "" {
+		o.NodeIPText = "its addresses"
+		var ips []string
+		for _, ip := range inspect.NodeIPs(o.Layout) {
+			ips = append(ips, ip.String())
+		}
+		if len(ips) > 0 {
+			o.NodeIPText = strings.Join(ips, ", ")
+		}
+	}
 	node := o.NodeName
 	if node == "" {
 		n, err := NodeName(o.Layout)
@@ -176,6 +193,9 @@ func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
 			return nil, err
 		}
 		node = n
+	}
+	if o.Cluster && o.Client == nil {
+		return nil, errors.New("--cluster needs admin credentials (admin.conf or --kubeconfig): run it on a control-plane node")
 	}
 	res := &EnableResult{}
 	changed, backupID, err := SetServerTLSBootstrap(o.Layout, o.Now())
@@ -189,9 +209,6 @@ func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
 		logf("%s: serverTLSBootstrap is already true", ConfigPath(o.Layout))
 	}
 	if o.Cluster {
-		if o.Client == nil {
-			return res, errors.New("--cluster needs a connection to the API server")
-		}
 		ch, err := SetClusterConfig(ctx, o.Client)
 		if err != nil {
 			return res, err
@@ -199,21 +216,24 @@ func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
 		logf("ConfigMap %s/%s: serverTLSBootstrap %s", KubeletConfigMapNamespace, KubeletConfigMapName, map[bool]string{true: "set to true: nodes that join from now on request CA-signed serving certificates", false: "was already true"}[ch])
 	}
 	if o.Client == nil {
-		return res, errors.New("no connection to the API server: give --kubeconfig (the kubelet's CSR must be approved through the API)")
+		// A worker has no admin credentials: do the node's part; the CSR is approved elsewhere.
+		if err := restartForCSR(ctx, o, logf); err != nil {
+			return res, err
+		}
+		res.ApprovalElsewhere = true
+		logf("no admin credentials on this node (no admin.conf): the kubelet files a kubernetes.io/kubelet-serving CSR as %s%s for %s once restarted; it is approved\n"+
+			"  - by the in-cluster approver, if installed (certctl kubelet-serving manifest | kubectl apply -f -), or\n"+
+			"  - on a control-plane node: certctl kubelet-serving approve --node %s\n"+
+			"until then the kubelet keeps serving its current certificate", NodeUserPrefix, node, o.NodeIPText, node)
+		return res, nil
 	}
 	roots, err := ClusterRoots(o.Layout)
 	if err != nil {
 		return res, err
 	}
 	since := o.Now().Add(-time.Minute)
-	if !o.NoRestart {
-		if o.Restart == nil {
-			o.Restart = kubelet.Systemd{Root: o.Layout.Root}
-		}
-		logf("restarting the kubelet")
-		if err := o.Restart.Restart(ctx); err != nil {
-			return res, err
-		}
+	if err := restartForCSR(ctx, o, logf); err != nil {
+		return res, err
 	}
 	requestor := NodeUserPrefix + node
 	logf("waiting for a kubernetes.io/kubelet-serving CSR from %s", requestor)
@@ -257,6 +277,20 @@ func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
 	res.Served = served
 	logf("the kubelet serves a certificate signed by the cluster CA covering %s, valid until %s", strings.Join(append(served.DNSNames, ipStrings(served)...), ", "), served.NotAfter.UTC().Format(time.RFC3339))
 	return res, nil
+}
+
+// restartForCSR restarts the kubelet so that it requests a serving certificate, or says that
+// it must be restarted (--no-restart).
+func restartForCSR(ctx context.Context, o EnableOptions, logf func(string, ...any)) error {
+	if o.NoRestart {
+		logf("%s", kubelet.NoRestartNotice("serverTLSBootstrap and file its serving CSR"))
+		return nil
+	}
+	if o.Restart == nil {
+		o.Restart = kubelet.Systemd{Root: o.Layout.Root}
+	}
+	logf("restarting the kubelet")
+	return o.Restart.Restart(ctx)
 }
 
 func ipStrings(c *x509.Certificate) []string {
