@@ -61,6 +61,15 @@ func (m *Metrics) Observe(d Decision) {
 	}
 }
 
+// SetLeader records whether this replica decides CSRs.
+func (m *Metrics) SetLeader(on bool) {
+	if on {
+		m.leader.Set(1)
+	} else {
+		m.leader.Set(0)
+	}
+}
+
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
@@ -159,4 +168,3 @@ func RunApprover(ctx context.Context, o ApproverOptions) error {
 	}
 	return nil
 }
-

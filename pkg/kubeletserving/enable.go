@@ -49,6 +49,8 @@ type EnableOptions struct {
 	// NodeIPText names the node's IPs for messages (default: from kubeadm-flags.env's
 	// --node-ip, else "its addresses").
 	NodeIPText string
+	// ApproverManifest, with Cluster, is installed when the in-cluster approver is not there.
+	ApproverManifest []byte
 }
 
 // EnableResult says what Enable did.
@@ -214,6 +216,9 @@ func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
 			return res, err
 		}
 		logf("ConfigMap %s/%s: serverTLSBootstrap %s", KubeletConfigMapNamespace, KubeletConfigMapName, map[bool]string{true: "set to true: nodes that join from now on request CA-signed serving certificates", false: "was already true"}[ch])
+		if err := ensureApprover(ctx, o, logf); err != nil {
+			return res, err
+		}
 	}
 	if o.Client == nil {
 		// A worker has no admin credentials: do the node's part; the CSR is approved elsewhere.
@@ -277,6 +282,30 @@ func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
 	res.Served = served
 	logf("the kubelet serves a certificate signed by the cluster CA covering %s, valid until %s", strings.Join(append(served.DNSNames, ipStrings(served)...), ", "), served.NotAfter.UTC().Format(time.RFC3339))
 	return res, nil
+}
+
+// ensureApprover makes sure something approves the serving CSRs of nodes that join later:
+// the in-cluster approver is there, or is installed from o.ApproverManifest, or the operator
+// is told that nothing approves them.
+func ensureApprover(ctx context.Context, o EnableOptions, logf func(string, ...any)) error {
+	installed, err := ApproverInstalled(ctx, o.Client, ApproverNamespace, ApproverName)
+	switch {
+	case err != nil:
+		logf("warning: cannot tell whether the in-cluster approver is installed: %v", err)
+	case installed:
+		logf("Deployment %s/%s (the in-cluster approver) approves the serving CSRs of nodes that join later", ApproverNamespace, ApproverName)
+	case o.ApproverManifest != nil:
+		done, err := Apply(ctx, o.Client, o.ApproverManifest, false)
+		if err != nil {
+			return fmt.Errorf("install the in-cluster approver: %w", err)
+		}
+		logf("installed the in-cluster approver: %s", strings.Join(done, ", "))
+	default:
+		logf("warning: nothing approves the serving CSRs of nodes that join later: their kubelets keep self-signed certificates and kubectl logs/metrics-server fail on them.\n"+
+			"  install the in-cluster approver: certctl kubelet-serving enable --cluster --install-approver --image IMAGE\n"+
+			"  (or: certctl kubelet-serving manifest --image IMAGE | kubectl apply -f -)")
+	}
+	return nil
 }
 
 // restartForCSR restarts the kubelet so that it requests a serving certificate, or says that
