@@ -301,8 +301,8 @@ func ensureApprover(ctx context.Context, o EnableOptions, logf func(string, ...a
 		}
 		logf("installed the in-cluster approver: %s", strings.Join(done, ", "))
 	default:
-		logf("warning: nothing approves the serving CSRs of nodes that join later: their kubelets keep self-signed certificates and kubectl logs/metrics-server fail on them.\n"+
-			"  install the in-cluster approver: certctl kubelet-serving enable --cluster --install-approver --image IMAGE\n"+
+		logf("warning: nothing approves the serving CSRs of nodes that join later: their kubelets keep self-signed certificates and kubectl logs/metrics-server fail on them.\n" +
+			"  install the in-cluster approver: certctl kubelet-serving enable --cluster --install-approver --image IMAGE\n" +
 			"  (or: certctl kubelet-serving manifest --image IMAGE | kubectl apply -f -)")
 	}
 	return nil
