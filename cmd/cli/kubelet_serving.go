@@ -52,8 +52,10 @@ func (o *kubeletServingOptions) client() (kubernetes.Interface, error) {
 		return cs, nil
 	}
 	// In a pod (the in-cluster approver): its service account.
-	if rc, err := rest.InClusterConfig(); err == nil {
-		return kubernetes.NewForConfig(rc)
+	if o.Kubeconfig == "" {
+		if rc, err := rest.InClusterConfig(); err == nil {
+			return kubernetes.NewForConfig(rc)
+		}
 	}
 	return nil, fmt.Errorf("%w (tried %s): give --kubeconfig", errNoKubeconfig, strings.Join(tried, ", "))
 }
@@ -130,7 +132,7 @@ that something approves their CSRs: the in-cluster approver (installed with
 			defer cancel()
 			cs, err := o.client()
 			switch {
-			case errors.Is(err, errNoKubeconfig) && !cluster:
+			case errors.Is(err, errNoKubeconfig) && !cluster && o.Kubeconfig == "":
 				cs = nil // a worker: the node's part only; approval happens elsewhere
 			case err != nil:
 				return withCode(ExitError, err)

@@ -1,0 +1,51 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/certctl/certctl/pkg/sandbox"
+)
+
+// TestKubeletClientCLI drives kubelet-client and kubelet-serving manifest through the command
+// line on sandbox trees: the wiring, the exit codes, and the messages.
+func TestKubeletClientCLI(t *testing.T) {
+	root := sandboxTree(t, sandbox.Options{})
+	cp2 := sandboxTree(t, sandbox.Options{})
+	worker := sandboxTree(t, sandbox.Options{})
+	if err := os.Remove(filepath.Join(worker, "etc/kubernetes/pki/ca.key")); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "master-1.pem")
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"issue needs -o", []string{"--root", root, "kubelet-client", "issue", "master-1"}, ExitError, "", "-o FILE is required"},
+		{"issue refuses a bad node name", []string{"--root", root, "kubelet-client", "issue", "Bad_Name", "-o", file}, ExitError, "", `node name "Bad_Name" is not valid`},
+		{"issue", []string{"--root", root, "kubelet-client", "issue", "master-1", "-o", file}, ExitOK, "install it on master-1", ""},
+		{"install", []string{"--root", root, "kubelet-client", "install", file, "--no-restart", "--no-wait"}, ExitOK, "the kubelet was NOT restarted", ""},
+		{"renew on a worker without a token", []string{"--root", worker, "kubelet-client", "renew", "--no-restart"}, ExitError, "", "give --server, --token and --discovery-token-ca-cert-hash"},
+		{"renew with a malformed token", []string{"--root", worker, "kubelet-client", "renew", "--server", "127.0.0.1:1", "--token", "x", "--discovery-token-ca-cert-hash", "sha256:00"}, ExitError, "", "--token: not a bootstrap token"},
+		{"renew on a control-plane node", []string{"--root", cp2, "kubelet-client", "renew", "--no-restart", "--no-wait"}, ExitOK, "kubelet-client-current.pem -> /var/lib/kubelet/pki/kubelet-client-", ""},
+		{"manifest needs an image", []string{"kubelet-serving", "manifest"}, ExitError, "", "--image is required"},
+		{"manifest", []string{"kubelet-serving", "manifest", "--image", "registry.example/certctl:v1"}, ExitOK, "kind: Deployment", ""},
+		{"approve --leader-elect needs --watch", []string{"--root", root, "kubelet-serving", "approve", "--all", "--leader-elect", "--kubeconfig", "/etc/kubernetes/admin.conf"}, ExitError, "", "go with --watch"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := run(t, tc.args...)
+			if code != tc.code || !strings.Contains(out, tc.stdout) || !strings.Contains(errOut, tc.stderr) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want %d, %q, %q", code, out, errOut, tc.code, tc.stdout, tc.stderr)
+			}
+		})
+	}
+	if st, err := os.Stat(file); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("%s: %v %v, want mode 0600", file, st, err)
+	}
+}
