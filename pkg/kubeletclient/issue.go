@@ -1,11 +1,8 @@
 package kubeletclient
 
 import (
-	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/certctl/certctl/pkg/pki"
@@ -46,31 +43,16 @@ func Issue(o IssueOptions) (*Issued, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	ca, err := loadCA(o.Layout)
+	ca, err := pki.SigningCA(o.Layout, "on a worker use --server/--token/--discovery-token-ca-cert-hash, or issue the certificate on a control-plane node (certctl kubelet-client issue NODE -o FILE) and install it here")
 	if err != nil {
 		return nil, err
 	}
-	key, err := pki.GenerateKey(o.KeyAlgorithm)
-	if err != nil {
-		return nil, err
-	}
-	ku := x509.KeyUsageDigitalSignature
-	if _, isRSA := key.Public().(*rsa.PublicKey); isRSA {
-		ku |= x509.KeyUsageKeyEncipherment
-	}
-	out := &Issued{}
-	notAfter := o.Now.Add(o.Validity)
-	if notAfter.After(ca.Cert().NotAfter) {
-		notAfter, out.Capped = ca.Cert().NotAfter, true
-	}
-	cert, err := pki.Sign(ca.Cert(), ca.Key, key, pki.Template{
-		Subject:  pkix.Name{CommonName: NodeUserPrefix + o.Node, Organization: []string{NodesGroup}},
-		KeyUsage: ku, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		NotBefore: o.Now.Add(-5 * time.Minute), NotAfter: notAfter,
-	})
+	cert, key, capped, err := pki.SignNodeCert(ca, pki.NodeCert{Node: o.Node, Usage: x509.ExtKeyUsageClientAuth,
+		Validity: o.Validity, KeyAlgorithm: o.KeyAlgorithm, Now: o.Now})
 	if err != nil {
 		return nil, fmt.Errorf("sign the kubelet client certificate: %w", err)
 	}
+	out := &Issued{Capped: capped}
 	keyPEM, err := pki.EncodePrivateKey(key)
 	if err != nil {
 		return nil, err
@@ -85,20 +67,3 @@ func HasCAKey(l pki.Layout) bool {
 	return ca != nil && ca.Key != nil
 }
 
-func loadCA(l pki.Layout) (*pki.Item, error) {
-	ca := pki.Load(l, pki.Default()).Get("ca")
-	switch {
-	case ca == nil || ca.Missing || ca.Absent:
-		return nil, fmt.Errorf("no cluster CA at %s: on a worker use --server/--token/--discovery-token-ca-cert-hash, or issue the certificate on a control-plane node (certctl kubelet-client issue NODE -o FILE) and install it here", filepath.Join(l.PKIDir, "ca.crt"))
-	case ca.CertErr != nil:
-		return nil, ca.CertErr
-	case ca.KeyAbsent:
-		return nil, fmt.Errorf("the cluster CA key %s is not on this node: use --server/--token/--discovery-token-ca-cert-hash, or issue the certificate on the node that holds it (certctl kubelet-client issue NODE -o FILE) and install it here", ca.KeyPath)
-	case ca.KeyErr != nil:
-		return nil, ca.KeyErr
-	}
-	if err := pki.VerifyKeyPair(ca.Cert().PublicKey, ca.Key); err != nil {
-		return nil, fmt.Errorf("%s does not belong to %s: %w", ca.KeyPath, ca.Path, err)
-	}
-	return ca, nil
-}
