@@ -66,4 +66,3 @@ func HasCAKey(l pki.Layout) bool {
 	ca := pki.Load(l, pki.Default()).Get("ca")
 	return ca != nil && ca.Key != nil
 }
-
