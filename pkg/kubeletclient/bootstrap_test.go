@@ -94,6 +94,7 @@ func TestDiscover(t *testing.T) {
 		t.Fatal(err)
 	}
 	tampered := cm.DeepCopy()
+	tampered.APIVersion, tampered.Kind = "v1", "ConfigMap"
 	tampered.Data["kubeconfig"] = strings.Replace(tampered.Data["kubeconfig"], "server: ", "server: https://10.66.0.1:6443 #", 1)
 	mitm := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
