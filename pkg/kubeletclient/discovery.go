@@ -88,6 +88,9 @@ func normaliseServer(s string) (string, error) {
 // cluster, and its CA's public key must match one of the pinned hashes; a second request,
 // now verifying the apiserver against that CA, must return the same bytes.
 func Discover(ctx context.Context, o DiscoveryOptions) (*ClusterInfo, error) {
+	if o.Server == "" || o.Token == "" {
+		return nil, fmt.Errorf("the worker flow needs --server, --token and --discovery-token-ca-cert-hash together (kubeadm token create --print-join-command prints them)")
+	}
 	if !bootstraputil.IsValidBootstrapToken(o.Token) {
 		return nil, fmt.Errorf("--token: not a bootstrap token (want [a-z0-9]{6}.[a-z0-9]{16}, as kubeadm token create prints)")
 	}
