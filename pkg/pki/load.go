@@ -155,7 +155,7 @@ func orDefault(v, def string) string {
 func (inv *Inventory) load(s Spec) *Item {
 	it := &Item{Spec: s}
 	it.Path, it.KeyPath = inv.Paths(s)
-	if !exists(it.Path) {
+	if !exists(inv.FollowLink(it.Path)) {
 		if inv.absentByRole(s, it.Path) {
 			it.Absent = true
 		} else {
