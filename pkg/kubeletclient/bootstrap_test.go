@@ -58,11 +58,15 @@ func newTokenCluster(t *testing.T) *tokenCluster {
 	}
 	cfgPath := filepath.Join(tr.Root, "kubeadm.yaml")
 	cfg, _ := os.ReadFile(cfgPath)
-	cfg = bytes.Replace(cfg, []byte("kind: InitConfiguration\n"), []byte("kind: InitConfiguration\nbootstrapTokens:\n- token: "+testToken+"\n  ttl: 1h\n"), 1)
-	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
+	withToken := bytes.Replace(cfg, []byte("kind: InitConfiguration\n"), []byte("kind: InitConfiguration\nbootstrapTokens:\n- token: "+testToken+"\n  ttl: 1h\n"), 1)
+	if err := os.WriteFile(cfgPath, withToken, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tr.Kubeadm(t, "init", "phase", "bootstrap-token", "--kubeconfig", "/admin-test.conf")
+	// Later kubeadm token commands must not try to create this token again.
+	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	ca := pki.Load(tr.Layout, pki.Default()).Get("ca").Cert()
 	return &tokenCluster{tr: tr, cp: cp, admin: cp.Clientset(t), ca: ca, caHash: kubeletclient.CAHash(ca)}
 }
@@ -82,9 +86,21 @@ func TestDiscover(t *testing.T) {
 	if len(info.CA) != 1 || !info.CA[0].Equal(c.ca) || info.Server != c.cp.URL {
 		t.Errorf("discovered %+v, want the cluster CA and server %s", info, c.cp.URL)
 	}
-	// The hash kubeadm itself prints for this CA is the one computed here.
-	if out := c.tr.Kubeadm(t, "token", "create", "--print-join-command", "--kubeconfig", "/admin-test.conf"); !strings.Contains(out, c.caHash) {
-		t.Errorf("kubeadm's join command %q does not carry hash %s", out, c.caHash)
+	// The hash kubeadm itself prints for this CA is the one computed here, and the token
+	// kubeadm token create makes now is accepted too.
+	out := c.tr.Kubeadm(t, "token", "create", "--print-join-command", "--kubeconfig", "/admin-test.conf")
+	fields := strings.Fields(out)
+	second := good
+	for i, f := range fields {
+		if f == "--token" && i+1 < len(fields) {
+			second.Token = fields[i+1]
+		}
+	}
+	if !strings.Contains(out, c.caHash) || second.Token == testToken || second.Token == "" {
+		t.Fatalf("kubeadm's join command %q: want a new token and hash %s", out, c.caHash)
+	}
+	if _, err := kubeletclient.Discover(ctx, second); err != nil {
+		t.Errorf("discovery with the token from %q: %v", out, err)
 	}
 
 	// A cluster-info altered in the middle: a real TLS server answers with the real
@@ -138,13 +154,8 @@ func TestDiscover(t *testing.T) {
 // Ready, checked with its own new credentials.
 func TestRenewBootstrap(t *testing.T) {
 	c := newTokenCluster(t)
-	worker := testenv.KubeadmTree(t, testenv.TreeOptions{NodeName: "worker-1"})
 	now := time.Now()
-	joinedNode(t, worker, "worker-1", now.Add(-400*24*time.Hour), now.Add(-35*24*time.Hour))
-	// A worker: no CA key, no control-plane files that certctl could use.
-	if err := os.Remove(filepath.Join(worker.Layout.PKIDir, "ca.key")); err != nil {
-		t.Fatal(err)
-	}
+	worker := workerOf(t, c.tr, "worker-1", now.Add(-400*24*time.Hour), now.Add(-35*24*time.Hour))
 	before := snapshot(t, worker.Root, kubeletFiles)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -187,7 +198,7 @@ func TestRenewBootstrap(t *testing.T) {
 	if csrUser != "system:bootstrap:abcdef" {
 		t.Errorf("the CSR was filed as %q, want the bootstrap token's user system:bootstrap:abcdef", csrUser)
 	}
-	checkNodeCert(t, worker, res.Cert, "worker-1")
+	checkNodeCert(t, c.tr, res.Cert, "worker-1")
 	if _, err := os.Stat(kubeletclient.BootstrapConfPath(worker.Layout)); !os.IsNotExist(err) {
 		t.Errorf("bootstrap-kubelet.conf (the token) is still there: %v", err)
 	}
@@ -265,28 +276,8 @@ func TestIssueInstall(t *testing.T) {
 		t.Skip("runs kubeadm, etcd and kube-apiserver")
 	}
 	cpTree := testenv.KubeadmTree(t, testenv.TreeOptions{NodeName: "master-1"})
-	worker := testenv.KubeadmTree(t, testenv.TreeOptions{NodeName: "worker-1"})
-	// The worker belongs to the same cluster: its kubelet.conf trusts the same CA, and it has
-	// no CA files of its own.
-	caPEM, _ := os.ReadFile(filepath.Join(cpTree.Layout.PKIDir, "ca.crt"))
-	for _, f := range []string{"ca.crt", "ca.key"} {
-		data, _ := os.ReadFile(filepath.Join(cpTree.Layout.PKIDir, f))
-		if err := os.WriteFile(filepath.Join(worker.Layout.PKIDir, f), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
 	now := time.Now()
-	joinedNode(t, worker, "worker-1", now.Add(-400*24*time.Hour), now.Add(-35*24*time.Hour))
-	conf, _ := clientcmd.LoadFromFile(kubeletclient.KubeletConfPath(worker.Layout))
-	for _, cl := range conf.Clusters {
-		cl.CertificateAuthorityData = caPEM
-	}
-	if err := clientcmd.WriteToFile(*conf, kubeletclient.KubeletConfPath(worker.Layout)); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(worker.Layout.PKIDir); err != nil {
-		t.Fatal(err)
-	}
+	worker := workerOf(t, cpTree, "worker-1", now.Add(-400*24*time.Hour), now.Add(-35*24*time.Hour))
 	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{PKIDir: cpTree.Layout.PKIDir, KubeconfigDir: cpTree.Layout.KubeconfigDir})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -361,4 +352,37 @@ func TestIssueInstall(t *testing.T) {
 	if ui, err := whoAmI(ctx, cs); err != nil || ui.Username != "system:node:worker-1" {
 		t.Errorf("the installed certificate authenticates as %q (%v), want system:node:worker-1", ui.Username, err)
 	}
+}
+
+// workerOf is a worker of the cluster of cp as kubeadm join leaves it: a kubelet.conf trusting
+// the cluster CA and pointing at a kubelet client certificate from that CA valid from
+// notBefore to notAfter, and of the PKI only ca.crt (no key).
+func workerOf(t *testing.T, cp *testenv.Tree, name string, notBefore, notAfter time.Time) *testenv.Tree {
+	t.Helper()
+	worker := testenv.KubeadmTree(t, testenv.TreeOptions{NodeName: name})
+	caPEM, _ := os.ReadFile(filepath.Join(cp.Layout.PKIDir, "ca.crt"))
+	for _, f := range []string{"ca.crt", "ca.key"} {
+		data, _ := os.ReadFile(filepath.Join(cp.Layout.PKIDir, f))
+		if err := os.WriteFile(filepath.Join(worker.Layout.PKIDir, f), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	joinedNode(t, worker, name, notBefore, notAfter)
+	conf, _ := clientcmd.LoadFromFile(kubeletclient.KubeletConfPath(worker.Layout))
+	for _, cl := range conf.Clusters {
+		cl.CertificateAuthorityData = caPEM
+	}
+	if err := clientcmd.WriteToFile(*conf, kubeletclient.KubeletConfPath(worker.Layout)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(worker.Layout.PKIDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(worker.Layout.PKIDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(worker.Layout.PKIDir, "ca.crt"), caPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return worker
 }

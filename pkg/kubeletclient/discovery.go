@@ -176,13 +176,16 @@ func VerifyClusterInfo(cm *corev1.ConfigMap, token string) ([]byte, error) {
 // fetchClusterInfo polls cluster-info until it carries a signature for token id, as kubeadm
 // does (the signer adds it a moment after the token is created).
 func fetchClusterInfo(ctx context.Context, rc *rest.Config, id string, o DiscoveryOptions) (*corev1.ConfigMap, error) {
+	rc.QPS, rc.Burst = 50, 100
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("client for %s: %w", rc.Host, err)
 	}
 	var cm *corev1.ConfigMap
 	var last error
-	err = wait.PollUntilContextTimeout(ctx, o.Poll, o.Timeout, true, func(ctx context.Context) (bool, error) {
+	// Each request runs on ctx with the client's own timeout, not on the poll's deadline: a
+	// request cut short by the deadline would hide the last complete answer's reason.
+	err = wait.PollUntilContextTimeout(ctx, o.Poll, o.Timeout, true, func(context.Context) (bool, error) {
 		got, err := cs.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, bootstrapapi.ConfigMapClusterInfo, metav1.GetOptions{})
 		if err != nil {
 			last = fmt.Errorf("get %s/%s from %s: %w", metav1.NamespacePublic, bootstrapapi.ConfigMapClusterInfo, rc.Host, err)
