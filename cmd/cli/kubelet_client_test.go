@@ -49,3 +49,29 @@ func TestKubeletClientCLI(t *testing.T) {
 		t.Errorf("%s: %v %v, want mode 0600", file, st, err)
 	}
 }
+
+// TestKubeletServingEnableOnWorker: without admin credentials, enable does the node's part
+// and says where the CSR is approved instead of failing with "no kubeconfig found".
+func TestKubeletServingEnableOnWorker(t *testing.T) {
+	// case A: the kubelet serves a self-signed certificate, serverTLSBootstrap is off.
+	worker := sandboxTree(t, sandbox.Options{Faults: []sandbox.Fault{sandbox.FaultKubeletNoIPSANs}})
+	for _, f := range []string{"etc/kubernetes/admin.conf", "etc/kubernetes/super-admin.conf", "root/.kube/config"} {
+		if err := os.Remove(filepath.Join(worker, f)); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("HOME", "/root")
+	code, out, errOut := run(t, "--root", worker, "kubelet-serving", "enable", "--no-restart")
+	if code != ExitOK || !strings.Contains(out, "certctl kubelet-serving approve --node master-1") || !strings.Contains(out, "the kubelet was NOT restarted") {
+		t.Errorf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	cfg, _ := os.ReadFile(filepath.Join(worker, "var/lib/kubelet/config.yaml"))
+	if !strings.Contains(string(cfg), "serverTLSBootstrap: true") || !strings.Contains(out, "serverTLSBootstrap: true (backup") {
+		t.Errorf("config.yaml not changed:\n%s", cfg)
+	}
+	// --cluster needs admin credentials: refused.
+	code, _, errOut = run(t, "--root", sandboxTree(t, sandbox.Options{}), "kubelet-serving", "enable", "--cluster", "--kubeconfig", "/nope.conf")
+	if code != ExitError || !strings.Contains(errOut, "no kubeconfig found") {
+		t.Errorf("--cluster with a missing kubeconfig: exit %d, %s", code, errOut)
+	}
+}
