@@ -3,13 +3,16 @@ package kubeletserving_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -348,4 +351,98 @@ func TestEnableWorkerWithoutAdmin(t *testing.T) {
 		t.Errorf("worker-1's CSR: %+v", decided[0])
 	}
 	waitSigned(t, c.admin, decided[0].CSR)
+}
+
+// TestApproverProcess runs the approver as the Deployment's container does: the certctl
+// binary with `kubelet-serving approve --watch --leader-elect --metrics-addr`, two processes
+// against a real apiserver. One leads and approves a node's CSR; /metrics and /healthz
+// answer; SIGTERM to the leader releases the Lease and the other process approves the next.
+func TestApproverProcess(t *testing.T) {
+	c := newCluster(t)
+	bin := testenv.Certctl(t)
+	// The process works on a root of its own, with the admin kubeconfig inside it.
+	root := t.TempDir()
+	data, err := os.ReadFile(c.cp.AdminKubeconfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "admin.conf"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.addNode(t, "node-a", addr(corev1.NodeInternalIP, "10.0.0.1"), addr(corev1.NodeHostName, "node-a"))
+	a := c.nodeClient(t, "node-a")
+	nodes := []string{"system:nodes"}
+	type proc struct {
+		cmd     *exec.Cmd
+		metrics string
+		out     *bytes.Buffer
+	}
+	start := func(id string) *proc {
+		port := testenv.FreePort(t, "127.0.0.1")
+		p := &proc{metrics: fmt.Sprintf("http://127.0.0.1:%d", port), out: &bytes.Buffer{}}
+		p.cmd = exec.Command(bin, "--root", root, "kubelet-serving", "approve", "--watch", "--leader-elect",
+			"--identity", id, "--kubeconfig", "/admin.conf", "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port))
+		p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
+		return p
+	}
+	procs := map[string]*proc{"proc-1": start("proc-1"), "proc-2": start("proc-2")}
+	ctx := context.Background()
+	var leader string
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		leader = leaseHolder(ctx, c.admin)
+		return procs[leader] != nil, nil
+	}); err != nil {
+		t.Fatalf("no process took the Lease: %v\n%s\n%s", err, procs["proc-1"].out, procs["proc-2"].out)
+	}
+	c.file(t, a, "proc-serving-1", csrSpec{cn: "system:node:node-a", orgs: nodes, ips: []string{"10.0.0.1"}})
+	if cond, took := waitDecided(t, c.admin, "proc-serving-1", 10*time.Second); cond.Type != certv1.CertificateApproved {
+		t.Fatalf("proc-serving-1: %+v", cond)
+	} else {
+		t.Logf("CSR to approved by process %s: %s", leader, took)
+	}
+	get := func(url string) string {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if m := get(procs[leader].metrics + "/metrics"); !strings.Contains(m, "certctl_kubelet_serving_csr_approved_total 1") || !strings.Contains(m, "certctl_kubelet_serving_approver_leader 1") {
+		t.Errorf("leader's /metrics:\n%s", m)
+	}
+	if h := get(procs[leader].metrics + "/healthz"); h != "ok" {
+		t.Errorf("/healthz: %q", h)
+	}
+	var other string
+	for id := range procs {
+		if id != leader {
+			other = id
+		}
+	}
+	began := time.Now()
+	if err := procs[leader].cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := procs[leader].cmd.Wait(); err != nil {
+		t.Errorf("the leader did not exit cleanly on SIGTERM: %v\n%s", err, procs[leader].out)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		return leaseHolder(ctx, c.admin) == other, nil
+	}); err != nil {
+		t.Fatalf("%s did not take over: %v\n%s", other, err, procs[other].out)
+	}
+	t.Logf("hand-over after SIGTERM: %s", time.Since(began))
+	c.file(t, a, "proc-serving-2", csrSpec{cn: "system:node:node-a", orgs: nodes, ips: []string{"10.0.0.1"}})
+	if cond, _ := waitDecided(t, c.admin, "proc-serving-2", 10*time.Second); cond.Type != certv1.CertificateApproved {
+		t.Fatalf("proc-serving-2: %+v", cond)
+	}
+	if !strings.Contains(procs[other].out.String(), "proc-serving-2\tsystem:node:node-a\tapproved") {
+		t.Errorf("%s's output lacks its decision:\n%s", other, procs[other].out)
+	}
 }
