@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/certctl/certctl/pkg/fsutil"
@@ -94,8 +95,8 @@ group system:nodes with the cluster CA (what 'kubeadm kubeconfig user --org syst
 --client-name system:node:<node>' makes), writes it as the kubelet does
 (/var/lib/kubelet/pki/kubelet-client-<YYYY-MM-DD-HH-MM-SS>.pem, certificate and key, 0600, and
 the kubelet-client-current.pem link), makes kubelet.conf point at that link, restarts the
-kubelet and waits until the Node is Ready. The node name comes from the old certificate, else
-kubelet.conf, else --node.
+kubelet and waits until the Node is Ready. The node name comes from the old certificate (even
+expired, or the newest kubelet-client-*.pem left), else kubelet.conf, else --node.
 
 On a worker, give what 'kubeadm token create --print-join-command' prints: the cluster CA is
 verified against the hash exactly as kubeadm join does, bootstrap-kubelet.conf is written,
@@ -131,7 +132,7 @@ Everything is backed up first ('certctl backup list', 'certctl restore ID').`,
 	addKCNodeFlags(cmd, o)
 	f := cmd.Flags()
 	f.IntVar(&o.days, "days", 365, "validity in days when signing here (capped at the CA's expiry)")
-	f.StringVar(&o.renew.KeyAlgorithm, "key-algorithm", pki.AlgECDSAP256, "key algorithm when signing here: "+fmt.Sprint(pki.KeyAlgorithms))
+	f.StringVar(&o.renew.KeyAlgorithm, "key-algorithm", pki.AlgECDSAP256, "key algorithm when signing here: "+strings.Join(pki.KeyAlgorithms, ", "))
 	f.StringVar(&o.renew.Discovery.Server, "server", "", "worker: the apiserver (or balancer) HOST:PORT")
 	f.StringVar(&o.renew.Discovery.Token, "token", "", "worker: a bootstrap token (kubeadm token create)")
 	f.StringSliceVar(&o.renew.Discovery.CACertHashes, "discovery-token-ca-cert-hash", nil, "worker: sha256:<hash> of the cluster CA's public key")
@@ -172,7 +173,7 @@ kubelet-client install FILE' there; then delete it. For clusters without bootstr
 	f := cmd.Flags()
 	f.StringVarP(&out, "output", "o", "", "the file to write (certificate and key, 0600)")
 	f.IntVar(&o.days, "days", 365, "validity in days (capped at the CA's expiry)")
-	f.StringVar(&o.renew.KeyAlgorithm, "key-algorithm", pki.AlgECDSAP256, "key algorithm: "+fmt.Sprint(pki.KeyAlgorithms))
+	f.StringVar(&o.renew.KeyAlgorithm, "key-algorithm", pki.AlgECDSAP256, "key algorithm: "+strings.Join(pki.KeyAlgorithms, ", "))
 	return cmd
 }
 

@@ -75,3 +75,22 @@ func TestKubeletServingEnableOnWorker(t *testing.T) {
 		t.Errorf("--cluster with a missing kubeconfig: exit %d, %s", code, errOut)
 	}
 }
+
+// TestInspectThenRenewKubeletClient: inspect's remedy for a missing kubelet client
+// certificate is kubelet-client renew, and running it makes the finding go away.
+func TestInspectThenRenewKubeletClient(t *testing.T) {
+	root := sandboxTree(t, sandbox.Options{})
+	if err := os.Remove(filepath.Join(root, "var/lib/kubelet/pki/kubelet-client-current.pem")); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := run(t, "--root", root, "inspect")
+	if code != ExitCritical || !strings.Contains(out, "certctl kubelet-client renew (on a worker: certctl kubelet-client renew --server") || strings.Contains(out, "kubeadm reset") {
+		t.Fatalf("inspect: exit %d, want 2 and the kubelet-client renew remedy:\n%s", code, out)
+	}
+	if code, out, errOut := run(t, "--root", root, "kubelet-client", "renew", "--no-restart", "--no-wait"); code != ExitOK {
+		t.Fatalf("renew: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if code, out, _ := run(t, "--root", root, "inspect"); code != ExitOK || strings.Contains(out, "kubelet-client renew") {
+		t.Errorf("inspect after renew: exit %d\n%s", code, out)
+	}
+}

@@ -106,7 +106,8 @@ func CheckPair(name string, p *Pair, node string, roots *x509.CertPool, now time
 }
 
 // OldCert returns the certificate the kubelet uses now (kubelet-client-current.pem, else the
-// one kubelet.conf embeds), even when it has expired; nil when there is none.
+// one kubelet.conf embeds, else the newest kubelet-client-<time>.pem left in its directory),
+// even when it has expired; nil when there is none.
 func OldCert(l pki.Layout) *x509.Certificate {
 	if data, err := os.ReadFile(pki.FollowLink(l.Root, CurrentPath(l))); err == nil {
 		if certs, err := pki.ParseCertificates(CurrentPath(l), data); err == nil {
@@ -116,6 +117,15 @@ func OldCert(l pki.Layout) *x509.Certificate {
 	if _, creds, err := kubeconfig.Load(KubeletConfPath(l)); err == nil && len(creds.CertData) > 0 {
 		if certs, err := pki.ParseCertificates(KubeletConfPath(l), creds.CertData); err == nil {
 			return certs[0]
+		}
+	}
+	// The names sort by time (YYYY-MM-DD-HH-MM-SS): the last that parses is the newest.
+	files, _ := filepath.Glob(filepath.Join(PKIDir(l), filePrefix+"-[0-9]*.pem"))
+	for i := len(files) - 1; i >= 0; i-- {
+		if data, err := os.ReadFile(files[i]); err == nil {
+			if certs, err := pki.ParseCertificates(files[i], data); err == nil {
+				return certs[0]
+			}
 		}
 	}
 	return nil
