@@ -11,7 +11,7 @@ import (
 	"text/template"
 )
 
-//go:embed all:sandbox all:schedule
+//go:embed all:sandbox all:schedule all:approver
 var files embed.FS
 
 // FS exposes the embedded templates.

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -48,8 +51,17 @@ func (o *kubeletServingOptions) client() (kubernetes.Interface, error) {
 		}
 		return cs, nil
 	}
-	return nil, fmt.Errorf("no kubeconfig found (tried %s): give --kubeconfig", strings.Join(tried, ", "))
+	// In a pod (the in-cluster approver): its service account.
+	if o.Kubeconfig == "" {
+		if rc, err := rest.InClusterConfig(); err == nil {
+			return kubernetes.NewForConfig(rc)
+		}
+	}
+	return nil, fmt.Errorf("%w (tried %s): give --kubeconfig", errNoKubeconfig, strings.Join(tried, ", "))
 }
+
+// errNoKubeconfig: no admin credentials on this node (a worker).
+var errNoKubeconfig = errors.New("no kubeconfig found")
 
 func newKubeletServingCmd(g *Globals) *cobra.Command {
 	o := &kubeletServingOptions{Globals: g}
@@ -63,10 +75,11 @@ doesn't contain any IP SANs". These commands fix it the secure way (see docs/kub
   enable   serverTLSBootstrap: true, restart the kubelet, approve its CSR, check what it serves
   approve  approve pending kubelet-serving CSRs that pass strict checks, deny the others
   issue    sign a serving certificate for a node with the cluster CA and install it
-  status   what every node's kubelet serves, and where metrics-server would fail`,
+  status   what every node's kubelet serves, and where metrics-server would fail
+  manifest the in-cluster approver (Deployment, RBAC) for nodes that join later`,
 	}
 	cmd.PersistentFlags().StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig to reach the API server (default admin.conf, then ~/.kube/config)")
-	cmd.AddCommand(newKSEnableCmd(o), newKSApproveCmd(o), newKSIssueCmd(o), newKSStatusCmd(o))
+	cmd.AddCommand(newKSEnableCmd(o), newKSApproveCmd(o), newKSIssueCmd(o), newKSStatusCmd(o), newKSManifestCmd(o))
 	return cmd
 }
 
@@ -84,6 +97,8 @@ func newKSEnableCmd(o *kubeletServingOptions) *cobra.Command {
 		noRestart        bool
 		timeout          time.Duration
 		patterns         []string
+		installApprover  bool
+		image            string
 	)
 	cmd := &cobra.Command{
 		Use:   "enable",
@@ -92,8 +107,21 @@ func newKSEnableCmd(o *kubeletServingOptions) *cobra.Command {
 backup first, a no-op when already set), restarts the kubelet (systemctl), waits for the
 node's kubernetes.io/kubelet-serving CSR, validates and approves it (--approve; otherwise it
 prints the command), then waits until the kubelet serves a certificate signed by the cluster
-CA that covers the node's addresses.`,
+CA that covers the node's addresses.
+
+On a node without admin credentials (a worker: no admin.conf, no --kubeconfig) it does the
+node's part (the config edit, the kubelet restart; the kubelet then files its CSR) and says
+where the CSR is approved: by the in-cluster approver, or with 'certctl kubelet-serving
+approve --node NAME' on a control-plane node.
+
+--cluster also sets it in kube-system/kubelet-config for nodes that join later, and checks
+that something approves their CSRs: the in-cluster approver (installed with
+--install-approver --image IMAGE), or it says that nothing does.`,
 		Example: `  certctl kubelet-serving enable --approve
+  # on a worker (no admin.conf): then approve on a control-plane node
+  certctl kubelet-serving enable
+  # also for nodes that join later, with the in-cluster approver
+  certctl kubelet-serving enable --approve --cluster --install-approver --image registry.example/certctl:v1
   # also for nodes that join later (kube-system/kubelet-config)
   certctl kubelet-serving enable --approve --cluster
   # no systemd here: restart the kubelet yourself, then
@@ -103,12 +131,24 @@ CA that covers the node's addresses.`,
 			ctx, cancel := signalContext(c.Context())
 			defer cancel()
 			cs, err := o.client()
-			if err != nil {
+			switch {
+			case errors.Is(err, errNoKubeconfig) && !cluster && o.Kubeconfig == "":
+				cs = nil // a worker: the node's part only; approval happens elsewhere
+			case err != nil:
 				return withCode(ExitError, err)
+			}
+			var manifest []byte
+			if installApprover {
+				if !cluster {
+					return withCode(ExitError, errors.New("--install-approver goes with --cluster"))
+				}
+				if manifest, err = kubeletserving.Manifest(kubeletserving.ManifestOptions{Image: image, DNSPatterns: patterns}); err != nil {
+					return withCode(ExitError, err)
+				}
 			}
 			_, err = kubeletserving.Enable(ctx, kubeletserving.EnableOptions{
 				Layout: o.Layout(), NodeName: node, Client: cs, Approve: approve, Cluster: cluster, NoRestart: noRestart,
-				Policy: kubeletserving.Policy{DNSPatterns: patterns}, Timeout: timeout, Out: o.Streams.Out,
+				Policy: kubeletserving.Policy{DNSPatterns: patterns}, Timeout: timeout, Out: o.Streams.Out, ApproverManifest: manifest,
 			})
 			if err != nil {
 				return withCode(ExitError, err)
@@ -123,6 +163,43 @@ CA that covers the node's addresses.`,
 	f.BoolVar(&noRestart, "no-restart", false, "do not restart the kubelet (you did)")
 	f.DurationVar(&timeout, "timeout", 3*time.Minute, "how long to wait for the CSR and for the new certificate")
 	f.StringSliceVar(&patterns, "dns-pattern", nil, "extra DNS SAN patterns to allow (glob, e.g. *.nodes.example.com)")
+	f.BoolVar(&installApprover, "install-approver", false, "with --cluster: install the in-cluster approver when it is not there (needs --image)")
+	f.StringVar(&image, "image", "", "with --install-approver: an image with certctl at its entrypoint")
+	return cmd
+}
+
+func newKSManifestCmd(o *kubeletServingOptions) *cobra.Command {
+	var mo kubeletserving.ManifestOptions
+	cmd := &cobra.Command{
+		Use:   "manifest --image IMAGE",
+		Short: "Print the in-cluster approver: Deployment, ServiceAccount and minimal RBAC",
+		Long: `manifest prints the in-cluster approver of kubelet serving certificates: a Deployment of two
+replicas running 'certctl kubelet-serving approve --watch --leader-elect' (one leads, on a
+Lease; the other takes over when it goes), its ServiceAccount, and the minimal RBAC: get, list
+and watch CSRs and Nodes, update certificatesigningrequests/approval, the approve verb on the
+kubernetes.io/kubelet-serving signer only, and its own Lease. Prometheus metrics on
+:9402/metrics (approved, denied by reason). Nodes that join after 'enable --cluster' then get
+their serving certificates with no command run.`,
+		Example: `  certctl kubelet-serving manifest --image registry.example/certctl:v1 | kubectl apply -f -
+  kubectl -n kube-system logs deploy/certctl-kubelet-serving-approver`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			out, err := kubeletserving.Manifest(mo)
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			_, err = o.Streams.Out.Write(out)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&mo.Image, "image", "", "an image with certctl at its entrypoint (required)")
+	f.StringVar(&mo.Namespace, "namespace", kubeletserving.ApproverNamespace, "namespace")
+	f.StringVar(&mo.Name, "name", kubeletserving.ApproverName, "name of every object and of the Lease")
+	f.IntVar(&mo.Replicas, "replicas", 2, "replicas (one leads)")
+	f.IntVar(&mo.MetricsPort, "metrics-port", 9402, "port of /metrics and /healthz")
+	f.StringSliceVar(&mo.DNSPatterns, "dns-pattern", nil, "extra DNS SAN patterns to allow (glob)")
+	f.BoolVar(&mo.NoDeny, "no-deny", false, "leave invalid CSRs pending instead of denying them")
 	return cmd
 }
 
@@ -132,6 +209,10 @@ func newKSApproveCmd(o *kubeletServingOptions) *cobra.Command {
 		watch    bool
 		output   string
 		patterns []string
+		nodeName string
+		le       kubeletserving.ApproverOptions
+		leader   bool
+		metrics  string
 	)
 	cmd := &cobra.Command{
 		Use:   "approve [CSR...]",
@@ -150,8 +231,12 @@ with an error (nothing is decided then), leaving it to kubectl certificate appro
 		Example: `  certctl kubelet-serving approve --all --dry-run
   certctl kubelet-serving approve --all
   certctl kubelet-serving approve csr-8xk2p
-  # keep approving as CSRs arrive (a Deployment or a timer can run this)
-  certctl kubelet-serving approve --watch --no-deny`,
+  # the CSR of one node (after 'enable' on that worker)
+  certctl kubelet-serving approve --node worker-1
+  # keep approving as CSRs arrive
+  certctl kubelet-serving approve --watch --no-deny
+  # as the in-cluster approver does (see 'certctl kubelet-serving manifest')
+  certctl kubelet-serving approve --watch --leader-elect --metrics-addr :9402`,
 		RunE: func(c *cobra.Command, args []string) error {
 			if output != "text" && output != "json" {
 				return withCode(ExitError, fmt.Errorf("unknown output format %q (want text or json)", output))
@@ -164,8 +249,17 @@ with an error (nothing is decided then), leaving it to kubectl certificate appro
 			}
 			opts.Names = args
 			opts.Policy.DNSPatterns = patterns
+			if nodeName != "" {
+				opts.Requestor = kubeletserving.NodeUserPrefix + nodeName
+			}
 			print := func(d kubeletserving.Decision) {
 				fmt.Fprintf(o.Streams.Out, "%s\t%s\t%s\t%s\n", d.CSR, d.Requestor, d.Action, d.Reason)
+			}
+			if (leader || metrics != "") && !watch {
+				return withCode(ExitError, errors.New("--leader-elect and --metrics-addr go with --watch"))
+			}
+			if watch && (leader || metrics != "") {
+				return runApprover(ctx, o, cs, opts, le, leader, metrics, print)
 			}
 			if watch {
 				return kubeletserving.Watch(ctx, cs, opts, print)
@@ -190,7 +284,52 @@ with an error (nothing is decided then), leaving it to kubectl certificate appro
 	f.BoolVar(&watch, "watch", false, "keep deciding CSRs as they arrive, until interrupted")
 	f.StringSliceVar(&patterns, "dns-pattern", nil, "extra DNS SAN patterns to allow (glob)")
 	f.StringVarP(&output, "output", "o", "text", "output format: text")
+	f.StringVar(&nodeName, "node", "", "only the CSRs of this node (requestor system:node:NAME)")
+	f.BoolVar(&leader, "leader-elect", false, "with --watch: decide only while holding the Lease (run several replicas)")
+	f.StringVar(&le.LeaseNamespace, "lease-namespace", kubeletserving.ApproverNamespace, "namespace of the leader-election Lease")
+	f.StringVar(&le.LeaseName, "lease-name", kubeletserving.ApproverName, "name of the leader-election Lease")
+	f.StringVar(&le.Identity, "identity", "", "this replica's name in the Lease (default $POD_NAME, else the hostname)")
+	f.StringVar(&metrics, "metrics-addr", "", "with --watch: serve Prometheus /metrics and /healthz on this address (e.g. :9402)")
 	return cmd
+}
+
+// runApprover is approve --watch as the in-cluster approver: leader election and metrics.
+func runApprover(ctx context.Context, o *kubeletServingOptions, cs kubernetes.Interface, opts kubeletserving.ApproveOptions,
+	le kubeletserving.ApproverOptions, leader bool, metricsAddr string, print func(kubeletserving.Decision)) error {
+	m := kubeletserving.NewMetrics()
+	if metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", m.Handler())
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+		ln, err := net.Listen("tcp", metricsAddr)
+		if err != nil {
+			return withCode(ExitError, fmt.Errorf("--metrics-addr: %w", err))
+		}
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+	}
+	report := func(d kubeletserving.Decision) {
+		m.Observe(d)
+		print(d)
+	}
+	if !leader {
+		m.SetLeader(true)
+		return kubeletserving.Watch(ctx, cs, opts, report)
+	}
+	if le.Identity == "" {
+		le.Identity = os.Getenv("POD_NAME")
+	}
+	if le.Identity == "" {
+		le.Identity, _ = os.Hostname()
+	}
+	le.Client, le.Approve, le.Metrics = cs, opts, m
+	le.Report = print
+	le.Log = func(format string, a ...any) { fmt.Fprintf(o.Streams.ErrOut, format+"\n", a...) }
+	if err := kubeletserving.RunApprover(ctx, le); err != nil {
+		return withCode(ExitError, err)
+	}
+	return nil
 }
 
 func newKSIssueCmd(o *kubeletServingOptions) *cobra.Command {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,6 +26,10 @@ type ControlPlaneOptions struct {
 	// CSRSigner also starts a real kube-controller-manager running only the CSR signing
 	// controller with the tree's ca.crt/ca.key, so approved CSRs really get signed.
 	CSRSigner bool
+	// Controllers are more kube-controller-manager controllers to run beside csrsigning
+	// (bootstrapsigner signs cluster-info for bootstrap tokens; csrapproving approves node
+	// client CSRs as in a kubeadm cluster). They need CSRSigner.
+	Controllers []string
 }
 
 // APIServerName is the name clients verify the apiserver as: kubeadm's apiserver certificate
@@ -176,7 +181,7 @@ func (cp *ControlPlane) startCSRSigner(t testing.TB, bin string) {
 	t.Helper()
 	kc := cp.Kubeconfig(t, "controller-manager.conf")
 	port := FreePort(t, "127.0.0.1")
-	cp.kcm = start(t, cp.Dir, "kube-controller-manager", bin, kcmArgs(func(f string) string { return filepath.Join(cp.opts.PKIDir, f) }, kc, port, filepath.Join(cp.Dir, "kcm-certs"))...)
+	cp.kcm = start(t, cp.Dir, "kube-controller-manager", bin, kcmArgs(func(f string) string { return filepath.Join(cp.opts.PKIDir, f) }, kc, port, filepath.Join(cp.Dir, "kcm-certs"), cp.opts.Controllers)...)
 	// Its /healthz is served with an in-memory self-signed certificate: skip verification
 	// there; it is only a readiness signal.
 	client := httpClient(&tls.Config{InsecureSkipVerify: true}, 2*time.Second) //nolint:gosec // readiness only
@@ -249,12 +254,12 @@ func apiserverArgs(p func(string) string, port int, etcdURL, certDir string) []s
 	}
 }
 
-// kcmArgs run the controller-manager with only the CSR signing controller, as kubeadm's
-// manifest would with its service-account credentials.
-func kcmArgs(p func(string) string, kubeconfig string, port int, certDir string) []string {
+// kcmArgs run the controller-manager with only the CSR signing controller (and extra), as
+// kubeadm's manifest would with its service-account credentials.
+func kcmArgs(p func(string) string, kubeconfig string, port int, certDir string, extra []string) []string {
 	return []string{
 		"--kubeconfig=" + kubeconfig, "--authentication-kubeconfig=" + kubeconfig, "--authorization-kubeconfig=" + kubeconfig,
-		"--controllers=csrsigning", "--leader-elect=false", "--use-service-account-credentials=true",
+		"--controllers=" + strings.Join(append([]string{"csrsigning"}, extra...), ","), "--leader-elect=false", "--use-service-account-credentials=true",
 		"--cluster-signing-cert-file=" + p("ca.crt"), "--cluster-signing-key-file=" + p("ca.key"),
 		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", port), "--cert-dir=" + certDir,
 	}

@@ -44,7 +44,7 @@ func WriteStaticPods(t testing.TB, tr *Tree) StaticPodPorts {
 			fmt.Sprintf("host: 127.0.0.1\n        path: /health\n        port: %d\n        scheme: HTTP", p.EtcdMetrics)},
 		"kube-apiserver.yaml": {append([]string{"kube-apiserver"}, apiserverArgs(pk, p.APIServer, etcdURL, "/var/lib/kube-apiserver-certs")...),
 			fmt.Sprintf("host: 127.0.0.1\n        path: /livez\n        port: %d\n        scheme: HTTPS", p.APIServer)},
-		"kube-controller-manager.yaml": {append([]string{"kube-controller-manager"}, kcmArgs(pk, "/etc/kubernetes/controller-manager.conf", p.ControllerManager, "/var/lib/kcm-certs")...),
+		"kube-controller-manager.yaml": {append([]string{"kube-controller-manager"}, kcmArgs(pk, "/etc/kubernetes/controller-manager.conf", p.ControllerManager, "/var/lib/kcm-certs", nil)...),
 			fmt.Sprintf("host: 127.0.0.1\n        path: /healthz\n        port: %d\n        scheme: HTTPS", p.ControllerManager)},
 		"kube-scheduler.yaml": {[]string{"kube-scheduler", "--kubeconfig=/etc/kubernetes/scheduler.conf", "--authentication-kubeconfig=/etc/kubernetes/scheduler.conf",
 			"--authorization-kubeconfig=/etc/kubernetes/scheduler.conf", "--leader-elect=false", "--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", p.Scheduler), "--cert-dir=/var/lib/scheduler-certs"},

@@ -139,7 +139,7 @@ func renewRemedy(s pki.Spec) string {
 	case pki.KindKubeletServing:
 		return "certctl kubelet-serving enable --approve"
 	case pki.KindKubeletClient:
-		return "the kubelet rotates this itself when rotateCertificates is on; otherwise re-join the node (kubeadm reset -f; kubeadm join ...)"
+		return "the kubelet rotates this itself while it is valid; expired: certctl kubelet-client renew (on a worker: certctl kubelet-client renew --server HOST:6443 --token TOKEN --discovery-token-ca-cert-hash sha256:HASH, from kubeadm token create --print-join-command)"
 	}
 	if s.Loc == pki.LocUser {
 		return "certctl kubeconfig refresh"
@@ -156,7 +156,7 @@ func missingRemedy(s pki.Spec) string {
 	case pki.KindKubeletServing:
 		return "restart the kubelet (it writes a self-signed serving certificate), or certctl kubelet-serving enable --approve"
 	case pki.KindKubeletClient:
-		return "the kubelet cannot authenticate without it: re-join the node (kubeadm token create --print-join-command on a control-plane node; kubeadm reset -f and kubeadm join here)"
+		return "the kubelet cannot authenticate without it: certctl kubelet-client renew (on a worker: certctl kubelet-client renew --server HOST:6443 --token TOKEN --discovery-token-ca-cert-hash sha256:HASH, from kubeadm token create --print-join-command)"
 	}
 	return "restore it from a backup, or re-create it: kubeadm init phase certs " + s.Name
 }
@@ -327,8 +327,8 @@ func sanList(cert *x509.Certificate) string {
 func (d *diagnoser) kubeletServing(c *Certificate, cert *x509.Certificate, base string) {
 	if len(cert.IPAddresses) == 0 {
 		c.add(Finding{SevCritical, CodeKubeletNoIPSANs,
-			fmt.Sprintf("%s has no IP SANs (it covers %s): metrics-server fails with \"x509: cannot validate certificate for <node IP> because it doesn't contain any IP SANs\"", base, sanList(cert)),
-			"certctl kubelet-serving enable --approve"})
+			fmt.Sprintf("%s has no IP SANs (it covers %s): metrics-server fails with \"x509: cannot validate certificate for %s because it doesn't contain any IP SANs\"", base, sanList(cert), nodeIPText(d.o.NodeIPs)),
+			"certctl kubelet-serving enable --approve (the kubelet then requests a certificate for " + nodeIPText(d.o.NodeIPs) + ")"})
 		return
 	}
 	for _, ip := range d.o.NodeIPs {
@@ -386,4 +386,16 @@ func Residual(d time.Duration) string {
 		return fmt.Sprintf("%dm", int(d.Minutes()))
 	}
 	return fmt.Sprintf("%ds", int(d.Seconds()))
+}
+
+// nodeIPText names the node's IPs when known (--node-ip, kubeadm-flags.env), else says so.
+func nodeIPText(ips []net.IP) string {
+	if len(ips) == 0 {
+		return "the node's IP (unknown here: give --node-ip)"
+	}
+	var out []string
+	for _, ip := range ips {
+		out = append(out, ip.String())
+	}
+	return strings.Join(out, ", ")
 }

@@ -14,10 +14,20 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/pkg/live"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 )
 
 // ErrNoSystemd is returned by Restart when the kubelet cannot be restarted from here.
 var ErrNoSystemd = errors.New("no systemd on this node")
+
+// NoRestartNotice is what a command that wrote kubelet files under --no-restart tells the
+// operator: the running kubelet keeps what it loaded at start.
+func NoRestartNotice(what string) string {
+	return fmt.Sprintf("--no-restart: the kubelet was NOT restarted and still uses what it loaded at start; restart it now to pick up %s (systemctl restart kubelet, or however this node runs it)", what)
+}
 
 // Restarter restarts the kubelet. Tests and callers on other init systems plug in their own.
 type Restarter interface {
@@ -112,6 +122,65 @@ func check(ctx context.Context, client *http.Client, o WaitOptions) error {
 		if err := o.Serving(chain); err != nil {
 			return fmt.Errorf("serving certificate: %w", err)
 		}
+	}
+	return nil
+}
+
+// NodeReadyOptions say which Node to wait for and since when.
+type NodeReadyOptions struct {
+	Node string
+	// Since: the Ready condition must have been reported after this instant (its heartbeat,
+	// or the node's Lease renewal), so a Ready left over from before a restart does not count.
+	Since   time.Time
+	Timeout time.Duration // default 2m
+	Poll    time.Duration // default 1s
+}
+
+// WaitNodeReady polls the Node until its Ready condition is True and fresh (see Since). cs
+// may be an admin's client or the node's own (the Node authorizer lets a kubelet read its
+// Node and Lease).
+func WaitNodeReady(ctx context.Context, cs kubernetes.Interface, o NodeReadyOptions) error {
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Minute
+	}
+	if o.Poll == 0 {
+		o.Poll = time.Second
+	}
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, o.Poll, o.Timeout, true, func(ctx context.Context) (bool, error) {
+		n, err := cs.CoreV1().Nodes().Get(ctx, o.Node, metav1.GetOptions{})
+		if err != nil {
+			last = fmt.Errorf("get node %s: %w", o.Node, err)
+			return false, nil
+		}
+		var ready *corev1.NodeCondition
+		for i := range n.Status.Conditions {
+			if n.Status.Conditions[i].Type == corev1.NodeReady {
+				ready = &n.Status.Conditions[i]
+			}
+		}
+		switch {
+		case ready == nil:
+			last = fmt.Errorf("node %s has no Ready condition yet", o.Node)
+			return false, nil
+		case ready.Status != corev1.ConditionTrue:
+			last = fmt.Errorf("node %s is not Ready: %s %s", o.Node, ready.Reason, ready.Message)
+			return false, nil
+		case !ready.LastHeartbeatTime.Time.Before(o.Since.Truncate(time.Second)):
+			return true, nil
+		}
+		lease, err := cs.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, o.Node, metav1.GetOptions{})
+		if err == nil && lease.Spec.RenewTime != nil && !lease.Spec.RenewTime.Time.Before(o.Since) {
+			return true, nil
+		}
+		last = fmt.Errorf("node %s is Ready, but its kubelet has not reported since %s", o.Node, o.Since.UTC().Format(time.RFC3339))
+		return false, nil
+	})
+	if err != nil {
+		if last == nil {
+			last = err
+		}
+		return fmt.Errorf("node not Ready after %s: %w", o.Timeout, last)
 	}
 	return nil
 }

@@ -17,6 +17,11 @@ import (
 	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/sandbox"
+	coordv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
 )
 
 func TestSystemdRefusesOtherRoots(t *testing.T) {
@@ -65,5 +70,39 @@ func TestWaitHealthy(t *testing.T) {
 	o.Serving = func([]*x509.Certificate) error { return errors.New("self-signed") }
 	if err := kubelet.WaitHealthy(context.Background(), o); err == nil || !strings.Contains(err.Error(), "serving certificate: self-signed") {
 		t.Fatalf("want a timeout naming the last problem, got %v", err)
+	}
+}
+
+// TestWaitNodeReadyBranches: which Ready counts (a unit test of the decision; the real
+// apiserver path is exercised by pkg/kubeletclient's tests).
+func TestWaitNodeReadyBranches(t *testing.T) {
+	since := time.Now()
+	old, fresh := metav1.NewTime(since.Add(-time.Hour)), metav1.NewTime(since.Add(time.Second))
+	node := func(status corev1.ConditionStatus, hb metav1.Time) *corev1.Node {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{
+			{Type: corev1.NodeReady, Status: status, Reason: "KubeletNotReady", LastHeartbeatTime: hb}}}}
+	}
+	lease := func(renew time.Time) *coordv1.Lease {
+		return &coordv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "n1", Namespace: corev1.NamespaceNodeLease}, Spec: coordv1.LeaseSpec{RenewTime: &metav1.MicroTime{Time: renew}}}
+	}
+	tests := []struct {
+		name    string
+		objs    []runtime.Object
+		wantErr string
+	}{
+		{"ready with a fresh heartbeat", []runtime.Object{node(corev1.ConditionTrue, fresh)}, ""},
+		{"ready from before, lease renewed since", []runtime.Object{node(corev1.ConditionTrue, old), lease(since.Add(time.Second))}, ""},
+		{"ready from before only", []runtime.Object{node(corev1.ConditionTrue, old), lease(since.Add(-time.Minute))}, "has not reported since"},
+		{"not ready", []runtime.Object{node(corev1.ConditionFalse, fresh)}, "is not Ready: KubeletNotReady"},
+		{"no node", nil, `nodes "n1" not found`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cs := fake.NewSimpleClientset(tc.objs...)
+			err := kubelet.WaitNodeReady(context.Background(), cs, kubelet.NodeReadyOptions{Node: "n1", Since: since, Timeout: 300 * time.Millisecond, Poll: 50 * time.Millisecond})
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Errorf("err %v, want %q", err, tc.wantErr)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package kubeletserving
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -12,6 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 )
 
 // Actions a Decision reports.
@@ -36,6 +39,8 @@ type Decision struct {
 	Requestor string `json:"requestor"`
 	Action    string `json:"action"`
 	Reason    string `json:"reason,omitempty"`
+	// Code is the Rejection code of a refused CSR (ip-not-node-address, ...).
+	Code string `json:"code,omitempty"`
 }
 
 // ApproveOptions select and treat CSRs.
@@ -138,6 +143,10 @@ func decideOne(ctx context.Context, cs kubernetes.Interface, csr *certv1.Certifi
 		}
 	}
 	verr := Validate(csr, node, o.Policy)
+	var rej *Rejection
+	if errors.As(verr, &rej) {
+		d.Code = rej.Code
+	}
 	switch {
 	case verr == nil && o.DryRun:
 		d.Action = ActionWouldApprove
@@ -190,11 +199,15 @@ func Watch(ctx context.Context, cs kubernetes.Interface, o ApproveOptions, repor
 				report(d)
 			}
 		}
-		w, err := cs.CertificatesV1().CertificateSigningRequests().Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+		// client-go's RetryWatcher resumes from the last resource version it saw when the
+		// watch closes (timeouts, an apiserver restart); it ends only when that version is
+		// too old (410 Gone), and then everything is listed again.
+		w, err := watchtools.NewRetryWatcher(list.ResourceVersion, &cache.ListWatch{
+			WatchFunc: func(lo metav1.ListOptions) (watch.Interface, error) {
+				return cs.CertificatesV1().CertificateSigningRequests().Watch(ctx, lo)
+			},
+		})
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
 			return fmt.Errorf("watch CSRs: %w", err)
 		}
 		if err := drain(ctx, cs, w, o, report); err != nil {
@@ -203,7 +216,7 @@ func Watch(ctx context.Context, cs kubernetes.Interface, o ApproveOptions, repor
 		if ctx.Err() != nil {
 			return nil
 		}
-		select { // the watch closed (timeout or apiserver restart): back off briefly, re-list
+		select { // the resource version expired: back off briefly, re-list
 		case <-ctx.Done():
 			return nil
 		case <-time.After(time.Second):

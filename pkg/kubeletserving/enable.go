@@ -14,6 +14,7 @@ import (
 
 	"github.com/certctl/certctl/pkg/backup"
 	"github.com/certctl/certctl/pkg/fsutil"
+	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/txn"
@@ -46,6 +47,11 @@ type EnableOptions struct {
 	HealthzURL  string
 	Out         io.Writer
 	Now         func() time.Time
+	// NodeIPText names the node's IPs for messages (default: from kubeadm-flags.env's
+	// --node-ip, else "its addresses").
+	NodeIPText string
+	// ApproverManifest, with Cluster, is installed when the in-cluster approver is not there.
+	ApproverManifest []byte
 }
 
 // EnableResult says what Enable did.
@@ -55,6 +61,9 @@ type EnableResult struct {
 	CSR           string
 	Decision      *Decision
 	Served        *x509.Certificate
+	// ApprovalElsewhere: no admin credentials here; the CSR is approved by the in-cluster
+	// approver or on a control-plane node.
+	ApprovalElsewhere bool
 }
 
 // ConfigPath is the kubelet's configuration file.
@@ -183,6 +192,16 @@ func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
 		o.Timeout = 3 * time.Minute
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(o.Out, format+"\n", a...) }
+	if o.NodeIPText == "" {
+		o.NodeIPText = "its addresses"
+		var ips []string
+		for _, ip := range inspect.NodeIPs(o.Layout) {
+			ips = append(ips, ip.String())
+		}
+		if len(ips) > 0 {
+			o.NodeIPText = strings.Join(ips, ", ")
+		}
+	}
 	node := o.NodeName
 	if node == "" {
 		n, err := NodeName(o.Layout)
@@ -190,6 +209,9 @@ func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
 			return nil, err
 		}
 		node = n
+	}
+	if o.Cluster && o.Client == nil {
+		return nil, errors.New("--cluster needs admin credentials (admin.conf or --kubeconfig): run it on a control-plane node")
 	}
 	res := &EnableResult{}
 	changed, backupID, err := SetServerTLSBootstrap(o.Layout, o.Now())
@@ -203,31 +225,34 @@ func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
 		logf("%s: serverTLSBootstrap is already true", ConfigPath(o.Layout))
 	}
 	if o.Cluster {
-		if o.Client == nil {
-			return res, errors.New("--cluster needs a connection to the API server")
-		}
 		ch, err := SetClusterConfig(ctx, o.Client)
 		if err != nil {
 			return res, err
 		}
 		logf("ConfigMap %s/%s: serverTLSBootstrap %s", KubeletConfigMapNamespace, KubeletConfigMapName, map[bool]string{true: "set to true: nodes that join from now on request CA-signed serving certificates", false: "was already true"}[ch])
+		if err := ensureApprover(ctx, o, logf); err != nil {
+			return res, err
+		}
 	}
 	if o.Client == nil {
-		return res, errors.New("no connection to the API server: give --kubeconfig (the kubelet's CSR must be approved through the API)")
+		// A worker has no admin credentials: do the node's part; the CSR is approved elsewhere.
+		if err := restartForCSR(ctx, o, logf); err != nil {
+			return res, err
+		}
+		res.ApprovalElsewhere = true
+		logf("no admin credentials on this node (no admin.conf): the kubelet files a kubernetes.io/kubelet-serving CSR as %s%s for %s once restarted; it is approved\n"+
+			"  - by the in-cluster approver, if installed (certctl kubelet-serving manifest | kubectl apply -f -), or\n"+
+			"  - on a control-plane node: certctl kubelet-serving approve --node %s\n"+
+			"until then the kubelet keeps serving its current certificate", NodeUserPrefix, node, o.NodeIPText, node)
+		return res, nil
 	}
 	roots, err := ClusterRoots(o.Layout)
 	if err != nil {
 		return res, err
 	}
 	since := o.Now().Add(-time.Minute)
-	if !o.NoRestart {
-		if o.Restart == nil {
-			o.Restart = kubelet.Systemd{Root: o.Layout.Root}
-		}
-		logf("restarting the kubelet")
-		if err := o.Restart.Restart(ctx); err != nil {
-			return res, err
-		}
+	if err := restartForCSR(ctx, o, logf); err != nil {
+		return res, err
 	}
 	requestor := NodeUserPrefix + node
 	logf("waiting for a kubernetes.io/kubelet-serving CSR from %s", requestor)
@@ -271,6 +296,44 @@ func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
 	res.Served = served
 	logf("the kubelet serves a certificate signed by the cluster CA covering %s, valid until %s", strings.Join(append(served.DNSNames, ipStrings(served)...), ", "), served.NotAfter.UTC().Format(time.RFC3339))
 	return res, nil
+}
+
+// ensureApprover makes sure something approves the serving CSRs of nodes that join later:
+// the in-cluster approver is there, or is installed from o.ApproverManifest, or the operator
+// is told that nothing approves them.
+func ensureApprover(ctx context.Context, o EnableOptions, logf func(string, ...any)) error {
+	installed, err := ApproverInstalled(ctx, o.Client, ApproverNamespace, ApproverName)
+	switch {
+	case err != nil:
+		logf("warning: cannot tell whether the in-cluster approver is installed: %v", err)
+	case installed:
+		logf("Deployment %s/%s (the in-cluster approver) approves the serving CSRs of nodes that join later", ApproverNamespace, ApproverName)
+	case o.ApproverManifest != nil:
+		done, err := Apply(ctx, o.Client, o.ApproverManifest, false)
+		if err != nil {
+			return fmt.Errorf("install the in-cluster approver: %w", err)
+		}
+		logf("installed the in-cluster approver: %s", strings.Join(done, ", "))
+	default:
+		logf("warning: nothing approves the serving CSRs of nodes that join later: their kubelets keep self-signed certificates and kubectl logs/metrics-server fail on them.\n" +
+			"  install the in-cluster approver: certctl kubelet-serving enable --cluster --install-approver --image IMAGE\n" +
+			"  (or: certctl kubelet-serving manifest --image IMAGE | kubectl apply -f -)")
+	}
+	return nil
+}
+
+// restartForCSR restarts the kubelet so that it requests a serving certificate, or says that
+// it must be restarted (--no-restart).
+func restartForCSR(ctx context.Context, o EnableOptions, logf func(string, ...any)) error {
+	if o.NoRestart {
+		logf("%s", kubelet.NoRestartNotice("serverTLSBootstrap and file its serving CSR"))
+		return nil
+	}
+	if o.Restart == nil {
+		o.Restart = kubelet.Systemd{Root: o.Layout.Root}
+	}
+	logf("restarting the kubelet")
+	return o.Restart.Restart(ctx)
 }
 
 func ipStrings(c *x509.Certificate) []string {

@@ -1,9 +1,7 @@
 package kubeletserving
 
 import (
-	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"net"
 	"os"
@@ -63,47 +61,22 @@ func Issue(o IssueOptions) (*IssueResult, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	inv := pki.Load(o.Layout, pki.Default())
-	ca := inv.Get("ca")
-	switch {
-	case ca == nil || ca.Missing || ca.Absent:
-		return nil, fmt.Errorf("no cluster CA at %s: run this on a control-plane node (or with --root pointing at a copy of its PKI)", filepath.Join(o.Layout.PKIDir, "ca.crt"))
-	case ca.CertErr != nil:
-		return nil, ca.CertErr
-	case ca.KeyAbsent:
-		return nil, fmt.Errorf("the cluster CA key %s is not on this node (an external CA, or a secondary node): sign on the node that holds it, or use 'certctl kubelet-serving enable'", ca.KeyPath)
-	case ca.KeyErr != nil:
-		return nil, ca.KeyErr
-	}
-	if err := pki.VerifyKeyPair(ca.Cert().PublicKey, ca.Key); err != nil {
-		return nil, fmt.Errorf("%s does not belong to %s: %w", ca.KeyPath, ca.Path, err)
+	ca, err := pki.SigningCA(o.Layout, "sign on the node that holds it (or with --root pointing at a copy of its PKI), or use 'certctl kubelet-serving enable'")
+	if err != nil {
+		return nil, err
 	}
 	cfgPath := ConfigPath(o.Layout)
 	cfg, err := os.ReadFile(cfgPath)
 	if err != nil {
 		return nil, fmt.Errorf("read kubelet config %s: %w", cfgPath, err)
 	}
-	key, err := pki.GenerateKey(o.KeyAlgorithm)
-	if err != nil {
-		return nil, err
-	}
-	ku := x509.KeyUsageDigitalSignature
-	if _, isRSA := key.Public().(*rsa.PublicKey); isRSA {
-		ku |= x509.KeyUsageKeyEncipherment
-	}
 	res := &IssueResult{}
-	notAfter := o.Now.Add(time.Duration(o.Days) * 24 * time.Hour)
-	if notAfter.After(ca.Cert().NotAfter) {
-		notAfter, res.Capped = ca.Cert().NotAfter, true
-	}
-	cert, err := pki.Sign(ca.Cert(), ca.Key, key, pki.Template{
-		Subject:     pkix.Name{CommonName: NodeUserPrefix + o.Node, Organization: []string{NodesGroup}},
-		IPAddresses: o.IPs, DNSNames: o.DNSNames, KeyUsage: ku, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		NotBefore: o.Now.Add(-5 * time.Minute), NotAfter: notAfter,
-	})
+	cert, key, capped, err := pki.SignNodeCert(ca, pki.NodeCert{Node: o.Node, Usage: x509.ExtKeyUsageServerAuth, IPs: o.IPs, DNSNames: o.DNSNames,
+		Validity: time.Duration(o.Days) * 24 * time.Hour, KeyAlgorithm: o.KeyAlgorithm, Now: o.Now})
 	if err != nil {
 		return nil, fmt.Errorf("sign the serving certificate: %w", err)
 	}
+	res.Capped = capped
 	keyPEM, err := pki.EncodePrivateKey(key)
 	if err != nil {
 		return nil, err

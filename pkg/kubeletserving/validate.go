@@ -26,6 +26,36 @@ const NodeUserPrefix = "system:node:"
 // NodesGroup is the group every kubelet's client identity is in.
 const NodesGroup = "system:nodes"
 
+// Reason codes of a Rejection: the bounded set the approver's metrics are labelled with.
+const (
+	CodeSigner           = "signer"
+	CodeNotANode         = "not-a-node"
+	CodeNotInNodesGroup  = "not-in-nodes-group"
+	CodeBadRequest       = "bad-request"
+	CodeSubjectCN        = "subject-cn"
+	CodeSubjectO         = "subject-o"
+	CodeUsages           = "usages"
+	CodeEmailOrURI       = "email-or-uri-san"
+	CodeNoSAN            = "no-san"
+	CodeNodeNotFound     = "node-not-found"
+	CodeNodeMismatch     = "node-mismatch"
+	CodeIPNotNodeAddress = "ip-not-node-address"
+	CodeDNSNotNodeName   = "dns-not-node-name"
+)
+
+// Rejection is why Validate refuses a CSR: a code (for metrics) and the reason in words.
+type Rejection struct {
+	Code string
+	Err  error
+}
+
+func (r *Rejection) Error() string { return r.Err.Error() }
+func (r *Rejection) Unwrap() error { return r.Err }
+
+func reject(code, format string, a ...any) error {
+	return &Rejection{Code: code, Err: fmt.Errorf(format, a...)}
+}
+
 // Policy tunes the checks.
 type Policy struct {
 	// DNSPatterns are extra glob patterns (path.Match) a DNS SAN may match, for clusters
@@ -42,52 +72,52 @@ type Policy struct {
 // to the apiserver and to metrics-server.
 func Validate(csr *certv1.CertificateSigningRequest, node *corev1.Node, p Policy) error {
 	if csr.Spec.SignerName != certv1.KubeletServingSignerName {
-		return fmt.Errorf("signer is %q, not %s", csr.Spec.SignerName, certv1.KubeletServingSignerName)
+		return reject(CodeSigner, "signer is %q, not %s", csr.Spec.SignerName, certv1.KubeletServingSignerName)
 	}
 	user := csr.Spec.Username
 	nodeName, ok := strings.CutPrefix(user, NodeUserPrefix)
 	if !ok || nodeName == "" {
-		return fmt.Errorf("requested by %q, which is not a node identity (system:node:<name>)", user)
+		return reject(CodeNotANode, "requested by %q, which is not a node identity (system:node:<name>)", user)
 	}
 	if !slices.Contains(csr.Spec.Groups, NodesGroup) {
-		return fmt.Errorf("requestor %s is not in group %s", user, NodesGroup)
+		return reject(CodeNotInNodesGroup, "requestor %s is not in group %s", user, NodesGroup)
 	}
 	req, err := parseRequest(csr.Spec.Request)
 	if err != nil {
 		return err
 	}
 	if req.Subject.CommonName != user {
-		return fmt.Errorf("subject CN %q differs from the requestor %q", req.Subject.CommonName, user)
+		return reject(CodeSubjectCN, "subject CN %q differs from the requestor %q", req.Subject.CommonName, user)
 	}
 	if !slices.Equal(req.Subject.Organization, []string{NodesGroup}) {
-		return fmt.Errorf("subject O %v, want exactly [%s]", req.Subject.Organization, NodesGroup)
+		return reject(CodeSubjectO, "subject O %v, want exactly [%s]", req.Subject.Organization, NodesGroup)
 	}
 	if err := checkUsages(csr.Spec.Usages, req); err != nil {
 		return err
 	}
 	if len(req.EmailAddresses) > 0 || len(req.URIs) > 0 {
-		return fmt.Errorf("requests email or URI SANs (%v %v): a kubelet serving certificate has none", req.EmailAddresses, req.URIs)
+		return reject(CodeEmailOrURI, "requests email or URI SANs (%v %v): a kubelet serving certificate has none", req.EmailAddresses, req.URIs)
 	}
 	if len(req.IPAddresses) == 0 && len(req.DNSNames) == 0 {
-		return fmt.Errorf("requests no SAN at all")
+		return reject(CodeNoSAN, "requests no SAN at all")
 	}
 	if node == nil {
-		return fmt.Errorf("node %q does not exist", nodeName)
+		return reject(CodeNodeNotFound, "node %q does not exist", nodeName)
 	}
 	if node.Name != nodeName {
-		return fmt.Errorf("node %q is not the requestor's node %q", node.Name, nodeName)
+		return reject(CodeNodeMismatch, "node %q is not the requestor's node %q", node.Name, nodeName)
 	}
 	ips, names := nodeAddresses(node)
 	for _, ip := range req.IPAddresses {
 		if !slices.ContainsFunc(ips, ip.Equal) {
-			return fmt.Errorf("IP SAN %s is not an address of node %s (it has %s)", ip, nodeName, addrList(node))
+			return reject(CodeIPNotNodeAddress, "IP SAN %s is not an address of node %s (it has %s)", ip, nodeName, addrList(node))
 		}
 	}
 	for _, dns := range req.DNSNames {
 		if slices.Contains(names, strings.ToLower(dns)) || matchesAny(p.DNSPatterns, strings.ToLower(dns)) {
 			continue
 		}
-		return fmt.Errorf("DNS SAN %q is neither a name of node %s (%s) nor allowed by --dns-pattern", dns, nodeName, addrList(node))
+		return reject(CodeDNSNotNodeName, "DNS SAN %q is neither a name of node %s (%s) nor allowed by --dns-pattern", dns, nodeName, addrList(node))
 	}
 	return nil
 }
@@ -95,14 +125,14 @@ func Validate(csr *certv1.CertificateSigningRequest, node *corev1.Node, p Policy
 func parseRequest(data []byte) (*x509.CertificateRequest, error) {
 	block, _ := pem.Decode(data)
 	if block == nil || block.Type != "CERTIFICATE REQUEST" {
-		return nil, fmt.Errorf("request is not a PEM CERTIFICATE REQUEST")
+		return nil, reject(CodeBadRequest, "request is not a PEM CERTIFICATE REQUEST")
 	}
 	req, err := x509.ParseCertificateRequest(block.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("request does not parse: %w", err)
+		return nil, reject(CodeBadRequest, "request does not parse: %w", err)
 	}
 	if err := req.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("request signature does not verify: %w", err)
+		return nil, reject(CodeBadRequest, "request signature does not verify: %w", err)
 	}
 	return req, nil
 }
@@ -124,7 +154,7 @@ func checkUsages(usages []certv1.KeyUsage, req *x509.CertificateRequest) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("usages %v are not a kubelet serving certificate's (digital signature, server auth%s)", got, map[bool]string{true: ", and key encipherment for RSA"}[len(allowed) > 1])
+	return reject(CodeUsages, "usages %v are not a kubelet serving certificate's (digital signature, server auth%s)", got, map[bool]string{true: ", and key encipherment for RSA"}[len(allowed) > 1])
 }
 
 // nodeAddresses returns the Node's IPs (InternalIP, ExternalIP) and names (Hostname,

@@ -166,7 +166,7 @@ func orDefault(v, def string) string {
 func (inv *Inventory) load(s Spec) *Item {
 	it := &Item{Spec: s}
 	it.Path, it.KeyPath = inv.Paths(s)
-	if !exists(it.Path) {
+	if !exists(inv.FollowLink(it.Path)) {
 		if inv.absentByRole(s, it.Path) {
 			it.Absent = true
 		} else {
@@ -186,8 +186,8 @@ func (inv *Inventory) load(s Spec) *Item {
 		it.PublicKey, it.CertErr = ParsePublicKey(it.Path, data)
 		it.Key, it.KeyAbsent, it.KeyErr = readKey(it.KeyPath)
 	default:
-		it.Certs, it.CertErr = readCerts(it.Path)
-		it.Key, it.KeyAbsent, it.KeyErr = readKey(it.KeyPath)
+		it.Certs, it.CertErr = readCerts(inv.FollowLink(it.Path))
+		it.Key, it.KeyAbsent, it.KeyErr = readKey(inv.FollowLink(it.KeyPath))
 	}
 	return it
 }
@@ -262,13 +262,13 @@ func (inv *Inventory) loadKubeconfig(it *Item) {
 	case creds.CertFile != "":
 		// kubelet.conf points at the rotating kubelet-client-current.pem.
 		certPath := inv.resolve(it.Path, creds.CertFile)
-		it.Certs, it.CertErr = readCerts(certPath)
+		it.Certs, it.CertErr = readCerts(inv.FollowLink(certPath))
 		keyPath := certPath
 		if creds.KeyFile != "" {
 			keyPath = inv.resolve(it.Path, creds.KeyFile)
 		}
 		it.KeyPath = keyPath
-		it.Key, it.KeyAbsent, it.KeyErr = readKey(keyPath)
+		it.Key, it.KeyAbsent, it.KeyErr = readKey(inv.FollowLink(keyPath))
 	case creds.Token:
 		// Token or exec-plugin users carry no certificate: nothing to check.
 	default:
@@ -284,4 +284,28 @@ func (inv *Inventory) resolve(kubeconfigPath, p string) string {
 		p = filepath.Join(filepath.Dir(kubeconfigPath), p)
 	}
 	return inv.Layout.Resolve(p)
+}
+
+// FollowLink resolves symbolic links in the last element of p the way the node would: the
+// kubelet writes kubelet-client-current.pem as a link to an absolute node path, which under
+// --root must resolve under the root, not on this machine. Under "/" p is returned as is.
+func (inv *Inventory) FollowLink(p string) string { return FollowLink(inv.Layout.Root, p) }
+
+// FollowLink is Inventory.FollowLink for a given root.
+func FollowLink(root, p string) string {
+	if root == "" || root == "/" {
+		return p
+	}
+	for range 8 {
+		target, err := os.Readlink(p)
+		if err != nil {
+			return p
+		}
+		if filepath.IsAbs(target) {
+			p = UnderRoot(root, target)
+		} else {
+			p = filepath.Join(filepath.Dir(p), target)
+		}
+	}
+	return p
 }

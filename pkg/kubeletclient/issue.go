@@ -1,0 +1,68 @@
+package kubeletclient
+
+import (
+	"crypto/x509"
+	"fmt"
+	"time"
+
+	"github.com/certctl/certctl/pkg/pki"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// IssueOptions drive Issue.
+type IssueOptions struct {
+	Layout       pki.Layout
+	Node         string
+	Validity     time.Duration // default one year (kubeadm's), capped at the CA's expiry
+	KeyAlgorithm string        // default ecdsa-p256, the kubelet's own choice
+	Now          time.Time
+}
+
+// Issued is a signed kubelet client certificate.
+type Issued struct {
+	*Pair
+	Capped bool // the validity was cut at the CA's expiry
+}
+
+// Issue signs a client certificate for system:node:<node> in group system:nodes with the
+// cluster CA of the node at o.Layout: what `kubeadm kubeconfig user --org system:nodes
+// --client-name system:node:<node>` makes, through pkg/pki's checked signing. It needs ca.key.
+func Issue(o IssueOptions) (*Issued, error) {
+	if errs := validation.IsDNS1123Subdomain(o.Node); len(errs) > 0 {
+		return nil, fmt.Errorf("node name %q is not valid: %s", o.Node, errs[0])
+	}
+	if o.Validity == 0 {
+		o.Validity = defaultValidity
+	}
+	if o.Validity < time.Hour || o.Validity > 100*365*24*time.Hour {
+		return nil, fmt.Errorf("validity %s is out of range (1h to 100 years)", o.Validity)
+	}
+	if o.KeyAlgorithm == "" {
+		o.KeyAlgorithm = pki.AlgECDSAP256
+	}
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	ca, err := pki.SigningCA(o.Layout, "on a worker use --server/--token/--discovery-token-ca-cert-hash, or issue the certificate on a control-plane node (certctl kubelet-client issue NODE -o FILE) and install it here")
+	if err != nil {
+		return nil, err
+	}
+	cert, key, capped, err := pki.SignNodeCert(ca, pki.NodeCert{Node: o.Node, Usage: x509.ExtKeyUsageClientAuth,
+		Validity: o.Validity, KeyAlgorithm: o.KeyAlgorithm, Now: o.Now})
+	if err != nil {
+		return nil, fmt.Errorf("sign the kubelet client certificate: %w", err)
+	}
+	out := &Issued{Capped: capped}
+	keyPEM, err := pki.EncodePrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	out.Pair = &Pair{Cert: cert, Chain: []*x509.Certificate{cert}, Key: key, PEM: append(pki.EncodeCertificates(cert), keyPEM...)}
+	return out, nil
+}
+
+// HasCAKey reports whether the node at l holds the cluster CA's key (a control-plane node).
+func HasCAKey(l pki.Layout) bool {
+	ca := pki.Load(l, pki.Default()).Get("ca")
+	return ca != nil && ca.Key != nil
+}
