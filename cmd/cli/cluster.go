@@ -215,6 +215,7 @@ certificate expired), the command prints what to run on each node instead.`,
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print every node's plan, change nothing")
 	f.DurationVar(&opts.JobTimeout, "job-timeout", 10*time.Minute, "one node's renewal")
 	f.DurationVar(&opts.VerifyTimeout, "verify-timeout", 3*time.Minute, "a node's apiserver ready with its renewed certificate, after its Job")
+	f.DurationVar(&opts.StopGrace, "stop-grace", 3*time.Second, "passed to each node's restart: an old apiserver finishes the requests in flight (the load balancer sends new ones elsewhere) before it is killed")
 	return cmd
 }
 

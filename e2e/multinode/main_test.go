@@ -207,6 +207,11 @@ type window struct {
 }
 
 func startPoller(t *testing.T, addr string, roots *x509.CertPool, interval, max time.Duration) *poller {
+	return startPollerPath(t, addr, "/readyz", roots, interval, max)
+}
+
+// startPollerPath is startPoller on another path (/version: a real API request, not a health check).
+func startPollerPath(t *testing.T, addr, path string, roots *x509.CertPool, interval, max time.Duration) *poller {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), max) // bounded in time
 	p := &poller{stop: cancel, done: make(chan struct{})}
@@ -231,7 +236,7 @@ func startPoller(t *testing.T, addr string, roots *x509.CertPool, interval, max 
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		for {
-			err := get(ctx, client, "https://"+addr+"/readyz")
+			err := get(ctx, client, "https://"+addr+path)
 			if ctx.Err() != nil {
 				return
 			}

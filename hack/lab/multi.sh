@@ -13,6 +13,7 @@
 #   hack/lab/multi.sh add-node NAME IP    a new machine: namespaces, containerd, images; not joined
 #   hack/lab/multi.sh join NAME ENDPOINT [--control-plane] [--discovery-timeout DUR]
 #   hack/lab/multi.sh remove-node NAME    stops and removes one node's namespaces and files
+#   hack/lab/multi.sh image               rebuild the certctl image from this checkout, import it everywhere
 #
 # Each node: network namespace cml-NODE (veth eth0 to a bridge in namespace cml-br, which
 # forwards nothing), a persistent mount namespace (private propagation) with per-node
@@ -576,5 +577,9 @@ join)
 	BIN=$("$HACK/build-k8s.sh" | tail -1)
 	shift; join_node "$@" ;;
 remove-node) node_remove "${2:?name}" ;;
-*) sed -n '2,24p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+image) # rebuild the certctl image from this checkout and import it into every node
+	. "$HACK/lab/images.sh"
+	t=$(lab_build_certctl_image "$ML_DIR/images" "$ML_IMAGE")
+	for n in $(ls "$ML_DIR/nodes"); do in_node "$n" ctr -n k8s.io images import --no-unpack=false "$t" >/dev/null && ml_log "$n: imported $ML_IMAGE"; done ;;
+*) sed -n '2,25p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
 esac

@@ -37,6 +37,10 @@ type RenewOptions struct {
 	Days             int
 	IfExpiringWithin time.Duration // 0: renew unconditionally
 	IfExpiringArg    string        // the flag's text, passed on to the nodes
+	// StopGrace is passed on as --stop-grace: behind a load balancer, an apiserver stopped
+	// with a grace closes its listener (new connections go to the other apiservers) and
+	// finishes the requests in flight instead of cutting them.
+	StopGrace time.Duration
 	// Nodes limits the run (default: every control-plane node, by name).
 	Nodes         []string
 	DryRun        bool
@@ -105,7 +109,11 @@ func (o *RenewOptions) nodeArgs() []string {
 	if o.DryRun {
 		return append(args, "--dry-run")
 	}
-	return append(args, "--restart", "--yes")
+	args = append(args, "--restart", "--yes")
+	if o.StopGrace > 0 {
+		args = append(args, "--stop-grace", o.StopGrace.String())
+	}
+	return args
 }
 
 func (o *RenewOptions) logf(format string, a ...any) {
@@ -231,6 +239,10 @@ func (o *RenewOptions) renewNode(ctx context.Context, cs kubernetes.Interface, o
 		return err
 	}
 	out.State, out.Served = "done", served
+	out.Output = strings.TrimSpace(res.Logs)
+	for _, l := range lastLines(res.Logs, 12) {
+		o.logf("%s:   | %s", out.Node, l)
+	}
 	out.Took = time.Since(start).Round(100 * time.Millisecond).String()
 	o.logf("%s: done in %s: serves %s", out.Node, out.Took, served)
 	return nil
@@ -467,4 +479,18 @@ func readyz(ctx context.Context, addr string, roots *x509.CertPool) error {
 		return fmt.Errorf("%s/readyz: %s", addr, resp.Status)
 	}
 	return nil
+}
+
+// lastLines are the last n non-empty lines of s.
+func lastLines(s string, n int) []string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		if strings.TrimSpace(l) != "" {
+			out = append(out, l)
+		}
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out
 }
