@@ -158,7 +158,22 @@ func NodeName(l pki.Layout, explicit string) (string, error) {
 			}
 		}
 	}
-	return "", fmt.Errorf("cannot tell this node's name from %s or %s: give --node NAME (kubectl get nodes)", CurrentPath(l), KubeletConfPath(l))
+	// What the kubelet itself registers as: --hostname-override, else the hostname (a joined
+	// worker's kubelet.conf names no node: its user is "default-auth").
+	flags := l.Resolve(filepath.Join(l.KubeletDir, "kubeadm-flags.env"))
+	if data, err := os.ReadFile(flags); err == nil {
+		for _, f := range strings.Fields(strings.NewReplacer(`"`, " ", "'", " ").Replace(string(data))) {
+			if n, ok := strings.CutPrefix(f, "--hostname-override="); ok && n != "" {
+				return strings.ToLower(n), nil
+			}
+		}
+	}
+	if l.Root == "" || l.Root == "/" {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			return strings.ToLower(h), nil
+		}
+	}
+	return "", fmt.Errorf("cannot tell this node's name from %s, %s or %s: give --node NAME (kubectl get nodes)", CurrentPath(l), KubeletConfPath(l), flags)
 }
 
 // ClusterRoots is the cluster CA: ca.crt on a control-plane node, else what kubelet.conf or

@@ -1,0 +1,176 @@
+package multinode
+
+import (
+	"context"
+	"crypto/x509"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/certctl/certctl/internal/multilab"
+	"github.com/certctl/certctl/internal/testenv"
+	"github.com/certctl/certctl/pkg/pki"
+)
+
+func workers(nodes []multilab.Node) []multilab.Node {
+	var out []multilab.Node
+	for _, n := range nodes {
+		if !n.ControlPlane() {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// TestKubeletClientRenewOnWorker is the runbook's last step without `kubeadm reset`: a
+// worker whose kubelet client certificate is gone gets a new one through a bootstrap token
+// (what `kubeadm token create --print-join-command` prints), on the real kubelet, and the
+// containers running on the node are the same ones before and after.
+func TestKubeletClientRenewOnWorker(t *testing.T) {
+	nodes := requireLab(t)
+	ws := workers(nodes)
+	if len(ws) == 0 {
+		t.Fatal("the lab has no worker")
+	}
+	w, cp := ws[0], controlPlanes(nodes)[0]
+	cs := clientset(t)
+	ctx := context.Background()
+
+	runPause(t, cs, w.Name)
+	before := tasks(t, w)
+	if len(before) == 0 {
+		t.Fatalf("no container runs on %s", w.Name)
+	}
+
+	// The join values, as the operator gets them on a control-plane node.
+	r, err := multilab.Run(multilab.Command(ctx, cp, testenv.Binary(t, "kubeadm"), "token", "create", "--print-join-command", "--kubeconfig", "/etc/kubernetes/admin.conf"))
+	if err != nil || r.Code != 0 {
+		t.Fatalf("kubeadm token create: %v %s", err, r)
+	}
+	m := regexp.MustCompile(`--token (\S+) --discovery-token-ca-cert-hash (\S+)`).FindStringSubmatch(r.Stdout)
+	if m == nil {
+		t.Fatalf("no token in %q", r.Stdout)
+	}
+
+	// The failure: the kubelet's client certificate is gone (expired and cleaned away).
+	pkiDir := filepath.Join(w.Dir(), "var-lib-kubelet", "pki")
+	old, _ := filepath.Glob(filepath.Join(pkiDir, "kubelet-client-*"))
+	for _, f := range old {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, _ := inspectJSON(t, w)
+	if c := findCert(rep, "kubelet-client"); c == nil || len(c.Findings) == 0 || !strings.Contains(c.Findings[0].Remedy, "kubelet-client renew") {
+		t.Fatalf("inspect on %s: want a finding whose remedy is certctl kubelet-client renew, got %+v", w.Name, c)
+	}
+
+	start := time.Now()
+	r = certctlOn(t, w, "kubelet-client", "renew", "--server", multilab.LBAddr, "--token", m[1],
+		"--discovery-token-ca-cert-hash", m[2], "--no-restart", "--no-wait")
+	if r.Code != 0 {
+		t.Fatalf("kubelet-client renew: %s", r)
+	}
+	// No systemd here: the lab restarts the kubelet, as `systemctl restart kubelet` would.
+	lab(t, "kubelet", w.Name, "restart")
+
+	roots := caPool(t)
+	var last string
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		// The kubelet's link is absolute, in the node's own file system: follow it there.
+		target, err := os.Readlink(filepath.Join(pkiDir, "kubelet-client-current.pem"))
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		data, err := os.ReadFile(filepath.Join(pkiDir, filepath.Base(target)))
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		certs, err := pki.ParseCertificates("kubelet-client-current.pem", data)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil || certs[0].Subject.CommonName != "system:node:"+w.Name {
+			last = "certificate " + certs[0].Subject.String() + " does not verify as the node's"
+			return false, nil
+		}
+		n, err := cs.CoreV1().Nodes().Get(ctx, w.Name, metav1.GetOptions{})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && c.LastHeartbeatTime.After(start) {
+				return true, nil
+			}
+		}
+		last = "node not Ready with a heartbeat after the renewal"
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("%s after kubelet-client renew: %s", w.Name, last)
+	}
+	t.Logf("%s: from the command to a new client certificate and the Node Ready: %s (target < 30 s)", w.Name, time.Since(start).Round(100*time.Millisecond))
+	after := tasks(t, w)
+	for _, id := range before {
+		if !slices.Contains(after, id) {
+			t.Errorf("container %s on %s is gone after the renewal: before %v, after %v", id, w.Name, before, after)
+		}
+	}
+	rep, _ = inspectJSON(t, w)
+	if c := findCert(rep, "kubelet-client"); c == nil || c.Status != "ok" {
+		t.Errorf("inspect on %s after the renewal: kubelet-client %+v", w.Name, c)
+	}
+}
+
+// runPause runs a pod of the pause image on node and waits until it runs.
+func runPause(t *testing.T, cs kubernetes.Interface, node string) {
+	t.Helper()
+	ctx := context.Background()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "certctl-e2e-", Namespace: "default"},
+		Spec: corev1.PodSpec{
+			NodeName:                      node,
+			TerminationGracePeriodSeconds: ptr.To(int64(0)),
+			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			Containers:                    []corev1.Container{{Name: "pause", Image: "registry.k8s.io/pause:3.10", ImagePullPolicy: corev1.PullNever}},
+		},
+	}
+	p, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cs.CoreV1().Pods("default").Delete(context.Background(), p.Name, metav1.DeleteOptions{}) })
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		got, err := cs.CoreV1().Pods("default").Get(ctx, p.Name, metav1.GetOptions{})
+		return err == nil && got.Status.Phase == corev1.PodRunning, nil
+	})
+	if err != nil {
+		t.Fatalf("pod %s on %s not running", p.Name, node)
+	}
+}
+
+// tasks are the IDs of the containers running in node's containerd.
+func tasks(t *testing.T, n multilab.Node) []string {
+	t.Helper()
+	r, err := multilab.Run(multilab.Command(context.Background(), n, "ctr", "-n", "k8s.io", "tasks", "ls", "-q"))
+	if err != nil || r.Code != 0 {
+		t.Fatalf("ctr tasks ls on %s: %v %s", n.Name, err, r)
+	}
+	ids := strings.Fields(r.Stdout)
+	slices.Sort(ids)
+	return ids
+}
