@@ -2,6 +2,7 @@ package multinode
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"os"
 	"path/filepath"
@@ -173,4 +174,71 @@ func tasks(t *testing.T, n multilab.Node) []string {
 	ids := strings.Fields(r.Stdout)
 	slices.Sort(ids)
 	return ids
+}
+
+// TestKubeletServingEnableOnWorker is case A on a real worker, the secure way: enable on the
+// worker itself (no admin credentials there: the node's part only), the kubelet restarted, its
+// CSR approved from a control-plane node, and then a strict TLS client that verifies against the
+// cluster CA, as metrics-server does without --kubelet-insecure-tls, reaches the kubelet.
+func TestKubeletServingEnableOnWorker(t *testing.T) {
+	nodes := requireLab(t)
+	w, cp := workers(nodes)[0], controlPlanes(nodes)[0]
+	roots := caPool(t)
+	addr := w.IP + ":10250"
+	if _, err := servedCert(t, addr).Verify(x509.VerifyOptions{Roots: roots, DNSName: w.IP}); err == nil {
+		t.Fatalf("%s already serves a CA-signed certificate for %s: recreate the lab", w.Name, w.IP)
+	}
+	r := certctlOn(t, w, "kubelet-serving", "enable", "--no-restart")
+	if r.Code != 0 || !strings.Contains(r.Stdout+r.Stderr, "approve") {
+		t.Fatalf("enable on a worker without admin credentials: want the node's part done and where approval happens, got %s", r)
+	}
+	start := time.Now()
+	lab(t, "kubelet", w.Name, "restart")
+
+	cs := clientset(t)
+	ctx := context.Background()
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		csrs, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, c := range csrs.Items {
+			if c.Spec.SignerName == "kubernetes.io/kubelet-serving" && c.Spec.Username == "system:node:"+w.Name && c.CreationTimestamp.After(start.Add(-time.Second)) {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("%s's kubelet filed no kubelet-serving CSR after its restart", w.Name)
+	}
+	if r := certctlOn(t, cp, "kubelet-serving", "approve", "--node", w.Name); r.Code != 0 {
+		t.Fatalf("approve --node %s on %s: %s", w.Name, cp.Name, r)
+	}
+	var last string
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		c, err := tlsDialVerified(ctx, addr, roots, w.IP)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		return c.Subject.CommonName == "system:node:"+w.Name, nil
+	})
+	if err != nil {
+		t.Fatalf("a verifying client cannot reach %s's kubelet: %s", w.Name, last)
+	}
+	t.Logf("%s: kubelet restart to a CA-signed serving certificate a strict client accepts: %s", w.Name, time.Since(start).Round(100*time.Millisecond))
+}
+
+// tlsDialVerified dials addr verifying against roots for name, and returns the leaf.
+func tlsDialVerified(ctx context.Context, addr string, roots *x509.CertPool, name string) (*x509.Certificate, error) {
+	d := tls.Dialer{Config: &tls.Config{RootCAs: roots, ServerName: name}}
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	conn, err := d.DialContext(cctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.(*tls.Conn).ConnectionState().PeerCertificates[0], nil
 }
