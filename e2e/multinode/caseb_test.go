@@ -11,6 +11,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/certctl/certctl/internal/multilab"
 	"github.com/certctl/certctl/internal/testenv"
@@ -126,6 +127,24 @@ func TestCaseBLoadBalancerSAN(t *testing.T) {
 		if c := findCert(rep, "apiserver"); c == nil || hasCode(c, inspect.CodeSANMissing) {
 			t.Errorf("[%s] inspect --check-san %s after the fix: %+v", n.Name, multilab.LBIP, c)
 		}
+	}
+
+	// After: the SAN outlives the certificate: kubeadm-config's ClusterConfiguration has it, so
+	// the next control-plane join (or kubeadm init phase certs apiserver) keeps it.
+	cm, err := clientset(t).CoreV1().ConfigMaps("kube-system").Get(context.Background(), "kubeadm-config", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cc struct {
+		APIServer struct {
+			CertSANs []string `json:"certSANs"`
+		} `json:"apiServer"`
+	}
+	if err := yaml.Unmarshal([]byte(cm.Data["ClusterConfiguration"]), &cc); err != nil {
+		t.Fatalf("kubeadm-config: %v", err)
+	}
+	if !slices.Contains(cc.APIServer.CertSANs, multilab.LBIP) {
+		t.Errorf("kube-system/kubeadm-config apiServer.certSANs %v lacks %s", cc.APIServer.CertSANs, multilab.LBIP)
 	}
 
 	// After: a fresh node joins through the balancer and becomes Ready.
