@@ -128,6 +128,18 @@ func TestClusterRenew(t *testing.T) {
 	for _, n := range cps {
 		before[n.Name] = servedCert(t, n.APIServer()).SerialNumber.String()
 	}
+	// The dry run: every node's plan, nothing changed.
+	r = certctlHere(t, "cluster", "renew", "all", "--days", "3650", "--dry-run", "--image", multilab.Image)
+	if r.Code != 0 || strings.Count(r.Stdout, "planned") != len(cps) || !strings.Contains(r.Stdout, "dry run: nothing changed") {
+		t.Fatalf("cluster renew --dry-run: want a plan from each of %d nodes, got %s", len(cps), r)
+	}
+	for _, n := range cps {
+		if servedCert(t, n.APIServer()).SerialNumber.String() != before[n.Name] {
+			t.Fatalf("%s serves another certificate after a dry run", n.Name)
+		}
+	}
+	assertNoJobs(t)
+
 	lb := startPoller(t, multilab.LBAddr, roots, 50*time.Millisecond, 15*time.Minute)
 	api := startPollerPath(t, multilab.LBAddr, "/version", roots, 50*time.Millisecond, 15*time.Minute)
 	own := map[string]*poller{}
