@@ -3,6 +3,7 @@ package kubeletserving_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -155,8 +156,20 @@ func TestApproverInCluster(t *testing.T) {
 	a, b := c.nodeClient(t, "node-a"), c.nodeClient(t, "node-b")
 	nodes := []string{"system:nodes"}
 	c.file(t, a, "client-signer", csrSpec{cn: "system:node:node-a", orgs: nodes, usages: []certv1.KeyUsage{certv1.UsageDigitalSignature, certv1.UsageClientAuth}, signer: certv1.KubeAPIServerClientKubeletSignerName})
-	if _, err := kubeletserving.Approve(ctx, sa, kubeletserving.ApproveOptions{Names: []string{"client-signer"}}); err == nil || !apierrors.IsForbidden(errorsCause(err)) {
-		t.Errorf("the approver's ServiceAccount decided a kube-apiserver-client-kubelet CSR: %v (want forbidden)", err)
+	// certctl refuses to decide it (another signer), and the RBAC would refuse it anyway.
+	var otherSigner *kubeletserving.OtherSignerError
+	if _, err := kubeletserving.Approve(ctx, sa, kubeletserving.ApproveOptions{Names: []string{"client-signer"}}); !errors.As(err, &otherSigner) {
+		t.Errorf("certctl decided a kube-apiserver-client-kubelet CSR: %v (want a refusal for another signer)", err)
+	}
+	cs, err := c.admin.CertificatesV1().CertificateSigningRequests().Get(ctx, "client-signer", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs.Status.Conditions = append(cs.Status.Conditions, certv1.CertificateSigningRequestCondition{
+		Type: certv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "test", Message: "the approver's ServiceAccount tries another signer",
+	})
+	if _, err := sa.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, "client-signer", cs, metav1.UpdateOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the approver's ServiceAccount approved a kube-apiserver-client-kubelet CSR through the API: %v (want forbidden)", err)
 	}
 
 	r1, r2 := startReplica(t, sa, "approver-1"), startReplica(t, sa, "approver-2")
@@ -413,7 +426,12 @@ func TestApproverProcess(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
-	if m := get(procs[leader].metrics + "/metrics"); !strings.Contains(m, "certctl_kubelet_serving_csr_approved_total 1") || !strings.Contains(m, "certctl_kubelet_serving_approver_leader 1") {
+	// The counter is bumped right after the approval is written: poll for it.
+	var m string
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		m = get(procs[leader].metrics + "/metrics")
+		return strings.Contains(m, "certctl_kubelet_serving_csr_approved_total 1") && strings.Contains(m, "certctl_kubelet_serving_approver_leader 1"), nil
+	}); err != nil {
 		t.Errorf("leader's /metrics:\n%s", m)
 	}
 	if h := get(procs[leader].metrics + "/healthz"); h != "ok" {
