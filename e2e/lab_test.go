@@ -106,19 +106,6 @@ func waitLive(t *testing.T, timeout time.Duration) {
 	}
 }
 
-func onDisk(t *testing.T, path string) *x509.Certificate {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certs, err := pki.ParseCertificates(path, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return certs[0]
-}
-
 func criSocket(t *testing.T, l pki.Layout) string {
 	t.Helper()
 	ep := restart.FindCRIEndpoint(l)
@@ -169,7 +156,7 @@ func TestLabRenewAllRestart(t *testing.T) {
 		t.Fatalf("certctl renew all --restart: %v", err)
 	}
 
-	apiAfter, apiFile := testenv.ServedCert(t, apiAddr), onDisk(t, "/etc/kubernetes/pki/apiserver.crt")
+	apiAfter, apiFile := testenv.ServedCert(t, apiAddr), testenv.CertFile(t, "/etc/kubernetes/pki/apiserver.crt")
 	if live.Fingerprint(apiAfter) == live.Fingerprint(apiBefore) {
 		t.Errorf(":6443 still serves the old certificate")
 	}
@@ -185,12 +172,12 @@ func TestLabRenewAllRestart(t *testing.T) {
 		}
 	}
 	// --days 3650, capped at the CA's own expiry (kubeadm's CA lives ten years).
-	ca := onDisk(t, "/etc/kubernetes/pki/ca.crt")
+	ca := testenv.CertFile(t, "/etc/kubernetes/pki/ca.crt")
 	if apiAfter.NotAfter.After(ca.NotAfter) || time.Until(apiAfter.NotAfter) < 3000*24*time.Hour {
 		t.Errorf("apiserver certificate expires %s; want about ten years, capped at the CA's %s", apiAfter.NotAfter, ca.NotAfter)
 	}
 	etcdAfter := testenv.ServedCert(t, etcdAdr)
-	if live.Fingerprint(etcdAfter) == live.Fingerprint(etcdBefore) || live.Fingerprint(etcdAfter) != live.Fingerprint(onDisk(t, "/etc/kubernetes/pki/etcd/server.crt")) {
+	if live.Fingerprint(etcdAfter) == live.Fingerprint(etcdBefore) || live.Fingerprint(etcdAfter) != live.Fingerprint(testenv.CertFile(t, "/etc/kubernetes/pki/etcd/server.crt")) {
 		t.Errorf("etcd does not serve the renewed etcd/server.crt")
 	}
 	// The controller-manager and scheduler read their kubeconfigs once: they must have run

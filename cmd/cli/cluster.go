@@ -5,18 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/certctl/certctl/pkg/cluster"
 	"github.com/certctl/certctl/pkg/inspect"
-	"github.com/certctl/certctl/pkg/pki"
 )
 
 // DefaultImage is the image `make image` builds and the lab imports into every node.
@@ -29,31 +25,8 @@ type clusterOptions struct {
 	Namespace  string
 }
 
-// restConfig loads --kubeconfig, else admin.conf, else ~/.kube/config (under --root).
-func (o *clusterOptions) restConfig() (*rest.Config, error) {
-	l := o.Layout()
-	candidates := []string{filepath.Join(l.KubeconfigDir, "admin.conf"), l.UserKubeconfig}
-	if o.Kubeconfig != "" {
-		candidates = []string{pki.UnderRoot(l.Root, o.Kubeconfig)}
-	}
-	var tried []string
-	for _, p := range candidates {
-		if _, err := os.Stat(p); err != nil {
-			tried = append(tried, p)
-			continue
-		}
-		rc, err := clientcmd.BuildConfigFromFlags("", p)
-		if err != nil {
-			return nil, fmt.Errorf("kubeconfig %s: %w (fix the file or give another with --kubeconfig)", p, err)
-		}
-		rc.QPS, rc.Burst = 50, 100
-		return rc, nil
-	}
-	return nil, fmt.Errorf("no kubeconfig found (tried %s): give --kubeconfig", strings.Join(tried, ", "))
-}
-
 func (o *clusterOptions) clients() (kubernetes.Interface, *x509.CertPool, error) {
-	rc, err := o.restConfig()
+	rc, err := restConfig(o.Globals, o.Kubeconfig)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -26,13 +26,23 @@ type kubeletServingOptions struct {
 	Kubeconfig string
 }
 
-// client builds a clientset the way kubectl on a control-plane node would: --kubeconfig,
-// else admin.conf, else ~/.kube/config.
+// client builds a clientset the way kubectl on a control-plane node would (restConfig).
 func (o *kubeletServingOptions) client() (kubernetes.Interface, error) {
-	l := o.Layout()
+	rc, err := restConfig(o.Globals, o.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(rc)
+}
+
+// restConfig finds the API the way kubectl on a control-plane node would: --kubeconfig, else
+// admin.conf, else ~/.kube/config (all under --root); in a pod with none of them (the
+// in-cluster approver), its service account.
+func restConfig(g *Globals, kubeconfig string) (*rest.Config, error) {
+	l := g.Layout()
 	candidates := []string{filepath.Join(l.KubeconfigDir, "admin.conf"), l.UserKubeconfig}
-	if o.Kubeconfig != "" {
-		candidates = []string{pki.UnderRoot(l.Root, o.Kubeconfig)}
+	if kubeconfig != "" {
+		candidates = []string{pki.UnderRoot(l.Root, kubeconfig)}
 	}
 	var tried []string
 	for _, p := range candidates {
@@ -42,19 +52,14 @@ func (o *kubeletServingOptions) client() (kubernetes.Interface, error) {
 		}
 		rc, err := clientcmd.BuildConfigFromFlags("", p)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
+			return nil, fmt.Errorf("kubeconfig %s: %w (fix the file or give another with --kubeconfig)", p, err)
 		}
 		rc.QPS, rc.Burst = 50, 100
-		cs, err := kubernetes.NewForConfig(rc)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-		return cs, nil
+		return rc, nil
 	}
-	// In a pod (the in-cluster approver): its service account.
-	if o.Kubeconfig == "" {
+	if kubeconfig == "" {
 		if rc, err := rest.InClusterConfig(); err == nil {
-			return kubernetes.NewForConfig(rc)
+			return rc, nil
 		}
 	}
 	return nil, fmt.Errorf("%w (tried %s): give --kubeconfig", errNoKubeconfig, strings.Join(tried, ", "))
