@@ -30,7 +30,8 @@ import (
 )
 
 func main() {
-	rounds := flag.Int("rounds", 3, "runs of each measurement")
+	rounds := flag.Int("rounds", 1, "runs of each measurement")
+	gap := flag.Duration("gap", 0, "pause between rounds (10m avoids the kubelet's restart back-off)")
 	certctl := flag.String("certctl", "bin/certctl", "certctl binary (built from this checkout)")
 	flag.Parse()
 	if !multilab.Up() {
@@ -59,6 +60,9 @@ func main() {
 	var status, oneJob, local, rollout []time.Duration
 	var failed, total int64
 	for r := 0; r < *rounds; r++ {
+		if r > 0 {
+			time.Sleep(*gap)
+		}
 		d := timed(bin, "cluster", "status", "--kubeconfig", kc, img, "-o", "json")
 		status = append(status, d)
 		oneJob = append(oneJob, timed(bin, "cluster", "status", "--kubeconfig", kc, img, "-o", "json", "--node", cps[0].Name))
