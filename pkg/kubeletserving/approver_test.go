@@ -48,6 +48,18 @@ func (r *replica) decision(csr string) (kubeletserving.Decision, bool) {
 	return d, ok
 }
 
+// awaitDecision waits for the replica's record of its decision on csr: the approver records it
+// (and counts it in its metrics) right after the API has the condition the test saw.
+func (r *replica) awaitDecision(csr string) (kubeletserving.Decision, bool) {
+	var d kubeletserving.Decision
+	var ok bool
+	_ = wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		d, ok = r.decision(csr)
+		return ok, nil
+	})
+	return d, ok
+}
+
 func startReplica(t *testing.T, cs kubernetes.Interface, id string) *replica {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -192,7 +204,7 @@ func TestApproverInCluster(t *testing.T) {
 		t.Fatalf("serving-a: %+v, want Approved by certctl with a message", cond)
 	}
 	t.Logf("CSR to approved: %s (leader %s)", took, leader)
-	if d, ok := replicas[leader].decision("serving-a"); !ok || d.Action != kubeletserving.ActionApproved || d.Reason == "" {
+	if d, ok := replicas[leader].awaitDecision("serving-a"); !ok || d.Action != kubeletserving.ActionApproved || d.Reason == "" {
 		t.Errorf("the leader %s did not report approving serving-a with a reason: %+v", leader, d)
 	}
 	if _, ok := other.decision("serving-a"); ok {
@@ -205,15 +217,25 @@ func TestApproverInCluster(t *testing.T) {
 	if cond.Type != certv1.CertificateDenied || !strings.Contains(cond.Message, "IP SAN 10.0.0.2 is not an address of node node-a") {
 		t.Errorf("spoof-b-ip: %+v, want Denied naming 10.0.0.2", cond)
 	}
-	if d, _ := replicas[leader].decision("spoof-b-ip"); d.Code != kubeletserving.CodeIPNotNodeAddress {
+	if d, _ := replicas[leader].awaitDecision("spoof-b-ip"); d.Code != kubeletserving.CodeIPNotNodeAddress {
 		t.Errorf("spoof-b-ip decision %+v, want code %s", d, kubeletserving.CodeIPNotNodeAddress)
 	}
-	metrics := scrape(t, replicas[leader].metrics)
-	for _, want := range []string{
+	wants := []string{
 		"certctl_kubelet_serving_csr_approved_total 1",
 		`certctl_kubelet_serving_csr_denied_total{reason="ip-not-node-address"} 1`,
 		"certctl_kubelet_serving_approver_leader 1",
-	} {
+	}
+	var metrics string
+	_ = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		metrics = scrape(t, replicas[leader].metrics)
+		for _, want := range wants {
+			if !strings.Contains(metrics, want) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	for _, want := range wants {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("leader's /metrics lacks %q:\n%s", want, metrics)
 		}
@@ -237,7 +259,7 @@ func TestApproverInCluster(t *testing.T) {
 	if cond.Type != certv1.CertificateApproved {
 		t.Fatalf("serving-b after the hand-over: %+v", cond)
 	}
-	if _, ok := other.decision("serving-b"); !ok {
+	if _, ok := other.awaitDecision("serving-b"); !ok {
 		t.Errorf("serving-b was not decided by the new leader %s", other.id)
 	}
 	t.Logf("CSR to approved after the hand-over: %s", took)
