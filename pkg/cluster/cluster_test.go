@@ -49,7 +49,7 @@ func TestLease(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	if err := first.Lost(); err != nil {
+	if err := first.Confirm(ctx); err != nil {
 		t.Fatalf("run-1 lost its lease while renewing: %v", err)
 	}
 	if err := first.Release(ctx); err != nil {

@@ -16,7 +16,6 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -249,6 +248,3 @@ func tail(s string, n int) string {
 	}
 	return s
 }
-
-// IsNotFound is apierrors.IsNotFound, for callers that do not import apimachinery.
-func IsNotFound(err error) bool { return apierrors.IsNotFound(err) }

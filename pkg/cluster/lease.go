@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -41,10 +40,6 @@ type Lease struct {
 	duration time.Duration
 	stop     context.CancelFunc
 	done     chan struct{}
-	mu       sync.Mutex
-	lost     error     // taken by another holder
-	renewed  time.Time // last successful renewal
-	last     error     // the last renewal's error, if it failed
 }
 
 // Identity names this process as a Lease holder: host, pid and a random suffix.
@@ -64,7 +59,7 @@ func AcquireLease(ctx context.Context, cs kubernetes.Interface, identity string,
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	l := &Lease{cs: cs, identity: identity, duration: duration, stop: cancel, done: make(chan struct{}), renewed: time.Now()}
+	l := &Lease{cs: cs, identity: identity, duration: duration, stop: cancel, done: make(chan struct{})}
 	go l.renew(rctx)
 	return l, nil
 }
@@ -127,22 +122,10 @@ func (l *Lease) renew(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		err := l.renewOnce(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		l.mu.Lock()
-		switch {
-		case err == nil:
-			l.renewed, l.last = time.Now(), nil
-		case errors.Is(err, errTaken):
-			l.lost = err
-		default:
-			// The API may be away for a while (the apiserver the kubeconfig names is being
-			// restarted): the Lease is still ours until it expires.
-			l.last = err
-		}
-		l.mu.Unlock()
+		// A failed renewal is retried at the next tick: the API may be away for a while (the
+		// apiserver the kubeconfig names is being restarted), and the Lease is still ours until
+		// it expires. Confirm, before each node, is what must succeed.
+		_ = l.renewOnce(ctx)
 	}
 }
 
@@ -162,22 +145,6 @@ func (l *Lease) renewOnce(ctx context.Context) error {
 }
 
 var errTaken = errors.New("lost the lease")
-
-// Lost reports an error when the Lease was taken by another holder, or could not be renewed
-// for longer than its duration (so another may have taken it): the caller must not start work
-// on another node then. Renewals that fail for less than that (an apiserver restarting) are
-// not a loss.
-func (l *Lease) Lost() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.lost != nil {
-		return l.lost
-	}
-	if since := time.Since(l.renewed); since > l.duration {
-		return fmt.Errorf("%w: not renewed for %s (longer than its %s): %v", errTaken, since.Round(time.Second), l.duration, l.last)
-	}
-	return nil
-}
 
 // Release stops renewing and gives the Lease up (holder cleared), so the next run need not
 // wait for it to expire.
@@ -212,11 +179,5 @@ func (l *Lease) Abandon() {
 // must not overlap with another run (the next node). The update is conditional on the Lease's
 // resourceVersion, so a holder that took it in between makes this fail, never both succeed.
 func (l *Lease) Confirm(ctx context.Context) error {
-	if err := l.renewOnce(ctx); err != nil {
-		return err
-	}
-	l.mu.Lock()
-	l.renewed, l.last = time.Now(), nil
-	l.mu.Unlock()
-	return nil
+	return l.renewOnce(ctx)
 }

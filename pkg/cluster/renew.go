@@ -21,6 +21,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/certctl/certctl/pkg/live"
+	"github.com/certctl/certctl/pkg/pki"
 )
 
 // ProgressName is the ConfigMap (in the Lease's namespace) where a cluster renewal records
@@ -151,7 +154,7 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 	if o.Roots == nil {
 		return nil, fmt.Errorf("no cluster CA to verify the apiservers against")
 	}
-	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: ControlPlaneLabel})
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: pki.ControlPlaneLabel})
 	if err != nil {
 		if unreachable(err) {
 			return nil, &UnreachableError{Err: err, NodeArgs: append([]string{}, (&RenewOptions{Names: o.Names, SANs: o.SANs, Days: o.Days, IfExpiringArg: o.IfExpiringArg}).nodeArgs()...)}
@@ -313,7 +316,7 @@ func pickNodes(cps []corev1.Node, only []string) ([]corev1.Node, error) {
 	slices.SortFunc(cps, func(a, b corev1.Node) int { return strings.Compare(a.Name, b.Name) })
 	if len(only) == 0 {
 		if len(cps) == 0 {
-			return nil, fmt.Errorf("no node has the label %s", ControlPlaneLabel)
+			return nil, fmt.Errorf("no node has the label %s", pki.ControlPlaneLabel)
 		}
 		return cps, nil
 	}
@@ -321,7 +324,7 @@ func pickNodes(cps []corev1.Node, only []string) ([]corev1.Node, error) {
 	for _, name := range only {
 		i := slices.IndexFunc(cps, func(n corev1.Node) bool { return n.Name == name })
 		if i < 0 {
-			return nil, fmt.Errorf("%q is not a control-plane node of this cluster (nodes labelled %s: %s)", name, ControlPlaneLabel, nodeNames(cps))
+			return nil, fmt.Errorf("%q is not a control-plane node of this cluster (nodes labelled %s: %s)", name, pki.ControlPlaneLabel, nodeNames(cps))
 		}
 		out = append(out, cps[i])
 	}
@@ -446,21 +449,13 @@ func unreachable(err error) bool {
 		strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "certificate")
 }
 
-// servedLeaf is the certificate addr serves (read, verified by the caller).
+// servedLeaf is the certificate addr serves (read; the caller verifies it).
 func servedLeaf(ctx context.Context, addr string) (*x509.Certificate, error) {
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 2 * time.Second}, Config: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // verified by the caller
-	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	conn, err := d.DialContext(cctx, "tcp", addr)
+	chain, err := live.Served(ctx, addr, "", nil, 3*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
-	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s served no certificate", addr)
-	}
-	return certs[0], nil
+	return chain[0], nil
 }
 
 func readyz(ctx context.Context, addr string, roots *x509.CertPool) error {

@@ -19,10 +19,8 @@ import (
 
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubeletserving"
+	"github.com/certctl/certctl/pkg/pki"
 )
-
-// ControlPlaneLabel marks control-plane nodes (kubeadm sets it).
-const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
 
 // StatusOptions drive Status.
 type StatusOptions struct {
@@ -159,7 +157,7 @@ func listNodes(ctx context.Context, cs kubernetes.Interface, only []string) ([]c
 }
 
 func isControlPlane(n *corev1.Node) bool {
-	_, ok := n.Labels[ControlPlaneLabel]
+	_, ok := n.Labels[pki.ControlPlaneLabel]
 	return ok
 }
 

@@ -18,6 +18,9 @@ const (
 // (etcd.yaml only with stacked etcd).
 var ControlPlaneManifests = []string{"kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml", "etcd.yaml"}
 
+// ControlPlaneLabel is the label kubeadm puts on control-plane Nodes.
+const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
+
 // DetectRole tells a control-plane node from a worker by what the node runs, not by whether
 // pki/ exists: kubeadm join leaves pki/ca.crt (the kubelet's client CA) and an empty
 // manifests dir on every worker. The reason says which evidence decided, for the report.

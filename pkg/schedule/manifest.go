@@ -11,13 +11,14 @@ import (
 	"strings"
 
 	"github.com/certctl/certctl/pkg/inspect"
+	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/templates"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
 
 // ControlPlaneLabel marks control-plane nodes (kubeadm sets it).
-const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
+const ControlPlaneLabel = pki.ControlPlaneLabel
 
 // ManifestOptions describe the in-cluster variant.
 type ManifestOptions struct {
