@@ -4,6 +4,8 @@
 #   lab_build_images BIN OUTDIR   -> prints one tarball path per line: the control-plane images
 #                                    (names as `kubeadm config images list` prints them) and pause
 #   lab_build_certctl_image OUTDIR IMAGE -> prints the tarball of certctl built from this checkout
+#   lab_containerd_config ROOT STATE SOCKET CNI_BIN CNI_CONF -> prints a containerd config for a
+#                                    private instance (both labs run their own)
 
 lab_build_images() {
 	local bin=$1 img=$2 ref name tarball dest entry
@@ -33,4 +35,32 @@ lab_build_certctl_image() {
 		go build -o "$img/mkimage" ./hack/lab/mkimage) >&2
 	"$img/mkimage" -o "$img/certctl.tar" -tag "$ref" -file "$img/certctl=/usr/local/bin/certctl" -entrypoint /usr/local/bin/certctl >&2
 	echo "$img/certctl.tar"
+}
+
+lab_containerd_config() {
+	local root=$1 state=$2 sock=$3 cni_bin=$4 cni_conf=$5
+	cat <<TOML
+version = 2
+root = "$root"
+state = "$state"
+[grpc]
+  address = "$sock"
+[ttrpc]
+  address = "$sock.ttrpc"
+[debug]
+  address = "$(dirname "$sock")/containerd-debug.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  # this VM lacks CAP_SYS_RESOURCE: runc otherwise fails ("can't get final child's PID")
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$cni_bin"
+    conf_dir = "$cni_conf"
+TOML
 }

@@ -193,25 +193,7 @@ JSON
 	refresh_routes
 	# cgroups: the runtime's (containerd, shims, kubelet) and the kubelet's cgroupRoot.
 	for h in /sys/fs/cgroup/*/; do mkdir -p "$h$ML_PREFIX-rt-$n" "$h$ML_PREFIX-$n" 2>/dev/null || true; done
-	cat >"$d/containerd.toml" <<TOML
-version = 2
-root = "$d/containerd"
-state = "/run/containerd"
-[grpc]
-  address = "/run/containerd/containerd.sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "$PAUSE_IMAGE"
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "/etc/cni/net.d"
-TOML
+	lab_containerd_config "$d/containerd" /run/containerd /run/containerd/containerd.sock /usr/lib/cni /etc/cni/net.d >"$d/containerd.toml"
 	setsid bash -c "$(declare -f cg_exec); cg_exec '$ML_PREFIX-rt-$n' \"\$@\"" _ \
 		nsenter --net="/run/netns/$(netns "$n")" --mount="$NS_DIR/$n.mnt" --uts="$NS_DIR/$n.uts" \
 		containerd --config "$d/containerd.toml" </dev/null >"$d/containerd.log" 2>&1 &

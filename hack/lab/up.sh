@@ -84,29 +84,7 @@ for h in /sys/fs/cgroup/*/; do
 done
 
 # --- containerd --------------------------------------------------------------------------
-cat >"$LAB_DIR/containerd.toml" <<TOML
-version = 2
-root = "$LAB_DIR/containerd"
-state = "$LAB_RUN/containerd"
-[grpc]
-  address = "$LAB_SOCK"
-[ttrpc]
-  address = "$LAB_RUN/containerd.sock.ttrpc"
-[debug]
-  address = "$LAB_RUN/containerd-debug.sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "$PAUSE_IMAGE"
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "$LAB_DIR/cni/bin"
-    conf_dir = "$LAB_DIR/cni/net.d"
-TOML
+lab_containerd_config "$LAB_DIR/containerd" "$LAB_RUN/containerd" "$LAB_SOCK" "$LAB_DIR/cni/bin" "$LAB_DIR/cni/net.d" >"$LAB_DIR/containerd.toml"
 lab_log "containerd on $LAB_SOCK"
 setsid "${LAB_NSENTER[@]}" containerd --config "$LAB_DIR/containerd.toml" </dev/null >"$LAB_DIR/containerd.log" 2>&1 &
 echo $! >"$LAB_DIR/containerd.pid"
