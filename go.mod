@@ -4,7 +4,9 @@ go 1.23.0
 
 require (
 	github.com/cloudflare/cfssl v1.6.5
+	github.com/coreos/go-systemd/v22 v22.5.0
 	github.com/cyphar/filepath-securejoin v0.3.4
+	github.com/godbus/dbus/v5 v5.1.0
 	github.com/prometheus/client_golang v1.19.1
 	github.com/prometheus/common v0.55.0
 	github.com/prometheus/procfs v0.15.1

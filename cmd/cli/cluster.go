@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 
 	"github.com/certctl/certctl/pkg/cluster"
 	"github.com/certctl/certctl/pkg/inspect"
+	"github.com/certctl/certctl/pkg/kubeconfig"
+	"github.com/certctl/certctl/pkg/pki"
 )
 
 // DefaultImage is the image `make image` builds and the lab imports into every node.
@@ -58,13 +61,14 @@ agent: the image (--image) is certctl itself. See docs/cluster.md for what runs 
 the RBAC.
 
   status   every node's certificates in one table, plus what each kubelet serves
-  renew    renew the control-plane nodes one at a time, each verified before the next`,
+  renew    renew the control-plane nodes one at a time, each verified before the next
+  endpoint move the cluster onto its load balancer (case B), one node at a time`,
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig to reach the API server (default admin.conf, then ~/.kube/config)")
 	pf.StringVar(&o.Image, "image", DefaultImage, "image whose entrypoint is certctl, present on (or pullable by) every node")
 	pf.StringVar(&o.Namespace, "namespace", "kube-system", "namespace of the Jobs")
-	cmd.AddCommand(newClusterStatusCmd(o), newClusterRenewCmd(o))
+	cmd.AddCommand(newClusterStatusCmd(o), newClusterRenewCmd(o), newClusterEndpointCmd(o))
 	return cmd
 }
 
@@ -222,4 +226,108 @@ func severityCode(s inspect.Severity) int {
 		return ExitWarning
 	}
 	return 0
+}
+
+func newClusterEndpointCmd(o *clusterOptions) *cobra.Command {
+	var opts cluster.EndpointOptions
+	cmd := &cobra.Command{
+		Use:   "endpoint HOST:PORT",
+		Short: "Move the whole cluster onto a load balancer's address (case B), the API never down",
+		Long: `endpoint moves a cluster made with controlPlaneEndpoint on its first node onto the load
+balancer put in front of its apiservers later, so that the first node stops being a single
+point of failure. In order, under the Lease kube-system/certctl-renew:
+
+  1. refuses unless every control-plane node's apiserver is ready and HOST:PORT already serves
+     the cluster (a certificate chaining to the cluster CA);
+  2. adds HOST to the apiserver certificate of every control-plane node that lacks it (as
+     'certctl cluster renew apiserver --san HOST': one node at a time, each verified);
+  3. sets controlPlaneEndpoint in kube-system/kubeadm-config (what later joins and upgrades
+     use) and the server of kube-public/cluster-info (what 'kubeadm join' discovers), and of
+     kube-system/kube-proxy's kubeconfig when the cluster has one;
+  4. on every node, one at a time, control plane first: a Job runs 'certctl kubeconfig
+     set-server HOST:PORT' (admin.conf, super-admin.conf, kubelet.conf; backed up, atomic),
+     which restarts the kubelet; the next node starts when this node's kubelet reports again
+     (its node Lease renewed, Node Ready) through the new endpoint;
+  5. points the kubeconfig this command used (and ~/.kube/config) at HOST:PORT when they used
+     the old endpoint.
+
+Files that name another server (controller-manager.conf and scheduler.conf point at the
+node's own apiserver) are left alone. A run that fails stops at that node; the nodes before it
+use the new endpoint, the others the old one (both work once the SAN is in place); the same
+command again goes on. --dry-run prints every node's plan and changes nothing.`,
+		Example: `  # what would change, on every node
+  certctl cluster endpoint 10.2.1.139:6443 --dry-run
+
+  # move the cluster onto its load balancer
+  certctl cluster endpoint 10.2.1.139:6443`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			ctx, cancel := signalContext(c.Context())
+			defer cancel()
+			cs, roots, err := o.clients()
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			opts.Endpoint, opts.Namespace, opts.Image, opts.Roots, opts.Progress = args[0], o.Namespace, o.Image, roots, o.Streams.ErrOut
+			rep, err := cluster.Endpoint(ctx, cs, opts)
+			if rep != nil {
+				printEndpointReport(o.Streams, rep)
+			}
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			if opts.DryRun {
+				return nil
+			}
+			for _, p := range o.localKubeconfigs() {
+				moved, err := kubeconfig.MoveServerFile(p, rep.From, rep.To)
+				if err != nil {
+					return withCode(ExitError, fmt.Errorf("the cluster moved, but %w", err))
+				}
+				if len(moved) > 0 {
+					fmt.Fprintf(o.Streams.Out, "%s: %s now %s\n", p, strings.Join(moved, ", "), rep.To)
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&opts.DryRun, "dry-run", false, "print every node's plan and what would change in the cluster, change nothing")
+	f.DurationVar(&opts.JobTimeout, "job-timeout", 10*time.Minute, "one node's Job")
+	f.DurationVar(&opts.VerifyTimeout, "verify-timeout", 3*time.Minute, "an apiserver ready with its new SAN, after its Job")
+	f.DurationVar(&opts.ReadyTimeout, "ready-timeout", 2*time.Minute, "a node's kubelet reporting again after its restart")
+	f.DurationVar(&opts.StopGrace, "stop-grace", 3*time.Second, "as for cluster renew, when the SAN is added")
+	return cmd
+}
+
+// localKubeconfigs: the kubeconfig the command used and the user's, once each, if they exist.
+func (o *clusterOptions) localKubeconfigs() []string {
+	l := o.Layout()
+	var out []string
+	for _, p := range []string{o.Kubeconfig, l.UserKubeconfig} {
+		if p == "" {
+			continue
+		}
+		p = pki.UnderRoot(l.Root, p)
+		if _, err := os.Stat(p); err == nil && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func printEndpointReport(s Streams, rep *cluster.EndpointReport) {
+	fmt.Fprintf(s.Out, "endpoint: %s -> %s\n", rep.From, rep.To)
+	if len(rep.SANNodes) > 0 {
+		fmt.Fprintf(s.Out, "SAN added on: %s\n", strings.Join(rep.SANNodes, ", "))
+		if rep.SAN != nil {
+			printRenewReport(s, rep.SAN)
+		}
+	}
+	fmt.Fprintf(s.Out, "kube-system/kubeadm-config: %s\n", rep.KubeadmConfig)
+	fmt.Fprintf(s.Out, "kube-public/cluster-info: %s\n", rep.ClusterInfo)
+	if rep.KubeProxy != "" {
+		fmt.Fprintf(s.Out, "kube-system/kube-proxy: %s\n", rep.KubeProxy)
+	}
+	printRenewReport(s, &cluster.RenewReport{Nodes: rep.Nodes})
 }

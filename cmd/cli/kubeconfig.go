@@ -3,7 +3,9 @@ package cli
 import (
 	"path/filepath"
 
+	"github.com/certctl/certctl/pkg/endpoint"
 	"github.com/certctl/certctl/pkg/renew"
+	"github.com/certctl/certctl/pkg/restart"
 	"github.com/spf13/cobra"
 )
 
@@ -44,6 +46,46 @@ root leaves it ops's. A new file is 0600 and belongs to the owner of its directo
 	}
 	refresh.Flags().StringVar(&to, "to", "", "kubeconfig to update (default $HOME/.kube/config, under --root)")
 	refresh.Flags().StringVar(&from, "from", "", "kubeconfig to take the credentials from (default admin.conf)")
-	cmd.AddCommand(refresh)
+	cmd.AddCommand(refresh, newSetServerCmd(g))
 	return cmd
+}
+
+func newSetServerCmd(g *Globals) *cobra.Command {
+	o := endpoint.Options{}
+	c := &cobra.Command{
+		Use:   "set-server HOST:PORT",
+		Short: "Point this node's kubeconfigs at another API server address (a load balancer)",
+		Long: `set-server replaces the API server address in this node's admin.conf, super-admin.conf,
+kubelet.conf and bootstrap-kubelet.conf: every cluster entry that uses --from (default: the
+server kubelet.conf uses) gets HOST:PORT. Entries that name another server, and
+controller-manager.conf and scheduler.conf (kubeadm points them at the node's own apiserver),
+are left alone. The files are backed up first (certctl backup list) and written atomically,
+keeping owner and mode. When kubelet.conf changed, the kubelet is restarted (through systemd,
+or the supervisor that runs it) and certctl waits until it is healthy.
+
+This is the node's part of 'certctl cluster endpoint', which runs it on every node, one at a
+time, after checking that the new address serves the cluster; run it by hand only on a node
+the cluster command cannot reach.`,
+		Example: `  certctl kubeconfig set-server 10.2.1.139:6443 --dry-run
+  certctl kubeconfig set-server 10.2.1.139:6443 --from https://10.2.1.151:6443
+  certctl --root /host kubeconfig set-server lb.example.com:6443 --no-restart`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			o.Layout, o.To, o.Out = g.Layout(), args[0], g.Streams.Out
+			o.Restart = restart.KubeletRestarter{Layout: o.Layout}
+			res, err := endpoint.SetServer(c.Context(), o)
+			if res != nil {
+				res.Render(g.Streams.Out, o.DryRun)
+			}
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.From, "from", "", "the server to replace (default: the one kubelet.conf uses)")
+	f.BoolVar(&o.DryRun, "dry-run", false, "print what would change, change nothing")
+	f.BoolVar(&o.NoRestart, "no-restart", false, "do not restart the kubelet after kubelet.conf changed: restart it yourself")
+	return c
 }

@@ -3,13 +3,14 @@ package cli
 import (
 	"context"
 
-	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/restart"
 )
 
-// restartKubelet restarts the kubelet of the node at the layout's root.
+// restartKubelet restarts the kubelet of the node at the layout's root: through systemd, or
+// its supervisor (restart.KubeletRestarter).
 type restartKubelet struct{ l pki.Layout }
 
 func (r restartKubelet) Restart(ctx context.Context) error {
-	return kubelet.Systemd{Root: r.l.Root}.Restart(ctx)
+	return restart.KubeletRestarter{Layout: r.l}.Restart(ctx)
 }

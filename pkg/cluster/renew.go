@@ -52,7 +52,10 @@ type RenewOptions struct {
 	LeaseDuration time.Duration // default 60s
 	Roots         *x509.CertPool
 	Identity      string
-	Progress      io.Writer
+	// Lease, when set, is a Lease the caller already holds (cluster endpoint renews under its
+	// own); Renew then neither takes nor releases one.
+	Lease    *Lease
+	Progress io.Writer
 	// Port of the apiservers (6443).
 	Port int
 }
@@ -175,12 +178,14 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 	if o.DryRun {
 		return rep, o.dryRun(ctx, cs, rep)
 	}
-	lease, err := AcquireLease(ctx, cs, o.Identity, o.LeaseDuration)
-	if err != nil {
-		return rep, err
+	lease := o.Lease
+	if lease == nil {
+		if lease, err = AcquireLease(ctx, cs, o.Identity, o.LeaseDuration); err != nil {
+			return rep, err
+		}
+		defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
+		o.logf("holding lease %s/%s as %s", LeaseNamespace, LeaseName, o.Identity)
 	}
-	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
-	o.logf("holding lease %s/%s as %s", LeaseNamespace, LeaseName, o.Identity)
 	key := strings.Join(o.nodeArgs(), " ")
 	done, err := readProgress(ctx, cs, key)
 	if err != nil {
@@ -365,15 +370,11 @@ func checkAccess(ctx context.Context, cs kubernetes.Interface, ns string, dryRun
 	}
 	var missing []string
 	for _, n := range needs {
-		r, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
-			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Namespace: n.ns, Verb: n.verb, Group: n.group, Resource: n.resource, Subresource: n.sub,
-			}},
-		}, metav1.CreateOptions{})
+		ok, err := allowed(ctx, cs, n.ns, n.verb, n.group, n.resource, n.sub)
 		if err != nil {
-			return fmt.Errorf("check permissions: %w", err)
+			return err
 		}
-		if !r.Status.Allowed {
+		if !ok {
 			res := n.resource
 			if n.sub != "" {
 				res += "/" + n.sub
@@ -385,6 +386,19 @@ func checkAccess(ctx context.Context, cs kubernetes.Interface, ns string, dryRun
 		return fmt.Errorf("not allowed to %s: see docs/cluster.md for the RBAC this command needs", strings.Join(missing, "; "))
 	}
 	return nil
+}
+
+// allowed asks the API (SelfSubjectAccessReview) whether this user may do verb on resource.
+func allowed(ctx context.Context, cs kubernetes.Interface, ns, verb, group, resource, sub string) (bool, error) {
+	r, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+		Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Namespace: ns, Verb: verb, Group: group, Resource: resource, Subresource: sub,
+		}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return false, fmt.Errorf("check permissions: %w", err)
+	}
+	return r.Status.Allowed, nil
 }
 
 func readProgress(ctx context.Context, cs kubernetes.Interface, key string) (map[string]string, error) {

@@ -301,3 +301,103 @@ func NewClientset(path string, timeout time.Duration) (kubernetes.Interface, err
 	}
 	return cs, nil
 }
+
+// ControlPlaneEndpoint returns the ClusterConfiguration's controlPlaneEndpoint ("" when unset).
+func ControlPlaneEndpoint(doc string) (string, error) {
+	top, _, err := clusterConfiguration(doc)
+	if err != nil {
+		return "", err
+	}
+	if v := value(top, "controlPlaneEndpoint"); v != nil {
+		return v.Value, nil
+	}
+	return "", nil
+}
+
+// SetControlPlaneEndpoint returns doc with controlPlaneEndpoint set to ep (created when
+// missing), and the value it replaced. Nothing else in the document changes.
+func SetControlPlaneEndpoint(doc, ep string) (out, old string, err error) {
+	top, root, err := clusterConfiguration(doc)
+	if err != nil {
+		return "", "", err
+	}
+	v := value(top, "controlPlaneEndpoint")
+	if v == nil {
+		top.Content = append(top.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "controlPlaneEndpoint"},
+			&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: ep})
+	} else {
+		if v.Value == ep {
+			return doc, ep, nil
+		}
+		old = v.Value
+		v.Kind, v.Tag, v.Value, v.Style = yaml.ScalarNode, "!!str", ep, 0
+	}
+	out, err = encode(root)
+	return out, old, err
+}
+
+// SetEndpoint sets controlPlaneEndpoint in the ConfigMap (read, edit, update with the
+// resourceVersion read; retried on a conflict) and returns the value it replaced. An
+// endpoint already in place is not written again.
+func SetEndpoint(ctx context.Context, cs kubernetes.Interface, ep string) (old string, changed bool, err error) {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cm, err := cs.CoreV1().ConfigMaps(Namespace).Get(ctx, Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("read %s/%s: %w", Namespace, Name, err)
+		}
+		doc, ok := cm.Data[Key]
+		if !ok {
+			return fmt.Errorf("%s/%s has no %s key", Namespace, Name, Key)
+		}
+		out, prev, err := SetControlPlaneEndpoint(doc, ep)
+		if err != nil {
+			return fmt.Errorf("%s/%s: %w", Namespace, Name, err)
+		}
+		old, changed = prev, out != doc
+		if !changed {
+			return nil
+		}
+		cm = cm.DeepCopy()
+		cm.Data[Key] = out
+		if _, err := cs.CoreV1().ConfigMaps(Namespace).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "certctl"}); err != nil {
+			if apierrors.IsConflict(err) {
+				return err
+			}
+			return fmt.Errorf("update %s/%s: %w", Namespace, Name, err)
+		}
+		return nil
+	})
+	return old, changed, err
+}
+
+// clusterConfiguration parses doc and returns its top mapping and the document node.
+func clusterConfiguration(doc string) (top, root *yaml.Node, err error) {
+	root = &yaml.Node{}
+	if err := yaml.Unmarshal([]byte(doc), root); err != nil {
+		return nil, nil, fmt.Errorf("parse %s: %w", Key, err)
+	}
+	if root.Kind != yaml.DocumentNode || len(root.Content) != 1 || root.Content[0].Kind != yaml.MappingNode {
+		return nil, nil, fmt.Errorf("%s is not a YAML mapping", Key)
+	}
+	top = root.Content[0]
+	if k := value(top, "kind"); k == nil || k.Value != "ClusterConfiguration" {
+		return nil, nil, fmt.Errorf("%s: kind is not ClusterConfiguration", Key)
+	}
+	return top, root, nil
+}
+
+func encode(root *yaml.Node) (string, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(root); err != nil {
+		return "", fmt.Errorf("write %s: %w", Key, err)
+	}
+	if err := enc.Close(); err != nil {
+		return "", fmt.Errorf("write %s: %w", Key, err)
+	}
+	return buf.String(), nil
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/restart"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -74,7 +75,7 @@ func (o *RenewOptions) defaults() {
 		o.Timeout = 2 * time.Minute
 	}
 	if o.Restart == nil {
-		o.Restart = kubelet.Systemd{Root: o.Layout.Root}
+		o.Restart = restart.KubeletRestarter{Layout: o.Layout}
 	}
 }
 

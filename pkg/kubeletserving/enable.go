@@ -17,6 +17,7 @@ import (
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/restart"
 	"github.com/certctl/certctl/pkg/txn"
 	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -330,7 +331,7 @@ func restartForCSR(ctx context.Context, o EnableOptions, logf func(string, ...an
 		return nil
 	}
 	if o.Restart == nil {
-		o.Restart = kubelet.Systemd{Root: o.Layout.Root}
+		o.Restart = restart.KubeletRestarter{Layout: o.Layout}
 	}
 	logf("restarting the kubelet")
 	return o.Restart.Restart(ctx)

@@ -37,9 +37,12 @@ type Node struct {
 // ErrNoKubelet is returned by FindNode when no kubelet runs the static pods of a manifests
 // dir: moving a manifest out would stop nothing, and waiting for it to stop would last the
 // whole --timeout.
-type ErrNoKubelet struct{ ManifestsDir string }
+type ErrNoKubelet struct{ ManifestsDir, Config string }
 
 func (e *ErrNoKubelet) Error() string {
+	if e.Config != "" {
+		return fmt.Sprintf("no kubelet runs with the config %s (certctl looks for a kubelet process whose --config is this file; it needs the host's PID namespace: run it on the node, or in a pod with hostPID: true)", e.Config)
+	}
 	return fmt.Sprintf("no kubelet runs the static pods in %s: nothing to restart (certctl looks for a kubelet process whose staticPodPath is this directory; it needs the host's PID namespace: run it on the node, or in a pod with hostPID: true)", e.ManifestsDir)
 }
 
@@ -72,7 +75,7 @@ func FindNode(proc, manifestsDir string) (*Node, error) {
 	var found []*Node
 	for _, p := range procs {
 		n, ok := kubeletOf(proc, p)
-		if !ok {
+		if !ok || n.StaticPodPath == "" {
 			continue
 		}
 		st, err := os.Stat(filepath.Join(n.Root, n.StaticPodPath))
@@ -96,8 +99,53 @@ func FindNode(proc, manifestsDir string) (*Node, error) {
 	return nil, fmt.Errorf("several kubelets (PIDs %s) run the static pods in %s: stop all but one before restarting anything", strings.Join(pids, ", "), manifestsDir)
 }
 
+// FindKubelet finds the kubelet whose --config is configFile (the same file: device and inode
+// compared, each path resolved in its own mount namespace), for nodes that run no static pods
+// (a worker whose kubelet has no manifests dir). It fails with *ErrNoKubelet when none does.
+func FindKubelet(proc, configFile string) (*Node, error) {
+	if proc == "" {
+		proc = "/proc"
+	}
+	want, err := os.Stat(configFile)
+	if err != nil {
+		return nil, fmt.Errorf("the kubelet's config: %w", err)
+	}
+	fs, err := procfs.NewFS(proc)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", proc, err)
+	}
+	procs, err := fs.AllProcs()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", proc, err)
+	}
+	var found []*Node
+	for _, p := range procs {
+		n, ok := kubeletOf(proc, p)
+		if !ok || n.Config == "" {
+			continue
+		}
+		st, err := os.Stat(filepath.Join(n.Root, n.absConfig(filepath.Join(proc, strconv.Itoa(p.PID)))))
+		if err != nil || !os.SameFile(st, want) {
+			continue
+		}
+		n.CRIEndpoint = n.criEndpoint(proc)
+		found = append(found, n)
+	}
+	switch len(found) {
+	case 0:
+		return nil, &ErrNoKubelet{Config: configFile}
+	case 1:
+		return found[0], nil
+	}
+	var pids []string
+	for _, n := range found {
+		pids = append(pids, strconv.Itoa(n.PID))
+	}
+	return nil, fmt.Errorf("several kubelets (PIDs %s) run with the config %s: stop all but one first", strings.Join(pids, ", "), configFile)
+}
+
 // kubeletOf reads p as a kubelet: its flags and its config file. ok is false for anything
-// else (another program, an exited process, one without a static pod path).
+// else (another program, an exited process).
 func kubeletOf(proc string, p procfs.Proc) (n *Node, ok bool) {
 	args, err := p.CmdLine()
 	if err != nil || len(args) == 0 || filepath.Base(args[0]) != "kubelet" {
@@ -137,9 +185,6 @@ func kubeletOf(proc string, p procfs.Proc) (n *Node, ok bool) {
 		if !filepath.IsAbs(v) {
 			n.StaticPodPath = filepath.Join(cwdOf(dir), v)
 		}
-	}
-	if n.StaticPodPath == "" {
-		return nil, false
 	}
 	n.CgroupRoot = kc.CgroupRoot
 	if v := flags["cgroup-root"]; v != "" {

@@ -29,7 +29,7 @@ type Request struct {
 	Grace         StopGrace     // nil: DefaultStopGrace
 	LockTimeout   time.Duration // default 30s
 	Proc          string        // default /proc
-	// Kubelet restarts the kubelet; nil: through systemd (kubelet.Systemd).
+	// Kubelet restarts the kubelet; nil: KubeletRestarter (systemd, or its supervisor).
 	Kubelet kubelet.Restarter
 	// KubeletWait says when the restarted kubelet is healthy (defaults: its healthz and
 	// serving ports on loopback).
@@ -183,7 +183,7 @@ func (r Request) summary(results []Result) {
 func (r Request) restartKubelet(ctx context.Context, node *Node) error {
 	k := r.Kubelet
 	if k == nil {
-		k = kubelet.Systemd{Root: r.Layout.Root}
+		k = KubeletRestarter{Layout: r.Layout, Proc: r.Proc}
 	}
 	if err := k.Restart(ctx); err != nil {
 		return err

@@ -1,0 +1,419 @@
+package cluster
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/certctl/certctl/pkg/kubeadmconfig"
+	"github.com/certctl/certctl/pkg/kubeconfig"
+	"github.com/certctl/certctl/pkg/live"
+)
+
+// EndpointOptions drive Endpoint.
+type EndpointOptions struct {
+	Endpoint  string // HOST:PORT (or https://HOST:PORT) of the load balancer
+	Namespace string
+	Image     string
+	Roots     *x509.CertPool
+	DryRun    bool
+	// StopGrace, JobTimeout, VerifyTimeout: as for Renew (the SAN is added by a renewal).
+	StopGrace     time.Duration
+	JobTimeout    time.Duration
+	VerifyTimeout time.Duration
+	// ReadyTimeout bounds the wait for a node's kubelet to report through the new endpoint
+	// after its restart; default 2m.
+	ReadyTimeout  time.Duration
+	LeaseDuration time.Duration
+	Identity      string
+	Progress      io.Writer
+	Port          int // of the apiservers behind the endpoint; default 6443
+}
+
+// EndpointReport is what Endpoint did (or, dry run, would do).
+type EndpointReport struct {
+	From          string        `json:"from"`
+	To            string        `json:"to"`
+	SANNodes      []string      `json:"sanNodes,omitempty"` // control-plane nodes whose certificate lacked the SAN
+	SAN           *RenewReport  `json:"san,omitempty"`
+	KubeadmConfig string        `json:"kubeadmConfig"`
+	ClusterInfo   string        `json:"clusterInfo"`
+	KubeProxy     string        `json:"kubeProxy,omitempty"`
+	Nodes         []NodeOutcome `json:"nodes"`
+}
+
+// ClusterInfoNamespace/Name: the ConfigMap `kubeadm join` discovers the cluster from.
+const (
+	ClusterInfoNamespace = "kube-public"
+	ClusterInfoName      = "cluster-info"
+)
+
+// Endpoint moves the whole cluster onto a new API endpoint (case B: a load balancer added
+// after the cluster was made on its first node). It refuses unless every control-plane
+// node's apiserver is ready and the endpoint already serves the cluster (a certificate
+// chaining to the cluster CA). Then, under the Lease: the SAN on every control-plane node that
+// lacks it (a renewal, one node at a time, as Renew), controlPlaneEndpoint in kubeadm-config,
+// the server of kube-public/cluster-info (and of kube-proxy's kubeconfig when there is one),
+// and on every node, one at a time (control plane first), the server of admin.conf,
+// super-admin.conf and kubelet.conf by a Job running `certctl kubeconfig set-server`, which
+// restarts the kubelet; the next node starts only when this one's kubelet reports again.
+// A rerun after a failure does again only what is not done yet.
+func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (*EndpointReport, error) {
+	ro := RenewOptions{Namespace: o.Namespace, Image: o.Image, Roots: o.Roots, StopGrace: o.StopGrace, JobTimeout: o.JobTimeout,
+		VerifyTimeout: o.VerifyTimeout, LeaseDuration: o.LeaseDuration, Identity: o.Identity, Progress: o.Progress, Port: o.Port}
+	ro.defaults()
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 2 * time.Minute
+	}
+	to, err := kubeconfig.NormalizeServer(o.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	hostPort := strings.TrimPrefix(to, "https://")
+	host, _, _ := net.SplitHostPort(hostPort)
+	if ro.Image == "" {
+		return nil, fmt.Errorf("no image: pass --image with an image whose entrypoint is certctl")
+	}
+	if ro.Roots == nil {
+		return nil, fmt.Errorf("no cluster CA to verify the endpoint against")
+	}
+	all, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		if unreachable(err) {
+			return nil, fmt.Errorf("the API server is unreachable (%w): move the endpoint when the cluster answers (certctl cluster renew first if its certificates expired)", err)
+		}
+		return nil, fmt.Errorf("list the nodes: %w", err)
+	}
+	var cps, workers []corev1.Node
+	for _, n := range all.Items {
+		if isControlPlane(&n) {
+			cps = append(cps, n)
+		} else {
+			workers = append(workers, n)
+		}
+	}
+	if cps, err = pickNodes(cps, nil); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(workers, func(a, b corev1.Node) int { return strings.Compare(a.Name, b.Name) })
+	if err := checkAccess(ctx, cs, ro.Namespace, o.DryRun); err != nil {
+		return nil, err
+	}
+	if err := checkEndpointAccess(ctx, cs); err != nil {
+		return nil, err
+	}
+
+	// Refuse before anything changes: every apiserver ready, the endpoint serving this cluster.
+	var sanNodes []string
+	for _, n := range cps {
+		addr := net.JoinHostPort(internalIP(&n), strconv.Itoa(ro.Port))
+		if err := readyz(ctx, addr, ro.Roots); err != nil {
+			return nil, fmt.Errorf("refused: the apiserver of %s (%s) is not ready: %v; every apiserver behind the endpoint must be", n.Name, addr, err)
+		}
+		c, err := servedLeaf(ctx, addr)
+		if err != nil {
+			return nil, fmt.Errorf("refused: read what %s serves: %w", addr, err)
+		}
+		if c.VerifyHostname(host) != nil {
+			sanNodes = append(sanNodes, n.Name)
+		}
+	}
+	if err := servesCluster(ctx, hostPort, ro.Roots); err != nil {
+		return nil, fmt.Errorf("refused: %s does not serve this cluster: %v (put the load balancer in front of the apiservers first: see docs/cluster.md)", hostPort, err)
+	}
+	doc, _, err := kubeadmconfig.Read(ctx, cs)
+	if err != nil {
+		return nil, err
+	}
+	fromEP, err := kubeadmconfig.ControlPlaneEndpoint(doc)
+	if err != nil {
+		return nil, err
+	}
+	from := ""
+	if fromEP != "" {
+		if from, err = kubeconfig.NormalizeServer(fromEP); err != nil {
+			return nil, fmt.Errorf("kubeadm-config's controlPlaneEndpoint: %w", err)
+		}
+	} else if from, err = clusterInfoServer(ctx, cs); err != nil {
+		return nil, err
+	}
+	rep := &EndpointReport{From: from, To: to, SANNodes: sanNodes}
+	for _, n := range append(slices.Clone(cps), workers...) {
+		rep.Nodes = append(rep.Nodes, NodeOutcome{Node: n.Name, IP: internalIP(&n), State: "untouched"})
+	}
+	nodeArgs := []string{"kubeconfig", "set-server", to, "--from", from}
+	if o.DryRun {
+		return rep, o.dryRun(ctx, cs, &ro, rep, nodeArgs, host)
+	}
+
+	lease, err := AcquireLease(ctx, cs, ro.Identity, ro.LeaseDuration)
+	if err != nil {
+		return rep, err
+	}
+	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
+	ro.logf("holding lease %s/%s as %s; moving the cluster from %s to %s", LeaseNamespace, LeaseName, ro.Identity, from, to)
+
+	if len(sanNodes) > 0 {
+		ro.logf("adding %s to the apiserver certificate of %s", host, strings.Join(sanNodes, ", "))
+		san := ro
+		san.Names, san.SANs, san.Nodes, san.Lease = []string{"apiserver"}, []string{host}, sanNodes, lease
+		rep.SAN, err = Renew(ctx, cs, san)
+		if err != nil {
+			return rep, fmt.Errorf("add the SAN %s: %w", host, err)
+		}
+	}
+	// Every apiserver now has the SAN: the endpoint must verify as clients will check it.
+	var last error
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, ro.VerifyTimeout, true, func(ctx context.Context) (bool, error) {
+		last = readyz(ctx, hostPort, ro.Roots)
+		return last == nil, nil
+	}); err != nil {
+		return rep, fmt.Errorf("%s does not verify as %s for a client after the SAN was added: %v", hostPort, host, last)
+	}
+
+	old, changed, err := kubeadmconfig.SetEndpoint(ctx, cs, hostPort)
+	if err != nil {
+		return rep, err
+	}
+	rep.KubeadmConfig = describe(changed, old, hostPort)
+	ro.logf("kube-system/kubeadm-config: controlPlaneEndpoint %s", rep.KubeadmConfig)
+	if rep.ClusterInfo, err = moveConfigMapKubeconfig(ctx, cs, ClusterInfoNamespace, ClusterInfoName, "kubeconfig", from, to); err != nil {
+		return rep, err
+	}
+	ro.logf("%s/%s: %s", ClusterInfoNamespace, ClusterInfoName, rep.ClusterInfo)
+	if rep.KubeProxy, err = moveConfigMapKubeconfig(ctx, cs, "kube-system", "kube-proxy", "kubeconfig.conf", from, to); err != nil {
+		return rep, err
+	}
+	if rep.KubeProxy != "" {
+		ro.logf("kube-system/kube-proxy: %s (kube-proxy reads it when its pods start: kubectl -n kube-system rollout restart daemonset kube-proxy)", rep.KubeProxy)
+	}
+
+	for i := range rep.Nodes {
+		out := &rep.Nodes[i]
+		if err := lease.Confirm(ctx); err != nil {
+			return rep, fmt.Errorf("stopped before %s: %w", out.Node, err)
+		}
+		if err := o.moveNode(ctx, cs, &ro, out, nodeArgs); err != nil {
+			out.State, out.Problem = "failed", err.Error()
+			return rep, fmt.Errorf("node %s failed: %v; the nodes before it use %s, the others still %s (both work); run the same command again to go on", out.Node, err, to, from)
+		}
+	}
+	return rep, nil
+}
+
+func (o *EndpointOptions) moveNode(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, out *NodeOutcome, args []string) error {
+	start := time.Now()
+	ro.logf("%s: job: certctl --root /host %s", out.Node, strings.Join(args, " "))
+	res, err := RunJob(ctx, cs, JobSpec{
+		Namespace: ro.Namespace, Node: out.Node, Image: ro.Image, Component: "endpoint",
+		Args: args, Privileged: true, Deadline: ro.JobTimeout,
+	}, ro.JobTimeout)
+	if err != nil {
+		return err
+	}
+	out.Output = strings.TrimSpace(res.Logs)
+	for _, l := range lastLines(res.Logs, 8) {
+		ro.logf("%s:   | %s", out.Node, l)
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("certctl kubeconfig set-server exited %d on the node: %s", res.ExitCode, tail(res.Logs, 600))
+	}
+	if strings.Contains(res.Logs, "kubelet restarted") {
+		done := time.Now()
+		ro.logf("%s: waiting for its kubelet to report through the new endpoint (node Lease renewed, Ready)", out.Node)
+		if err := waitKubeletReports(ctx, cs, out.Node, done, o.ReadyTimeout); err != nil {
+			return err
+		}
+	}
+	out.State, out.Took = "done", time.Since(start).Round(100*time.Millisecond).String()
+	ro.logf("%s: done in %s", out.Node, out.Took)
+	return nil
+}
+
+// waitKubeletReports waits until the node's kubelet renews its Lease after since and its
+// Node is Ready.
+func waitKubeletReports(ctx context.Context, cs kubernetes.Interface, node string, since time.Time, timeout time.Duration) error {
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		var l *coordinationv1.Lease
+		l, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		if l.Spec.RenewTime == nil || !l.Spec.RenewTime.Time.After(since.Add(-time.Second)) {
+			last = "its kubelet has not renewed its node Lease since the restart"
+			return false, nil
+		}
+		n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		if !isReady(n) {
+			last = "the Node is not Ready"
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("kubelet of %s not reporting within %s: %s", node, timeout, last)
+	}
+	return nil
+}
+
+func (o *EndpointOptions) dryRun(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, rep *EndpointReport, nodeArgs []string, host string) error {
+	if len(rep.SANNodes) > 0 {
+		san := *ro
+		san.Names, san.SANs, san.Nodes, san.DryRun = []string{"apiserver"}, []string{host}, rep.SANNodes, true
+		var err error
+		if rep.SAN, err = Renew(ctx, cs, san); err != nil {
+			return fmt.Errorf("plan the SAN %s: %w", host, err)
+		}
+	}
+	rep.KubeadmConfig = "would set controlPlaneEndpoint " + strings.TrimPrefix(rep.To, "https://")
+	rep.ClusterInfo = "would point its kubeconfig at " + rep.To
+	for i := range rep.Nodes {
+		out := &rep.Nodes[i]
+		res, err := RunJob(ctx, cs, JobSpec{
+			Namespace: ro.Namespace, Node: out.Node, Image: ro.Image, Component: "plan",
+			Args: append(slices.Clone(nodeArgs), "--dry-run"), Deadline: ro.JobTimeout,
+		}, ro.JobTimeout)
+		if err != nil {
+			out.State, out.Problem = "failed", err.Error()
+			return fmt.Errorf("plan on node %s: %w", out.Node, err)
+		}
+		out.State, out.Output = "planned", strings.TrimSpace(res.Logs)
+		if res.ExitCode != 0 {
+			out.State, out.Problem = "failed", fmt.Sprintf("certctl kubeconfig set-server --dry-run exited %d", res.ExitCode)
+			return fmt.Errorf("plan on node %s: %s: %s", out.Node, out.Problem, tail(res.Logs, 600))
+		}
+	}
+	return nil
+}
+
+// servesCluster checks that addr answers TLS with a chain to the cluster CA (whatever names
+// it covers: the SAN may be added by this run) and is ready.
+func servesCluster(ctx context.Context, addr string, roots *x509.CertPool) error {
+	chain, err := live.Served(ctx, addr, "", nil, 3*time.Second)
+	if err != nil {
+		return err
+	}
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err != nil {
+		return fmt.Errorf("its certificate (%s) is not signed by the cluster CA: %w", chain[0].Subject.CommonName, err)
+	}
+	return nil
+}
+
+// moveConfigMapKubeconfig points the kubeconfig kept in a ConfigMap key at to; "" when the
+// ConfigMap does not exist (an optional one: kube-proxy).
+func moveConfigMapKubeconfig(ctx context.Context, cs kubernetes.Interface, ns, name, key, from, to string) (string, error) {
+	var what string
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) && name != ClusterInfoName {
+			what = ""
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %s/%s: %w", ns, name, err)
+		}
+		cfg, err := clientcmd.Load([]byte(cm.Data[key]))
+		if err != nil {
+			return fmt.Errorf("%s/%s: key %s is not a kubeconfig: %w", ns, name, key, err)
+		}
+		moved := kubeconfig.MoveServer(cfg, from, to)
+		if len(moved) == 0 {
+			what = "unchanged (" + strings.Join(kubeconfig.Servers(cfg), ", ") + ")"
+			return nil
+		}
+		data, err := kubeconfig.Marshal(cfg)
+		if err != nil {
+			return err
+		}
+		cm = cm.DeepCopy()
+		cm.Data[key] = string(data)
+		if _, err := cs.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "certctl"}); err != nil {
+			if apierrors.IsConflict(err) {
+				return err
+			}
+			return fmt.Errorf("update %s/%s: %w", ns, name, err)
+		}
+		what = "server " + from + " -> " + to
+		return nil
+	})
+	return what, err
+}
+
+// clusterInfoServer is the server kube-public/cluster-info names (a cluster without
+// controlPlaneEndpoint: the first node's address).
+func clusterInfoServer(ctx context.Context, cs kubernetes.Interface) (string, error) {
+	cm, err := cs.CoreV1().ConfigMaps(ClusterInfoNamespace).Get(ctx, ClusterInfoName, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("read %s/%s: %w", ClusterInfoNamespace, ClusterInfoName, err)
+	}
+	cfg, err := clientcmd.Load([]byte(cm.Data["kubeconfig"]))
+	if err != nil {
+		return "", fmt.Errorf("%s/%s: not a kubeconfig: %w", ClusterInfoNamespace, ClusterInfoName, err)
+	}
+	s := kubeconfig.Servers(cfg)
+	if len(s) != 1 {
+		return "", fmt.Errorf("%s/%s names %d servers, not one", ClusterInfoNamespace, ClusterInfoName, len(s))
+	}
+	return kubeconfig.NormalizeServer(s[0])
+}
+
+// checkEndpointAccess: what the move writes besides the Jobs.
+func checkEndpointAccess(ctx context.Context, cs kubernetes.Interface) error {
+	var missing []string
+	for _, n := range []struct{ ns, verb string }{
+		{"kube-system", "update"}, {ClusterInfoNamespace, "update"}, {ClusterInfoNamespace, "get"},
+	} {
+		ok, err := allowed(ctx, cs, n.ns, n.verb, "", "configmaps", "")
+		if err != nil {
+			return err
+		}
+		if !ok {
+			missing = append(missing, n.verb+" configmaps in "+n.ns)
+		}
+	}
+	if ok, err := allowed(ctx, cs, "kube-node-lease", "get", "coordination.k8s.io", "leases", ""); err != nil {
+		return err
+	} else if !ok {
+		missing = append(missing, "get leases in kube-node-lease")
+	}
+	if len(missing) > 0 {
+		return errors.New("not allowed to " + strings.Join(missing, "; ") + ": see docs/cluster.md for the RBAC this command needs")
+	}
+	return nil
+}
+
+func describe(changed bool, old, now string) string {
+	if !changed {
+		return "unchanged (" + now + ")"
+	}
+	if old == "" {
+		return "set to " + now
+	}
+	return old + " -> " + now
+}

@@ -1,0 +1,109 @@
+package kubeconfig
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/certctl/certctl/pkg/fsutil"
+)
+
+// NormalizeServer turns HOST:PORT, HOST (port 6443) or https://HOST[:PORT] into the URL form
+// kubeadm writes (https://HOST:PORT), and checks it.
+func NormalizeServer(s string) (string, error) {
+	in := s
+	if !strings.Contains(s, "://") {
+		s = "https://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		return "", fmt.Errorf("%q is not an API server address: give HOST:PORT or https://HOST:PORT", in)
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = "6443"
+	}
+	if host == "" {
+		return "", fmt.Errorf("%q has no host: give HOST:PORT", in)
+	}
+	return "https://" + net.JoinHostPort(host, port), nil
+}
+
+// MoveServer points every cluster entry of cfg whose server is from at to, in place, and
+// returns the names of the entries it changed (sorted).
+func MoveServer(cfg *clientcmdapi.Config, from, to string) []string {
+	var changed []string
+	for name, c := range cfg.Clusters {
+		if c != nil && sameServer(c.Server, from) && c.Server != to {
+			c.Server = to
+			changed = append(changed, name)
+		}
+	}
+	sort.Strings(changed)
+	return changed
+}
+
+// Servers lists the distinct servers of cfg's cluster entries (sorted).
+func Servers(cfg *clientcmdapi.Config) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, c := range cfg.Clusters {
+		if c != nil && !seen[c.Server] {
+			seen[c.Server] = true
+			out = append(out, c.Server)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sameServer(a, b string) bool {
+	na, err1 := NormalizeServer(a)
+	nb, err2 := NormalizeServer(b)
+	if err1 != nil || err2 != nil {
+		return strings.TrimSuffix(a, "/") == strings.TrimSuffix(b, "/")
+	}
+	return na == nb
+}
+
+// MoveServerFile points the cluster entries of the kubeconfig at path that use from at to,
+// and writes it atomically (owner and mode kept) after copying the old file to
+// path.certctl-<time> (0600). It returns the entries moved; none: nothing written.
+func MoveServerFile(path, from, to string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	cfg, err := clientcmd.Load(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a valid kubeconfig: %w (fix it, then point it at %s)", path, err, to)
+	}
+	moved := MoveServer(cfg, from, to)
+	if len(moved) == 0 {
+		return nil, nil
+	}
+	out, err := Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	owner := ownerOf(st)
+	bak := path + ".certctl-" + time.Now().UTC().Format("20060102T150405Z")
+	if err := fsutil.WriteFileAtomicOwned(bak, data, 0o600, owner[0], owner[1]); err != nil {
+		return nil, fmt.Errorf("back up %s: %w", path, err)
+	}
+	if err := fsutil.WriteFileAtomicOwned(path, out, st.Mode().Perm(), owner[0], owner[1]); err != nil {
+		return nil, err
+	}
+	return moved, nil
+}
