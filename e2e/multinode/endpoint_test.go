@@ -253,7 +253,9 @@ func TestClusterEndpoint(t *testing.T) {
 	var apiCalls, apiErrors int
 	_ = wait.PollUntilContextTimeout(ctx, 2*time.Second, 70*time.Second, true, func(ctx context.Context) (bool, error) {
 		apiCalls++
-		if _, err := lbCS.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err != nil {
+		callCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // not the poll's: it ends with the 70 s
+		defer cancel()
+		if _, err := lbCS.CoreV1().Nodes().List(callCtx, metav1.ListOptions{}); err != nil {
 			apiErrors++
 			t.Logf("kubectl get nodes through the balancer: %v", err)
 		}

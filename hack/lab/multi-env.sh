@@ -8,6 +8,7 @@ ML_PREFIX=${ML_PREFIX:-cml}                       # netns names: cml-br, cml-lb,
 ML_SUBNET_PREFIX=10.2.1                           # the nodes' /24
 ML_GW=$ML_SUBNET_PREFIX.1                         # on the bridge; forwards nothing
 ML_LB_IP=${ML_LB_IP:-$ML_SUBNET_PREFIX.139}       # haproxy (the field's HAProxy address)
+ML_SVC_IP=10.96.0.1                                # the kubernetes Service (kubeadm's default service subnet)
 ML_CLIENT_IP=${ML_CLIENT_IP:-$ML_SUBNET_PREFIX.140} # an operator's workstation: tests run here
 ML_CLUSTER=${ML_CLUSTER:-certctl-multi}
 # The nodes `up` makes: name=ip=role (cp: control plane, w: worker). The first one runs kubeadm init.

@@ -136,8 +136,10 @@ add_pod_routes() { # add_pod_routes NETNS: routes to every node's pod subnet but
 	done
 }
 refresh_routes() {
-	local n
-	ip netns list | grep -qw "$CLIENT_NS" && add_pod_routes "$CLIENT_NS"
+	local n ns
+	for ns in "$CLIENT_NS" "$LB_NS"; do
+		ip netns list | grep -qw "$ns" && add_pod_routes "$ns"
+	done
 	for n in $(ls "$ML_DIR/nodes" 2>/dev/null); do
 		ip netns list | grep -qw "$(netns "$n")" && add_pod_routes "$(netns "$n")"
 	done
@@ -166,6 +168,7 @@ node_add() { # node_add NAME IP
 	mkdir -p "$d/home" "$d/containerd" && echo "$ip" >"$d/ip"
 	net_base
 	net_host "$(netns "$n")" "$ip"
+	service_routes "$n"
 	for b in $BINDS; do
 		sub=${b%%:*}; tgt=${b#*:}
 		mkdir -p "$d/$sub"
@@ -456,14 +459,14 @@ cmd_up() {
 		cmd_down
 	fi
 	local need=()
-	for c in containerd runc ctr haproxy ip nsenter unshare curl openssl; do command -v $c >/dev/null || need+=("$c"); done
+	for c in containerd runc ctr haproxy ip iptables nsenter unshare curl openssl; do command -v $c >/dev/null || need+=("$c"); done
 	[ -x /usr/lib/cni/bridge ] || need+=(cni)
 	if [ ${#need[@]} -gt 0 ]; then
 		ml_log "installing (missing: ${need[*]})"
 		export DEBIAN_FRONTEND=noninteractive
 		apt-get update -qq
 		apt-get install -y -qq --no-install-recommends containerd runc haproxy containernetworking-plugins \
-			iproute2 util-linux curl openssl >/dev/null
+			iproute2 iptables util-linux curl openssl >/dev/null
 	fi
 	BIN=$("$HACK/build-k8s.sh" | tail -1)
 	mkdir -p "$ML_DIR/nodes" "$ML_RUN"

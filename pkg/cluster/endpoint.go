@@ -58,6 +58,10 @@ type EndpointReport struct {
 	Nodes         []NodeOutcome `json:"nodes"`
 }
 
+// EndpointRecordName is the ConfigMap (in the Lease's namespace) where a move records the
+// endpoint it moves from, so that a rerun after a failure still finds the nodes left on it.
+const EndpointRecordName = "certctl-cluster-endpoint"
+
 // ClusterInfoNamespace/Name: the ConfigMap `kubeadm join` discovers the cluster from.
 const (
 	ClusterInfoNamespace = "kube-public"
@@ -153,6 +157,11 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 	} else if from, err = clusterInfoServer(ctx, cs); err != nil {
 		return nil, err
 	}
+	// An earlier run to the same endpoint that stopped part-way changed kubeadm-config
+	// already: the nodes it did not reach still use the endpoint it recorded.
+	if rec, err := cs.CoreV1().ConfigMaps(LeaseNamespace).Get(ctx, EndpointRecordName, metav1.GetOptions{}); err == nil && rec.Data["to"] == to && rec.Data["from"] != "" {
+		from = rec.Data["from"]
+	}
 	rep := &EndpointReport{From: from, To: to, SANNodes: sanNodes}
 	for _, n := range append(slices.Clone(cps), workers...) {
 		rep.Nodes = append(rep.Nodes, NodeOutcome{Node: n.Name, IP: internalIP(&n), State: "untouched"})
@@ -187,6 +196,11 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 		return rep, fmt.Errorf("%s does not verify as %s for a client after the SAN was added: %v", hostPort, host, last)
 	}
 
+	if from != to {
+		if err := writeRecord(ctx, cs, EndpointRecordName, map[string]string{"from": from, "to": to}); err != nil {
+			return rep, err
+		}
+	}
 	old, changed, err := kubeadmconfig.SetEndpoint(ctx, cs, hostPort)
 	if err != nil {
 		return rep, err
@@ -213,6 +227,9 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 			out.State, out.Problem = "failed", err.Error()
 			return rep, fmt.Errorf("node %s failed: %v; the nodes before it use %s, the others still %s (both work); run the same command again to go on", out.Node, err, to, from)
 		}
+	}
+	if err := cs.CoreV1().ConfigMaps(LeaseNamespace).Delete(ctx, EndpointRecordName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return rep, fmt.Errorf("every node is done, but the record %s/%s could not be removed: %w", LeaseNamespace, EndpointRecordName, err)
 	}
 	return rep, nil
 }

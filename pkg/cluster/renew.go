@@ -426,12 +426,17 @@ func writeProgress(ctx context.Context, cs kubernetes.Interface, key string, don
 	for n, at := range done {
 		data["done."+n] = at
 	}
+	return writeRecord(ctx, cs, ProgressName, data)
+}
+
+// writeRecord creates or replaces the data of a ConfigMap of certctl's in the Lease's namespace.
+func writeRecord(ctx context.Context, cs kubernetes.Interface, name string, data map[string]string) error {
 	cms := cs.CoreV1().ConfigMaps(LeaseNamespace)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cm, err := cms.Get(ctx, ProgressName, metav1.GetOptions{})
+		cm, err := cms.Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			_, err = cms.Create(ctx, &corev1.ConfigMap{
-				ObjectMeta: metav1.ObjectMeta{Name: ProgressName, Namespace: LeaseNamespace, Labels: map[string]string{LabelName: "certctl"}},
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: LeaseNamespace, Labels: map[string]string{LabelName: "certctl"}},
 				Data:       data,
 			}, metav1.CreateOptions{})
 			return err
@@ -444,7 +449,7 @@ func writeProgress(ctx context.Context, cs kubernetes.Interface, key string, don
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("record progress in %s/%s: %w", LeaseNamespace, ProgressName, err)
+		return fmt.Errorf("write %s/%s: %w", LeaseNamespace, name, err)
 	}
 	return nil
 }
