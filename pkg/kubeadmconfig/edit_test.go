@@ -163,3 +163,37 @@ func equalYAML(a, b any) bool {
 	y, err2 := yaml.Marshal(b)
 	return err1 == nil && err2 == nil && string(x) == string(y)
 }
+
+func TestSetControlPlaneEndpoint(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc, ep, old string
+		wantErr                 bool
+	}{
+		{name: "replaces", doc: "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n# where joins go\ncontrolPlaneEndpoint: 10.2.1.151:6443 # cp1\nnetworking:\n  podSubnet: 10.244.0.0/16\n", ep: "10.2.1.139:6443", old: "10.2.1.151:6443"},
+		{name: "adds", doc: "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n", ep: "lb.example.com:6443"},
+		{name: "same", doc: "kind: ClusterConfiguration\ncontrolPlaneEndpoint: 10.2.1.139:6443\n", ep: "10.2.1.139:6443", old: "10.2.1.139:6443"},
+		{name: "not a ClusterConfiguration", doc: "kind: InitConfiguration\n", ep: "x:1", wantErr: true},
+		{name: "not YAML", doc: "kind: [", ep: "x:1", wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, old, err := kubeadmconfig.SetControlPlaneEndpoint(tc.doc, tc.ep)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("want an error, got %q", out)
+				}
+				return
+			}
+			if err != nil || old != tc.old {
+				t.Fatalf("old %q, %v; want %q", old, err, tc.old)
+			}
+			if got, err := kubeadmconfig.ControlPlaneEndpoint(out); err != nil || got != tc.ep {
+				t.Fatalf("endpoint after: %q %v, want %q\n%s", got, err, tc.ep, out)
+			}
+			for _, keep := range []string{"# where joins go", "# cp1", "podSubnet: 10.244.0.0/16"} {
+				if strings.Contains(tc.doc, keep) && !strings.Contains(out, keep) {
+					t.Errorf("lost %q:\n%s", keep, out)
+				}
+			}
+		})
+	}
+}

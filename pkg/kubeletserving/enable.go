@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	certificatesv1 "k8s.io/api/certificates/v1"
 	"os"
 	"path/filepath"
 	"sort"
@@ -273,6 +274,19 @@ func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
 		}
 		res.Decision = &ds[0]
 		logf("CSR %s: %s %s", csr.Name, ds[0].Action, ds[0].Reason)
+		if ds[0].Action == ActionSkipped {
+			// Decided between our read and our approval: by the in-cluster approver, say.
+			now, err := o.Client.CertificatesV1().CertificateSigningRequests().Get(ctx, csr.Name, metav1.GetOptions{})
+			if err != nil {
+				return res, fmt.Errorf("read CSR %s: %w", csr.Name, err)
+			}
+			for _, c := range now.Status.Conditions {
+				if c.Type == certificatesv1.CertificateApproved {
+					logf("CSR %s was approved meanwhile by %s", csr.Name, orUnknown(c.Reason))
+					ds[0].Action, ds[0].Reason = ActionApproved, "approved by another approver: "+orUnknown(c.Reason)
+				}
+			}
+		}
 		if ds[0].Action != ActionApproved {
 			return res, fmt.Errorf("CSR %s from %s was %s: %s", csr.Name, requestor, ds[0].Action, ds[0].Reason)
 		}
@@ -415,4 +429,11 @@ func waitCSR(ctx context.Context, cs kubernetes.Interface, requestor string, sin
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "an unnamed approver"
+	}
+	return s
 }

@@ -1,6 +1,6 @@
 // Command sleeper stands in for a node's long-running process (a kubelet, a kube-apiserver)
 // in tests that look at the process table: copied under the binary's name, it takes any
-// arguments and sleeps until it is killed. With CERTCTL_FAKE_KUBELET_SERVE=1 it also answers
+// arguments and sleeps until it is killed (see CERTCTL_FAKE_EXIT_ON_TERM). With CERTCTL_FAKE_KUBELET_SERVE=1 it also answers
 // as a kubelet does where certctl looks after restarting one: healthz on 127.0.0.1:10248 and a
 // (self-signed) TLS serving endpoint on 127.0.0.1:10250.
 package main
@@ -22,8 +22,11 @@ import (
 )
 
 func main() {
-	// Like an apiserver draining, it ignores SIGTERM: only SIGKILL ends it.
-	signal.Ignore(syscall.SIGTERM)
+	// Like an apiserver draining, it ignores SIGTERM: only SIGKILL ends it. With
+	// CERTCTL_FAKE_EXIT_ON_TERM=1 it exits on SIGTERM, as a kubelet does.
+	if os.Getenv("CERTCTL_FAKE_EXIT_ON_TERM") != "1" {
+		signal.Ignore(syscall.SIGTERM)
+	}
 	if os.Getenv("CERTCTL_FAKE_KUBELET_SERVE") == "1" {
 		if err := serve(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
