@@ -167,7 +167,7 @@ func equalYAML(a, b any) bool {
 func TestSetControlPlaneEndpoint(t *testing.T) {
 	for _, tc := range []struct {
 		name, doc, ep, old string
-		wantErr                 bool
+		wantErr            bool
 	}{
 		{name: "replaces", doc: "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n# where joins go\ncontrolPlaneEndpoint: 10.2.1.151:6443 # cp1\nnetworking:\n  podSubnet: 10.244.0.0/16\n", ep: "10.2.1.139:6443", old: "10.2.1.151:6443"},
 		{name: "adds", doc: "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n", ep: "lb.example.com:6443"},

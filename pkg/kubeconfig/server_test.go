@@ -77,4 +77,3 @@ func TestMoveServerFile(t *testing.T) {
 		t.Errorf("malformed kubeconfig: %v", err)
 	}
 }
-
