@@ -17,6 +17,7 @@ import (
 	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubelet"
+	"github.com/certctl/certctl/pkg/live"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/restart"
 	"github.com/certctl/certctl/pkg/txn"
@@ -236,6 +237,14 @@ func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
 			return res, err
 		}
 	}
+	if !changed {
+		if served := alreadyServing(ctx, o, node); served != nil {
+			res.Served = served
+			logf("the kubelet already serves a certificate signed by the cluster CA covering %s, valid until %s: nothing to do",
+				strings.Join(append(served.DNSNames, ipStrings(served)...), ", "), served.NotAfter.UTC().Format(time.RFC3339))
+			return res, nil
+		}
+	}
 	if o.Client == nil {
 		// A worker has no admin credentials: do the node's part; the CSR is approved elsewhere.
 		if err := restartForCSR(ctx, o, logf); err != nil {
@@ -436,4 +445,39 @@ func orUnknown(s string) string {
 		return "an unnamed approver"
 	}
 	return s
+}
+
+// alreadyServing returns what the kubelet serves when it is already what Enable aims at (signed
+// by the cluster CA, covering the node's addresses: the Node's with admin credentials, else
+// the ones this node's files name), so that running enable again restarts nothing.
+func alreadyServing(ctx context.Context, o EnableOptions, node string) *x509.Certificate {
+	roots, err := ClusterRoots(o.Layout)
+	if err != nil {
+		return nil
+	}
+	addr := o.ServingAddr
+	if addr == "" {
+		addr = "127.0.0.1:10250"
+	}
+	chain, err := live.Served(ctx, addr, "", nil, 3*time.Second)
+	if err != nil || len(chain) == 0 {
+		return nil
+	}
+	n := &corev1.Node{}
+	if o.Client != nil {
+		if n, err = o.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{}); err != nil {
+			return nil
+		}
+	} else {
+		for _, ip := range inspect.NodeIPs(o.Layout) {
+			n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip.String()})
+		}
+		if len(n.Status.Addresses) == 0 {
+			return nil
+		}
+	}
+	if coversNode(chain, n, roots, o.Now()) != nil {
+		return nil
+	}
+	return chain[0]
 }
