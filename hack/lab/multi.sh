@@ -145,6 +145,20 @@ refresh_routes() {
 	done
 }
 
+# The lab runs no kube-proxy (no image for it): the one Service pods need, kubernetes
+# (10.96.0.1:443, what in-cluster clients such as the kubelet-serving approver use), is DNAT'ed
+# to the balancer in each node's namespace, for the node's own processes (OUTPUT) and its pods
+# (PREROUTING), as kube-proxy's rules would send it to an apiserver.
+service_routes() { # service_routes NODE
+	local ns chain rule
+	ns=$(netns "$1")
+	rule=(-d "$ML_SVC_IP/32" -p tcp --dport 443 -j DNAT --to-destination "$ML_LB_IP:6443")
+	for chain in OUTPUT PREROUTING; do
+		ip netns exec "$ns" iptables -t nat -C "$chain" "${rule[@]}" 2>/dev/null ||
+			ip netns exec "$ns" iptables -t nat -A "$chain" "${rule[@]}"
+	done
+}
+
 # --- a node ------------------------------------------------------------------------------------
 write_hosts() { # every node's /etc/hosts lists every node
 	local f n
