@@ -13,6 +13,7 @@ import (
 
 	"github.com/certctl/certctl/pkg/cluster"
 	"github.com/certctl/certctl/pkg/inspect"
+	"github.com/certctl/certctl/pkg/lease"
 )
 
 // DefaultImage is the image `make image` builds and the lab imports into every node.
@@ -171,7 +172,7 @@ certificate expired), the command prints what to run on each node instead.`,
 				printRenewReport(o.Streams, rep)
 			}
 			if err != nil {
-				var held *cluster.HeldError
+				var held *lease.HeldError
 				if errors.As(err, &held) {
 					return withCode(ExitError, err)
 				}

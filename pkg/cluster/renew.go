@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/certctl/certctl/pkg/lease"
 	"github.com/certctl/certctl/pkg/live"
 	"github.com/certctl/certctl/pkg/pki"
 )
@@ -90,7 +91,7 @@ func (o *RenewOptions) defaults() {
 		o.Port = 6443
 	}
 	if o.Identity == "" {
-		o.Identity = Identity()
+		o.Identity = lease.Identity()
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
@@ -175,12 +176,12 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 	if o.DryRun {
 		return rep, o.dryRun(ctx, cs, rep)
 	}
-	lease, err := AcquireLease(ctx, cs, o.Identity, o.LeaseDuration)
+	held, err := lease.Acquire(ctx, cs, lease.Options{Identity: o.Identity, Duration: o.LeaseDuration})
 	if err != nil {
 		return rep, err
 	}
-	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
-	o.logf("holding lease %s/%s as %s", LeaseNamespace, LeaseName, o.Identity)
+	defer func() { _ = held.Release(context.WithoutCancel(ctx)) }()
+	o.logf("holding lease %s as %s", held, o.Identity)
 	key := strings.Join(o.nodeArgs(), " ")
 	done, err := readProgress(ctx, cs, key)
 	if err != nil {
@@ -193,7 +194,7 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 			o.logf("%s: done by an earlier run at %s: skipped", out.Node, at)
 			continue
 		}
-		if err := lease.Confirm(ctx); err != nil {
+		if err := held.Confirm(ctx); err != nil {
 			return rep, fmt.Errorf("stopped before %s: %w", out.Node, err)
 		}
 		if err := o.renewNode(ctx, cs, out); err != nil {
@@ -213,8 +214,8 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 			return rep, err
 		}
 	}
-	if err := cs.CoreV1().ConfigMaps(LeaseNamespace).Delete(ctx, ProgressName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		return rep, fmt.Errorf("every node is done, but the progress record %s/%s could not be removed: %w", LeaseNamespace, ProgressName, err)
+	if err := cs.CoreV1().ConfigMaps(lease.Namespace).Delete(ctx, ProgressName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return rep, fmt.Errorf("every node is done, but the progress record %s/%s could not be removed: %w", lease.Namespace, ProgressName, err)
 	}
 	return rep, nil
 }
@@ -358,10 +359,10 @@ func checkAccess(ctx context.Context, cs kubernetes.Interface, ns string, dryRun
 	}
 	if !dryRun {
 		needs = append(needs,
-			need{"coordination.k8s.io", "leases", "", "create", LeaseNamespace},
-			need{"coordination.k8s.io", "leases", "", "update", LeaseNamespace},
-			need{"", "configmaps", "", "create", LeaseNamespace},
-			need{"", "configmaps", "", "update", LeaseNamespace})
+			need{"coordination.k8s.io", "leases", "", "create", lease.Namespace},
+			need{"coordination.k8s.io", "leases", "", "update", lease.Namespace},
+			need{"", "configmaps", "", "create", lease.Namespace},
+			need{"", "configmaps", "", "update", lease.Namespace})
 	}
 	var missing []string
 	for _, n := range needs {
@@ -388,12 +389,12 @@ func checkAccess(ctx context.Context, cs kubernetes.Interface, ns string, dryRun
 }
 
 func readProgress(ctx context.Context, cs kubernetes.Interface, key string) (map[string]string, error) {
-	cm, err := cs.CoreV1().ConfigMaps(LeaseNamespace).Get(ctx, ProgressName, metav1.GetOptions{})
+	cm, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, ProgressName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return map[string]string{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read the progress record %s/%s: %w", LeaseNamespace, ProgressName, err)
+		return nil, fmt.Errorf("read the progress record %s/%s: %w", lease.Namespace, ProgressName, err)
 	}
 	done := map[string]string{}
 	if cm.Data["args"] != key {
@@ -412,12 +413,12 @@ func writeProgress(ctx context.Context, cs kubernetes.Interface, key string, don
 	for n, at := range done {
 		data["done."+n] = at
 	}
-	cms := cs.CoreV1().ConfigMaps(LeaseNamespace)
+	cms := cs.CoreV1().ConfigMaps(lease.Namespace)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cm, err := cms.Get(ctx, ProgressName, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			_, err = cms.Create(ctx, &corev1.ConfigMap{
-				ObjectMeta: metav1.ObjectMeta{Name: ProgressName, Namespace: LeaseNamespace, Labels: map[string]string{LabelName: "certctl"}},
+				ObjectMeta: metav1.ObjectMeta{Name: ProgressName, Namespace: lease.Namespace, Labels: map[string]string{LabelName: "certctl"}},
 				Data:       data,
 			}, metav1.CreateOptions{})
 			return err
@@ -430,7 +431,7 @@ func writeProgress(ctx context.Context, cs kubernetes.Interface, key string, don
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("record progress in %s/%s: %w", LeaseNamespace, ProgressName, err)
+		return fmt.Errorf("record progress in %s/%s: %w", lease.Namespace, ProgressName, err)
 	}
 	return nil
 }
