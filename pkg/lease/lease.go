@@ -136,16 +136,20 @@ func Acquire(ctx context.Context, cs kubernetes.Interface, o Options) (*Lease, e
 		start := time.Now()
 		last := err
 		perr := wait.PollUntilContextTimeout(ctx, pollInterval(o.Duration), o.Wait, false, func(ctx context.Context) (bool, error) {
-			if last = take(ctx, cs, o); last == nil {
+			err := take(ctx, cs, o)
+			switch {
+			case err == nil:
 				return true, nil
-			}
-			if retryable(last) {
+			case ctx.Err() != nil:
+				return false, nil // the wait ran out during the request: keep what kept it before
+			case retryable(err):
+				last = err
 				return false, nil
 			}
-			return false, last
+			return false, err
 		})
 		err = perr
-		if perr != nil && last != nil && ctx.Err() == nil {
+		if wait.Interrupted(perr) && ctx.Err() == nil {
 			err = last // what kept it: the holder, or the API's last answer
 		}
 		if errors.As(err, &held) {
