@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/certctl/certctl/pkg/kubeadmconfig"
 	"github.com/certctl/certctl/pkg/lease"
 	"github.com/certctl/certctl/pkg/live"
 	"github.com/certctl/certctl/pkg/pki"
@@ -45,6 +46,9 @@ type RenewOptions struct {
 	// with a grace closes its listener (new connections go to the other apiservers) and
 	// finishes the requests in flight instead of cutting them.
 	StopGrace time.Duration
+	// SkipKubeadmConfig: do not record SANs in kube-system/kubeadm-config. Otherwise the
+	// command records them once, before the first node, and the nodes' Jobs do not.
+	SkipKubeadmConfig bool
 	// Nodes limits the run (default: every control-plane node, by name).
 	Nodes         []string
 	DryRun        bool
@@ -71,7 +75,9 @@ type NodeOutcome struct {
 
 // RenewReport is the whole rollout.
 type RenewReport struct {
-	Nodes []NodeOutcome `json:"nodes"`
+	// KubeadmConfig: what --san did (or, in a dry run, would do) to kube-system/kubeadm-config.
+	KubeadmConfig *KubeadmConfigChange `json:"kubeadmConfig,omitempty"`
+	Nodes         []NodeOutcome        `json:"nodes"`
 }
 
 func (o *RenewOptions) defaults() {
@@ -98,8 +104,27 @@ func (o *RenewOptions) defaults() {
 	}
 }
 
-// nodeArgs is the certctl command line every node runs.
+// nodeArgs is the certctl command line every node's Job runs. It holds no Lease (the command
+// holds it for the whole rollout) and leaves kube-system/kubeadm-config alone (the command
+// records --san there once, before the first node).
 func (o *RenewOptions) nodeArgs() []string {
+	args := o.localArgs()
+	if len(o.SANs) > 0 {
+		args = append(args, "--skip-kubeadm-config")
+	}
+	if o.DryRun {
+		return append(args, "--dry-run")
+	}
+	args = append(args, "--restart", "--yes")
+	if o.StopGrace > 0 {
+		args = append(args, "--stop-grace", o.StopGrace.String())
+	}
+	return args
+}
+
+// localArgs is what a node would run by hand: renew NAMES and their --san, --days,
+// --if-expiring-within.
+func (o *RenewOptions) localArgs() []string {
 	args := append([]string{"renew"}, o.Names...)
 	for _, s := range o.SANs {
 		args = append(args, "--san", s)
@@ -109,13 +134,6 @@ func (o *RenewOptions) nodeArgs() []string {
 	}
 	if o.IfExpiringArg != "" {
 		args = append(args, "--if-expiring-within", o.IfExpiringArg)
-	}
-	if o.DryRun {
-		return append(args, "--dry-run")
-	}
-	args = append(args, "--restart", "--yes")
-	if o.StopGrace > 0 {
-		args = append(args, "--stop-grace", o.StopGrace.String())
 	}
 	return args
 }
@@ -158,7 +176,7 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: pki.ControlPlaneLabel})
 	if err != nil {
 		if unreachable(err) {
-			return nil, &UnreachableError{Err: err, NodeArgs: append([]string{}, (&RenewOptions{Names: o.Names, SANs: o.SANs, Days: o.Days, IfExpiringArg: o.IfExpiringArg}).nodeArgs()...)}
+			return nil, &UnreachableError{Err: err, NodeArgs: append(o.localArgs(), "--restart", "--yes")}
 		}
 		return nil, fmt.Errorf("list the control-plane nodes: %w", err)
 	}
@@ -166,7 +184,8 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 	if err != nil {
 		return nil, err
 	}
-	if err := checkAccess(ctx, cs, o.Namespace, o.DryRun); err != nil {
+	recordSANs := len(o.SANs) > 0 && !o.SkipKubeadmConfig
+	if err := checkAccess(ctx, cs, o.Namespace, o.DryRun, recordSANs); err != nil {
 		return nil, err
 	}
 	rep := &RenewReport{}
@@ -174,6 +193,11 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 		rep.Nodes = append(rep.Nodes, NodeOutcome{Node: n.Name, IP: internalIP(&n), State: "untouched"})
 	}
 	if o.DryRun {
+		if recordSANs {
+			if rep.KubeadmConfig, err = UpdateKubeadmConfig(ctx, cs, o.Names, o.SANs, true); err != nil {
+				return rep, err
+			}
+		}
 		return rep, o.dryRun(ctx, cs, rep)
 	}
 	held, err := lease.Acquire(ctx, cs, lease.Options{Identity: o.Identity, Duration: o.LeaseDuration})
@@ -182,6 +206,16 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 	}
 	defer func() { _ = held.Release(context.WithoutCancel(ctx)) }()
 	o.logf("holding lease %s as %s", held, o.Identity)
+	if recordSANs {
+		// Once, before any node: kubeadm makes certificates from it (the next join), so the
+		// SAN must be there whatever happens to the rollout.
+		if rep.KubeadmConfig, err = UpdateKubeadmConfig(ctx, cs, o.Names, o.SANs, false); err != nil {
+			return rep, err
+		}
+		if rep.KubeadmConfig != nil {
+			o.logf("%s", rep.KubeadmConfig)
+		}
+	}
 	key := strings.Join(o.nodeArgs(), " ")
 	done, err := readProgress(ctx, cs, key)
 	if err != nil {
@@ -351,24 +385,30 @@ func internalIP(n *corev1.Node) string {
 
 // checkAccess asks the API whether this user may do what the run needs, so that a missing
 // permission is said before anything is created.
-func checkAccess(ctx context.Context, cs kubernetes.Interface, ns string, dryRun bool) error {
-	type need struct{ group, resource, sub, verb, ns string }
+func checkAccess(ctx context.Context, cs kubernetes.Interface, ns string, dryRun, kubeadmConfig bool) error {
+	type need struct{ group, resource, sub, verb, ns, name string }
 	needs := []need{
-		{"batch", "jobs", "", "create", ns}, {"batch", "jobs", "", "delete", ns},
-		{"", "pods", "", "list", ns}, {"", "pods", "log", "get", ns},
+		{"batch", "jobs", "", "create", ns, ""}, {"batch", "jobs", "", "delete", ns, ""},
+		{"", "pods", "", "list", ns, ""}, {"", "pods", "log", "get", ns, ""},
 	}
 	if !dryRun {
 		needs = append(needs,
-			need{"coordination.k8s.io", "leases", "", "create", lease.Namespace},
-			need{"coordination.k8s.io", "leases", "", "update", lease.Namespace},
-			need{"", "configmaps", "", "create", lease.Namespace},
-			need{"", "configmaps", "", "update", lease.Namespace})
+			need{"coordination.k8s.io", "leases", "", "create", lease.Namespace, ""},
+			need{"coordination.k8s.io", "leases", "", "update", lease.Namespace, lease.Name},
+			need{"", "configmaps", "", "create", lease.Namespace, ""},
+			need{"", "configmaps", "", "update", lease.Namespace, ProgressName})
+	}
+	if kubeadmConfig {
+		needs = append(needs, need{"", "configmaps", "", "get", kubeadmconfig.Namespace, kubeadmconfig.Name})
+		if !dryRun {
+			needs = append(needs, need{"", "configmaps", "", "update", kubeadmconfig.Namespace, kubeadmconfig.Name})
+		}
 	}
 	var missing []string
 	for _, n := range needs {
 		r, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
 			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Namespace: n.ns, Verb: n.verb, Group: n.group, Resource: n.resource, Subresource: n.sub,
+				Namespace: n.ns, Verb: n.verb, Group: n.group, Resource: n.resource, Subresource: n.sub, Name: n.name,
 			}},
 		}, metav1.CreateOptions{})
 		if err != nil {
@@ -378,6 +418,9 @@ func checkAccess(ctx context.Context, cs kubernetes.Interface, ns string, dryRun
 			res := n.resource
 			if n.sub != "" {
 				res += "/" + n.sub
+			}
+			if n.name != "" {
+				res += " " + n.name
 			}
 			missing = append(missing, fmt.Sprintf("%s %s in %s", n.verb, res, n.ns))
 		}
