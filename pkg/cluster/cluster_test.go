@@ -12,11 +12,17 @@ import (
 	"github.com/certctl/certctl/pkg/cluster"
 )
 
-// apiserver is a real etcd + kube-apiserver on a tree made by the real kubeadm.
-func apiserver(t *testing.T) kubernetes.Interface {
+// controlPlane is a real etcd + kube-apiserver on a tree made by the real kubeadm.
+func controlPlane(t *testing.T) (*testenv.Tree, *testenv.ControlPlane) {
 	t.Helper()
 	tr := testenv.KubeadmTree(t, testenv.TreeOptions{})
-	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{PKIDir: tr.Layout.PKIDir, KubeconfigDir: tr.Layout.KubeconfigDir})
+	return tr, testenv.StartControlPlane(t, testenv.ControlPlaneOptions{PKIDir: tr.Layout.PKIDir, KubeconfigDir: tr.Layout.KubeconfigDir})
+}
+
+// apiserver is a client of controlPlane, as admin.conf.
+func apiserver(t *testing.T) kubernetes.Interface {
+	t.Helper()
+	_, cp := controlPlane(t)
 	return cp.Clientset(t)
 }
 

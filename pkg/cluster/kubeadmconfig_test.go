@@ -18,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/cluster"
 	"github.com/certctl/certctl/pkg/kubeadmconfig"
 	"github.com/certctl/certctl/pkg/pki"
@@ -28,8 +27,7 @@ import (
 // kubeadm.
 func kubeadmCluster(t *testing.T) kubernetes.Interface {
 	t.Helper()
-	tr := testenv.KubeadmTree(t, testenv.TreeOptions{})
-	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{PKIDir: tr.Layout.PKIDir, KubeconfigDir: tr.Layout.KubeconfigDir})
+	tr, cp := controlPlane(t)
 	tr.UploadConfig(t, cp)
 	return cp.Clientset(t)
 }
