@@ -16,6 +16,7 @@ import (
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/lease"
 )
 
 // DefaultImage is the image `make image` builds and the lab imports into every node.
@@ -139,8 +140,14 @@ verifies against the cluster CA, covers every --san and is the renewed one, befo
 node starts. It stops at the first node that fails (that node rolled back by its own
 renewal, the others untouched) and says which and why; the same command again resumes there.
 
-A Lease (kube-system/certctl-renew) keeps two runs, or a run and a scheduled CronJob, from
-working at once. Workers are not touched. When the API is unreachable (every apiserver
+--san is also recorded in kube-system/kubeadm-config (ClusterConfiguration.apiServer.certSANs,
+or etcd.local.serverCertSANs/peerCertSANs for those names) once, by this command, before the
+first node; the nodes' Jobs run with --skip-kubeadm-config. --dry-run shows that change without
+making it; --skip-kubeadm-config leaves the ConfigMap alone.
+
+A Lease (kube-system/certctl-renew) keeps two runs, or a run and a scheduled CronJob of
+'certctl schedule manifest' (certctl renew --lease), from working at once; the nodes' Jobs take
+no Lease, this command holds it for them. Workers are not touched. When the API is unreachable (every apiserver
 certificate expired), the command prints what to run on each node instead.`,
 		Example: `  # case B on every control-plane node: the load balancer's address added
   certctl cluster renew apiserver --san 10.2.1.139
@@ -175,7 +182,7 @@ certificate expired), the command prints what to run on each node instead.`,
 				printRenewReport(o.Streams, rep)
 			}
 			if err != nil {
-				var held *cluster.HeldError
+				var held *lease.HeldError
 				if errors.As(err, &held) {
 					return withCode(ExitError, err)
 				}
@@ -188,6 +195,7 @@ certificate expired), the command prints what to run on each node instead.`,
 	f.StringSliceVar(&sans, "san", nil, "IP or DNS name to add to the apiserver certificate of every control-plane node")
 	f.IntVar(&opts.Days, "days", 0, "validity in days (default: certctl renew's)")
 	f.StringVar(&threshold, "if-expiring-within", "", "renew only what expires within this window (e.g. 30d)")
+	f.BoolVar(&opts.SkipKubeadmConfig, "skip-kubeadm-config", false, "do not record --san in kube-system/kubeadm-config")
 	f.StringSliceVar(&opts.Nodes, "node", nil, "only these control-plane nodes, in this order (default: all, by name)")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print every node's plan, change nothing")
 	f.DurationVar(&opts.JobTimeout, "job-timeout", 10*time.Minute, "one node's renewal")
@@ -197,6 +205,9 @@ certificate expired), the command prints what to run on each node instead.`,
 }
 
 func printRenewReport(s Streams, rep *cluster.RenewReport) {
+	if rep.KubeadmConfig != nil {
+		fmt.Fprintln(s.Out, rep.KubeadmConfig)
+	}
 	for _, n := range rep.Nodes {
 		line := fmt.Sprintf("%-20s %-10s", n.Node, n.State)
 		if n.Took != "" {

@@ -10,9 +10,12 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/pkg/inspect"
+	"github.com/certctl/certctl/pkg/lease"
 	"github.com/certctl/certctl/pkg/renew"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 type renewOptions struct {
@@ -32,6 +35,9 @@ type renewOptions struct {
 	// kube-system/kubeadm-config for --san (docs/renew.md).
 	SkipKubeadmConfig bool
 	Kubeconfig        string
+	// The Lease the scheduled CronJobs share with cluster renew (docs/schedule.md).
+	Lease     string
+	LeaseWait time.Duration
 	restartOptions
 }
 
@@ -75,7 +81,15 @@ renewed admin.conf, after a backup, keeping its other clusters; other kubeconfig
 kubeconfig refresh --to PATH.
 
 Renewed certificates are used only once the components restart: --restart restarts exactly
-those that need it, verified over TLS, with rollback (docs/restart.md).`,
+those that need it, verified over TLS, with rollback (docs/restart.md).
+
+--lease NAMESPACE/NAME takes that coordination.k8s.io Lease before the plan and gives it up at
+the end, waiting up to --lease-wait while another holder has it (then it fails naming the
+holder, nothing renewed). 'certctl cluster renew' holds kube-system/certctl-renew for its
+whole rollout, and the CronJobs of 'certctl schedule manifest' pass --lease with it, so no two
+of them restart control-plane nodes at once; a holder that died loses the Lease 60s after its
+last renewal. The client is --kubeconfig, else the pod's service account when certctl runs
+in a pod, else the node's admin.conf.`,
 		Example: `  # case B and C at once: 10 years, the load balancer's IP added to the apiserver cert
   certctl renew --days 3650 --san 10.2.1.139
 
@@ -87,6 +101,9 @@ those that need it, verified over TLS, with rollback (docs/restart.md).`,
 
   # look first
   certctl renew all --dry-run
+
+  # what the CronJobs of 'schedule manifest' run: the shared Lease first
+  certctl --root /host renew all --if-expiring-within 30d --yes --lease kube-system/certctl-renew --lease-wait 30m
 
   # external CA: keys and CSRs for your CA to sign
   certctl renew all --csr-only --csr-dir /root/csr`,
@@ -105,7 +122,9 @@ those that need it, verified over TLS, with rollback (docs/restart.md).`,
 	f.DurationVar(&o.LockTimeout, "lock-timeout", 30*time.Second, "how long to wait for another certctl run holding the lock")
 	f.BoolVar(&o.Restart, "restart", false, "then restart exactly the components that need it (see certctl restart), rolling back to the backup if one does not come back")
 	f.BoolVar(&o.SkipKubeadmConfig, "skip-kubeadm-config", false, "do not record --san in kube-system/kubeadm-config (ClusterConfiguration.apiServer.certSANs)")
-	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig for the kubeadm-config update (default: the node's admin.conf)")
+	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig for the kubeadm-config update and the --lease (default: the node's admin.conf; for --lease in a pod, its service account)")
+	f.StringVar(&o.Lease, "lease", "", "hold this Lease (NAMESPACE/NAME, e.g. "+lease.DefaultRef+") while renewing, as cluster renew and the scheduled CronJobs do")
+	f.DurationVar(&o.LeaseWait, "lease-wait", 5*time.Minute, "with --lease: how long to wait while another run holds it")
 	o.restartOptions.flags(cmd)
 	f.DurationVar(&o.RandomDelay, "random-delay", 0, "wait a random time up to this long before starting (spreads scheduled runs of several nodes)")
 	return cmd
@@ -128,6 +147,12 @@ func (o *renewOptions) run(ctx context.Context, args []string) error {
 			return withCode(ExitError, fmt.Errorf("--if-expiring-within %q: must be positive", o.IfExpiringWithin))
 		}
 	}
+	var hold *renew.LeaseOptions
+	if o.Lease != "" {
+		if hold, err = o.leaseOptions(); err != nil {
+			return withCode(ExitError, err)
+		}
+	}
 	// --san also goes into kube-system/kubeadm-config, so kubeadm does not drop it again.
 	var kcfg *renew.KubeadmConfigOptions
 	if len(sans) > 0 && !o.SkipKubeadmConfig {
@@ -140,6 +165,7 @@ func (o *renewOptions) run(ctx context.Context, args []string) error {
 		},
 		DryRun: o.DryRun, RandomDelay: o.RandomDelay, CSRDir: o.CSRDir, LockTimeout: o.LockTimeout,
 		Command: "certctl " + strings.Join(os.Args[1:], " "), Out: o.Streams.Out, Log: o.Streams.ErrOut,
+		Lease: hold,
 	}
 	if !o.Yes {
 		ro.Confirm = func(q string) (bool, error) { return confirm(o.Streams, q) }
@@ -160,6 +186,45 @@ func (o *renewOptions) run(ctx context.Context, args []string) error {
 		return withCode(ExitError, nil)
 	}
 	return nil
+}
+
+// leaseOptions is --lease: the Lease and a client for it.
+func (o *renewOptions) leaseOptions() (*renew.LeaseOptions, error) {
+	ns, name, err := lease.ParseRef(o.Lease)
+	if err != nil {
+		return nil, err
+	}
+	if o.LeaseWait < 0 {
+		return nil, fmt.Errorf("--lease-wait %s: must not be negative", o.LeaseWait)
+	}
+	rc, err := leaseConfig(o.Globals, o.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("--lease: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("--lease: %w", err)
+	}
+	return &renew.LeaseOptions{Client: cs, Options: lease.Options{Namespace: ns, Name: name, Wait: o.LeaseWait}}, nil
+}
+
+// leaseConfig is the client of --lease: --kubeconfig; else, in a pod, its service account
+// (the CronJobs of 'schedule manifest' get one allowed only that Lease); else the node's
+// admin.conf or ~/.kube/config. Each request is bounded: the API server behind the client may
+// be the one this renewal restarts.
+func leaseConfig(g *Globals, kubeconfig string) (*rest.Config, error) {
+	var rc *rest.Config
+	if kubeconfig == "" {
+		rc, _ = rest.InClusterConfig()
+	}
+	if rc == nil {
+		var err error
+		if rc, err = restConfig(g, kubeconfig); err != nil {
+			return nil, err
+		}
+	}
+	rc.Timeout = 10 * time.Second
+	return rc, nil
 }
 
 // confirm asks a yes/no question on a terminal; without a terminal it refuses.

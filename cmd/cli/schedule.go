@@ -177,11 +177,24 @@ func newScheduleManifestCmd(g *Globals) *cobra.Command {
 		Short: "Print CronJobs that run the renewal inside the cluster, one per control-plane node",
 		Long: `manifest prints one CronJob per control-plane node, pinned to it (nodeName and a toleration
 for the control-plane taint), privileged, with the host's / mounted at /host, running
-'certctl --root /host renew all --if-expiring-within ... --yes'. The schedules are staggered
-(an hour apart) so no two control-plane nodes restart at once. The node names come from the
-API (nodes labelled node-role.kubernetes.io/control-plane) or from --node.`,
+'certctl --root /host renew all --if-expiring-within ... --yes --lease kube-system/certctl-renew'.
+The node names come from the API (nodes labelled node-role.kubernetes.io/control-plane) or
+from --node.
+
+Each run holds the Lease kube-system/certctl-renew while it renews, the Lease 'certctl cluster
+renew' holds for its whole rollout: no two of them restart control-plane nodes at once. A run
+that finds the Lease held waits up to --lease-wait, then fails naming the holder (the next
+scheduled run tries again); a holder that died loses the Lease 60s after its last renewal.
+The schedules are also staggered (an hour apart).
+
+Before the CronJobs the output has what they need, and nothing more (docs/schedule.md):
+  ServiceAccount certctl-renew   (in --namespace; no token unless a pod asks, as the CronJobs do)
+  Lease kube-system/certctl-renew (created here, so no 'create' permission is needed)
+  Role and RoleBinding kube-system/certctl-renew-lease: get and update on that one Lease`,
 		Example: `  certctl schedule manifest --image registry.example.com/certctl:v1 | kubectl apply -f -
-  certctl schedule manifest --image registry.example.com/certctl:v1 --node cp-1 --node cp-2 --schedule '0 2 * * 0'`,
+  certctl schedule manifest --image registry.example.com/certctl:v1 --node cp-1 --node cp-2 --schedule '0 2 * * 0'
+  # wait at most 10 minutes for a running 'cluster renew' before giving up this week's run
+  certctl schedule manifest --image registry.example.com/certctl:v1 --lease-wait 10m`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if o.Restart && !renewHasRestart(g) {
@@ -219,6 +232,7 @@ API (nodes labelled node-role.kubernetes.io/control-plane) or from --node.`,
 	f.IntVar(&o.Days, "days", 365, "validity of the renewed certificates, in days")
 	f.BoolVar(&o.Restart, "restart", false, "restart the components whose certificates were renewed")
 	f.StringVar(&o.Schedule, "schedule", "30 3 * * 1", "cron schedule of the first node; the others follow an hour apart")
+	f.DurationVar(&o.LeaseWait, "lease-wait", 30*time.Minute, "how long each run waits for the Lease while another run (cluster renew, another node's CronJob) holds it")
 	return cmd
 }
 

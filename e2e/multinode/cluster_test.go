@@ -16,6 +16,7 @@ import (
 	"github.com/certctl/certctl/internal/multilab"
 	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/cluster"
+	"github.com/certctl/certctl/pkg/lease"
 )
 
 // certctlHere runs certctl in the client namespace (an operator's workstation) with the lab's
@@ -107,7 +108,7 @@ func TestClusterRenew(t *testing.T) {
 		}
 	}
 	// Another holder of the Lease: refused, with who holds it.
-	other, err := cluster.AcquireLease(context.Background(), cs, "operator-on-cp2", 30*time.Second)
+	other, err := lease.Acquire(context.Background(), cs, lease.Options{Identity: "operator-on-cp2", Duration: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +122,7 @@ func TestClusterRenew(t *testing.T) {
 	assertNoJobs(t)
 
 	// A record left by an earlier, interrupted run with the same arguments would resume it.
-	if err := cs.CoreV1().ConfigMaps(cluster.LeaseNamespace).Delete(context.Background(), cluster.ProgressName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+	if err := cs.CoreV1().ConfigMaps(lease.Namespace).Delete(context.Background(), cluster.ProgressName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		t.Fatal(err)
 	}
 	before := map[string]string{}
@@ -197,7 +198,7 @@ func TestClusterRenew(t *testing.T) {
 		}
 	}
 	assertNoJobs(t)
-	if _, err := cs.CoreV1().ConfigMaps(cluster.LeaseNamespace).Get(context.Background(), cluster.ProgressName, metav1.GetOptions{}); err == nil {
+	if _, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(context.Background(), cluster.ProgressName, metav1.GetOptions{}); err == nil {
 		t.Errorf("the progress record %s is left after a complete run", cluster.ProgressName)
 	}
 }

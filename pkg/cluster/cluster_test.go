@@ -2,10 +2,7 @@ package cluster_test
 
 import (
 	"context"
-	"errors"
-	"strings"
 	"testing"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -15,72 +12,18 @@ import (
 	"github.com/certctl/certctl/pkg/cluster"
 )
 
-// apiserver is a real etcd + kube-apiserver on a tree made by the real kubeadm.
-func apiserver(t *testing.T) kubernetes.Interface {
+// controlPlane is a real etcd + kube-apiserver on a tree made by the real kubeadm.
+func controlPlane(t *testing.T) (*testenv.Tree, *testenv.ControlPlane) {
 	t.Helper()
 	tr := testenv.KubeadmTree(t, testenv.TreeOptions{})
-	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{PKIDir: tr.Layout.PKIDir, KubeconfigDir: tr.Layout.KubeconfigDir})
-	return cp.Clientset(t)
+	return tr, testenv.StartControlPlane(t, testenv.ControlPlaneOptions{PKIDir: tr.Layout.PKIDir, KubeconfigDir: tr.Layout.KubeconfigDir})
 }
 
-// TestLease: one holder at a time on a real apiserver; a second run is refused with who holds
-// it; a released lease is free at once; a holder that died loses it when it expires.
-func TestLease(t *testing.T) {
-	cs := apiserver(t)
-	ctx := context.Background()
-
-	first, err := cluster.AcquireLease(ctx, cs, "run-1", 3*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = cluster.AcquireLease(ctx, cs, "run-2", 3*time.Second)
-	var held *cluster.HeldError
-	if !errors.As(err, &held) || held.Holder != "run-1" {
-		t.Fatalf("second holder: want a HeldError naming run-1, got %v", err)
-	}
-	if !strings.Contains(err.Error(), "run-1") {
-		t.Errorf("the error does not say who holds the lease: %v", err)
-	}
-	// The first holder keeps renewing: still held after more than its duration.
-	deadline := time.Now().Add(4 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := cluster.AcquireLease(ctx, cs, "run-2", 3*time.Second); err == nil {
-			t.Fatal("run-2 took a lease that run-1 was renewing")
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	if err := first.Confirm(ctx); err != nil {
-		t.Fatalf("run-1 lost its lease while renewing: %v", err)
-	}
-	if err := first.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
-	second, err := cluster.AcquireLease(ctx, cs, "run-2", 3*time.Second)
-	if err != nil {
-		t.Fatalf("after release: %v", err)
-	}
-
-	// A holder that died: stop its renewals without releasing (as a SIGKILL would), then the
-	// lease is taken once it has expired, and not before.
-	second.Abandon()
-	if _, err := cluster.AcquireLease(ctx, cs, "run-3", 3*time.Second); err == nil {
-		t.Fatal("run-3 took the lease right after run-2 stopped renewing")
-	}
-	var third *cluster.Lease
-	start := time.Now()
-	for third == nil {
-		if time.Since(start) > 10*time.Second {
-			t.Fatalf("the dead holder's lease never expired: %v", err)
-		}
-		third, err = cluster.AcquireLease(ctx, cs, "run-3", 3*time.Second)
-		if third == nil {
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
-	t.Logf("run-3 took the abandoned lease after %s", time.Since(start).Round(100*time.Millisecond))
-	if err := third.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
+// apiserver is a client of controlPlane, as admin.conf.
+func apiserver(t *testing.T) kubernetes.Interface {
+	t.Helper()
+	_, cp := controlPlane(t)
+	return cp.Clientset(t)
 }
 
 // TestJobSpecsAccepted: the status and renew Jobs are valid objects for a real apiserver

@@ -23,6 +23,7 @@ import (
 
 	"github.com/certctl/certctl/pkg/kubeadmconfig"
 	"github.com/certctl/certctl/pkg/kubeconfig"
+	"github.com/certctl/certctl/pkg/lease"
 	"github.com/certctl/certctl/pkg/live"
 )
 
@@ -116,7 +117,7 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 		return nil, err
 	}
 	slices.SortFunc(workers, func(a, b corev1.Node) int { return strings.Compare(a.Name, b.Name) })
-	if err := checkAccess(ctx, cs, ro.Namespace, o.DryRun); err != nil {
+	if err := checkAccess(ctx, cs, ro.Namespace, o.DryRun, true); err != nil {
 		return nil, err
 	}
 	if err := checkEndpointAccess(ctx, cs); err != nil {
@@ -159,7 +160,7 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 	}
 	// An earlier run to the same endpoint that stopped part-way changed kubeadm-config
 	// already: the nodes it did not reach still use the endpoint it recorded.
-	if rec, err := cs.CoreV1().ConfigMaps(LeaseNamespace).Get(ctx, EndpointRecordName, metav1.GetOptions{}); err == nil && rec.Data["to"] == to && rec.Data["from"] != "" {
+	if rec, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, EndpointRecordName, metav1.GetOptions{}); err == nil && rec.Data["to"] == to && rec.Data["from"] != "" {
 		from = rec.Data["from"]
 	}
 	rep := &EndpointReport{From: from, To: to, SANNodes: sanNodes}
@@ -171,17 +172,17 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 		return rep, o.dryRun(ctx, cs, &ro, rep, nodeArgs, host)
 	}
 
-	lease, err := AcquireLease(ctx, cs, ro.Identity, ro.LeaseDuration)
+	held, err := lease.Acquire(ctx, cs, lease.Options{Identity: ro.Identity, Duration: ro.LeaseDuration})
 	if err != nil {
 		return rep, err
 	}
-	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
-	ro.logf("holding lease %s/%s as %s; moving the cluster from %s to %s", LeaseNamespace, LeaseName, ro.Identity, from, to)
+	defer func() { _ = held.Release(context.WithoutCancel(ctx)) }()
+	ro.logf("holding lease %s as %s; moving the cluster from %s to %s", held, ro.Identity, from, to)
 
 	if len(sanNodes) > 0 {
 		ro.logf("adding %s to the apiserver certificate of %s", host, strings.Join(sanNodes, ", "))
 		san := ro
-		san.Names, san.SANs, san.Nodes, san.Lease = []string{"apiserver"}, []string{host}, sanNodes, lease
+		san.Names, san.SANs, san.Nodes, san.Lease = []string{"apiserver"}, []string{host}, sanNodes, held
 		rep.SAN, err = Renew(ctx, cs, san)
 		if err != nil {
 			return rep, fmt.Errorf("add the SAN %s: %w", host, err)
@@ -220,7 +221,7 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 
 	for i := range rep.Nodes {
 		out := &rep.Nodes[i]
-		if err := lease.Confirm(ctx); err != nil {
+		if err := held.Confirm(ctx); err != nil {
 			return rep, fmt.Errorf("stopped before %s: %w", out.Node, err)
 		}
 		if err := o.moveNode(ctx, cs, &ro, out, nodeArgs); err != nil {
@@ -228,8 +229,8 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 			return rep, fmt.Errorf("node %s failed: %v; the nodes before it use %s, the others still %s (both work); run the same command again to go on", out.Node, err, to, from)
 		}
 	}
-	if err := cs.CoreV1().ConfigMaps(LeaseNamespace).Delete(ctx, EndpointRecordName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		return rep, fmt.Errorf("every node is done, but the record %s/%s could not be removed: %w", LeaseNamespace, EndpointRecordName, err)
+	if err := cs.CoreV1().ConfigMaps(lease.Namespace).Delete(ctx, EndpointRecordName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return rep, fmt.Errorf("every node is done, but the record %s/%s could not be removed: %w", lease.Namespace, EndpointRecordName, err)
 	}
 	return rep, nil
 }
@@ -406,7 +407,7 @@ func checkEndpointAccess(ctx context.Context, cs kubernetes.Interface) error {
 	for _, n := range []struct{ ns, verb string }{
 		{"kube-system", "update"}, {ClusterInfoNamespace, "update"}, {ClusterInfoNamespace, "get"},
 	} {
-		ok, err := allowed(ctx, cs, n.ns, n.verb, "", "configmaps", "")
+		ok, err := allowed(ctx, cs, n.ns, n.verb, "", "configmaps", "", "")
 		if err != nil {
 			return err
 		}
@@ -414,7 +415,7 @@ func checkEndpointAccess(ctx context.Context, cs kubernetes.Interface) error {
 			missing = append(missing, n.verb+" configmaps in "+n.ns)
 		}
 	}
-	if ok, err := allowed(ctx, cs, "kube-node-lease", "get", "coordination.k8s.io", "leases", ""); err != nil {
+	if ok, err := allowed(ctx, cs, "kube-node-lease", "get", "coordination.k8s.io", "leases", "", ""); err != nil {
 		return err
 	} else if !ok {
 		missing = append(missing, "get leases in kube-node-lease")

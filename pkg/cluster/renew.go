@@ -22,6 +22,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/certctl/certctl/pkg/kubeadmconfig"
+	"github.com/certctl/certctl/pkg/lease"
 	"github.com/certctl/certctl/pkg/live"
 	"github.com/certctl/certctl/pkg/pki"
 )
@@ -44,6 +46,9 @@ type RenewOptions struct {
 	// with a grace closes its listener (new connections go to the other apiservers) and
 	// finishes the requests in flight instead of cutting them.
 	StopGrace time.Duration
+	// SkipKubeadmConfig: do not record SANs in kube-system/kubeadm-config. Otherwise the
+	// command records them once, before the first node, and the nodes' Jobs do not.
+	SkipKubeadmConfig bool
 	// Nodes limits the run (default: every control-plane node, by name).
 	Nodes         []string
 	DryRun        bool
@@ -54,7 +59,7 @@ type RenewOptions struct {
 	Identity      string
 	// Lease, when set, is a Lease the caller already holds (cluster endpoint renews under its
 	// own); Renew then neither takes nor releases one.
-	Lease    *Lease
+	Lease    *lease.Lease
 	Progress io.Writer
 	// Port of the apiservers (6443).
 	Port int
@@ -73,7 +78,9 @@ type NodeOutcome struct {
 
 // RenewReport is the whole rollout.
 type RenewReport struct {
-	Nodes []NodeOutcome `json:"nodes"`
+	// KubeadmConfig: what --san did (or, in a dry run, would do) to kube-system/kubeadm-config.
+	KubeadmConfig *KubeadmConfigChange `json:"kubeadmConfig,omitempty"`
+	Nodes         []NodeOutcome        `json:"nodes"`
 }
 
 func (o *RenewOptions) defaults() {
@@ -93,15 +100,34 @@ func (o *RenewOptions) defaults() {
 		o.Port = 6443
 	}
 	if o.Identity == "" {
-		o.Identity = Identity()
+		o.Identity = lease.Identity()
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
 }
 
-// nodeArgs is the certctl command line every node runs.
+// nodeArgs is the certctl command line every node's Job runs. It holds no Lease (the command
+// holds it for the whole rollout) and leaves kube-system/kubeadm-config alone (the command
+// records --san there once, before the first node).
 func (o *RenewOptions) nodeArgs() []string {
+	args := o.localArgs()
+	if len(o.SANs) > 0 {
+		args = append(args, "--skip-kubeadm-config")
+	}
+	if o.DryRun {
+		return append(args, "--dry-run")
+	}
+	args = append(args, "--restart", "--yes")
+	if o.StopGrace > 0 {
+		args = append(args, "--stop-grace", o.StopGrace.String())
+	}
+	return args
+}
+
+// localArgs is what a node would run by hand: renew NAMES and their --san, --days,
+// --if-expiring-within.
+func (o *RenewOptions) localArgs() []string {
 	args := append([]string{"renew"}, o.Names...)
 	for _, s := range o.SANs {
 		args = append(args, "--san", s)
@@ -111,13 +137,6 @@ func (o *RenewOptions) nodeArgs() []string {
 	}
 	if o.IfExpiringArg != "" {
 		args = append(args, "--if-expiring-within", o.IfExpiringArg)
-	}
-	if o.DryRun {
-		return append(args, "--dry-run")
-	}
-	args = append(args, "--restart", "--yes")
-	if o.StopGrace > 0 {
-		args = append(args, "--stop-grace", o.StopGrace.String())
 	}
 	return args
 }
@@ -160,7 +179,7 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: pki.ControlPlaneLabel})
 	if err != nil {
 		if unreachable(err) {
-			return nil, &UnreachableError{Err: err, NodeArgs: append([]string{}, (&RenewOptions{Names: o.Names, SANs: o.SANs, Days: o.Days, IfExpiringArg: o.IfExpiringArg}).nodeArgs()...)}
+			return nil, &UnreachableError{Err: err, NodeArgs: append(o.localArgs(), "--restart", "--yes")}
 		}
 		return nil, fmt.Errorf("list the control-plane nodes: %w", err)
 	}
@@ -168,7 +187,8 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 	if err != nil {
 		return nil, err
 	}
-	if err := checkAccess(ctx, cs, o.Namespace, o.DryRun); err != nil {
+	recordSANs := len(o.SANs) > 0 && !o.SkipKubeadmConfig
+	if err := checkAccess(ctx, cs, o.Namespace, o.DryRun, recordSANs); err != nil {
 		return nil, err
 	}
 	rep := &RenewReport{}
@@ -176,15 +196,30 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 		rep.Nodes = append(rep.Nodes, NodeOutcome{Node: n.Name, IP: internalIP(&n), State: "untouched"})
 	}
 	if o.DryRun {
+		if recordSANs {
+			if rep.KubeadmConfig, err = UpdateKubeadmConfig(ctx, cs, o.Names, o.SANs, true); err != nil {
+				return rep, err
+			}
+		}
 		return rep, o.dryRun(ctx, cs, rep)
 	}
-	lease := o.Lease
-	if lease == nil {
-		if lease, err = AcquireLease(ctx, cs, o.Identity, o.LeaseDuration); err != nil {
+	held := o.Lease
+	if held == nil {
+		if held, err = lease.Acquire(ctx, cs, lease.Options{Identity: o.Identity, Duration: o.LeaseDuration}); err != nil {
 			return rep, err
 		}
-		defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
-		o.logf("holding lease %s/%s as %s", LeaseNamespace, LeaseName, o.Identity)
+		defer func() { _ = held.Release(context.WithoutCancel(ctx)) }()
+		o.logf("holding lease %s as %s", held, o.Identity)
+	}
+	if recordSANs {
+		// Once, before any node: kubeadm makes certificates from it (the next join), so the
+		// SAN must be there whatever happens to the rollout.
+		if rep.KubeadmConfig, err = UpdateKubeadmConfig(ctx, cs, o.Names, o.SANs, false); err != nil {
+			return rep, err
+		}
+		if rep.KubeadmConfig != nil {
+			o.logf("%s", rep.KubeadmConfig)
+		}
 	}
 	key := strings.Join(o.nodeArgs(), " ")
 	done, err := readProgress(ctx, cs, key)
@@ -198,7 +233,7 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 			o.logf("%s: done by an earlier run at %s: skipped", out.Node, at)
 			continue
 		}
-		if err := lease.Confirm(ctx); err != nil {
+		if err := held.Confirm(ctx); err != nil {
 			return rep, fmt.Errorf("stopped before %s: %w", out.Node, err)
 		}
 		if err := o.renewNode(ctx, cs, out); err != nil {
@@ -218,8 +253,8 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 			return rep, err
 		}
 	}
-	if err := cs.CoreV1().ConfigMaps(LeaseNamespace).Delete(ctx, ProgressName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		return rep, fmt.Errorf("every node is done, but the progress record %s/%s could not be removed: %w", LeaseNamespace, ProgressName, err)
+	if err := cs.CoreV1().ConfigMaps(lease.Namespace).Delete(ctx, ProgressName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return rep, fmt.Errorf("every node is done, but the progress record %s/%s could not be removed: %w", lease.Namespace, ProgressName, err)
 	}
 	return rep, nil
 }
@@ -355,22 +390,28 @@ func internalIP(n *corev1.Node) string {
 
 // checkAccess asks the API whether this user may do what the run needs, so that a missing
 // permission is said before anything is created.
-func checkAccess(ctx context.Context, cs kubernetes.Interface, ns string, dryRun bool) error {
-	type need struct{ group, resource, sub, verb, ns string }
+func checkAccess(ctx context.Context, cs kubernetes.Interface, ns string, dryRun, kubeadmConfig bool) error {
+	type need struct{ group, resource, sub, verb, ns, name string }
 	needs := []need{
-		{"batch", "jobs", "", "create", ns}, {"batch", "jobs", "", "delete", ns},
-		{"", "pods", "", "list", ns}, {"", "pods", "log", "get", ns},
+		{"batch", "jobs", "", "create", ns, ""}, {"batch", "jobs", "", "delete", ns, ""},
+		{"", "pods", "", "list", ns, ""}, {"", "pods", "log", "get", ns, ""},
 	}
 	if !dryRun {
 		needs = append(needs,
-			need{"coordination.k8s.io", "leases", "", "create", LeaseNamespace},
-			need{"coordination.k8s.io", "leases", "", "update", LeaseNamespace},
-			need{"", "configmaps", "", "create", LeaseNamespace},
-			need{"", "configmaps", "", "update", LeaseNamespace})
+			need{"coordination.k8s.io", "leases", "", "create", lease.Namespace, ""},
+			need{"coordination.k8s.io", "leases", "", "update", lease.Namespace, lease.Name},
+			need{"", "configmaps", "", "create", lease.Namespace, ""},
+			need{"", "configmaps", "", "update", lease.Namespace, ProgressName})
+	}
+	if kubeadmConfig {
+		needs = append(needs, need{"", "configmaps", "", "get", kubeadmconfig.Namespace, kubeadmconfig.Name})
+		if !dryRun {
+			needs = append(needs, need{"", "configmaps", "", "update", kubeadmconfig.Namespace, kubeadmconfig.Name})
+		}
 	}
 	var missing []string
 	for _, n := range needs {
-		ok, err := allowed(ctx, cs, n.ns, n.verb, n.group, n.resource, n.sub)
+		ok, err := allowed(ctx, cs, n.ns, n.verb, n.group, n.resource, n.sub, n.name)
 		if err != nil {
 			return err
 		}
@@ -378,6 +419,9 @@ func checkAccess(ctx context.Context, cs kubernetes.Interface, ns string, dryRun
 			res := n.resource
 			if n.sub != "" {
 				res += "/" + n.sub
+			}
+			if n.name != "" {
+				res += " " + n.name
 			}
 			missing = append(missing, fmt.Sprintf("%s %s in %s", n.verb, res, n.ns))
 		}
@@ -389,10 +433,10 @@ func checkAccess(ctx context.Context, cs kubernetes.Interface, ns string, dryRun
 }
 
 // allowed asks the API (SelfSubjectAccessReview) whether this user may do verb on resource.
-func allowed(ctx context.Context, cs kubernetes.Interface, ns, verb, group, resource, sub string) (bool, error) {
+func allowed(ctx context.Context, cs kubernetes.Interface, ns, verb, group, resource, sub, name string) (bool, error) {
 	r, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
 		Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Namespace: ns, Verb: verb, Group: group, Resource: resource, Subresource: sub,
+			Namespace: ns, Verb: verb, Group: group, Resource: resource, Subresource: sub, Name: name,
 		}},
 	}, metav1.CreateOptions{})
 	if err != nil {
@@ -402,12 +446,12 @@ func allowed(ctx context.Context, cs kubernetes.Interface, ns, verb, group, reso
 }
 
 func readProgress(ctx context.Context, cs kubernetes.Interface, key string) (map[string]string, error) {
-	cm, err := cs.CoreV1().ConfigMaps(LeaseNamespace).Get(ctx, ProgressName, metav1.GetOptions{})
+	cm, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, ProgressName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return map[string]string{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read the progress record %s/%s: %w", LeaseNamespace, ProgressName, err)
+		return nil, fmt.Errorf("read the progress record %s/%s: %w", lease.Namespace, ProgressName, err)
 	}
 	done := map[string]string{}
 	if cm.Data["args"] != key {
@@ -431,12 +475,12 @@ func writeProgress(ctx context.Context, cs kubernetes.Interface, key string, don
 
 // writeRecord creates or replaces the data of a ConfigMap of certctl's in the Lease's namespace.
 func writeRecord(ctx context.Context, cs kubernetes.Interface, name string, data map[string]string) error {
-	cms := cs.CoreV1().ConfigMaps(LeaseNamespace)
+	cms := cs.CoreV1().ConfigMaps(lease.Namespace)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cm, err := cms.Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			_, err = cms.Create(ctx, &corev1.ConfigMap{
-				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: LeaseNamespace, Labels: map[string]string{LabelName: "certctl"}},
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: lease.Namespace, Labels: map[string]string{LabelName: "certctl"}},
 				Data:       data,
 			}, metav1.CreateOptions{})
 			return err
@@ -449,7 +493,7 @@ func writeRecord(ctx context.Context, cs kubernetes.Interface, name string, data
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("write %s/%s: %w", LeaseNamespace, name, err)
+		return fmt.Errorf("write %s/%s: %w", lease.Namespace, name, err)
 	}
 	return nil
 }

@@ -84,13 +84,7 @@ func TestLockHeldRefusesWithPID(t *testing.T) {
 // Apply takes the lock), with its output and its exit.
 func startUntilPlan(t *testing.T, cmd *exec.Cmd) (*syncBuffer, <-chan error) {
 	t.Helper()
-	buf := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = buf, buf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	buf, exited := start(t, cmd)
 	waitFor(t, 30*time.Second, "the plan to be printed", func() bool { return strings.Contains(buf.String(), "NEW EXPIRY") })
 	return buf, exited
 }

@@ -13,7 +13,9 @@ import (
 	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/lastrun"
+	"github.com/certctl/certctl/pkg/lease"
 	"github.com/certctl/certctl/pkg/pki"
+	"k8s.io/client-go/kubernetes"
 )
 
 // RunOptions are a whole `certctl renew`: the plan's options and how to carry it out.
@@ -33,6 +35,16 @@ type RunOptions struct {
 	After func(ctx context.Context, renewed []string, backupID string) error
 	Out   io.Writer // the plan and what was done
 	Log   io.Writer // progress, warnings and the run record's summary line
+	// Lease, when set, is taken before the plan is made and released at the end (not for a
+	// dry run or --csr-only): the scheduled CronJobs take the Lease `certctl cluster renew`
+	// holds, so no two renewals restart control-plane nodes at once.
+	Lease *LeaseOptions
+}
+
+// LeaseOptions say which Lease a renewal holds, through which client.
+type LeaseOptions struct {
+	Client kubernetes.Interface
+	lease.Options
 }
 
 // RunResult is what Run did.
@@ -83,6 +95,19 @@ func Run(ctx context.Context, l pki.Layout, o RunOptions) (res *RunResult, err e
 				fmt.Fprintf(log, "warning: %v\n", werr)
 			}
 			fmt.Fprintln(log, rec.Summary())
+		}()
+	}
+	if o.Lease != nil && !o.DryRun && !o.CSROnly {
+		held, err := holdLease(ctx, o.Lease, log)
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if rerr := held.Release(rctx); rerr != nil {
+				fmt.Fprintf(log, "warning: %v (it expires by itself)\n", rerr)
+			}
 		}()
 	}
 	plan, err := NewPlan(l, o.Options)
@@ -212,6 +237,22 @@ func RefreshKubeconfig(l pki.Layout, o RefreshOptions) (*kubeconfig.RefreshResul
 		}
 	}
 	return kubeconfig.Refresh(ro)
+}
+
+// holdLease takes the Lease, waiting up to o.Wait while another run holds it.
+func holdLease(ctx context.Context, o *LeaseOptions, log io.Writer) (*lease.Lease, error) {
+	lo := o.Options
+	if lo.Waiting == nil {
+		lo.Waiting = func(h *lease.HeldError) {
+			fmt.Fprintf(log, "the lease %s/%s is held by %s: waiting up to %s\n", h.Namespace, h.Name, h.Holder, lo.Wait)
+		}
+	}
+	held, err := lease.Acquire(ctx, o.Client, lo)
+	if err != nil {
+		return nil, fmt.Errorf("nothing renewed: %w", err)
+	}
+	fmt.Fprintf(log, "holding the lease %s as %s\n", held, held.Identity())
+	return held, nil
 }
 
 func orDiscard(w io.Writer) io.Writer {

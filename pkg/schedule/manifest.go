@@ -9,8 +9,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/certctl/certctl/pkg/inspect"
+	"github.com/certctl/certctl/pkg/lease"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/templates"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,10 +31,20 @@ type ManifestOptions struct {
 	Days      int    // default 365
 	Restart   bool
 	// Schedule is the first node's cron schedule (default "30 3 * * 1"); each further node
-	// runs an hour later (or, when the hour is not a single number, 10 minutes later), so no
-	// two control-plane nodes restart at once.
+	// runs an hour later (or, when the hour is not a single number, 10 minutes later).
 	Schedule string
+	// LeaseWait is how long a CronJob's renewal waits for the Lease (lease.DefaultRef) while
+	// another run holds it (default 30m): the Lease, not the staggering, is what keeps two
+	// renewals (or a renewal and `certctl cluster renew`) from restarting nodes at once.
+	LeaseWait time.Duration
 }
+
+// ServiceAccount is the CronJobs' service account; RoleName its Role and RoleBinding, which
+// allow the Lease and nothing else.
+const (
+	ServiceAccount = "certctl-renew"
+	RoleName       = "certctl-renew-lease"
+)
 
 // ControlPlaneNodes lists the nodes labelled as control plane.
 func ControlPlaneNodes(ctx context.Context, cs kubernetes.Interface) ([]string, error) {
@@ -51,7 +63,9 @@ func ControlPlaneNodes(ctx context.Context, cs kubernetes.Interface) ([]string, 
 	return out, nil
 }
 
-// Manifests renders one CronJob per node, as a multi-document YAML stream.
+// Manifests renders, as a multi-document YAML stream, the CronJobs' ServiceAccount, the Lease
+// and a Role and RoleBinding that let the service account take it, then one CronJob per node
+// that holds the Lease while it renews (certctl renew --lease).
 func Manifests(o ManifestOptions) ([]byte, error) {
 	if o.Image == "" {
 		return nil, fmt.Errorf("--image is required: an image with certctl at its entrypoint")
@@ -71,6 +85,12 @@ func Manifests(o ManifestOptions) ([]byte, error) {
 	if o.Schedule == "" {
 		o.Schedule = "30 3 * * 1"
 	}
+	if o.LeaseWait == 0 {
+		o.LeaseWait = 30 * time.Minute
+	}
+	if o.LeaseWait < 0 {
+		return nil, fmt.Errorf("--lease-wait %s: must not be negative", o.LeaseWait)
+	}
 	if th, err := inspect.ParseDuration(o.Threshold); err != nil || th <= 0 {
 		return nil, fmt.Errorf("--threshold %q: want a positive duration such as 30d", o.Threshold)
 	}
@@ -81,8 +101,16 @@ func Manifests(o ManifestOptions) ([]byte, error) {
 	if o.Restart {
 		args = append(args, "--restart")
 	}
-	args = append(args, "--yes")
+	args = append(args, "--yes", "--lease", lease.DefaultRef, "--lease-wait", o.LeaseWait.String())
 	var buf bytes.Buffer
+	rbac, err := templates.Render("schedule/rbac.yaml", map[string]any{
+		"Namespace": o.Namespace, "ServiceAccount": ServiceAccount, "Role": RoleName,
+		"LeaseNamespace": lease.Namespace, "LeaseName": lease.Name,
+	})
+	if err != nil {
+		return nil, err
+	}
+	buf.Write(rbac)
 	for i, node := range o.Nodes {
 		sched, err := stagger(o.Schedule, i)
 		if err != nil {
@@ -90,13 +118,12 @@ func Manifests(o ManifestOptions) ([]byte, error) {
 		}
 		doc, err := templates.Render("schedule/cronjob.yaml", map[string]any{
 			"Name": jobName(node), "Namespace": o.Namespace, "Node": node, "Schedule": sched, "Image": o.Image, "Args": args,
+			"ServiceAccount": ServiceAccount,
 		})
 		if err != nil {
 			return nil, err
 		}
-		if i > 0 {
-			buf.WriteString("---\n")
-		}
+		buf.WriteString("---\n")
 		buf.Write(doc)
 	}
 	return buf.Bytes(), nil

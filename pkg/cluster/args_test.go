@@ -1,0 +1,40 @@
+package cluster
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestNodeArgs: the nodes' Jobs neither take the Lease (the command holds it for them) nor
+// touch kubeadm-config when --san is given (the command records it once); what a node runs
+// by hand when the API is down does record it.
+func TestNodeArgs(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		o     RenewOptions
+		job   string
+		local string
+	}{
+		{"san", RenewOptions{Names: []string{"apiserver"}, SANs: []string{"10.2.1.139"}, StopGrace: 3 * time.Second},
+			"renew apiserver --san 10.2.1.139 --skip-kubeadm-config --restart --yes --stop-grace 3s", "renew apiserver --san 10.2.1.139"},
+		{"san dry run", RenewOptions{Names: []string{"apiserver"}, SANs: []string{"10.2.1.139", "api.example.com"}, DryRun: true},
+			"renew apiserver --san 10.2.1.139 --san api.example.com --skip-kubeadm-config --dry-run", "renew apiserver --san 10.2.1.139 --san api.example.com"},
+		{"no san", RenewOptions{Names: []string{"all"}, Days: 365, IfExpiringArg: "30d"},
+			"renew all --days 365 --if-expiring-within 30d --restart --yes", "renew all --days 365 --if-expiring-within 30d"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			job := tc.o.nodeArgs()
+			if got := strings.Join(job, " "); got != tc.job {
+				t.Errorf("job args %q, want %q", got, tc.job)
+			}
+			if slices.Contains(job, "--lease") {
+				t.Errorf("a node's Job would take the lease its parent holds: %v", job)
+			}
+			if got := strings.Join(tc.o.localArgs(), " "); got != tc.local {
+				t.Errorf("local args %q, want %q", got, tc.local)
+			}
+		})
+	}
+}

@@ -1,0 +1,315 @@
+// Package lease is the coordination.k8s.io Lease that keeps cluster-wide certctl work apart:
+// `certctl cluster renew` holds it for its whole rollout, and each scheduled CronJob of
+// `certctl schedule manifest` (certctl renew --lease) holds it while it renews its node. A
+// holder renews it in the background; a holder that died loses it when it expires.
+package lease
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+)
+
+// The Lease every cluster-wide certctl run and every scheduled CronJob take.
+const (
+	Namespace = "kube-system"
+	Name      = "certctl-renew"
+)
+
+// DefaultRef is Namespace/Name, as --lease takes it.
+const DefaultRef = Namespace + "/" + Name
+
+// DefaultDuration is how long a holder that stopped renewing keeps the Lease.
+const DefaultDuration = 60 * time.Second
+
+// Options say which Lease to take, as whom, and how long to wait for it.
+type Options struct {
+	Namespace string // default Namespace
+	Name      string // default Name
+	Identity  string // default Identity()
+	// Duration: a holder that died loses the Lease this long after its last renewal
+	// (default DefaultDuration, at least 3s). The holder renews every Duration/3.
+	Duration time.Duration
+	// Wait: how long to poll while another holder has the Lease; 0 fails at once with a
+	// *HeldError.
+	Wait time.Duration
+	// Waiting is called once, when the Lease is held by another and Acquire starts to wait.
+	Waiting func(*HeldError)
+}
+
+func (o *Options) defaults() {
+	if o.Namespace == "" {
+		o.Namespace = Namespace
+	}
+	if o.Name == "" {
+		o.Name = Name
+	}
+	if o.Identity == "" {
+		o.Identity = Identity()
+	}
+	if o.Duration <= 0 {
+		o.Duration = DefaultDuration
+	}
+	if o.Duration < 3*time.Second {
+		o.Duration = 3 * time.Second
+	}
+}
+
+// ParseRef reads NAMESPACE/NAME (the --lease flag).
+func ParseRef(s string) (namespace, name string, err error) {
+	ns, n, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || n == "" {
+		return "", "", fmt.Errorf("--lease %q: want NAMESPACE/NAME, such as %s", s, DefaultRef)
+	}
+	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+		return "", "", fmt.Errorf("--lease %q: namespace %q: %s", s, ns, strings.Join(errs, "; "))
+	}
+	if errs := validation.IsDNS1123Subdomain(n); len(errs) > 0 {
+		return "", "", fmt.Errorf("--lease %q: name %q: %s", s, n, strings.Join(errs, "; "))
+	}
+	return ns, n, nil
+}
+
+// HeldError says who holds the Lease.
+type HeldError struct {
+	Namespace, Name string
+	Holder          string
+	Renewed         time.Time
+	Expires         time.Time
+	Waited          time.Duration // how long Acquire waited for it (0: it did not wait)
+}
+
+func (e *HeldError) Error() string {
+	waited := ""
+	if e.Waited > 0 {
+		waited = fmt.Sprintf(" after waiting %s", e.Waited.Round(time.Second))
+	}
+	return fmt.Sprintf("another certctl run holds the lease %s/%s%s: %s (renewed %s, expires %s unless renewed); wait for it, or if that holder is gone, for the lease to expire",
+		e.Namespace, e.Name, waited, e.Holder, e.Renewed.Format(time.RFC3339), e.Expires.Format(time.RFC3339))
+}
+
+// Lease is a held coordination.k8s.io Lease, renewed in the background until Release.
+type Lease struct {
+	cs   kubernetes.Interface
+	o    Options
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// Identity names this process as a Lease holder: host, pid and a random suffix.
+func Identity() string {
+	h, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d/%s", h, os.Getpid(), randHex(3))
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Acquire takes the Lease, or returns a *HeldError when someone else holds it and it has not
+// expired. With o.Wait it polls until the Lease is released or expires, and returns the
+// *HeldError (naming the holder) when o.Wait has passed. The Lease is renewed every
+// Duration/3 until Release.
+func Acquire(ctx context.Context, cs kubernetes.Interface, o Options) (*Lease, error) {
+	o.defaults()
+	err := take(ctx, cs, o)
+	var held *HeldError
+	if o.Wait > 0 && err != nil && retryable(err) {
+		if o.Waiting != nil && errors.As(err, &held) {
+			o.Waiting(held)
+		}
+		start := time.Now()
+		last := err
+		perr := wait.PollUntilContextTimeout(ctx, pollInterval(o.Duration), o.Wait, false, func(ctx context.Context) (bool, error) {
+			err := take(ctx, cs, o)
+			switch {
+			case err == nil:
+				return true, nil
+			case ctx.Err() != nil:
+				return false, nil // the wait ran out during the request: keep what kept it before
+			case retryable(err):
+				last = err
+				return false, nil
+			}
+			return false, err
+		})
+		err = perr
+		if wait.Interrupted(perr) && ctx.Err() == nil {
+			err = last // what kept it: the holder, or the API's last answer
+		}
+		if errors.As(err, &held) {
+			held.Waited = time.Since(start)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	l := &Lease{cs: cs, o: o, stop: cancel, done: make(chan struct{})}
+	go l.renew(rctx)
+	return l, nil
+}
+
+// pollInterval: often enough that a released Lease is taken soon, seldom enough to be no load.
+func pollInterval(d time.Duration) time.Duration {
+	return min(max(d/10, 200*time.Millisecond), 2*time.Second)
+}
+
+// retryable errors are waited out: the Lease held by another or taken at the same moment, or
+// the API server the client reaches restarting (a control-plane node renewing) or busy.
+func retryable(err error) bool {
+	var held *HeldError
+	if errors.As(err, &held) || errors.Is(err, errRace) {
+		return true
+	}
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return true // no answer from the API at all
+	}
+	return apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err)
+}
+
+var errRace = errors.New("another certctl run took the lease at the same moment")
+
+func take(ctx context.Context, cs kubernetes.Interface, o Options) error {
+	leases := cs.CoordinationV1().Leases(o.Namespace)
+	now := metav1.NewMicroTime(time.Now())
+	secs := int32(o.Duration / time.Second)
+	cur, err := leases.Get(ctx, o.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = leases.Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, Labels: map[string]string{"app.kubernetes.io/name": "certctl"}},
+			Spec: coordinationv1.LeaseSpec{
+				HolderIdentity: &o.Identity, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now,
+			},
+		}, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return take(ctx, cs, o)
+		}
+		if apierrors.IsForbidden(err) {
+			return fmt.Errorf("the lease %s/%s does not exist and this identity may not create it (the schedule manifest creates it: apply it again): %w", o.Namespace, o.Name, err)
+		}
+		if err != nil {
+			return fmt.Errorf("create the lease %s/%s: %w", o.Namespace, o.Name, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read the lease %s/%s: %w", o.Namespace, o.Name, err)
+	}
+	if h := ptr.Deref(cur.Spec.HolderIdentity, ""); h != "" && h != o.Identity {
+		renewed := time.Time{}
+		if cur.Spec.RenewTime != nil {
+			renewed = cur.Spec.RenewTime.Time
+		}
+		expires := renewed.Add(time.Duration(ptr.Deref(cur.Spec.LeaseDurationSeconds, 0)) * time.Second)
+		if time.Now().Before(expires) {
+			return &HeldError{Namespace: o.Namespace, Name: o.Name, Holder: h, Renewed: renewed, Expires: expires}
+		}
+	}
+	cur.Spec.HolderIdentity = &o.Identity
+	cur.Spec.LeaseDurationSeconds = &secs
+	cur.Spec.AcquireTime = &now
+	cur.Spec.RenewTime = &now
+	// The update carries the resourceVersion read above: if another run took the lease in
+	// between, this fails with a conflict instead of two holders.
+	if _, err := leases.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		if apierrors.IsConflict(err) {
+			return fmt.Errorf("%w (%s/%s): %w", errRace, o.Namespace, o.Name, err)
+		}
+		return fmt.Errorf("take the lease %s/%s: %w", o.Namespace, o.Name, err)
+	}
+	return nil
+}
+
+func (l *Lease) renew(ctx context.Context) {
+	defer close(l.done)
+	t := time.NewTicker(l.o.Duration / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		// A failed renewal is retried at the next tick: the API may be away for a while (the
+		// apiserver the client talks to is being restarted), and the Lease is still ours until
+		// it expires. Confirm, before work that must not overlap, is what must succeed.
+		_ = l.renewOnce(ctx)
+	}
+}
+
+func (l *Lease) renewOnce(ctx context.Context) error {
+	leases := l.cs.CoordinationV1().Leases(l.o.Namespace)
+	cur, err := leases.Get(ctx, l.o.Name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("renew the lease: %w", err)
+	}
+	if ptr.Deref(cur.Spec.HolderIdentity, "") != l.o.Identity {
+		return fmt.Errorf("%w: the lease %s/%s is held by %s", errTaken, l.o.Namespace, l.o.Name, ptr.Deref(cur.Spec.HolderIdentity, "nobody"))
+	}
+	now := metav1.NewMicroTime(time.Now())
+	cur.Spec.RenewTime = &now
+	_, err = leases.Update(ctx, cur, metav1.UpdateOptions{})
+	return err
+}
+
+var errTaken = errors.New("lost the lease")
+
+// Identity is the holder name this Lease was taken as.
+func (l *Lease) Identity() string { return l.o.Identity }
+
+// String is NAMESPACE/NAME.
+func (l *Lease) String() string { return l.o.Namespace + "/" + l.o.Name }
+
+// Release stops renewing and gives the Lease up (holder cleared), so the next run need not
+// wait for it to expire.
+func (l *Lease) Release(ctx context.Context) error {
+	l.stop()
+	<-l.done
+	leases := l.cs.CoordinationV1().Leases(l.o.Namespace)
+	cur, err := leases.Get(ctx, l.o.Name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("release the lease %s: %w", l, err)
+	}
+	if ptr.Deref(cur.Spec.HolderIdentity, "") != l.o.Identity {
+		return nil
+	}
+	cur.Spec.HolderIdentity = nil
+	cur.Spec.RenewTime = nil
+	cur.Spec.AcquireTime = nil
+	if _, err := leases.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("release the lease %s: %w", l, err)
+	}
+	return nil
+}
+
+// Abandon stops renewing without giving the Lease up, as a killed holder would: the Lease
+// expires after its duration.
+func (l *Lease) Abandon() {
+	l.stop()
+	<-l.done
+}
+
+// Confirm renews the Lease now and fails when another holder has it: called before work that
+// must not overlap with another run (the next node). The update is conditional on the Lease's
+// resourceVersion, so a holder that took it in between makes this fail, never both succeed.
+func (l *Lease) Confirm(ctx context.Context) error {
+	return l.renewOnce(ctx)
+}
