@@ -33,6 +33,7 @@ func main() {
 	rounds := flag.Int("rounds", 1, "runs of each measurement")
 	gap := flag.Duration("gap", 0, "pause between rounds (10m avoids the kubelet's restart back-off)")
 	certctl := flag.String("certctl", "bin/certctl", "certctl binary (built from this checkout)")
+	stopGrace := flag.Duration("stop-grace", 3*time.Second, "cluster renew --stop-grace (0: each node's defaults, the apiserver killed at once)")
 	flag.Parse()
 	if !multilab.Up() {
 		fail(errors.New("the multi-node lab is not up: run hack/lab/multi.sh up"))
@@ -73,7 +74,7 @@ func main() {
 		}
 		local = append(local, time.Since(start))
 		stop, f, t := pollLB()
-		rollout = append(rollout, timed(bin, "cluster", "renew", "all", "--days", "3650", "--kubeconfig", kc, img))
+		rollout = append(rollout, timed(bin, "cluster", "renew", "all", "--days", "3650", "--kubeconfig", kc, img, "--stop-grace="+stopGrace.String()))
 		stop()
 		failed += f.Load()
 		total += t.Load()
@@ -135,9 +136,11 @@ func pollLB() (stop func(), failed, total *atomic.Int64) {
 			total.Add(1)
 			if err != nil {
 				failed.Add(1)
+				fmt.Printf("  %s through the balancer: %v\n", time.Now().Format("15:04:05.000"), err)
 			} else {
 				if resp.StatusCode != http.StatusOK {
 					failed.Add(1)
+					fmt.Printf("  %s through the balancer: %s\n", time.Now().Format("15:04:05.000"), resp.Status)
 				}
 				resp.Body.Close()
 			}
