@@ -15,8 +15,8 @@ import (
 	"github.com/certctl/certctl/pkg/cluster"
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubeconfig"
-	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/lease"
+	"github.com/certctl/certctl/pkg/pki"
 )
 
 // DefaultImage is the image `make image` builds and the lab imports into every node.
