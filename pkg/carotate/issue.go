@@ -84,7 +84,7 @@ func Issue(o Options) (*Result, error) {
 		res.Notes = append(res.Notes, "no CA key on this node: only ca.crt changes; the kubelet's client certificate is re-issued through its CSR once the controller-manager signs with the new CA (or: certctl kubelet-client renew)")
 		report(res, final)
 		res.Changes = append(res.Changes, Change{Path: p.State, What: "rotation state: phase issue"})
-		return res, issueApply(o, p, res, st, nil, nil, final, nil)
+		return res, issueApply(o, p, res, st, nil, nil, false, final, nil)
 	}
 	final = append([]fileEdit{
 		{path: p.CAKey, data: nw.keyP, mode: 0o600, what: "the new CA key (the old one is kept as " + p.OldKey + ")", component: pki.CompControllerManager},
@@ -114,6 +114,9 @@ func Issue(o Options) (*Result, error) {
 			return nil, err
 		}
 		for _, row := range plan.Renewing() {
+			if row.KeyPath != row.Path {
+				res.Changes = append(res.Changes, Change{Path: row.KeyPath, What: fmt.Sprintf("%s: new key (%s)", row.Name, row.KeyAction)})
+			}
 			res.Changes = append(res.Changes, Change{Path: row.Path, What: fmt.Sprintf("%s re-issued by the new CA, until %s", row.Name, row.NewExpiry.UTC().Format("2006-01-02"))})
 			res.restart(row.Components...)
 		}
@@ -129,9 +132,14 @@ func Issue(o Options) (*Result, error) {
 			res.restart(pki.CompKubelet)
 		}
 	}
+	adminConf := filepath.Join(o.Layout.KubeconfigDir, "admin.conf")
+	userCopy := plan != nil && plan.Renews("admin.conf") && kubeconfig.CopiesAdmin(adminConf, o.Layout.UserKubeconfig)
+	if userCopy {
+		res.Changes = append(res.Changes, Change{Path: o.Layout.UserKubeconfig, What: "a copy of admin.conf: refreshed from the new admin.conf (certctl kubeconfig refresh)"})
+	}
 	report(res, final)
 	res.Changes = append(res.Changes, Change{Path: p.State, What: "rotation state: phase issue"})
-	return res, issueApply(o, p, res, st, plan, kc, final, nw)
+	return res, issueApply(o, p, res, st, plan, kc, userCopy, final, nw)
 }
 
 type kubeletClient struct {
@@ -160,12 +168,10 @@ func planKubeletClient(o Options, inv *pki.Inventory, oldCA *x509.Certificate) (
 // issueApply writes phase issue: backup; the leaves (renew.Apply under this run's lock);
 // the kubelet client certificate; ~/.kube/config when it copies admin.conf; then ca.crt,
 // ca.key, old.key and the state as one transaction. A failure puts the backup back.
-func issueApply(o Options, p Paths, res *Result, st *State, plan *renew.Plan, kc *kubeletClient, final []fileEdit, nw *parsed) error {
+func issueApply(o Options, p Paths, res *Result, st *State, plan *renew.Plan, kc *kubeletClient, userCopy bool, final []fileEdit, nw *parsed) error {
 	if o.DryRun {
 		return nil
 	}
-	adminConf := filepath.Join(o.Layout.KubeconfigDir, "admin.conf")
-	userCopy := plan != nil && plan.Renews("admin.conf") && kubeconfig.CopiesAdmin(adminConf, o.Layout.UserKubeconfig)
 	paths := append(pathsOf(final), p.State)
 	if plan != nil {
 		for _, row := range plan.Renewing() {
@@ -216,10 +222,10 @@ func issueApply(o Options, p Paths, res *Result, st *State, plan *renew.Plan, kc
 		}
 	}
 	if userCopy {
+		adminConf := filepath.Join(o.Layout.KubeconfigDir, "admin.conf")
 		if _, err := kubeconfig.Refresh(kubeconfig.RefreshOptions{Src: adminConf, Dst: o.Layout.UserKubeconfig}); err != nil {
 			return fail(err)
 		}
-		res.Changes = append(res.Changes, Change{Path: o.Layout.UserKubeconfig, What: "refreshed from the new admin.conf"})
 	}
 	st.Phase = PhaseIssue
 	st.Steps = append(st.Steps, step)
