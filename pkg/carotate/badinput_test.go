@@ -66,7 +66,11 @@ func TestBadInput(t *testing.T) {
 		want  []string // substrings of the error
 	}{
 		{name: "unknown CA", phase: carotate.PhaseTrust, want: []string{`unknown CA "sa"`},
-			setup: func(t *testing.T, l pki.Layout, dir string) carotate.Options { o := opts(l, "sa"); o.Generate = true; return o }},
+			setup: func(t *testing.T, l pki.Layout, dir string) carotate.Options {
+				o := opts(l, "sa")
+				o.Generate = true
+				return o
+			}},
 		{name: "days out of range", phase: carotate.PhaseTrust, want: []string{"--days 40000"},
 			setup: func(t *testing.T, l pki.Layout, dir string) carotate.Options {
 				o := opts(l, "ca")
