@@ -360,3 +360,21 @@ func (r *Result) restart(components ...string) {
 	}
 	slices.Sort(r.Restart)
 }
+
+// start is the common beginning of a phase: options checked, the CA's definition, its
+// paths, an empty result and the rotation state (nil when none was started).
+func start(o *Options, phase string) (caDef, Paths, *Result, *State, error) {
+	if err := o.defaults(); err != nil {
+		return caDef{}, Paths{}, nil, nil, err
+	}
+	d, _ := lookup(o.CA)
+	p, err := PathsOf(o.Layout, o.CA)
+	if err != nil {
+		return caDef{}, Paths{}, nil, nil, err
+	}
+	st, err := LoadState(o.Layout, o.CA)
+	if err != nil {
+		return caDef{}, Paths{}, nil, nil, err
+	}
+	return d, p, &Result{CA: o.CA, Phase: phase, DryRun: o.DryRun}, st, nil
+}

@@ -20,16 +20,7 @@ import (
 // CA alone; kubeconfigs trust the new CA alone). It is refused while any certificate of the
 // node's inventory is still signed by the old CA: after drop, nothing would accept it.
 func Drop(o Options) (*Result, error) {
-	if err := o.defaults(); err != nil {
-		return nil, err
-	}
-	d, _ := lookup(o.CA)
-	p, err := PathsOf(o.Layout, o.CA)
-	if err != nil {
-		return nil, err
-	}
-	res := &Result{CA: o.CA, Phase: PhaseDrop, DryRun: o.DryRun}
-	st, err := LoadState(o.Layout, o.CA)
+	d, p, res, st, err := start(&o, PhaseDrop)
 	if err != nil {
 		return nil, err
 	}

@@ -151,7 +151,7 @@ func kubeletClientCA(l pki.Layout, from, to string) (*fileEdit, error) {
 		n = doc.Content[0]
 	}
 	for _, key := range []string{"authentication", "x509", "clientCAFile"} {
-		n = value(n, key)
+		n = manifest.MapValue(n, key)
 	}
 	if n == nil || n.Kind != yaml.ScalarNode || n.Value == to {
 		return nil, nil
@@ -165,18 +165,6 @@ func kubeletClientCA(l pki.Layout, from, to string) (*fileEdit, error) {
 	}
 	return &fileEdit{path: path, data: out, mode: mode, component: pki.CompKubelet,
 		what: fmt.Sprintf("authentication.x509.clientCAFile: %s -> %s", from, to)}, nil
-}
-
-func value(m *yaml.Node, key string) *yaml.Node {
-	if m == nil || m.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			return m.Content[i+1]
-		}
-	}
-	return nil
 }
 
 // kubeconfigCA sets certificate-authority-data of every cluster of the kubeconfig at path

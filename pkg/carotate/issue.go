@@ -27,15 +27,7 @@ import (
 // kubelet's client certificate is re-issued through its CSR once the controller-manager signs
 // with the new CA (or certctl kubelet-client renew).
 func Issue(o Options) (*Result, error) {
-	if err := o.defaults(); err != nil {
-		return nil, err
-	}
-	p, err := PathsOf(o.Layout, o.CA)
-	if err != nil {
-		return nil, err
-	}
-	res := &Result{CA: o.CA, Phase: PhaseIssue, DryRun: o.DryRun}
-	st, err := LoadState(o.Layout, o.CA)
+	_, p, res, st, err := start(&o, PhaseIssue)
 	if err != nil {
 		return nil, err
 	}

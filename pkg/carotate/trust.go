@@ -23,21 +23,12 @@ import (
 // subject as the old CA, o.Days of validity). A node that holds the old CA's key needs the
 // new CA's key too (phase issue signs with it); a worker needs only the certificate.
 func Trust(o Options) (*Result, error) {
-	if err := o.defaults(); err != nil {
-		return nil, err
-	}
-	d, _ := lookup(o.CA)
-	p, err := PathsOf(o.Layout, o.CA)
+	d, p, res, st, err := start(&o, PhaseTrust)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{CA: o.CA, Phase: PhaseTrust, DryRun: o.DryRun}
 	if _, err := os.Stat(p.CACert); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: no %s on this node (%s does not exist)", o.CA, o.CA, p.CACert)
-	}
-	st, err := LoadState(o.Layout, o.CA)
-	if err != nil {
-		return nil, err
 	}
 	if st != nil {
 		if o.NewCA != nil {

@@ -142,7 +142,7 @@ func SetFlags(data []byte, flags map[string]string) ([]byte, []FlagChange, error
 	var edits []ScalarEdit
 	var changes []FlagChange
 	for _, key := range []string{"command", "args"} {
-		seq := mapValue(c, key)
+		seq := MapValue(c, key)
 		if seq == nil || seq.Kind != yaml.SequenceNode {
 			continue
 		}
@@ -183,18 +183,19 @@ func firstContainer(doc *yaml.Node) *yaml.Node {
 	if len(doc.Content) == 0 {
 		return nil
 	}
-	spec := mapValue(doc.Content[0], "spec")
+	spec := MapValue(doc.Content[0], "spec")
 	if spec == nil {
 		return nil
 	}
-	cs := mapValue(spec, "containers")
+	cs := MapValue(spec, "containers")
 	if cs == nil || cs.Kind != yaml.SequenceNode || len(cs.Content) == 0 || cs.Content[0].Kind != yaml.MappingNode {
 		return nil
 	}
 	return cs.Content[0]
 }
 
-func mapValue(m *yaml.Node, key string) *yaml.Node {
+// MapValue returns the value node of key in the mapping node m, or nil.
+func MapValue(m *yaml.Node, key string) *yaml.Node {
 	if m == nil || m.Kind != yaml.MappingNode {
 		return nil
 	}
