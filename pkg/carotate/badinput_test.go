@@ -149,12 +149,20 @@ func TestBadInput(t *testing.T) {
 				os.WriteFile(p.NewKey, read(t, key), 0o600)
 				return opts(l, "ca")
 			}},
-		{name: "drop while a leaf is still from the old CA", phase: carotate.PhaseDrop, want: []string{"still signed by the old CA", "apiserver (", "apiserver.crt"},
+		{name: "drop while a leaf is still from the old CA", phase: carotate.PhaseDrop, want: []string{"still signed by the old CA", "apiserver (", "apiserver.crt): certctl renew apiserver"},
 			setup: func(t *testing.T, l pki.Layout, dir string) carotate.Options {
 				crt, key := read(t, filepath.Join(l.PKIDir, "apiserver.crt")), read(t, filepath.Join(l.PKIDir, "apiserver.key"))
 				issue(t, l)
 				os.WriteFile(filepath.Join(l.PKIDir, "apiserver.crt"), crt, 0o644)
 				os.WriteFile(filepath.Join(l.PKIDir, "apiserver.key"), key, 0o600)
+				return opts(l, "ca")
+			}},
+		{name: "drop while ~/.kube/config holds a client certificate of the old CA", phase: carotate.PhaseDrop,
+			want: []string{"user-kubeconfig (", "/root/.kube/config): certctl kubeconfig refresh"},
+			setup: func(t *testing.T, l pki.Layout, dir string) carotate.Options {
+				// Not a copy of admin.conf: issue leaves it alone.
+				os.WriteFile(l.UserKubeconfig, read(t, filepath.Join(l.KubeconfigDir, "super-admin.conf")), 0o600)
+				issue(t, l)
 				return opts(l, "ca")
 			}},
 		{name: "damaged state file", phase: carotate.PhaseIssue, want: []string{"state.json", "not a rotation state file"},

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/pkg/backup"
+	"github.com/certctl/certctl/pkg/kubeletclient"
 	"github.com/certctl/certctl/pkg/pki"
 )
 
@@ -153,14 +154,43 @@ type Step struct {
 	BackupID string    `json:"backup_id"`
 	Time     time.Time `json:"time"`
 	Restart  []string  `json:"restart,omitempty"`
-	// KubeletClientLink is where kubelet-client-current.pem pointed before phase issue
-	// swung it to a certificate from the new CA (a node path), for Rollback.
-	KubeletClientLink string `json:"kubelet_client_link,omitempty"`
-	// Created are files the phase created outside the backup (the new kubelet client PEM).
+	// Links are the kubelet's *-current.pem links phase issue swung to certificates from
+	// the new CA, with where they pointed before, for Rollback.
+	Links []Link `json:"links,omitempty"`
+	// Created are files the phase created outside the backup (the new kubelet PEMs).
 	Created []string `json:"created,omitempty"`
 }
 
+// Link is a symbolic link and the node path it pointed at before a phase.
+type Link struct {
+	Path   string `json:"path"` // node path of the link
+	Target string `json:"target"`
+}
+
 func phaseIndex(p string) int { return slices.Index(Phases, p) }
+
+// unswing points every link of step back at its old target and removes the files the step
+// created; it returns what failed.
+func unswing(l pki.Layout, step Step) error {
+	var errs []error
+	for _, k := range step.Links {
+		if err := kubeletclient.SwapLink(linkPath(l, k.Path), k.Target); err != nil {
+			errs = append(errs, fmt.Errorf("point %s back at %s: %w", k.Path, k.Target, err))
+		}
+	}
+	for _, f := range step.Created {
+		if err := os.Remove(l.Resolve(f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove %s: %w", f, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// linkPath is a link's node path on this machine: its directory resolved under the root,
+// the link itself not followed.
+func linkPath(l pki.Layout, nodePath string) string {
+	return filepath.Join(l.Resolve(filepath.Dir(nodePath)), filepath.Base(nodePath))
+}
 
 // LoadState reads the state of CA name; nil without error when no rotation was started.
 func LoadState(l pki.Layout, name string) (*State, error) {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/certctl/certctl/pkg/backup"
 	"github.com/certctl/certctl/pkg/fsutil"
-	"github.com/certctl/certctl/pkg/kubeletclient"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/txn"
 )
@@ -50,7 +49,7 @@ func Drop(o Options) (*Result, error) {
 		return nil, fmt.Errorf("%s: %s is not the new CA of this rotation (%s); restore it or roll back (certctl ca rotate %s --rollback)", o.CA, p.CACert, p.State, o.CA)
 	}
 	if still := signedBy(o.Layout, old.cert); len(still) > 0 {
-		return nil, fmt.Errorf("%s: still signed by the old CA, and nothing would accept them after drop: %s; re-issue them (certctl ca rotate %s --phase issue, certctl kubelet-client renew) and run again", o.CA, strings.Join(still, ", "), o.CA)
+		return nil, fmt.Errorf("%s: still signed by the old CA, and nothing would accept them after drop: %s; then run drop again", o.CA, strings.Join(still, "; "))
 	}
 	from, to := o.Layout.NodePath(p.Bundle), o.Layout.NodePath(p.CACert)
 	edits, notes, err := verifiers(o.Layout, d, from, to, func(data []byte) []byte {
@@ -78,10 +77,23 @@ func signedBy(l pki.Layout, ca *x509.Certificate) []string {
 			continue
 		}
 		if bytes.Equal(c.RawIssuer, ca.RawSubject) && c.CheckSignatureFrom(ca) == nil {
-			out = append(out, fmt.Sprintf("%s (%s)", it.Spec.Name, it.Path))
+			out = append(out, fmt.Sprintf("%s (%s): %s", it.Spec.Name, it.Path, reissue(it.Spec)))
 		}
 	}
 	return out
+}
+
+// reissue says how to get a certificate of the new CA for s.
+func reissue(s pki.Spec) string {
+	switch {
+	case s.Loc == pki.LocUser:
+		return "certctl kubeconfig refresh"
+	case s.Kind == pki.KindKubeletClient || s.Name == "kubelet.conf":
+		return "certctl kubelet-client renew"
+	case s.Kind == pki.KindKubeletServing:
+		return "certctl kubelet-serving issue (or enable --approve)"
+	}
+	return "certctl renew " + s.Name
 }
 
 // Rollback undoes the last phase applied to CA o.CA on this node: the phase's backup is put
@@ -116,8 +128,8 @@ func Rollback(o Options) (*Result, error) {
 		}
 		res.Changes = append(res.Changes, Change{Path: o.Layout.Resolve(f.Path), What: what})
 	}
-	if step.KubeletClientLink != "" {
-		res.Changes = append(res.Changes, Change{Path: kubeletclient.CurrentPath(o.Layout), What: "points at " + step.KubeletClientLink + " again"})
+	for _, k := range step.Links {
+		res.Changes = append(res.Changes, Change{Path: linkPath(o.Layout, k.Path), What: "points at " + k.Target + " again"})
 	}
 	res.restart(step.Restart...)
 	if o.DryRun {
@@ -134,15 +146,8 @@ func Rollback(o Options) (*Result, error) {
 	if _, err := backup.Restore(fsutil.OS{}, o.Layout, step.BackupID); err != nil {
 		return nil, err
 	}
-	if step.KubeletClientLink != "" {
-		if err := kubeletclient.SwapLink(kubeletclient.CurrentPath(o.Layout), step.KubeletClientLink); err != nil {
-			return nil, fmt.Errorf("%s: the files are back, but pointing %s at %s failed: %w", o.CA, kubeletclient.CurrentPath(o.Layout), step.KubeletClientLink, err)
-		}
-	}
-	for _, f := range step.Created {
-		if err := os.Remove(o.Layout.Resolve(f)); err != nil && !os.IsNotExist(err) {
-			res.Notes = append(res.Notes, fmt.Sprintf("could not remove %s: %v", f, err))
-		}
+	if err := unswing(o.Layout, step); err != nil {
+		return nil, fmt.Errorf("%s: the files of backup %s are back, but: %w", o.CA, step.BackupID, err)
 	}
 	// An empty rotation directory (and its empty parent) is what phase trust found: none.
 	if os.Remove(p.Dir) == nil {

@@ -73,10 +73,10 @@ func Issue(o Options) (*Result, error) {
 	caMode := modeOr(p.CACert, 0o644)
 	final := []fileEdit{{path: p.CACert, data: nw.pem, mode: caMode, what: "the new CA certificate (the old one is kept as " + p.OldCert + ")"}}
 	if old.key == nil {
-		res.Notes = append(res.Notes, "no CA key on this node: only ca.crt changes; the kubelet's client certificate is re-issued through its CSR once the controller-manager signs with the new CA (or: certctl kubelet-client renew)")
+		res.Notes = append(res.Notes, "no CA key on this node: only ca.crt changes; the kubelet's client certificate (and a serving certificate from the cluster CA) is re-issued through its CSR once the controller-manager signs with the new CA (or: certctl kubelet-client renew, certctl kubelet-serving enable --approve)")
 		report(res, final)
 		res.Changes = append(res.Changes, Change{Path: p.State, What: "rotation state: phase issue"})
-		return res, issueApply(o, p, res, st, nil, nil, false, final, nil)
+		return res, issueApply(o, p, res, st, issueWork{final: final})
 	}
 	final = append([]fileEdit{
 		{path: p.CAKey, data: nw.keyP, mode: 0o600, what: "the new CA key (the old one is kept as " + p.OldKey + ")", component: pki.CompControllerManager},
@@ -124,6 +124,24 @@ func Issue(o Options) (*Result, error) {
 			res.restart(pki.CompKubelet)
 		}
 	}
+	// The kubelet's serving certificate, when the old cluster CA signed it.
+	var ks *kubeletServing
+	if o.CA == "ca" {
+		if ks, err = planKubeletServing(o.Layout, inv, old.cert); err != nil {
+			return nil, err
+		}
+		if ks != nil && ks.link != "" {
+			res.Changes = append(res.Changes, Change{Path: ks.link, What: "kubelet serving certificate re-issued by the new CA (a new kubelet-server-<time>.pem, the link swung to it)"})
+			res.restart(pki.CompKubelet)
+		}
+		if ks != nil {
+			e, err := ks.edits(nw, o.Now, o.LeafDays)
+			if err != nil {
+				return nil, err
+			}
+			final = append(e, final...)
+		}
+	}
 	adminConf := filepath.Join(o.Layout.KubeconfigDir, "admin.conf")
 	userCopy := plan != nil && plan.Renews("admin.conf") && kubeconfig.CopiesAdmin(adminConf, o.Layout.UserKubeconfig)
 	if userCopy {
@@ -131,7 +149,7 @@ func Issue(o Options) (*Result, error) {
 	}
 	report(res, final)
 	res.Changes = append(res.Changes, Change{Path: p.State, What: "rotation state: phase issue"})
-	return res, issueApply(o, p, res, st, plan, kc, userCopy, final, nw)
+	return res, issueApply(o, p, res, st, issueWork{plan: plan, kc: kc, ks: ks, userCopy: userCopy, final: final, nw: nw})
 }
 
 type kubeletClient struct {
@@ -160,7 +178,18 @@ func planKubeletClient(o Options, inv *pki.Inventory, oldCA *x509.Certificate) (
 // issueApply writes phase issue: backup; the leaves (renew.Apply under this run's lock);
 // the kubelet client certificate; ~/.kube/config when it copies admin.conf; then ca.crt,
 // ca.key, old.key and the state as one transaction. A failure puts the backup back.
-func issueApply(o Options, p Paths, res *Result, st *State, plan *renew.Plan, kc *kubeletClient, userCopy bool, final []fileEdit, nw *parsed) error {
+// issueWork is what phase issue writes, decided before anything is.
+type issueWork struct {
+	plan     *renew.Plan     // the leaves; nil when none
+	kc       *kubeletClient  // the kubelet client certificate; nil when not re-issued
+	ks       *kubeletServing // the kubelet serving certificate; nil when not re-issued
+	userCopy bool            // ~/.kube/config copies admin.conf
+	final    []fileEdit      // ca.crt, ca.key, old.key, a tlsCertFile pair
+	nw       *parsed         // the new CA; nil on a worker
+}
+
+func issueApply(o Options, p Paths, res *Result, st *State, w issueWork) error {
+	plan, kc, ks, userCopy, final, nw := w.plan, w.kc, w.ks, w.userCopy, w.final, w.nw
 	if o.DryRun {
 		return nil
 	}
@@ -183,13 +212,8 @@ func issueApply(o Options, p Paths, res *Result, st *State, plan *renew.Plan, kc
 	defer r.end()
 	step := Step{Phase: PhaseIssue, BackupID: r.bk.ID, Time: o.Now.UTC(), Restart: res.Restart}
 	fail := func(cause error) error {
-		if step.KubeletClientLink != "" {
-			if err := kubeletclient.SwapLink(kubeletclient.CurrentPath(o.Layout), step.KubeletClientLink); err != nil {
-				cause = fmt.Errorf("%w; pointing %s back at %s also failed: %v", cause, kubeletclient.CurrentPath(o.Layout), step.KubeletClientLink, err)
-			}
-		}
-		for _, f := range step.Created {
-			os.Remove(o.Layout.Resolve(f))
+		if err := unswing(o.Layout, step); err != nil {
+			cause = fmt.Errorf("%w; %v", cause, err)
 		}
 		return r.undo(cause)
 	}
@@ -207,9 +231,16 @@ func issueApply(o Options, p Paths, res *Result, st *State, plan *renew.Plan, kc
 		ir, err := kubeletclient.Install(o.Layout, issued.Pair, o.Command, o.Now)
 		if ir != nil {
 			step.Created = append(step.Created, o.Layout.NodePath(ir.Path))
-			step.KubeletClientLink = kc.link
+			if kc.link != "" {
+				step.Links = append(step.Links, Link{Path: o.Layout.NodePath(kubeletclient.CurrentPath(o.Layout)), Target: kc.link})
+			}
 		}
 		if err != nil {
+			return fail(err)
+		}
+	}
+	if ks != nil && ks.link != "" {
+		if err := ks.swing(o.Layout, nw, o.Now, o.LeafDays, &step); err != nil {
 			return fail(err)
 		}
 	}

@@ -107,7 +107,7 @@ func TestOtherNodes(t *testing.T) {
 	if !certs(t, filepath.Join(wk.PKIDir, "ca.crt"))[0].Equal(newCA1) || len(r.Notes) == 0 {
 		t.Errorf("worker issue: ca.crt is not the new CA, or no note about the kubelet's certificate (%v)", r.Notes)
 	}
-	if _, err := carotate.Drop(ow); err == nil || !strings.Contains(err.Error(), "kubelet.conf") {
+	if _, err := carotate.Drop(ow); err == nil || !strings.Contains(err.Error(), "kubelet.conf") || !strings.Contains(err.Error(), "certctl kubelet-client renew") {
 		t.Fatalf("worker drop with the kubelet's certificate from the old CA: %v", err)
 	}
 	// What the kubelet's CSR (signed by the controller-manager with the new CA) brings.
