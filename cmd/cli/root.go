@@ -134,6 +134,7 @@ links never lead out of it, and nothing certctl writes lands outside it.`,
 		newKubeconfigCmd(g),
 		newRestartCmd(g),
 		newClusterCmd(g),
+		newCACmd(g),
 		newVersionCmd(g),
 	)
 	return root

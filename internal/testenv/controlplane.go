@@ -30,6 +30,10 @@ type ControlPlaneOptions struct {
 	// (bootstrapsigner signs cluster-info for bootstrap tokens; csrapproving approves node
 	// client CSRs as in a kubeadm cluster). They need CSRSigner.
 	Controllers []string
+	// APIServerFlags override kube-apiserver flags by name (without dashes), or add them:
+	// a test runs the apiserver on the values a rewritten static-pod manifest carries
+	// (paths resolved under the tree's root).
+	APIServerFlags map[string]string
 }
 
 // APIServerName is the name clients verify the apiserver as: kubeadm's apiserver certificate
@@ -93,6 +97,9 @@ func StartControlPlane(t testing.TB, o ControlPlaneOptions) *ControlPlane {
 	cp.APIServerAddr = fmt.Sprintf("127.0.0.1:%d", apiPort)
 	cp.URL = "https://" + cp.APIServerAddr
 	cp.apiArgs = apiserverArgs(p, apiPort, cp.EtcdClientURL, filepath.Join(dir, "apiserver-certs"))
+	for name, v := range o.APIServerFlags {
+		cp.SetAPIServerFlag(name, v)
+	}
 	cp.startAPIServer(t, apiBin)
 	cp.grantClusterAdmins(t)
 	if o.CSRSigner {
@@ -109,10 +116,25 @@ func (cp *ControlPlane) startAPIServer(t testing.TB, bin string) {
 	}
 }
 
-// RestartAPIServer stops the apiserver and starts it again on the same flags and files, as a
-// static-pod restart would; it returns when /readyz answers.
+// SetAPIServerFlag sets --name=value for the next (re)start of the apiserver.
+func (cp *ControlPlane) SetAPIServerFlag(name, value string) {
+	for i, a := range cp.apiArgs {
+		if strings.HasPrefix(a, "--"+name+"=") {
+			cp.apiArgs[i] = "--" + name + "=" + value
+			return
+		}
+	}
+	cp.apiArgs = append(cp.apiArgs, "--"+name+"="+value)
+}
+
+// RestartAPIServer stops the apiserver and starts it again on its flags and the files as they
+// are now, as a static-pod restart would; it returns when /readyz answers. The tree's ca.crt
+// is read again, so a serving certificate from a new cluster CA verifies.
 func (cp *ControlPlane) RestartAPIServer(t testing.TB) {
 	t.Helper()
+	if caPEM, err := os.ReadFile(filepath.Join(cp.opts.PKIDir, "ca.crt")); err == nil {
+		cp.roots.AppendCertsFromPEM(caPEM)
+	}
 	cp.apiserver.stop()
 	cp.startAPIServer(t, cp.apiserver.cmd.Path)
 }

@@ -135,7 +135,7 @@ func serialHex(n *big.Int) string {
 func renewRemedy(s pki.Spec) string {
 	switch s.Kind {
 	case pki.KindCA:
-		return "a CA cannot be renewed in place without re-trusting every client: plan a CA rotation (see docs/renew.md)"
+		return caRotateRemedy(s.Name)
 	case pki.KindKubeletServing:
 		return "certctl kubelet-serving enable --approve"
 	case pki.KindKubeletClient:
@@ -176,7 +176,16 @@ func (d *diagnoser) validity(c *Certificate, cert *x509.Certificate, base string
 		c.add(Finding{SevWarning, CodeExpiringSoon,
 			fmt.Sprintf("%s expires in %s, on %s", base, Residual(cert.NotAfter.Sub(now)), cert.NotAfter.UTC().Format(time.RFC3339)),
 			renewRemedy(c.spec(d))})
+	case c.Kind == string(pki.KindCA) && cert.NotAfter.Sub(now) < CARotationWindow:
+		c.add(Finding{SevWarning, CodeCARotationDue,
+			fmt.Sprintf("CA %s expires in %s, on %s: every certificate it signed stops verifying then, and a CA cannot be renewed in place", base, Residual(cert.NotAfter.Sub(now)), cert.NotAfter.UTC().Format(time.RFC3339)),
+			caRotateRemedy(c.Name)})
 	}
+}
+
+// caRotateRemedy is the remedy for a CA that expires (or expired): its rotation in phases.
+func caRotateRemedy(name string) string {
+	return "rotate it: certctl ca rotate " + name + " --phase trust --generate, then --phase issue, then --phase drop, on every node (see docs/ca-rotation.md)"
 }
 
 func (c *Certificate) spec(d *diagnoser) pki.Spec {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,6 +70,10 @@ func TestDiagnose(t *testing.T) {
 			want: []want{{"apiserver", inspect.CodeExpiringSoon}, {"admin.conf", inspect.CodeExpiringSoon}, {"etcd-peer", inspect.CodeExpiringSoon}}},
 		{name: "not yet valid (clock skew)", diag: inspect.Options{Now: now.Add(-time.Hour)},
 			want: []want{{"apiserver", inspect.CodeNotYetValid}, {"ca", inspect.CodeNotYetValid}}},
+		{name: "CAs expiring within a year: rotation due", diag: inspect.Options{Now: now.Add(9*365*24*time.Hour + 200*24*time.Hour)},
+			want: []want{{"ca", inspect.CodeCARotationDue}, {"etcd-ca", inspect.CodeCARotationDue}, {"front-proxy-ca", inspect.CodeCARotationDue}}},
+		{name: "CA expiring within the warning window: expiring-soon names ca rotate", diag: inspect.Options{Now: now.Add(10*365*24*time.Hour - 10*24*time.Hour)},
+			want: []want{{"ca", inspect.CodeExpiringSoon}, {"front-proxy-ca", inspect.CodeExpiringSoon}}},
 		{name: "leaf outlives its CA", opts: sandbox.Options{LeafValidity: 11 * 365 * 24 * time.Hour},
 			want: []want{{"apiserver", inspect.CodeOutlivesCA}}},
 		{name: "key does not match certificate",
@@ -176,6 +181,20 @@ func TestDiagnose(t *testing.T) {
 			}
 			if !tc.healthy && worst == "" {
 				t.Errorf("want findings, got none")
+			}
+			// A CA's expiry findings name the command that fixes it.
+			for _, name := range []string{"ca", "etcd-ca", "front-proxy-ca"} {
+				for _, f := range r.Get(name).Findings {
+					if (f.Code == inspect.CodeCARotationDue || f.Code == inspect.CodeExpiringSoon) && !strings.Contains(f.Remedy, "certctl ca rotate "+name+" ") {
+						t.Errorf("%s: %s remedy %q does not name certctl ca rotate %s", name, f.Code, f.Remedy, name)
+					}
+				}
+			}
+			// A healthy CA (more than a year left) has no rotation finding.
+			for _, name := range []string{"ca", "etcd-ca", "front-proxy-ca"} {
+				if c := r.Get(name); c != nil && c.NotAfter != nil && c.NotAfter.Sub(tc.diag.Now) > inspect.CARotationWindow && r.HasCode(name, inspect.CodeCARotationDue) {
+					t.Errorf("%s expires in more than a year but has %s", name, inspect.CodeCARotationDue)
+				}
 			}
 			// Every finding carries a code, a severity, a message and a remedy.
 			for _, c := range r.Certificates {

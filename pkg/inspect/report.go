@@ -50,7 +50,13 @@ const (
 	CodeKubeconfigCAMismatch = "kubeconfig-ca-mismatch"
 	CodeServedStale          = "served-certificate-stale"
 	CodeEndpointUnreachable  = "endpoint-unreachable"
+	// CodeCARotationDue: a CA expires within CARotationWindow; its remedy is `certctl ca rotate`.
+	CodeCARotationDue = "ca-rotation-due"
 )
+
+// CARotationWindow is how long before a CA's expiry inspect asks for its rotation: the
+// rotation runs in three phases across every node, which takes planning, not an afternoon.
+const CARotationWindow = 365 * 24 * time.Hour
 
 // Finding is one thing wrong with an item.
 type Finding struct {

@@ -261,7 +261,7 @@ func Install(l pki.Layout, pair *Pair, command string, now time.Time) (*InstallR
 	if err := fsutil.WriteFileAtomic(path, pair.PEM, 0o600); err != nil {
 		return fail(err)
 	}
-	if err := swapLink(CurrentPath(l), l.NodePath(path)); err != nil {
+	if err := SwapLink(CurrentPath(l), l.NodePath(path)); err != nil {
 		return fail(err)
 	}
 	if confChanged {
@@ -272,9 +272,9 @@ func Install(l pki.Layout, pair *Pair, command string, now time.Time) (*InstallR
 	return res, nil
 }
 
-// swapLink points link at target atomically: a new link beside it, renamed over it (what
+// SwapLink points link at target atomically: a new link beside it, renamed over it (what
 // the kubelet's certificate store does with kubelet-client-updated.pem).
-func swapLink(link, target string) error {
+func SwapLink(link, target string) error {
 	tmp := filepath.Join(filepath.Dir(link), fsutil.TempPrefix+filepath.Base(link)+"-link")
 	_ = os.Remove(tmp)
 	if err := os.Symlink(target, tmp); err != nil {

@@ -16,6 +16,9 @@ type IssueOptions struct {
 	Validity     time.Duration // default one year (kubeadm's), capped at the CA's expiry
 	KeyAlgorithm string        // default ecdsa-p256, the kubelet's own choice
 	Now          time.Time
+	// CA signs instead of the node's cluster CA (a CA rotation issues from the new CA
+	// before it becomes ca.crt); nil: the node's ca.crt and ca.key.
+	CA *pki.Item
 }
 
 // Issued is a signed kubelet client certificate.
@@ -43,9 +46,13 @@ func Issue(o IssueOptions) (*Issued, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	ca, err := pki.SigningCA(o.Layout, "on a worker use --server/--token/--discovery-token-ca-cert-hash, or issue the certificate on a control-plane node (certctl kubelet-client issue NODE -o FILE) and install it here")
-	if err != nil {
-		return nil, err
+	ca := o.CA
+	var err error
+	if ca == nil {
+		ca, err = pki.SigningCA(o.Layout, "on a worker use --server/--token/--discovery-token-ca-cert-hash, or issue the certificate on a control-plane node (certctl kubelet-client issue NODE -o FILE) and install it here")
+		if err != nil {
+			return nil, err
+		}
 	}
 	cert, key, capped, err := pki.SignNodeCert(ca, pki.NodeCert{Node: o.Node, Usage: x509.ExtKeyUsageClientAuth,
 		Validity: o.Validity, KeyAlgorithm: o.KeyAlgorithm, Now: o.Now})

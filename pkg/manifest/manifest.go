@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -114,4 +115,152 @@ func (p *Pod) HealthEndpoint() (scheme, host, port, path string, ok bool) {
 		return scheme, h.Host, fmt.Sprint(h.Port), h.Path, true
 	}
 	return "", "", "", "", false
+}
+
+// FlagChange is one flag SetFlags rewrote.
+type FlagChange struct {
+	Flag string // without the dashes: client-ca-file
+	Old  string
+	New  string
+}
+
+// SetFlags sets the value of flags (name without dashes -> value) written as --name=value in
+// the first container's command or args. Flags the manifest does not carry are left out (not
+// added: the caller decides which flags a component has). yaml.v3's node tree locates each
+// item and only that item's text is replaced, so comments, order and the rest of the file
+// stay byte for byte; the result is parsed again and checked. It returns the new content and
+// the flags that changed (none: data is returned as is).
+func SetFlags(data []byte, flags map[string]string) ([]byte, []FlagChange, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, nil, fmt.Errorf("not valid YAML: %w", err)
+	}
+	c := firstContainer(&doc)
+	if c == nil {
+		return nil, nil, fmt.Errorf("not a pod manifest with a container")
+	}
+	var edits []ScalarEdit
+	var changes []FlagChange
+	for _, key := range []string{"command", "args"} {
+		seq := MapValue(c, key)
+		if seq == nil || seq.Kind != yaml.SequenceNode {
+			continue
+		}
+		for _, item := range seq.Content {
+			if item.Kind != yaml.ScalarNode || !strings.HasPrefix(item.Value, "--") {
+				continue
+			}
+			name, old, ok := strings.Cut(strings.TrimPrefix(item.Value, "--"), "=")
+			val, want := flags[name]
+			if !ok || !want || old == val {
+				continue
+			}
+			edits = append(edits, ScalarEdit{Node: item, Value: "--" + name + "=" + val})
+			changes = append(changes, FlagChange{Flag: name, Old: old, New: val})
+		}
+	}
+	if len(changes) == 0 {
+		return data, nil, nil
+	}
+	out, err := EditScalars(data, edits)
+	if err != nil {
+		return nil, nil, err
+	}
+	var p Pod
+	if err := yaml.Unmarshal(out, &p); err != nil || len(p.Spec.Containers) == 0 {
+		return nil, nil, fmt.Errorf("edit check: the result is not a pod manifest: %v", err)
+	}
+	got := p.Flags()
+	for _, ch := range changes {
+		if got[ch.Flag] != ch.New {
+			return nil, nil, fmt.Errorf("edit check: --%s is %q after the edit, want %q", ch.Flag, got[ch.Flag], ch.New)
+		}
+	}
+	return out, changes, nil
+}
+
+func firstContainer(doc *yaml.Node) *yaml.Node {
+	if len(doc.Content) == 0 {
+		return nil
+	}
+	spec := MapValue(doc.Content[0], "spec")
+	if spec == nil {
+		return nil
+	}
+	cs := MapValue(spec, "containers")
+	if cs == nil || cs.Kind != yaml.SequenceNode || len(cs.Content) == 0 || cs.Content[0].Kind != yaml.MappingNode {
+		return nil
+	}
+	return cs.Content[0]
+}
+
+// MapValue returns the value node of key in the mapping node m, or nil.
+func MapValue(m *yaml.Node, key string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// ScalarEdit replaces the text of one scalar node of a document parsed with yaml.v3.
+type ScalarEdit struct {
+	Node  *yaml.Node
+	Value string
+}
+
+// EditScalars replaces each edit's scalar in data (the text its node was parsed from) by its
+// new value, in the node's quoting style, and leaves every other byte alone. It refuses a
+// scalar whose text is not exactly its value on one line (escapes, folding, block scalars)
+// and a value that would need quoting in plain style.
+func EditScalars(data []byte, edits []ScalarEdit) ([]byte, error) {
+	lines := strings.SplitAfter(string(data), "\n")
+	type span struct {
+		line, col int
+		old, new  string
+	}
+	var spans []span
+	for _, e := range edits {
+		n := e.Node
+		if n.Kind != yaml.ScalarNode {
+			return nil, fmt.Errorf("line %d: not a scalar", n.Line)
+		}
+		if strings.ContainsAny(e.Value, "'\"\\\n#,[]{}") || strings.Contains(e.Value, ": ") {
+			return nil, fmt.Errorf("value %q needs quoting; refusing to write it", e.Value)
+		}
+		q := ""
+		switch n.Style {
+		case 0, yaml.FlowStyle:
+		case yaml.DoubleQuotedStyle:
+			q = `"`
+		case yaml.SingleQuotedStyle:
+			q = "'"
+		default:
+			return nil, fmt.Errorf("line %d: %q is written in a YAML style certctl does not edit; write it as a plain scalar", n.Line, n.Value)
+		}
+		// The scalar's text must be exactly its value: then replacing that span changes this
+		// scalar and nothing else.
+		old := q + n.Value + q
+		i, col := n.Line-1, n.Column-1
+		if i >= len(lines) || col+len(old) > len(lines[i]) || lines[i][col:col+len(old)] != old {
+			return nil, fmt.Errorf("line %d: %q is written across lines or with escapes; write it as a plain scalar", n.Line, n.Value)
+		}
+		spans = append(spans, span{i, col, old, q + e.Value + q})
+	}
+	// Right to left within a line, so earlier columns stay valid.
+	slices.SortFunc(spans, func(a, b span) int {
+		if a.line != b.line {
+			return a.line - b.line
+		}
+		return b.col - a.col
+	})
+	for _, s := range spans {
+		l := lines[s.line]
+		lines[s.line] = l[:s.col] + s.new + l[s.col+len(s.old):]
+	}
+	return []byte(strings.Join(lines, "")), nil
 }

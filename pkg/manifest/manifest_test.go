@@ -65,3 +65,60 @@ func TestLoadErrors(t *testing.T) {
 		t.Errorf("unknown component: err %v", err)
 	}
 }
+
+func TestSetFlags(t *testing.T) {
+	block := `apiVersion: v1
+kind: Pod
+spec:
+  containers:
+  - command:
+    - kube-apiserver
+    # the CA clients present certificates of
+    - --client-ca-file=/etc/kubernetes/pki/ca.crt   # kubeadm's
+    - "--etcd-cafile=/etc/kubernetes/pki/etcd/ca.crt"
+    - --tls-cert-file=/etc/kubernetes/pki/apiserver.crt
+    name: kube-apiserver
+`
+	flow := "spec:\n  containers:\n  - command: [etcd, --trusted-ca-file=/a.crt, --peer-trusted-ca-file=/a.crt, --name=x]\n"
+	tests := []struct {
+		name    string
+		in      string
+		flags   map[string]string
+		want    string // the exact result; empty with wantErr
+		changes int
+		wantErr string
+	}{
+		{name: "block style, comments and quoting kept", in: block,
+			flags:   map[string]string{"client-ca-file": "/b.crt", "etcd-cafile": "/c.crt", "kubelet-certificate-authority": "/x.crt"},
+			want:    strings.Replace(strings.Replace(block, "--client-ca-file=/etc/kubernetes/pki/ca.crt", "--client-ca-file=/b.crt", 1), "--etcd-cafile=/etc/kubernetes/pki/etcd/ca.crt", "--etcd-cafile=/c.crt", 1),
+			changes: 2},
+		{name: "flow style, two on one line", in: flow,
+			flags:   map[string]string{"trusted-ca-file": "/bundle.crt", "peer-trusted-ca-file": "/bundle.crt"},
+			want:    "spec:\n  containers:\n  - command: [etcd, --trusted-ca-file=/bundle.crt, --peer-trusted-ca-file=/bundle.crt, --name=x]\n",
+			changes: 2},
+		{name: "already set: unchanged", in: flow, flags: map[string]string{"trusted-ca-file": "/a.crt"}, want: flow},
+		{name: "a value that needs quoting is refused", in: flow, flags: map[string]string{"name": "a, b"}, wantErr: "needs quoting"},
+		{name: "not a pod", in: "kind: Pod\nspec: {}\n", flags: map[string]string{"a": "b"}, wantErr: "not a pod manifest"},
+		{name: "not YAML", in: "spec: [\n", flags: map[string]string{"a": "b"}, wantErr: "not valid YAML"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, changes, err := manifest.SetFlags([]byte(tc.in), tc.flags)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(out) != tc.want {
+				t.Errorf("got\n%s\nwant\n%s", out, tc.want)
+			}
+			if len(changes) != tc.changes {
+				t.Errorf("%d changes %v, want %d", len(changes), changes, tc.changes)
+			}
+		})
+	}
+}

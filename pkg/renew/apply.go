@@ -26,6 +26,9 @@ type ApplyOptions struct {
 	LockTimeout time.Duration // how long to wait for another certctl run
 	Log         io.Writer     // progress and recovery notes; nil discards
 	CSRDir      string        // --csr-only output directory
+	// Locked: the caller holds the node lock (txn.AcquireLock) and has run
+	// txn.RecoverLocked, as a CA rotation does around its renewal; Apply then takes neither.
+	Locked bool
 	// AlsoBackUp are more files to put into the renewal's backup (the user's kubeconfig that
 	// the caller refreshes after the renewal), so that one restore undoes both.
 	AlsoBackUp []string
@@ -95,13 +98,15 @@ func Apply(p *Plan, o ApplyOptions) (*Result, error) {
 	if p.Options.CSROnly {
 		return applyCSR(p, w, o, res)
 	}
-	lock, err := AcquireLock(p.Layout.StateDir(), o.LockTimeout)
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Release()
-	if err := txn.RecoverLocked(fsutil.OS{}, p.Layout, log); err != nil {
-		return nil, err
+	if !o.Locked {
+		lock, err := AcquireLock(p.Layout.StateDir(), o.LockTimeout)
+		if err != nil {
+			return nil, err
+		}
+		defer lock.Release()
+		if err := txn.RecoverLocked(fsutil.OS{}, p.Layout, log); err != nil {
+			return nil, err
+		}
 	}
 	for _, wk := range p.work {
 		for f, sum := range wk.sums {
@@ -125,7 +130,7 @@ func Apply(p *Plan, o ApplyOptions) (*Result, error) {
 			j.Files = append(j.Files, txn.File{Path: f, Staged: f + StagedSuffix})
 		}
 	}
-	var bk *backup.Manifest
+	var bk *backup.Manifest // set once the backup exists; undo removes it
 	undo := func(cause error) error {
 		for _, f := range j.Files {
 			w.Remove(f.Staged)
@@ -149,6 +154,7 @@ func Apply(p *Plan, o ApplyOptions) (*Result, error) {
 			results <- built{i: i, m: m, err: err}
 		}()
 	}
+	var err error
 	bk, err = backup.Create(w, p.Layout, o.Command, append(slices.Clone(targets), o.AlsoBackUp...), p.Options.Now)
 	if err != nil {
 		bk = nil

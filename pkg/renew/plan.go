@@ -62,6 +62,10 @@ type Options struct {
 	CSROnly bool
 	// Now is the time of the renewal (zero: time.Now()).
 	Now time.Time
+	// Signers replace a CA of the tree by name ("ca", "etcd-ca", "front-proxy-ca") as the
+	// issuer of its leaves: a CA rotation re-issues every leaf from the new CA before the new
+	// CA becomes ca.crt. Nil: the tree's CAs sign.
+	Signers map[string]Signer
 	// KubeadmConfig, when set and SANs are given for apiserver, etcd-server or etcd-peer,
 	// also records them in kube-system/kubeadm-config (see KubeadmConfigStep).
 	KubeadmConfig *KubeadmConfigOptions
@@ -250,7 +254,7 @@ func NewPlan(l pki.Layout, o Options) (*Plan, error) {
 			return nil, inputErr("%s: private key %s does not match certificate %s (%v); fix or restore the pair before renewing", n, it.KeyPath, it.Path, err)
 		}
 		w.oldKey = it.Key
-		ca, err := loadCA(inv, it.Spec.CAName, cas, o.CSROnly)
+		ca, err := loadCA(inv, it.Spec.CAName, cas, o.Signers, o.CSROnly)
 		if err != nil {
 			return nil, err
 		}
@@ -341,6 +345,17 @@ func NewPlan(l pki.Layout, o Options) (*Plan, error) {
 	return p, nil
 }
 
+// Signer is a CA that signs in place of the tree's (Options.Signers).
+type Signer struct {
+	Cert *x509.Certificate
+	Key  crypto.Signer
+	// TrustPEM is what a renewed kubeconfig's certificate-authority-data becomes (during a
+	// CA rotation, the old and the new CA); nil: Cert.
+	TrustPEM []byte
+	// Source names where the CA comes from, for errors.
+	Source string
+}
+
 type caInfo struct {
 	cert *x509.Certificate
 	key  crypto.Signer
@@ -348,8 +363,22 @@ type caInfo struct {
 	path string
 }
 
-func loadCA(inv *pki.Inventory, name string, cache map[string]*caInfo, csrOnly bool) (*caInfo, error) {
+func loadCA(inv *pki.Inventory, name string, cache map[string]*caInfo, signers map[string]Signer, csrOnly bool) (*caInfo, error) {
 	if c, ok := cache[name]; ok {
+		return c, nil
+	}
+	if sg, ok := signers[name]; ok {
+		if sg.Key == nil {
+			return nil, inputErr("CA %s: the signer %s has no private key", name, sg.Source)
+		}
+		if err := pki.VerifyKeyPair(sg.Cert.PublicKey, sg.Key); err != nil {
+			return nil, inputErr("CA %s: the key of %s does not match its certificate (%v)", name, sg.Source, err)
+		}
+		c := &caInfo{cert: sg.Cert, key: sg.Key, pem: sg.TrustPEM, path: sg.Source}
+		if c.pem == nil {
+			c.pem = pki.EncodeCertificates(sg.Cert)
+		}
+		cache[name] = c
 		return c, nil
 	}
 	it := inv.Get(name)

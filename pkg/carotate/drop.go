@@ -1,0 +1,157 @@
+package carotate
+
+import (
+	"bytes"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/certctl/certctl/pkg/backup"
+	"github.com/certctl/certctl/pkg/fsutil"
+	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/txn"
+)
+
+// Drop is phase 3 for one CA on this node: everything that verifies with the CA goes back
+// to kubeadm's defaults (the flags and clientCAFile name ca.crt again, which is now the new
+// CA alone; kubeconfigs trust the new CA alone). It is refused while any certificate of the
+// node's inventory is still signed by the old CA: after drop, nothing would accept it.
+func Drop(o Options) (*Result, error) {
+	d, p, res, st, err := start(&o, PhaseDrop)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case st == nil:
+		return nil, fmt.Errorf("%s: no rotation on this node (no %s): phases trust and issue come first", o.CA, p.State)
+	case st.Phase == PhaseDrop:
+		res.AlreadyDone = true
+		res.Notes = append(res.Notes, "phase drop already done: nothing to do")
+		return res, nil
+	case st.Phase != PhaseIssue:
+		return nil, fmt.Errorf("%s: the rotation is at phase %s: run certctl ca rotate %s --phase issue first", o.CA, st.Phase, o.CA)
+	}
+	oldPEM, err := os.ReadFile(p.OldCert)
+	if err != nil {
+		return nil, fmt.Errorf("%s: read the old CA: %w", o.CA, err)
+	}
+	old, err := parseCA(p.OldCert, oldPEM, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := readCA(p.CACert, p.CAKey)
+	if err != nil {
+		return nil, err
+	}
+	if fingerprint(cur.cert) != st.NewCA {
+		return nil, fmt.Errorf("%s: %s is not the new CA of this rotation (%s); restore it or roll back (certctl ca rotate %s --rollback)", o.CA, p.CACert, p.State, o.CA)
+	}
+	if still := signedBy(o.Layout, old.cert); len(still) > 0 {
+		return nil, fmt.Errorf("%s: still signed by the old CA, and nothing would accept them after drop: %s; then run drop again", o.CA, strings.Join(still, "; "))
+	}
+	from, to := o.Layout.NodePath(p.Bundle), o.Layout.NodePath(p.CACert)
+	edits, notes, err := verifiers(o.Layout, d, from, to, func(data []byte) []byte {
+		if contains(data, cur.cert) && !bytes.Equal(data, cur.pem) {
+			return cur.pem
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.Notes = append(res.Notes, notes...)
+	res.Notes = append(res.Notes, fmt.Sprintf("the old CA stays in %s (old.crt, old.key) until you remove it; the rollback of this phase does not need it", p.Dir))
+	st.Phase = PhaseDrop
+	return res, apply(o, p, res, st, edits)
+}
+
+// signedBy lists the certificates of the node's inventory (leaves, kubeconfig client
+// certificates, the kubelet's) that ca signed.
+func signedBy(l pki.Layout, ca *x509.Certificate) []string {
+	var out []string
+	for _, it := range pki.Load(l, pki.Default()).Items {
+		c := it.Cert()
+		if it.Spec.IsCA() || c == nil {
+			continue
+		}
+		if bytes.Equal(c.RawIssuer, ca.RawSubject) && c.CheckSignatureFrom(ca) == nil {
+			out = append(out, fmt.Sprintf("%s (%s): %s", it.Spec.Name, it.Path, reissue(it.Spec)))
+		}
+	}
+	return out
+}
+
+// reissue says how to get a certificate of the new CA for s.
+func reissue(s pki.Spec) string {
+	switch {
+	case s.Loc == pki.LocUser:
+		return "certctl kubeconfig refresh"
+	case s.Kind == pki.KindKubeletClient || s.Name == "kubelet.conf":
+		return "certctl kubelet-client renew"
+	case s.Kind == pki.KindKubeletServing:
+		return "certctl kubelet-serving issue (or enable --approve)"
+	}
+	return "certctl renew " + s.Name
+}
+
+// Rollback undoes the last phase applied to CA o.CA on this node: the phase's backup is put
+// back (files the phase created are removed, the state file included), and after phase issue
+// kubelet-client-current.pem points at the kubelet's previous certificate again. Dry-run: the
+// files it would put back.
+func Rollback(o Options) (*Result, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	p, err := PathsOf(o.Layout, o.CA)
+	if err != nil {
+		return nil, err
+	}
+	st, err := LoadState(o.Layout, o.CA)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil || len(st.Steps) == 0 {
+		return nil, fmt.Errorf("%s: no rotation phase to roll back on this node (no %s)", o.CA, p.State)
+	}
+	step := st.Steps[len(st.Steps)-1]
+	res := &Result{CA: o.CA, Phase: "rollback " + step.Phase, DryRun: o.DryRun, BackupID: step.BackupID}
+	m, err := backup.Load(o.Layout, step.BackupID)
+	if err != nil {
+		return nil, fmt.Errorf("%s: the backup of phase %s: %w", o.CA, step.Phase, err)
+	}
+	for _, f := range m.Files {
+		what := "put back as it was before phase " + step.Phase
+		if f.Absent {
+			what = "removed (phase " + step.Phase + " created it)"
+		}
+		res.Changes = append(res.Changes, Change{Path: o.Layout.Resolve(f.Path), What: what})
+	}
+	for _, k := range step.Links {
+		res.Changes = append(res.Changes, Change{Path: linkPath(o.Layout, k.Path), What: "points at " + k.Target + " again"})
+	}
+	res.restart(step.Restart...)
+	if o.DryRun {
+		return res, nil
+	}
+	lock, err := txn.AcquireLock(o.Layout.StateDir(), o.LockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
+	if err := txn.RecoverLocked(fsutil.OS{}, o.Layout, o.Log); err != nil {
+		return nil, err
+	}
+	if _, err := backup.Restore(fsutil.OS{}, o.Layout, step.BackupID); err != nil {
+		return nil, err
+	}
+	if err := unswing(o.Layout, step); err != nil {
+		return nil, fmt.Errorf("%s: the files of backup %s are back, but: %w", o.CA, step.BackupID, err)
+	}
+	// An empty rotation directory (and its empty parent) is what phase trust found: none.
+	if os.Remove(p.Dir) == nil {
+		os.Remove(filepath.Dir(p.Dir))
+	}
+	return res, nil
+}
