@@ -1,11 +1,20 @@
 package cli
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
-	"github.com/certctl/certctl/pkg/carotate"
 	"github.com/spf13/cobra"
+
+	"github.com/certctl/certctl/pkg/carotate"
+	"github.com/certctl/certctl/pkg/kubelet"
+	"github.com/certctl/certctl/pkg/restart"
 )
 
 func newCACmd(g *Globals) *cobra.Command {
@@ -27,6 +36,11 @@ type caRotateOptions struct {
 	NewCAKey    string
 	Generate    bool
 	LockTimeout time.Duration
+	// NewCADir holds CA.crt (and CA.key) outside --root: where the Jobs of certctl cluster
+	// ca-rotate mount the new CA from its Secret.
+	NewCADir string
+	Restart  bool
+	restart  restartOptions
 }
 
 func newCARotateCmd(g *Globals) *cobra.Command {
@@ -60,8 +74,9 @@ every other control-plane node give the first node's <pki>/rotation/<ca>/new.crt
 new.key with --new-ca-cert/--new-ca-key; a worker needs only --new-ca-cert. Run each phase
 on every node, and restart the components it names, before the next phase anywhere.
 
-This command works on this node only (--root); restarting the components is left to you
-(certctl restart ...). See docs/ca-rotation.md.`,
+This command works on this node only (--root); with --restart it restarts the components the
+phase names, otherwise that is left to you (certctl restart ...). 'certctl cluster ca-rotate'
+runs it on every node in turn. See docs/ca-rotation.md.`,
 		Example: `  # first control-plane node: what phase trust would change, then do it
   certctl ca rotate ca --phase trust --generate --dry-run
   certctl ca rotate ca --phase trust --generate
@@ -80,8 +95,13 @@ This command works on this node only (--root); restarting the components is left
   # undo the last phase applied on this node
   certctl ca rotate ca --rollback`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return o.run(args) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := signalContext(cmd.Context())
+			defer cancel()
+			return o.run(ctx, args)
+		},
 	}
+	o.restart.flags(cmd) // before --restart: no renew-style pre-check (a worker has no static pods)
 	f := cmd.Flags()
 	f.StringVar(&o.Phase, "phase", "", "the phase to run: trust, issue or drop")
 	f.IntVar(&o.Days, "days", carotate.DefaultDays, "validity of a generated new CA, in days")
@@ -91,10 +111,12 @@ This command works on this node only (--root); restarting the components is left
 	f.StringVar(&o.NewCAKey, "new-ca-key", "", "the new CA key (new.key of the node that generated it); not on workers")
 	f.BoolVar(&o.Generate, "generate", false, "generate the new CA here (phase trust on the first control-plane node)")
 	f.DurationVar(&o.LockTimeout, "lock-timeout", 30*time.Second, "how long to wait for another certctl run")
+	f.StringVar(&o.NewCADir, "new-ca-dir", "", "a directory (not under --root) with CA.crt and CA.key of the new CA, as certctl cluster ca-rotate's Jobs mount it")
+	f.BoolVar(&o.Restart, "restart", false, "then restart the components the phase names (static pods through the kubelet and the container runtime, the kubelet through systemd or its supervisor), each verified")
 	return cmd
 }
 
-func (o *caRotateOptions) run(args []string) error {
+func (o *caRotateOptions) run(ctx context.Context, args []string) error {
 	arg := ""
 	if len(args) == 1 {
 		arg = args[0]
@@ -111,16 +133,66 @@ func (o *caRotateOptions) run(args []string) error {
 	if o.Rollback {
 		ro.Command = "certctl ca rotate " + arg + " --rollback"
 	}
-	if o.NewCACert != "" {
+	switch {
+	case o.NewCADir != "" && o.NewCACert != "":
+		return errors.New("--new-ca-dir and --new-ca-cert exclude each other")
+	case o.NewCADir != "":
+		if len(cas) != 1 {
+			return errors.New("--new-ca-dir holds one CA's files: give the CA (ca, etcd-ca or front-proxy-ca)")
+		}
+		key := filepath.Join(o.NewCADir, cas[0]+".key")
+		if _, err := os.Stat(key); err != nil {
+			key = "" // a worker's Job gets the certificate only
+		}
+		if ro.NewCA, err = carotate.ReadNewCA(filepath.Join(o.NewCADir, cas[0]+".crt"), key); err != nil {
+			return err
+		}
+	case o.NewCACert != "":
 		if ro.NewCA, err = carotate.ReadNewCA(o.Layout().Resolve(o.NewCACert), o.keyPath()); err != nil {
 			return err
 		}
-	} else if o.NewCAKey != "" {
+	case o.NewCAKey != "":
 		return errors.New("--new-ca-key needs --new-ca-cert")
 	}
 	results, err := carotate.Run(ro, cas, o.Phase, o.Rollback)
 	carotate.Render(o.Streams.Out, results)
-	return err
+	if err != nil || !o.Restart || o.DryRun {
+		return err
+	}
+	var comps []string
+	for _, r := range results {
+		for _, c := range r.Restart {
+			if !slices.Contains(comps, c) {
+				comps = append(comps, c)
+			}
+		}
+	}
+	return o.restartComponents(ctx, comps)
+}
+
+// restartComponents restarts what a phase changed: the static pods in the safe order (and the
+// kubelet) through pkg/restart on a control-plane node; on a node without static pods (a
+// worker), the kubelet alone.
+func (o *caRotateOptions) restartComponents(ctx context.Context, comps []string) error {
+	if len(comps) == 0 {
+		return nil
+	}
+	static := slices.DeleteFunc(slices.Clone(comps), func(c string) bool { return c == restart.Kubelet })
+	if len(static) > 0 {
+		if _, err := restart.Restart(ctx, o.restart.request(o.Globals), comps); err != nil {
+			return withCode(ExitError, fmt.Errorf("the phase is applied, but the restart failed: %w (certctl restart %s, or --rollback)", err, strings.Join(comps, " ")))
+		}
+		return nil
+	}
+	fmt.Fprintln(o.Streams.Out, "restarting the kubelet")
+	if err := (restart.KubeletRestarter{Layout: o.Layout()}).Restart(ctx); err != nil {
+		return withCode(ExitError, fmt.Errorf("the phase is applied, but the kubelet could not be restarted: %w", err))
+	}
+	if err := kubelet.WaitHealthy(ctx, kubelet.WaitOptions{Timeout: o.restart.Timeout}); err != nil {
+		return withCode(ExitError, err)
+	}
+	fmt.Fprintln(o.Streams.Out, "kubelet restarted and healthy")
+	return nil
 }
 
 func (o *caRotateOptions) keyPath() string {

@@ -100,6 +100,7 @@ func newKSEnableCmd(o *kubeletServingOptions) *cobra.Command {
 		node             string
 		approve, cluster bool
 		noRestart        bool
+		newCert          bool
 		timeout          time.Duration
 		patterns         []string
 		installApprover  bool
@@ -152,7 +153,7 @@ that something approves their CSRs: the in-cluster approver (installed with
 				}
 			}
 			_, err = kubeletserving.Enable(ctx, kubeletserving.EnableOptions{
-				Layout: o.Layout(), NodeName: node, Client: cs, Approve: approve, Cluster: cluster, NoRestart: noRestart,
+				Layout: o.Layout(), NodeName: node, Client: cs, Approve: approve, Cluster: cluster, NoRestart: noRestart, NewCertificate: newCert,
 				Policy: kubeletserving.Policy{DNSPatterns: patterns}, Timeout: timeout, Out: o.Streams.Out, ApproverManifest: manifest,
 			})
 			if err != nil {
@@ -166,6 +167,7 @@ that something approves their CSRs: the in-cluster approver (installed with
 	f.BoolVar(&approve, "approve", false, "approve the node's CSR once it passes the checks")
 	f.BoolVar(&cluster, "cluster", false, "also set serverTLSBootstrap in kube-system/kubelet-config for nodes that join later")
 	f.BoolVar(&noRestart, "no-restart", false, "do not restart the kubelet (you did)")
+	f.BoolVar(&newCert, "new-certificate", false, "set the kubelet's current serving certificate aside (backup) so that it requests a new one, e.g. from a new cluster CA")
 	f.DurationVar(&timeout, "timeout", 3*time.Minute, "how long to wait for the CSR and for the new certificate")
 	f.StringSliceVar(&patterns, "dns-pattern", nil, "extra DNS SAN patterns to allow (glob, e.g. *.nodes.example.com)")
 	f.BoolVar(&installApprover, "install-approver", false, "with --cluster: install the in-cluster approver when it is not there (needs --image)")

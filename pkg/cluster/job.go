@@ -44,7 +44,15 @@ type JobSpec struct {
 	Privileged bool
 	// Deadline bounds the pod's run (activeDeadlineSeconds).
 	Deadline time.Duration
+	// Secret, when set, is mounted read-only at SecretDir (only the keys SecretItems names,
+	// when any): how a node gets the new CA during a CA rotation, the pod still without any
+	// API credentials.
+	Secret      string
+	SecretItems []string
 }
+
+// SecretDir is where a JobSpec's Secret is mounted.
+const SecretDir = "/rotation"
 
 // Job is the Job object for s. Its pod mounts no service-account token: it works on the
 // node's files and never talks to the API.
@@ -75,6 +83,14 @@ func (s JobSpec) Job() *batchv1.Job {
 		Volumes: []corev1.Volume{{Name: "host", VolumeSource: corev1.VolumeSource{
 			HostPath: &corev1.HostPathVolumeSource{Path: "/", Type: ptr.To(corev1.HostPathDirectory)},
 		}}},
+	}
+	if s.Secret != "" {
+		src := &corev1.SecretVolumeSource{SecretName: s.Secret, DefaultMode: ptr.To(int32(0o400))}
+		for _, k := range s.SecretItems {
+			src.Items = append(src.Items, corev1.KeyToPath{Key: k, Path: k})
+		}
+		pod.Volumes = append(pod.Volumes, corev1.Volume{Name: "rotation", VolumeSource: corev1.VolumeSource{Secret: src}})
+		pod.Containers[0].VolumeMounts = append(pod.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "rotation", MountPath: SecretDir, ReadOnly: true})
 	}
 	if s.Privileged {
 		pod.HostPID = true

@@ -43,8 +43,11 @@ type EnableOptions struct {
 	Cluster   bool // also set it in kube-system/kubelet-config for nodes that join later
 	Restart   kubelet.Restarter
 	NoRestart bool
-	Policy    Policy
-	Timeout   time.Duration // for the CSR and the new serving certificate, default 3m
+	// NewCertificate sets the kubelet's current serving certificate (kubelet-server-current.pem)
+	// aside, backed up, so that the restarted kubelet requests a new one (from a new CA).
+	NewCertificate bool
+	Policy         Policy
+	Timeout        time.Duration // for the CSR and the new serving certificate, default 3m
 	// ServingAddr is where the kubelet serves (default 127.0.0.1:10250).
 	ServingAddr string
 	HealthzURL  string
@@ -237,7 +240,16 @@ func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
 			return res, err
 		}
 	}
-	if !changed {
+	if o.NewCertificate {
+		id, err := setServingAside(o.Layout, o.Now())
+		if err != nil {
+			return res, err
+		}
+		if id != "" {
+			logf("kubelet-server-current.pem set aside (backup %s): the kubelet requests a new serving certificate", id)
+			res.BackupID = id
+		}
+	} else if !changed {
 		if served := alreadyServing(ctx, o, node); served != nil {
 			res.Served = served
 			logf("the kubelet already serves a certificate signed by the cluster CA covering %s, valid until %s: nothing to do",
@@ -480,4 +492,22 @@ func alreadyServing(ctx context.Context, o EnableOptions, node string) *x509.Cer
 		return nil
 	}
 	return chain[0]
+}
+
+// setServingAside backs up and removes kubelet-server-current.pem (the link the kubelet's
+// serving certificate manager reads), so that the kubelet requests a new certificate at its
+// next start. It returns the backup's ID, "" when there was none.
+func setServingAside(l pki.Layout, now time.Time) (string, error) {
+	link := filepath.Join(l.KubeletDir, "pki", "kubelet-server-current.pem")
+	if _, err := os.Lstat(link); err != nil {
+		return "", nil
+	}
+	m, err := backup.Create(fsutil.OS{}, l, "kubelet-serving enable --new-certificate", []string{link}, now)
+	if err != nil {
+		return "", fmt.Errorf("back up %s: %w", link, err)
+	}
+	if err := os.Remove(link); err != nil {
+		return "", fmt.Errorf("remove %s: %w (restore: certctl backup restore %s)", link, err, m.ID)
+	}
+	return m.ID, nil
 }

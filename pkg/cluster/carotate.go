@@ -1,0 +1,573 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/keyutil"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/certctl/certctl/pkg/kubeletserving"
+	"github.com/certctl/certctl/pkg/lease"
+	"github.com/certctl/certctl/pkg/live"
+	"github.com/certctl/certctl/pkg/pki"
+)
+
+// CARotationSecret holds the new cluster CA during a rotation (kube-system): the control-plane
+// nodes' Jobs mount ca.crt and ca.key, the workers' ca.crt only. It is deleted after drop.
+const CARotationSecret = "certctl-ca-rotation"
+
+// CARotateOptions drive CARotate.
+type CARotateOptions struct {
+	Phase    string // trust, issue, drop
+	Rollback bool   // undo the last phase on every node, in reverse order
+	Days     int    // the new CA's validity (trust); default 3650
+	// OldCA is the cluster CA the command's kubeconfig trusts now (PEM): the new one is made
+	// like it (subject, key algorithm).
+	OldCA         []byte
+	Namespace     string
+	Image         string
+	DryRun        bool
+	JobTimeout    time.Duration
+	VerifyTimeout time.Duration
+	ReadyTimeout  time.Duration
+	LeaseDuration time.Duration
+	Identity      string
+	Progress      io.Writer
+	Port          int
+}
+
+// CARotateReport is what a phase did on the cluster.
+type CARotateReport struct {
+	Phase       string        `json:"phase"`
+	NewCA       string        `json:"newCA,omitempty"` // sha256 of the new CA certificate
+	Nodes       []NodeOutcome `json:"nodes"`
+	ClusterInfo string        `json:"clusterInfo,omitempty"`
+	RootCA      string        `json:"rootCA,omitempty"` // the kube-root-ca.crt ConfigMaps
+	// Trust is the CA bundle a client of the cluster must trust after this phase (PEM).
+	Trust []byte `json:"-"`
+}
+
+// CARotate runs one phase of the cluster CA's rotation on every node, control-plane nodes
+// first and one at a time, each verified from outside before the next (the node's apiserver
+// ready and serving a certificate of the CA the phase expects; its kubelet reporting again),
+// under the Lease; then the cluster's own copies of the CA: kube-public/cluster-info and, as
+// the controller-manager publishes them, every namespace's kube-root-ca.crt.
+func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (*CARotateReport, error) {
+	ro := RenewOptions{Namespace: o.Namespace, Image: o.Image, JobTimeout: o.JobTimeout, VerifyTimeout: o.VerifyTimeout,
+		LeaseDuration: o.LeaseDuration, Identity: o.Identity, Progress: o.Progress, Port: o.Port}
+	ro.defaults()
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 2 * time.Minute
+	}
+	if o.Days == 0 {
+		o.Days = 3650
+	}
+	if !o.Rollback && !slices.Contains([]string{"trust", "issue", "drop"}, o.Phase) {
+		return nil, fmt.Errorf("--phase %q: want trust, issue or drop (or --rollback)", o.Phase)
+	}
+	if ro.Image == "" {
+		return nil, fmt.Errorf("no image: pass --image with an image whose entrypoint is certctl")
+	}
+	olds, err := pki.ParseCertificates("the kubeconfig's certificate-authority-data", o.OldCA)
+	if err != nil {
+		return nil, err
+	}
+	all, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list the nodes: %w", err)
+	}
+	var cps, workers []corev1.Node
+	for _, n := range all.Items {
+		if isControlPlane(&n) {
+			cps = append(cps, n)
+		} else {
+			workers = append(workers, n)
+		}
+	}
+	if cps, err = pickNodes(cps, nil); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(workers, func(a, b corev1.Node) int { return strings.Compare(a.Name, b.Name) })
+	if err := checkAccess(ctx, cs, ro.Namespace, o.DryRun, false); err != nil {
+		return nil, err
+	}
+	rep := &CARotateReport{Phase: o.Phase}
+	if o.Rollback {
+		rep.Phase = "rollback"
+	}
+	order := append(slices.Clone(cps), workers...)
+	if o.Rollback {
+		slices.Reverse(order)
+	}
+	for _, n := range order {
+		rep.Nodes = append(rep.Nodes, NodeOutcome{Node: n.Name, IP: internalIP(&n), State: "untouched"})
+	}
+
+	var held *lease.Lease
+	if !o.DryRun {
+		if held, err = lease.Acquire(ctx, cs, lease.Options{Identity: ro.Identity, Duration: ro.LeaseDuration}); err != nil {
+			return rep, err
+		}
+		defer func() { _ = held.Release(context.WithoutCancel(ctx)) }()
+		ro.logf("holding lease %s as %s", held, ro.Identity)
+	}
+	newPEM, err := o.newCA(ctx, cs, olds[0], &ro)
+	if err != nil {
+		return rep, err
+	}
+	newCert, err := pki.ParseCertificates(CARotationSecret, newPEM)
+	if err != nil {
+		return rep, err
+	}
+	sum := sha256.Sum256(newCert[0].Raw)
+	rep.NewCA = hex.EncodeToString(sum[:])
+	// The old CA(s): what the kubeconfig trusts, without the new one (after trust it holds both).
+	var oldPEM []byte
+	olds = slices.DeleteFunc(olds, func(c *x509.Certificate) bool { return c.Equal(newCert[0]) })
+	for _, c := range olds {
+		oldPEM = append(oldPEM, pemOf(c)...)
+	}
+	if len(olds) == 0 {
+		return rep, fmt.Errorf("the kubeconfig trusts only the new CA: the old one is gone already (phase drop done?)")
+	}
+	bundle := append(oldPEM, newPEM...)
+
+	for i, n := range order {
+		out := &rep.Nodes[i]
+		if held != nil {
+			if err := held.Confirm(ctx); err != nil {
+				return rep, fmt.Errorf("stopped before %s: %w", out.Node, err)
+			}
+		}
+		cp := isControlPlane(&n)
+		if err := o.rotateNode(ctx, cs, &ro, out, cp, newCert[0], bundle); err != nil {
+			out.State, out.Problem = "failed", err.Error()
+			return rep, fmt.Errorf("node %s failed: %v; the nodes before it are done, the others untouched: fix it and run the same command again (a node done is not changed again), or --rollback", out.Node, err)
+		}
+	}
+	if o.DryRun || o.Rollback {
+		return rep, nil
+	}
+	// The cluster's copies of the CA.
+	switch o.Phase {
+	case "trust":
+		rep.Trust = bundle
+	case "issue":
+		rep.Trust = bundle
+	case "drop":
+		rep.Trust = newPEM
+	}
+	if rep.ClusterInfo, err = setClusterInfoCA(ctx, cs, rep.Trust); err != nil {
+		return rep, err
+	}
+	ro.logf("%s/%s: %s", ClusterInfoNamespace, ClusterInfoName, rep.ClusterInfo)
+	want := func(data string) bool {
+		in := mustCerts([]byte(data))
+		has := func(c *x509.Certificate) bool { return slices.ContainsFunc(in, c.Equal) }
+		if o.Phase == "drop" {
+			return has(newCert[0]) && !slices.ContainsFunc(olds, has)
+		}
+		return has(newCert[0]) && slices.ContainsFunc(olds, has)
+	}
+	n, err := waitRootCA(ctx, cs, want, o.ReadyTimeout)
+	if err != nil {
+		return rep, err
+	}
+	rep.RootCA = fmt.Sprintf("%d kube-root-ca.crt ConfigMaps carry %s", n, map[bool]string{true: "the new CA alone", false: "old + new"}[o.Phase == "drop"])
+	ro.logf("%s", rep.RootCA)
+	if o.Phase == "drop" {
+		if err := cs.CoreV1().Secrets("kube-system").Delete(ctx, CARotationSecret, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return rep, fmt.Errorf("the rotation is done, but the Secret kube-system/%s could not be deleted: %w (delete it: it holds the CA key)", CARotationSecret, err)
+		}
+	}
+	return rep, nil
+}
+
+// newCA returns the new CA certificate: from the Secret, or (phase trust) made now like old
+// and stored in the Secret for the nodes' Jobs.
+func (o *CARotateOptions) newCA(ctx context.Context, cs kubernetes.Interface, old *x509.Certificate, ro *RenewOptions) ([]byte, error) {
+	sec, err := cs.CoreV1().Secrets("kube-system").Get(ctx, CARotationSecret, metav1.GetOptions{})
+	if err == nil {
+		return sec.Data["ca.crt"], nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("read kube-system/%s: %w", CARotationSecret, err)
+	}
+	if o.Phase != "trust" || o.Rollback {
+		return nil, fmt.Errorf("kube-system/%s is missing: the rotation starts with --phase trust", CARotationSecret)
+	}
+	key, err := pki.GenerateKey(pki.KeyAlgorithm(old.PublicKey))
+	if err != nil {
+		return nil, fmt.Errorf("a key like the old CA's: %w", err)
+	}
+	now := time.Now()
+	c, err := pki.NewCA(key, old, now.Add(-5*time.Minute), now.AddDate(0, 0, o.Days))
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
+	if err != nil {
+		return nil, err
+	}
+	certPEM := pemOf(c)
+	if o.DryRun {
+		ro.logf("dry run: would make a new CA (%s, %s, %d days) and keep it in kube-system/%s", c.Subject, pki.KeyAlgorithm(key.Public()), o.Days, CARotationSecret)
+		return certPEM, nil
+	}
+	_, err = cs.CoreV1().Secrets("kube-system").Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: CARotationSecret, Namespace: "kube-system", Labels: map[string]string{LabelName: "certctl"}},
+		Type:       corev1.SecretTypeOpaque,
+		Data:       map[string][]byte{"ca.crt": certPEM, "ca.key": keyPEM},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("keep the new CA in kube-system/%s: %w", CARotationSecret, err)
+	}
+	ro.logf("new cluster CA %s (%s), in kube-system/%s", c.Subject, pki.KeyAlgorithm(key.Public()), CARotationSecret)
+	return certPEM, nil
+}
+
+func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, out *NodeOutcome, cp bool, newCA *x509.Certificate, bundle []byte) error {
+	start := time.Now()
+	args := []string{"ca", "rotate", "ca"}
+	spec := JobSpec{Namespace: ro.Namespace, Node: out.Node, Image: ro.Image, Component: "carotate", Privileged: !o.DryRun, Deadline: ro.JobTimeout}
+	switch {
+	case o.Rollback:
+		args = append(args, "--rollback")
+	default:
+		args = append(args, "--phase", o.Phase)
+		if o.Phase == "trust" {
+			args = append(args, "--new-ca-dir", SecretDir)
+			spec.Secret = CARotationSecret
+			if !cp {
+				spec.SecretItems = []string{"ca.crt"} // a worker never gets the key
+			}
+		}
+	}
+	if o.DryRun {
+		args = append(args, "--dry-run")
+		spec.Component = "plan"
+	} else {
+		args = append(args, "--restart")
+	}
+	// A worker's kubelet client certificate is re-issued by the new CA through a CSR the
+	// controller-manager signs (after the control-plane nodes' issue), before its issue.
+	if !cp && o.Phase == "issue" && !o.DryRun && !o.Rollback {
+		if err := o.workerClientCert(ctx, cs, ro, out.Node, newCA); err != nil {
+			return err
+		}
+	}
+	spec.Args = args
+	ro.logf("%s: job: certctl --root /host %s", out.Node, strings.Join(args, " "))
+	res, err := RunJob(ctx, cs, spec, ro.JobTimeout)
+	if err != nil {
+		return err
+	}
+	out.Output = strings.TrimSpace(res.Logs)
+	for _, l := range lastLines(res.Logs, 10) {
+		ro.logf("%s:   | %s", out.Node, l)
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("certctl ca rotate exited %d on the node: %s", res.ExitCode, tail(res.Logs, 800))
+	}
+	if o.DryRun {
+		out.State = "planned"
+		return nil
+	}
+	done := time.Now()
+	if cp {
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(bundle)
+		only := x509.NewCertPool()
+		only.AddCert(newCA)
+		addr := net.JoinHostPort(out.IP, strconv.Itoa(ro.Port))
+		var last string
+		if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, ro.VerifyTimeout, true, func(ctx context.Context) (bool, error) {
+			c, err := servedLeaf(ctx, addr)
+			if err != nil {
+				last = err.Error()
+				return false, nil
+			}
+			pool := roots
+			if !o.Rollback && o.Phase != "trust" {
+				pool = only // issue and drop: the apiserver serves a certificate of the new CA
+			}
+			if _, err := c.Verify(x509.VerifyOptions{Roots: pool}); err != nil {
+				last = "serves a certificate the expected CA did not sign: " + err.Error()
+				return false, nil
+			}
+			if err := readyz(ctx, addr, roots); err != nil {
+				last = err.Error()
+				return false, nil
+			}
+			return true, nil
+		}); err != nil {
+			return fmt.Errorf("apiserver %s not ready as expected within %s: %s", addr, ro.VerifyTimeout, last)
+		}
+	}
+	if strings.Contains(res.Logs, "kubelet restarted") || strings.Contains(res.Logs, "restarting the kubelet") {
+		if err := waitKubeletReports(ctx, cs, out.Node, done.Add(-2*time.Second), o.ReadyTimeout); err != nil {
+			return err
+		}
+	}
+	if !cp && o.Phase == "issue" && !o.Rollback {
+		if err := o.workerServing(ctx, cs, ro, out, newCA, bundle); err != nil {
+			return err
+		}
+	}
+	out.State, out.Took = "done", time.Since(start).Round(100*time.Millisecond).String()
+	ro.logf("%s: done in %s", out.Node, out.Took)
+	return nil
+}
+
+// workerClientCert gets the worker's kubelet a client certificate of the new CA: a key made
+// here, a CSR as system:node:NODE to kubernetes.io/kube-apiserver-client-kubelet approved with
+// this run's credentials and signed by the controller-manager (now with the new CA), handed to
+// the node's Job in a Secret of its own and installed there by `certctl kubelet-client install`
+// (which restarts the kubelet). The Secret is deleted afterwards.
+func (o *CARotateOptions) workerClientCert(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, node string, newCA *x509.Certificate) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}},
+	}, key)
+	if err != nil {
+		return err
+	}
+	csr, err := cs.CertificatesV1().CertificateSigningRequests().Create(ctx, &certificatesv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "certctl-ca-rotation-" + node + "-"},
+		Spec: certificatesv1.CertificateSigningRequestSpec{
+			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
+			SignerName: certificatesv1.KubeAPIServerClientKubeletSignerName,
+			Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("file the kubelet client CSR of %s: %w", node, err)
+	}
+	defer func() {
+		_ = cs.CertificatesV1().CertificateSigningRequests().Delete(context.WithoutCancel(ctx), csr.Name, metav1.DeleteOptions{})
+	}()
+	csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+		Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "CertctlCARotation",
+		Message: "certctl cluster ca-rotate: the node's kubelet client certificate re-issued by the new cluster CA",
+	})
+	if _, err := cs.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("approve the kubelet client CSR %s of %s: %w", csr.Name, node, err)
+	}
+	var certPEM []byte
+	var last string
+	if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		got, err := cs.CertificatesV1().CertificateSigningRequests().Get(ctx, csr.Name, metav1.GetOptions{})
+		if err != nil || len(got.Status.Certificate) == 0 {
+			last = "not signed yet"
+			return false, nil
+		}
+		certs, err := pki.ParseCertificates(csr.Name, got.Status.Certificate)
+		if err != nil {
+			return false, err
+		}
+		if err := certs[0].CheckSignatureFrom(newCA); err != nil {
+			last = "signed by another CA than the new one (is the controller-manager signing with it?)"
+			return false, nil
+		}
+		certPEM = got.Status.Certificate
+		return true, nil
+	}); err != nil {
+		return fmt.Errorf("the kubelet client CSR %s of %s: %s", csr.Name, node, last)
+	}
+	keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
+	if err != nil {
+		return err
+	}
+	name := "certctl-kubelet-client-" + strings.ReplaceAll(strings.ToLower(node), ".", "-")
+	secrets := cs.CoreV1().Secrets(ro.Namespace)
+	_ = secrets.Delete(ctx, name, metav1.DeleteOptions{})
+	if _, err := secrets.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ro.Namespace, Labels: map[string]string{LabelName: "certctl", LabelNode: node}},
+		Data:       map[string][]byte{"kubelet-client.pem": append(append([]byte{}, certPEM...), keyPEM...)},
+	}, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("hand the client certificate of %s over: %w", node, err)
+	}
+	defer func() { _ = secrets.Delete(context.WithoutCancel(ctx), name, metav1.DeleteOptions{}) }()
+	args := []string{"kubelet-client", "install", SecretDir + "/kubelet-client.pem"}
+	ro.logf("%s: job: certctl --root /host %s (CSR %s signed by the new CA)", node, strings.Join(args, " "), csr.Name)
+	res, err := RunJob(ctx, cs, JobSpec{Namespace: ro.Namespace, Node: node, Image: ro.Image, Component: "kubelet-client",
+		Args: args, Privileged: true, Deadline: ro.JobTimeout, Secret: name}, ro.JobTimeout)
+	if err != nil {
+		return err
+	}
+	for _, l := range lastLines(res.Logs, 6) {
+		ro.logf("%s:   | %s", node, l)
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("certctl kubelet-client install exited %d on the node: %s", res.ExitCode, tail(res.Logs, 800))
+	}
+	return nil
+}
+
+// workerServing: a worker whose kubelet serves a certificate of the old CA (serverTLSBootstrap)
+// gets a new one through its own CSR: `certctl kubelet-serving enable --new-certificate` on the
+// node sets the old one aside and restarts the kubelet, whose CSR is approved here with
+// certctl's checks (or by the in-cluster approver), and signed by the new CA.
+func (o *CARotateOptions) workerServing(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, out *NodeOutcome, newCA *x509.Certificate, bundle []byte) error {
+	addr := net.JoinHostPort(out.IP, "10250")
+	chain, err := live.Served(ctx, addr, "", nil, 3*time.Second)
+	if err != nil {
+		return fmt.Errorf("read what the kubelet of %s serves: %w", out.Node, err)
+	}
+	olds := x509.NewCertPool()
+	for _, c := range mustCerts(bundle) {
+		if !c.Equal(newCA) {
+			olds.AddCert(c)
+		}
+	}
+	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: olds}); err != nil {
+		return nil // self-signed, or already the new CA's: nothing to do
+	}
+	args := []string{"kubelet-serving", "enable", "--new-certificate"}
+	ro.logf("%s: its kubelet serves a certificate of the old CA; job: certctl --root /host %s", out.Node, strings.Join(args, " "))
+	start := time.Now()
+	res, err := RunJob(ctx, cs, JobSpec{Namespace: ro.Namespace, Node: out.Node, Image: ro.Image, Component: "serving",
+		Args: args, Privileged: true, Deadline: ro.JobTimeout}, ro.JobTimeout)
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("certctl kubelet-serving enable --new-certificate exited %d on the node: %s", res.ExitCode, tail(res.Logs, 800))
+	}
+	only := x509.NewCertPool()
+	only.AddCert(newCA)
+	var last string
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, o.ReadyTimeout, true, func(ctx context.Context) (bool, error) {
+		// Approve the node's pending serving CSR with certctl's checks (the in-cluster
+		// approver may have done it already).
+		if _, err := kubeletserving.Approve(ctx, cs, kubeletserving.ApproveOptions{All: true, Requestor: kubeletserving.NodeUserPrefix + out.Node}); err != nil {
+			last = err.Error()
+		}
+		chain, err := live.Served(ctx, addr, "", nil, 3*time.Second)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		if _, err := chain[0].Verify(x509.VerifyOptions{Roots: only}); err != nil {
+			last = "still serves a certificate the new CA did not sign"
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the kubelet of %s has no serving certificate of the new CA within %s: %s", out.Node, o.ReadyTimeout, last)
+	}
+	ro.logf("%s: its kubelet serves a certificate of the new CA (%s)", out.Node, time.Since(start).Round(100*time.Millisecond))
+	return nil
+}
+
+func mustCerts(pemData []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for rest := pemData; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			return out
+		}
+		if c, err := x509.ParseCertificate(b.Bytes); err == nil {
+			out = append(out, c)
+		}
+	}
+}
+
+// setClusterInfoCA sets the CA of kube-public/cluster-info's kubeconfig (the bootstrap signer
+// re-signs it for joins).
+func setClusterInfoCA(ctx context.Context, cs kubernetes.Interface, ca []byte) (string, error) {
+	var what string
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cm, err := cs.CoreV1().ConfigMaps(ClusterInfoNamespace).Get(ctx, ClusterInfoName, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("read %s/%s: %w", ClusterInfoNamespace, ClusterInfoName, err)
+		}
+		cfg, err := clientcmd.Load([]byte(cm.Data["kubeconfig"]))
+		if err != nil {
+			return fmt.Errorf("%s/%s: not a kubeconfig: %w", ClusterInfoNamespace, ClusterInfoName, err)
+		}
+		changed := false
+		for _, c := range cfg.Clusters {
+			if !bytes.Equal(c.CertificateAuthorityData, ca) {
+				c.CertificateAuthorityData, changed = ca, true
+			}
+		}
+		if !changed {
+			what = "unchanged"
+			return nil
+		}
+		data, err := clientcmd.Write(*cfg)
+		if err != nil {
+			return err
+		}
+		cm = cm.DeepCopy()
+		cm.Data["kubeconfig"] = string(data)
+		if _, err := cs.CoreV1().ConfigMaps(ClusterInfoNamespace).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "certctl"}); err != nil {
+			if apierrors.IsConflict(err) {
+				return err
+			}
+			return fmt.Errorf("update %s/%s: %w", ClusterInfoNamespace, ClusterInfoName, err)
+		}
+		what = fmt.Sprintf("certificate-authority-data: %d CA certificate(s)", bytes.Count(ca, []byte("BEGIN CERTIFICATE")))
+		return nil
+	})
+	return what, err
+}
+
+// waitRootCA waits until every namespace's kube-root-ca.crt (what pods' projected tokens
+// mount as ca.crt) satisfies want, and returns how many there are.
+func waitRootCA(ctx context.Context, cs kubernetes.Interface, want func(string) bool, timeout time.Duration) (int, error) {
+	var n int
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		cms, err := cs.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=kube-root-ca.crt"})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		n = len(cms.Items)
+		for _, cm := range cms.Items {
+			if !want(cm.Data["ca.crt"]) {
+				last = cm.Namespace + "/kube-root-ca.crt does not carry the CAs yet"
+				return false, nil
+			}
+		}
+		return n > 0, nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("the controller-manager has not published the CAs in every kube-root-ca.crt within %s: %s", timeout, last)
+	}
+	return n, nil
+}
+
+func pemOf(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
