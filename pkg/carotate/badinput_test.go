@@ -180,17 +180,7 @@ func TestBadInput(t *testing.T) {
 			l := clone(t, base)
 			o := tc.setup(t, l, t.TempDir())
 			before := snapshot(t, l)
-			var err error
-			switch tc.phase {
-			case carotate.PhaseTrust:
-				_, err = carotate.Trust(o)
-			case carotate.PhaseIssue:
-				_, err = carotate.Issue(o)
-			case carotate.PhaseDrop:
-				_, err = carotate.Drop(o)
-			default:
-				_, err = carotate.Rollback(o)
-			}
+			_, err := phase(o, tc.phase)
 			if err == nil {
 				t.Fatal("no error")
 			}
