@@ -165,6 +165,14 @@ func TestBadInput(t *testing.T) {
 				issue(t, l)
 				return opts(l, "ca")
 			}},
+		{name: "trust again after a complete rotation", phase: carotate.PhaseTrust, want: []string{"is complete (phase drop)", "move that directory away"},
+			setup: func(t *testing.T, l pki.Layout, dir string) carotate.Options {
+				issue(t, l)
+				mustPhase(t, carotate.PhaseDrop, opts(l, "ca"))
+				o := opts(l, "ca")
+				o.Generate = true
+				return o
+			}},
 		{name: "damaged state file", phase: carotate.PhaseIssue, want: []string{"state.json", "not a rotation state file"},
 			setup: func(t *testing.T, l pki.Layout, dir string) carotate.Options {
 				trust(t, l)
