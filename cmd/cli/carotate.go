@@ -95,7 +95,7 @@ This command works on this node only (--root); restarting the components is left
 }
 
 func (o *caRotateOptions) run(args []string) error {
-	arg := ""
+	arg := "all"
 	if len(args) == 1 {
 		arg = args[0]
 	}
