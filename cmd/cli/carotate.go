@@ -117,7 +117,7 @@ runs it on every node in turn. See docs/ca-rotation.md.`,
 }
 
 func (o *caRotateOptions) run(ctx context.Context, args []string) error {
-	arg := ""
+	arg := "all"
 	if len(args) == 1 {
 		arg = args[0]
 	}

@@ -2,11 +2,10 @@ package cli
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/sandbox"
 )
@@ -17,21 +16,7 @@ import (
 func TestInspectWorkerExitsOK(t *testing.T) {
 	root := sandboxTree(t, sandbox.Options{})
 	l := pki.NewLayout(pki.LayoutOptions{Root: root, Home: "/root"})
-	entries, err := os.ReadDir(l.PKIDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.Name() != "ca.crt" {
-			os.RemoveAll(filepath.Join(l.PKIDir, e.Name()))
-		}
-	}
-	for _, f := range []string{"admin.conf", "super-admin.conf", "controller-manager.conf", "scheduler.conf"} {
-		os.Remove(filepath.Join(l.KubeconfigDir, f))
-	}
-	os.RemoveAll(l.ManifestsDir)
-	os.MkdirAll(l.ManifestsDir, 0o755)
-	os.RemoveAll(filepath.Dir(l.UserKubeconfig))
+	testenv.ToWorker(t, l)
 
 	code, out, errOut := run(t, "--root", root, "inspect")
 	if code != ExitOK || !strings.HasPrefix(out, "Node role: worker (") || !strings.Contains(out, "No findings.") {

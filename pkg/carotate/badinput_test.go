@@ -165,6 +165,14 @@ func TestBadInput(t *testing.T) {
 				issue(t, l)
 				return opts(l, "ca")
 			}},
+		{name: "trust again after a complete rotation", phase: carotate.PhaseTrust, want: []string{"is complete (phase drop)", "move that directory away"},
+			setup: func(t *testing.T, l pki.Layout, dir string) carotate.Options {
+				issue(t, l)
+				mustPhase(t, carotate.PhaseDrop, opts(l, "ca"))
+				o := opts(l, "ca")
+				o.Generate = true
+				return o
+			}},
 		{name: "damaged state file", phase: carotate.PhaseIssue, want: []string{"state.json", "not a rotation state file"},
 			setup: func(t *testing.T, l pki.Layout, dir string) carotate.Options {
 				trust(t, l)
@@ -180,17 +188,7 @@ func TestBadInput(t *testing.T) {
 			l := clone(t, base)
 			o := tc.setup(t, l, t.TempDir())
 			before := snapshot(t, l)
-			var err error
-			switch tc.phase {
-			case carotate.PhaseTrust:
-				_, err = carotate.Trust(o)
-			case carotate.PhaseIssue:
-				_, err = carotate.Issue(o)
-			case carotate.PhaseDrop:
-				_, err = carotate.Drop(o)
-			default:
-				_, err = carotate.Rollback(o)
-			}
+			_, err := phase(o, tc.phase)
 			if err == nil {
 				t.Fatal("no error")
 			}

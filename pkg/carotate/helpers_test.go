@@ -115,24 +115,24 @@ func opts(l pki.Layout, ca string) carotate.Options {
 	return carotate.Options{Layout: l, CA: ca, LockTimeout: 5 * time.Second}
 }
 
-func mustPhase(t *testing.T, phase string, o carotate.Options) *carotate.Result {
-	t.Helper()
-	var (
-		r   *carotate.Result
-		err error
-	)
-	switch phase {
+// phase runs one phase (or "rollback") of o.CA.
+func phase(o carotate.Options, name string) (*carotate.Result, error) {
+	switch name {
 	case carotate.PhaseTrust:
-		r, err = carotate.Trust(o)
+		return carotate.Trust(o)
 	case carotate.PhaseIssue:
-		r, err = carotate.Issue(o)
+		return carotate.Issue(o)
 	case carotate.PhaseDrop:
-		r, err = carotate.Drop(o)
-	default:
-		r, err = carotate.Rollback(o)
+		return carotate.Drop(o)
 	}
+	return carotate.Rollback(o)
+}
+
+func mustPhase(t *testing.T, name string, o carotate.Options) *carotate.Result {
+	t.Helper()
+	r, err := phase(o, name)
 	if err != nil {
-		t.Fatalf("%s %s: %v", o.CA, phase, err)
+		t.Fatalf("%s %s: %v", o.CA, name, err)
 	}
 	return r
 }

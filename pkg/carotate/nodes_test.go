@@ -9,33 +9,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/carotate"
 	"github.com/certctl/certctl/pkg/kubeletclient"
 	"github.com/certctl/certctl/pkg/pki"
 )
-
-// worker strips a control-plane tree to what kubeadm join leaves on a worker: pki/ca.crt,
-// kubelet.conf, the kubelet's config; no CA key, no manifests, no control-plane kubeconfigs.
-func worker(t *testing.T, l pki.Layout) {
-	t.Helper()
-	entries, err := os.ReadDir(l.PKIDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.Name() != "ca.crt" {
-			os.RemoveAll(filepath.Join(l.PKIDir, e.Name()))
-		}
-	}
-	for _, f := range []string{"admin.conf", "super-admin.conf", "controller-manager.conf", "scheduler.conf"} {
-		os.Remove(filepath.Join(l.KubeconfigDir, f))
-	}
-	os.RemoveAll(l.ManifestsDir)
-	os.RemoveAll(filepath.Dir(l.UserKubeconfig))
-	if r, _ := pki.DetectRole(l); r != pki.RoleWorker {
-		t.Fatalf("the stripped tree is a %s", r)
-	}
-}
 
 // TestOtherNodes: the first control-plane node generates the new CA; a second control-plane
 // node (same CAs, as kubeadm join --control-plane copies them) takes it as files and ends up
@@ -44,7 +22,10 @@ func worker(t *testing.T, l pki.Layout) {
 func TestOtherNodes(t *testing.T) {
 	first := node(t)
 	second, wk := clone(t, first), clone(t, first)
-	worker(t, wk)
+	testenv.ToWorker(t, wk)
+	if r, _ := pki.DetectRole(wk); r != pki.RoleWorker {
+		t.Fatalf("the stripped tree is a %s", r)
+	}
 
 	o := opts(first, "ca")
 	o.Generate = true

@@ -30,6 +30,9 @@ func Trust(o Options) (*Result, error) {
 	if _, err := os.Stat(p.CACert); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: no %s on this node (%s does not exist)", o.CA, o.CA, p.CACert)
 	}
+	if st != nil && st.Phase == PhaseDrop {
+		return nil, fmt.Errorf("%s: the rotation in %s is complete (phase drop); to rotate %s again, move that directory away first", o.CA, p.Dir, o.CA)
+	}
 	if st != nil {
 		if o.NewCA != nil {
 			given, err := parseCA(o.NewCA.CertPath, o.NewCA.CertPEM, o.NewCA.KeyPath, nil)

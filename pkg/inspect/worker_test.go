@@ -28,36 +28,6 @@ var controlPlaneOnly = []string{"etcd-ca", "front-proxy-ca", "sa", "apiserver", 
 	"apiserver-etcd-client", "front-proxy-client", "etcd-server", "etcd-peer", "etcd-healthcheck-client",
 	"admin.conf", "super-admin.conf", "controller-manager.conf", "scheduler.conf"}
 
-// toWorker strips a control-plane tree down to what kubeadm join leaves on a worker:
-// /etc/kubernetes/pki/ca.crt (no ca.key), kubelet.conf, an empty manifests dir, the kubelet's
-// files; no control-plane kubeconfigs, no ~/.kube/config.
-func toWorker(t *testing.T, l pki.Layout) {
-	t.Helper()
-	entries, err := os.ReadDir(l.PKIDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.Name() != "ca.crt" {
-			if err := os.RemoveAll(filepath.Join(l.PKIDir, e.Name())); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	for _, f := range []string{"admin.conf", "super-admin.conf", "controller-manager.conf", "scheduler.conf"} {
-		if err := os.Remove(filepath.Join(l.KubeconfigDir, f)); err != nil && !os.IsNotExist(err) {
-			t.Fatal(err)
-		}
-	}
-	if err := os.RemoveAll(l.ManifestsDir); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(l.ManifestsDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(l.UserKubeconfig)
-}
-
 // checkWorker asserts what inspect must say of a healthy worker.
 func checkWorker(t *testing.T, r *inspect.Report) {
 	t.Helper()
@@ -92,10 +62,10 @@ func TestWorkerSandbox(t *testing.T) {
 		role   pki.Role
 		want   []want
 	}{
-		{name: "worker as kubeadm join leaves it", mutate: toWorker, role: pki.RoleWorker},
+		{name: "worker as kubeadm join leaves it", mutate: func(t *testing.T, l pki.Layout) { testenv.ToWorker(t, l) }, role: pki.RoleWorker},
 		{name: "worker whose kubelet client certificate is from another CA",
 			mutate: func(t *testing.T, l pki.Layout) {
-				toWorker(t, l)
+				testenv.ToWorker(t, l)
 				other := tree(t, sandbox.Options{})
 				cur := filepath.Join(l.KubeletDir, "pki", "kubelet-client-current.pem")
 				// The link is absolute, as the kubelet writes it: resolve it under its root.
@@ -109,7 +79,7 @@ func TestWorkerSandbox(t *testing.T) {
 		{name: "worker with an expiring kubelet client certificate",
 			mutate: func(t *testing.T, l pki.Layout) {
 				ca, caKey := clusterCA(t, l)
-				toWorker(t, l)
+				testenv.ToWorker(t, l)
 				cur := filepath.Join(l.KubeletDir, "pki", "kubelet-client-current.pem")
 				writeKubeletPEM(t, cur, ca, caKey, func(c *x509.Certificate) { c.NotAfter = now.Add(5 * 24 * time.Hour) })
 			},
@@ -161,7 +131,7 @@ func TestWorkerSandbox(t *testing.T) {
 	}
 }
 
-// clusterCA reads the tree's cluster CA pair (before toWorker removes ca.key).
+// clusterCA reads the tree's cluster CA pair (before testenv.ToWorker removes ca.key).
 func clusterCA(t *testing.T, l pki.Layout) (*x509.Certificate, crypto.Signer) {
 	t.Helper()
 	certPEM, err := os.ReadFile(filepath.Join(l.PKIDir, "ca.crt"))
@@ -270,7 +240,7 @@ func TestWorkerKubeadm(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	toWorker(t, l)
+	testenv.ToWorker(t, l)
 
 	r := inspect.Diagnose(pki.Load(l, pki.Default()), inspect.Options{})
 	checkWorker(t, r)
