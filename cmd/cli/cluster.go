@@ -63,13 +63,14 @@ the RBAC.
 
   status   every node's certificates in one table, plus what each kubelet serves
   renew    renew the control-plane nodes one at a time, each verified before the next
-  endpoint move the cluster onto its load balancer (case B), one node at a time`,
+  endpoint move the cluster onto its load balancer (case B), one node at a time
+  ca-rotate  replace the cluster CA on every node, phase by phase, the API never down`,
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig to reach the API server (default admin.conf, then ~/.kube/config)")
 	pf.StringVar(&o.Image, "image", DefaultImage, "image whose entrypoint is certctl, present on (or pullable by) every node")
 	pf.StringVar(&o.Namespace, "namespace", "kube-system", "namespace of the Jobs")
-	cmd.AddCommand(newClusterStatusCmd(o), newClusterRenewCmd(o), newClusterEndpointCmd(o))
+	cmd.AddCommand(newClusterStatusCmd(o), newClusterRenewCmd(o), newClusterEndpointCmd(o), newClusterCARotateCmd(o))
 	return cmd
 }
 
@@ -341,4 +342,95 @@ func printEndpointReport(s Streams, rep *cluster.EndpointReport) {
 		fmt.Fprintf(s.Out, "kube-system/kube-proxy: %s\n", rep.KubeProxy)
 	}
 	printRenewReport(s, &cluster.RenewReport{Nodes: rep.Nodes})
+}
+
+func newClusterCARotateCmd(o *clusterOptions) *cobra.Command {
+	var opts cluster.CARotateOptions
+	cmd := &cobra.Command{
+		Use:   "ca-rotate [ca] --phase trust|issue|drop",
+		Short: "Replace the cluster CA on every node, one phase at a time, the API never down",
+		Long: `ca-rotate runs one phase of the cluster CA's rotation ('certctl ca rotate ca') on every node
+through Jobs pinned to them: the control-plane nodes one at a time, then the workers, each
+node's components restarted by its Job and verified from here before the next node starts
+(its apiserver ready and serving a certificate of the expected CA, its kubelet reporting
+again), under the Lease kube-system/certctl-renew. Run the phases in order, each on the whole
+cluster before the next:
+
+  trust  a new CA (same subject and key algorithm as the old one, --days) is made here and kept
+         in the Secret kube-system/certctl-ca-rotation; each control-plane node's Job mounts its
+         certificate and key, each worker's the certificate only; every verifier on every node
+         trusts old + new; kube-public/cluster-info carries both, and certctl waits until the
+         controller-manager has published both in every namespace's kube-root-ca.crt (what
+         pods' service-account ca.crt is), so pods keep talking to the API.
+  issue  every node's certificates re-issued by the new CA (the control-plane nodes sign with
+         it from now on); a worker's kubelet client certificate through a CSR signed by the
+         controller-manager and handed to the node in a Secret of its own, its serving
+         certificate (when the old CA signed it) through the kubelet's own CSR.
+  drop   every verifier back to the new CA alone; cluster-info and kube-root-ca.crt too; the
+         Secret deleted. A certificate of the old CA is refused from then on.
+
+After each phase the kubeconfig this command used (and ~/.kube/config) trust what the cluster
+now serves. --dry-run prints every node's plan; --rollback undoes the last phase on every node
+(in reverse order). Only the cluster CA is rotated cluster-wide; etcd-ca and front-proxy-ca are
+rotated node by node with 'certctl ca rotate'. See docs/ca-rotation.md.`,
+		Example: `  certctl cluster ca-rotate --phase trust --dry-run
+  certctl cluster ca-rotate --phase trust
+  certctl cluster ca-rotate --phase issue
+  certctl cluster ca-rotate --phase drop`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 1 && args[0] != "ca" {
+				return withCode(ExitError, fmt.Errorf("cluster ca-rotate rotates the cluster CA (ca); rotate %s node by node with certctl ca rotate %s", args[0], args[0]))
+			}
+			ctx, cancel := signalContext(c.Context())
+			defer cancel()
+			rc, err := restConfig(o.Globals, o.Kubeconfig)
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			cs, _, err := o.clients()
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			opts.OldCA = rc.CAData
+			if len(opts.OldCA) == 0 && rc.CAFile != "" {
+				if opts.OldCA, err = os.ReadFile(rc.CAFile); err != nil {
+					return withCode(ExitError, fmt.Errorf("read the cluster CA %s: %w", rc.CAFile, err))
+				}
+			}
+			opts.Namespace, opts.Image, opts.Progress = o.Namespace, o.Image, o.Streams.ErrOut
+			rep, err := cluster.CARotate(ctx, cs, opts)
+			if rep != nil {
+				fmt.Fprintf(o.Streams.Out, "phase %s, new CA sha256:%s\n", rep.Phase, rep.NewCA)
+				printRenewReport(o.Streams, &cluster.RenewReport{Nodes: rep.Nodes})
+				if rep.ClusterInfo != "" {
+					fmt.Fprintf(o.Streams.Out, "kube-public/cluster-info: %s\n%s\n", rep.ClusterInfo, rep.RootCA)
+				}
+			}
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			if len(rep.Trust) > 0 {
+				for _, p := range o.localKubeconfigs() {
+					changed, err := kubeconfig.SetCAFile(p, opts.OldCA, rep.Trust)
+					if err != nil {
+						return withCode(ExitError, fmt.Errorf("the phase is done on the cluster, but %w", err))
+					}
+					if len(changed) > 0 {
+						fmt.Fprintf(o.Streams.Out, "%s: %s trust what the cluster serves now\n", p, strings.Join(changed, ", "))
+					}
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Phase, "phase", "", "the phase to run on every node: trust, issue or drop")
+	f.BoolVar(&opts.Rollback, "rollback", false, "undo the last phase on every node, in reverse order")
+	f.IntVar(&opts.Days, "days", 3650, "validity of the new CA, in days (phase trust)")
+	f.BoolVar(&opts.DryRun, "dry-run", false, "print every node's plan, change nothing")
+	f.DurationVar(&opts.JobTimeout, "job-timeout", 10*time.Minute, "one node's Job")
+	f.DurationVar(&opts.VerifyTimeout, "verify-timeout", 3*time.Minute, "a control-plane node's apiserver ready again, after its Job")
+	f.DurationVar(&opts.ReadyTimeout, "ready-timeout", 3*time.Minute, "a kubelet reporting again; the kube-root-ca.crt ConfigMaps updated")
+	return cmd
 }

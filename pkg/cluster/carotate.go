@@ -57,6 +57,8 @@ type CARotateOptions struct {
 	Identity      string
 	Progress      io.Writer
 	Port          int
+
+	planOnly bool // dry run before the Secret exists: the nodes plan with --generate
 }
 
 // CARotateReport is what a phase did on the cluster.
@@ -234,6 +236,7 @@ func (o *CARotateOptions) newCA(ctx context.Context, cs kubernetes.Interface, ol
 	}
 	certPEM := pemOf(c)
 	if o.DryRun {
+		o.planOnly = true
 		ro.logf("dry run: would make a new CA (%s, %s, %d days) and keep it in kube-system/%s", c.Subject, pki.KeyAlgorithm(key.Public()), o.Days, CARotationSecret)
 		return certPEM, nil
 	}
@@ -258,7 +261,9 @@ func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interfac
 		args = append(args, "--rollback")
 	default:
 		args = append(args, "--phase", o.Phase)
-		if o.Phase == "trust" {
+		if o.Phase == "trust" && o.planOnly {
+			args = append(args, "--generate")
+		} else if o.Phase == "trust" {
 			args = append(args, "--new-ca-dir", SecretDir)
 			spec.Secret = CARotationSecret
 			if !cp {

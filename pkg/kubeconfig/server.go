@@ -1,10 +1,14 @@
 package kubeconfig
 
 import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -106,4 +110,66 @@ func MoveServerFile(path, from, to string) ([]string, error) {
 		return nil, err
 	}
 	return moved, nil
+}
+
+// SetCAFile replaces the certificate-authority-data of every cluster entry of the kubeconfig
+// at path that trusts one of the CAs in match (PEM) with ca, and writes the file atomically
+// (owner and mode kept) after copying the old one to path.certctl-<time>. It returns the
+// entries changed; none: nothing written.
+func SetCAFile(path string, match, ca []byte) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	cfg, err := clientcmd.Load(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a valid kubeconfig: %w", path, err)
+	}
+	want := certsOf(match)
+	var changed []string
+	for name, c := range cfg.Clusters {
+		if c == nil || bytes.Equal(c.CertificateAuthorityData, ca) {
+			continue
+		}
+		if !slices.ContainsFunc(certsOf(c.CertificateAuthorityData), func(x *x509.Certificate) bool { return slices.ContainsFunc(want, x.Equal) }) {
+			continue
+		}
+		c.CertificateAuthorityData = ca
+		changed = append(changed, name)
+	}
+	if len(changed) == 0 {
+		return nil, nil
+	}
+	sort.Strings(changed)
+	out, err := Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	owner := ownerOf(st)
+	bak := path + ".certctl-" + time.Now().UTC().Format("20060102T150405Z")
+	if err := fsutil.WriteFileAtomicOwned(bak, data, 0o600, owner[0], owner[1]); err != nil {
+		return nil, fmt.Errorf("back up %s: %w", path, err)
+	}
+	if err := fsutil.WriteFileAtomicOwned(path, out, st.Mode().Perm(), owner[0], owner[1]); err != nil {
+		return nil, err
+	}
+	return changed, nil
+}
+
+func certsOf(data []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			return out
+		}
+		if c, err := x509.ParseCertificate(b.Bytes); err == nil {
+			out = append(out, c)
+		}
+	}
 }

@@ -37,6 +37,9 @@ type KubeletRestarter struct {
 	Layout  pki.Layout
 	Proc    string        // default /proc
 	Timeout time.Duration // for the new kubelet to appear; default 1m
+	// Node is the kubelet already found by its static pods (FindNode), if any; otherwise it
+	// is found by the layout's config.yaml, or by the manifests dir when that file is absent.
+	Node *Node
 }
 
 var _ kubelet.Restarter = KubeletRestarter{}
@@ -52,15 +55,18 @@ func (k KubeletRestarter) Restart(ctx context.Context) error {
 	if k.Timeout <= 0 {
 		k.Timeout = time.Minute
 	}
-	config := filepath.Join(k.Layout.KubeletDir, "config.yaml")
-	n, err := FindKubelet(k.Proc, config)
-	if err != nil {
-		var none *ErrNoKubelet
-		if errors.As(err, &none) && (k.Layout.Root == "" || k.Layout.Root == "/") {
-			// No kubelet running at all on this machine: systemd may still start one.
-			return kubelet.Systemd{Root: "/"}.Restart(ctx)
+	find := k.finder()
+	n := k.Node
+	if n == nil {
+		var err error
+		if n, err = find(); err != nil {
+			var none *ErrNoKubelet
+			if errors.As(err, &none) && (k.Layout.Root == "" || k.Layout.Root == "/") {
+				// No kubelet running at all on this machine: systemd may still start one.
+				return kubelet.Systemd{Root: "/"}.Restart(ctx)
+			}
+			return err
 		}
-		return err
 	}
 	how, err := k.manager(n)
 	if err != nil {
@@ -78,7 +84,7 @@ func (k KubeletRestarter) Restart(ctx context.Context) error {
 	}
 	var last string
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, k.Timeout, true, func(context.Context) (bool, error) {
-		m, err := FindKubelet(k.Proc, config)
+		m, err := find()
 		if err != nil {
 			last = err.Error()
 			return false, nil
@@ -93,6 +99,21 @@ func (k KubeletRestarter) Restart(ctx context.Context) error {
 		return fmt.Errorf("no new kubelet within %s after restarting it through %s: %s", k.Timeout, how, last)
 	}
 	return nil
+}
+
+// finder finds the node's kubelet: by its static pods when Node came from FindNode, else by
+// the layout's config.yaml, else by the manifests dir.
+func (k KubeletRestarter) finder() func() (*Node, error) {
+	if k.Node != nil && k.Node.ManifestsDir != "" {
+		return func() (*Node, error) { return FindNode(k.Proc, k.Node.ManifestsDir) }
+	}
+	config := filepath.Join(k.Layout.KubeletDir, "config.yaml")
+	if _, err := os.Stat(config); err != nil && k.Layout.ManifestsDir != "" {
+		if _, err := os.Stat(k.Layout.ManifestsDir); err == nil {
+			return func() (*Node, error) { return FindNode(k.Proc, k.Layout.ManifestsDir) }
+		}
+	}
+	return func() (*Node, error) { return FindKubelet(k.Proc, config) }
 }
 
 // manager says what restarts the kubelet n: "systemd" or "supervisor".

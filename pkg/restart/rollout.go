@@ -183,7 +183,7 @@ func (r Request) summary(results []Result) {
 func (r Request) restartKubelet(ctx context.Context, node *Node) error {
 	k := r.Kubelet
 	if k == nil {
-		k = KubeletRestarter{Layout: r.Layout, Proc: r.Proc}
+		k = KubeletRestarter{Layout: r.Layout, Proc: r.Proc, Node: node}
 	}
 	if err := k.Restart(ctx); err != nil {
 		return err
