@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/certctl/certctl/pkg/cluster"
@@ -399,6 +401,15 @@ rotated node by node with 'certctl ca rotate'. See docs/ca-rotation.md.`,
 				}
 			}
 			opts.Namespace, opts.Image, opts.Progress = o.Namespace, o.Image, o.Streams.ErrOut
+			if opts.Phase == "drop" && !opts.DryRun {
+				// This command's own credentials must be the new CA's before the old one goes.
+				if err := o.reissueLocal(ctx, cs); err != nil {
+					return withCode(ExitError, err)
+				}
+				if cs, _, err = o.clients(); err != nil {
+					return withCode(ExitError, err)
+				}
+			}
 			rep, err := cluster.CARotate(ctx, cs, opts)
 			if rep != nil {
 				fmt.Fprintf(o.Streams.Out, "phase %s, new CA sha256:%s\n", rep.Phase, rep.NewCA)
@@ -409,6 +420,11 @@ rotated node by node with 'certctl ca rotate'. See docs/ca-rotation.md.`,
 			}
 			if err != nil {
 				return withCode(ExitError, err)
+			}
+			if opts.Phase == "issue" && !opts.DryRun && !opts.Rollback {
+				if err := o.reissueLocal(ctx, cs); err != nil {
+					return withCode(ExitError, err)
+				}
 			}
 			if len(rep.Trust) > 0 {
 				for _, p := range o.localKubeconfigs() {
@@ -433,4 +449,27 @@ rotated node by node with 'certctl ca rotate'. See docs/ca-rotation.md.`,
 	f.DurationVar(&opts.VerifyTimeout, "verify-timeout", 3*time.Minute, "a control-plane node's apiserver ready again, after its Job")
 	f.DurationVar(&opts.ReadyTimeout, "ready-timeout", 3*time.Minute, "a kubelet reporting again; the kube-root-ca.crt ConfigMaps updated")
 	return cmd
+}
+
+// reissueLocal gives the kubeconfigs of this command (--kubeconfig, ~/.kube/config) client
+// certificates of the new cluster CA (kept in the rotation's Secret) through CSRs.
+func (o *clusterOptions) reissueLocal(ctx context.Context, cs kubernetes.Interface) error {
+	sec, err := cs.CoreV1().Secrets("kube-system").Get(ctx, cluster.CARotationSecret, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("read the new CA (kube-system/%s): %w", cluster.CARotationSecret, err)
+	}
+	certs, err := pki.ParseCertificates(cluster.CARotationSecret, sec.Data["ca.crt"])
+	if err != nil {
+		return err
+	}
+	for _, p := range o.localKubeconfigs() {
+		changed, err := cluster.ReissueClientCert(ctx, cs, p, certs[0])
+		if err != nil {
+			return fmt.Errorf("the client certificate of %s: %w", p, err)
+		}
+		if changed {
+			fmt.Fprintf(o.Streams.Out, "%s: a client certificate of the new CA (same user and groups)\n", p)
+		}
+	}
+	return nil
 }

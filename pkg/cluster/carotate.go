@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/util/keyutil"
 	"k8s.io/client-go/util/retry"
 
+	kubeconfigpkg "github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/kubeletserving"
 	"github.com/certctl/certctl/pkg/lease"
 	"github.com/certctl/certctl/pkg/live"
@@ -146,7 +147,15 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 	}
 	sum := sha256.Sum256(newCert[0].Raw)
 	rep.NewCA = hex.EncodeToString(sum[:])
-	// The old CA(s): what the kubeconfig trusts, without the new one (after trust it holds both).
+	// The old CA(s): what the kubeconfig and kube-public/cluster-info trust, without the new
+	// one (after trust both hold both; a kubeconfig refreshed from a node may hold the new only).
+	if info, err := clusterInfoCA(ctx, cs); err == nil {
+		for _, c := range mustCerts(info) {
+			if !slices.ContainsFunc(olds, c.Equal) {
+				olds = append(olds, c)
+			}
+		}
+	}
 	var oldPEM []byte
 	olds = slices.DeleteFunc(olds, func(c *x509.Certificate) bool { return c.Equal(newCert[0]) })
 	for _, c := range olds {
@@ -277,12 +286,9 @@ func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interfac
 	} else {
 		args = append(args, "--restart")
 	}
-	// A worker's kubelet client certificate is re-issued by the new CA through a CSR the
-	// controller-manager signs (after the control-plane nodes' issue), before its issue.
-	if !cp && o.Phase == "issue" && !o.DryRun && !o.Rollback {
-		if err := o.workerClientCert(ctx, cs, ro, out.Node, newCA); err != nil {
-			return err
-		}
+	if o.planOnly && !cp && o.Phase == "trust" {
+		out.State, out.Output = "planned", "the kubelet's clientCAFile and kubelet.conf would trust old + new CA (the new CA is made by the real run; a worker never gets its key)"
+		return nil
 	}
 	spec.Args = args
 	ro.logf("%s: job: certctl --root /host %s", out.Node, strings.Join(args, " "))
@@ -337,7 +343,15 @@ func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interfac
 			return err
 		}
 	}
+	// A worker (its ca.crt now the new CA) gets a kubelet client certificate of the new CA
+	// through a CSR the controller-manager signs, then a serving certificate through its own.
 	if !cp && o.Phase == "issue" && !o.Rollback {
+		if err := o.workerClientCert(ctx, cs, ro, out.Node, newCA); err != nil {
+			return err
+		}
+		if err := waitKubeletReports(ctx, cs, out.Node, time.Now().Add(-time.Second), o.ReadyTimeout); err != nil {
+			return err
+		}
 		if err := o.workerServing(ctx, cs, ro, out, newCA, bundle); err != nil {
 			return err
 		}
@@ -457,8 +471,18 @@ func (o *CARotateOptions) workerServing(ctx context.Context, cs kubernetes.Inter
 	args := []string{"kubelet-serving", "enable", "--new-certificate"}
 	ro.logf("%s: its kubelet serves a certificate of the old CA; job: certctl --root /host %s", out.Node, strings.Join(args, " "))
 	start := time.Now()
+	// The kubelet files its CSR while the Job runs; approve it meanwhile (with certctl's checks)
+	// so that the Job's log can be read through the kubelet's new serving certificate.
+	approveCtx, stopApproving := context.WithCancel(ctx)
+	go func() {
+		_ = wait.PollUntilContextCancel(approveCtx, time.Second, true, func(ctx context.Context) (bool, error) {
+			_, _ = kubeletserving.Approve(ctx, cs, kubeletserving.ApproveOptions{All: true, Requestor: kubeletserving.NodeUserPrefix + out.Node})
+			return false, nil
+		})
+	}()
 	res, err := RunJob(ctx, cs, JobSpec{Namespace: ro.Namespace, Node: out.Node, Image: ro.Image, Component: "serving",
 		Args: args, Privileged: true, Deadline: ro.JobTimeout}, ro.JobTimeout)
+	stopApproving()
 	if err != nil {
 		return err
 	}
@@ -504,6 +528,23 @@ func mustCerts(pemData []byte) []*x509.Certificate {
 			out = append(out, c)
 		}
 	}
+}
+
+// clusterInfoCA is the CA data of kube-public/cluster-info's kubeconfig.
+func clusterInfoCA(ctx context.Context, cs kubernetes.Interface) ([]byte, error) {
+	cm, err := cs.CoreV1().ConfigMaps(ClusterInfoNamespace).Get(ctx, ClusterInfoName, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := clientcmd.Load([]byte(cm.Data["kubeconfig"]))
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	for _, c := range cfg.Clusters {
+		out = append(out, c.CertificateAuthorityData...)
+	}
+	return out, nil
 }
 
 // setClusterInfoCA sets the CA of kube-public/cluster-info's kubeconfig (the bootstrap signer
@@ -575,4 +616,83 @@ func waitRootCA(ctx context.Context, cs kubernetes.Interface, want func(string) 
 
 func pemOf(c *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
+// ReissueClientCert gives the kubeconfig at path a client certificate of newCA when its
+// current user's embedded certificate is another CA's: a new key, a CSR with the same subject
+// (user and groups) to kubernetes.io/kube-apiserver-client, approved with the kubeconfig's own
+// credentials and signed by the controller-manager (with the new CA after phase issue); the
+// file is written atomically after a copy of the old one (path.certctl-<time>). Without it, the
+// operator's kubeconfig stops working at phase drop. It returns whether it changed the file.
+func ReissueClientCert(ctx context.Context, cs kubernetes.Interface, path string, newCA *x509.Certificate) (bool, error) {
+	cfg, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	creds, err := kubeconfigpkg.CurrentCredentials(path, cfg)
+	if err != nil {
+		return false, err
+	}
+	if !creds.Embedded() {
+		return false, nil // a token, an exec plugin, a certificate file: not certctl's to change
+	}
+	old, err := pki.ParseCertificates(path, creds.CertData)
+	if err != nil {
+		return false, err
+	}
+	if old[0].CheckSignatureFrom(newCA) == nil {
+		return false, nil
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return false, err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: old[0].Subject.CommonName, Organization: old[0].Subject.Organization}}, key)
+	if err != nil {
+		return false, err
+	}
+	csr, err := cs.CertificatesV1().CertificateSigningRequests().Create(ctx, &certificatesv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "certctl-ca-rotation-client-"},
+		Spec: certificatesv1.CertificateSigningRequestSpec{
+			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
+			SignerName: certificatesv1.KubeAPIServerClientSignerName,
+			Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return false, fmt.Errorf("file a CSR for the client certificate of %s: %w", path, err)
+	}
+	defer func() {
+		_ = cs.CertificatesV1().CertificateSigningRequests().Delete(context.WithoutCancel(ctx), csr.Name, metav1.DeleteOptions{})
+	}()
+	csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+		Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "CertctlCARotation",
+		Message: "certctl cluster ca-rotate: the operator's client certificate re-issued by the new cluster CA",
+	})
+	if _, err := cs.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{}); err != nil {
+		return false, fmt.Errorf("approve CSR %s: %w", csr.Name, err)
+	}
+	var certPEM []byte
+	if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		got, err := cs.CertificatesV1().CertificateSigningRequests().Get(ctx, csr.Name, metav1.GetOptions{})
+		if err != nil || len(got.Status.Certificate) == 0 {
+			return false, nil
+		}
+		c, err := pki.ParseCertificates(csr.Name, got.Status.Certificate)
+		if err != nil || c[0].CheckSignatureFrom(newCA) != nil {
+			return false, nil
+		}
+		certPEM = got.Status.Certificate
+		return true, nil
+	}); err != nil {
+		return false, fmt.Errorf("CSR %s for %s was not signed by the new CA within 2m (is the controller-manager signing with it? run --phase issue first)", csr.Name, path)
+	}
+	keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
+	if err != nil {
+		return false, err
+	}
+	if err := kubeconfigpkg.WriteClientCertificate(path, certPEM, keyPEM); err != nil {
+		return false, err
+	}
+	return true, nil
 }

@@ -193,9 +193,15 @@ func RunJob(ctx context.Context, cs kubernetes.Interface, s JobSpec, timeout tim
 			res.ExitCode = st.State.Terminated.ExitCode
 		}
 	}
-	logs, err := cs.CoreV1().Pods(s.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: containerName}).DoRaw(ctx)
-	if err != nil {
-		return res, fmt.Errorf("node %s: read the logs of pod %s/%s: %w", s.Node, s.Namespace, pod.Name, err)
+	// The apiserver reads the log from the node's kubelet, which the Job may just have
+	// restarted (or left without a serving certificate until its CSR is approved): retry.
+	var logs []byte
+	var lerr error
+	if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		logs, lerr = cs.CoreV1().Pods(s.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: containerName}).DoRaw(ctx)
+		return lerr == nil, nil
+	}); err != nil {
+		return res, fmt.Errorf("node %s: read the logs of pod %s/%s: %w", s.Node, s.Namespace, pod.Name, lerr)
 	}
 	res.Logs = string(logs)
 	return res, nil

@@ -173,3 +173,35 @@ func certsOf(data []byte) []*x509.Certificate {
 		}
 	}
 }
+
+// WriteClientCertificate puts certPEM/keyPEM into the current user of the kubeconfig at path
+// (embedded), written atomically with owner and mode kept, after a copy of the old file
+// (path.certctl-<time>, 0600).
+func WriteClientCertificate(path string, certPEM, keyPEM []byte) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	cfg, err := clientcmd.Load(data)
+	if err != nil {
+		return fmt.Errorf("%s: not a valid kubeconfig: %w", path, err)
+	}
+	next, err := SetClientCertificate(cfg, certPEM, keyPEM, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	out, err := Marshal(next)
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", path, err)
+	}
+	owner := ownerOf(st)
+	bak := path + ".certctl-" + time.Now().UTC().Format("20060102T150405.000Z")
+	if err := fsutil.WriteFileAtomicOwned(bak, data, 0o600, owner[0], owner[1]); err != nil {
+		return fmt.Errorf("back up %s: %w", path, err)
+	}
+	return fsutil.WriteFileAtomicOwned(path, out, st.Mode().Perm(), owner[0], owner[1])
+}
