@@ -1,0 +1,234 @@
+package multinode
+
+// This file's name sorts last on purpose: TestClusterCARotate replaces the lab's cluster CA,
+// and the other tests of the package verify against the CA the lab was made with.
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/certctl/certctl/internal/multilab"
+	"github.com/certctl/certctl/internal/testenv"
+	"github.com/certctl/certctl/pkg/pki"
+)
+
+// TestClusterCARotate is issue 15 on the lab: `certctl cluster ca-rotate` takes the cluster CA
+// through trust, issue and drop on three control-plane nodes and a worker, with clients polling
+// through the balancer; a pod on the worker keeps its container; after drop a client
+// certificate of the old CA is refused by the apiservers (401) and by the worker's kubelet,
+// the command's own refreshed kubeconfig works, and `kubectl logs` on the worker works.
+func TestClusterCARotate(t *testing.T) {
+	nodes := requireLab(t)
+	ctx := context.Background()
+	var w multilab.Node
+	for _, n := range nodes {
+		if !n.ControlPlane() {
+			w = n
+		}
+	}
+	local := filepath.Join(t.TempDir(), "config")
+	data, err := os.ReadFile(multilab.AdminKubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(local, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	here := func(args ...string) multilab.Result {
+		t.Helper()
+		full := append(args, "--kubeconfig", local, "--image", multilab.Image)
+		r, err := multilab.Run(exec.Command(testenv.Certctl(t), full...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("certctl %s: %s", strings.Join(full, " "), r)
+		return r
+	}
+	localCS := func() kubernetes.Interface {
+		cfg, err := clientcmd.BuildConfigFromFlags("", local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs
+	}
+	// The old CA's key, to make a client certificate the cluster must refuse at the end.
+	oldCA, oldKey := readCA(t, filepath.Join(nodes[0].Dir(), "etc-kubernetes", "pki"))
+
+	var cs kubernetes.Interface = clientset(t)
+	runPause(t, cs, w.Name)
+	pod := pausePodOn(t, cs, w.Name)
+	before := pod.Status.ContainerStatuses[0].ContainerID
+
+	// The dry run: every node's plan, nothing changed.
+	r := here("cluster", "ca-rotate", "--phase", "trust", "--dry-run")
+	if r.Code != 0 || strings.Count(r.Stdout, "planned") != len(nodes) {
+		t.Fatalf("ca-rotate --phase trust --dry-run: want a plan for each of %d nodes, got %s", len(nodes), r)
+	}
+	if _, err := cs.CoreV1().Secrets("kube-system").Get(ctx, "certctl-ca-rotation", metav1.GetOptions{}); err == nil {
+		t.Fatalf("the dry run created the rotation's Secret")
+	}
+	assertNoJobs(t)
+
+	for _, phase := range []string{"trust", "issue", "drop"} {
+		roots := x509.NewCertPool()
+		if kc, err := clientcmd.LoadFromFile(local); err == nil {
+			for _, c := range kc.Clusters {
+				roots.AppendCertsFromPEM(c.CertificateAuthorityData)
+			}
+		}
+		if phase == "issue" {
+			// What the control-plane nodes serve changes CA in this phase: trust both.
+			sec, err := cs.CoreV1().Secrets("kube-system").Get(ctx, "certctl-ca-rotation", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			roots.AppendCertsFromPEM(sec.Data["ca.crt"])
+		}
+		lb := startPollerPath(t, multilab.LBAddr, "/version", roots, 50*time.Millisecond, 20*time.Minute)
+		start := time.Now()
+		r := here("cluster", "ca-rotate", "--phase", phase)
+		ok, fail, errs := lb.Stop()
+		t.Logf("phase %s: %s; through the balancer /version %d ok, %d failed %v; down windows %s", phase, time.Since(start).Round(100*time.Millisecond), ok, fail, errs, windowsText(lb.Windows()))
+		if r.Code != 0 {
+			t.Fatalf("cluster ca-rotate --phase %s: %s", phase, r)
+		}
+		if ok == 0 {
+			t.Errorf("phase %s: no request through the balancer succeeded", phase)
+		}
+		for _, win := range lb.Windows() {
+			if win.end.Sub(win.start) >= time.Second {
+				t.Errorf("phase %s: the API through the balancer was down %s", phase, win.end.Sub(win.start).Round(time.Millisecond))
+			}
+		}
+		assertNoJobs(t)
+		cs = localCS() // the command refreshed its kubeconfig's CA (and, from issue on, its certificate)
+	}
+
+	// After drop: the refreshed kubeconfig works; the pod on the worker kept its container, and
+	// its log is served through the worker's kubelet.
+	pod = pausePodOn(t, cs, w.Name)
+	if after := pod.Status.ContainerStatuses[0].ContainerID; after != before {
+		t.Errorf("the pod on %s was restarted: container %s before, %s after", w.Name, before, after)
+	}
+	if _, err := cs.CoreV1().Pods("default").GetLogs(pod.Name, &corev1.PodLogOptions{}).DoRaw(ctx); err != nil {
+		t.Errorf("kubectl logs %s (on %s) after the rotation: %v", pod.Name, w.Name, err)
+	}
+	// A client certificate of the old CA: 401 from every apiserver, refused by the worker's kubelet.
+	client := oldCAClient(t, oldCA, oldKey)
+	for _, n := range nodes {
+		url := "https://" + n.IP + ":10250/pods"
+		if n.ControlPlane() {
+			url = "https://" + n.APIServer() + "/api/v1/namespaces"
+		}
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("%s answered a client certificate of the old CA with %s, want 401", url, resp.Status)
+			}
+		}
+		t.Logf("old CA's client -> %s: %v %v", url, err, func() string {
+			if resp != nil {
+				return resp.Status
+			}
+			return ""
+		}())
+	}
+	// The lab's own copies follow the cluster: its CA and admin kubeconfig.
+	kc, err := clientcmd.LoadFromFile(local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range kc.Clusters {
+		if err := os.WriteFile(multilab.CACert(), c.CertificateAuthorityData, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, err := os.ReadFile(local); err == nil {
+		_ = os.WriteFile(multilab.AdminKubeconfig(), b, 0o600)
+	}
+}
+
+func readCA(t *testing.T, pkiDir string) (*x509.Certificate, any) {
+	t.Helper()
+	certData, err := os.ReadFile(filepath.Join(pkiDir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := pki.ParseCertificates("ca.crt", certData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyData, err := os.ReadFile(filepath.Join(pkiDir, "ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := pki.ParsePrivateKey("ca.key", keyData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs[0], key
+}
+
+// oldCAClient is an HTTPS client with a client certificate (CN e2e-old-ca, O system:masters)
+// signed by the old CA; it does not verify the servers (they serve the new CA's certificates).
+func oldCAClient(t *testing.T, ca *x509.Certificate, caKey any) *http.Client {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "e2e-old-ca", Organization: []string{"system:masters"}},
+		NotBefore:    time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		InsecureSkipVerify: true, // the point is what the server accepts, not what it serves
+		Certificates:       []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+	}}}
+}
+
+// pausePodOn is the running pod runPause made on node.
+func pausePodOn(t *testing.T, cs kubernetes.Interface, node string) *corev1.Pod {
+	t.Helper()
+	pods, err := cs.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{FieldSelector: "spec.nodeName=" + node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if strings.HasPrefix(p.Name, "certctl-e2e-") && p.Status.Phase == corev1.PodRunning && len(p.Status.ContainerStatuses) > 0 {
+			return p
+		}
+	}
+	t.Fatalf("no running certctl-e2e- pod on %s", node)
+	return nil
+}
