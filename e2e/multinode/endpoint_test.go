@@ -5,9 +5,6 @@ import (
 	"crypto/tls"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +16,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/certctl/certctl/internal/multilab"
-	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/kubeadmconfig"
 	"github.com/certctl/certctl/pkg/kubeconfig"
 )
@@ -101,23 +97,10 @@ func TestClusterEndpoint(t *testing.T) {
 	cs := clientset(t)
 	ctx := context.Background()
 	cp1 := nodes[0]
-	local := filepath.Join(t.TempDir(), "config")
-	data, err := os.ReadFile(multilab.AdminKubeconfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(local, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	local := adminCopy(t)
 	here := func(args ...string) multilab.Result {
 		t.Helper()
-		full := append(args, "--kubeconfig", local, "--image", multilab.Image)
-		r, err := multilab.Run(exec.Command(testenv.Certctl(t), full...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("certctl %s: %s", strings.Join(full, " "), r)
-		return r
+		return certctlWith(t, local, args...)
 	}
 	kubeletConf := func() map[string]string {
 		out := map[string]string{}

@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -303,4 +305,31 @@ func (p *poller) Stop() (ok, fail int, errs []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.ok, p.fail, p.errs
+}
+
+// adminCopy is a copy of the lab's admin kubeconfig in a temp dir, for a command that updates
+// the kubeconfig it is given.
+func adminCopy(t *testing.T) string {
+	t.Helper()
+	local := filepath.Join(t.TempDir(), "config")
+	data, err := os.ReadFile(multilab.AdminKubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(local, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return local
+}
+
+// certctlWith runs certctl here (the client namespace) with kubeconfig and the lab's image.
+func certctlWith(t *testing.T, kubeconfig string, args ...string) multilab.Result {
+	t.Helper()
+	full := append(slices.Clone(args), "--kubeconfig", kubeconfig, "--image", multilab.Image)
+	r, err := multilab.Run(exec.Command(testenv.Certctl(t), full...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("certctl %s: %s", strings.Join(full, " "), r)
+	return r
 }

@@ -14,7 +14,6 @@ import (
 	"math/big"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,7 +25,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/certctl/certctl/internal/multilab"
-	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/pki"
 )
 
@@ -44,23 +42,10 @@ func TestClusterCARotate(t *testing.T) {
 			w = n
 		}
 	}
-	local := filepath.Join(t.TempDir(), "config")
-	data, err := os.ReadFile(multilab.AdminKubeconfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(local, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	local := adminCopy(t)
 	here := func(args ...string) multilab.Result {
 		t.Helper()
-		full := append(args, "--kubeconfig", local, "--image", multilab.Image)
-		r, err := multilab.Run(exec.Command(testenv.Certctl(t), full...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("certctl %s: %s", strings.Join(full, " "), r)
-		return r
+		return certctlWith(t, local, args...)
 	}
 	localCS := func() kubernetes.Interface {
 		cfg, err := clientcmd.BuildConfigFromFlags("", local)

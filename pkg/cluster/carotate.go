@@ -98,22 +98,10 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 	if err != nil {
 		return nil, err
 	}
-	all, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	cps, workers, err := splitNodes(ctx, cs)
 	if err != nil {
-		return nil, fmt.Errorf("list the nodes: %w", err)
-	}
-	var cps, workers []corev1.Node
-	for _, n := range all.Items {
-		if isControlPlane(&n) {
-			cps = append(cps, n)
-		} else {
-			workers = append(workers, n)
-		}
-	}
-	if cps, err = pickNodes(cps, nil); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(workers, func(a, b corev1.Node) int { return strings.Compare(a.Name, b.Name) })
 	if err := checkAccess(ctx, cs, ro.Namespace, o.DryRun, false); err != nil {
 		return nil, err
 	}
@@ -150,7 +138,7 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 	// The old CA(s): what the kubeconfig and kube-public/cluster-info trust, without the new
 	// one (after trust both hold both; a kubeconfig refreshed from a node may hold the new only).
 	if info, err := clusterInfoCA(ctx, cs); err == nil {
-		for _, c := range mustCerts(info) {
+		for _, c := range pki.CertificatesIn(info) {
 			if !slices.ContainsFunc(olds, c.Equal) {
 				olds = append(olds, c)
 			}
@@ -196,7 +184,7 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 	}
 	ro.logf("%s/%s: %s", ClusterInfoNamespace, ClusterInfoName, rep.ClusterInfo)
 	want := func(data string) bool {
-		in := mustCerts([]byte(data))
+		in := pki.CertificatesIn([]byte(data))
 		has := func(c *x509.Certificate) bool { return slices.ContainsFunc(in, c.Equal) }
 		if o.Phase == "drop" {
 			return has(newCert[0]) && !slices.ContainsFunc(olds, has)
@@ -460,7 +448,7 @@ func (o *CARotateOptions) workerServing(ctx context.Context, cs kubernetes.Inter
 		return fmt.Errorf("read what the kubelet of %s serves: %w", out.Node, err)
 	}
 	olds := x509.NewCertPool()
-	for _, c := range mustCerts(bundle) {
+	for _, c := range pki.CertificatesIn(bundle) {
 		if !c.Equal(newCA) {
 			olds.AddCert(c)
 		}
@@ -514,20 +502,6 @@ func (o *CARotateOptions) workerServing(ctx context.Context, cs kubernetes.Inter
 	}
 	ro.logf("%s: its kubelet serves a certificate of the new CA (%s)", out.Node, time.Since(start).Round(100*time.Millisecond))
 	return nil
-}
-
-func mustCerts(pemData []byte) []*x509.Certificate {
-	var out []*x509.Certificate
-	for rest := pemData; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			return out
-		}
-		if c, err := x509.ParseCertificate(b.Bytes); err == nil {
-			out = append(out, c)
-		}
-	}
 }
 
 // clusterInfoCA is the CA data of kube-public/cluster-info's kubeconfig.

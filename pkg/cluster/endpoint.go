@@ -98,25 +98,13 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 	if ro.Roots == nil {
 		return nil, fmt.Errorf("no cluster CA to verify the endpoint against")
 	}
-	all, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	cps, workers, err := splitNodes(ctx, cs)
 	if err != nil {
 		if unreachable(err) {
 			return nil, fmt.Errorf("the API server is unreachable (%w): move the endpoint when the cluster answers (certctl cluster renew first if its certificates expired)", err)
 		}
-		return nil, fmt.Errorf("list the nodes: %w", err)
-	}
-	var cps, workers []corev1.Node
-	for _, n := range all.Items {
-		if isControlPlane(&n) {
-			cps = append(cps, n)
-		} else {
-			workers = append(workers, n)
-		}
-	}
-	if cps, err = pickNodes(cps, nil); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(workers, func(a, b corev1.Node) int { return strings.Compare(a.Name, b.Name) })
 	if err := checkAccess(ctx, cs, ro.Namespace, o.DryRun, true); err != nil {
 		return nil, err
 	}
@@ -434,4 +422,25 @@ func describe(changed bool, old, now string) string {
 		return "set to " + now
 	}
 	return old + " -> " + now
+}
+
+// splitNodes lists the cluster's nodes: the control-plane nodes (at least one) and the
+// workers, each by name.
+func splitNodes(ctx context.Context, cs kubernetes.Interface) (cps, workers []corev1.Node, err error) {
+	all, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list the nodes: %w", err)
+	}
+	for _, n := range all.Items {
+		if isControlPlane(&n) {
+			cps = append(cps, n)
+		} else {
+			workers = append(workers, n)
+		}
+	}
+	if cps, err = pickNodes(cps, nil); err != nil {
+		return nil, nil, err
+	}
+	slices.SortFunc(workers, func(a, b corev1.Node) int { return strings.Compare(a.Name, b.Name) })
+	return cps, workers, nil
 }

@@ -3,7 +3,6 @@ package kubeconfig
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"net/url"
@@ -15,9 +14,16 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	certutil "k8s.io/client-go/util/cert"
 
 	"github.com/certctl/certctl/pkg/fsutil"
 )
+
+// certsIn is the certificates of PEM data, none when it holds none (client-go's parser).
+func certsIn(data []byte) []*x509.Certificate {
+	certs, _ := certutil.ParseCertsPEM(data)
+	return certs
+}
 
 // NormalizeServer turns HOST:PORT, HOST (port 6443) or https://HOST[:PORT] into the URL form
 // kubeadm writes (https://HOST:PORT), and checks it.
@@ -78,69 +84,27 @@ func sameServer(a, b string) bool {
 }
 
 // MoveServerFile points the cluster entries of the kubeconfig at path that use from at to,
-// and writes it atomically (owner and mode kept) after copying the old file to
-// path.certctl-<time> (0600). It returns the entries moved; none: nothing written.
+// and writes it (see rewrite). It returns the entries moved; none: nothing written.
 func MoveServerFile(path, from, to string) ([]string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	cfg, err := clientcmd.Load(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: not a valid kubeconfig: %w (fix it, then point it at %s)", path, err, to)
-	}
-	moved := MoveServer(cfg, from, to)
-	if len(moved) == 0 {
-		return nil, nil
-	}
-	out, err := Marshal(cfg)
-	if err != nil {
-		return nil, err
-	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("stat %s: %w", path, err)
-	}
-	owner := ownerOf(st)
-	bak := path + ".certctl-" + time.Now().UTC().Format("20060102T150405Z")
-	if err := fsutil.WriteFileAtomicOwned(bak, data, 0o600, owner[0], owner[1]); err != nil {
-		return nil, fmt.Errorf("back up %s: %w", path, err)
-	}
-	if err := fsutil.WriteFileAtomicOwned(path, out, st.Mode().Perm(), owner[0], owner[1]); err != nil {
-		return nil, err
-	}
-	return moved, nil
+	return rewrite(path, func(cfg *clientcmdapi.Config) []string { return MoveServer(cfg, from, to) })
 }
 
-// SetCAFile replaces the certificate-authority-data of every cluster entry of the kubeconfig
-// at path that trusts one of the CAs in match (PEM) with ca, and writes the file atomically
-// (owner and mode kept) after copying the old one to path.certctl-<time>. It returns the
-// entries changed; none: nothing written.
-func SetCAFile(path string, match, ca []byte) ([]string, error) {
+// rewrite applies edit to the kubeconfig at path and, when edit changed entries, writes the
+// file atomically (owner and mode kept) after copying the old one to path.certctl-<time>
+// (0600). It returns what edit returned.
+func rewrite(path string, edit func(*clientcmdapi.Config) []string) ([]string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	cfg, err := clientcmd.Load(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: not a valid kubeconfig: %w", path, err)
+		return nil, fmt.Errorf("%s: not a valid kubeconfig: %w (fix it, then run again)", path, err)
 	}
-	want := certsOf(match)
-	var changed []string
-	for name, c := range cfg.Clusters {
-		if c == nil || bytes.Equal(c.CertificateAuthorityData, ca) {
-			continue
-		}
-		if !slices.ContainsFunc(certsOf(c.CertificateAuthorityData), func(x *x509.Certificate) bool { return slices.ContainsFunc(want, x.Equal) }) {
-			continue
-		}
-		c.CertificateAuthorityData = ca
-		changed = append(changed, name)
-	}
+	changed := edit(cfg)
 	if len(changed) == 0 {
 		return nil, nil
 	}
-	sort.Strings(changed)
 	out, err := Marshal(cfg)
 	if err != nil {
 		return nil, err
@@ -150,7 +114,7 @@ func SetCAFile(path string, match, ca []byte) ([]string, error) {
 		return nil, fmt.Errorf("stat %s: %w", path, err)
 	}
 	owner := ownerOf(st)
-	bak := path + ".certctl-" + time.Now().UTC().Format("20060102T150405Z")
+	bak := path + ".certctl-" + time.Now().UTC().Format("20060102T150405.000Z")
 	if err := fsutil.WriteFileAtomicOwned(bak, data, 0o600, owner[0], owner[1]); err != nil {
 		return nil, fmt.Errorf("back up %s: %w", path, err)
 	}
@@ -160,48 +124,45 @@ func SetCAFile(path string, match, ca []byte) ([]string, error) {
 	return changed, nil
 }
 
-func certsOf(data []byte) []*x509.Certificate {
-	var out []*x509.Certificate
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			return out
+// SetCAFile replaces the certificate-authority-data of every cluster entry of the kubeconfig
+// at path that trusts one of the CAs in match (PEM) with ca, and writes the file atomically
+// (owner and mode kept) after copying the old one to path.certctl-<time>. It returns the
+// entries changed; none: nothing written.
+func SetCAFile(path string, match, ca []byte) ([]string, error) {
+	want := certsIn(match)
+	return rewrite(path, func(cfg *clientcmdapi.Config) []string {
+		var changed []string
+		for name, c := range cfg.Clusters {
+			if c == nil || bytes.Equal(c.CertificateAuthorityData, ca) {
+				continue
+			}
+			if !slices.ContainsFunc(certsIn(c.CertificateAuthorityData), func(x *x509.Certificate) bool { return slices.ContainsFunc(want, x.Equal) }) {
+				continue
+			}
+			c.CertificateAuthorityData = ca
+			changed = append(changed, name)
 		}
-		if c, err := x509.ParseCertificate(b.Bytes); err == nil {
-			out = append(out, c)
-		}
-	}
+		sort.Strings(changed)
+		return changed
+	})
 }
 
 // WriteClientCertificate puts certPEM/keyPEM into the current user of the kubeconfig at path
 // (embedded), written atomically with owner and mode kept, after a copy of the old file
 // (path.certctl-<time>, 0600).
 func WriteClientCertificate(path string, certPEM, keyPEM []byte) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
+	var failed error
+	_, err := rewrite(path, func(cfg *clientcmdapi.Config) []string {
+		next, err := SetClientCertificate(cfg, certPEM, keyPEM, nil)
+		if err != nil {
+			failed = fmt.Errorf("%s: %w", path, err)
+			return nil
+		}
+		*cfg = *next
+		return []string{"client certificate"}
+	})
+	if failed != nil {
+		return failed
 	}
-	cfg, err := clientcmd.Load(data)
-	if err != nil {
-		return fmt.Errorf("%s: not a valid kubeconfig: %w", path, err)
-	}
-	next, err := SetClientCertificate(cfg, certPEM, keyPEM, nil)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	out, err := Marshal(next)
-	if err != nil {
-		return err
-	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("stat %s: %w", path, err)
-	}
-	owner := ownerOf(st)
-	bak := path + ".certctl-" + time.Now().UTC().Format("20060102T150405.000Z")
-	if err := fsutil.WriteFileAtomicOwned(bak, data, 0o600, owner[0], owner[1]); err != nil {
-		return fmt.Errorf("back up %s: %w", path, err)
-	}
-	return fsutil.WriteFileAtomicOwned(path, out, st.Mode().Perm(), owner[0], owner[1])
+	return err
 }

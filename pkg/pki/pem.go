@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	certutil "k8s.io/client-go/util/cert"
 	"strings"
 )
 
@@ -201,4 +202,11 @@ func KeyAlgorithm(pub crypto.PublicKey) string {
 		return "ed25519"
 	}
 	return fmt.Sprintf("%T", pub)
+}
+
+// CertificatesIn returns the certificates of the PEM data, skipping other blocks, none when it
+// holds none (a CA bundle read leniently: certificate-authority-data, a ConfigMap's ca.crt).
+func CertificatesIn(data []byte) []*x509.Certificate {
+	certs, _ := certutil.ParseCertsPEM(data)
+	return certs
 }

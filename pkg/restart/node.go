@@ -57,79 +57,47 @@ type kubeletConfig struct {
 // and inode compared, each path resolved in its own mount namespace) in the process table at
 // proc (default /proc). It fails at once with *ErrNoKubelet when there is none.
 func FindNode(proc, manifestsDir string) (*Node, error) {
-	if proc == "" {
-		proc = "/proc"
-	}
 	want, err := os.Stat(manifestsDir)
 	if err != nil {
 		return nil, fmt.Errorf("the static-pod manifests dir: %w: nothing to restart (is this a control-plane node? see --manifests-dir)", err)
 	}
-	fs, err := procfs.NewFS(proc)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", proc, err)
-	}
-	procs, err := fs.AllProcs()
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", proc, err)
-	}
-	var found []*Node
-	for _, p := range procs {
-		n, ok := kubeletOf(proc, p)
-		if !ok || n.StaticPodPath == "" {
-			continue
+	found, err := findKubelets(proc, func(n *Node, _ string) bool {
+		if n.StaticPodPath == "" {
+			return false
 		}
 		st, err := os.Stat(filepath.Join(n.Root, n.StaticPodPath))
-		if err != nil || !os.SameFile(st, want) {
-			continue
-		}
-		n.ManifestsDir = manifestsDir
-		n.CRIEndpoint = n.criEndpoint(proc)
-		found = append(found, n)
+		return err == nil && os.SameFile(st, want)
+	})
+	if err != nil {
+		return nil, err
 	}
 	switch len(found) {
 	case 0:
 		return nil, &ErrNoKubelet{ManifestsDir: manifestsDir}
 	case 1:
+		found[0].ManifestsDir = manifestsDir
 		return found[0], nil
 	}
-	var pids []string
-	for _, n := range found {
-		pids = append(pids, strconv.Itoa(n.PID))
-	}
-	return nil, fmt.Errorf("several kubelets (PIDs %s) run the static pods in %s: stop all but one before restarting anything", strings.Join(pids, ", "), manifestsDir)
+	return nil, fmt.Errorf("several kubelets (PIDs %s) run the static pods in %s: stop all but one before restarting anything", pidList(found), manifestsDir)
 }
 
 // FindKubelet finds the kubelet whose --config is configFile (the same file: device and inode
 // compared, each path resolved in its own mount namespace), for nodes that run no static pods
 // (a worker whose kubelet has no manifests dir). It fails with *ErrNoKubelet when none does.
 func FindKubelet(proc, configFile string) (*Node, error) {
-	if proc == "" {
-		proc = "/proc"
-	}
 	want, err := os.Stat(configFile)
 	if err != nil {
 		return nil, fmt.Errorf("the kubelet's config: %w", err)
 	}
-	fs, err := procfs.NewFS(proc)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", proc, err)
-	}
-	procs, err := fs.AllProcs()
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", proc, err)
-	}
-	var found []*Node
-	for _, p := range procs {
-		n, ok := kubeletOf(proc, p)
-		if !ok || n.Config == "" {
-			continue
+	found, err := findKubelets(proc, func(n *Node, dir string) bool {
+		if n.Config == "" {
+			return false
 		}
-		st, err := os.Stat(filepath.Join(n.Root, n.absConfig(filepath.Join(proc, strconv.Itoa(p.PID)))))
-		if err != nil || !os.SameFile(st, want) {
-			continue
-		}
-		n.CRIEndpoint = n.criEndpoint(proc)
-		found = append(found, n)
+		st, err := os.Stat(filepath.Join(n.Root, n.absConfig(dir)))
+		return err == nil && os.SameFile(st, want)
+	})
+	if err != nil {
+		return nil, err
 	}
 	switch len(found) {
 	case 0:
@@ -137,11 +105,41 @@ func FindKubelet(proc, configFile string) (*Node, error) {
 	case 1:
 		return found[0], nil
 	}
+	return nil, fmt.Errorf("several kubelets (PIDs %s) run with the config %s: stop all but one first", pidList(found), configFile)
+}
+
+// findKubelets returns the kubelets of the process table at proc (default /proc) that match
+// (given the kubelet and its /proc directory), their CRI endpoints resolved.
+func findKubelets(proc string, match func(n *Node, dir string) bool) ([]*Node, error) {
+	if proc == "" {
+		proc = "/proc"
+	}
+	fs, err := procfs.NewFS(proc)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", proc, err)
+	}
+	procs, err := fs.AllProcs()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", proc, err)
+	}
+	var found []*Node
+	for _, p := range procs {
+		n, ok := kubeletOf(proc, p)
+		if !ok || !match(n, filepath.Join(proc, strconv.Itoa(p.PID))) {
+			continue
+		}
+		n.CRIEndpoint = n.criEndpoint(proc)
+		found = append(found, n)
+	}
+	return found, nil
+}
+
+func pidList(ns []*Node) string {
 	var pids []string
-	for _, n := range found {
+	for _, n := range ns {
 		pids = append(pids, strconv.Itoa(n.PID))
 	}
-	return nil, fmt.Errorf("several kubelets (PIDs %s) run with the config %s: stop all but one first", strings.Join(pids, ", "), configFile)
+	return strings.Join(pids, ", ")
 }
 
 // kubeletOf reads p as a kubelet: its flags and its config file. ok is false for anything
