@@ -208,12 +208,16 @@ func pausePodOn(t *testing.T, cs kubernetes.Interface, node string) *corev1.Pod 
 	if err != nil {
 		t.Fatal(err)
 	}
+	var newest *corev1.Pod
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		if strings.HasPrefix(p.Name, "certctl-e2e-") && p.Status.Phase == corev1.PodRunning && len(p.Status.ContainerStatuses) > 0 {
-			return p
+		if strings.HasPrefix(p.Name, "certctl-e2e-") && p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning && len(p.Status.ContainerStatuses) > 0 &&
+			(newest == nil || p.CreationTimestamp.After(newest.CreationTimestamp.Time)) {
+			newest = p
 		}
 	}
-	t.Fatalf("no running certctl-e2e- pod on %s", node)
-	return nil
+	if newest == nil {
+		t.Fatalf("no running certctl-e2e- pod on %s", node)
+	}
+	return newest
 }
