@@ -107,8 +107,11 @@ func TestClusterCARotate(t *testing.T) {
 				t.Errorf("phase %s: the API through the balancer was down %s", phase, win.end.Sub(win.start).Round(time.Millisecond))
 			}
 		}
+		// The command refreshed its kubeconfig's CA (and, from issue on, its certificate); the
+		// lab's own copies follow, for the helpers that read them.
+		followLab(t, local)
 		assertNoJobs(t)
-		cs = localCS() // the command refreshed its kubeconfig's CA (and, from issue on, its certificate)
+		cs = localCS()
 	}
 
 	// After drop: the refreshed kubeconfig works; the pod on the worker kept its container, and
@@ -141,7 +144,11 @@ func TestClusterCARotate(t *testing.T) {
 			return ""
 		}())
 	}
-	// The lab's own copies follow the cluster: its CA and admin kubeconfig.
+}
+
+// followLab makes the lab's CA file and admin kubeconfig those of the kubeconfig at local.
+func followLab(t *testing.T, local string) {
+	t.Helper()
 	kc, err := clientcmd.LoadFromFile(local)
 	if err != nil {
 		t.Fatal(err)
@@ -151,8 +158,12 @@ func TestClusterCARotate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if b, err := os.ReadFile(local); err == nil {
-		_ = os.WriteFile(multilab.AdminKubeconfig(), b, 0o600)
+	b, err := os.ReadFile(local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(multilab.AdminKubeconfig(), b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 
