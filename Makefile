@@ -76,7 +76,7 @@ e2e: lint
 e2e-multi: lint
 	hack/build-k8s.sh >/dev/null
 	hack/lab/multi.sh up || { hack/lab/multi-logs.sh; hack/lab/multi.sh down; exit 1; }
-	CERTCTL_MULTILAB=1 $(GO) test -count=1 -v -timeout 30m ./e2e/multinode; rc=$$?; \
+	CERTCTL_MULTILAB=1 $(GO) test -count=1 -v -timeout 45m ./e2e/multinode; rc=$$?; \
 	  [ $$rc = 0 ] || hack/lab/multi-logs.sh; \
 	  [ "$(LAB_KEEP)" = 1 ] || hack/lab/multi.sh down; exit $$rc
 

@@ -142,7 +142,7 @@ func (k KubeletRestarter) manager(n *Node) (string, error) {
 			return "supervisor", nil
 		}
 	}
-	return "", fmt.Errorf("%w (pid %d, parent %d): certctl will not stop it; restart it yourself and rerun with --no-restart", ErrUnsupervised, n.PID, st.PPID)
+	return "", fmt.Errorf("%w (pid %d, parent %d): certctl will not stop it (nothing would start it again): restart the kubelet yourself, however this node runs it, and rerun with --no-restart", ErrUnsupervised, n.PID, st.PPID)
 }
 
 // systemd restarts kubelet.service: systemctl when certctl shares the host's mount namespace,
