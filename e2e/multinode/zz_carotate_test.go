@@ -14,7 +14,9 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +27,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/certctl/certctl/internal/multilab"
+	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/pki"
 )
 
@@ -32,7 +35,8 @@ import (
 // through trust, issue and drop on three control-plane nodes and a worker, with clients polling
 // through the balancer; a pod on the worker keeps its container; after drop a client
 // certificate of the old CA is refused by the apiservers (401) and by the worker's kubelet,
-// the command's own refreshed kubeconfig works, and `kubectl logs` on the worker works.
+// the command's own refreshed kubeconfig works, `kubectl logs` on the worker works, and a new
+// machine joins with a fresh `kubeadm token create --print-join-command`.
 func TestClusterCARotate(t *testing.T) {
 	nodes := requireLab(t)
 	ctx := context.Background()
@@ -123,6 +127,27 @@ func TestClusterCARotate(t *testing.T) {
 	if _, err := cs.CoreV1().Pods("default").GetLogs(pod.Name, &corev1.PodLogOptions{}).DoRaw(ctx); err != nil {
 		t.Errorf("kubectl logs %s (on %s) after the rotation: %v", pod.Name, w.Name, err)
 	}
+	// A new machine joins with what `kubeadm token create --print-join-command` prints now: the
+	// discovery hash pins the new CA, which cluster-info carries alone.
+	r = mustRun(t, multilab.Command(ctx, nodes[0], testenv.Binary(t, "kubeadm"), "token", "create", "--print-join-command", "--kubeconfig", "/etc/kubernetes/admin.conf"))
+	m := regexp.MustCompile(`join (\S+) --token \S+ --discovery-token-ca-cert-hash (\S+)`).FindStringSubmatch(r.Stdout)
+	if m == nil {
+		t.Fatalf("no join command in %q", r.Stdout)
+	}
+	if err := os.WriteFile(filepath.Join(multilab.Dir, "ca-hash"), []byte(m[2]+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lab(t, "add-node", lateNode, lateIP)
+	t.Cleanup(func() {
+		if r, err := multilab.Lab(context.Background(), "remove-node", lateNode); err != nil || r.Code != 0 {
+			t.Errorf("remove-node %s: %v %s", lateNode, err, r)
+		}
+		_ = localCS().CoreV1().Nodes().Delete(context.Background(), lateNode, metav1.DeleteOptions{})
+	})
+	lab(t, "join", lateNode, m[1], "--discovery-timeout", "2m")
+	waitNodeReady(t, cs, lateNode, 3*time.Minute)
+	t.Logf("%s joined through %s after the rotation (discovery hash %s)", lateNode, m[1], m[2])
+
 	// A client certificate of the old CA: 401 from every apiserver, refused by the worker's kubelet.
 	client := oldCAClient(t, oldCA, oldKey)
 	for _, n := range nodes {
@@ -231,4 +256,13 @@ func pausePodOn(t *testing.T, cs kubernetes.Interface, node string) *corev1.Pod 
 		t.Fatalf("no running certctl-e2e- pod on %s", node)
 	}
 	return newest
+}
+
+func mustRun(t *testing.T, cmd *exec.Cmd) multilab.Result {
+	t.Helper()
+	r, err := multilab.Run(cmd)
+	if err != nil || r.Code != 0 {
+		t.Fatalf("%v: %v %s", cmd.Args, err, r)
+	}
+	return r
 }
