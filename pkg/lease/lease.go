@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 )
 
@@ -177,12 +178,7 @@ func retryable(err error) bool {
 	if errors.As(err, &held) || errors.Is(err, errRace) {
 		return true
 	}
-	var status apierrors.APIStatus
-	if !errors.As(err, &status) {
-		return true // no answer from the API at all
-	}
-	return apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
-		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err)
+	return transient(err)
 }
 
 var errRace = errors.New("another certctl run took the lease at the same moment")
@@ -257,17 +253,34 @@ func (l *Lease) renew(ctx context.Context) {
 
 func (l *Lease) renewOnce(ctx context.Context) error {
 	leases := l.cs.CoordinationV1().Leases(l.o.Namespace)
-	cur, err := leases.Get(ctx, l.o.Name, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("renew the lease: %w", err)
+	// A conflict is our own background renewal updating it meanwhile, a request cut by an
+	// apiserver restarting behind the balancer is the rollout itself: read again and retry.
+	// Only another holder ends it.
+	return retry.OnError(retry.DefaultBackoff, func(err error) bool {
+		return !errors.Is(err, errTaken) && (apierrors.IsConflict(err) || transient(err))
+	}, func() error {
+		cur, err := leases.Get(ctx, l.o.Name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("renew the lease: %w", err)
+		}
+		if ptr.Deref(cur.Spec.HolderIdentity, "") != l.o.Identity {
+			return fmt.Errorf("%w: the lease %s/%s is held by %s", errTaken, l.o.Namespace, l.o.Name, ptr.Deref(cur.Spec.HolderIdentity, "nobody"))
+		}
+		now := metav1.NewMicroTime(time.Now())
+		cur.Spec.RenewTime = &now
+		_, err = leases.Update(ctx, cur, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+// transient: no answer from the API, or one that says to try again.
+func transient(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return true
 	}
-	if ptr.Deref(cur.Spec.HolderIdentity, "") != l.o.Identity {
-		return fmt.Errorf("%w: the lease %s/%s is held by %s", errTaken, l.o.Namespace, l.o.Name, ptr.Deref(cur.Spec.HolderIdentity, "nobody"))
-	}
-	now := metav1.NewMicroTime(time.Now())
-	cur.Spec.RenewTime = &now
-	_, err = leases.Update(ctx, cur, metav1.UpdateOptions{})
-	return err
+	return apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err)
 }
 
 var errTaken = errors.New("lost the lease")
