@@ -32,6 +32,7 @@ type Node struct {
 	CgroupRoot  string // its cgroupRoot (--cgroup-root), "" or "/" when it has none of its own
 
 	criFlag, criConfig string
+	ppid               int
 }
 
 // ErrNoKubelet is returned by FindNode when no kubelet runs the static pods of a manifests
@@ -131,7 +132,28 @@ func findKubelets(proc string, match func(n *Node, dir string) bool) ([]*Node, e
 		n.CRIEndpoint = n.criEndpoint(proc)
 		found = append(found, n)
 	}
-	return found, nil
+	return withoutForks(found), nil
+}
+
+// withoutForks drops the kubelets whose parent is another of found: a kubelet running a
+// command (mount, nsenter, iptables) forks, and until the child execs it has the kubelet's
+// command line, config and root. It is not a second kubelet (seen on the lab: "several
+// kubelets" right after a restart, the second a PID or so later than the first).
+func withoutForks(found []*Node) []*Node {
+	if len(found) < 2 {
+		return found
+	}
+	pids := map[int]bool{}
+	for _, n := range found {
+		pids[n.PID] = true
+	}
+	var out []*Node
+	for _, n := range found {
+		if !pids[n.ppid] {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func pidList(ns []*Node) string {
@@ -154,7 +176,7 @@ func kubeletOf(proc string, p procfs.Proc) (n *Node, ok bool) {
 		return nil, false
 	}
 	dir := filepath.Join(proc, strconv.Itoa(p.PID))
-	n = &Node{PID: p.PID, StartTime: stat.Starttime, Root: filepath.Join(dir, "root")}
+	n = &Node{PID: p.PID, StartTime: stat.Starttime, Root: filepath.Join(dir, "root"), ppid: stat.PPID}
 	if ns, err := p.Namespaces(); err == nil {
 		n.NetNS = uint64(ns["net"].Inode)
 	}

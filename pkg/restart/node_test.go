@@ -3,12 +3,14 @@ package restart_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -167,5 +169,50 @@ func TestRestartRefusesKubeletInAnotherNetNS(t *testing.T) {
 	var other *restart.ErrOtherNetNS
 	if !errors.As(err, &other) || other.Node.PID != k.Process.Pid || !strings.Contains(err.Error(), "nsenter --net=/proc/"+strconv.Itoa(k.Process.Pid)+"/ns/net") {
 		t.Fatalf("err %v, want a refusal naming the kubelet's network namespace", err)
+	}
+}
+
+// TestFindNodeIgnoresTheKubeletsFork: a kubelet that forks (to run mount, nsenter, iptables)
+// has, until the child execs, a child with its own command line and config. FindNode and
+// FindKubelet find the kubelet, not "several kubelets" (seen on the lab right after a kubelet
+// restart); two unrelated kubelets on one tree are still refused.
+func TestFindNodeIgnoresTheKubeletsFork(t *testing.T) {
+	l := tree(t)
+	cfg := filepath.Join(l.KubeletDir, "config.yaml")
+	os.MkdirAll(l.KubeletDir, 0o755)
+	if err := os.WriteFile(cfg, []byte("staticPodPath: "+l.ManifestsDir+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k := exec.Command(testenv.Named(t, "kubelet"), "--config="+cfg)
+	k.Env = append(os.Environ(), "CERTCTL_FAKE_FORK=1")
+	out, err := k.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.StartProcess(t, k)
+	var child int
+	if _, err := fmt.Fscan(out, &child); err != nil {
+		t.Fatalf("read the fork's pid: %v", err)
+	}
+	t.Cleanup(func() { syscall.Kill(child, syscall.SIGKILL) })
+	parentLine, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", k.Process.Pid))
+	childLine, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", child))
+	if err != nil || string(childLine) != string(parentLine) {
+		t.Fatalf("the fork's command line %q (%v), want the kubelet's %q", childLine, err, parentLine)
+	}
+
+	n, err := restart.FindNode("", l.ManifestsDir)
+	if err != nil || n.PID != k.Process.Pid {
+		t.Fatalf("FindNode: %+v, %v; want the kubelet %d (its fork is %d)", n, err, k.Process.Pid, child)
+	}
+	n, err = restart.FindKubelet("", cfg)
+	if err != nil || n.PID != k.Process.Pid {
+		t.Fatalf("FindKubelet: %+v, %v; want the kubelet %d (its fork is %d)", n, err, k.Process.Pid, child)
+	}
+
+	other := testenv.StartProcess(t, exec.Command(testenv.Named(t, "kubelet"), "--config="+cfg))
+	_, err = restart.FindNode("", l.ManifestsDir)
+	if err == nil || !strings.Contains(err.Error(), "several kubelets") || !strings.Contains(err.Error(), strconv.Itoa(other.Process.Pid)) {
+		t.Fatalf("two kubelets on one tree: %v", err)
 	}
 }

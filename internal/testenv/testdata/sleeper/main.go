@@ -2,7 +2,8 @@
 // in tests that look at the process table: copied under the binary's name, it takes any
 // arguments and sleeps until it is killed (see CERTCTL_FAKE_EXIT_ON_TERM). With CERTCTL_FAKE_KUBELET_SERVE=1 it also answers
 // as a kubelet does where certctl looks after restarting one: healthz on 127.0.0.1:10248 and a
-// (self-signed) TLS serving endpoint on 127.0.0.1:10250.
+// (self-signed) TLS serving endpoint on 127.0.0.1:10250. With CERTCTL_FAKE_FORK=1 it starts a
+// copy of itself with the same command line, as a kubelet's fork looks until it execs.
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
@@ -26,6 +28,17 @@ func main() {
 	// CERTCTL_FAKE_EXIT_ON_TERM=1 it exits on SIGTERM, as a kubelet does.
 	if os.Getenv("CERTCTL_FAKE_EXIT_ON_TERM") != "1" {
 		signal.Ignore(syscall.SIGTERM)
+	}
+	if os.Getenv("CERTCTL_FAKE_FORK") == "1" {
+		child := exec.Command("/proc/self/exe", os.Args[1:]...)
+		child.Args[0] = os.Args[0]
+		child.Env = append(os.Environ(), "CERTCTL_FAKE_FORK=0")
+		child.Stdout, child.Stderr = os.Stdout, os.Stderr
+		if err := child.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println(child.Process.Pid)
 	}
 	if os.Getenv("CERTCTL_FAKE_KUBELET_SERVE") == "1" {
 		if err := serve(); err != nil {
