@@ -23,6 +23,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -35,6 +36,7 @@ import (
 // through trust, issue and drop on three control-plane nodes and a worker, with clients polling
 // through the balancer; a pod on the worker keeps its container; after drop a client
 // certificate of the old CA is refused by the apiservers (401) and by the worker's kubelet,
+// a pod whose client-go loaded only the old CA kept talking to the API throughout,
 // the command's own refreshed kubeconfig works, `kubectl logs` on the worker works, and a new
 // machine joins with a fresh `kubeadm token create --print-join-command`.
 func TestClusterCARotate(t *testing.T) {
@@ -69,6 +71,9 @@ func TestClusterCARotate(t *testing.T) {
 	runPause(t, cs, w.Name)
 	pod := pausePodOn(t, cs, w.Name)
 	before := pod.Status.ContainerStatuses[0].ContainerID
+	// A pod's API client as most are (client-go's in-cluster config: ca.crt read once, at
+	// start), polling through the kubernetes Service from before trust to after drop.
+	incluster := startInClusterClient(t, cs, w)
 
 	// The dry run: every node's plan, nothing changed.
 	r := here("cluster", "ca-rotate", "--phase", "trust", "--dry-run")
@@ -126,6 +131,34 @@ func TestClusterCARotate(t *testing.T) {
 	}
 	if _, err := cs.CoreV1().Pods("default").GetLogs(pod.Name, &corev1.PodLogOptions{}).DoRaw(ctx); err != nil {
 		t.Errorf("kubectl logs %s (on %s) after the rotation: %v", pod.Name, w.Name, err)
+	}
+	// The in-cluster client kept its container and kept talking to the API: it still trusts
+	// only the old CA, and verifies the new chain through the cross-signed CA the apiservers
+	// serve after their certificates.
+	dropped := time.Now()
+	var cl clientLog
+	err := wait.PollUntilContextTimeout(ctx, time.Second, time.Minute, true, func(context.Context) (bool, error) {
+		cl = readClientLog(t, cs, incluster)
+		return cl.lastOK.After(dropped), nil
+	})
+	t.Logf("the in-cluster client on %s (client-go, ca.crt read before trust): %d ok, %d failed %v; down windows %s", w.Name, cl.ok, cl.fail, cl.errs, windowsText(cl.windows))
+	if err != nil {
+		t.Errorf("the in-cluster client has no successful request after drop (last %s)", cl.lastOK.Format(time.RFC3339))
+	}
+	for _, e := range cl.errs {
+		if strings.Contains(e, "x509") || strings.Contains(e, "certificate") {
+			t.Errorf("the in-cluster client failed to verify the apiserver: %s", e)
+		}
+	}
+	for _, win := range cl.windows {
+		if win.end.Sub(win.start) >= time.Second {
+			t.Errorf("the in-cluster client could not reach the API for %s (%s)", win.end.Sub(win.start).Round(time.Millisecond), windowsText([]window{win}))
+		}
+	}
+	if got, err := cs.CoreV1().Pods("default").Get(ctx, incluster.Name, metav1.GetOptions{}); err != nil {
+		t.Error(err)
+	} else if st := got.Status.ContainerStatuses[0]; st.ContainerID != incluster.Status.ContainerStatuses[0].ContainerID || st.RestartCount != 0 {
+		t.Errorf("the in-cluster client was restarted: container %s (restarts %d), before %s", st.ContainerID, st.RestartCount, incluster.Status.ContainerStatuses[0].ContainerID)
 	}
 	// A new machine joins with what `kubeadm token create --print-join-command` prints now: the
 	// discovery hash pins the new CA, which cluster-info carries alone.

@@ -76,7 +76,9 @@ func status(t *testing.T, cp *testenv.ControlPlane, trust []string, cert tls.Cer
 // ca and front-proxy-ca rotated together: after trust it accepts client certificates of the
 // old and of the new CA, and front-proxy requests signed by either front-proxy CA; after
 // issue it serves a certificate from the new CA and every rotated kubeconfig authenticates as
-// its user; after drop certificates of the old CAs get 401 and the new CAs' still work.
+// its user, and a client that trusts only the old CA still verifies it (the cross-signed new
+// CA follows the leaf); after drop certificates of the old CAs get 401 and the new CAs' still
+// work, and the old-CA-only client still verifies the apiserver.
 func TestAPIServer(t *testing.T) {
 	l := node(t)
 	p, err := carotate.PathsOf(l, "ca")
@@ -160,6 +162,11 @@ func TestAPIServer(t *testing.T) {
 		}
 	}
 	whoami("after issue")
+	// A client that loaded only the old CA (client-go in a pod reads ca.crt once, at start)
+	// still verifies the apiserver: it serves the new CA cross-signed by the old after its leaf.
+	if got := status(t, cp, []string{p.OldCert}, newClient); got != http.StatusOK {
+		t.Errorf("after issue: a client trusting only the old CA gets %d, want 200", got)
+	}
 
 	// Phase drop: the flag is kubeadm's ca.crt again, the new CA alone.
 	runPhase(carotate.PhaseDrop)
@@ -182,4 +189,7 @@ func TestAPIServer(t *testing.T) {
 		}
 	}
 	whoami("after drop")
+	if got := status(t, cp, []string{p.OldCert}, newClient); got != http.StatusOK {
+		t.Errorf("after drop: a client trusting only the old CA gets %d, want 200 (the cross-signed CA is still served)", got)
+	}
 }

@@ -64,6 +64,9 @@ const (
 	OldCertName = "old.crt"
 	OldKeyName  = "old.key"
 	StateName   = "state.json"
+	// CrossName is the new CA cross-signed by the old (phase issue): served after the
+	// re-issued serving certificates, for clients that loaded only the old CA.
+	CrossName = "cross.crt"
 )
 
 // flagRef is a static-pod flag that names a file of CAs to verify with.
@@ -113,6 +116,7 @@ type Paths struct {
 	Bundle        string
 	OldCert       string
 	OldKey        string
+	Cross         string
 	State         string
 }
 
@@ -132,6 +136,7 @@ func PathsOf(l pki.Layout, name string) (Paths, error) {
 		NewCert: filepath.Join(dir, NewCertName), NewKey: filepath.Join(dir, NewKeyName),
 		Bundle:  filepath.Join(dir, BundleName),
 		OldCert: filepath.Join(dir, OldCertName), OldKey: filepath.Join(dir, OldKeyName),
+		Cross: filepath.Join(dir, CrossName),
 		State: filepath.Join(dir, StateName),
 	}, nil
 }

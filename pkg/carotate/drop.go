@@ -62,6 +62,7 @@ func Drop(o Options) (*Result, error) {
 		return nil, err
 	}
 	res.Notes = append(res.Notes, notes...)
+	res.Notes = append(res.Notes, crossServed(o.Layout, old.cert)...)
 	res.Notes = append(res.Notes, fmt.Sprintf("the old CA stays in %s (old.crt, old.key) until you remove it; the rollback of this phase does not need it", p.Dir))
 	st.Phase = PhaseDrop
 	return res, apply(o, p, res, st, edits)
@@ -78,6 +79,26 @@ func signedBy(l pki.Layout, ca *x509.Certificate) []string {
 		}
 		if bytes.Equal(c.RawIssuer, ca.RawSubject) && c.CheckSignatureFrom(ca) == nil {
 			out = append(out, fmt.Sprintf("%s (%s): %s", it.Spec.Name, it.Path, reissue(it.Spec)))
+		}
+	}
+	return out
+}
+
+// crossServed notes the serving certificates that still carry the new CA cross-signed by the
+// old after their leaf (phase issue put it there): harmless once the old CA is trusted nowhere
+// (it only lets a client that trusts the old CA verify the new chain, which that client could
+// be given anyway), and it keeps pods that read ca.crt once, before the rotation, talking to
+// the apiserver until they restart.
+func crossServed(l pki.Layout, old *x509.Certificate) []string {
+	var out []string
+	for _, it := range pki.Load(l, pki.Default()).Items {
+		if it.Spec.IsCA() || len(it.Certs) < 2 {
+			continue
+		}
+		for _, c := range it.Certs[1:] {
+			if c.CheckSignatureFrom(old) == nil {
+				out = append(out, fmt.Sprintf("%s keeps the new CA cross-signed by the old one after its certificate (until %s): clients that loaded only the old CA (pods started before the rotation: client-go reads ca.crt once) still verify it; certctl renew keeps it until it expires, kubeadm certs renew drops it", it.Path, c.NotAfter.UTC().Format("2006-01-02")))
+			}
 		}
 	}
 	return out

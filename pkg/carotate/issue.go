@@ -78,9 +78,17 @@ func Issue(o Options) (*Result, error) {
 		res.Changes = append(res.Changes, Change{Path: p.State, What: "rotation state: phase issue"})
 		return res, issueApply(o, p, res, st, issueWork{final: final})
 	}
+	// The new CA cross-signed by the old, served after the re-issued serving certificates:
+	// a client that read the old CA once (client-go's in-cluster config reads ca.crt at start,
+	// kubernetes#119483) keeps verifying the apiserver until it restarts.
+	cross, err := pki.CrossSign(nw.cert, old.cert, old.key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.CA, err)
+	}
 	final = append([]fileEdit{
 		{path: p.CAKey, data: nw.keyP, mode: 0o600, what: "the new CA key (the old one is kept as " + p.OldKey + ")", component: pki.CompControllerManager},
 		{path: p.OldKey, data: old.keyP, mode: 0o600, what: "copy of the old CA key"},
+		{path: p.Cross, data: pki.EncodeCertificates(cross), mode: 0o644, what: fmt.Sprintf("the new CA cross-signed by the old, until %s: served after the re-issued serving certificates, for clients that loaded only the old CA", cross.NotAfter.UTC().Format("2006-01-02"))},
 	}, final...)
 
 	// The leaves, through renew with the new CA as signer.
@@ -100,7 +108,7 @@ func Issue(o Options) (*Result, error) {
 	if len(names) > 0 {
 		plan, err = renew.NewPlan(o.Layout, renew.Options{
 			Names: names, Days: o.LeafDays, Now: o.Now,
-			Signers: map[string]renew.Signer{o.CA: {Cert: nw.cert, Key: nw.key, TrustPEM: bundle, Source: p.NewCert}},
+			Signers: map[string]renew.Signer{o.CA: {Cert: nw.cert, Key: nw.key, TrustPEM: bundle, Source: p.NewCert, Chain: []*x509.Certificate{cross}}},
 		})
 		if err != nil {
 			return nil, err

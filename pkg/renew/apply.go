@@ -2,6 +2,7 @@ package renew
 
 import (
 	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -295,7 +296,7 @@ func buildOne(p *Plan, wk *work) (material, error) {
 	if !wk.reuse {
 		m.files = append(m.files, newFile{path: row.KeyPath, data: keyPEM, mode: 0o600})
 	}
-	m.files = append(m.files, newFile{path: row.Path, data: certPEM, mode: wk.certMode})
+	m.files = append(m.files, newFile{path: row.Path, data: pki.EncodeCertificates(append([]*x509.Certificate{cert}, wk.chain...)...), mode: wk.certMode})
 	return m, nil
 }
 

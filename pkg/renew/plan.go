@@ -5,11 +5,13 @@
 package renew
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/x509"
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/certctl/certctl/pkg/backup"
@@ -117,6 +119,7 @@ type work struct {
 	caPEM    []byte // ca.crt as on disk, for certificate-authority-data
 	tmpl     pki.Template
 	kubecfg  *clientcmdapi.Config
+	chain    []*x509.Certificate // written after the leaf in its file
 	certMode os.FileMode
 	keyMode  os.FileMode
 	sums     map[string]string // sha256 of the files at plan time
@@ -282,6 +285,12 @@ func NewPlan(l pki.Layout, o Options) (*Plan, error) {
 				w.keyMode = st.Mode().Perm()
 			}
 		}
+		if w.kubecfg == nil {
+			w.chain = chainFor(it, ca, o.Now)
+			if len(w.chain) > 0 {
+				row.Note = joinNote(row.Note, fmt.Sprintf("served with %d CA certificate(s) after it (%s)", len(w.chain), chainText(w.chain)))
+			}
+		}
 		w.tmpl = pki.TemplateFrom(old)
 		if sanTargets[n] {
 			row.SANsAdded = w.tmpl.AddSANs(o.SANs)
@@ -291,7 +300,7 @@ func NewPlan(l pki.Layout, o Options) (*Plan, error) {
 		if w.tmpl.NotAfter.After(ca.cert.NotAfter) {
 			w.tmpl.NotAfter = ca.cert.NotAfter
 			row.Capped = true
-			row.Note = fmt.Sprintf("capped at the %s expiry", it.Spec.CAName)
+			row.Note = joinNote(fmt.Sprintf("capped at the %s expiry", it.Spec.CAName), row.Note)
 		}
 		if !w.tmpl.NotAfter.After(o.Now) {
 			return nil, inputErr("%s: the issuing CA %s expired on %s; renew the CA before its leaves", n, ca.path, ca.cert.NotAfter.UTC().Format(time.RFC3339))
@@ -354,13 +363,18 @@ type Signer struct {
 	TrustPEM []byte
 	// Source names where the CA comes from, for errors.
 	Source string
+	// Chain is written after every serving certificate it signs (during a CA rotation, the
+	// new CA cross-signed by the old: clients that loaded only the old CA still verify what
+	// the apiserver serves).
+	Chain []*x509.Certificate
 }
 
 type caInfo struct {
-	cert *x509.Certificate
-	key  crypto.Signer
-	pem  []byte
-	path string
+	cert  *x509.Certificate
+	key   crypto.Signer
+	pem   []byte
+	path  string
+	chain []*x509.Certificate
 }
 
 func loadCA(inv *pki.Inventory, name string, cache map[string]*caInfo, signers map[string]Signer, csrOnly bool) (*caInfo, error) {
@@ -374,7 +388,7 @@ func loadCA(inv *pki.Inventory, name string, cache map[string]*caInfo, signers m
 		if err := pki.VerifyKeyPair(sg.Cert.PublicKey, sg.Key); err != nil {
 			return nil, inputErr("CA %s: the key of %s does not match its certificate (%v)", name, sg.Source, err)
 		}
-		c := &caInfo{cert: sg.Cert, key: sg.Key, pem: sg.TrustPEM, path: sg.Source}
+		c := &caInfo{cert: sg.Cert, key: sg.Key, pem: sg.TrustPEM, path: sg.Source, chain: sg.Chain}
 		if c.pem == nil {
 			c.pem = pki.EncodeCertificates(sg.Cert)
 		}
@@ -453,4 +467,39 @@ func (p *Plan) Renews(name string) bool {
 		}
 	}
 	return false
+}
+
+// chainFor is what follows the renewed leaf of it in its file: the signer's chain for a
+// serving certificate; otherwise what followed the old leaf and still links the leaf to its
+// CA (a cross-signed copy of the CA, not expired), kept as the old file had it.
+func chainFor(it *pki.Item, ca *caInfo, now time.Time) []*x509.Certificate {
+	if len(ca.chain) > 0 && slices.Contains(it.Cert().ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
+		return ca.chain
+	}
+	var keep []*x509.Certificate
+	for _, c := range it.Certs[1:] {
+		pub, ok := c.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+		if ok && pub.Equal(ca.cert.PublicKey) && bytes.Equal(c.RawSubject, ca.cert.RawSubject) && c.IsCA && now.Before(c.NotAfter) {
+			keep = append(keep, c)
+		}
+	}
+	return keep
+}
+
+func chainText(chain []*x509.Certificate) string {
+	var out []string
+	for _, c := range chain {
+		out = append(out, fmt.Sprintf("%s issued by %s, until %s", c.Subject, c.Issuer, c.NotAfter.UTC().Format("2006-01-02")))
+	}
+	return strings.Join(out, "; ")
+}
+
+func joinNote(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
 }
