@@ -204,6 +204,7 @@ certificate expired), the command prints what to run on each node instead.`,
 	f.DurationVar(&opts.JobTimeout, "job-timeout", 10*time.Minute, "one node's renewal")
 	f.DurationVar(&opts.VerifyTimeout, "verify-timeout", 3*time.Minute, "a node's apiserver ready with its renewed certificate, after its Job")
 	f.DurationVar(&opts.StopGrace, "stop-grace", 3*time.Second, "passed to each node's restart: an old apiserver finishes the requests in flight (the load balancer sends new ones elsewhere) before it is killed")
+	f.DurationVar(&opts.LBDrain, "lb-drain", 3*time.Second, lbDrainHelp)
 	return cmd
 }
 
@@ -311,6 +312,7 @@ command again goes on. --dry-run prints every node's plan and changes nothing.`,
 	f.DurationVar(&opts.VerifyTimeout, "verify-timeout", 3*time.Minute, "an apiserver ready with its new SAN, after its Job")
 	f.DurationVar(&opts.ReadyTimeout, "ready-timeout", 2*time.Minute, "a node's kubelet reporting again after its restart")
 	f.DurationVar(&opts.StopGrace, "stop-grace", 3*time.Second, "as for cluster renew, when the SAN is added")
+	f.DurationVar(&opts.LBDrain, "lb-drain", 3*time.Second, "as for cluster renew, when the SAN is added")
 	return cmd
 }
 
@@ -448,6 +450,8 @@ rotated node by node with 'certctl ca rotate'. See docs/ca-rotation.md.`,
 	f.DurationVar(&opts.JobTimeout, "job-timeout", 10*time.Minute, "one node's Job")
 	f.DurationVar(&opts.VerifyTimeout, "verify-timeout", 3*time.Minute, "a control-plane node's apiserver ready again, after its Job")
 	f.DurationVar(&opts.ReadyTimeout, "ready-timeout", 3*time.Minute, "a kubelet reporting again; the kube-root-ca.crt ConfigMaps updated")
+	f.DurationVar(&opts.StopGrace, "stop-grace", 3*time.Second, "passed to each node's restart: an old apiserver finishes the requests in flight before it is killed")
+	f.DurationVar(&opts.LBDrain, "lb-drain", 3*time.Second, lbDrainHelp)
 	return cmd
 }
 
@@ -473,3 +477,6 @@ func (o *clusterOptions) reissueLocal(ctx context.Context, cs kubernetes.Interfa
 	}
 	return nil
 }
+
+// lbDrainHelp is --lb-drain's help on the cluster commands.
+const lbDrainHelp = "passed to each node's restart: its apiserver refuses new connections from other machines for this long before it is stopped, so that the load balancer's health check takes it out first (the balancer's detection time: HAProxy fall x inter; 0: off)"

@@ -16,6 +16,7 @@ type restartOptions struct {
 	Timeout       time.Duration
 	ReloadTimeout time.Duration
 	StopGrace     graceFlag
+	LBDrain       time.Duration
 }
 
 // flags registers the restart flags on cmd. On renew (which has --restart) it also makes
@@ -25,6 +26,7 @@ func (o *restartOptions) flags(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 3*time.Minute, "how long each component may take to stop, and to come back healthy")
 	cmd.Flags().Var(&o.StopGrace, "stop-grace", "how long an old container may take to exit after SIGTERM before it is killed (default: apiserver 0s, etcd 10s, controller-manager and scheduler 2s)")
 	cmd.Flags().DurationVar(&o.ReloadTimeout, "reload-timeout", 30*time.Second, "how long to wait for a component to serve a renewed file by itself before restarting it")
+	cmd.Flags().DurationVar(&o.LBDrain, "lb-drain", 0, "behind a load balancer: before stopping the apiserver, refuse new connections to its port from other machines for this long (an nftables table, "+restart.DrainTable+"), so the balancer's health check takes the node out first; removed once the apiserver is healthy again. Give the balancer's detection time (HAProxy: fall x inter, e.g. 3s); 0: off")
 	if cmd.Flags().Lookup("restart") != nil {
 		cmd.PreRunE = func(c *cobra.Command, _ []string) error {
 			if !flagTrue(c, "restart") || flagTrue(c, "dry-run") || flagTrue(c, "csr-only") {
@@ -63,10 +65,14 @@ func (o *restartOptions) request(g *Globals) restart.Request {
 	if o.StopGrace.set {
 		grace = restart.UniformStopGrace(o.StopGrace.d)
 	}
-	return restart.Request{
+	r := restart.Request{
 		Layout: g.Layout(), Timeout: o.Timeout, ReloadTimeout: o.ReloadTimeout, Grace: grace,
 		Out: g.Streams.Out, Progress: progressFor(g.Streams.Out),
 	}
+	if o.LBDrain > 0 {
+		r.Drain = &restart.Drain{Wait: o.LBDrain}
+	}
+	return r
 }
 
 func progressFor(w io.Writer) *restart.Progress {

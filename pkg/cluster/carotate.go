@@ -58,6 +58,9 @@ type CARotateOptions struct {
 	Identity      string
 	Progress      io.Writer
 	Port          int
+	// StopGrace and LBDrain: as for Renew, passed to each node's restart.
+	StopGrace time.Duration
+	LBDrain   time.Duration
 
 	planOnly bool // dry run before the Secret exists: the nodes plan with --generate
 }
@@ -80,7 +83,7 @@ type CARotateReport struct {
 // the controller-manager publishes them, every namespace's kube-root-ca.crt.
 func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (*CARotateReport, error) {
 	ro := RenewOptions{Namespace: o.Namespace, Image: o.Image, JobTimeout: o.JobTimeout, VerifyTimeout: o.VerifyTimeout,
-		LeaseDuration: o.LeaseDuration, Identity: o.Identity, Progress: o.Progress, Port: o.Port}
+		LeaseDuration: o.LeaseDuration, Identity: o.Identity, Progress: o.Progress, Port: o.Port, StopGrace: o.StopGrace, LBDrain: o.LBDrain}
 	ro.defaults()
 	if o.ReadyTimeout <= 0 {
 		o.ReadyTimeout = 2 * time.Minute
@@ -272,7 +275,7 @@ func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interfac
 		args = append(args, "--dry-run")
 		spec.Component = "plan"
 	} else {
-		args = append(args, "--restart")
+		args = append(append(args, "--restart"), ro.restartArgs()...)
 	}
 	if o.planOnly && !cp && o.Phase == "trust" {
 		out.State, out.Output = "planned", "the kubelet's clientCAFile and kubelet.conf would trust old + new CA (the new CA is made by the real run; a worker never gets its key)"

@@ -36,6 +36,7 @@ type EndpointOptions struct {
 	DryRun    bool
 	// StopGrace, JobTimeout, VerifyTimeout: as for Renew (the SAN is added by a renewal).
 	StopGrace     time.Duration
+	LBDrain       time.Duration
 	JobTimeout    time.Duration
 	VerifyTimeout time.Duration
 	// ReadyTimeout bounds the wait for a node's kubelet to report through the new endpoint
@@ -80,7 +81,7 @@ const (
 // restarts the kubelet; the next node starts only when this one's kubelet reports again.
 // A rerun after a failure does again only what is not done yet.
 func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (*EndpointReport, error) {
-	ro := RenewOptions{Namespace: o.Namespace, Image: o.Image, Roots: o.Roots, StopGrace: o.StopGrace, JobTimeout: o.JobTimeout,
+	ro := RenewOptions{Namespace: o.Namespace, Image: o.Image, Roots: o.Roots, StopGrace: o.StopGrace, LBDrain: o.LBDrain, JobTimeout: o.JobTimeout,
 		VerifyTimeout: o.VerifyTimeout, LeaseDuration: o.LeaseDuration, Identity: o.Identity, Progress: o.Progress, Port: o.Port}
 	ro.defaults()
 	if o.ReadyTimeout <= 0 {

@@ -46,6 +46,10 @@ type RenewOptions struct {
 	// with a grace closes its listener (new connections go to the other apiservers) and
 	// finishes the requests in flight instead of cutting them.
 	StopGrace time.Duration
+	// LBDrain is passed on as --lb-drain: each node's apiserver refuses new connections from
+	// other machines for this long before it is stopped, so the load balancer takes it out
+	// before it fails a request (restart.Drain).
+	LBDrain time.Duration
 	// SkipKubeadmConfig: do not record SANs in kube-system/kubeadm-config. Otherwise the
 	// command records them once, before the first node, and the nodes' Jobs do not.
 	SkipKubeadmConfig bool
@@ -119,8 +123,17 @@ func (o *RenewOptions) nodeArgs() []string {
 		return append(args, "--dry-run")
 	}
 	args = append(args, "--restart", "--yes")
+	return append(args, o.restartArgs()...)
+}
+
+// restartArgs are the flags a node's restart takes from the command: --stop-grace, --lb-drain.
+func (o *RenewOptions) restartArgs() []string {
+	var args []string
 	if o.StopGrace > 0 {
 		args = append(args, "--stop-grace", o.StopGrace.String())
+	}
+	if o.LBDrain > 0 {
+		args = append(args, "--lb-drain", o.LBDrain.String())
 	}
 	return args
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,6 +47,9 @@ type Options struct {
 	// restart), default 30s. Run holds the lock throughout.
 	LockTimeout time.Duration
 	Progress    *Progress
+	// Drain, when set, takes the apiserver out of the load balancer before it is stopped
+	// (see Drain) and lets it back in once it is healthy again.
+	Drain *Drain
 }
 
 // Stopper stops a component's running container right after its manifest moved out.
@@ -239,7 +243,31 @@ func (o *Options) one(ctx context.Context, c *component, action string, res *Res
 	return err
 }
 
-func (o *Options) restart(ctx context.Context, c *component) (time.Duration, string, error) {
+func (o *Options) restart(ctx context.Context, c *component) (down time.Duration, fp string, err error) {
+	if o.Drain != nil && c.name == "apiserver" {
+		port, perr := strconv.Atoi(c.health.Port())
+		if perr != nil {
+			return 0, "", fmt.Errorf("the apiserver's port in %s: %w", c.manifest, perr)
+		}
+		o.Progress.Line(c.name, "refusing new connections from other machines to port %d for %s, so that the load balancer takes it out", port, o.Drain.Wait)
+		end, derr := o.Drain.Begin(ctx, port)
+		if derr != nil {
+			return 0, "", derr
+		}
+		defer func() {
+			if eerr := end(); eerr != nil {
+				err = errors.Join(err, eerr)
+				return
+			}
+			if err == nil {
+				o.Progress.Line(c.name, "accepting connections from other machines again")
+			}
+		}()
+	}
+	return o.restartNow(ctx, c)
+}
+
+func (o *Options) restartNow(ctx context.Context, c *component) (time.Duration, string, error) {
 	start := time.Now()
 	staged, err := stage(o.Layout, c.manifest)
 	if err != nil {

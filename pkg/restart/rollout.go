@@ -36,6 +36,8 @@ type Request struct {
 	KubeletWait kubelet.WaitOptions
 	Out         io.Writer // the plan and the summary; nil discards
 	Progress    *Progress // nil: plain lines on Out
+	// Drain takes the apiserver out of the load balancer before it is stopped; nil: no.
+	Drain *Drain
 }
 
 // Outcome is what Restart and AfterRenew did.
@@ -143,7 +145,7 @@ func (r Request) run(ctx context.Context, steps []Step, withKubelet bool, rollba
 		results, err := Run(ctx, Options{
 			Layout: r.Layout, Steps: steps, Timeout: r.Timeout, ReloadTimeout: r.ReloadTimeout,
 			Node: node, Proc: r.Proc, Stopper: StopperFor(r.Layout, node, r.Grace, r.Proc),
-			Rollback: rollback, LockTimeout: r.LockTimeout, Progress: r.Progress,
+			Rollback: rollback, LockTimeout: r.LockTimeout, Progress: r.Progress, Drain: r.Drain,
 		})
 		out.Results = results
 		r.summary(results)
