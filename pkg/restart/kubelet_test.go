@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,7 +70,14 @@ func TestKubeletRestarterSupervised(t *testing.T) {
 	sup := exec.Command("sh", "-c", `trap 'kill -9 $child 2>/dev/null; exit 0' TERM; while :; do "$0" --config="$1" & child=$!; wait $child; done`, bin, cfg)
 	sup.Env = append(os.Environ(), "CERTCTL_FAKE_EXIT_ON_TERM=1")
 	testenv.StartProcess(t, sup)
-	t.Cleanup(func() { _ = sup.Process.Signal(os.Interrupt) })
+	t.Cleanup(func() {
+		// The supervisor's trap kills the kubelet it runs; the kubelet found last is killed
+		// too, whatever the supervisor did (a kubelet left behind outlives the test).
+		_ = sup.Process.Signal(syscall.SIGTERM)
+		if n, err := restart.FindKubelet("", cfg); err == nil {
+			_ = syscall.Kill(n.PID, syscall.SIGKILL)
+		}
+	})
 
 	var before *restart.Node
 	deadline := time.Now().Add(10 * time.Second)
