@@ -255,7 +255,7 @@ func (o *CARotateOptions) newCA(ctx context.Context, cs kubernetes.Interface, ol
 func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, out *NodeOutcome, cp bool, newCA *x509.Certificate, bundle []byte) error {
 	start := time.Now()
 	args := []string{"ca", "rotate", "ca"}
-	spec := JobSpec{Namespace: ro.Namespace, Node: out.Node, Image: ro.Image, Component: "carotate", Privileged: !o.DryRun, Deadline: ro.JobTimeout}
+	spec := JobSpec{Node: out.Node, Component: "carotate", Privileged: !o.DryRun}
 	switch {
 	case o.Rollback:
 		args = append(args, "--rollback")
@@ -282,17 +282,10 @@ func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interfac
 		return nil
 	}
 	spec.Args = args
-	ro.logf("%s: job: certctl --root /host %s", out.Node, strings.Join(args, " "))
-	res, err := RunJob(ctx, cs, spec, ro.JobTimeout)
+	res, err := ro.nodeJob(ctx, cs, spec, 10)
+	out.Output = strings.TrimSpace(res.Logs)
 	if err != nil {
 		return err
-	}
-	out.Output = strings.TrimSpace(res.Logs)
-	for _, l := range lastLines(res.Logs, 10) {
-		ro.logf("%s:   | %s", out.Node, l)
-	}
-	if res.ExitCode != 0 {
-		return fmt.Errorf("certctl ca rotate exited %d on the node: %s", res.ExitCode, tail(res.Logs, 800))
 	}
 	if o.DryRun {
 		out.State = "planned"
@@ -425,19 +418,9 @@ func (o *CARotateOptions) workerClientCert(ctx context.Context, cs kubernetes.In
 	}
 	defer func() { _ = secrets.Delete(context.WithoutCancel(ctx), name, metav1.DeleteOptions{}) }()
 	args := []string{"kubelet-client", "install", SecretDir + "/kubelet-client.pem"}
-	ro.logf("%s: job: certctl --root /host %s (CSR %s signed by the new CA)", node, strings.Join(args, " "), csr.Name)
-	res, err := RunJob(ctx, cs, JobSpec{Namespace: ro.Namespace, Node: node, Image: ro.Image, Component: "kubelet-client",
-		Args: args, Privileged: true, Deadline: ro.JobTimeout, Secret: name}, ro.JobTimeout)
-	if err != nil {
-		return err
-	}
-	for _, l := range lastLines(res.Logs, 6) {
-		ro.logf("%s:   | %s", node, l)
-	}
-	if res.ExitCode != 0 {
-		return fmt.Errorf("certctl kubelet-client install exited %d on the node: %s", res.ExitCode, tail(res.Logs, 800))
-	}
-	return nil
+	ro.logf("%s: CSR %s signed by the new CA", node, csr.Name)
+	_, err = ro.nodeJob(ctx, cs, JobSpec{Node: node, Component: "kubelet-client", Args: args, Privileged: true, Secret: name}, 6)
+	return err
 }
 
 // workerServing: a worker whose kubelet serves a certificate of the old CA (serverTLSBootstrap)
@@ -460,7 +443,7 @@ func (o *CARotateOptions) workerServing(ctx context.Context, cs kubernetes.Inter
 		return nil // self-signed, or already the new CA's: nothing to do
 	}
 	args := []string{"kubelet-serving", "enable", "--new-certificate"}
-	ro.logf("%s: its kubelet serves a certificate of the old CA; job: certctl --root /host %s", out.Node, strings.Join(args, " "))
+	ro.logf("%s: its kubelet serves a certificate of the old CA", out.Node)
 	start := time.Now()
 	// The kubelet files its CSR while the Job runs; approve it meanwhile (with certctl's checks)
 	// so that the Job's log can be read through the kubelet's new serving certificate.
@@ -471,14 +454,10 @@ func (o *CARotateOptions) workerServing(ctx context.Context, cs kubernetes.Inter
 			return false, nil
 		})
 	}()
-	res, err := RunJob(ctx, cs, JobSpec{Namespace: ro.Namespace, Node: out.Node, Image: ro.Image, Component: "serving",
-		Args: args, Privileged: true, Deadline: ro.JobTimeout}, ro.JobTimeout)
+	_, err = ro.nodeJob(ctx, cs, JobSpec{Node: out.Node, Component: "serving", Args: args, Privileged: true}, 0)
 	stopApproving()
 	if err != nil {
 		return err
-	}
-	if res.ExitCode != 0 {
-		return fmt.Errorf("certctl kubelet-serving enable --new-certificate exited %d on the node: %s", res.ExitCode, tail(res.Logs, 800))
 	}
 	only := x509.NewCertPool()
 	only.AddCert(newCA)

@@ -226,20 +226,10 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 
 func (o *EndpointOptions) moveNode(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, out *NodeOutcome, args []string) error {
 	start := time.Now()
-	ro.logf("%s: job: certctl --root /host %s", out.Node, strings.Join(args, " "))
-	res, err := RunJob(ctx, cs, JobSpec{
-		Namespace: ro.Namespace, Node: out.Node, Image: ro.Image, Component: "endpoint",
-		Args: args, Privileged: true, Deadline: ro.JobTimeout,
-	}, ro.JobTimeout)
+	res, err := ro.nodeJob(ctx, cs, JobSpec{Node: out.Node, Component: "endpoint", Args: args, Privileged: true}, 8)
+	out.Output = strings.TrimSpace(res.Logs)
 	if err != nil {
 		return err
-	}
-	out.Output = strings.TrimSpace(res.Logs)
-	for _, l := range lastLines(res.Logs, 8) {
-		ro.logf("%s:   | %s", out.Node, l)
-	}
-	if res.ExitCode != 0 {
-		return fmt.Errorf("certctl kubeconfig set-server exited %d on the node: %s", res.ExitCode, tail(res.Logs, 600))
 	}
 	if strings.Contains(res.Logs, "kubelet restarted") {
 		done := time.Now()

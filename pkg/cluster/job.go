@@ -270,3 +270,36 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// nodeJob runs certctl spec.Args in a privileged Job on spec.Node (namespace, image and
+// deadline from o), logs the command line and the last echo lines of certctl's log, and fails
+// naming the command when certctl exits non-zero. The result comes back in both cases: the
+// caller keeps the log.
+func (o *RenewOptions) nodeJob(ctx context.Context, cs kubernetes.Interface, spec JobSpec, echo int) (JobResult, error) {
+	spec.Namespace, spec.Image, spec.Deadline = o.Namespace, o.Image, o.JobTimeout
+	o.logf("%s: job: certctl --root /host %s", spec.Node, strings.Join(spec.Args, " "))
+	res, err := RunJob(ctx, cs, spec, o.JobTimeout)
+	if err != nil {
+		return res, err
+	}
+	for _, l := range lastLines(res.Logs, echo) {
+		o.logf("%s:   | %s", spec.Node, l)
+	}
+	if res.ExitCode != 0 {
+		return res, fmt.Errorf("certctl %s exited %d on the node: %s", commandName(spec.Args), res.ExitCode, tail(res.Logs, 800))
+	}
+	return res, nil
+}
+
+// commandName is the certctl command of args: its leading words, at most two ("ca rotate",
+// "renew apiserver").
+func commandName(args []string) string {
+	var words []string
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") || len(words) == 2 {
+			break
+		}
+		words = append(words, a)
+	}
+	return strings.Join(words, " ")
+}

@@ -276,17 +276,13 @@ func (o *RenewOptions) renewNode(ctx context.Context, cs kubernetes.Interface, o
 	start := time.Now()
 	addr := net.JoinHostPort(out.IP, strconv.Itoa(o.Port))
 	before, _ := servedLeaf(ctx, addr)
-	o.logf("%s: renewing (job: certctl --root /host %s)", out.Node, strings.Join(o.nodeArgs(), " "))
-	res, err := RunJob(ctx, cs, JobSpec{
-		Namespace: o.Namespace, Node: out.Node, Image: o.Image, Component: "renew",
-		Args: o.nodeArgs(), Privileged: true, Deadline: o.JobTimeout,
-	}, o.JobTimeout)
+	res, err := o.nodeJob(ctx, cs, JobSpec{Node: out.Node, Component: "renew", Args: o.nodeArgs(), Privileged: true}, 0)
 	if err != nil {
+		if res.Logs != "" {
+			out.Output = tail(res.Logs, 4000)
+			return fmt.Errorf("%w (the node's renewal rolls itself back)", err)
+		}
 		return err
-	}
-	if res.ExitCode != 0 {
-		out.Output = tail(res.Logs, 4000)
-		return fmt.Errorf("certctl renew exited %d on the node (its renewal rolls itself back): %s", res.ExitCode, tail(res.Logs, 600))
 	}
 	o.logf("%s: job %s done in %s; checking https://%s/readyz and the certificate it serves", out.Node, res.Job, res.Took.Round(100*time.Millisecond), addr)
 	served, err := o.verify(ctx, addr, before)

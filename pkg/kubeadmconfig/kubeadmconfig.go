@@ -96,16 +96,9 @@ func LaterCommand(edits []Edit) string {
 // (yaml.v3 writes them indented). A document that is not a ClusterConfiguration, or whose
 // etcd is external for an etcd field, is an error.
 func AddSANs(doc string, field Field, sans []string) (string, []string, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal([]byte(doc), &root); err != nil {
-		return "", nil, fmt.Errorf("parse %s: %w", Key, err)
-	}
-	if root.Kind != yaml.DocumentNode || len(root.Content) != 1 || root.Content[0].Kind != yaml.MappingNode {
-		return "", nil, fmt.Errorf("%s is not a YAML mapping", Key)
-	}
-	top := root.Content[0]
-	if k := value(top, "kind"); k == nil || k.Value != "ClusterConfiguration" {
-		return "", nil, fmt.Errorf("%s: kind is not ClusterConfiguration", Key)
+	top, root, err := clusterConfiguration(doc)
+	if err != nil {
+		return "", nil, err
 	}
 	path := strings.Split(string(field), ".")
 	if path[0] == "etcd" && value(value(top, "etcd"), "external") != nil {
@@ -154,16 +147,11 @@ func AddSANs(doc string, field Field, sans []string) (string, []string, error) {
 	if len(added) == 0 {
 		return doc, nil, nil
 	}
-	var buf bytes.Buffer
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(&root); err != nil {
-		return "", nil, fmt.Errorf("write %s: %w", Key, err)
+	out, err := encode(root)
+	if err != nil {
+		return "", nil, err
 	}
-	if err := enc.Close(); err != nil {
-		return "", nil, fmt.Errorf("write %s: %w", Key, err)
-	}
-	return buf.String(), added, nil
+	return out, added, nil
 }
 
 func sameSAN(a, b string) bool {
@@ -234,9 +222,37 @@ type Result struct {
 // a fresh read (retry.RetryOnConflict). The ConfigMap changes in one update or not at all.
 func Apply(ctx context.Context, cs kubernetes.Interface, edits []Edit) (*Result, error) {
 	res := &Result{}
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	rv, err := update(ctx, cs, func(doc string) (string, error) {
 		res.Attempts++
 		res.Added = nil
+		for _, e := range edits {
+			var added []string
+			var err error
+			doc, added, err = AddSANs(doc, e.Field, e.SANs)
+			if err != nil {
+				return "", err
+			}
+			if len(added) > 0 {
+				res.Added = append(res.Added, Edit{Field: e.Field, SANs: added})
+			}
+		}
+		return doc, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.ResourceVersion = rv
+	return res, nil
+}
+
+// update reads the ConfigMap, edits its document and, when the edit changed it, updates the
+// ConfigMap with the resourceVersion it read; on a conflict (kubeadm upgrade, another
+// certctl) it starts again from a fresh read (retry.RetryOnConflict), so no concurrent change
+// is overwritten. It returns the ConfigMap's resourceVersion after the write (or as read,
+// when nothing changed).
+func update(ctx context.Context, cs kubernetes.Interface, edit func(doc string) (string, error)) (string, error) {
+	var rv string
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cm, err := cs.CoreV1().ConfigMaps(Namespace).Get(ctx, Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return ErrNotFound
@@ -248,36 +264,27 @@ func Apply(ctx context.Context, cs kubernetes.Interface, edits []Edit) (*Result,
 		if !ok {
 			return fmt.Errorf("%s/%s has no %s key", Namespace, Name, Key)
 		}
-		for _, e := range edits {
-			var added []string
-			doc, added, err = AddSANs(doc, e.Field, e.SANs)
-			if err != nil {
-				return fmt.Errorf("%s/%s: %w", Namespace, Name, err)
-			}
-			if len(added) > 0 {
-				res.Added = append(res.Added, Edit{Field: e.Field, SANs: added})
-			}
+		out, err := edit(doc)
+		if err != nil {
+			return fmt.Errorf("%s/%s: %w", Namespace, Name, err)
 		}
-		res.ResourceVersion = cm.ResourceVersion
-		if len(res.Added) == 0 {
+		rv = cm.ResourceVersion
+		if out == doc {
 			return nil
 		}
 		cm = cm.DeepCopy()
-		cm.Data[Key] = doc
-		out, err := cs.CoreV1().ConfigMaps(Namespace).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "certctl"})
+		cm.Data[Key] = out
+		updated, err := cs.CoreV1().ConfigMaps(Namespace).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "certctl"})
 		if err != nil {
 			if apierrors.IsConflict(err) {
 				return err // RetryOnConflict needs the API error itself
 			}
 			return fmt.Errorf("update %s/%s: %w", Namespace, Name, err)
 		}
-		res.ResourceVersion = out.ResourceVersion
+		rv = updated.ResourceVersion
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return res, nil
+	return rv, err
 }
 
 // DefaultTimeout bounds each request to the API server: an unreachable API must not hold a
@@ -340,35 +347,10 @@ func SetControlPlaneEndpoint(doc, ep string) (out, old string, err error) {
 // resourceVersion read; retried on a conflict) and returns the value it replaced. An
 // endpoint already in place is not written again.
 func SetEndpoint(ctx context.Context, cs kubernetes.Interface, ep string) (old string, changed bool, err error) {
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cm, err := cs.CoreV1().ConfigMaps(Namespace).Get(ctx, Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return fmt.Errorf("read %s/%s: %w", Namespace, Name, err)
-		}
-		doc, ok := cm.Data[Key]
-		if !ok {
-			return fmt.Errorf("%s/%s has no %s key", Namespace, Name, Key)
-		}
+	_, err = update(ctx, cs, func(doc string) (string, error) {
 		out, prev, err := SetControlPlaneEndpoint(doc, ep)
-		if err != nil {
-			return fmt.Errorf("%s/%s: %w", Namespace, Name, err)
-		}
-		old, changed = prev, out != doc
-		if !changed {
-			return nil
-		}
-		cm = cm.DeepCopy()
-		cm.Data[Key] = out
-		if _, err := cs.CoreV1().ConfigMaps(Namespace).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "certctl"}); err != nil {
-			if apierrors.IsConflict(err) {
-				return err
-			}
-			return fmt.Errorf("update %s/%s: %w", Namespace, Name, err)
-		}
-		return nil
+		old, changed = prev, err == nil && out != doc
+		return out, err
 	})
 	return old, changed, err
 }
