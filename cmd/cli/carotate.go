@@ -106,7 +106,7 @@ runs it on every node in turn. See docs/ca-rotation.md.`,
 	f.StringVar(&o.Phase, "phase", "", "the phase to run: trust, issue or drop")
 	f.IntVar(&o.Days, "days", carotate.DefaultDays, "validity of a generated new CA, in days")
 	f.BoolVar(&o.DryRun, "dry-run", false, "list the files the phase would change; change nothing")
-	f.BoolVar(&o.Rollback, "rollback", false, "undo the last phase applied on this node")
+	f.BoolVar(&o.Rollback, "rollback", false, "undo the last phase applied on this node (with --phase: undo that phase only, where it is the last one applied)")
 	f.StringVar(&o.NewCACert, "new-ca-cert", "", "the new CA certificate (new.crt of the node that generated it)")
 	f.StringVar(&o.NewCAKey, "new-ca-key", "", "the new CA key (new.key of the node that generated it); not on workers")
 	f.BoolVar(&o.Generate, "generate", false, "generate the new CA here (phase trust on the first control-plane node)")

@@ -369,18 +369,24 @@ cluster before the next:
   issue  every node's certificates re-issued by the new CA (the control-plane nodes sign with
          it from now on); a worker's kubelet client certificate through a CSR signed by the
          controller-manager and handed to the node in a Secret of its own, its serving
-         certificate (when the old CA signed it) through the kubelet's own CSR.
+         certificate (when the old CA signed it) through the kubelet's own CSR. The apiservers
+         serve the new CA cross-signed by the old after their certificates, so pods whose
+         client read only the old CA keep talking to the API: no pod is restarted.
   drop   every verifier back to the new CA alone; cluster-info and kube-root-ca.crt too; the
          Secret deleted. A certificate of the old CA is refused from then on.
 
-After each phase the kubeconfig this command used (and ~/.kube/config) trust what the cluster
-now serves. --dry-run prints every node's plan; --rollback undoes the last phase on every node
-(in reverse order). Only the cluster CA is rotated cluster-wide; etcd-ca and front-proxy-ca are
+Each node's apiserver is taken out of the load balancer before it restarts (--lb-drain). After
+each phase the kubeconfig this command used (and ~/.kube/config) trust what the cluster now
+serves. --dry-run prints every node's plan. --rollback undoes trust or issue on every node where
+it is the last phase applied (in reverse order; --phase names it, otherwise the cluster shows
+it); after trust's rollback cluster-info and kube-root-ca.crt hold the old CA alone again and the
+Secret is deleted. After drop, roll back node by node. Only the cluster CA is rotated cluster-wide; etcd-ca and front-proxy-ca are
 rotated node by node with 'certctl ca rotate'. See docs/ca-rotation.md.`,
 		Example: `  certctl cluster ca-rotate --phase trust --dry-run
   certctl cluster ca-rotate --phase trust
   certctl cluster ca-rotate --phase issue
-  certctl cluster ca-rotate --phase drop`,
+  certctl cluster ca-rotate --phase drop
+  certctl cluster ca-rotate --rollback              # undo the last phase (trust or issue)`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) == 1 && args[0] != "ca" {
@@ -444,7 +450,7 @@ rotated node by node with 'certctl ca rotate'. See docs/ca-rotation.md.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Phase, "phase", "", "the phase to run on every node: trust, issue or drop")
-	f.BoolVar(&opts.Rollback, "rollback", false, "undo the last phase on every node, in reverse order")
+	f.BoolVar(&opts.Rollback, "rollback", false, "undo a phase on every node where it is the last one applied, in reverse order, and the cluster's copies of the CA (trust or issue: --phase, or the phase the cluster shows)")
 	f.IntVar(&opts.Days, "days", 3650, "validity of the new CA, in days (phase trust)")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print every node's plan, change nothing")
 	f.DurationVar(&opts.JobTimeout, "job-timeout", 10*time.Minute, "one node's Job")

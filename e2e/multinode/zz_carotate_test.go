@@ -32,8 +32,8 @@ import (
 	"github.com/certctl/certctl/pkg/pki"
 )
 
-// TestClusterCARotate is issue 15 on the lab: `certctl cluster ca-rotate` takes the cluster CA
-// through trust, issue and drop on three control-plane nodes and a worker, with clients polling
+// TestClusterCARotate is issue 15 on the lab: `certctl cluster ca-rotate` runs trust and rolls
+// it back everywhere, then takes the cluster CA through trust, issue and drop on three control-plane nodes and a worker, with clients polling
 // through the balancer; a pod on the worker keeps its container; after drop a client
 // certificate of the old CA is refused by the apiservers (401) and by the worker's kubelet,
 // a pod whose client-go loaded only the old CA kept talking to the API throughout,
@@ -82,6 +82,57 @@ func TestClusterCARotate(t *testing.T) {
 	}
 	if _, err := cs.CoreV1().Secrets("kube-system").Get(ctx, "certctl-ca-rotation", metav1.GetOptions{}); err == nil {
 		t.Fatalf("the dry run created the rotation's Secret")
+	}
+	assertNoJobs(t)
+
+	// Trust, then the cluster-wide rollback: every node back to the old CA alone, and the
+	// cluster's copies of it (cluster-info, every kube-root-ca.crt); the new CA's Secret gone.
+	if r := here("cluster", "ca-rotate", "--phase", "trust"); r.Code != 0 {
+		t.Fatalf("cluster ca-rotate --phase trust: %s", r)
+	}
+	start := time.Now()
+	r = here("cluster", "ca-rotate", "--rollback")
+	t.Logf("rollback of trust: %s", time.Since(start).Round(100*time.Millisecond))
+	if r.Code != 0 || !strings.Contains(r.Stdout, "phase rollback of trust") {
+		t.Fatalf("cluster ca-rotate --rollback after trust: %s", r)
+	}
+	followLab(t, local)
+	cs = localCS()
+	oldOnly := func(what string, data []byte) {
+		t.Helper()
+		in := pki.CertificatesIn(data)
+		if len(in) != 1 || !in[0].Equal(oldCA) {
+			t.Errorf("after the rollback %s holds %d CA certificate(s), want the old CA alone", what, len(in))
+		}
+	}
+	if kc, err := clientcmd.LoadFromFile(local); err != nil {
+		t.Fatal(err)
+	} else {
+		for name, c := range kc.Clusters {
+			oldOnly("the command's kubeconfig (cluster "+name+")", c.CertificateAuthorityData)
+		}
+	}
+	if cm, err := cs.CoreV1().ConfigMaps("kube-public").Get(ctx, "cluster-info", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	} else if kc, err := clientcmd.Load([]byte(cm.Data["kubeconfig"])); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, c := range kc.Clusters {
+			oldOnly("kube-public/cluster-info", c.CertificateAuthorityData)
+		}
+	}
+	if cm, err := cs.CoreV1().ConfigMaps("default").Get(ctx, "kube-root-ca.crt", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	} else {
+		oldOnly("default/kube-root-ca.crt", []byte(cm.Data["ca.crt"]))
+	}
+	if _, err := cs.CoreV1().Secrets("kube-system").Get(ctx, "certctl-ca-rotation", metav1.GetOptions{}); err == nil {
+		t.Errorf("after the rollback of trust the new CA's Secret is still there")
+	}
+	for _, n := range nodes {
+		if _, err := os.Stat(filepath.Join(n.Dir(), "etc-kubernetes", "pki", "rotation", "ca", "state.json")); err == nil {
+			t.Errorf("after the rollback %s still has a rotation state", n.Name)
+		}
 	}
 	assertNoJobs(t)
 

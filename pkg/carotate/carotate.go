@@ -244,6 +244,10 @@ type Options struct {
 	Generate bool
 	// DryRun plans and changes nothing.
 	DryRun bool
+	// RollbackPhase, for Rollback: undo this phase only, where it is the last one applied; a
+	// node where it was not applied has nothing to undo (a cluster-wide rollback of a phase
+	// that stopped half-way). "": the last phase applied, whichever.
+	RollbackPhase string
 	// Command is recorded in the backup and the journal.
 	Command     string
 	LockTimeout time.Duration

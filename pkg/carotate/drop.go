@@ -133,10 +133,21 @@ func Rollback(o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if (st == nil || len(st.Steps) == 0) && o.RollbackPhase != "" {
+		return &Result{CA: o.CA, Phase: "rollback " + o.RollbackPhase, DryRun: o.DryRun, AlreadyDone: true,
+			Notes: []string{"no rotation on this node: phase " + o.RollbackPhase + " was not applied here, nothing to undo"}}, nil
+	}
 	if st == nil || len(st.Steps) == 0 {
 		return nil, fmt.Errorf("%s: no rotation phase to roll back on this node (no %s)", o.CA, p.State)
 	}
 	step := st.Steps[len(st.Steps)-1]
+	if o.RollbackPhase != "" && step.Phase != o.RollbackPhase {
+		if phaseIndex(step.Phase) < phaseIndex(o.RollbackPhase) {
+			return &Result{CA: o.CA, Phase: "rollback " + o.RollbackPhase, DryRun: o.DryRun, AlreadyDone: true,
+				Notes: []string{fmt.Sprintf("phase %s was not applied on this node (its last phase is %s): nothing to undo", o.RollbackPhase, step.Phase)}}, nil
+		}
+		return nil, fmt.Errorf("%s: the last phase applied on this node is %s, not %s: roll %s back first", o.CA, step.Phase, o.RollbackPhase, step.Phase)
+	}
 	res := &Result{CA: o.CA, Phase: "rollback " + step.Phase, DryRun: o.DryRun, BackupID: step.BackupID}
 	m, err := backup.Load(o.Layout, step.BackupID)
 	if err != nil {

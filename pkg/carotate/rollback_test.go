@@ -153,3 +153,59 @@ func servingFile(t *testing.T, l pki.Layout) {
 		t.Fatal(err)
 	}
 }
+
+// TestRollbackPhase: --rollback --phase P (what a cluster-wide rollback runs on every node)
+// undoes P where it is the last phase applied, leaves a node where P was not applied as it is,
+// and refuses a node that is already past P.
+func TestRollbackPhase(t *testing.T) {
+	base := node(t)
+	for _, tc := range []struct {
+		name    string
+		applied []string // phases applied before the rollback
+		undo    string
+		changes bool   // the rollback changed the node
+		wantErr string // refused
+	}{
+		{name: "trust undone", applied: []string{carotate.PhaseTrust}, undo: carotate.PhaseTrust, changes: true},
+		{name: "issue undone", applied: []string{carotate.PhaseTrust, carotate.PhaseIssue}, undo: carotate.PhaseIssue, changes: true},
+		{name: "issue not applied here", applied: []string{carotate.PhaseTrust}, undo: carotate.PhaseIssue},
+		{name: "no rotation here", undo: carotate.PhaseTrust},
+		{name: "already past it", applied: []string{carotate.PhaseTrust, carotate.PhaseIssue}, undo: carotate.PhaseTrust, wantErr: "the last phase applied on this node is issue, not trust"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := clone(t, base)
+			o := opts(l, "ca")
+			o.Generate = true
+			for _, p := range tc.applied {
+				mustPhase(t, p, o)
+			}
+			before := snapshot(t, l)
+			res, err := carotate.Run(opts(l, "ca"), []string{"ca"}, tc.undo, true)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want %q", err, tc.wantErr)
+				}
+				sameSnapshot(t, "refused rollback", before, snapshot(t, l))
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res) != 1 || res[0].AlreadyDone == tc.changes {
+				t.Fatalf("results %+v, want changes=%v", res, tc.changes)
+			}
+			if !tc.changes {
+				sameSnapshot(t, "nothing to undo", before, snapshot(t, l))
+				return
+			}
+			st, err := carotate.LoadState(l, "ca")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := len(tc.applied) - 1
+			if (want == 0 && st != nil) || (want > 0 && (st == nil || st.Phase != tc.applied[want-1])) {
+				t.Errorf("after undoing %s: state %+v, want the rotation at %v", tc.undo, st, tc.applied[:want])
+			}
+		})
+	}
+}

@@ -30,7 +30,10 @@ func Run(o Options, cas []string, phase string, rollback bool) ([]*Result, error
 		return nil, fmt.Errorf("--phase %q: want one of %v (or --rollback)", phase, Phases)
 	}
 	if rollback && phase != "" {
-		return nil, errors.New("--rollback undoes the last phase applied: give it without --phase")
+		if phaseIndex(phase) < 0 {
+			return nil, fmt.Errorf("--rollback --phase %q: want one of %v", phase, Phases)
+		}
+		o.RollbackPhase = phase
 	}
 	if o.NewCA != nil && len(cas) != 1 {
 		return nil, errors.New("--new-ca-cert names one CA's files: give the CA (ca, etcd-ca or front-proxy-ca), not all")

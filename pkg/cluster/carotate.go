@@ -42,8 +42,8 @@ const CARotationSecret = "certctl-ca-rotation"
 
 // CARotateOptions drive CARotate.
 type CARotateOptions struct {
-	Phase    string // trust, issue, drop
-	Rollback bool   // undo the last phase on every node, in reverse order
+	Phase    string // trust, issue, drop; with Rollback, the phase to undo ("": as the cluster shows)
+	Rollback bool   // undo a phase on every node where it is the last applied, in reverse order
 	Days     int    // the new CA's validity (trust); default 3650
 	// OldCA is the cluster CA the command's kubeconfig trusts now (PEM): the new one is made
 	// like it (subject, key algorithm).
@@ -93,6 +93,9 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 	}
 	if !o.Rollback && !slices.Contains([]string{"trust", "issue", "drop"}, o.Phase) {
 		return nil, fmt.Errorf("--phase %q: want trust, issue or drop (or --rollback)", o.Phase)
+	}
+	if o.Rollback && !slices.Contains([]string{"", "trust", "issue"}, o.Phase) {
+		return nil, fmt.Errorf("--rollback --phase %q: the cluster-wide rollback undoes trust or issue; after drop (the old CA trusted nowhere, its Secret deleted) roll back node by node: certctl ca rotate ca --rollback", o.Phase)
 	}
 	if ro.Image == "" {
 		return nil, fmt.Errorf("no image: pass --image with an image whose entrypoint is certctl")
@@ -156,6 +159,15 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 		return rep, fmt.Errorf("the kubeconfig trusts only the new CA: the old one is gone already (phase drop done?)")
 	}
 	bundle := append(oldPEM, newPEM...)
+	if o.Rollback && o.Phase == "" {
+		if o.Phase, err = undone(ctx, cps, ro.Port, newCert[0]); err != nil {
+			return rep, err
+		}
+	}
+	if o.Rollback {
+		rep.Phase = "rollback of " + o.Phase
+		ro.logf("rolling back phase %s on every node where it is the last phase applied", o.Phase)
+	}
 
 	for i, n := range order {
 		out := &rep.Nodes[i]
@@ -170,7 +182,29 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 			return rep, fmt.Errorf("node %s failed: %v; the nodes before it are done, the others untouched: fix it and run the same command again (a node done is not changed again), or --rollback", out.Node, err)
 		}
 	}
-	if o.DryRun || o.Rollback {
+	if o.DryRun || (o.Rollback && o.Phase == "issue") {
+		return rep, nil // after issue's rollback the cluster's copies hold old + new, as after trust
+	}
+	if o.Rollback {
+		// Trust undone: the cluster's copies of the CA back to the old one, the new CA's
+		// Secret deleted (a new trust makes a new one).
+		rep.Trust = oldPEM
+		if rep.ClusterInfo, err = setClusterInfoCA(ctx, cs, oldPEM); err != nil {
+			return rep, err
+		}
+		ro.logf("%s/%s: %s", ClusterInfoNamespace, ClusterInfoName, rep.ClusterInfo)
+		n, err := waitRootCA(ctx, cs, func(data string) bool {
+			in := pki.CertificatesIn([]byte(data))
+			return !slices.ContainsFunc(in, newCert[0].Equal) && slices.ContainsFunc(in, func(c *x509.Certificate) bool { return slices.ContainsFunc(olds, c.Equal) })
+		}, o.ReadyTimeout)
+		if err != nil {
+			return rep, err
+		}
+		rep.RootCA = fmt.Sprintf("%d kube-root-ca.crt ConfigMaps carry the old CA alone again", n)
+		ro.logf("%s", rep.RootCA)
+		if err := cs.CoreV1().Secrets("kube-system").Delete(ctx, CARotationSecret, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return rep, fmt.Errorf("phase trust is rolled back, but the Secret kube-system/%s could not be deleted: %w (delete it: it holds the new CA's key)", CARotationSecret, err)
+		}
 		return rep, nil
 	}
 	// The cluster's copies of the CA.
@@ -258,7 +292,7 @@ func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interfac
 	spec := JobSpec{Node: out.Node, Component: "carotate", Privileged: !o.DryRun}
 	switch {
 	case o.Rollback:
-		args = append(args, "--rollback")
+		args = append(args, "--rollback", "--phase", o.Phase)
 	default:
 		args = append(args, "--phase", o.Phase)
 		if o.Phase == "trust" && o.planOnly {
@@ -651,4 +685,20 @@ func ReissueClientCert(ctx context.Context, cs kubernetes.Interface, path string
 		return false, err
 	}
 	return true, nil
+}
+
+// undone is the phase a cluster-wide --rollback undoes, as the cluster shows it: issue when a
+// control-plane apiserver serves a certificate of the new CA, trust otherwise.
+func undone(ctx context.Context, cps []corev1.Node, port int, newCA *x509.Certificate) (string, error) {
+	for i := range cps {
+		addr := net.JoinHostPort(internalIP(&cps[i]), strconv.Itoa(port))
+		c, err := servedLeaf(ctx, addr)
+		if err != nil {
+			return "", fmt.Errorf("what %s serves (to tell which phase to roll back: or give --phase): %w", addr, err)
+		}
+		if c.CheckSignatureFrom(newCA) == nil {
+			return "issue", nil
+		}
+	}
+	return "trust", nil
 }
