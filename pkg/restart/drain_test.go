@@ -51,24 +51,39 @@ func netnsPair(t *testing.T) (a, b string) {
 	return "/run/netns/" + a, "/run/netns/" + b
 }
 
-// inNetNS runs f on an OS thread moved into the network namespace at path; the thread is
-// not reused afterwards (it exits with the goroutine).
+// inNetNS runs f on an OS thread moved into the network namespace at path, and moves the
+// thread back before it is used again (the thread may be the process's main one, whose
+// namespace /proc/self/ns/net shows: it must not stay in the test's namespace).
 func inNetNS(t *testing.T, path string, f func()) {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with this goroutine
+		runtime.LockOSThread()
+		home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer unix.Close(home)
 		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
 		defer unix.Close(fd)
 		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
 		f()
+		if err := unix.Setns(home, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("back to the test's namespace: %w", err) // the thread stays locked and dies with this goroutine
+			return
+		}
+		runtime.UnlockOSThread()
 		errc <- nil
 	}()
 	if err := <-errc; err != nil {
