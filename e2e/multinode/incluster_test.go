@@ -48,10 +48,6 @@ func startInClusterClient(t *testing.T, cs kubernetes.Interface, n multilab.Node
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "certctl-incluster-", Namespace: "default"},
 		Spec: corev1.PodSpec{
-			// The host's network, as kube-proxy's and the CNI agents' pods (in-cluster clients
-			// that must outlive a rotation): the lab routes the kubernetes Service for the
-			// node's own processes.
-			HostNetwork:                   true,
 			NodeName:                      n.Name,
 			TerminationGracePeriodSeconds: ptr.To(int64(0)),
 			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},

@@ -411,6 +411,8 @@ $servers
 CFG
 	if p=$(cat "$ML_DIR/haproxy.pid" 2>/dev/null) && alive "$p"; then stop_pid "$p" haproxy; fi
 	ip netns list | grep -qw "$LB_NS" || net_host "$LB_NS" "$ML_LB_IP"
+	# Made after the nodes: the balancer needs their pod subnets' routes to answer pods.
+	add_pod_routes "$LB_NS"
 	nsenter --net="/run/netns/$LB_NS" haproxy -f "$cfg" -D -p "$ML_DIR/haproxy.pid"
 	ml_log "haproxy on $ML_LB_IP:6443 (config $cfg)"
 }
