@@ -385,59 +385,12 @@ func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interfac
 // the node's Job in a Secret of its own and installed there by `certctl kubelet-client install`
 // (which restarts the kubelet). The Secret is deleted afterwards.
 func (o *CARotateOptions) workerClientCert(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, node string, newCA *x509.Certificate) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}},
-	}, key)
-	if err != nil {
-		return err
-	}
-	csr, err := cs.CertificatesV1().CertificateSigningRequests().Create(ctx, &certificatesv1.CertificateSigningRequest{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "certctl-ca-rotation-" + node + "-"},
-		Spec: certificatesv1.CertificateSigningRequestSpec{
-			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
-			SignerName: certificatesv1.KubeAPIServerClientKubeletSignerName,
-			Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
-		},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return fmt.Errorf("file the kubelet client CSR of %s: %w", node, err)
-	}
-	defer func() {
-		_ = cs.CertificatesV1().CertificateSigningRequests().Delete(context.WithoutCancel(ctx), csr.Name, metav1.DeleteOptions{})
-	}()
-	csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
-		Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "CertctlCARotation",
-		Message: "certctl cluster ca-rotate: the node's kubelet client certificate re-issued by the new cluster CA",
-	})
-	if _, err := cs.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("approve the kubelet client CSR %s of %s: %w", csr.Name, node, err)
-	}
-	var certPEM []byte
-	var last string
-	if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		got, err := cs.CertificatesV1().CertificateSigningRequests().Get(ctx, csr.Name, metav1.GetOptions{})
-		if err != nil || len(got.Status.Certificate) == 0 {
-			last = "not signed yet"
-			return false, nil
-		}
-		certs, err := pki.ParseCertificates(csr.Name, got.Status.Certificate)
-		if err != nil {
-			return false, err
-		}
-		if err := certs[0].CheckSignatureFrom(newCA); err != nil {
-			last = "signed by another CA than the new one (is the controller-manager signing with it?)"
-			return false, nil
-		}
-		certPEM = got.Status.Certificate
-		return true, nil
-	}); err != nil {
-		return fmt.Errorf("the kubelet client CSR %s of %s: %s", csr.Name, node, last)
-	}
-	keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
+	certPEM, keyPEM, err := signedByNewCA(ctx, cs, csrRequest{
+		subject:      pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}},
+		signer:       certificatesv1.KubeAPIServerClientKubeletSignerName,
+		generateName: "certctl-ca-rotation-" + node + "-",
+		what:         "the kubelet client certificate of " + node,
+	}, newCA)
 	if err != nil {
 		return err
 	}
@@ -452,7 +405,7 @@ func (o *CARotateOptions) workerClientCert(ctx context.Context, cs kubernetes.In
 	}
 	defer func() { _ = secrets.Delete(context.WithoutCancel(ctx), name, metav1.DeleteOptions{}) }()
 	args := []string{"kubelet-client", "install", SecretDir + "/kubelet-client.pem"}
-	ro.logf("%s: CSR %s signed by the new CA", node, csr.Name)
+	ro.logf("%s: its kubelet client certificate signed by the new CA through a CSR", node)
 	_, err = ro.nodeJob(ctx, cs, JobSpec{Node: node, Component: "kubelet-client", Args: args, Privileged: true, Secret: name}, 6)
 	return err
 }
@@ -633,51 +586,12 @@ func ReissueClientCert(ctx context.Context, cs kubernetes.Interface, path string
 	if old[0].CheckSignatureFrom(newCA) == nil {
 		return false, nil
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return false, err
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: old[0].Subject.CommonName, Organization: old[0].Subject.Organization}}, key)
-	if err != nil {
-		return false, err
-	}
-	csr, err := cs.CertificatesV1().CertificateSigningRequests().Create(ctx, &certificatesv1.CertificateSigningRequest{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "certctl-ca-rotation-client-"},
-		Spec: certificatesv1.CertificateSigningRequestSpec{
-			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
-			SignerName: certificatesv1.KubeAPIServerClientSignerName,
-			Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
-		},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return false, fmt.Errorf("file a CSR for the client certificate of %s: %w", path, err)
-	}
-	defer func() {
-		_ = cs.CertificatesV1().CertificateSigningRequests().Delete(context.WithoutCancel(ctx), csr.Name, metav1.DeleteOptions{})
-	}()
-	csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
-		Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "CertctlCARotation",
-		Message: "certctl cluster ca-rotate: the operator's client certificate re-issued by the new cluster CA",
-	})
-	if _, err := cs.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{}); err != nil {
-		return false, fmt.Errorf("approve CSR %s: %w", csr.Name, err)
-	}
-	var certPEM []byte
-	if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		got, err := cs.CertificatesV1().CertificateSigningRequests().Get(ctx, csr.Name, metav1.GetOptions{})
-		if err != nil || len(got.Status.Certificate) == 0 {
-			return false, nil
-		}
-		c, err := pki.ParseCertificates(csr.Name, got.Status.Certificate)
-		if err != nil || c[0].CheckSignatureFrom(newCA) != nil {
-			return false, nil
-		}
-		certPEM = got.Status.Certificate
-		return true, nil
-	}); err != nil {
-		return false, fmt.Errorf("CSR %s for %s was not signed by the new CA within 2m (is the controller-manager signing with it? run --phase issue first)", csr.Name, path)
-	}
-	keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
+	certPEM, keyPEM, err := signedByNewCA(ctx, cs, csrRequest{
+		subject:      pkix.Name{CommonName: old[0].Subject.CommonName, Organization: old[0].Subject.Organization},
+		signer:       certificatesv1.KubeAPIServerClientSignerName,
+		generateName: "certctl-ca-rotation-client-",
+		what:         "the operator's client certificate (" + path + ")",
+	}, newCA)
 	if err != nil {
 		return false, err
 	}
@@ -701,4 +615,69 @@ func undone(ctx context.Context, cps []corev1.Node, port int, newCA *x509.Certif
 		}
 	}
 	return "trust", nil
+}
+
+// csrRequest is a client certificate to get through the certificates API.
+type csrRequest struct {
+	subject      pkix.Name
+	signer       string // kubernetes.io/kube-apiserver-client(-kubelet)
+	generateName string
+	what         string // for messages and the approval
+}
+
+// signedByNewCA gets a client certificate of newCA through the certificates API: a new key, a
+// CSR for r.subject to r.signer approved with this run's credentials and signed by the
+// controller-manager (with the new CA after phase issue). The CSR is deleted afterwards.
+func signedByNewCA(ctx context.Context, cs kubernetes.Interface, r csrRequest, newCA *x509.Certificate) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: r.subject}, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	csrs := cs.CertificatesV1().CertificateSigningRequests()
+	csr, err := csrs.Create(ctx, &certificatesv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: r.generateName},
+		Spec: certificatesv1.CertificateSigningRequestSpec{
+			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
+			SignerName: r.signer,
+			Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("file a CSR for %s: %w", r.what, err)
+	}
+	defer func() { _ = csrs.Delete(context.WithoutCancel(ctx), csr.Name, metav1.DeleteOptions{}) }()
+	csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+		Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "CertctlCARotation",
+		Message: "certctl cluster ca-rotate: " + r.what + " re-issued by the new cluster CA",
+	})
+	if _, err := csrs.UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{}); err != nil {
+		return nil, nil, fmt.Errorf("approve the CSR %s for %s: %w", csr.Name, r.what, err)
+	}
+	last := "not signed yet"
+	if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		got, err := csrs.Get(ctx, csr.Name, metav1.GetOptions{})
+		if err != nil || len(got.Status.Certificate) == 0 {
+			return false, nil
+		}
+		c, err := pki.ParseCertificates(csr.Name, got.Status.Certificate)
+		if err != nil {
+			return false, err
+		}
+		if c[0].CheckSignatureFrom(newCA) != nil {
+			last = "signed by another CA than the new one"
+			return false, nil
+		}
+		certPEM = got.Status.Certificate
+		return true, nil
+	}); err != nil {
+		return nil, nil, fmt.Errorf("the CSR %s for %s: %s within 2m (is the controller-manager signing with the new CA? run --phase issue first)", csr.Name, r.what, last)
+	}
+	if keyPEM, err = keyutil.MarshalPrivateKeyToPEM(key); err != nil {
+		return nil, nil, err
+	}
+	return certPEM, keyPEM, nil
 }
