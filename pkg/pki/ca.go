@@ -20,13 +20,12 @@ func NewCA(key crypto.Signer, like *x509.Certificate, notBefore, notAfter time.T
 	if !notBefore.Before(notAfter) {
 		return nil, fmt.Errorf("validity window is empty: not before %s, not after %s", notBefore.UTC().Format(time.RFC3339), notAfter.UTC().Format(time.RFC3339))
 	}
-	// 128 random bits, never zero (mkcert's choice).
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	serial, err := newSerial()
 	if err != nil {
 		return nil, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial.Add(serial, big.NewInt(1)),
+		SerialNumber:          serial,
 		RawSubject:            slices.Clone(like.RawSubject),
 		Subject:               like.Subject,
 		NotBefore:             notBefore.UTC(),
@@ -61,12 +60,12 @@ func CrossSign(newCA, old *x509.Certificate, oldKey crypto.Signer) (*x509.Certif
 	if !newCA.NotBefore.Before(notAfter) {
 		return nil, fmt.Errorf("cross-sign: the old CA expires (%s) before the new one is valid", old.NotAfter.UTC().Format(time.RFC3339))
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	serial, err := newSerial()
 	if err != nil {
 		return nil, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial.Add(serial, big.NewInt(1)),
+		SerialNumber:          serial,
 		RawSubject:            slices.Clone(newCA.RawSubject),
 		Subject:               newCA.Subject,
 		SubjectKeyId:          slices.Clone(newCA.SubjectKeyId),
@@ -83,4 +82,14 @@ func CrossSign(newCA, old *x509.Certificate, oldKey crypto.Signer) (*x509.Certif
 		return nil, fmt.Errorf("cross-sign: %w", err)
 	}
 	return x509.ParseCertificate(der)
+}
+
+// newSerial is a certificate serial number: 127 random bits plus one, never zero (mkcert's
+// choice).
+func newSerial() (*big.Int, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, err
+	}
+	return serial.Add(serial, big.NewInt(1)), nil
 }

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/big"
 	"net"
 	"net/url"
 	"slices"
@@ -167,12 +166,12 @@ func Sign(ca *x509.Certificate, caKey crypto.Signer, key crypto.Signer, t Templa
 
 // signRaw re-issues base (cfssl's result) with t's raw subject.
 func signRaw(ca *x509.Certificate, caKey crypto.Signer, key crypto.Signer, t Template, base *x509.Certificate) (*x509.Certificate, error) {
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	serial, err := newSerial()
 	if err != nil {
 		return nil, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial.Add(serial, big.NewInt(1)),
+		SerialNumber:          serial,
 		RawSubject:            t.RawSubject,
 		DNSNames:              t.DNSNames,
 		IPAddresses:           t.IPAddresses,
