@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/pki"
 )
 
@@ -44,21 +45,7 @@ func TestCrossSign(t *testing.T) {
 				for _, c := range chain {
 					cert.Certificate = append(cert.Certificate, c.Raw)
 				}
-				ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { ln.Close() })
-				go func() {
-					for {
-						c, err := ln.Accept()
-						if err != nil {
-							return
-						}
-						go func() { _ = c.(*tls.Conn).Handshake(); c.Close() }()
-					}
-				}()
-				return ln.Addr().String()
+				return testenv.ServeTLS(t, "127.0.0.1:0", cert, tls.NoClientCert)
 			}
 			dial := func(addr string, roots ...*x509.Certificate) error {
 				pool := x509.NewCertPool()
