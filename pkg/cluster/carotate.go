@@ -26,8 +26,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/util/keyutil"
-	"k8s.io/client-go/util/retry"
 
 	kubeconfigpkg "github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/kubeletserving"
@@ -475,11 +475,7 @@ func (o *CARotateOptions) workerServing(ctx context.Context, cs kubernetes.Inter
 
 // clusterInfoCA is the CA data of kube-public/cluster-info's kubeconfig.
 func clusterInfoCA(ctx context.Context, cs kubernetes.Interface) ([]byte, error) {
-	cm, err := cs.CoreV1().ConfigMaps(ClusterInfoNamespace).Get(ctx, ClusterInfoName, metav1.GetOptions{})
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := clientcmd.Load([]byte(cm.Data["kubeconfig"]))
+	cfg, err := clusterInfo(ctx, cs)
 	if err != nil {
 		return nil, err
 	}
@@ -493,16 +489,7 @@ func clusterInfoCA(ctx context.Context, cs kubernetes.Interface) ([]byte, error)
 // setClusterInfoCA sets the CA of kube-public/cluster-info's kubeconfig (the bootstrap signer
 // re-signs it for joins).
 func setClusterInfoCA(ctx context.Context, cs kubernetes.Interface, ca []byte) (string, error) {
-	var what string
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cm, err := cs.CoreV1().ConfigMaps(ClusterInfoNamespace).Get(ctx, ClusterInfoName, metav1.GetOptions{})
-		if err != nil {
-			return fmt.Errorf("read %s/%s: %w", ClusterInfoNamespace, ClusterInfoName, err)
-		}
-		cfg, err := clientcmd.Load([]byte(cm.Data["kubeconfig"]))
-		if err != nil {
-			return fmt.Errorf("%s/%s: not a kubeconfig: %w", ClusterInfoNamespace, ClusterInfoName, err)
-		}
+	return editConfigMapKubeconfig(ctx, cs, ClusterInfoNamespace, ClusterInfoName, "kubeconfig", false, func(cfg *clientcmdapi.Config) (string, bool) {
 		changed := false
 		for _, c := range cfg.Clusters {
 			if !bytes.Equal(c.CertificateAuthorityData, ca) {
@@ -510,25 +497,10 @@ func setClusterInfoCA(ctx context.Context, cs kubernetes.Interface, ca []byte) (
 			}
 		}
 		if !changed {
-			what = "unchanged"
-			return nil
+			return "unchanged", false
 		}
-		data, err := clientcmd.Write(*cfg)
-		if err != nil {
-			return err
-		}
-		cm = cm.DeepCopy()
-		cm.Data["kubeconfig"] = string(data)
-		if _, err := cs.CoreV1().ConfigMaps(ClusterInfoNamespace).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "certctl"}); err != nil {
-			if apierrors.IsConflict(err) {
-				return err
-			}
-			return fmt.Errorf("update %s/%s: %w", ClusterInfoNamespace, ClusterInfoName, err)
-		}
-		what = fmt.Sprintf("certificate-authority-data: %d CA certificate(s)", bytes.Count(ca, []byte("BEGIN CERTIFICATE")))
-		return nil
+		return fmt.Sprintf("certificate-authority-data: %d CA certificate(s)", bytes.Count(ca, []byte("BEGIN CERTIFICATE"))), true
 	})
-	return what, err
 }
 
 // waitRootCA waits until every namespace's kube-root-ca.crt (what pods' projected tokens

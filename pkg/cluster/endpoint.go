@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/certctl/certctl/pkg/kubeadmconfig"
@@ -325,10 +326,23 @@ func servesCluster(ctx context.Context, addr string, roots *x509.CertPool) error
 // moveConfigMapKubeconfig points the kubeconfig kept in a ConfigMap key at to; "" when the
 // ConfigMap does not exist (an optional one: kube-proxy).
 func moveConfigMapKubeconfig(ctx context.Context, cs kubernetes.Interface, ns, name, key, from, to string) (string, error) {
+	return editConfigMapKubeconfig(ctx, cs, ns, name, key, name != ClusterInfoName, func(cfg *clientcmdapi.Config) (string, bool) {
+		if len(kubeconfig.MoveServer(cfg, from, to)) == 0 {
+			return "unchanged (" + strings.Join(kubeconfig.Servers(cfg), ", ") + ")", false
+		}
+		return "server " + from + " -> " + to, true
+	})
+}
+
+// editConfigMapKubeconfig applies edit to the kubeconfig kept in a ConfigMap key and, when
+// edit changed it, updates the ConfigMap with the resourceVersion read (a conflict starts
+// again from a fresh read). It returns what edit said; "" when an optional ConfigMap does not
+// exist.
+func editConfigMapKubeconfig(ctx context.Context, cs kubernetes.Interface, ns, name, key string, optional bool, edit func(*clientcmdapi.Config) (what string, changed bool)) (string, error) {
 	var what string
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) && name != ClusterInfoName {
+		if apierrors.IsNotFound(err) && optional {
 			what = ""
 			return nil
 		}
@@ -339,9 +353,8 @@ func moveConfigMapKubeconfig(ctx context.Context, cs kubernetes.Interface, ns, n
 		if err != nil {
 			return fmt.Errorf("%s/%s: key %s is not a kubeconfig: %w", ns, name, key, err)
 		}
-		moved := kubeconfig.MoveServer(cfg, from, to)
-		if len(moved) == 0 {
-			what = "unchanged (" + strings.Join(kubeconfig.Servers(cfg), ", ") + ")"
+		var changed bool
+		if what, changed = edit(cfg); !changed {
 			return nil
 		}
 		data, err := kubeconfig.Marshal(cfg)
@@ -356,22 +369,30 @@ func moveConfigMapKubeconfig(ctx context.Context, cs kubernetes.Interface, ns, n
 			}
 			return fmt.Errorf("update %s/%s: %w", ns, name, err)
 		}
-		what = "server " + from + " -> " + to
 		return nil
 	})
 	return what, err
 }
 
-// clusterInfoServer is the server kube-public/cluster-info names (a cluster without
-// controlPlaneEndpoint: the first node's address).
-func clusterInfoServer(ctx context.Context, cs kubernetes.Interface) (string, error) {
+// clusterInfo is the kubeconfig kube-public/cluster-info keeps.
+func clusterInfo(ctx context.Context, cs kubernetes.Interface) (*clientcmdapi.Config, error) {
 	cm, err := cs.CoreV1().ConfigMaps(ClusterInfoNamespace).Get(ctx, ClusterInfoName, metav1.GetOptions{})
 	if err != nil {
-		return "", fmt.Errorf("read %s/%s: %w", ClusterInfoNamespace, ClusterInfoName, err)
+		return nil, fmt.Errorf("read %s/%s: %w", ClusterInfoNamespace, ClusterInfoName, err)
 	}
 	cfg, err := clientcmd.Load([]byte(cm.Data["kubeconfig"]))
 	if err != nil {
-		return "", fmt.Errorf("%s/%s: not a kubeconfig: %w", ClusterInfoNamespace, ClusterInfoName, err)
+		return nil, fmt.Errorf("%s/%s: not a kubeconfig: %w", ClusterInfoNamespace, ClusterInfoName, err)
+	}
+	return cfg, nil
+}
+
+// clusterInfoServer is the server kube-public/cluster-info names (a cluster without
+// controlPlaneEndpoint: the first node's address).
+func clusterInfoServer(ctx context.Context, cs kubernetes.Interface) (string, error) {
+	cfg, err := clusterInfo(ctx, cs)
+	if err != nil {
+		return "", err
 	}
 	s := kubeconfig.Servers(cfg)
 	if len(s) != 1 {
