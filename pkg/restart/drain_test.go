@@ -36,10 +36,16 @@ func netnsPair(t *testing.T) (a, b string) {
 			t.Fatalf("ip %v: %v\n%s", args, err, out)
 		}
 	}
-	run("netns", "add", a)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", a).Run() })
-	run("netns", "add", b)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", b).Run() })
+	// Named for ip netns; the return values become their paths below, so the cleanups take
+	// the names as arguments.
+	for _, ns := range []string{a, b} {
+		run("netns", "add", ns)
+		t.Cleanup(func() {
+			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+				t.Errorf("ip netns del %s: %v %s", ns, err, out)
+			}
+		})
+	}
 	run("link", "add", "cdr-a"+id, "netns", a, "type", "veth", "peer", "name", "cdr-b"+id, "netns", b)
 	run("-n", a, "addr", "add", "10.251.0.1/30", "dev", "cdr-a"+id)
 	run("-n", b, "addr", "add", "10.251.0.2/30", "dev", "cdr-b"+id)
