@@ -474,6 +474,11 @@ cmd_up() {
 		ml_log "a previous lab is partly up: taking it down first"
 		cmd_down
 	fi
+	# The single-node lab (hack/lab/up.sh) has the same addresses and the host's /etc/kubernetes.
+	if [ -f "$LAB_MARK" ] || [ -d "$LAB_RUN" ] || ip netns list | grep -qw "$LAB_NS"; then
+		ml_log "the single-node lab is (partly) up: taking it down first"
+		"$HACK/lab/down.sh"
+	fi
 	local need=()
 	for c in containerd runc ctr haproxy ip iptables nsenter unshare curl openssl; do command -v $c >/dev/null || need+=("$c"); done
 	[ -x /usr/lib/cni/bridge ] || need+=(cni)

@@ -9,10 +9,11 @@
 # image and imports them into a private containerd, makes the network namespace $LAB_NS with
 # $LAB_IP on eth0 (kubeadm refuses a loopback advertise address), runs `kubeadm init` in it and
 # starts the kubelet itself (no systemd here). The node's files are the real ones:
-# /etc/kubernetes, /var/lib/kubelet, /var/lib/etcd; it refuses to touch them if they exist and
-# are not the lab's. hack/lab/down.sh undoes all of it. See hack/lab/README.md.
+# /etc/kubernetes, /var/lib/kubelet, /var/lib/etcd; it refuses to touch them if they hold files
+# and are not the lab's (empty directories are fine). hack/lab/down.sh undoes all of it. See hack/lab/README.md.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
+. "$(dirname "$0")/multi-env.sh"
 
 [ "$(id -u)" = 0 ] || { echo "lab: run as root" >&2; exit 1; }
 
@@ -21,13 +22,21 @@ if [ -f "$LAB_MARK" ] && lab_pid kubelet >/dev/null && lab_pid containerd >/dev/
 	lab_log "already up (apiserver on $LAB_IP:6443 in netns $LAB_NS is live)"
 	exit 0
 fi
-if [ -e /etc/kubernetes ] && [ ! -f "$LAB_MARK" ]; then
-	echo "lab: /etc/kubernetes exists and is not the lab's: this machine has a real node; refusing" >&2
+# A multi-node lab (hack/lab/multi.sh) left behind, say by a machine stopped while it was up,
+# holds the netns names and the mount targets below: take it down first.
+if [ -d "$ML_DIR/nodes" ] || [ -d "$ML_RUN" ] || ip netns list | grep -q "^$ML_PREFIX-"; then
+	lab_log "a multi-node lab is (partly) up: taking it down first"
+	"$(dirname "$0")/multi.sh" down
+fi
+# holds_files DIR: DIR exists and is not empty (an empty directory is no node's).
+holds_files() { [ -d "$1" ] && [ -n "$(ls -A "$1" 2>/dev/null)" ] || { [ -e "$1" ] && [ ! -d "$1" ]; }; }
+if holds_files /etc/kubernetes && [ ! -f "$LAB_MARK" ]; then
+	echo "lab: /etc/kubernetes holds files and is not the lab's: this machine has a real node; refusing" >&2
 	exit 1
 fi
 for d in /var/lib/kubelet /var/lib/etcd; do
-	if [ -e "$d" ] && [ ! -f "$LAB_MARK" ]; then
-		echo "lab: $d exists and is not the lab's; refusing" >&2
+	if holds_files "$d" && [ ! -f "$LAB_MARK" ]; then
+		echo "lab: $d holds files and is not the lab's; refusing" >&2
 		exit 1
 	fi
 done
