@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/certctl/certctl/pkg/carotate"
 	"github.com/certctl/certctl/pkg/kubelet"
+	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/restart"
 )
 
@@ -22,8 +24,43 @@ func newCACmd(g *Globals) *cobra.Command {
 		Use:   "ca",
 		Short: "Work on the cluster's CAs (rotate)",
 	}
-	cmd.AddCommand(newCARotateCmd(g))
+	cmd.AddCommand(newCARotateCmd(g), newCAShowCmd(g))
 	return cmd
+}
+
+func newCAShowCmd(g *Globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show [ca|etcd-ca|front-proxy-ca|all]...",
+		Short: "Print the CA certificates this node signs with (PEM)",
+		Long: `show prints, for each CA named (all when none), the certificate this node signs with: a
+comment line "# CA: PATH (subject, key algorithm, expiry)" and the certificate in PEM, which
+openssl and every PEM reader take as is. A CA that is not on this node (no etcd CA on a worker)
+gets a comment line saying so. 'certctl cluster ca-rotate etcd-ca' runs it on every
+control-plane node to make the new CA like the old one and to check that every node holds the
+same CA.`,
+		Example: `  certctl ca show ca
+  certctl ca show etcd-ca | openssl x509 -noout -subject -enddate
+  certctl ca show`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cas, err := carotate.ExpandAll(args)
+			if err != nil {
+				return err
+			}
+			for _, ca := range cas {
+				c, path, err := carotate.Current(g.Layout(), ca)
+				if errors.Is(err, fs.ErrNotExist) {
+					fmt.Fprintf(g.Streams.Out, "# %s: not on this node (no %s)\n", ca, path)
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(g.Streams.Out, "# %s: %s (%s, %s, expires %s)\n%s", ca, path, c.Subject, pki.KeyAlgorithm(c.PublicKey),
+					c.NotAfter.UTC().Format(time.RFC3339), pki.EncodeCertificates(c))
+			}
+			return nil
+		},
+	}
 }
 
 type caRotateOptions struct {
@@ -46,10 +83,10 @@ type caRotateOptions struct {
 func newCARotateCmd(g *Globals) *cobra.Command {
 	o := &caRotateOptions{Globals: g}
 	cmd := &cobra.Command{
-		Use:   "rotate [ca|etcd-ca|front-proxy-ca|all] --phase trust|issue|drop",
+		Use:   "rotate [ca|etcd-ca|front-proxy-ca|all]... --phase trust|issue|drop",
 		Short: "Replace a CA before it expires, in three phases, on this node",
-		Long: `rotate replaces a CA of this node (the cluster CA "ca", "etcd-ca", "front-proxy-ca", or
-"all") with a new one, in three phases run one at a time with --phase; each phase is
+		Long: `rotate replaces CAs of this node (the cluster CA "ca", "etcd-ca", "front-proxy-ca", several
+of them, or "all") with new ones, in three phases run one at a time with --phase; each phase is
 resumable (running a done phase again changes nothing), --dry-run lists the files it would
 change, and --rollback undoes the last phase applied (from the backup taken before it).
 
@@ -71,7 +108,8 @@ change, and --rollback undoes the last phase applied (from the backup taken befo
 The new CA must be the same on every node. On the first control-plane node, phase trust
 --generate makes it (same key algorithm and subject as the old CA, --days validity); on
 every other control-plane node give the first node's <pki>/rotation/<ca>/new.crt and
-new.key with --new-ca-cert/--new-ca-key; a worker needs only --new-ca-cert. Run each phase
+new.key with --new-ca-cert/--new-ca-key (or, for several CAs, a directory of CA.crt and
+CA.key files with --new-ca-dir); a worker needs only --new-ca-cert. Run each phase
 on every node, and restart the components it names, before the next phase anywhere.
 
 This command works on this node only (--root); with --restart it restarts the components the
@@ -94,7 +132,6 @@ runs it on every node in turn. See docs/ca-rotation.md.`,
 
   # undo the last phase applied on this node
   certctl ca rotate ca --rollback`,
-		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext(cmd.Context())
 			defer cancel()
@@ -118,10 +155,10 @@ runs it on every node in turn. See docs/ca-rotation.md.`,
 
 func (o *caRotateOptions) run(ctx context.Context, args []string) error {
 	arg := "all"
-	if len(args) == 1 {
-		arg = args[0]
+	if len(args) > 0 {
+		arg = strings.Join(args, " ")
 	}
-	cas, err := carotate.Expand(arg)
+	cas, err := carotate.ExpandAll(args)
 	if err != nil {
 		return err
 	}
@@ -137,14 +174,7 @@ func (o *caRotateOptions) run(ctx context.Context, args []string) error {
 	case o.NewCADir != "" && o.NewCACert != "":
 		return errors.New("--new-ca-dir and --new-ca-cert exclude each other")
 	case o.NewCADir != "":
-		if len(cas) != 1 {
-			return errors.New("--new-ca-dir holds one CA's files: give the CA (ca, etcd-ca or front-proxy-ca)")
-		}
-		key := filepath.Join(o.NewCADir, cas[0]+".key")
-		if _, err := os.Stat(key); err != nil {
-			key = "" // a worker's Job gets the certificate only
-		}
-		if ro.NewCA, err = carotate.ReadNewCA(filepath.Join(o.NewCADir, cas[0]+".crt"), key); err != nil {
+		if ro.NewCAs, err = readNewCADir(o.NewCADir, cas); err != nil {
 			return err
 		}
 	case o.NewCACert != "":
@@ -200,4 +230,28 @@ func (o *caRotateOptions) keyPath() string {
 		return ""
 	}
 	return o.Layout().Resolve(o.NewCAKey)
+}
+
+// readNewCADir reads the new CAs in dir (CA.crt, and CA.key when there: a worker's Job gets
+// the certificate only) for each of cas it holds; it must hold at least one.
+func readNewCADir(dir string, cas []string) (map[string]*carotate.NewCA, error) {
+	out := map[string]*carotate.NewCA{}
+	for _, ca := range cas {
+		crt, key := filepath.Join(dir, ca+".crt"), filepath.Join(dir, ca+".key")
+		if _, err := os.Stat(crt); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if _, err := os.Stat(key); err != nil {
+			key = ""
+		}
+		n, err := carotate.ReadNewCA(crt, key)
+		if err != nil {
+			return nil, err
+		}
+		out[ca] = n
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--new-ca-dir %s holds no new CA of %s (want %s.crt)", dir, strings.Join(cas, ", "), cas[0])
+	}
+	return out, nil
 }

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/certctl/certctl/pkg/carotate"
 	"github.com/certctl/certctl/pkg/cluster"
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubeconfig"
@@ -66,7 +67,7 @@ the RBAC.
   status   every node's certificates in one table, plus what each kubelet serves
   renew    renew the control-plane nodes one at a time, each verified before the next
   endpoint move the cluster onto its load balancer (case B), one node at a time
-  ca-rotate  replace the cluster CA on every node, phase by phase, the API never down`,
+  ca-rotate  replace the cluster's CAs on every node, phase by phase, the API never down`,
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig to reach the API server (default admin.conf, then ~/.kube/config)")
@@ -351,21 +352,25 @@ func printEndpointReport(s Streams, rep *cluster.EndpointReport) {
 func newClusterCARotateCmd(o *clusterOptions) *cobra.Command {
 	var opts cluster.CARotateOptions
 	cmd := &cobra.Command{
-		Use:   "ca-rotate [ca] --phase trust|issue|drop",
-		Short: "Replace the cluster CA on every node, one phase at a time, the API never down",
-		Long: `ca-rotate runs one phase of the cluster CA's rotation ('certctl ca rotate ca') on every node
+		Use:   "ca-rotate [ca|etcd-ca|front-proxy-ca|all]... --phase trust|issue|drop",
+		Short: "Replace the cluster's CAs on every node, one phase at a time, the API never down",
+		Long: `ca-rotate runs one phase of the rotation of the CAs named ('certctl ca rotate CA...'; default
+the cluster CA "ca"; "all" is ca, etcd-ca and front-proxy-ca together) on every node that holds
+them (the cluster CA: every node; etcd-ca and front-proxy-ca: the control-plane nodes only)
 through Jobs pinned to them: the control-plane nodes one at a time, then the workers, each
 node's components restarted by its Job and verified from here before the next node starts
 (its apiserver ready and serving a certificate of the expected CA, its kubelet reporting
 again), under the Lease kube-system/certctl-renew. Run the phases in order, each on the whole
 cluster before the next:
 
-  trust  a new CA (same subject and key algorithm as the old one, --days) is made here and kept
-         in the Secret kube-system/certctl-ca-rotation; each control-plane node's Job mounts its
-         certificate and key, each worker's the certificate only; every verifier on every node
-         trusts old + new; kube-public/cluster-info carries both, and certctl waits until the
-         controller-manager has published both in every namespace's kube-root-ca.crt (what
-         pods' service-account ca.crt is), so pods keep talking to the API.
+  trust  a new CA per CA named (same subject and key algorithm as the old one, --days) is made
+         here and kept in the Secret kube-system/certctl-ca-rotation (the old etcd and
+         front-proxy CAs are read from every control-plane node with 'certctl ca show', and must
+         be the same on all); each control-plane node's Job mounts the certificates and keys,
+         each worker's the cluster CA's certificate only; every verifier on every node trusts
+         old + new; for the cluster CA kube-public/cluster-info carries both, and certctl waits
+         until the controller-manager has published both in every namespace's kube-root-ca.crt
+         (what pods' service-account ca.crt is), so pods keep talking to the API.
   issue  every node's certificates re-issued by the new CA (the control-plane nodes sign with
          it from now on); a worker's kubelet client certificate through a CSR signed by the
          controller-manager and handed to the node in a Secret of its own, its serving
@@ -375,23 +380,39 @@ cluster before the next:
   drop   every verifier back to the new CA alone; cluster-info and kube-root-ca.crt too; the
          Secret deleted. A certificate of the old CA is refused from then on.
 
+After each phase certctl waits until kube-system/extension-apiserver-authentication (what
+extension API servers such as metrics-server verify clients with: client-ca-file for the
+cluster CA, requestheader-client-ca-file for front-proxy-ca) carries what the apiservers now
+verify with; the apiservers only ever add to it, so after drop certctl takes the old CA out.
+
 Each node's apiserver is taken out of the load balancer before it restarts (--lb-drain). After
 each phase the kubeconfig this command used (and ~/.kube/config) trust what the cluster now
 serves. --dry-run prints every node's plan. --rollback undoes trust or issue on every node where
 it is the last phase applied (in reverse order; --phase names it, otherwise the cluster shows
 it); after trust's rollback cluster-info and kube-root-ca.crt hold the old CA alone again and the
-Secret is deleted. After drop, roll back node by node. Only the cluster CA is rotated cluster-wide; etcd-ca and front-proxy-ca are
-rotated node by node with 'certctl ca rotate'. See docs/ca-rotation.md.`,
+Secret is deleted (rolling back etcd-ca or front-proxy-ca needs --phase). After drop, roll back
+node by node. Run the phases of one rotation with the same CAs; one rotation at a time. See
+docs/ca-rotation.md.`,
 		Example: `  certctl cluster ca-rotate --phase trust --dry-run
   certctl cluster ca-rotate --phase trust
   certctl cluster ca-rotate --phase issue
   certctl cluster ca-rotate --phase drop
-  certctl cluster ca-rotate --rollback              # undo the last phase (trust or issue)`,
-		Args: cobra.MaximumNArgs(1),
+  certctl cluster ca-rotate --rollback              # undo the last phase (trust or issue)
+
+  # the etcd and front-proxy CAs together, on the control-plane nodes
+  certctl cluster ca-rotate etcd-ca front-proxy-ca --phase trust
+  certctl cluster ca-rotate etcd-ca front-proxy-ca --phase issue
+  certctl cluster ca-rotate etcd-ca front-proxy-ca --phase drop`,
 		RunE: func(c *cobra.Command, args []string) error {
-			if len(args) == 1 && args[0] != "ca" {
-				return withCode(ExitError, fmt.Errorf("cluster ca-rotate rotates the cluster CA (ca); rotate %s node by node with certctl ca rotate %s", args[0], args[0]))
+			cas, err := carotate.ExpandAll(args)
+			if err != nil {
+				return withCode(ExitError, err)
 			}
+			if len(args) == 0 {
+				cas = []string{"ca"}
+			}
+			opts.CAs = cas
+			clusterCA := slices.Contains(cas, "ca")
 			ctx, cancel := signalContext(c.Context())
 			defer cancel()
 			rc, err := restConfig(o.Globals, o.Kubeconfig)
@@ -409,7 +430,7 @@ rotated node by node with 'certctl ca rotate'. See docs/ca-rotation.md.`,
 				}
 			}
 			opts.Namespace, opts.Image, opts.Progress = o.Namespace, o.Image, o.Streams.ErrOut
-			if opts.Phase == "drop" && !opts.DryRun {
+			if clusterCA && opts.Phase == "drop" && !opts.DryRun {
 				// This command's own credentials must be the new CA's before the old one goes.
 				if err := o.reissueLocal(ctx, cs); err != nil {
 					return withCode(ExitError, err)
@@ -420,8 +441,16 @@ rotated node by node with 'certctl ca rotate'. See docs/ca-rotation.md.`,
 			}
 			rep, err := cluster.CARotate(ctx, cs, opts)
 			if rep != nil {
-				fmt.Fprintf(o.Streams.Out, "phase %s, new CA sha256:%s\n", rep.Phase, rep.NewCA)
+				fmt.Fprintf(o.Streams.Out, "phase %s of %s\n", rep.Phase, strings.Join(rep.CAs, ", "))
+				for _, ca := range rep.CAs {
+					if sum := rep.NewCA[ca]; sum != "" {
+						fmt.Fprintf(o.Streams.Out, "new %s sha256:%s\n", ca, sum)
+					}
+				}
 				printRenewReport(o.Streams, &cluster.RenewReport{Nodes: rep.Nodes})
+				for _, l := range rep.AuthConfigMap {
+					fmt.Fprintf(o.Streams.Out, "kube-system/%s: %s\n", cluster.AuthConfigMap, l)
+				}
 				if rep.ClusterInfo != "" {
 					fmt.Fprintf(o.Streams.Out, "kube-public/cluster-info: %s\n%s\n", rep.ClusterInfo, rep.RootCA)
 				}
@@ -429,7 +458,7 @@ rotated node by node with 'certctl ca rotate'. See docs/ca-rotation.md.`,
 			if err != nil {
 				return withCode(ExitError, err)
 			}
-			if opts.Phase == "issue" && !opts.DryRun && !opts.Rollback {
+			if clusterCA && opts.Phase == "issue" && !opts.DryRun && !opts.Rollback {
 				if err := o.reissueLocal(ctx, cs); err != nil {
 					return withCode(ExitError, err)
 				}

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,11 +33,14 @@ import (
 	"github.com/certctl/certctl/pkg/pki"
 )
 
-// TestClusterCARotate is issue 15 on the lab: `certctl cluster ca-rotate` runs trust and rolls
-// it back everywhere, then takes the cluster CA through trust, issue and drop on three control-plane nodes and a worker, with clients polling
-// through the balancer; a pod on the worker keeps its container; after drop a client
-// certificate of the old CA is refused by the apiservers (401) and by the worker's kubelet,
-// a pod whose client-go loaded only the old CA kept talking to the API throughout,
+// TestClusterCARotate is issue 15 on the lab: `certctl cluster ca-rotate all` runs trust and
+// rolls it back everywhere, then takes the cluster, etcd and front-proxy CAs through trust,
+// issue and drop on three control-plane nodes and a worker, with clients polling through the
+// balancer; a pod on the worker keeps its container; after drop a client certificate of the
+// old CA is refused by the apiservers (401) and by the worker's kubelet, one of the old etcd CA
+// by every etcd, one of the old front-proxy CA by the apiservers' request-header
+// authentication (the new ones' accepted), extension-apiserver-authentication carries the new
+// CAs alone, a pod whose client-go loaded only the old CA kept talking to the API throughout,
 // the command's own refreshed kubeconfig works, `kubectl logs` on the worker works, and a new
 // machine joins with a fresh `kubeadm token create --print-join-command`.
 func TestClusterCARotate(t *testing.T) {
@@ -64,8 +68,11 @@ func TestClusterCARotate(t *testing.T) {
 		}
 		return cs
 	}
-	// The old CA's key, to make a client certificate the cluster must refuse at the end.
-	oldCA, oldKey := readCA(t, filepath.Join(nodes[0].Dir(), "etc-kubernetes", "pki"))
+	// The old CAs' keys, to make client certificates the cluster must refuse at the end.
+	pkiDir := filepath.Join(nodes[0].Dir(), "etc-kubernetes", "pki")
+	oldCA, oldKey := readCA(t, pkiDir, "ca")
+	oldEtcdCA, oldEtcdKey := readCA(t, pkiDir, "etcd/ca")
+	oldFPCA, oldFPKey := readCA(t, pkiDir, "front-proxy-ca")
 
 	var cs kubernetes.Interface = clientset(t)
 	runPause(t, cs, w.Name)
@@ -76,7 +83,7 @@ func TestClusterCARotate(t *testing.T) {
 	incluster := startInClusterClient(t, cs, w)
 
 	// The dry run: every node's plan, nothing changed.
-	r := here("cluster", "ca-rotate", "--phase", "trust", "--dry-run")
+	r := here("cluster", "ca-rotate", "all", "--phase", "trust", "--dry-run")
 	if r.Code != 0 || strings.Count(r.Stdout, "planned") != len(nodes) {
 		t.Fatalf("ca-rotate --phase trust --dry-run: want a plan for each of %d nodes, got %s", len(nodes), r)
 	}
@@ -87,11 +94,13 @@ func TestClusterCARotate(t *testing.T) {
 
 	// Trust, then the cluster-wide rollback: every node back to the old CA alone, and the
 	// cluster's copies of it (cluster-info, every kube-root-ca.crt); the new CA's Secret gone.
-	if r := here("cluster", "ca-rotate", "--phase", "trust"); r.Code != 0 {
+	if r := here("cluster", "ca-rotate", "all", "--phase", "trust"); r.Code != 0 {
 		t.Fatalf("cluster ca-rotate --phase trust: %s", r)
 	}
+	authCAs(t, cs, "client-ca-file", oldCA, false)
+	authCAs(t, cs, "requestheader-client-ca-file", oldFPCA, false)
 	start := time.Now()
-	r = here("cluster", "ca-rotate", "--rollback")
+	r = here("cluster", "ca-rotate", "all", "--rollback")
 	t.Logf("rollback of trust: %s", time.Since(start).Round(100*time.Millisecond))
 	if r.Code != 0 || !strings.Contains(r.Stdout, "phase rollback of trust") {
 		t.Fatalf("cluster ca-rotate --rollback after trust: %s", r)
@@ -105,6 +114,8 @@ func TestClusterCARotate(t *testing.T) {
 			t.Errorf("after the rollback %s holds %d CA certificate(s), want the old CA alone", what, len(in))
 		}
 	}
+	authCAs(t, cs, "client-ca-file", oldCA, true)
+	authCAs(t, cs, "requestheader-client-ca-file", oldFPCA, true)
 	if kc, err := clientcmd.LoadFromFile(local); err != nil {
 		t.Fatal(err)
 	} else {
@@ -130,8 +141,10 @@ func TestClusterCARotate(t *testing.T) {
 		t.Errorf("after the rollback of trust the new CA's Secret is still there")
 	}
 	for _, n := range nodes {
-		if _, err := os.Stat(filepath.Join(n.Dir(), "etc-kubernetes", "pki", "rotation", "ca", "state.json")); err == nil {
-			t.Errorf("after the rollback %s still has a rotation state", n.Name)
+		for _, dir := range []string{"rotation/ca", "etcd/rotation/etcd-ca", "rotation/front-proxy-ca"} {
+			if _, err := os.Stat(filepath.Join(n.Dir(), "etc-kubernetes", "pki", dir, "state.json")); err == nil {
+				t.Errorf("after the rollback %s still has a rotation state in %s", n.Name, dir)
+			}
 		}
 	}
 	assertNoJobs(t)
@@ -153,7 +166,7 @@ func TestClusterCARotate(t *testing.T) {
 		}
 		lb := startPollerPath(t, multilab.LBAddr, "/version", roots, 50*time.Millisecond, 20*time.Minute)
 		start := time.Now()
-		r := here("cluster", "ca-rotate", "--phase", phase)
+		r := here("cluster", "ca-rotate", "all", "--phase", phase)
 		ok, fail, errs := lb.Stop()
 		t.Logf("phase %s: %s; through the balancer /version %d ok, %d failed %v; down windows %s", phase, time.Since(start).Round(100*time.Millisecond), ok, fail, errs, windowsText(lb.Windows()))
 		if r.Code != 0 {
@@ -232,8 +245,68 @@ func TestClusterCARotate(t *testing.T) {
 	waitNodeReady(t, cs, lateNode, 3*time.Minute)
 	t.Logf("%s joined through %s after the rotation (discovery hash %s)", lateNode, m[1], m[2])
 
+	// The etcd and front-proxy CAs: new on every control-plane node; every etcd serves a
+	// certificate of the new etcd CA and refuses a client of the old one; the apiservers'
+	// request-header authentication takes the new front-proxy CA's client, not the old one's;
+	// what extension API servers read carries the new CAs alone.
+	newCA, _ := readCA(t, pkiDir, "ca")
+	newEtcdCA, newEtcdKey := readCA(t, pkiDir, "etcd/ca")
+	newFPCA, newFPKey := readCA(t, pkiDir, "front-proxy-ca")
+	if newEtcdCA.Equal(oldEtcdCA) || newFPCA.Equal(oldFPCA) || newCA.Equal(oldCA) {
+		t.Fatalf("after drop %s still holds an old CA (ca %v, etcd-ca %v, front-proxy-ca %v)", nodes[0].Name, newCA.Equal(oldCA), newEtcdCA.Equal(oldEtcdCA), newFPCA.Equal(oldFPCA))
+	}
+	authCAs(t, cs, "client-ca-file", newCA, true)
+	authCAs(t, cs, "requestheader-client-ca-file", newFPCA, true)
+	etcdRoots := x509.NewCertPool()
+	etcdRoots.AddCert(newEtcdCA)
+	etcdName := pkix.Name{CommonName: "e2e-etcd-client"}
+	oldEtcd, newEtcd := caClient(t, oldEtcdCA, oldEtcdKey, etcdName, etcdRoots), caClient(t, newEtcdCA, newEtcdKey, etcdName, etcdRoots)
+	fpName := pkix.Name{CommonName: "front-proxy-client"} // kubeadm's --requestheader-allowed-names
+	oldFP, newFP := caClient(t, oldFPCA, oldFPKey, fpName, nil), caClient(t, newFPCA, newFPKey, fpName, nil)
+	for _, n := range nodes {
+		if !n.ControlPlane() {
+			continue
+		}
+		if n.Name != nodes[0].Name {
+			if c, _ := readCA(t, filepath.Join(n.Dir(), "etc-kubernetes", "pki"), "etcd/ca"); !c.Equal(newEtcdCA) {
+				t.Errorf("%s holds another etcd CA than %s after drop", n.Name, nodes[0].Name)
+			}
+		}
+		etcdURL := "https://" + n.IP + ":2379/health"
+		if resp, err := newEtcd.Get(etcdURL); err != nil {
+			t.Errorf("etcd on %s, a client of the new etcd CA, verifying the server with the new etcd CA alone: %v", n.Name, err)
+		} else if resp.Body.Close(); resp.StatusCode != http.StatusOK {
+			t.Errorf("etcd on %s answered a client of the new etcd CA with %s", n.Name, resp.Status)
+		}
+		if resp, err := oldEtcd.Get(etcdURL); err == nil {
+			resp.Body.Close()
+			t.Errorf("etcd on %s took a client certificate of the old etcd CA (%s)", n.Name, resp.Status)
+		} else {
+			t.Logf("old etcd CA's client -> %s: %v", etcdURL, err)
+		}
+		apiURL := "https://" + n.APIServer() + "/api/v1/namespaces/kube-system"
+		for _, c := range []struct {
+			what   string
+			client *http.Client
+			want   int
+		}{{"new", newFP, http.StatusOK}, {"old", oldFP, http.StatusUnauthorized}} {
+			req, _ := http.NewRequest(http.MethodGet, apiURL, nil)
+			req.Header.Set("X-Remote-User", "e2e-front-proxy")
+			req.Header.Set("X-Remote-Group", "system:masters")
+			resp, err := c.client.Do(req)
+			if err != nil {
+				t.Errorf("%s, as the front proxy with a certificate of the %s front-proxy CA: %v", apiURL, c.what, err)
+				continue
+			}
+			resp.Body.Close()
+			if resp.StatusCode != c.want {
+				t.Errorf("%s answered the front proxy with a certificate of the %s front-proxy CA with %s, want %d", apiURL, c.what, resp.Status, c.want)
+			}
+		}
+	}
+
 	// A client certificate of the old CA: 401 from every apiserver, refused by the worker's kubelet.
-	client := oldCAClient(t, oldCA, oldKey)
+	client := caClient(t, oldCA, oldKey, pkix.Name{CommonName: "e2e-old-ca", Organization: []string{"system:masters"}}, nil)
 	for _, n := range nodes {
 		url := "https://" + n.IP + ":10250/pods"
 		if n.ControlPlane() {
@@ -276,30 +349,32 @@ func followLab(t *testing.T, local string) {
 	}
 }
 
-func readCA(t *testing.T, pkiDir string) (*x509.Certificate, any) {
+// readCA reads the CA pair pkiDir/base.crt, .key (base: ca, etcd/ca, front-proxy-ca).
+func readCA(t *testing.T, pkiDir, base string) (*x509.Certificate, any) {
 	t.Helper()
-	certData, err := os.ReadFile(filepath.Join(pkiDir, "ca.crt"))
+	certData, err := os.ReadFile(filepath.Join(pkiDir, base+".crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	certs, err := pki.ParseCertificates("ca.crt", certData)
+	certs, err := pki.ParseCertificates(base+".crt", certData)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyData, err := os.ReadFile(filepath.Join(pkiDir, "ca.key"))
+	keyData, err := os.ReadFile(filepath.Join(pkiDir, base+".key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := pki.ParsePrivateKey("ca.key", keyData)
+	key, err := pki.ParsePrivateKey(base+".key", keyData)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return certs[0], key
 }
 
-// oldCAClient is an HTTPS client with a client certificate (CN e2e-old-ca, O system:masters)
-// signed by the old CA; it does not verify the servers (they serve the new CA's certificates).
-func oldCAClient(t *testing.T, ca *x509.Certificate, caKey any) *http.Client {
+// caClient is an HTTPS client with a client certificate for subject signed by ca; it verifies
+// the servers with roots, or not at all when roots is nil (the point is then what the server
+// accepts, not what it serves).
+func caClient(t *testing.T, ca *x509.Certificate, caKey any, subject pkix.Name, roots *x509.CertPool) *http.Client {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -307,7 +382,7 @@ func oldCAClient(t *testing.T, ca *x509.Certificate, caKey any) *http.Client {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "e2e-old-ca", Organization: []string{"system:masters"}},
+		Subject:      subject,
 		NotBefore:    time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
@@ -316,9 +391,25 @@ func oldCAClient(t *testing.T, ca *x509.Certificate, caKey any) *http.Client {
 		t.Fatal(err)
 	}
 	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		InsecureSkipVerify: true, // the point is what the server accepts, not what it serves
+		RootCAs:            roots,
+		InsecureSkipVerify: roots == nil,
 		Certificates:       []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
 	}}}
+}
+
+// authCAs checks what kube-system/extension-apiserver-authentication carries under key: ca
+// alone (alone), or ca and another (a rotation between trust and drop).
+func authCAs(t *testing.T, cs kubernetes.Interface, key string, ca *x509.Certificate, alone bool) {
+	t.Helper()
+	cm, err := cs.CoreV1().ConfigMaps("kube-system").Get(context.Background(), "extension-apiserver-authentication", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := pki.CertificatesIn([]byte(cm.Data[key]))
+	has := slices.ContainsFunc(in, ca.Equal)
+	if alone && (!has || len(in) != 1) || !alone && (!has || len(in) < 2) {
+		t.Errorf("extension-apiserver-authentication %s: %d CA certificate(s), has %s %v; want it %s", key, len(in), ca.Subject, has, map[bool]string{true: "alone", false: "and another"}[alone])
+	}
 }
 
 // pausePodOn is the running pod runPause made on node.

@@ -240,6 +240,9 @@ type Options struct {
 	// NewCA is the new CA made on another node (phase trust); nil: the one already in the
 	// rotation directory, or Generate.
 	NewCA *NewCA
+	// NewCAs are the new CAs by name, for a Run over several CAs (the files certctl cluster
+	// ca-rotate's Jobs mount); a CA missing here has none given.
+	NewCAs map[string]*NewCA
 	// Generate makes the new CA here (phase trust on the first control-plane node).
 	Generate bool
 	// DryRun plans and changes nothing.

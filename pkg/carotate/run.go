@@ -1,12 +1,15 @@
 package carotate
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/certctl/certctl/pkg/pki"
 )
 
 // Expand resolves the CA argument: one of CAs, or "all" (every CA, in order). Empty means all.
@@ -20,11 +23,49 @@ func Expand(arg string) ([]string, error) {
 	return []string{arg}, nil
 }
 
+// ExpandAll resolves several CA arguments (each one of CAs, or "all") into CAs in the order
+// "all" takes them, each once. None means all.
+func ExpandAll(args []string) ([]string, error) {
+	if len(args) == 0 {
+		return slices.Clone(CAs), nil
+	}
+	want := map[string]bool{}
+	for _, a := range args {
+		cas, err := Expand(a)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range cas {
+			want[c] = true
+		}
+	}
+	return slices.DeleteFunc(slices.Clone(CAs), func(c string) bool { return !want[c] }), nil
+}
+
+// Current is the CA certificate this node signs with for ca (pki/ca.crt, pki/etcd/ca.crt,
+// pki/front-proxy-ca.crt), and its path; fs.ErrNotExist (wrapped) when the CA is not on the
+// node.
+func Current(l pki.Layout, ca string) (*x509.Certificate, string, error) {
+	p, err := PathsOf(l, ca)
+	if err != nil {
+		return nil, "", err
+	}
+	data, err := os.ReadFile(p.CACert)
+	if err != nil {
+		return nil, p.CACert, fmt.Errorf("read %s: %w", p.CACert, err)
+	}
+	c, err := parseCA(p.CACert, data, "", nil)
+	if err != nil {
+		return nil, p.CACert, err
+	}
+	return c.cert, p.CACert, nil
+}
+
 // Run runs phase (trust, issue, drop), or with rollback the rollback of the last phase, for
 // each CA of cas on this node, stopping at the first error; it returns the results so far.
 // With more than one CA, a CA that is not on this node (no etcd CA on a worker, with
 // external etcd) is skipped, and rollback goes in reverse order over the CAs that have a
-// rotation. o.CA is ignored; o.NewCA needs exactly one CA.
+// rotation. o.CA is ignored; o.NewCA needs exactly one CA; o.NewCAs gives each CA its own.
 func Run(o Options, cas []string, phase string, rollback bool) ([]*Result, error) {
 	if !rollback && phaseIndex(phase) < 0 {
 		return nil, fmt.Errorf("--phase %q: want one of %v (or --rollback)", phase, Phases)
@@ -38,6 +79,9 @@ func Run(o Options, cas []string, phase string, rollback bool) ([]*Result, error
 	if o.NewCA != nil && len(cas) != 1 {
 		return nil, errors.New("--new-ca-cert names one CA's files: give the CA (ca, etcd-ca or front-proxy-ca), not all")
 	}
+	if o.NewCA != nil && len(o.NewCAs) > 0 {
+		return nil, errors.New("give the new CA once: as one CA's files or as a directory of them")
+	}
 	order := slices.Clone(cas)
 	if rollback {
 		slices.Reverse(order)
@@ -45,6 +89,9 @@ func Run(o Options, cas []string, phase string, rollback bool) ([]*Result, error
 	var out []*Result
 	for _, ca := range order {
 		o.CA = ca
+		if len(o.NewCAs) > 0 {
+			o.NewCA = o.NewCAs[ca]
+		}
 		if len(cas) > 1 {
 			if skip := skipped(o, rollback); skip != nil {
 				out = append(out, skip)

@@ -29,6 +29,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/util/keyutil"
 
+	"github.com/certctl/certctl/pkg/carotate"
 	kubeconfigpkg "github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/kubeletserving"
 	"github.com/certctl/certctl/pkg/lease"
@@ -36,12 +37,24 @@ import (
 	"github.com/certctl/certctl/pkg/pki"
 )
 
-// CARotationSecret holds the new cluster CA during a rotation (kube-system): the control-plane
-// nodes' Jobs mount ca.crt and ca.key, the workers' ca.crt only. It is deleted after drop.
+// CARotationSecret holds the new CAs during a rotation (kube-system), as CA.crt and CA.key for
+// each CA rotated (ca, etcd-ca, front-proxy-ca): the control-plane nodes' Jobs mount them all,
+// the workers' ca.crt only. It is deleted after drop.
 const CARotationSecret = "certctl-ca-rotation"
+
+// The ConfigMap where the apiservers publish the CAs they verify clients with, for extension
+// API servers (kube-system/extension-apiserver-authentication), and its keys.
+const (
+	AuthConfigMap       = "extension-apiserver-authentication"
+	authClientCA        = "client-ca-file"
+	authRequestHeaderCA = "requestheader-client-ca-file"
+)
 
 // CARotateOptions drive CARotate.
 type CARotateOptions struct {
+	// CAs are the CAs rotated together: ca, etcd-ca, front-proxy-ca (default: ca). etcd-ca and
+	// front-proxy-ca live on the control-plane nodes only.
+	CAs      []string
 	Phase    string // trust, issue, drop; with Rollback, the phase to undo ("": as the cluster shows)
 	Rollback bool   // undo a phase on every node where it is the last applied, in reverse order
 	Days     int    // the new CA's validity (trust); default 3650
@@ -67,20 +80,27 @@ type CARotateOptions struct {
 
 // CARotateReport is what a phase did on the cluster.
 type CARotateReport struct {
-	Phase       string        `json:"phase"`
-	NewCA       string        `json:"newCA,omitempty"` // sha256 of the new CA certificate
-	Nodes       []NodeOutcome `json:"nodes"`
-	ClusterInfo string        `json:"clusterInfo,omitempty"`
-	RootCA      string        `json:"rootCA,omitempty"` // the kube-root-ca.crt ConfigMaps
+	Phase string   `json:"phase"`
+	CAs   []string `json:"cas"`
+	// NewCA is the sha256 of each new CA certificate, by CA.
+	NewCA map[string]string `json:"newCA,omitempty"`
+	Nodes []NodeOutcome     `json:"nodes"`
+	// AuthConfigMap says what kube-system/extension-apiserver-authentication carries.
+	AuthConfigMap []string `json:"authConfigMap,omitempty"`
+	ClusterInfo   string   `json:"clusterInfo,omitempty"`
+	RootCA        string   `json:"rootCA,omitempty"` // the kube-root-ca.crt ConfigMaps
 	// Trust is the CA bundle a client of the cluster must trust after this phase (PEM).
 	Trust []byte `json:"-"`
 }
 
-// CARotate runs one phase of the cluster CA's rotation on every node, control-plane nodes
+// CARotate runs one phase of the rotation of o.CAs on every node that holds them (the cluster
+// CA: every node; etcd-ca and front-proxy-ca: the control-plane nodes), control-plane nodes
 // first and one at a time, each verified from outside before the next (the node's apiserver
-// ready and serving a certificate of the CA the phase expects; its kubelet reporting again),
-// under the Lease; then the cluster's own copies of the CA: kube-public/cluster-info and, as
-// the controller-manager publishes them, every namespace's kube-root-ca.crt.
+// ready, serving a certificate of the CA the phase expects; its kubelet reporting again),
+// under the Lease; then the cluster's own copies of the CAs: what
+// kube-system/extension-apiserver-authentication carries for extension API servers and, for
+// the cluster CA, kube-public/cluster-info and every namespace's kube-root-ca.crt (as the
+// controller-manager publishes them).
 func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (*CARotateReport, error) {
 	ro := RenewOptions{Namespace: o.Namespace, Image: o.Image, JobTimeout: o.JobTimeout, VerifyTimeout: o.VerifyTimeout,
 		LeaseDuration: o.LeaseDuration, Identity: o.Identity, Progress: o.Progress, Port: o.Port, StopGrace: o.StopGrace, LBDrain: o.LBDrain}
@@ -91,15 +111,27 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 	if o.Days == 0 {
 		o.Days = 3650
 	}
+	if len(o.CAs) == 0 {
+		o.CAs = []string{"ca"}
+	}
+	cas, err := carotate.ExpandAll(o.CAs)
+	if err != nil {
+		return nil, err
+	}
+	cluster := slices.Contains(cas, "ca") // the cluster CA: every node, cluster-info, kube-root-ca.crt
 	if !o.Rollback && !slices.Contains([]string{"trust", "issue", "drop"}, o.Phase) {
 		return nil, fmt.Errorf("--phase %q: want trust, issue or drop (or --rollback)", o.Phase)
 	}
 	if o.Rollback && !slices.Contains([]string{"", "trust", "issue"}, o.Phase) {
-		return nil, fmt.Errorf("--rollback --phase %q: the cluster-wide rollback undoes trust or issue; after drop (the old CA trusted nowhere, its Secret deleted) roll back node by node: certctl ca rotate ca --rollback", o.Phase)
+		return nil, fmt.Errorf("--rollback --phase %q: the cluster-wide rollback undoes trust or issue; after drop (the old CA trusted nowhere, its Secret deleted) roll back node by node: certctl ca rotate %s --rollback", o.Phase, strings.Join(cas, " "))
+	}
+	if o.Rollback && o.Phase == "" && !cluster {
+		return nil, fmt.Errorf("--rollback of %s: give --phase trust or issue (the phase to undo on every node where it is the last one applied)", strings.Join(cas, " "))
 	}
 	if ro.Image == "" {
 		return nil, fmt.Errorf("no image: pass --image with an image whose entrypoint is certctl")
 	}
+	// The cluster CA(s) the command's kubeconfig trusts: what the apiservers are checked with.
 	olds, err := pki.ParseCertificates("the kubeconfig's certificate-authority-data", o.OldCA)
 	if err != nil {
 		return nil, err
@@ -111,11 +143,21 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 	if err := checkAccess(ctx, cs, ro.Namespace, o.DryRun, false); err != nil {
 		return nil, err
 	}
-	rep := &CARotateReport{Phase: o.Phase}
+	if !o.DryRun && (cluster || slices.Contains(cas, "front-proxy-ca")) {
+		if ok, err := allowed(ctx, cs, "kube-system", "update", "", "configmaps", "", AuthConfigMap); err != nil {
+			return nil, err
+		} else if !ok {
+			return nil, fmt.Errorf("not allowed to update configmaps %s in kube-system (what extension API servers verify clients with; certctl takes the CA out that no apiserver trusts any more): see docs/cluster.md for the RBAC this command needs", AuthConfigMap)
+		}
+	}
+	rep := &CARotateReport{Phase: o.Phase, CAs: cas, NewCA: map[string]string{}}
 	if o.Rollback {
 		rep.Phase = "rollback"
 	}
-	order := append(slices.Clone(cps), workers...)
+	order := slices.Clone(cps)
+	if cluster {
+		order = append(order, workers...) // etcd-ca and front-proxy-ca live on control-plane nodes only
+	}
 	if o.Rollback {
 		slices.Reverse(order)
 	}
@@ -131,42 +173,52 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 		defer func() { _ = held.Release(context.WithoutCancel(ctx)) }()
 		ro.logf("holding lease %s as %s", held, ro.Identity)
 	}
-	newPEM, err := o.newCA(ctx, cs, olds[0], &ro)
+	news, err := o.newCAs(ctx, cs, cas, olds[0], &ro, cps)
 	if err != nil {
 		return rep, err
 	}
-	newCert, err := pki.ParseCertificates(CARotationSecret, newPEM)
-	if err != nil {
-		return rep, err
+	for ca, c := range news {
+		sum := sha256.Sum256(c.Raw)
+		rep.NewCA[ca] = hex.EncodeToString(sum[:])
 	}
-	sum := sha256.Sum256(newCert[0].Raw)
-	rep.NewCA = hex.EncodeToString(sum[:])
-	// The old CA(s): what the kubeconfig and kube-public/cluster-info trust, without the new
-	// one (after trust both hold both; a kubeconfig refreshed from a node may hold the new only).
-	if info, err := clusterInfoCA(ctx, cs); err == nil {
-		for _, c := range pki.CertificatesIn(info) {
-			if !slices.ContainsFunc(olds, c.Equal) {
-				olds = append(olds, c)
+	// bundle is what a client of the apiservers trusts during the phase; newCert, the new
+	// cluster CA when it is rotated.
+	var (
+		newCert *x509.Certificate
+		newPEM  []byte
+		oldPEM  []byte
+		bundle  = o.OldCA
+	)
+	if cluster {
+		newCert = news["ca"]
+		newPEM = pemOf(newCert)
+		// The old CA(s): what the kubeconfig and kube-public/cluster-info trust, without the
+		// new one (after trust both hold both; a kubeconfig refreshed from a node may hold the
+		// new only).
+		if info, err := clusterInfoCA(ctx, cs); err == nil {
+			for _, c := range pki.CertificatesIn(info) {
+				if !slices.ContainsFunc(olds, c.Equal) {
+					olds = append(olds, c)
+				}
 			}
 		}
-	}
-	var oldPEM []byte
-	olds = slices.DeleteFunc(olds, func(c *x509.Certificate) bool { return c.Equal(newCert[0]) })
-	for _, c := range olds {
-		oldPEM = append(oldPEM, pemOf(c)...)
-	}
-	if len(olds) == 0 {
-		return rep, fmt.Errorf("the kubeconfig trusts only the new CA: the old one is gone already (phase drop done?)")
-	}
-	bundle := append(oldPEM, newPEM...)
-	if o.Rollback && o.Phase == "" {
-		if o.Phase, err = undone(ctx, cps, ro.Port, newCert[0]); err != nil {
-			return rep, err
+		olds = slices.DeleteFunc(olds, func(c *x509.Certificate) bool { return c.Equal(newCert) })
+		for _, c := range olds {
+			oldPEM = append(oldPEM, pemOf(c)...)
+		}
+		if len(olds) == 0 {
+			return rep, fmt.Errorf("the kubeconfig trusts only the new CA: the old one is gone already (phase drop done?)")
+		}
+		bundle = append(slices.Clone(oldPEM), newPEM...)
+		if o.Rollback && o.Phase == "" {
+			if o.Phase, err = undone(ctx, cps, ro.Port, newCert); err != nil {
+				return rep, err
+			}
 		}
 	}
 	if o.Rollback {
 		rep.Phase = "rollback of " + o.Phase
-		ro.logf("rolling back phase %s on every node where it is the last phase applied", o.Phase)
+		ro.logf("rolling back phase %s of %s on every node where it is the last phase applied", o.Phase, strings.Join(cas, ", "))
 	}
 
 	for i, n := range order {
@@ -177,13 +229,46 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 			}
 		}
 		cp := isControlPlane(&n)
-		if err := o.rotateNode(ctx, cs, &ro, out, cp, newCert[0], bundle); err != nil {
+		if err := o.rotateNode(ctx, cs, &ro, out, cp, cas, newCert, bundle); err != nil {
 			out.State, out.Problem = "failed", err.Error()
 			return rep, fmt.Errorf("node %s failed: %v; the nodes before it are done, the others untouched: fix it and run the same command again (a node done is not changed again), or --rollback", out.Node, err)
 		}
 	}
-	if o.DryRun || (o.Rollback && o.Phase == "issue") {
+	if o.DryRun {
+		return rep, nil
+	}
+	// What the apiservers publish for extension API servers: they add what they verify with
+	// to what the ConfigMap holds, never take a CA out; certctl takes the CA out that no
+	// apiserver trusts any more (after drop: the old; after trust's rollback: the new).
+	for _, ca := range cas {
+		key := map[string]string{"ca": authClientCA, "front-proxy-ca": authRequestHeaderCA}[ca]
+		if key == "" {
+			continue
+		}
+		line, err := settleAuthCA(ctx, cs, key, news[ca], authWant(o.Phase, o.Rollback), o.ReadyTimeout)
+		if err != nil {
+			return rep, err
+		}
+		rep.AuthConfigMap = append(rep.AuthConfigMap, line)
+		ro.logf("kube-system/%s: %s", AuthConfigMap, line)
+	}
+	if o.Rollback && o.Phase == "issue" {
 		return rep, nil // after issue's rollback the cluster's copies hold old + new, as after trust
+	}
+	deleteSecret := func(what string) error {
+		if err := cs.CoreV1().Secrets("kube-system").Delete(ctx, CARotationSecret, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("%s, but the Secret kube-system/%s could not be deleted: %w (delete it: it holds the new CAs' keys)", what, CARotationSecret, err)
+		}
+		return nil
+	}
+	if !cluster {
+		switch {
+		case o.Rollback:
+			return rep, deleteSecret("phase trust is rolled back")
+		case o.Phase == "drop":
+			return rep, deleteSecret("the rotation is done")
+		}
+		return rep, nil
 	}
 	if o.Rollback {
 		// Trust undone: the cluster's copies of the CA back to the old one, the new CA's
@@ -195,23 +280,18 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 		ro.logf("%s/%s: %s", ClusterInfoNamespace, ClusterInfoName, rep.ClusterInfo)
 		n, err := waitRootCA(ctx, cs, func(data string) bool {
 			in := pki.CertificatesIn([]byte(data))
-			return !slices.ContainsFunc(in, newCert[0].Equal) && slices.ContainsFunc(in, func(c *x509.Certificate) bool { return slices.ContainsFunc(olds, c.Equal) })
+			return !slices.ContainsFunc(in, newCert.Equal) && slices.ContainsFunc(in, func(c *x509.Certificate) bool { return slices.ContainsFunc(olds, c.Equal) })
 		}, o.ReadyTimeout)
 		if err != nil {
 			return rep, err
 		}
 		rep.RootCA = fmt.Sprintf("%d kube-root-ca.crt ConfigMaps carry the old CA alone again", n)
 		ro.logf("%s", rep.RootCA)
-		if err := cs.CoreV1().Secrets("kube-system").Delete(ctx, CARotationSecret, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return rep, fmt.Errorf("phase trust is rolled back, but the Secret kube-system/%s could not be deleted: %w (delete it: it holds the new CA's key)", CARotationSecret, err)
-		}
-		return rep, nil
+		return rep, deleteSecret("phase trust is rolled back")
 	}
 	// The cluster's copies of the CA.
 	switch o.Phase {
-	case "trust":
-		rep.Trust = bundle
-	case "issue":
+	case "trust", "issue":
 		rep.Trust = bundle
 	case "drop":
 		rep.Trust = newPEM
@@ -224,9 +304,9 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 		in := pki.CertificatesIn([]byte(data))
 		has := func(c *x509.Certificate) bool { return slices.ContainsFunc(in, c.Equal) }
 		if o.Phase == "drop" {
-			return has(newCert[0]) && !slices.ContainsFunc(olds, has)
+			return has(newCert) && !slices.ContainsFunc(olds, has)
 		}
-		return has(newCert[0]) && slices.ContainsFunc(olds, has)
+		return has(newCert) && slices.ContainsFunc(olds, has)
 	}
 	n, err := waitRootCA(ctx, cs, want, o.ReadyTimeout)
 	if err != nil {
@@ -235,19 +315,37 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 	rep.RootCA = fmt.Sprintf("%d kube-root-ca.crt ConfigMaps carry %s", n, map[bool]string{true: "the new CA alone", false: "old + new"}[o.Phase == "drop"])
 	ro.logf("%s", rep.RootCA)
 	if o.Phase == "drop" {
-		if err := cs.CoreV1().Secrets("kube-system").Delete(ctx, CARotationSecret, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return rep, fmt.Errorf("the rotation is done, but the Secret kube-system/%s could not be deleted: %w (delete it: it holds the CA key)", CARotationSecret, err)
-		}
+		return rep, deleteSecret("the rotation is done")
 	}
 	return rep, nil
 }
 
-// newCA returns the new CA certificate: from the Secret, or (phase trust) made now like old
-// and stored in the Secret for the nodes' Jobs.
-func (o *CARotateOptions) newCA(ctx context.Context, cs kubernetes.Interface, old *x509.Certificate, ro *RenewOptions) ([]byte, error) {
+// newCAs returns the new CA certificate of each of cas: from the Secret, or (phase trust)
+// made now, each like its old CA (subject, key algorithm), and kept in the Secret for the
+// nodes' Jobs. The old cluster CA is the kubeconfig's; the old etcd and front-proxy CAs are
+// read from every control-plane node ('certctl ca show'), which must all hold the same.
+func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, cas []string, clusterOld *x509.Certificate, ro *RenewOptions, cps []corev1.Node) (map[string]*x509.Certificate, error) {
+	out := map[string]*x509.Certificate{}
 	sec, err := cs.CoreV1().Secrets("kube-system").Get(ctx, CARotationSecret, metav1.GetOptions{})
 	if err == nil {
-		return sec.Data["ca.crt"], nil
+		var holds []string
+		for _, ca := range carotate.CAs {
+			if len(sec.Data[ca+".crt"]) > 0 {
+				holds = append(holds, ca)
+			}
+		}
+		if !slices.Equal(holds, cas) {
+			return nil, fmt.Errorf("kube-system/%s holds the rotation of %s: run its phases with the same CAs (certctl cluster ca-rotate %s --phase ...) or roll it back, before rotating %s",
+				CARotationSecret, strings.Join(holds, " "), strings.Join(holds, " "), strings.Join(cas, " "))
+		}
+		for _, ca := range cas {
+			c, err := pki.ParseCertificates("kube-system/"+CARotationSecret+" "+ca+".crt", sec.Data[ca+".crt"])
+			if err != nil {
+				return nil, err
+			}
+			out[ca] = c[0]
+		}
+		return out, nil
 	}
 	if !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("read kube-system/%s: %w", CARotationSecret, err)
@@ -255,40 +353,181 @@ func (o *CARotateOptions) newCA(ctx context.Context, cs kubernetes.Interface, ol
 	if o.Phase != "trust" || o.Rollback {
 		return nil, fmt.Errorf("kube-system/%s is missing: the rotation starts with --phase trust", CARotationSecret)
 	}
-	key, err := pki.GenerateKey(pki.KeyAlgorithm(old.PublicKey))
-	if err != nil {
-		return nil, fmt.Errorf("a key like the old CA's: %w", err)
+	olds := map[string]*x509.Certificate{"ca": clusterOld}
+	if others := slices.DeleteFunc(slices.Clone(cas), func(c string) bool { return c == "ca" }); len(others) > 0 {
+		if olds, err = o.showCAs(ctx, cs, ro, cps, others); err != nil {
+			return nil, err
+		}
+		olds["ca"] = clusterOld
 	}
-	now := time.Now()
-	c, err := pki.NewCA(key, old, now.Add(-5*time.Minute), now.AddDate(0, 0, o.Days))
-	if err != nil {
-		return nil, err
+	data := map[string][]byte{}
+	var made []string
+	for _, ca := range cas {
+		old := olds[ca]
+		key, err := pki.GenerateKey(pki.KeyAlgorithm(old.PublicKey))
+		if err != nil {
+			return nil, fmt.Errorf("a key like the old %s's: %w", ca, err)
+		}
+		now := time.Now()
+		c, err := pki.NewCA(key, old, now.Add(-5*time.Minute), now.AddDate(0, 0, o.Days))
+		if err != nil {
+			return nil, err
+		}
+		keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
+		if err != nil {
+			return nil, err
+		}
+		out[ca], data[ca+".crt"], data[ca+".key"] = c, pemOf(c), keyPEM
+		made = append(made, fmt.Sprintf("%s (%s, %s, %d days)", ca, c.Subject, pki.KeyAlgorithm(key.Public()), o.Days))
 	}
-	keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
-	if err != nil {
-		return nil, err
-	}
-	certPEM := pemOf(c)
 	if o.DryRun {
 		o.planOnly = true
-		ro.logf("dry run: would make a new CA (%s, %s, %d days) and keep it in kube-system/%s", c.Subject, pki.KeyAlgorithm(key.Public()), o.Days, CARotationSecret)
-		return certPEM, nil
+		ro.logf("dry run: would make new CAs %s and keep them in kube-system/%s", strings.Join(made, ", "), CARotationSecret)
+		return out, nil
 	}
 	_, err = cs.CoreV1().Secrets("kube-system").Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: CARotationSecret, Namespace: "kube-system", Labels: map[string]string{LabelName: "certctl"}},
 		Type:       corev1.SecretTypeOpaque,
-		Data:       map[string][]byte{"ca.crt": certPEM, "ca.key": keyPEM},
+		Data:       data,
 	}, metav1.CreateOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("keep the new CA in kube-system/%s: %w", CARotationSecret, err)
+		return nil, fmt.Errorf("keep the new CAs in kube-system/%s: %w", CARotationSecret, err)
 	}
-	ro.logf("new cluster CA %s (%s), in kube-system/%s", c.Subject, pki.KeyAlgorithm(key.Public()), CARotationSecret)
-	return certPEM, nil
+	ro.logf("new CAs %s, in kube-system/%s", strings.Join(made, ", "), CARotationSecret)
+	return out, nil
 }
 
-func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, out *NodeOutcome, cp bool, newCA *x509.Certificate, bundle []byte) error {
+// showCAs reads the CAs cas from every control-plane node (a read-only Job running
+// 'certctl ca show'): they must be there, and the same on every node.
+func (o *CARotateOptions) showCAs(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, cps []corev1.Node, cas []string) (map[string]*x509.Certificate, error) {
+	out := map[string]*x509.Certificate{}
+	from := map[string]string{}
+	for _, n := range cps {
+		res, err := ro.nodeJob(ctx, cs, JobSpec{Node: n.Name, Component: "show", Args: append([]string{"ca", "show"}, cas...)}, 0)
+		if err != nil {
+			return nil, err
+		}
+		shown := ParseShown(res.Logs)
+		for _, ca := range cas {
+			c := shown[ca]
+			if c == nil {
+				return nil, fmt.Errorf("%s: no %s on the node (external etcd?): certctl cluster ca-rotate rotates the CAs kubeadm keeps on the control-plane nodes; the node said: %s", n.Name, ca, tail(res.Logs, 400))
+			}
+			if prev := out[ca]; prev == nil {
+				out[ca], from[ca] = c, n.Name
+			} else if !prev.Equal(c) {
+				return nil, fmt.Errorf("%s holds another %s (%s, serial %s) than %s (%s, serial %s): the control-plane nodes must share their CAs", n.Name, ca, c.Subject, c.SerialNumber, from[ca], prev.Subject, prev.SerialNumber)
+			}
+		}
+	}
+	return out, nil
+}
+
+// ParseShown reads what 'certctl ca show' printed: a "# CA: ..." line, then that CA's
+// certificate in PEM, for each CA; a CA without a certificate after its line is left out.
+func ParseShown(out string) map[string]*x509.Certificate {
+	got := map[string]*x509.Certificate{}
+	var ca string
+	var block []string
+	flush := func() {
+		if ca != "" {
+			if certs := pki.CertificatesIn([]byte(strings.Join(block, "\n"))); len(certs) > 0 {
+				got[ca] = certs[0]
+			}
+		}
+		block = block[:0]
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if name, _, ok := strings.Cut(strings.TrimPrefix(l, "# "), ":"); strings.HasPrefix(l, "# ") && ok && slices.Contains(carotate.CAs, name) {
+			flush()
+			ca = name
+			continue
+		}
+		block = append(block, l)
+	}
+	flush()
+	return got
+}
+
+// authWant says which CAs a key of the extension-apiserver-authentication ConfigMap must carry
+// after a phase: the new CA and at least one other (trust, issue, issue's rollback), the new
+// one alone (drop), or not the new one (trust's rollback).
+func authWant(phase string, rollback bool) string {
+	switch {
+	case rollback && phase == "trust":
+		return "old"
+	case !rollback && phase == "drop":
+		return "new"
+	}
+	return "both"
+}
+
+// settleAuthCA brings key of kube-system/extension-apiserver-authentication to want (see
+// authWant) for newCA: it takes out the CAs no apiserver trusts any more, then waits until
+// the ConfigMap carries what every apiserver verifies with (they publish it when they start).
+func settleAuthCA(ctx context.Context, cs kubernetes.Interface, key string, newCA *x509.Certificate, want string, timeout time.Duration) (string, error) {
+	cms := cs.CoreV1().ConfigMaps("kube-system")
+	keep := func(c *x509.Certificate) bool {
+		switch want {
+		case "new":
+			return c.Equal(newCA)
+		case "old":
+			return !c.Equal(newCA)
+		}
+		return true
+	}
+	ok := func(in []*x509.Certificate) bool {
+		hasNew := slices.ContainsFunc(in, newCA.Equal)
+		others := slices.ContainsFunc(in, func(c *x509.Certificate) bool { return !c.Equal(newCA) })
+		switch want {
+		case "new":
+			return hasNew && !others
+		case "old":
+			return !hasNew && others
+		}
+		return hasNew && others
+	}
+	var last, lastErr string // what the ConfigMap showed last; the last error reading it
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		cm, err := cms.Get(ctx, AuthConfigMap, metav1.GetOptions{})
+		if err != nil {
+			lastErr = err.Error()
+			return false, nil
+		}
+		in := pki.CertificatesIn([]byte(cm.Data[key]))
+		if ok(in) {
+			return true, nil
+		}
+		kept := slices.DeleteFunc(slices.Clone(in), func(c *x509.Certificate) bool { return !keep(c) })
+		if len(kept) == 0 || len(kept) == len(in) {
+			last = fmt.Sprintf("%s carries %d CA(s), not yet the new one", key, len(in))
+			return false, nil // the apiservers have not published the new CA yet
+		}
+		var data []byte
+		for _, c := range kept {
+			data = append(data, pemOf(c)...)
+		}
+		cm.Data[key] = string(data)
+		if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+			lastErr = err.Error() // a conflict with an apiserver's own update: read again
+		}
+		return false, nil
+	})
+	if last == "" {
+		last = lastErr
+	}
+	if err != nil {
+		return "", fmt.Errorf("kube-system/%s: %s does not carry the CAs the apiservers verify with within %s: %s", AuthConfigMap, key, timeout, last)
+	}
+	return fmt.Sprintf("%s: %s", key, map[string]string{"new": "the new CA alone", "old": "the old CA alone again", "both": "old + new"}[want]), nil
+}
+
+// rotateNode runs the phase for cas on one node and verifies it. newCA is the new cluster CA
+// when the cluster CA is rotated (nil otherwise); bundle is what clients of the apiservers
+// trust during the phase.
+func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, out *NodeOutcome, cp bool, cas []string, newCA *x509.Certificate, bundle []byte) error {
 	start := time.Now()
-	args := []string{"ca", "rotate", "ca"}
+	args := append([]string{"ca", "rotate"}, cas...)
 	spec := JobSpec{Node: out.Node, Component: "carotate", Privileged: !o.DryRun}
 	switch {
 	case o.Rollback:
@@ -330,7 +569,9 @@ func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interfac
 		roots := x509.NewCertPool()
 		roots.AppendCertsFromPEM(bundle)
 		only := x509.NewCertPool()
-		only.AddCert(newCA)
+		if newCA != nil {
+			only.AddCert(newCA)
+		}
 		addr := net.JoinHostPort(out.IP, strconv.Itoa(ro.Port))
 		var last string
 		if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, ro.VerifyTimeout, true, func(ctx context.Context) (bool, error) {
@@ -340,7 +581,7 @@ func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interfac
 				return false, nil
 			}
 			pool := roots
-			if !o.Rollback && o.Phase != "trust" {
+			if newCA != nil && !o.Rollback && o.Phase != "trust" {
 				pool = only // issue and drop: the apiserver serves a certificate of the new CA
 			}
 			if _, err := c.Verify(x509.VerifyOptions{Roots: pool}); err != nil {
@@ -363,7 +604,7 @@ func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interfac
 	}
 	// A worker (its ca.crt now the new CA) gets a kubelet client certificate of the new CA
 	// through a CSR the controller-manager signs, then a serving certificate through its own.
-	if !cp && o.Phase == "issue" && !o.Rollback {
+	if !cp && newCA != nil && o.Phase == "issue" && !o.Rollback {
 		if err := o.workerClientCert(ctx, cs, ro, out.Node, newCA); err != nil {
 			return err
 		}

@@ -1,0 +1,148 @@
+package cluster
+
+import (
+	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/certctl/certctl/internal/testenv"
+	"github.com/certctl/certctl/pkg/pki"
+)
+
+// TestSettleAuthCA, on a real kube-apiserver: what it publishes in
+// kube-system/extension-apiserver-authentication (client-ca-file: its --client-ca-file).
+// settleAuthCA waits while the new CA is not published, accepts old + new, takes the new CA
+// out after trust's rollback, and never empties the key. The apiserver puts back a CA it
+// verifies with when someone takes it out: why certctl prunes only what no apiserver trusts.
+func TestSettleAuthCA(t *testing.T) {
+	tr := testenv.KubeadmTree(t, testenv.TreeOptions{})
+	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{PKIDir: tr.Layout.PKIDir, KubeconfigDir: tr.Layout.KubeconfigDir})
+	cs := cp.Clientset(t)
+	ctx := context.Background()
+	caPEM, err := os.ReadFile(filepath.Join(tr.Layout.PKIDir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := pki.CertificatesIn(caPEM)[0]
+	other, err := pki.NewCA(mustKey(t), old, old.NotBefore, old.NotAfter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := func() []*x509.Certificate {
+		t.Helper()
+		cm, err := cs.CoreV1().ConfigMaps("kube-system").Get(ctx, AuthConfigMap, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pki.CertificatesIn([]byte(cm.Data[authClientCA]))
+	}
+	waitFor := func(what string, cond func([]*x509.Certificate) bool) {
+		t.Helper()
+		if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			cm, err := cs.CoreV1().ConfigMaps("kube-system").Get(ctx, AuthConfigMap, metav1.GetOptions{})
+			return err == nil && cond(pki.CertificatesIn([]byte(cm.Data[authClientCA]))), nil
+		}); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	only := func(c *x509.Certificate) func([]*x509.Certificate) bool {
+		return func(in []*x509.Certificate) bool { return len(in) == 1 && in[0].Equal(c) }
+	}
+	waitFor("the apiserver publishes its client CA", only(old))
+
+	// Trust not applied anywhere: the new CA is not published, settle waits and says so.
+	if _, err := settleAuthCA(ctx, cs, authClientCA, other, authWant("trust", false), 2*time.Second); err == nil || !strings.Contains(err.Error(), "not yet the new one") {
+		t.Fatalf("settle before the new CA is published: %v", err)
+	}
+	// A drop before the new CA is published never leaves the key empty.
+	if _, err := settleAuthCA(ctx, cs, authClientCA, other, authWant("drop", false), 2*time.Second); err == nil {
+		t.Fatalf("settle (drop) with the new CA unpublished succeeded")
+	}
+	if got := published(); !only(old)(got) {
+		t.Fatalf("a failed settle changed %s: %d CA(s)", authClientCA, len(got))
+	}
+
+	// As after trust on an apiserver: old + new published.
+	setAuthCA(t, cs, old, other)
+	line, err := settleAuthCA(ctx, cs, authClientCA, other, authWant("trust", false), 30*time.Second)
+	if err != nil || line != "client-ca-file: old + new" {
+		t.Fatalf("settle after trust: %q %v", line, err)
+	}
+	// Trust rolled back: no apiserver verifies with the new CA; certctl takes it out.
+	line, err = settleAuthCA(ctx, cs, authClientCA, other, authWant("trust", true), 30*time.Second)
+	if err != nil || line != "client-ca-file: the old CA alone again" {
+		t.Fatalf("settle after trust's rollback: %q %v", line, err)
+	}
+	if got := published(); !only(old)(got) {
+		t.Fatalf("after trust's rollback %s holds %d CA(s), want the old alone", authClientCA, len(got))
+	}
+
+	// The apiserver adds back what it verifies with.
+	setAuthCA(t, cs, other)
+	waitFor("the apiserver puts its client CA back", func(in []*x509.Certificate) bool {
+		return slices.ContainsFunc(in, old.Equal) && slices.ContainsFunc(in, other.Equal)
+	})
+}
+
+// setAuthCA writes client-ca-file of extension-apiserver-authentication.
+func setAuthCA(t *testing.T, cs kubernetes.Interface, cas ...*x509.Certificate) {
+	t.Helper()
+	ctx := context.Background()
+	cm, err := cs.CoreV1().ConfigMaps("kube-system").Get(ctx, AuthConfigMap, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data[authClientCA] = string(pki.EncodeCertificates(cas...))
+	if _, err := cs.CoreV1().ConfigMaps("kube-system").Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestParseShown: what `certctl ca show` prints, read back (the command's real output is
+// parsed in cmd/cli's TestCAShow).
+func TestParseShown(t *testing.T) {
+	like := &x509.Certificate{Subject: pkix.Name{CommonName: "kubernetes"}}
+	a, err := pki.NewCA(mustKey(t), like, time.Now(), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := pki.NewCA(mustKey(t), like, time.Now(), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemA, pemB := string(pki.EncodeCertificates(a)), string(pki.EncodeCertificates(b))
+	tests := []struct {
+		name string
+		out  string
+		want map[string]*x509.Certificate
+	}{
+		{"two CAs", "# ca: /etc/kubernetes/pki/ca.crt (CN=a)\n" + pemA + "# etcd-ca: /etc/kubernetes/pki/etcd/ca.crt (CN=b)\n" + pemB, map[string]*x509.Certificate{"ca": a, "etcd-ca": b}},
+		{"one not on the node", "# etcd-ca: not on this node (no /etc/kubernetes/pki/etcd/ca.crt)\n# front-proxy-ca: x\n" + pemB, map[string]*x509.Certificate{"front-proxy-ca": b}},
+		{"log lines around", "I1201 12:00:00 starting\n# ca: x\n" + pemA + "done\n", map[string]*x509.Certificate{"ca": a}},
+		{"unknown name is not a header", "# ca: x\n" + pemA + "# sa: y\n" + pemB, map[string]*x509.Certificate{"ca": a}},
+		{"nothing", "Error: unknown command\n", map[string]*x509.Certificate{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ParseShown(tc.out)
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %d CAs %v, want %d", len(got), got, len(tc.want))
+			}
+			for ca, c := range tc.want {
+				if got[ca] == nil || !got[ca].Equal(c) {
+					t.Errorf("%s: got %v, want %s", ca, got[ca], c.Subject)
+				}
+			}
+		})
+	}
+}
