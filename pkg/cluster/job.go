@@ -137,6 +137,19 @@ type JobResult struct {
 	ExitCode int32  // the container's, when it terminated
 	Logs     string // stdout and stderr of certctl, as the kubelet logged them
 	Took     time.Duration
+	// Where the time went: from the Job's creation until certctl started (the Job controller
+	// making the pod, the kubelet starting it), certctl's run, and from its end until its
+	// termination was seen here and its log read (the kubelet reporting, perhaps restarted).
+	ToStart, Ran, ToResult time.Duration
+}
+
+// Timing is r's time split, for the progress log.
+func (r JobResult) Timing() string {
+	if r.Ran == 0 {
+		return ""
+	}
+	return fmt.Sprintf("started %s after the Job was made, ran %s, result here %s later",
+		r.ToStart.Round(100*time.Millisecond), r.Ran.Round(100*time.Millisecond), r.ToResult.Round(100*time.Millisecond))
 }
 
 // ErrNotRun is wrapped by RunJob's error when the pod never ran certctl (not scheduled,
@@ -188,9 +201,15 @@ func RunJob(ctx context.Context, cs kubernetes.Interface, s JobSpec, timeout tim
 		}
 		return res, fmt.Errorf("node %s: %w: no result within %s (%s)", s.Node, ErrNotRun, timeout, why)
 	}
+	var finished time.Time
 	for _, st := range pod.Status.ContainerStatuses {
-		if st.Name == containerName && st.State.Terminated != nil {
-			res.ExitCode = st.State.Terminated.ExitCode
+		if term := st.State.Terminated; st.Name == containerName && term != nil {
+			res.ExitCode = term.ExitCode
+			if !term.StartedAt.IsZero() && !term.FinishedAt.IsZero() {
+				res.ToStart = term.StartedAt.Sub(job.CreationTimestamp.Time)
+				res.Ran = term.FinishedAt.Sub(term.StartedAt.Time)
+				finished = term.FinishedAt.Time
+			}
 		}
 	}
 	// The apiserver reads the log from the node's kubelet, which the Job may just have
@@ -204,6 +223,9 @@ func RunJob(ctx context.Context, cs kubernetes.Interface, s JobSpec, timeout tim
 		return res, fmt.Errorf("node %s: read the logs of pod %s/%s: %w", s.Node, s.Namespace, pod.Name, lerr)
 	}
 	res.Logs = string(logs)
+	if !finished.IsZero() {
+		res.ToResult = time.Since(finished)
+	}
 	return res, nil
 }
 
@@ -284,6 +306,9 @@ func (o *RenewOptions) nodeJob(ctx context.Context, cs kubernetes.Interface, spe
 	}
 	for _, l := range lastLines(res.Logs, echo) {
 		o.logf("%s:   | %s", spec.Node, l)
+	}
+	if t := res.Timing(); t != "" {
+		o.logf("%s: job %s", spec.Node, t)
 	}
 	if res.ExitCode != 0 {
 		return res, fmt.Errorf("certctl %s exited %d on the node: %s", commandName(spec.Args), res.ExitCode, tail(res.Logs, 800))
