@@ -136,12 +136,17 @@ func Acquire(ctx context.Context, cs kubernetes.Interface, o Options) (*Lease, e
 		}
 		start := time.Now()
 		last := err
-		perr := wait.PollUntilContextTimeout(ctx, pollInterval(o.Duration), o.Wait, false, func(ctx context.Context) (bool, error) {
-			err := take(ctx, cs, o)
+		perr := wait.PollUntilContextTimeout(ctx, pollInterval(o.Duration), o.Wait, false, func(pctx context.Context) (bool, error) {
+			// Each attempt on the caller's context, not the wait's: near the wait's end the
+			// client's rate limiter would otherwise refuse the request ("would exceed context
+			// deadline") and that, not the holder, would be the answer.
+			actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+			defer cancel()
+			err := take(actx, cs, o)
 			switch {
 			case err == nil:
 				return true, nil
-			case ctx.Err() != nil:
+			case ctx.Err() != nil || pctx.Err() != nil:
 				return false, nil // the wait ran out during the request: keep what kept it before
 			case retryable(err):
 				last = err
@@ -165,6 +170,9 @@ func Acquire(ctx context.Context, cs kubernetes.Interface, o Options) (*Lease, e
 	go l.renew(rctx)
 	return l, nil
 }
+
+// attemptTimeout bounds one attempt to take the Lease while waiting for it.
+const attemptTimeout = 10 * time.Second
 
 // pollInterval: often enough that a released Lease is taken soon, seldom enough to be no load.
 func pollInterval(d time.Duration) time.Duration {

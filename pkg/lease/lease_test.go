@@ -9,6 +9,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
 	"github.com/certctl/certctl/internal/testenv"
@@ -16,11 +17,11 @@ import (
 )
 
 // apiserver is a real etcd + kube-apiserver on a tree made by the real kubeadm.
-func apiserver(t *testing.T) kubernetes.Interface {
+func apiserver(t *testing.T) (kubernetes.Interface, *testenv.ControlPlane) {
 	t.Helper()
 	tr := testenv.KubeadmTree(t, testenv.TreeOptions{})
 	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{PKIDir: tr.Layout.PKIDir, KubeconfigDir: tr.Layout.KubeconfigDir})
-	return cp.Clientset(t)
+	return cp.Clientset(t), cp
 }
 
 func acquire(cs kubernetes.Interface, name, id string, wait time.Duration) (*lease.Lease, error) {
@@ -41,7 +42,7 @@ func holder(t *testing.T, cs kubernetes.Interface, name string) string {
 // Wait, Acquire waits while the Lease is held, takes it when it is released or expires, and
 // after the Wait fails naming the holder.
 func TestLease(t *testing.T) {
-	cs := apiserver(t)
+	cs, cp := apiserver(t)
 	ctx := context.Background()
 
 	t.Run("one holder at a time", func(t *testing.T) {
@@ -192,6 +193,32 @@ func TestLease(t *testing.T) {
 		}
 		if h := holder(t, cs, "busy"); h != "cluster-renew-on-cp1" {
 			t.Errorf("the waiter changed the holder to %q", h)
+		}
+	})
+
+	// A client whose rate limiter is the bottleneck (client-go's default is 5 requests/s; a
+	// busy CI machine or a slow API gets there): the answer after the wait is still who holds
+	// the lease, not the limiter refusing a request that would end after the wait's deadline.
+	t.Run("gives up naming the holder with a throttled client", func(t *testing.T) {
+		rc, err := clientcmd.BuildConfigFromFlags(cp.URL, cp.AdminKubeconfig(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.TLSClientConfig.ServerName = testenv.APIServerName
+		rc.QPS, rc.Burst = 1, 1
+		slow, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := acquire(cs, "throttled", "cluster-renew-on-cp2", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Release(ctx)
+		_, err = lease.Acquire(ctx, slow, lease.Options{Name: "throttled", Identity: "cronjob", Duration: 3 * time.Second, Wait: 2500 * time.Millisecond})
+		var held *lease.HeldError
+		if !errors.As(err, &held) || held.Holder != "cluster-renew-on-cp2" || !strings.Contains(err.Error(), "after waiting") {
+			t.Fatalf("want a HeldError naming cluster-renew-on-cp2 after the wait, got %v", err)
 		}
 	})
 }
