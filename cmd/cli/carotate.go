@@ -15,7 +15,6 @@ import (
 
 	"github.com/certctl/certctl/pkg/carotate"
 	"github.com/certctl/certctl/pkg/kubelet"
-	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/restart"
 )
 
@@ -46,19 +45,7 @@ same CA.`,
 			if err != nil {
 				return err
 			}
-			for _, ca := range cas {
-				c, path, err := carotate.Current(g.Layout(), ca)
-				if errors.Is(err, fs.ErrNotExist) {
-					fmt.Fprintf(g.Streams.Out, "# %s: not on this node (no %s)\n", ca, path)
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(g.Streams.Out, "# %s: %s (%s, %s, expires %s)\n%s", ca, path, c.Subject, pki.KeyAlgorithm(c.PublicKey),
-					c.NotAfter.UTC().Format(time.RFC3339), pki.EncodeCertificates(c))
-			}
-			return nil
+			return carotate.WriteShown(g.Streams.Out, g.Layout(), cas)
 		},
 	}
 }

@@ -7,11 +7,11 @@ import (
 	"testing"
 
 	"github.com/certctl/certctl/internal/testenv"
-	"github.com/certctl/certctl/pkg/cluster"
+	"github.com/certctl/certctl/pkg/carotate"
 )
 
 // TestCAShow: `certctl ca show` on a tree written by the real kubeadm prints each CA the node
-// signs with, as cluster ca-rotate's Jobs read it back (cluster.ParseShown) and as openssl
+// signs with, as cluster ca-rotate's Jobs read it back (carotate.ParseShown) and as openssl
 // would (PEM); a CA the node does not hold is named, not an error.
 func TestCAShow(t *testing.T) {
 	tr := testenv.KubeadmTree(t, testenv.TreeOptions{})
@@ -20,7 +20,7 @@ func TestCAShow(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("ca show: exit %d: %s", code, errOut)
 	}
-	shown := cluster.ParseShown(out)
+	shown := carotate.ParseShown(out)
 	for ca, f := range files {
 		want := testenv.CertFile(t, filepath.Join(tr.Layout.PKIDir, f))
 		if shown[ca] == nil || !shown[ca].Equal(want) {
@@ -38,7 +38,7 @@ func TestCAShow(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, _ = run(t, "--root", tr.Root, "ca", "show", "all")
-	if shown := cluster.ParseShown(out); code != ExitOK || shown["etcd-ca"] != nil || shown["ca"] == nil || !strings.Contains(out, "# etcd-ca: not on this node") {
+	if shown := carotate.ParseShown(out); code != ExitOK || shown["etcd-ca"] != nil || shown["ca"] == nil || !strings.Contains(out, "# etcd-ca: not on this node") {
 		t.Errorf("ca show without etcd: exit %d:\n%s", code, out)
 	}
 }

@@ -407,7 +407,7 @@ func (o *CARotateOptions) showCAs(ctx context.Context, cs kubernetes.Interface, 
 		if err != nil {
 			return nil, err
 		}
-		shown := ParseShown(res.Logs)
+		shown := carotate.ParseShown(res.Logs)
 		for _, ca := range cas {
 			c := shown[ca]
 			if c == nil {
@@ -421,32 +421,6 @@ func (o *CARotateOptions) showCAs(ctx context.Context, cs kubernetes.Interface, 
 		}
 	}
 	return out, nil
-}
-
-// ParseShown reads what 'certctl ca show' printed: a "# CA: ..." line, then that CA's
-// certificate in PEM, for each CA; a CA without a certificate after its line is left out.
-func ParseShown(out string) map[string]*x509.Certificate {
-	got := map[string]*x509.Certificate{}
-	var ca string
-	var block []string
-	flush := func() {
-		if ca != "" {
-			if certs := pki.CertificatesIn([]byte(strings.Join(block, "\n"))); len(certs) > 0 {
-				got[ca] = certs[0]
-			}
-		}
-		block = block[:0]
-	}
-	for _, l := range strings.Split(out, "\n") {
-		if name, _, ok := strings.Cut(strings.TrimPrefix(l, "# "), ":"); strings.HasPrefix(l, "# ") && ok && slices.Contains(carotate.CAs, name) {
-			flush()
-			ca = name
-			continue
-		}
-		block = append(block, l)
-	}
-	flush()
-	return got
 }
 
 // authWant says which CAs a key of the extension-apiserver-authentication ConfigMap must carry

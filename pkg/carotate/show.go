@@ -1,0 +1,59 @@
+package carotate
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/certctl/certctl/pkg/pki"
+)
+
+// WriteShown writes what `certctl ca show` prints for each of cas on the node at l: a line
+// "# CA: PATH (subject, key algorithm, expiry)" and the certificate in PEM (openssl reads the
+// whole as is), or "# CA: not on this node (no PATH)". ParseShown reads it back.
+func WriteShown(w io.Writer, l pki.Layout, cas []string) error {
+	for _, ca := range cas {
+		c, path, err := Current(l, ca)
+		if errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintf(w, "# %s: not on this node (no %s)\n", ca, path)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "# %s: %s (%s, %s, expires %s)\n%s", ca, path, c.Subject, pki.KeyAlgorithm(c.PublicKey),
+			c.NotAfter.UTC().Format(time.RFC3339), pki.EncodeCertificates(c))
+	}
+	return nil
+}
+
+// ParseShown reads what WriteShown wrote (as a Job's log, with whatever else the log holds):
+// each CA's certificate by name; a CA without a certificate after its line is left out.
+func ParseShown(out string) map[string]*x509.Certificate {
+	got := map[string]*x509.Certificate{}
+	var ca string
+	var block []string
+	flush := func() {
+		if ca != "" {
+			if certs := pki.CertificatesIn([]byte(strings.Join(block, "\n"))); len(certs) > 0 {
+				got[ca] = certs[0]
+			}
+		}
+		block = block[:0]
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if name, _, ok := strings.Cut(strings.TrimPrefix(l, "# "), ":"); strings.HasPrefix(l, "# ") && ok && slices.Contains(CAs, name) {
+			flush()
+			ca = name
+			continue
+		}
+		block = append(block, l)
+	}
+	flush()
+	return got
+}
