@@ -191,7 +191,7 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 	)
 	if cluster {
 		newCert = news["ca"]
-		newPEM = pemOf(newCert)
+		newPEM = pki.EncodeCertificates(newCert)
 		// The old CA(s): what the kubeconfig and kube-public/cluster-info trust, without the
 		// new one (after trust both hold both; a kubeconfig refreshed from a node may hold the
 		// new only).
@@ -203,9 +203,7 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 			}
 		}
 		olds = slices.DeleteFunc(olds, func(c *x509.Certificate) bool { return c.Equal(newCert) })
-		for _, c := range olds {
-			oldPEM = append(oldPEM, pemOf(c)...)
-		}
+		oldPEM = pki.EncodeCertificates(olds...)
 		if len(olds) == 0 {
 			return rep, fmt.Errorf("the kubeconfig trusts only the new CA: the old one is gone already (phase drop done?)")
 		}
@@ -377,7 +375,7 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 		if err != nil {
 			return nil, err
 		}
-		out[ca], data[ca+".crt"], data[ca+".key"] = c, pemOf(c), keyPEM
+		out[ca], data[ca+".crt"], data[ca+".key"] = c, pki.EncodeCertificates(c), keyPEM
 		made = append(made, fmt.Sprintf("%s (%s, %s, %d days)", ca, c.Subject, pki.KeyAlgorithm(key.Public()), o.Days))
 	}
 	if o.DryRun {
@@ -477,11 +475,7 @@ func settleAuthCA(ctx context.Context, cs kubernetes.Interface, key string, newC
 			last = fmt.Sprintf("%s carries %d CA(s), not yet the new one", key, len(in))
 			return false, nil // the apiservers have not published the new CA yet
 		}
-		var data []byte
-		for _, c := range kept {
-			data = append(data, pemOf(c)...)
-		}
-		cm.Data[key] = string(data)
+		cm.Data[key] = string(pki.EncodeCertificates(kept...))
 		if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 			lastErr = err.Error() // a conflict with an apiserver's own update: read again
 		}
@@ -742,10 +736,6 @@ func waitRootCA(ctx context.Context, cs kubernetes.Interface, want func(string) 
 		return n, fmt.Errorf("the controller-manager has not published the CAs in every kube-root-ca.crt within %s: %s", timeout, last)
 	}
 	return n, nil
-}
-
-func pemOf(c *x509.Certificate) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 }
 
 // ReissueClientCert gives the kubeconfig at path a client certificate of newCA when its
