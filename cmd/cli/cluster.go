@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/certctl/certctl/pkg/carotate"
 	"github.com/certctl/certctl/pkg/cluster"
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubeconfig"
@@ -404,12 +403,9 @@ docs/ca-rotation.md.`,
   certctl cluster ca-rotate etcd-ca front-proxy-ca --phase issue
   certctl cluster ca-rotate etcd-ca front-proxy-ca --phase drop`,
 		RunE: func(c *cobra.Command, args []string) error {
-			cas, err := carotate.ExpandAll(args)
+			cas, err := cluster.RotatedCAs(args)
 			if err != nil {
 				return withCode(ExitError, err)
-			}
-			if len(args) == 0 {
-				cas = []string{"ca"}
 			}
 			opts.CAs = cas
 			clusterCA := slices.Contains(cas, "ca")

@@ -58,3 +58,28 @@ func TestCommandName(t *testing.T) {
 		}
 	}
 }
+
+// TestRotatedCAs: cluster ca-rotate's CA arguments; none is the cluster CA alone.
+func TestRotatedCAs(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+		err  string
+	}{
+		{nil, []string{"ca"}, ""},
+		{[]string{"all"}, []string{"ca", "etcd-ca", "front-proxy-ca"}, ""},
+		{[]string{"front-proxy-ca", "etcd-ca", "front-proxy-ca"}, []string{"etcd-ca", "front-proxy-ca"}, ""},
+		{[]string{"ca", "sa"}, nil, `unknown CA "sa"`},
+	} {
+		got, err := RotatedCAs(tc.args)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%v: err %v, want %q", tc.args, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("%v: got %v %v, want %v", tc.args, got, err, tc.want)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -49,6 +50,18 @@ const (
 	authClientCA        = "client-ca-file"
 	authRequestHeaderCA = "requestheader-client-ca-file"
 )
+
+// authKey is the key of AuthConfigMap that carries a CA, for the CAs it carries.
+var authKey = map[string]string{"ca": authClientCA, "front-proxy-ca": authRequestHeaderCA}
+
+// RotatedCAs resolves the CA arguments of cluster ca-rotate: none means the cluster CA "ca";
+// otherwise as carotate.ExpandAll ("all" is the three).
+func RotatedCAs(args []string) ([]string, error) {
+	if len(args) == 0 {
+		return []string{"ca"}, nil
+	}
+	return carotate.ExpandAll(args)
+}
 
 // CARotateOptions drive CARotate.
 type CARotateOptions struct {
@@ -111,10 +124,7 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 	if o.Days == 0 {
 		o.Days = 3650
 	}
-	if len(o.CAs) == 0 {
-		o.CAs = []string{"ca"}
-	}
-	cas, err := carotate.ExpandAll(o.CAs)
+	cas, err := RotatedCAs(o.CAs)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +153,7 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 	if err := checkAccess(ctx, cs, ro.Namespace, o.DryRun, false); err != nil {
 		return nil, err
 	}
-	if !o.DryRun && (cluster || slices.Contains(cas, "front-proxy-ca")) {
+	if !o.DryRun && slices.ContainsFunc(cas, func(ca string) bool { return authKey[ca] != "" }) {
 		if ok, err := allowed(ctx, cs, "kube-system", "update", "", "configmaps", "", AuthConfigMap); err != nil {
 			return nil, err
 		} else if !ok {
@@ -239,7 +249,7 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 	// to what the ConfigMap holds, never take a CA out; certctl takes the CA out that no
 	// apiserver trusts any more (after drop: the old; after trust's rollback: the new).
 	for _, ca := range cas {
-		key := map[string]string{"ca": authClientCA, "front-proxy-ca": authRequestHeaderCA}[ca]
+		key := authKey[ca]
 		if key == "" {
 			continue
 		}
@@ -353,10 +363,11 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 	}
 	olds := map[string]*x509.Certificate{"ca": clusterOld}
 	if others := slices.DeleteFunc(slices.Clone(cas), func(c string) bool { return c == "ca" }); len(others) > 0 {
-		if olds, err = o.showCAs(ctx, cs, ro, cps, others); err != nil {
+		shown, err := o.showCAs(ctx, cs, ro, cps, others)
+		if err != nil {
 			return nil, err
 		}
-		olds["ca"] = clusterOld
+		maps.Copy(olds, shown)
 	}
 	data := map[string][]byte{}
 	var made []string
