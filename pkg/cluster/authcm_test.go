@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/x509"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -104,5 +106,40 @@ func setAuthCA(t *testing.T, cs kubernetes.Interface, cas ...*x509.Certificate) 
 	cm.Data[authClientCA] = string(pki.EncodeCertificates(cas...))
 	if _, err := cs.CoreV1().ConfigMaps("kube-system").Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNewCAsFromTheSecret, on a real kube-apiserver: a phase after trust takes the new CAs from
+// the rotation's Secret, and refuses other CAs than the Secret holds (one rotation at a time),
+// naming the rotation in progress; without the Secret only trust may start.
+func TestNewCAsFromTheSecret(t *testing.T) {
+	tr := testenv.KubeadmTree(t, testenv.TreeOptions{})
+	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{PKIDir: tr.Layout.PKIDir, KubeconfigDir: tr.Layout.KubeconfigDir})
+	cs := cp.Clientset(t)
+	ctx := context.Background()
+	old := testenv.CertFile(t, filepath.Join(tr.Layout.PKIDir, "ca.crt"))
+	ro := &RenewOptions{Progress: io.Discard}
+	o := &CARotateOptions{Phase: "issue"}
+	if _, err := o.newCAs(ctx, cs, []string{"ca"}, old, ro, nil); err == nil || !strings.Contains(err.Error(), "starts with --phase trust") {
+		t.Fatalf("issue without the Secret: %v", err)
+	}
+	newCA, err := pki.NewCA(mustKey(t), old, old.NotBefore, old.NotAfter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Secrets("kube-system").Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: CARotationSecret, Namespace: "kube-system"},
+		Data:       map[string][]byte{"ca.crt": pki.EncodeCertificates(newCA), "ca.key": []byte("not read here")},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := o.newCAs(ctx, cs, []string{"ca"}, old, ro, nil)
+	if err != nil || len(got) != 1 || !got["ca"].Equal(newCA) {
+		t.Fatalf("issue of ca with the Secret: %v %v", got, err)
+	}
+	for _, cas := range [][]string{{"etcd-ca"}, {"ca", "front-proxy-ca"}} {
+		if _, err := o.newCAs(ctx, cs, cas, old, ro, nil); err == nil || !strings.Contains(err.Error(), "holds the rotation of ca") {
+			t.Errorf("issue of %v while ca's rotation is in progress: %v", cas, err)
+		}
 	}
 }
