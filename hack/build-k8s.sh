@@ -6,12 +6,12 @@
 #
 #   hack/build-k8s.sh [binary...]     (default: all of them)
 #
-# Environment: K8S_VERSION (default v1.32.4), ETCD_VERSION (default v3.5.16),
+# Environment: K8S_VERSION (default v1.37.2), ETCD_VERSION (default v3.7.0, what kubeadm v1.37 deploys),
 # CERTCTL_CACHE (default $HOME/.cache/certctl).
 set -euo pipefail
 
-K8S_VERSION=${K8S_VERSION:-v1.32.4}
-ETCD_VERSION=${ETCD_VERSION:-v3.5.16}
+K8S_VERSION=${K8S_VERSION:-v1.37.2}
+ETCD_VERSION=${ETCD_VERSION:-v3.7.0}
 CACHE=${CERTCTL_CACHE:-$HOME/.cache/certctl}
 BIN=$CACHE/k8s-$K8S_VERSION/bin
 mkdir -p "$BIN"

@@ -15,17 +15,20 @@ import (
 	"github.com/certctl/certctl/pkg/live"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 )
 
 type inspectOptions struct {
 	*Globals
-	Output    string
-	Warn      string
-	CheckSANs []string
-	NodeIPs   []string
-	Live      bool
-	Timeout   time.Duration
-	Textfile  string
+	Output     string
+	Warn       string
+	CheckSANs  []string
+	NodeIPs    []string
+	Live       bool
+	API        bool
+	Kubeconfig string
+	Timeout    time.Duration
+	Textfile   string
 }
 
 func newInspectCmd(g *Globals) *cobra.Command {
@@ -48,6 +51,8 @@ Exit codes: 0 no finding above info, 1 warnings, 2 critical findings, 3 error.`,
   certctl inspect --check-san 10.2.1.139 --check-san 10.2.0.100
   # does a running component still serve an old certificate? (case D)
   certctl inspect --live
+  # ask the API server what it allows the certificates' identities (kubelet-api-forbidden)
+  certctl inspect --api
   # a host mounted into a container
   certctl --root /host inspect --warn 60d
   # for node_exporter's textfile collector (see docs/schedule.md for an alert rule)
@@ -64,6 +69,8 @@ Exit codes: 0 no finding above info, 1 warnings, 2 critical findings, 3 error.`,
 	f.StringSliceVar(&o.NodeIPs, "node-ip", nil, "the node's IP the kubelet serving certificate must cover (default: from kubeadm-flags.env or the apiserver manifest)")
 	f.BoolVar(&o.Live, "live", false, "also dial the local endpoints and compare what they serve with the files on disk")
 	f.DurationVar(&o.Timeout, "timeout", 3*time.Second, "per-endpoint dial timeout for --live")
+	f.BoolVar(&o.API, "api", false, "also ask the API server (SubjectAccessReview) whether the apiserver's kubelet client certificate may use the kubelet API")
+	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig for --api (default admin.conf, then ~/.kube/config, under --root)")
 	return cmd
 }
 
@@ -104,6 +111,19 @@ func (o *inspectOptions) run(ctx context.Context) error {
 	rep := inspect.Diagnose(inv, opts)
 	if o.Live {
 		live.Check(ctx, inv, rep, o.Timeout)
+	}
+	if o.API {
+		rc, err := restConfig(o.Globals, o.Kubeconfig)
+		if err != nil {
+			return withCode(ExitError, fmt.Errorf("--api: %w", err))
+		}
+		cs, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return withCode(ExitError, fmt.Errorf("--api: %w", err))
+		}
+		if err := inspect.CheckKubeletAPIAccess(ctx, inspect.SubjectAccessReviewer(cs), rep); err != nil {
+			return withCode(ExitError, fmt.Errorf("--api: %w", err))
+		}
 	}
 	if lr, err := lastrun.Read(o.Layout()); err != nil {
 		fmt.Fprintf(o.Streams.ErrOut, "warning: %v\n", err)

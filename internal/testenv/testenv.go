@@ -21,33 +21,54 @@ import (
 	"testing"
 	"time"
 
+	utilversion "k8s.io/apimachinery/pkg/util/version"
+
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/sandbox"
 )
 
-// K8sVersion is the Kubernetes version the tests run against; hack/build-k8s.sh builds it.
-const K8sVersion = "v1.32.4"
+// K8sVersion is the Kubernetes version the tests run against by default (the newest
+// supported release); hack/build-k8s.sh builds it. K8S_VERSION overrides it.
+const K8sVersion = "v1.37.2"
 
-// BinDir is where hack/build-k8s.sh puts the binaries.
-func BinDir() string {
+// MatrixVersions are the kubeadm releases whose trees certctl must keep reading and renewing:
+// every supported release (1.35-1.37) and 1.32, the oldest still seen in the field. Only
+// kubeadm is needed per version (`hack/build-k8s.sh kubeadm` with K8S_VERSION set).
+var MatrixVersions = []string{"v1.32.13", "v1.35.4", "v1.36.3", "v1.37.2"}
+
+// Version is the Kubernetes version of this run: K8S_VERSION, else K8sVersion.
+func Version() string {
+	if v := os.Getenv("K8S_VERSION"); v != "" {
+		return v
+	}
+	return K8sVersion
+}
+
+// BinDir is where hack/build-k8s.sh puts the binaries of this run's version.
+func BinDir() string { return BinDirFor(Version()) }
+
+// BinDirFor is where hack/build-k8s.sh puts the binaries of version.
+func BinDirFor(version string) string {
 	cache := os.Getenv("CERTCTL_CACHE")
 	if cache == "" {
 		home, _ := os.UserHomeDir()
 		cache = filepath.Join(home, ".cache", "certctl")
 	}
-	v := os.Getenv("K8S_VERSION")
-	if v == "" {
-		v = K8sVersion
-	}
-	return filepath.Join(cache, "k8s-"+v, "bin")
+	return filepath.Join(cache, "k8s-"+version, "bin")
 }
 
 // Binary returns the path of a cached Kubernetes binary (kubeadm, kube-apiserver, etcd, ...).
 func Binary(t testing.TB, name string) string {
 	t.Helper()
-	p := filepath.Join(BinDir(), name)
+	return VersionBinary(t, Version(), name)
+}
+
+// VersionBinary returns the path of a cached Kubernetes binary of version.
+func VersionBinary(t testing.TB, version, name string) string {
+	t.Helper()
+	p := filepath.Join(BinDirFor(version), name)
 	if _, err := os.Stat(p); err != nil {
-		msg := fmt.Sprintf("%s is not built (%s): run hack/build-k8s.sh %s", name, p, name)
+		msg := fmt.Sprintf("%s %s is not built (%s): run K8S_VERSION=%s hack/build-k8s.sh %s", name, version, p, version, name)
 		if os.Getenv("CERTCTL_REQUIRE_K8S") == "1" {
 			t.Fatalf("CERTCTL_REQUIRE_K8S=1 and %s", msg)
 		}
@@ -97,26 +118,44 @@ type TreeOptions struct {
 	NodeName    string   // default master-1
 	AdvertiseIP string   // default 10.2.1.151 (kubeadm refuses loopback advertise addresses)
 	CertSANs    []string // apiServer.certSANs
+	// Version is the kubeadm release that writes the tree (and its kubernetesVersion);
+	// default Version().
+	Version string
+	// ControlPlaneEndpoint, default 127.0.0.1:6443 (loopback: the kubeconfigs never point at
+	// an address off this machine).
+	ControlPlaneEndpoint string
+	// Node also writes what a whole node has beside certificates and kubeconfigs: the
+	// static-pod manifests (control-plane all, etcd local) and the kubelet's files
+	// (kubelet-start: config.yaml, kubeadm-flags.env, instance-config.yaml on 1.36+).
+	Node bool
 }
 
 // Tree is a node tree written by the real kubeadm under Root.
 type Tree struct {
 	Root    string
 	Layout  pki.Layout
+	Version string
 	kubeadm string
 }
 
 // KubeadmTree runs `kubeadm init phase certs all` and `kubeadm init phase kubeconfig all`
-// with --rootfs into a new temporary root: the result is laid out like a node
-// (Root/etc/kubernetes/pki, Root/etc/kubernetes/*.conf); the config is Root/kubeadm.yaml.
+// (with Node, also control-plane all, etcd local and kubelet-start) with --rootfs into a new
+// temporary root: the result is laid out like a node (Root/etc/kubernetes/pki,
+// Root/etc/kubernetes/*.conf); the config is Root/kubeadm.yaml.
 func KubeadmTree(t testing.TB, o TreeOptions) *Tree {
 	t.Helper()
-	kubeadm := Binary(t, "kubeadm")
+	if o.Version == "" {
+		o.Version = Version()
+	}
+	kubeadm := VersionBinary(t, o.Version, "kubeadm")
 	if o.NodeName == "" {
 		o.NodeName = "master-1"
 	}
 	if o.AdvertiseIP == "" {
 		o.AdvertiseIP = "10.2.1.151"
+	}
+	if o.ControlPlaneEndpoint == "" {
+		o.ControlPlaneEndpoint = "127.0.0.1:6443"
 	}
 	root := t.TempDir()
 	sans := ""
@@ -130,22 +169,27 @@ localAPIEndpoint:
   bindPort: 6443
 nodeRegistration:
   name: %s
+  criSocket: unix:///run/containerd/containerd.sock
 ---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
 kubernetesVersion: %s
 certificatesDir: /etc/kubernetes/pki
-controlPlaneEndpoint: 127.0.0.1:6443
-%s`, o.AdvertiseIP, o.NodeName, K8sVersion, sans)
+controlPlaneEndpoint: %s
+%s`, o.AdvertiseIP, o.NodeName, o.Version, o.ControlPlaneEndpoint, sans)
 	if err := os.WriteFile(filepath.Join(root, "kubeadm.yaml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tr := &Tree{Root: root, Layout: pki.NewLayout(pki.LayoutOptions{Root: root, Home: "/root"}), kubeadm: kubeadm}
-	// --rootfs makes kubeadm chroot into the tree, so it writes /etc/kubernetes there. The
-	// control-plane endpoint is loopback (kubeadm refuses only a loopback advertise address),
-	// so the kubeconfigs never point at an address off this machine.
+	tr := &Tree{Root: root, Layout: pki.NewLayout(pki.LayoutOptions{Root: root, Home: "/root"}), Version: o.Version, kubeadm: kubeadm}
+	// --rootfs makes kubeadm chroot into the tree, so it writes /etc/kubernetes there.
 	tr.Kubeadm(t, "init", "phase", "certs", "all")
 	tr.Kubeadm(t, "init", "phase", "kubeconfig", "all")
+	if o.Node {
+		tr.Kubeadm(t, "init", "phase", "control-plane", "all")
+		tr.Kubeadm(t, "init", "phase", "etcd", "local")
+		// Writes the kubelet's files, then finds no init system to start it with.
+		tr.Kubeadm(t, "init", "phase", "kubelet-start")
+	}
 	return tr
 }
 
@@ -304,4 +348,14 @@ func SandboxNode(t testing.TB, faults ...sandbox.Fault) pki.Layout {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// AtLeast reports whether the Kubernetes version v (v1.37.2) is min (v1.35) or later.
+func AtLeast(t testing.TB, v, min string) bool {
+	t.Helper()
+	have, err := utilversion.ParseGeneric(v)
+	if err != nil {
+		t.Fatalf("version %q: %v", v, err)
+	}
+	return have.AtLeast(utilversion.MustParseGeneric(min))
 }

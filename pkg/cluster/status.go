@@ -123,6 +123,12 @@ func nodeStatus(ctx context.Context, cs kubernetes.Interface, o StatusOptions, n
 		return nr
 	}
 	nr.Ran, nr.Report = true, &r
+	// The node cannot see the cluster's RBAC: ask the API server whether its apiserver's
+	// kubelet client identity may use the kubelet API (a control-plane node joined with kubeadm
+	// 1.37 lacks the ClusterRoleBinding it needs).
+	if err := inspect.CheckKubeletAPIAccess(ctx, inspect.SubjectAccessReviewer(cs), &r); err != nil {
+		nr.Problem = err.Error()
+	}
 	return nr
 }
 

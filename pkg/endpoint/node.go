@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -22,6 +24,7 @@ import (
 	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/kubelet"
+	"github.com/certctl/certctl/pkg/manifest"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/txn"
 )
@@ -29,6 +32,13 @@ import (
 // Files are the kubeconfigs a node keeps that name the cluster's endpoint. controller-manager.conf
 // and scheduler.conf are not among them: kubeadm points those at the node's own apiserver.
 var Files = []string{"admin.conf", "super-admin.conf", "kubelet.conf", "bootstrap-kubelet.conf"}
+
+// kubeletFiles are the kubeconfigs of the kubelet. On a control-plane node, kubeadm 1.35 and
+// later (ControlPlaneKubeletLocalMode, GA in 1.35) point them at the node's own apiserver, not
+// at controlPlaneEndpoint: such an entry is right as it is and is never moved, even when the
+// node's own address is the endpoint being replaced (the first node of a cluster made before
+// its load balancer existed).
+var kubeletFiles = map[string]bool{"kubelet.conf": true, "bootstrap-kubelet.conf": true}
 
 // Options drive SetServer.
 type Options struct {
@@ -52,6 +62,9 @@ type FileChange struct {
 	Path     string   `json:"path"`
 	Clusters []string `json:"clusters,omitempty"` // the entries moved
 	Kept     []string `json:"kept,omitempty"`     // servers left alone
+	// Local is set on a kubelet kubeconfig left on this node's own apiserver (kubeadm's
+	// ControlPlaneKubeletLocalMode): the server it keeps.
+	Local string `json:"local,omitempty"`
 }
 
 // Result is what SetServer did (or, dry run, would do).
@@ -96,9 +109,13 @@ func SetServer(ctx context.Context, o Options) (*Result, error) {
 		}
 		defer lock.Release()
 	}
+	own, err := OwnAPIServers(l)
+	if err != nil {
+		return nil, err
+	}
 	from := o.From
 	if from == "" {
-		if from, err = currentServer(l); err != nil {
+		if from, err = currentServer(l, own); err != nil {
 			return nil, err
 		}
 	} else if from, err = kubeconfig.NormalizeServer(from); err != nil {
@@ -120,6 +137,18 @@ func SetServer(ctx context.Context, o Options) (*Result, error) {
 			return nil, fmt.Errorf("%s: not a valid kubeconfig: %w (fix it, or restore it from a backup: certctl backup list)", p, err)
 		}
 		f := &file{path: p, data: data, entry: FileChange{Path: l.NodePath(p)}}
+		if kubeletFiles[name] {
+			for _, s := range kubeconfig.Servers(cfg) {
+				if n, err := kubeconfig.NormalizeServer(s); err == nil && slices.Contains(own, n) {
+					f.entry.Local = n
+				}
+			}
+		}
+		if f.entry.Local != "" && f.entry.Local == from {
+			f.entry.Kept = kubeconfig.Servers(cfg)
+			res.Unchanged = append(res.Unchanged, f.entry)
+			continue
+		}
 		f.entry.Clusters = kubeconfig.MoveServer(cfg, from, to)
 		for _, s := range kubeconfig.Servers(cfg) {
 			if s != to {
@@ -191,8 +220,10 @@ func SetServer(ctx context.Context, o Options) (*Result, error) {
 	return res, nil
 }
 
-// currentServer is the server kubelet.conf uses, or admin.conf's.
-func currentServer(l pki.Layout) (string, error) {
+// currentServer is the server kubelet.conf uses, or admin.conf's: the endpoint the node's
+// clients use. A kubelet.conf on this node's own apiserver (own: ControlPlaneKubeletLocalMode)
+// says nothing of the endpoint, so admin.conf's is taken then.
+func currentServer(l pki.Layout, own []string) (string, error) {
 	for _, name := range []string{"kubelet.conf", "admin.conf"} {
 		p := filepath.Join(l.KubeconfigDir, name)
 		data, err := os.ReadFile(p)
@@ -210,9 +241,65 @@ func currentServer(l pki.Layout) (string, error) {
 		if ctx == nil || cfg.Clusters[ctx.Cluster] == nil {
 			return "", fmt.Errorf("%s: its current context names no cluster: give --from", p)
 		}
-		return kubeconfig.NormalizeServer(cfg.Clusters[ctx.Cluster].Server)
+		server, err := kubeconfig.NormalizeServer(cfg.Clusters[ctx.Cluster].Server)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", p, err)
+		}
+		if kubeletFiles[name] && slices.Contains(own, server) {
+			continue
+		}
+		return server, nil
 	}
-	return "", fmt.Errorf("neither kubelet.conf nor admin.conf in %s: give --from", l.KubeconfigDir)
+	return "", fmt.Errorf("neither kubelet.conf (on another server than this node's own apiserver) nor admin.conf in %s: give --from", l.KubeconfigDir)
+}
+
+// OwnAPIServers are the addresses of this node's own apiserver as kubeadm writes them into a
+// kubeconfig: https://ADVERTISE-ADDRESS:SECURE-PORT from the apiserver's static-pod manifest,
+// and the server of controller-manager.conf and scheduler.conf (kubeadm always points those at
+// the node's own apiserver). None on a node without them (a worker). A file that is there but
+// does not parse is an error: certctl cannot tell the node's own apiserver from the endpoint.
+func OwnAPIServers(l pki.Layout) ([]string, error) {
+	var out []string
+	add := func(s string) {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	pod, err := manifest.LoadComponent(l.ManifestsDir, pki.CompAPIServer)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		flags := pod.Flags()
+		port := flags["secure-port"]
+		if port == "" {
+			port = "6443"
+		}
+		if ip := flags["advertise-address"]; ip != "" {
+			s, err := kubeconfig.NormalizeServer(net.JoinHostPort(ip, port))
+			if err != nil {
+				return nil, fmt.Errorf("%s: --advertise-address=%s --secure-port=%s: %w", pod.Path, ip, port, err)
+			}
+			add(s)
+		}
+	}
+	for _, name := range []string{"controller-manager.conf", "scheduler.conf"} {
+		p := filepath.Join(l.KubeconfigDir, name)
+		cfg, err := clientcmd.LoadFromFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: not a valid kubeconfig: %w (fix it, or restore it from a backup: certctl backup list)", p, err)
+		}
+		for _, srv := range kubeconfig.Servers(cfg) {
+			if s, err := kubeconfig.NormalizeServer(srv); err == nil {
+				add(s)
+			}
+		}
+	}
+	return out, nil
 }
 
 // Render prints res for a person.
@@ -228,6 +315,10 @@ func (r *Result) Render(w io.Writer, dryRun bool) {
 		fmt.Fprintf(w, "%s: %s %s from %s to %s\n", c.Path, verb, strings.Join(c.Clusters, ", "), r.From, r.To)
 	}
 	for _, c := range r.Unchanged {
+		if c.Local != "" {
+			fmt.Fprintf(w, "%s: unchanged: the kubelet of this control-plane node uses its own apiserver %s (kubeadm's ControlPlaneKubeletLocalMode), as it should\n", c.Path, c.Local)
+			continue
+		}
 		fmt.Fprintf(w, "%s: unchanged (uses %s)\n", c.Path, strings.Join(c.Kept, ", "))
 	}
 	if r.BackupID != "" {

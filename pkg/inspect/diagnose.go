@@ -111,6 +111,7 @@ func (d *diagnoser) item(it *pki.Item) Certificate {
 func fill(c *Certificate, cert *x509.Certificate) {
 	nb, na := cert.NotBefore.UTC(), cert.NotAfter.UTC()
 	c.Subject = cert.Subject.String()
+	c.CommonName, c.Organizations = cert.Subject.CommonName, cert.Subject.Organization
 	c.Issuer = cert.Issuer.String()
 	c.NotBefore, c.NotAfter = &nb, &na
 	c.Serial = serialHex(cert.SerialNumber)

@@ -11,6 +11,7 @@ import (
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/sandbox"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // TestPrometheusParses renders a report with findings and a last run and parses it back with
@@ -23,7 +24,7 @@ func TestPrometheusParses(t *testing.T) {
 	if err := inspect.Render(&buf, r, "prometheus"); err != nil {
 		t.Fatal(err)
 	}
-	var p expfmt.TextParser
+	p := expfmt.NewTextParser(model.LegacyValidation)
 	families, err := p.TextToMetricFamilies(strings.NewReader(buf.String()))
 	if err != nil {
 		t.Fatalf("not valid exposition format: %v\n%s", err, buf.String())

@@ -52,6 +52,12 @@ const (
 	CodeEndpointUnreachable  = "endpoint-unreachable"
 	// CodeCARotationDue: a CA expires within CARotationWindow; its remedy is `certctl ca rotate`.
 	CodeCARotationDue = "ca-rotation-due"
+	// CodeKubeletAPIForbidden: the apiserver's kubelet client identity may not use the
+	// kubelet API (kubectl logs, exec, port-forward fail with Forbidden): from kubeadm 1.37
+	// (and 1.35.5, 1.36.1) apiserver-kubelet-client has no O, and its rights come from the
+	// ClusterRoleBinding kubeadm:apiserver-kubelet-client, which join --control-plane does not
+	// make. Found with the API (inspect --api, cluster status).
+	CodeKubeletAPIForbidden = "kubelet-api-forbidden"
 )
 
 // CARotationWindow is how long before a CA's expiry inspect asks for its rotation: the
@@ -68,10 +74,14 @@ type Finding struct {
 
 // Certificate is one row of the report. Its JSON form is a contract (docs/inspect.md).
 type Certificate struct {
-	Name           string     `json:"name" yaml:"name"`
-	Kind           string     `json:"kind" yaml:"kind"`
-	Path           string     `json:"path" yaml:"path"`
-	Subject        string     `json:"subject,omitempty" yaml:"subject,omitempty"`
+	Name    string `json:"name" yaml:"name"`
+	Kind    string `json:"kind" yaml:"kind"`
+	Path    string `json:"path" yaml:"path"`
+	Subject string `json:"subject,omitempty" yaml:"subject,omitempty"`
+	// CommonName and Organizations are the subject's CN and O: the user and groups the API
+	// server authenticates a client certificate as.
+	CommonName     string     `json:"commonName,omitempty" yaml:"commonName,omitempty"`
+	Organizations  []string   `json:"organizations,omitempty" yaml:"organizations,omitempty"`
 	Issuer         string     `json:"issuer,omitempty" yaml:"issuer,omitempty"`
 	NotBefore      *time.Time `json:"notBefore,omitempty" yaml:"notBefore,omitempty"`
 	NotAfter       *time.Time `json:"notAfter,omitempty" yaml:"notAfter,omitempty"`

@@ -1,6 +1,7 @@
 package kubeadmconfig_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -8,7 +9,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// kubeadmDoc is the ClusterConfiguration as kubeadm v1.32 writes it into kubeadm-config
+// kubeadmDoc is the ClusterConfiguration as kubeadm v1.37 writes it into kubeadm-config
 // (sigs.k8s.io/yaml: keys sorted, block sequences not indented), with comments an operator
 // added by hand.
 const kubeadmDoc = `apiServer:
@@ -32,7 +33,7 @@ etcd:
     dataDir: /var/lib/etcd
 imageRepository: registry.k8s.io
 kind: ClusterConfiguration
-kubernetesVersion: v1.32.4
+kubernetesVersion: v1.37.2
 networking:
   dnsDomain: cluster.local
   serviceSubnet: 10.96.0.0/12
@@ -99,17 +100,17 @@ func TestAddSANs(t *testing.T) {
 			field: kubeadmconfig.APIServerSANs, sans: []string{"10.2.1.139"}, want: []string{"10.2.1.139"}, added: []string{"10.2.1.139"}, keep: []string{"# keep me"}},
 		{name: "apiServer: {} (kubeadm's empty)", doc: "apiServer: {}\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n",
 			field: kubeadmconfig.APIServerSANs, sans: []string{"10.2.1.139"}, want: []string{"10.2.1.139"}, added: []string{"10.2.1.139"}},
-		{name: "certSANs: null", doc: "apiServer:\n  certSANs:\nkind: ClusterConfiguration\n",
+		{name: "certSANs: null", doc: "apiServer:\n  certSANs:\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n",
 			field: kubeadmconfig.APIServerSANs, sans: []string{"10.2.1.139"}, want: []string{"10.2.1.139"}, added: []string{"10.2.1.139"}},
-		{name: "flow list stays a flow list", doc: "apiServer:\n  certSANs: [a.example, 10.0.0.1]\nkind: ClusterConfiguration\n",
+		{name: "flow list stays a flow list", doc: "apiServer:\n  certSANs: [a.example, 10.0.0.1]\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n",
 			field: kubeadmconfig.APIServerSANs, sans: []string{"10.2.1.139", "A.EXAMPLE"}, want: []string{"a.example", "10.0.0.1", "10.2.1.139"}, added: []string{"10.2.1.139"},
 			keep: []string{"certSANs: [a.example, 10.0.0.1, 10.2.1.139]"}},
 		{name: "etcd server list under etcd.local", doc: kubeadmDoc, field: kubeadmconfig.EtcdServerSANs,
 			sans: []string{"etcd-1.example"}, want: []string{"etcd-1.example"}, added: []string{"etcd-1.example"}, keep: []string{"dataDir: /var/lib/etcd", "# VIP"}},
-		{name: "external etcd", doc: "etcd:\n  external:\n    endpoints: [https://10.0.0.5:2379]\nkind: ClusterConfiguration\n",
+		{name: "external etcd", doc: "etcd:\n  external:\n    endpoints: [https://10.0.0.5:2379]\napiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\n",
 			field: kubeadmconfig.EtcdPeerSANs, sans: []string{"x"}, wantErr: "etcd is external"},
 		{name: "not a ClusterConfiguration", doc: "kind: InitConfiguration\n", field: kubeadmconfig.APIServerSANs, sans: []string{"x"}, wantErr: "not ClusterConfiguration"},
-		{name: "certSANs is a string", doc: "apiServer:\n  certSANs: 10.0.0.1\nkind: ClusterConfiguration\n", field: kubeadmconfig.APIServerSANs, sans: []string{"x"}, wantErr: "is not a list"},
+		{name: "certSANs is a string", doc: "apiServer:\n  certSANs: 10.0.0.1\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n", field: kubeadmconfig.APIServerSANs, sans: []string{"x"}, wantErr: "is not a list"},
 		{name: "not YAML", doc: "apiServer: [\n", field: kubeadmconfig.APIServerSANs, sans: []string{"x"}, wantErr: "parse ClusterConfiguration"},
 	}
 	for _, tc := range tests {
@@ -164,6 +165,35 @@ func equalYAML(a, b any) bool {
 	return err1 == nil && err2 == nil && string(x) == string(y)
 }
 
+// TestUnknownAPIVersion: a ClusterConfiguration of a kubeadm API certctl does not know (a newer
+// kubeadm's, or none) is refused by every edit, with a typed error naming what it found; the
+// document is not changed.
+func TestUnknownAPIVersion(t *testing.T) {
+	for _, doc := range []string{
+		"apiVersion: kubeadm.k8s.io/v1\nkind: ClusterConfiguration\ncontrolPlaneEndpoint: 10.2.1.151:6443\n",
+		"apiVersion: kubeadm.k8s.io/v1beta2\nkind: ClusterConfiguration\n",
+		"kind: ClusterConfiguration\n",
+	} {
+		for name, edit := range map[string]func() (string, error){
+			"AddSANs": func() (string, error) {
+				out, _, err := kubeadmconfig.AddSANs(doc, kubeadmconfig.APIServerSANs, []string{"10.2.1.139"})
+				return out, err
+			},
+			"SetControlPlaneEndpoint": func() (string, error) {
+				out, _, err := kubeadmconfig.SetControlPlaneEndpoint(doc, "10.2.1.139:6443")
+				return out, err
+			},
+			"ControlPlaneEndpoint": func() (string, error) { return kubeadmconfig.ControlPlaneEndpoint(doc) },
+		} {
+			out, err := edit()
+			var unknown *kubeadmconfig.UnknownAPIVersionError
+			if !errors.As(err, &unknown) || out != "" {
+				t.Errorf("%s on %q: %q, %v; want an UnknownAPIVersionError and nothing", name, doc, out, err)
+			}
+		}
+	}
+}
+
 func TestSetControlPlaneEndpoint(t *testing.T) {
 	for _, tc := range []struct {
 		name, doc, ep, old string
@@ -171,7 +201,7 @@ func TestSetControlPlaneEndpoint(t *testing.T) {
 	}{
 		{name: "replaces", doc: "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n# where joins go\ncontrolPlaneEndpoint: 10.2.1.151:6443 # cp1\nnetworking:\n  podSubnet: 10.244.0.0/16\n", ep: "10.2.1.139:6443", old: "10.2.1.151:6443"},
 		{name: "adds", doc: "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n", ep: "lb.example.com:6443"},
-		{name: "same", doc: "kind: ClusterConfiguration\ncontrolPlaneEndpoint: 10.2.1.139:6443\n", ep: "10.2.1.139:6443", old: "10.2.1.139:6443"},
+		{name: "same", doc: "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\ncontrolPlaneEndpoint: 10.2.1.139:6443\n", ep: "10.2.1.139:6443", old: "10.2.1.139:6443"},
 		{name: "not a ClusterConfiguration", doc: "kind: InitConfiguration\n", ep: "x:1", wantErr: true},
 		{name: "not YAML", doc: "kind: [", ep: "x:1", wantErr: true},
 	} {

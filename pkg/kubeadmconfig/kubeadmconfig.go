@@ -368,7 +368,29 @@ func clusterConfiguration(doc string) (top, root *yaml.Node, err error) {
 	if k := value(top, "kind"); k == nil || k.Value != "ClusterConfiguration" {
 		return nil, nil, fmt.Errorf("%s: kind is not ClusterConfiguration", Key)
 	}
+	if v := value(top, "apiVersion"); v == nil || !slices.Contains(KnownAPIVersions, v.Value) {
+		got := "none"
+		if v != nil {
+			got = v.Value
+		}
+		return nil, nil, &UnknownAPIVersionError{Got: got}
+	}
 	return top, root, nil
+}
+
+// KnownAPIVersions are the kubeadm API versions of a ClusterConfiguration whose fields
+// (apiServer.certSANs, controlPlaneEndpoint, etcd.local.serverCertSANs...) certctl edits:
+// v1beta3 (kubeadm 1.22-1.36; clusters made then keep it until an upgrade rewrites it) and
+// v1beta4 (1.31 on, the only one kubeadm 1.37 reads).
+var KnownAPIVersions = []string{"kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4"}
+
+// UnknownAPIVersionError is a ClusterConfiguration of a kubeadm API certctl does not know
+// (a newer kubeadm's): certctl changes nothing rather than guess where its fields went.
+type UnknownAPIVersionError struct{ Got string }
+
+func (e *UnknownAPIVersionError) Error() string {
+	return fmt.Sprintf("%s/%s %s: apiVersion %s is not one certctl knows (%s): it changes nothing in it; a newer certctl may know it, or give the SANs to kubeadm yourself (kubeadm init phase upload-config kubeadm --config FILE)",
+		Namespace, Name, Key, e.Got, strings.Join(KnownAPIVersions, ", "))
 }
 
 func encode(root *yaml.Node) (string, error) {

@@ -3,10 +3,12 @@
 package manifest
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -29,9 +31,18 @@ type Container struct {
 	Image          string   `yaml:"image"`
 	Command        []string `yaml:"command"`
 	Args           []string `yaml:"args"`
+	Ports          []Port   `yaml:"ports"`
 	LivenessProbe  *Probe   `yaml:"livenessProbe"`
 	ReadinessProbe *Probe   `yaml:"readinessProbe"`
 	StartupProbe   *Probe   `yaml:"startupProbe"`
+}
+
+// Port is one of a container's named ports. kubeadm 1.34 and later name the port its probes
+// use (`ports: [{name: probe-port, containerPort: 2381}]`, probes `port: probe-port`).
+type Port struct {
+	Name          string `yaml:"name"`
+	ContainerPort int    `yaml:"containerPort"`
+	HostPort      int    `yaml:"hostPort"`
 }
 
 // Probe is an HTTP(S) probe.
@@ -99,22 +110,76 @@ func (p *Pod) Flags() map[string]string {
 	return out
 }
 
-// HealthEndpoint returns the scheme, host, port and path the kubelet would probe: the
-// startup probe, else liveness, else readiness.
-func (p *Pod) HealthEndpoint() (scheme, host, port, path string, ok bool) {
+// Endpoint is where the kubelet probes a component's health.
+type Endpoint struct {
+	Scheme string // "http" or "https"
+	Host   string // "" when the probe names none (the pod's IP: the node's, for host-network pods)
+	Port   int
+	Path   string
+}
+
+// ErrNoHTTPProbe is returned by HealthEndpoint for a container without an HTTP probe.
+var ErrNoHTTPProbe = errors.New("no HTTP probe")
+
+// HealthEndpoint returns where the kubelet would probe the first container: its startup
+// probe, else liveness, else readiness. A probe's port is a number or the name of one of the
+// container's ports (kubeadm 1.34 and later write `port: probe-port`), resolved as the kubelet
+// resolves it; a name the container does not declare is an error naming the manifest.
+func (p *Pod) HealthEndpoint() (Endpoint, error) {
 	c := p.Spec.Containers[0]
 	for _, pr := range []*Probe{c.StartupProbe, c.LivenessProbe, c.ReadinessProbe} {
 		if pr == nil || pr.HTTPGet == nil {
 			continue
 		}
 		h := pr.HTTPGet
-		scheme = strings.ToLower(h.Scheme)
-		if scheme == "" {
-			scheme = "http"
+		e := Endpoint{Scheme: strings.ToLower(h.Scheme), Host: h.Host, Path: h.Path}
+		if e.Scheme == "" {
+			e.Scheme = "http"
 		}
-		return scheme, h.Host, fmt.Sprint(h.Port), h.Path, true
+		port, err := c.resolvePort(h.Port)
+		if err != nil {
+			return Endpoint{}, fmt.Errorf("%s: container %s: probe port: %w", p.Path, c.Name, err)
+		}
+		e.Port = port
+		return e, nil
 	}
-	return "", "", "", "", false
+	return Endpoint{}, fmt.Errorf("%s: container %s: %w", p.Path, c.Name, ErrNoHTTPProbe)
+}
+
+// resolvePort turns a probe's port (an int, or a port name: YAML gives either) into a number.
+func (c Container) resolvePort(v any) (int, error) {
+	switch port := v.(type) {
+	case int:
+		if port < 1 || port > 65535 {
+			return 0, fmt.Errorf("%d is not a port number", port)
+		}
+		return port, nil
+	case string:
+		if n, err := strconv.Atoi(port); err == nil {
+			return c.resolvePort(n)
+		}
+		for _, cp := range c.Ports {
+			if cp.Name == port && cp.ContainerPort > 0 {
+				return c.resolvePort(cp.ContainerPort)
+			}
+		}
+		return 0, fmt.Errorf("%q names none of the container's ports (%s); certctl does not recognise this manifest's shape", port, c.portNames())
+	case nil:
+		return 0, errors.New("missing")
+	default:
+		return 0, fmt.Errorf("%v (%T) is neither a number nor a port name; certctl does not recognise this manifest's shape", v, v)
+	}
+}
+
+func (c Container) portNames() string {
+	if len(c.Ports) == 0 {
+		return "it declares none"
+	}
+	names := make([]string, 0, len(c.Ports))
+	for _, cp := range c.Ports {
+		names = append(names, fmt.Sprintf("%s=%d", cp.Name, cp.ContainerPort))
+	}
+	return strings.Join(names, ", ")
 }
 
 // FlagChange is one flag SetFlags rewrote.

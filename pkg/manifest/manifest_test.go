@@ -41,9 +41,69 @@ spec:
 			t.Errorf("flag %s = %q (present %v), want %q", k, got, ok, v)
 		}
 	}
-	scheme, host, port, path, ok := pod.HealthEndpoint()
-	if !ok || scheme != "https" || host != "10.2.1.151" || port != "8443" || path != "/livez" {
-		t.Errorf("health endpoint %s://%s:%s%s %v, want the liveness probe", scheme, host, port, path, ok)
+	ep, err := pod.HealthEndpoint()
+	if want := (manifest.Endpoint{Scheme: "https", Host: "10.2.1.151", Port: 8443, Path: "/livez"}); err != nil || ep != want {
+		t.Errorf("health endpoint %+v, %v; want the liveness probe %+v", ep, err, want)
+	}
+}
+
+// TestHealthEndpointPorts: a probe's port as kubeadm writes it, before 1.34 (a number) and
+// since (`port: probe-port`, the name of a container port), and shapes certctl refuses.
+func TestHealthEndpointPorts(t *testing.T) {
+	tests := []struct {
+		name, container string
+		want            manifest.Endpoint
+		wantErr         string
+	}{
+		{"number (kubeadm <= 1.33)", `
+    livenessProbe:
+      httpGet: {host: 127.0.0.1, path: /livez, port: 2381, scheme: HTTP}`,
+			manifest.Endpoint{Scheme: "http", Host: "127.0.0.1", Port: 2381, Path: "/livez"}, ""},
+		{"named port (kubeadm >= 1.34)", `
+    ports:
+    - {containerPort: 6443, name: probe-port, protocol: TCP}
+    livenessProbe:
+      httpGet: {host: 10.2.1.151, path: /livez, port: probe-port, scheme: HTTPS}
+    startupProbe:
+      httpGet: {host: 10.2.1.151, path: /livez, port: probe-port, scheme: HTTPS}`,
+			manifest.Endpoint{Scheme: "https", Host: "10.2.1.151", Port: 6443, Path: "/livez"}, ""},
+		{"number as a string", `
+    readinessProbe:
+      httpGet: {path: /readyz, port: "10259", scheme: HTTPS}`,
+			manifest.Endpoint{Scheme: "https", Port: 10259, Path: "/readyz"}, ""},
+		{"unknown name", `
+    ports:
+    - {containerPort: 6443, name: https}
+    livenessProbe:
+      httpGet: {path: /livez, port: probe-port, scheme: HTTPS}`,
+			manifest.Endpoint{}, `"probe-port" names none of the container's ports (https=6443)`},
+		{"port out of range", `
+    livenessProbe:
+      httpGet: {path: /livez, port: 70000}`,
+			manifest.Endpoint{}, "70000 is not a port number"},
+		{"no http probe", `
+    livenessProbe:
+      exec: {command: [true]}`,
+			manifest.Endpoint{}, "no HTTP probe"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := write(t, "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: c\n    command: [c]"+tc.container+"\n")
+			pod, err := manifest.Load(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ep, err := pod.HealthEndpoint()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), p) {
+					t.Fatalf("err %v, want one naming %s and containing %q", err, p, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || ep != tc.want {
+				t.Fatalf("got %+v, %v; want %+v", ep, err, tc.want)
+			}
+		})
 	}
 }
 

@@ -63,8 +63,8 @@ func sanLine(t *testing.T, crt string) string {
 	return strings.TrimSpace(lines[1])
 }
 
-// TestRenewKubeadmTree renews a tree made by the real kubeadm and checks the result with
-// openssl and with kubeadm itself.
+// TestRenewKubeadmTree renews a tree made by the real kubeadm of each release of the version
+// matrix and checks the result with openssl and with that kubeadm itself.
 func TestRenewKubeadmTree(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		if os.Getenv("CERTCTL_REQUIRE_K8S") == "1" {
@@ -73,8 +73,14 @@ func TestRenewKubeadmTree(t *testing.T) {
 		t.Skip("SKIP (loud): openssl not installed")
 	}
 	bin := testenv.Certctl(t)
-	tr := testenv.KubeadmTree(t, testenv.TreeOptions{CertSANs: []string{"10.2.0.100"}})
-	root, kubeadm := tr.Root, testenv.Binary(t, "kubeadm")
+	for _, v := range testenv.MatrixVersions {
+		t.Run(v, func(t *testing.T) { renewKubeadmTree(t, bin, v) })
+	}
+}
+
+func renewKubeadmTree(t *testing.T, bin, version string) {
+	tr := testenv.KubeadmTree(t, testenv.TreeOptions{CertSANs: []string{"10.2.0.100"}, Version: version, Node: true})
+	root, kubeadm := tr.Root, testenv.VersionBinary(t, version, "kubeadm")
 	l := tr.Layout
 	scratch := t.TempDir()
 

@@ -211,8 +211,9 @@ func dialCRI(endpoint string) (runtimeapi.RuntimeServiceClient, *grpc.ClientConn
 }
 
 // FindCRIEndpoint returns the container runtime socket named by the files of the node at
-// layout: the containerRuntimeEndpoint of its config.yaml, else --container-runtime-endpoint
-// in kubeadm-flags.env, else the first default socket that exists; paths resolve under root.
+// layout: the containerRuntimeEndpoint of its config.yaml, else of instance-config.yaml
+// (kubeadm 1.36+), else --container-runtime-endpoint in kubeadm-flags.env (kubeadm 1.35 and
+// earlier), else the first default socket that exists; paths resolve under root.
 // It returns "" when there is none. restart uses the running kubelet's own (FindNode), which
 // also sees a socket given on its command line.
 func FindCRIEndpoint(layout pki.Layout) string {
@@ -227,10 +228,8 @@ func FindCRIEndpoint(layout pki.Layout) string {
 	if kc, err := pki.LoadKubeletConfig(filepath.Join(layout.KubeletDir, "config.yaml")); err == nil && kc.ContainerRuntimeEndpoint != "" {
 		found = append(found, kc.ContainerRuntimeEndpoint)
 	}
-	if data, err := os.ReadFile(filepath.Join(layout.KubeletDir, "kubeadm-flags.env")); err == nil {
-		if ep := flagsEnvEndpoint(data); ep != "" {
-			found = append(found, ep)
-		}
+	if ep := kubeadmEndpoint(layout.KubeletDir); ep != "" {
+		found = append(found, ep)
 	}
 	found = append(found, DefaultCRIEndpoints...)
 	for _, ep := range found {

@@ -11,12 +11,17 @@ import (
 
 func TestFindCRIEndpoint(t *testing.T) {
 	tests := []struct {
-		name, config, flags, want string
+		name, config, instance, flags, want string
 	}{
-		{"kubelet config", "containerRuntimeEndpoint: unix:///run/lab/cri.sock\n", "", "/run/lab/cri.sock"},
-		{"kubeadm-flags.env", "kind: KubeletConfiguration\n", `KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///run/lab/cri.sock --pod-infra-container-image=x"` + "\n", "/run/lab/cri.sock"},
-		{"config names a socket that is not there", "containerRuntimeEndpoint: unix:///run/none.sock\n", "", ""},
-		{"nothing", "", "", ""},
+		{"kubelet config", "containerRuntimeEndpoint: unix:///run/lab/cri.sock\n", "", "", "/run/lab/cri.sock"},
+		{"kubeadm-flags.env (kubeadm <= 1.35)", "kind: KubeletConfiguration\n", "", `KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///run/lab/cri.sock --pod-infra-container-image=x"` + "\n", "/run/lab/cri.sock"},
+		// kubeadm 1.36+ (NodeLocalCRISocket): the socket is in instance-config.yaml, and
+		// kubeadm-flags.env holds only --hostname-override; a config.yaml taken from the
+		// cluster-wide ConfigMap names none.
+		{"instance-config.yaml (kubeadm >= 1.36)", "kind: KubeletConfiguration\n", `containerRuntimeEndpoint: "unix:///run/lab/cri.sock"` + "\n", `KUBELET_KUBEADM_ARGS="--hostname-override=cp1"` + "\n", "/run/lab/cri.sock"},
+		{"config.yaml wins over instance-config.yaml", "containerRuntimeEndpoint: unix:///run/lab/cri.sock\n", `containerRuntimeEndpoint: "unix:///run/none.sock"` + "\n", "", "/run/lab/cri.sock"},
+		{"config names a socket that is not there", "containerRuntimeEndpoint: unix:///run/none.sock\n", "", "", ""},
+		{"nothing", "", "", "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -39,6 +44,11 @@ func TestFindCRIEndpoint(t *testing.T) {
 			}
 			if tc.config != "" {
 				if err := os.WriteFile(filepath.Join(l.KubeletDir, "config.yaml"), []byte(tc.config), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.instance != "" {
+				if err := os.WriteFile(filepath.Join(l.KubeletDir, "instance-config.yaml"), []byte(tc.instance), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -25,7 +25,8 @@ type Node struct {
 	StaticPodPath string
 	// CRIEndpoint is the kubelet's container runtime socket reached through Root, "" when
 	// it does not exist (its --container-runtime-endpoint, its config's
-	// containerRuntimeEndpoint, kubeadm-flags.env; when it names none, containerd's or
+	// containerRuntimeEndpoint, instance-config.yaml or kubeadm-flags.env beside the config;
+	// when it names none, containerd's or
 	// CRI-O's default socket).
 	CRIEndpoint string
 	NetNS       uint64 // inode of its network namespace (/proc/PID/ns/net)
@@ -233,7 +234,8 @@ func cwdOf(dir string) string {
 }
 
 // criEndpoint resolves the kubelet's CRI socket through its root, in the kubelet's order of
-// precedence: flag, config, kubeadm-flags.env beside the config; the default sockets only
+// precedence: flag, config, then what kubeadm recorded beside the config (instance-config.yaml,
+// kubeadm-flags.env); the default sockets only
 // when it names none. A named socket that does not exist is no socket ("").
 func (n *Node) criEndpoint(proc string) string {
 	named := n.criFlag
@@ -241,10 +243,7 @@ func (n *Node) criEndpoint(proc string) string {
 		named = n.criConfig
 	}
 	if named == "" && n.Config != "" {
-		flagsEnv := filepath.Join(n.Root, filepath.Dir(n.absConfig(filepath.Join(proc, strconv.Itoa(n.PID)))), "kubeadm-flags.env")
-		if data, err := os.ReadFile(flagsEnv); err == nil {
-			named = flagsEnvEndpoint(data)
-		}
+		named = kubeadmEndpoint(filepath.Join(n.Root, filepath.Dir(n.absConfig(filepath.Join(proc, strconv.Itoa(n.PID))))))
 	}
 	cands := DefaultCRIEndpoints
 	if named != "" {
@@ -259,6 +258,25 @@ func (n *Node) criEndpoint(proc string) string {
 		if st, err := os.Stat(p); err == nil && st.Mode()&os.ModeSocket != 0 {
 			return p
 		}
+	}
+	return ""
+}
+
+// kubeadmEndpoint returns the CRI socket kubeadm recorded for the node in the kubelet's
+// directory dir: instance-config.yaml's containerRuntimeEndpoint (kubeadm 1.36 and later,
+// NodeLocalCRISocket: kubeadm merges it into config.yaml, which is read first, but a
+// config.yaml taken from the cluster-wide kubelet-config ConfigMap lacks it), else
+// --container-runtime-endpoint in kubeadm-flags.env (kubeadm 1.35 and earlier). "" when
+// neither names one.
+func kubeadmEndpoint(dir string) string {
+	if data, err := os.ReadFile(filepath.Join(dir, "instance-config.yaml")); err == nil {
+		var kc kubeletConfig
+		if yaml.Unmarshal(data, &kc) == nil && kc.ContainerRuntimeEndpoint != "" {
+			return kc.ContainerRuntimeEndpoint
+		}
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "kubeadm-flags.env")); err == nil {
+		return flagsEnvEndpoint(data)
 	}
 	return ""
 }

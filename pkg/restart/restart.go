@@ -76,8 +76,10 @@ type component struct {
 	name     string
 	manifest string
 	health   *url.URL // the kubelet's probe
-	servedAt string   // TLS endpoint serving certFile; "" when the certificate is in memory only
-	certFile string
+	// securePort is the apiserver's --secure-port (what the load balancer forwards to).
+	securePort int
+	servedAt   string // TLS endpoint serving certFile; "" when the certificate is in memory only
+	certFile   string
 }
 
 func load(l pki.Layout, name string) (*component, error) {
@@ -90,20 +92,23 @@ func load(l pki.Layout, name string) (*component, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (is this a control-plane node?)", name, err)
 	}
-	scheme, host, port, path, ok := pod.HealthEndpoint()
-	if !ok {
-		return nil, fmt.Errorf("%s has no HTTP probe to tell when %s is healthy", c.manifest, name)
+	ep, err := pod.HealthEndpoint()
+	if err != nil {
+		return nil, fmt.Errorf("cannot tell when %s is healthy: %w", name, err)
 	}
-	if host == "" {
-		host = "127.0.0.1"
+	if ep.Host == "" {
+		ep.Host = "127.0.0.1"
 	}
-	c.health = &url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port), Path: path}
+	c.health = &url.URL{Scheme: ep.Scheme, Host: net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port)), Path: ep.Path}
 	flags := pod.Flags()
 	switch name {
 	case pki.CompAPIServer:
 		port := flags["secure-port"]
 		if port == "" {
 			port = "6443"
+		}
+		if c.securePort, err = strconv.Atoi(port); err != nil || c.securePort < 1 || c.securePort > 65535 {
+			return nil, fmt.Errorf("%s: --secure-port=%s is not a port number", c.manifest, port)
 		}
 		c.servedAt, c.certFile = net.JoinHostPort("127.0.0.1", port), flags["tls-cert-file"]
 	case pki.CompEtcd:
@@ -245,10 +250,7 @@ func (o *Options) one(ctx context.Context, c *component, action string, res *Res
 
 func (o *Options) restart(ctx context.Context, c *component) (down time.Duration, fp string, err error) {
 	if o.Drain != nil && c.name == "apiserver" {
-		port, perr := strconv.Atoi(c.health.Port())
-		if perr != nil {
-			return 0, "", fmt.Errorf("the apiserver's port in %s: %w", c.manifest, perr)
-		}
+		port := c.securePort
 		o.Progress.Line(c.name, "refusing new connections from other machines to port %d for %s, so that the load balancer takes it out", port, o.Drain.Wait)
 		end, derr := o.Drain.Begin(ctx, port)
 		if derr != nil {
