@@ -450,6 +450,9 @@ docs/ca-rotation.md.`,
 				if rep.ClusterInfo != "" {
 					fmt.Fprintf(o.Streams.Out, "kube-public/cluster-info: %s\n%s\n", rep.ClusterInfo, rep.RootCA)
 				}
+				if rep.TrustBundle != "" {
+					fmt.Fprintf(o.Streams.Out, "ClusterTrustBundle %s: %s\n", cluster.TrustBundleName, rep.TrustBundle)
+				}
 			}
 			if err != nil {
 				return withCode(ExitError, err)

@@ -28,9 +28,9 @@ func newSandboxCmd(g *Globals) *cobra.Command {
 	create := &cobra.Command{
 		Use:   "create DIR",
 		Short: "Write a kubeadm node tree (PKI, kubeconfigs, manifests, kubelet files) under DIR",
-		Long: `create writes, freshly generated, what a kubeadm control-plane node holds: /etc/kubernetes/pki
+		Long: `create writes, freshly generated, what a kubeadm v1.37 control-plane node holds: /etc/kubernetes/pki
 (cluster, etcd and front-proxy CAs and their leaves, sa.key/sa.pub), the kubeconfigs, the
-static-pod manifests, /var/lib/kubelet (config.yaml, kubeadm-flags.env, pki/) and
+static-pod manifests, /var/lib/kubelet (config.yaml, instance-config.yaml, kubeadm-flags.env, pki/) and
 /root/.kube/config, all under DIR. --faults plants the field cases' broken states:
 
   apiserver-no-lb-san     apiserver.crt lacks the load balancer IP (case B)

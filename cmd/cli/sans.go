@@ -37,7 +37,9 @@ func ParseSANs(values []string) ([]string, error) {
 
 func parseSAN(s string) (string, error) {
 	if looksLikeIP(s) {
-		if errs := validation.IsValidIP(field.NewPath("san"), s); len(errs) > 0 {
+		// Strict (no 0-prefixed IPv4 octets, no IPv4-mapped IPv6), but not canonical-only:
+		// an operator may type 2001:DB8:0:0::1; it is written as 2001:db8::1.
+		if errs := validation.IsValidIPForLegacyField(field.NewPath("san"), s, true, nil); len(errs) > 0 {
 			return "", fmt.Errorf("%q is not a valid IP address: %s", s, errs[0].Detail)
 		}
 		return netutils.ParseIPSloppy(s).String(), nil

@@ -31,10 +31,18 @@ import (
 // supported release); hack/build-k8s.sh builds it. K8S_VERSION overrides it.
 const K8sVersion = "v1.37.2"
 
-// MatrixVersions are the kubeadm releases whose trees certctl must keep reading and renewing:
-// every supported release (1.35-1.37) and 1.32, the oldest still seen in the field. Only
-// kubeadm is needed per version (`hack/build-k8s.sh kubeadm` with K8S_VERSION set).
-var MatrixVersions = []string{"v1.32.13", "v1.35.4", "v1.36.3", "v1.37.2"}
+// MatrixVersions are the kubeadm releases whose trees certctl must keep reading, renewing and
+// rotating: every supported release (1.35-1.37) and 1.32, the oldest still seen in the field;
+// CERTCTL_MATRIX (space-separated, set by the Makefile) overrides the list. Only kubeadm is
+// needed per version (`K8S_VERSION=V hack/build-k8s.sh kubeadm`, what `make test` runs).
+var MatrixVersions = matrixVersions()
+
+func matrixVersions() []string {
+	if v := strings.Fields(os.Getenv("CERTCTL_MATRIX")); len(v) > 0 {
+		return v
+	}
+	return []string{"v1.32.13", "v1.35.4", "v1.36.3", "v1.37.2"}
+}
 
 // Version is the Kubernetes version of this run: K8S_VERSION, else K8sVersion.
 func Version() string {

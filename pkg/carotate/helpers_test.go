@@ -25,10 +25,13 @@ import (
 // admin.conf (what the runbook's "cp admin.conf ~/.kube/config" leaves).
 func node(t *testing.T) pki.Layout {
 	t.Helper()
-	tr := testenv.KubeadmTree(t, testenv.TreeOptions{})
-	tr.Kubeadm(t, "init", "phase", "control-plane", "all")
-	tr.Kubeadm(t, "init", "phase", "etcd", "local")
-	tr.Kubeadm(t, "init", "phase", "kubelet-start")
+	return nodeOf(t, testenv.Version())
+}
+
+// nodeOf is node as the kubeadm of version writes it.
+func nodeOf(t *testing.T, version string) pki.Layout {
+	t.Helper()
+	tr := testenv.KubeadmTree(t, testenv.TreeOptions{Version: version, Node: true})
 	l := tr.Layout
 	if err := os.MkdirAll(filepath.Dir(l.UserKubeconfig), 0o700); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/carotate"
 	"github.com/certctl/certctl/pkg/manifest"
 	"github.com/certctl/certctl/pkg/pki"
@@ -38,11 +39,17 @@ var rotation = []struct {
 
 var kubeconfigs = []string{"admin.conf", "super-admin.conf", "controller-manager.conf", "scheduler.conf", "kubelet.conf"}
 
-// TestPhases runs trust, issue and drop for each CA on a tree made by kubeadm and checks the
-// files after each phase, that a second run of a done phase changes nothing, and that after
-// drop the manifests and the kubelet config are byte for byte what kubeadm wrote.
+// TestPhases runs trust, issue and drop for each CA on a tree made by the kubeadm of each
+// release of the version matrix and checks the files after each phase, that a second run of
+// a done phase changes nothing, and that after drop the manifests and the kubelet config are
+// byte for byte what kubeadm wrote.
 func TestPhases(t *testing.T) {
-	base := node(t)
+	for _, v := range testenv.MatrixVersions {
+		t.Run(v, func(t *testing.T) { phases(t, nodeOf(t, v)) })
+	}
+}
+
+func phases(t *testing.T, base pki.Layout) {
 	for _, tc := range rotation {
 		t.Run(tc.ca, func(t *testing.T) {
 			l := clone(t, base)

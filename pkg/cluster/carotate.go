@@ -102,6 +102,8 @@ type CARotateReport struct {
 	AuthConfigMap []string `json:"authConfigMap,omitempty"`
 	ClusterInfo   string   `json:"clusterInfo,omitempty"`
 	RootCA        string   `json:"rootCA,omitempty"` // the kube-root-ca.crt ConfigMaps
+	// TrustBundle says what the ClusterTrustBundle TrustBundleName carries.
+	TrustBundle string `json:"trustBundle,omitempty"`
 	// Trust is the CA bundle a client of the cluster must trust after this phase (PEM).
 	Trust []byte `json:"-"`
 }
@@ -286,6 +288,10 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 			return rep, err
 		}
 		ro.logf("%s/%s: %s", ClusterInfoNamespace, ClusterInfoName, rep.ClusterInfo)
+		if rep.TrustBundle, err = publishTrustBundle(ctx, cs, oldPEM); err != nil {
+			return rep, err
+		}
+		ro.logf("ClusterTrustBundle %s: %s", TrustBundleName, rep.TrustBundle)
 		n, err := waitRootCA(ctx, cs, func(data string) bool {
 			in := pki.CertificatesIn([]byte(data))
 			return !slices.ContainsFunc(in, newCert.Equal) && slices.ContainsFunc(in, func(c *x509.Certificate) bool { return slices.ContainsFunc(olds, c.Equal) })
@@ -308,6 +314,10 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 		return rep, err
 	}
 	ro.logf("%s/%s: %s", ClusterInfoNamespace, ClusterInfoName, rep.ClusterInfo)
+	if rep.TrustBundle, err = publishTrustBundle(ctx, cs, rep.Trust); err != nil {
+		return rep, err
+	}
+	ro.logf("ClusterTrustBundle %s: %s", TrustBundleName, rep.TrustBundle)
 	want := func(data string) bool {
 		in := pki.CertificatesIn([]byte(data))
 		has := func(c *x509.Certificate) bool { return slices.ContainsFunc(in, c.Equal) }

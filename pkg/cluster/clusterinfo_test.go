@@ -83,3 +83,44 @@ func TestClusterInfoEdits(t *testing.T) {
 		t.Errorf("an optional ConfigMap that does not exist: %q, %v", what, err)
 	}
 }
+
+// TestPublishTrustBundle, on a real apiserver (v1.37: certificates.k8s.io/v1 ClusterTrustBundle
+// served by default): the bundle is created with the CAs given, left alone when it already
+// carries them, updated when they change (old + new, then the new alone), and a pod-readable
+// object is what the API returns.
+func TestPublishTrustBundle(t *testing.T) {
+	tr := testenv.KubeadmTree(t, testenv.TreeOptions{})
+	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{PKIDir: tr.Layout.PKIDir, KubeconfigDir: tr.Layout.KubeconfigDir})
+	cs := cp.Clientset(t)
+	ctx := context.Background()
+	served, err := trustBundleServed(cs)
+	if err != nil || !served {
+		t.Fatalf("ClusterTrustBundle served: %v %v, want true on %s", served, err, tr.Version)
+	}
+	oldPEM, err := os.ReadFile(filepath.Join(tr.Layout.PKIDir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newPEM, err := os.ReadFile(filepath.Join(tr.Layout.PKIDir, "front-proxy-ca.crt")) // any other CA
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := append(append([]byte{}, oldPEM...), newPEM...)
+	for i, step := range []struct {
+		pem  []byte
+		want string
+	}{
+		{bundle, "created with 2"},
+		{bundle, "unchanged (2"},
+		{newPEM, "updated: 1"},
+	} {
+		got, err := publishTrustBundle(ctx, cs, step.pem)
+		if err != nil || !strings.HasPrefix(got, step.want) {
+			t.Fatalf("step %d: %q %v, want %q", i, got, err, step.want)
+		}
+		ctb, err := cs.CertificatesV1().ClusterTrustBundles().Get(ctx, TrustBundleName, metav1.GetOptions{})
+		if err != nil || ctb.Spec.TrustBundle != string(step.pem) {
+			t.Fatalf("step %d: the bundle in the API differs (%v)", i, err)
+		}
+	}
+}

@@ -1,7 +1,9 @@
 // Package sandbox writes a realistic kubeadm node tree (PKI, kubeconfigs, static-pod
 // manifests, kubelet files, ~/.kube/config) under a directory, freshly generated, with
 // chosen faults from the field cases. It is what `certctl sandbox` and the tests use when no
-// real cluster is at hand.
+// real cluster is at hand. The tree has the shape kubeadm v1.37.2 writes (init phase certs,
+// kubeconfig, control-plane, etcd local, kubelet-start, kubelet-finalize) on its first
+// control-plane node, with controlPlaneEndpoint at the load balancer.
 package sandbox
 
 import (
@@ -293,17 +295,22 @@ func (g *gen) write(l pki.Layout) error {
 		apiSpec.notAfter = o.Now.Add(-24 * time.Hour)
 	}
 	localIPs := []net.IP{ip, net.ParseIP("127.0.0.1"), net.ParseIP("::1")}
+	etcdDNS := []string{node, "localhost"}
+	sort.Strings(etcdDNS) // kubeadm writes the DNS SANs sorted
 	leaves := []struct {
 		base string
 		ca   pair
 		spec leafSpec
 	}{
 		{"apiserver", ca, apiSpec},
-		{"apiserver-kubelet-client", ca, leafSpec{cn: "kube-apiserver-kubelet-client", orgs: []string{"kubeadm:cluster-admins"}, eku: clientAuth}},
+		// No Organization since kubeadm 1.37 (1.35.5, 1.36.1): the apiserver's rights on the
+		// kubelets come from the ClusterRoleBinding kubeadm:apiserver-kubelet-client
+		// (kubernetes#138957, kubeadm#3310), no longer from kubeadm:cluster-admins.
+		{"apiserver-kubelet-client", ca, leafSpec{cn: "kube-apiserver-kubelet-client", eku: clientAuth}},
 		{"apiserver-etcd-client", etcdCA, leafSpec{cn: "kube-apiserver-etcd-client", eku: clientAuth}},
 		{"front-proxy-client", fpCA, leafSpec{cn: "front-proxy-client", eku: clientAuth}},
-		{"etcd/server", etcdCA, leafSpec{cn: node, dns: []string{node, "localhost"}, ips: localIPs, eku: bothAuth}},
-		{"etcd/peer", etcdCA, leafSpec{cn: node, dns: []string{node, "localhost"}, ips: localIPs, eku: bothAuth}},
+		{"etcd/server", etcdCA, leafSpec{cn: node, dns: etcdDNS, ips: localIPs, eku: bothAuth}},
+		{"etcd/peer", etcdCA, leafSpec{cn: node, dns: etcdDNS, ips: localIPs, eku: bothAuth}},
 		{"etcd/healthcheck-client", etcdCA, leafSpec{cn: "kube-etcd-healthcheck-client", eku: clientAuth}},
 	}
 	for _, p := range []struct {
@@ -335,20 +342,22 @@ func (g *gen) write(l pki.Layout) error {
 	files[filepath.Join(l.PKIDir, "sa.key")] = saKey
 	files[filepath.Join(l.PKIDir, "sa.pub")] = saPub
 
-	// Kubeconfigs.
-	// The kubeconfigs name a loopback control-plane endpoint (kubeadm's controlPlaneEndpoint),
-	// so nothing run against a sandbox ever dials the made-up node IP over a real network.
-	server := "https://127.0.0.1:6443"
+	// Kubeconfigs, with the servers kubeadm 1.35+ writes (ControlPlaneKubeletLocalMode, GA in
+	// 1.35): admin.conf and super-admin.conf (and the ~/.kube/config copied from admin.conf)
+	// name the controlPlaneEndpoint, the load balancer; kubelet.conf, controller-manager.conf
+	// and scheduler.conf name this node's own apiserver, its advertise address.
+	server := "https://" + net.JoinHostPort(o.LBIP.String(), "6443")
+	localServer := "https://" + net.JoinHostPort(ip.String(), "6443")
 	caPEM := pki.EncodeCertificates(ca.cert)
 	var admin pair
 	for _, kc := range []struct {
-		file, user string
-		spec       leafSpec
+		file, user, server string
+		spec               leafSpec
 	}{
-		{"admin.conf", "kubernetes-admin", leafSpec{cn: "kubernetes-admin", orgs: []string{"kubeadm:cluster-admins"}, eku: clientAuth}},
-		{"super-admin.conf", "kubernetes-super-admin", leafSpec{cn: "kubernetes-super-admin", orgs: []string{"system:masters"}, eku: clientAuth}},
-		{"controller-manager.conf", "system:kube-controller-manager", leafSpec{cn: "system:kube-controller-manager", eku: clientAuth}},
-		{"scheduler.conf", "system:kube-scheduler", leafSpec{cn: "system:kube-scheduler", eku: clientAuth}},
+		{"admin.conf", "kubernetes-admin", server, leafSpec{cn: "kubernetes-admin", orgs: []string{"kubeadm:cluster-admins"}, eku: clientAuth}},
+		{"super-admin.conf", "kubernetes-super-admin", server, leafSpec{cn: "kubernetes-super-admin", orgs: []string{"system:masters"}, eku: clientAuth}},
+		{"controller-manager.conf", "system:kube-controller-manager", localServer, leafSpec{cn: "system:kube-controller-manager", eku: clientAuth}},
+		{"scheduler.conf", "system:kube-scheduler", localServer, leafSpec{cn: "system:kube-scheduler", eku: clientAuth}},
 	} {
 		p, err := g.leaf(ca, kc.spec)
 		if err != nil {
@@ -357,7 +366,7 @@ func (g *gen) write(l pki.Layout) error {
 		if kc.file == "admin.conf" {
 			admin = p
 		}
-		data, err := kubeconfigYAML(server, kc.user, caPEM, p)
+		data, err := kubeconfigYAML(kc.server, kc.user, caPEM, p)
 		if err != nil {
 			return err
 		}
@@ -391,7 +400,7 @@ func (g *gen) write(l pki.Layout) error {
 	stamp := o.Now.Add(-30 * 24 * time.Hour)
 	clientFile := filepath.Join(kubeletPKI, fmt.Sprintf("kubelet-client-%s.pem", stamp.UTC().Format("2006-01-02-15-04-05")))
 	files[clientFile] = clientPEM
-	files[filepath.Join(l.KubeconfigDir, "kubelet.conf")] = kubeletConf(server, caPEM)
+	files[filepath.Join(l.KubeconfigDir, "kubelet.conf")] = kubeletConf(localServer, node, caPEM)
 	serverTLSBootstrap := !o.has(FaultKubeletNoIPSANs)
 	if o.has(FaultKubeletNoIPSANs) {
 		// What the kubelet makes itself: a throw-away CA "<host>-ca@<unix>" and a certificate
@@ -427,16 +436,22 @@ func (g *gen) write(l pki.Layout) error {
 		return err
 	}
 	files[filepath.Join(l.KubeletDir, "config.yaml")] = []byte(kcfg)
-	files[filepath.Join(l.KubeletDir, "kubeadm-flags.env")] = []byte(fmt.Sprintf(
-		"KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint=unix:///var/run/containerd/containerd.sock --node-ip=%s --pod-infra-container-image=registry.k8s.io/pause:3.10\"\n", ip))
+	// kubeadm 1.36+ (NodeLocalCRISocket, GA in 1.36): the CRI socket is in
+	// instance-config.yaml, merged into config.yaml; kubeadm-flags.env holds only
+	// --hostname-override (no --container-runtime-endpoint, --node-ip or
+	// --pod-infra-container-image). The node's IP is the apiserver's --advertise-address.
+	files[filepath.Join(l.KubeletDir, "instance-config.yaml")] = []byte("containerRuntimeEndpoint: \"unix:///run/containerd/containerd.sock\"\n")
+	files[filepath.Join(l.KubeletDir, "kubeadm-flags.env")] = []byte(fmt.Sprintf("KUBELET_KUBEADM_ARGS=\"--hostname-override=%s\"\n", node))
 	mans, err := manifests(node, ip)
 	if err != nil {
 		return err
 	}
+	manifestPaths := map[string]bool{}
 	for comp, data := range mans {
 		files[filepath.Join(l.ManifestsDir, comp)] = []byte(data)
+		manifestPaths[filepath.Join(l.ManifestsDir, comp)] = true
 	}
-	if err := writeAll(files); err != nil {
+	if err := writeAll(files, manifestPaths); err != nil {
 		return err
 	}
 	// The kubelet's rotating files are symlinks to the dated PEMs beside them, ABSOLUTE node
@@ -469,7 +484,7 @@ func combined(p pair) ([]byte, error) {
 	return append(pki.EncodeCertificates(p.cert), k...), nil
 }
 
-func writeAll(files map[string][]byte) error {
+func writeAll(files map[string][]byte, manifestPaths map[string]bool) error {
 	paths := make([]string, 0, len(files))
 	for p := range files {
 		paths = append(paths, p)
@@ -479,8 +494,11 @@ func writeAll(files map[string][]byte) error {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", filepath.Dir(p), err)
 		}
+		// kubeadm writes keys, sa.pub, kubeconfigs and static-pod manifests 0600, certificates
+		// and the kubelet's files 0644; the kubelet its PEMs 0600.
 		mode := os.FileMode(0o644)
-		if strings.HasSuffix(p, ".key") || strings.HasSuffix(p, ".conf") || strings.HasSuffix(p, ".pem") || filepath.Base(p) == "config" && strings.Contains(p, ".kube") {
+		if strings.HasSuffix(p, ".key") || strings.HasSuffix(p, ".conf") || strings.HasSuffix(p, ".pem") ||
+			filepath.Base(p) == "sa.pub" || manifestPaths[p] || filepath.Base(p) == "config" && strings.Contains(p, ".kube") {
 			mode = 0o600
 		}
 		if err := os.WriteFile(p, files[p], mode); err != nil {
@@ -506,15 +524,20 @@ func kubeconfigYAML(server, user string, caPEM []byte, p pair) ([]byte, error) {
 	return kubeconfig.Marshal(cfg)
 }
 
-func kubeletConf(server string, caPEM []byte) []byte {
+// kubeletConf is kubelet.conf of the node kubeadm init ran on: written with the node's user
+// (system:node:NODE), then pointed at the rotating PEM by the kubelet-finalize phase
+// (a joined node's kubelet writes "default-auth"/"default-context" instead).
+func kubeletConf(server, node string, caPEM []byte) []byte {
+	user := "system:node:" + node
+	ctx := user + "@kubernetes"
 	cfg := &clientcmdapi.Config{
 		Clusters: map[string]*clientcmdapi.Cluster{"kubernetes": {Server: server, CertificateAuthorityData: caPEM}},
-		AuthInfos: map[string]*clientcmdapi.AuthInfo{"default-auth": {
+		AuthInfos: map[string]*clientcmdapi.AuthInfo{user: {
 			ClientCertificate: "/var/lib/kubelet/pki/kubelet-client-current.pem",
 			ClientKey:         "/var/lib/kubelet/pki/kubelet-client-current.pem",
 		}},
-		Contexts:       map[string]*clientcmdapi.Context{"default-context": {Cluster: "kubernetes", AuthInfo: "default-auth"}},
-		CurrentContext: "default-context",
+		Contexts:       map[string]*clientcmdapi.Context{ctx: {Cluster: "kubernetes", AuthInfo: user}},
+		CurrentContext: ctx,
 	}
 	data, _ := kubeconfig.Marshal(cfg)
 	return data
