@@ -12,8 +12,10 @@ import (
 )
 
 // NodeIPs finds the node's own IPs in its files: --node-ip in the kubelet's
-// kubeadm-flags.env, else the apiserver's --advertise-address, else etcd's advertised
-// client URL. Nothing found: nil (the kubelet check then only asks for some IP SAN).
+// kubeadm-flags.env (kubeadm 1.35 and older write it there when the operator set one), else
+// the apiserver's --advertise-address. Nothing found (a kubeadm 1.36+ worker without a
+// --node-ip: kubeadm-flags.env holds only --hostname-override): nil, and the kubelet check
+// then only asks for some IP SAN; give --node-ip to inspect to check for the node's own.
 func NodeIPs(l pki.Layout) []net.IP {
 	if ips := kubeletFlagIPs(filepath.Join(l.KubeletDir, "kubeadm-flags.env")); len(ips) > 0 {
 		return ips
