@@ -15,6 +15,7 @@ import (
 
 	"github.com/certctl/certctl/pkg/carotate"
 	"github.com/certctl/certctl/pkg/kubelet"
+	"github.com/certctl/certctl/pkg/noderesult"
 	"github.com/certctl/certctl/pkg/restart"
 )
 
@@ -173,18 +174,25 @@ func (o *caRotateOptions) run(ctx context.Context, args []string) error {
 	}
 	results, err := carotate.Run(ro, cas, o.Phase, o.Rollback)
 	carotate.Render(o.Streams.Out, results)
-	if err != nil || !o.Restart || o.DryRun {
+	if err != nil {
 		return err
 	}
-	var comps []string
-	for _, r := range results {
-		for _, c := range r.Restart {
-			if !slices.Contains(comps, c) {
-				comps = append(comps, c)
+	nr := noderesult.Result{Command: "ca rotate"}
+	if o.Restart && !o.DryRun {
+		var comps []string
+		for _, r := range results {
+			for _, c := range r.Restart {
+				if !slices.Contains(comps, c) {
+					comps = append(comps, c)
+				}
 			}
 		}
+		if err := o.restartComponents(ctx, comps); err != nil {
+			return err
+		}
+		nr.Components, nr.KubeletRestarted = comps, slices.Contains(comps, restart.Kubelet)
 	}
-	return o.restartComponents(ctx, comps)
+	return noderesult.Write(o.ResultFile, nr)
 }
 
 // restartComponents restarts what a phase changed: the static pods in the safe order (and the

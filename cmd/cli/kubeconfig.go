@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 
 	"github.com/certctl/certctl/pkg/endpoint"
+	"github.com/certctl/certctl/pkg/noderesult"
 	"github.com/certctl/certctl/pkg/renew"
 	"github.com/certctl/certctl/pkg/restart"
 	"github.com/spf13/cobra"
@@ -78,6 +79,13 @@ the cluster command cannot reach.`,
 				res.Render(g.Streams.Out, o.DryRun)
 			}
 			if err != nil {
+				return withCode(ExitError, err)
+			}
+			r := noderesult.Result{Command: "kubeconfig set-server", KubeletRestarted: res.KubeletRestarted}
+			if res.KubeletRestarted {
+				r.Components = []string{restart.Kubelet}
+			}
+			if err := noderesult.Write(g.ResultFile, r); err != nil {
 				return withCode(ExitError, err)
 			}
 			return nil

@@ -38,6 +38,10 @@ func (e *exitError) Error() string {
 }
 func (e *exitError) Unwrap() error { return e.err }
 
+// ExitCode is the code certctl exits with (pkg code tells a bare exit code from a failure
+// with a message through it, not through the text "exit N").
+func (e *exitError) ExitCode() int { return e.code }
+
 // withCode returns an error that makes certctl exit with code; err may be nil for a silent exit.
 func withCode(code int, err error) error { return &exitError{code: code, err: err} }
 
@@ -56,7 +60,10 @@ type Globals struct {
 	ManifestsDir   string
 	KubeletDir     string
 	UserKubeconfig string
-	Streams        Streams
+	// ResultFile is where a command run in a node Job writes its typed result (noderesult):
+	// the container's termination message file. Hidden: the cluster commands set it.
+	ResultFile string
+	Streams    Streams
 }
 
 // Layout resolves the global flags.
@@ -120,6 +127,8 @@ links never lead out of it, and nothing certctl writes lands outside it.`,
 	f.StringVar(&g.ManifestsDir, "manifests-dir", "", "static-pod manifest directory (default /etc/kubernetes/manifests, under --root)")
 	f.StringVar(&g.KubeletDir, "kubelet-dir", "", "kubelet directory (default /var/lib/kubelet, under --root)")
 	f.StringVar(&g.UserKubeconfig, "user-kubeconfig", "", "the user's kubeconfig (default $HOME/.kube/config, under --root)")
+	f.StringVar(&g.ResultFile, "result-file", "", "write the typed result of a node command (kubeconfig set-server, ca rotate) to this file, NOT under --root (what 'certctl cluster' reads from a Job's termination message)")
+	_ = f.MarkHidden("result-file")
 	root.AddCommand(
 		newInspectCmd(g),
 		newProbeCmd(g),

@@ -35,6 +35,7 @@ import (
 	"github.com/certctl/certctl/pkg/kubeletserving"
 	"github.com/certctl/certctl/pkg/lease"
 	"github.com/certctl/certctl/pkg/live"
+	"github.com/certctl/certctl/pkg/noderesult"
 	"github.com/certctl/certctl/pkg/pki"
 )
 
@@ -538,6 +539,7 @@ func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interfac
 		spec.Component = "plan"
 	} else {
 		args = append(append(args, "--restart"), ro.restartArgs()...)
+		spec.Result = true
 	}
 	if o.planOnly && !cp && o.Phase == "trust" {
 		out.State, out.Output = "planned", "the kubelet's clientCAFile and kubelet.conf would trust old + new CA (the new CA is made by the real run; a worker never gets its key)"
@@ -554,6 +556,10 @@ func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interfac
 		return nil
 	}
 	done := time.Now()
+	nr, err := noderesult.Parse(res.Termination)
+	if err != nil {
+		return fmt.Errorf("certctl ca rotate on %s: %w", out.Node, err)
+	}
 	if cp {
 		roots := x509.NewCertPool()
 		roots.AppendCertsFromPEM(bundle)
@@ -586,7 +592,7 @@ func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interfac
 			return fmt.Errorf("apiserver %s not ready as expected within %s: %s", addr, ro.VerifyTimeout, last)
 		}
 	}
-	if strings.Contains(res.Logs, "kubelet restarted") || strings.Contains(res.Logs, "restarting the kubelet") {
+	if nr.KubeletRestarted {
 		if err := waitKubeletReports(ctx, cs, out.Node, done.Add(-2*time.Second), o.ReadyTimeout); err != nil {
 			return err
 		}

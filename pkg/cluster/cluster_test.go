@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/cluster"
+	"github.com/certctl/certctl/pkg/noderesult"
 )
 
 // controlPlane is a real etcd + kube-apiserver on a tree made by the real kubeadm.
@@ -33,6 +35,7 @@ func TestJobSpecsAccepted(t *testing.T) {
 	for _, s := range []cluster.JobSpec{
 		{Namespace: "kube-system", Node: "cp1", Image: "localhost/certctl:dev", Component: "status", Args: []string{"inspect", "-o", "json"}},
 		{Namespace: "kube-system", Node: "a-very-long-node-name.with.dots.example.internal.cluster", Image: "localhost/certctl:dev", Component: "renew", Args: []string{"renew", "all", "--restart", "--yes"}, Privileged: true},
+		{Namespace: "kube-system", Node: "cp2", Image: "localhost/certctl:dev", Component: "endpoint", Args: []string{"kubeconfig", "set-server", "10.2.1.139:6443"}, Privileged: true, Result: true},
 	} {
 		job := s.Job()
 		got, err := cs.BatchV1().Jobs(s.Namespace).Create(context.Background(), job, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
@@ -55,6 +58,15 @@ func TestJobSpecsAccepted(t *testing.T) {
 		}
 		if args := pod.Containers[0].Args; args[0] != "--root" || args[1] != "/host" {
 			t.Errorf("%s: certctl does not work under /host: %v", s.Component, args)
+		}
+		// A typed result goes where the kubelet copies it into the pod's status: the
+		// container's termination message file, as the apiserver defaults it.
+		c := pod.Containers[0]
+		if s.Result && (!slices.Contains(c.Args, "--result-file") || c.Args[slices.Index(c.Args, "--result-file")+1] != c.TerminationMessagePath || c.TerminationMessagePath != noderesult.Path) {
+			t.Errorf("%s: result file %v, termination message path %q", s.Component, c.Args, c.TerminationMessagePath)
+		}
+		if !s.Result && slices.Contains(c.Args, "--result-file") {
+			t.Errorf("%s: asks for a result it does not read: %v", s.Component, c.Args)
 		}
 	}
 }

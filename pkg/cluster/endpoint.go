@@ -26,6 +26,7 @@ import (
 	"github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/lease"
 	"github.com/certctl/certctl/pkg/live"
+	"github.com/certctl/certctl/pkg/noderesult"
 )
 
 // EndpointOptions drive Endpoint.
@@ -227,12 +228,16 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 
 func (o *EndpointOptions) moveNode(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, out *NodeOutcome, args []string) error {
 	start := time.Now()
-	res, err := ro.nodeJob(ctx, cs, JobSpec{Node: out.Node, Component: "endpoint", Args: args, Privileged: true}, 8)
+	res, err := ro.nodeJob(ctx, cs, JobSpec{Node: out.Node, Component: "endpoint", Args: args, Privileged: true, Result: true}, 8)
 	out.Output = strings.TrimSpace(res.Logs)
 	if err != nil {
 		return err
 	}
-	if strings.Contains(res.Logs, "kubelet restarted") {
+	nr, err := noderesult.Parse(res.Termination)
+	if err != nil {
+		return fmt.Errorf("certctl kubeconfig set-server on %s: %w", out.Node, err)
+	}
+	if nr.KubeletRestarted {
 		done := time.Now()
 		ro.logf("%s: waiting for its kubelet to report through the new endpoint (node Lease renewed, Ready)", out.Node)
 		if err := waitKubeletReports(ctx, cs, out.Node, done, o.ReadyTimeout); err != nil {

@@ -20,6 +20,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+
+	"github.com/certctl/certctl/pkg/noderesult"
 )
 
 // Labels on everything certctl creates in the cluster.
@@ -44,6 +46,9 @@ type JobSpec struct {
 	Privileged bool
 	// Deadline bounds the pod's run (activeDeadlineSeconds).
 	Deadline time.Duration
+	// Result asks certctl for its typed result record (--result-file at the container's
+	// termination message file, pkg/noderesult); RunJob returns it as JobResult.Termination.
+	Result bool
 	// Secret, when set, is mounted read-only at SecretDir (only the keys SecretItems names,
 	// when any): how a node gets the new CA during a CA rotation, the pod still without any
 	// API credentials.
@@ -76,7 +81,7 @@ func (s JobSpec) Job() *batchv1.Job {
 			Name:            containerName,
 			Image:           s.Image,
 			ImagePullPolicy: corev1.PullIfNotPresent,
-			Args:            append([]string{"--root", "/host"}, s.Args...),
+			Args:            s.args(),
 			VolumeMounts:    []corev1.VolumeMount{{Name: "host", MountPath: "/host", ReadOnly: !s.Privileged}},
 			SecurityContext: &corev1.SecurityContext{RunAsUser: ptr.To(int64(0))},
 		}},
@@ -114,6 +119,16 @@ func (s JobSpec) Job() *batchv1.Job {
 	}
 }
 
+// args are certctl's arguments in the Job: the node's root at /host, and where to leave the
+// typed result when one is asked for.
+func (s JobSpec) args() []string {
+	args := []string{"--root", "/host"}
+	if s.Result {
+		args = append(args, "--result-file", noderesult.Path)
+	}
+	return append(args, s.Args...)
+}
+
 // jobPrefix is a valid generateName (a name is at most 63 characters; the API appends 5).
 func jobPrefix(component, node string) string {
 	p := "certctl-" + component + "-" + strings.ReplaceAll(strings.ToLower(node), ".", "-")
@@ -136,7 +151,10 @@ type JobResult struct {
 	Job      string
 	ExitCode int32  // the container's, when it terminated
 	Logs     string // stdout and stderr of certctl, as the kubelet logged them
-	Took     time.Duration
+	// Termination is the container's termination message: the typed result record a node
+	// command writes when its JobSpec asks for one (pkg/noderesult), "" otherwise.
+	Termination string
+	Took        time.Duration
 	// Where the time went: from the Job's creation until certctl started (the Job controller
 	// making the pod, the kubelet starting it), certctl's run, and from its end until its
 	// termination was seen here and its log read (the kubelet reporting, perhaps restarted).
@@ -204,7 +222,7 @@ func RunJob(ctx context.Context, cs kubernetes.Interface, s JobSpec, timeout tim
 	var finished time.Time
 	for _, st := range pod.Status.ContainerStatuses {
 		if term := st.State.Terminated; st.Name == containerName && term != nil {
-			res.ExitCode = term.ExitCode
+			res.ExitCode, res.Termination = term.ExitCode, term.Message
 			if !term.StartedAt.IsZero() && !term.FinishedAt.IsZero() {
 				res.ToStart = term.StartedAt.Sub(job.CreationTimestamp.Time)
 				res.Ran = term.FinishedAt.Sub(term.StartedAt.Time)

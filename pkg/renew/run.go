@@ -2,6 +2,7 @@ package renew
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -87,8 +88,8 @@ func Run(ctx context.Context, l pki.Layout, o RunOptions) (res *RunResult, err e
 			}
 			if err != nil {
 				rec.Result = lastrun.ResultFailed
-				if msg := err.Error(); msg != "" && !strings.HasPrefix(msg, "exit ") {
-					rec.Error = msg
+				if !bareExitCode(err) {
+					rec.Error = err.Error()
 				}
 			}
 			if werr := lastrun.Write(l, *rec); werr != nil {
@@ -268,4 +269,14 @@ func days(d time.Duration) string {
 		return fmt.Sprintf("%dd", d/(24*time.Hour))
 	}
 	return d.String()
+}
+
+// bareExitCode reports whether err only carries an exit code (a command's silent exit, as the
+// CLI's exit errors with no message): there is no message to record.
+func bareExitCode(err error) bool {
+	var coded interface {
+		ExitCode() int
+		Unwrap() error
+	}
+	return errors.As(err, &coded) && coded.Unwrap() == nil
 }
