@@ -2,14 +2,20 @@
 GO        ?= go
 BIN       := bin/certctl
 DEMO_DIR  ?= _out/demo-node
-# Binaries the integration tests run (real kubeadm, kube-apiserver, etcd, controller-manager).
+# Binaries the integration tests run (real kubeadm, kube-apiserver, etcd, controller-manager),
+# of K8S_VERSION (hack/build-k8s.sh's default: the newest supported release).
 TEST_K8S_BINS := kubeadm kube-apiserver kube-controller-manager kube-scheduler etcd
+# The version matrix: the kubeadm releases whose trees the tests make and certctl must keep
+# reading, renewing and rotating (only kubeadm per version). internal/testenv has the same
+# default; the tests read this list from CERTCTL_MATRIX.
+MATRIX_VERSIONS ?= v1.32.13 v1.35.4 v1.36.3 v1.37.2
+export CERTCTL_MATRIX := $(MATRIX_VERSIONS)
 # `make image`: certctl's container image, a docker-archive tarball (ctr/docker/podman load it).
 IMAGE     ?= localhost/certctl:dev
 IMAGE_TAR ?= _out/certctl-image.tar
 IMAGE_BIN ?= _out/image/certctl
 
-.PHONY: all build image demo test unit lint k8s-bins bench e2e e2e-multi lab-up lab-down lab-multi-up lab-multi-down clean
+.PHONY: all build image demo test unit lint k8s-bins bench e2e e2e-multi lab-up lab-down lab-multi-up lab-multi-down clean fuzz
 
 all: build
 
@@ -37,7 +43,8 @@ demo: build
 	@echo
 	@echo "Exit code of inspect: 0 healthy, 1 warnings, 2 critical (this tree is meant to be critical)."
 
-# Everything: gofmt, go vet, the Kubernetes binaries (cached under ~/.cache/certctl), all tests.
+# Everything: gofmt, go vet, the Kubernetes binaries (cached under ~/.cache/certctl) and the
+# matrix's kubeadm of each release, all tests.
 # hack/testreport shows go test's "ok"/"FAIL" package lines (CI reads them), the output of
 # every failed test, and every skipped test with its reason (plain go test hides skips).
 test: lint k8s-bins
@@ -52,8 +59,27 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# Go native fuzzing of every parser of node and API input (docs/fuzzing.md): each `func FuzzX`
+# of a _test.go under pkg/, one after another, FUZZTIME each (`FUZZTIME=5m make fuzz`). A crash
+# leaves its input in that package's testdata/fuzz/FuzzX/ (keep it: it is the regression test)
+# and fails the target at the end. FUZZMINIMIZETIME bounds the minimising of each new input,
+# which go test otherwise lets take 60s of the run. Not part of `make test`: the seed corpora
+# already run there as ordinary tests.
+FUZZTIME         ?= 30s
+FUZZMINIMIZETIME ?= 5s
+fuzz:
+	@failed=; for f in $$(grep -l '^func Fuzz' $$(find pkg -name '*_test.go') | sort); do \
+	  for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+	    echo "== ./$$(dirname $$f) $$t ($(FUZZTIME))"; \
+	    $(GO) test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./$$(dirname $$f) \
+	      || failed="$$failed ./$$(dirname $$f):$$t"; \
+	  done; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed"; exit 1; fi
+
 k8s-bins:
 	hack/build-k8s.sh $(TEST_K8S_BINS)
+	@for v in $(MATRIX_VERSIONS); do K8S_VERSION=$$v hack/build-k8s.sh kubeadm >/dev/null || exit 1; done
 
 bench: build k8s-bins
 	bench/run.sh
@@ -63,8 +89,9 @@ bench: build k8s-bins
 # namespace certctl-lab): renew all --restart, rollback, a kill while a manifest is staged.
 # As root. The lab is taken down at the end unless LAB_KEEP=1. (The same scenarios on the
 # stand-in kubelet of internal/testenv run in `make test`.)
+# up.sh and multi.sh build what they run (cached): containerd 2.x (hack/build-containerd.sh), then
+# the Kubernetes binaries and the etcd kubeadm names for K8S_VERSION (hack/build-k8s.sh).
 e2e: lint
-	hack/build-k8s.sh >/dev/null
 	hack/lab/up.sh
 	CERTCTL_LAB=1 $(GO) test -count=1 -v -timeout 30m ./e2e; rc=$$?; \
 	  [ "$(LAB_KEEP)" = 1 ] || hack/lab/down.sh; exit $$rc
@@ -74,7 +101,6 @@ e2e: lint
 # case B, inspect on every node. As root; taken down at the end unless LAB_KEEP=1. A lab that
 # cannot come up fails this target (its logs are printed), never skips.
 e2e-multi: lint
-	hack/build-k8s.sh >/dev/null
 	hack/lab/multi.sh up || { hack/lab/multi-logs.sh; hack/lab/multi.sh down; exit 1; }
 	CERTCTL_MULTILAB=1 $(GO) test -count=1 -v -timeout 45m ./e2e/multinode; rc=$$?; \
 	  [ $$rc = 0 ] || hack/lab/multi-logs.sh; \

@@ -147,7 +147,7 @@ func runPause(t *testing.T, cs kubernetes.Interface, node string) {
 			NodeName:                      node,
 			TerminationGracePeriodSeconds: ptr.To(int64(0)),
 			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-			Containers:                    []corev1.Container{{Name: "pause", Image: "registry.k8s.io/pause:3.10", ImagePullPolicy: corev1.PullNever}},
+			Containers:                    []corev1.Container{{Name: "pause", Image: multilab.PauseImage(), ImagePullPolicy: corev1.PullNever}},
 		},
 	}
 	p, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{})

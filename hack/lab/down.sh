@@ -73,4 +73,18 @@ if [ -f "$LAB_MARK" ]; then
 	lab_log "removed /etc/kubernetes /var/lib/kubelet /var/lib/etcd"
 fi
 rm -rf "$LAB_RUN" "$LAB_DIR/containerd" "$LAB_DIR/home" "$LAB_DIR/staging-state"
+# The kubelet's logs of the lab's static pods (kube-system/<component>-$LAB_NODE).
+rm -rf /var/log/pods/kube-system_*-"$LAB_NODE"_* /var/log/containers/*-"$LAB_NODE"_kube-system_*.log
+# Directories up.sh found missing: /run/containerd/s (the shims' sockets), the pods' log
+# directories (removed when empty), /var/lib/certctl (certctl's run record on the lab's node).
+if [ -f "$LAB_DIR/created-dirs" ]; then
+	while read -r d; do
+		case $d in
+		/var/lib/certctl) rm -rf "$d" ;;
+		*) [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null ;;
+		esac
+		[ -e "$d" ] && lab_log "left $d (not empty)"
+	done <"$LAB_DIR/created-dirs"
+	rm -f "$LAB_DIR/created-dirs"
+fi
 lab_log "down"

@@ -9,6 +9,7 @@ LAB_RUN=${LAB_RUN:-/run/certctl-lab}              # containerd state and socket
 LAB_SOCK=$LAB_RUN/containerd.sock
 LAB_CGROUP=${LAB_CGROUP:-certctl-lab}             # the kubelet's cgroupRoot
 LAB_MARK=/etc/kubernetes/.certctl-lab             # /etc/kubernetes belongs to the lab
+LAB_NODE=certctl-lab                              # the Node's name: static pods are <component>-$LAB_NODE
 K8S_VERSION=${K8S_VERSION:-v1.37.2}
 # The etcd and pause images are the ones `kubeadm config images list` names for K8S_VERSION
 # (etcd 3.7.0 and pause 3.10.2 for v1.37): lab_build_bins sets ETCD_VERSION (unless set) and
@@ -20,6 +21,8 @@ PAUSE_IMAGE=${PAUSE_IMAGE:-}
 CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
 LAB_CACHE=${CERTCTL_CACHE:-$HOME/.cache/certctl}
 CTRD_BIN=$LAB_CACHE/containerd-$CONTAINERD_VERSION/bin # hack/build-containerd.sh's
+# ctr 2.x otherwise warns on every call that cgroup v1 (this machine's) is deprecated.
+export CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1
 LAB_NSENTER=(nsenter --net=/var/run/netns/$LAB_NS)
 HACK=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 

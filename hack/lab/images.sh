@@ -4,8 +4,9 @@
 #   lab_build_images BIN OUTDIR   -> prints one tarball path per line: the control-plane images
 #                                    (names as `kubeadm config images list` prints them) and pause
 #   lab_build_certctl_image OUTDIR IMAGE -> prints the tarball of certctl built from this checkout
-#   lab_containerd_config ROOT STATE SOCKET CNI_BIN CNI_CONF -> prints a containerd config for a
-#                                    private instance (both labs run their own)
+#   lab_containerd_config ROOT STATE SOCKET CNI_BIN CNI_CONF -> prints a containerd 2.x config
+#                                    (version 3) for a private instance (both labs run their own;
+#                                    PAUSE_IMAGE must be set: lab_build_bins)
 
 lab_build_images() {
 	local bin=$1 img=$2 ref name tarball dest entry
@@ -39,8 +40,11 @@ lab_build_certctl_image() {
 
 lab_containerd_config() {
 	local root=$1 state=$2 sock=$3 cni_bin=$4 cni_conf=$5
+	# containerd 2.x, config version 3 (docs/cri/config.md of containerd v2): the CRI plugin is
+	# split into io.containerd.cri.v1.images (pinned sandbox image), io.containerd.cri.v1.runtime
+	# (runtimes, CNI) and io.containerd.grpc.v1.cri (the streaming server).
 	cat <<TOML
-version = 2
+version = 3
 root = "$root"
 state = "$state"
 [grpc]
@@ -49,18 +53,31 @@ state = "$state"
   address = "$sock.ttrpc"
 [debug]
   address = "$(dirname "$sock")/containerd-debug.sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "$PAUSE_IMAGE"
-  # this VM lacks CAP_SYS_RESOURCE: runc otherwise fails ("can't get final child's PID")
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
+[plugins]
+  [plugins.'io.containerd.cri.v1.images']
     snapshotter = "overlayfs"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "$cni_bin"
-    conf_dir = "$cni_conf"
+    [plugins.'io.containerd.cri.v1.images'.pinned_images]
+      sandbox = "$PAUSE_IMAGE"
+  [plugins.'io.containerd.cri.v1.runtime']
+    enable_selinux = false
+    # this VM lacks CAP_SYS_RESOURCE: runc otherwise fails ("can't get final child's PID")
+    restrict_oom_score_adj = true
+    [plugins.'io.containerd.cri.v1.runtime'.containerd]
+      default_runtime_name = "runc"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+        [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+          SystemdCgroup = false
+          # runc's state under this containerd's, not /run/containerd/runc
+          Root = "$state/runc"
+    [plugins.'io.containerd.cri.v1.runtime'.cni]
+      bin_dirs = ["$cni_bin"]
+      conf_dir = "$cni_conf"
+  # NRI's socket (/var/run/nri/nri.sock) would be shared by every containerd on the machine.
+  [plugins.'io.containerd.nri.v1.nri']
+    disable = true
+  # Not /opt/containerd on the host.
+  [plugins.'io.containerd.internal.v1.opt']
+    path = "$root/opt"
 TOML
 }

@@ -20,8 +20,9 @@
 # directories bind-mounted over /etc/kubernetes, /var/lib/kubelet, /var/lib/etcd,
 # /etc/cni/net.d, /run/containerd, /run/netns, /var/log/pods, /var/log/containers,
 # /var/lib/certctl and /etc/hosts, a UTS namespace whose hostname is the node name, its own
-# containerd on the default socket path, its own real kubelet (cgroup root /cml-NODE). All nodes
-# share the host's PID namespace, as in the field's nested setups. See hack/lab/README.md.
+# containerd (2.x, hack/build-containerd.sh) on the default socket path, its own real kubelet
+# (cgroup root /cml-NODE). All nodes share the host's PID namespace, as in the field's nested
+# setups. See hack/lab/README.md.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/multi-env.sh"
@@ -52,7 +53,7 @@ netns() { echo "$ML_PREFIX-$1"; }
 in_node() {
 	local n=$1; shift
 	nsenter --net="/run/netns/$(netns "$n")" --mount="$NS_DIR/$n.mnt" --uts="$NS_DIR/$n.uts" \
-		env HOME="$(node_dir "$n")/home" KUBECONFIG= "$@"
+		env HOME="$(node_dir "$n")/home" KUBECONFIG= PATH="$CTRD_BIN:$PATH" "$@"
 }
 
 # cg_exec CGROUP CMD...: exec CMD in CGROUP of every v1 hierarchy (the caller's process becomes
@@ -211,9 +212,10 @@ JSON
 	# cgroups: the runtime's (containerd, shims, kubelet) and the kubelet's cgroupRoot.
 	for h in /sys/fs/cgroup/*/; do mkdir -p "$h$ML_PREFIX-rt-$n" "$h$ML_PREFIX-$n" 2>/dev/null || true; done
 	lab_containerd_config "$d/containerd" /run/containerd /run/containerd/containerd.sock /usr/lib/cni /etc/cni/net.d >"$d/containerd.toml"
+	# containerd 2.x from hack/build-containerd.sh; it starts its shim through PATH.
 	setsid bash -c "$(declare -f cg_exec); cg_exec '$ML_PREFIX-rt-$n' \"\$@\"" _ \
 		nsenter --net="/run/netns/$(netns "$n")" --mount="$NS_DIR/$n.mnt" --uts="$NS_DIR/$n.uts" \
-		containerd --config "$d/containerd.toml" </dev/null >"$d/containerd.log" 2>&1 &
+		env PATH="$CTRD_BIN:$PATH" "$CTRD_BIN/containerd" --config "$d/containerd.toml" </dev/null >"$d/containerd.log" 2>&1 &
 	echo $! >"$d/containerd.pid"
 	wait_for 30 "containerd on $n" in_node "$n" ctr -n k8s.io version
 	local t
@@ -311,6 +313,11 @@ localAPIEndpoint:
   advertiseAddress: $ip
   bindPort: 6443
 $(node_registration "$n")
+# The apiserver's first start on an empty etcd takes a minute or more on 2 busy cores, and
+# kubeadm gives its first API calls (the admin ClusterRoleBinding) kubernetesAPICall: 1m.
+timeouts:
+  controlPlaneComponentHealthCheck: 8m0s
+  kubernetesAPICall: 5m0s
 ---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
@@ -362,6 +369,8 @@ discovery:
     caCertHashes: [$(cat "$ML_DIR/ca-hash")]
 timeouts:
   discovery: $timeout
+  controlPlaneComponentHealthCheck: 8m0s
+  kubernetesAPICall: 5m0s
 $(node_registration "$n")
 YAML
 		[ -z "$cp" ] || cat <<YAML
@@ -480,17 +489,20 @@ cmd_up() {
 		"$HACK/lab/down.sh"
 	fi
 	local need=()
-	for c in containerd runc ctr haproxy ip iptables nsenter unshare curl openssl; do command -v $c >/dev/null || need+=("$c"); done
+	for c in runc haproxy ip iptables nsenter unshare curl openssl; do command -v $c >/dev/null || need+=("$c"); done
 	[ -x /usr/lib/cni/bridge ] || need+=(cni)
 	if [ ${#need[@]} -gt 0 ]; then
 		ml_log "installing (missing: ${need[*]})"
 		export DEBIAN_FRONTEND=noninteractive
 		apt-get update -qq
-		apt-get install -y -qq --no-install-recommends containerd runc haproxy containernetworking-plugins \
+		apt-get install -y -qq --no-install-recommends runc haproxy containernetworking-plugins \
 			iproute2 iptables util-linux curl openssl >/dev/null
 	fi
-	BIN=$("$HACK/build-k8s.sh" | tail -1)
+	lab_build_bins # BIN, CTRD_BIN (containerd 2.x), ETCD_VERSION, PAUSE_IMAGE
 	mkdir -p "$ML_DIR/nodes" "$ML_RUN"
+	# For internal/multilab (the tests' ctr in a node) and multi.sh's other commands.
+	echo "$CTRD_BIN" >"$ML_DIR/containerd-bin"
+	echo "$PAUSE_IMAGE" >"$ML_DIR/pause-image"
 	. "$HACK/lab/images.sh"
 	mapfile -t TARBALLS < <(lab_build_images "$BIN" "$ML_DIR/images"; lab_build_certctl_image "$ML_DIR/images" "$ML_IMAGE")
 	[ ${#TARBALLS[@]} -ge 6 ] || die "expected 6 images, built: ${TARBALLS[*]}"
@@ -545,7 +557,8 @@ cmd_down() {
 		sort -ru "$ML_DIR/created-targets" | while read -r t; do rmdir "$t" 2>/dev/null || ml_log "left $t (not empty)"; done
 		rm -f "$ML_DIR/created-targets"
 	fi
-	rm -rf "$ML_DIR/nodes" "$ML_DIR/up.done" "$ML_DIR/join.env" "$ML_DIR/admin.conf" "$ML_DIR/ca.crt" "$ML_DIR/ca-hash"
+	rm -rf "$ML_DIR/nodes" "$ML_DIR/up.done" "$ML_DIR/join.env" "$ML_DIR/admin.conf" "$ML_DIR/ca.crt" "$ML_DIR/ca-hash" \
+		"$ML_DIR/containerd-bin" "$ML_DIR/pause-image"
 	ml_log "down in $((SECONDS - start)) s"
 }
 
@@ -575,12 +588,12 @@ kubelet)
 	esac ;;
 add-node)
 	n=${2:?name}; ip=${3:?ip}
-	BIN=$("$HACK/build-k8s.sh" | tail -1)
+	lab_build_bins
 	. "$HACK/lab/images.sh"
 	mapfile -t TARBALLS < <(ls "$ML_DIR"/images/*.tar)
 	node_add "$n" "$ip"; echo "${4:-w}" >"$(node_dir "$n")/role" ;;
 join)
-	BIN=$("$HACK/build-k8s.sh" | tail -1)
+	lab_build_bins
 	shift; join_node "$@" ;;
 remove-node) node_remove "${2:?name}" ;;
 image) # rebuild the certctl image from this checkout and import it into every node

@@ -4,8 +4,9 @@
 #
 #   hack/lab/up.sh            (as root; idempotent: a lab that is up and healthy is left alone)
 #
-# What it does: installs containerd and runc from Debian if missing, builds the Kubernetes
-# binaries and etcd (hack/build-k8s.sh, cached), makes one-layer images of them plus a pause
+# What it does: installs runc from Debian if missing, builds containerd 2.x
+# (hack/build-containerd.sh), the Kubernetes binaries and etcd (hack/build-k8s.sh; the etcd
+# kubeadm names for K8S_VERSION), all cached, makes one-layer images of them plus a pause
 # image and imports them into a private containerd, makes the network namespace $LAB_NS with
 # $LAB_IP on eth0 (kubeadm refuses a loopback advertise address), runs `kubeadm init` in it and
 # starts the kubelet itself (no systemd here). The node's files are the real ones:
@@ -47,17 +48,17 @@ fi
 
 # --- tools -------------------------------------------------------------------------------
 need=()
-for c in containerd runc ctr ip nsenter curl; do command -v $c >/dev/null || need+=($c); done
+for c in runc ip nsenter curl; do command -v $c >/dev/null || need+=($c); done
 if [ ${#need[@]} -gt 0 ]; then
-	lab_log "installing containerd runc iproute2 util-linux curl (missing: ${need[*]})"
+	lab_log "installing runc iproute2 util-linux curl (missing: ${need[*]})"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends containerd runc iproute2 util-linux curl >/dev/null
+	apt-get install -y -qq --no-install-recommends runc iproute2 util-linux curl >/dev/null
 fi
-# apt may start the distribution's containerd as a service on machines with systemd; the lab
-# runs its own and never touches that one.
+# containerd is containerd 2.x built from the module proxy (hack/build-containerd.sh), not
+# Debian's 1.6; a containerd the machine runs as a service is never touched.
 
-BIN=$("$HACK/build-k8s.sh" | tail -1)
+lab_build_bins # BIN, CTRD_BIN, ETCD_VERSION, PAUSE_IMAGE
 mkdir -p "$LAB_DIR" "$LAB_RUN" "$LAB_DIR/images"
 cd "$HACK/.."
 
@@ -93,9 +94,18 @@ for h in /sys/fs/cgroup/*/; do
 done
 
 # --- containerd --------------------------------------------------------------------------
+# Host directories the lab's processes write to that down.sh removes again if the lab made them:
+# containerd's shims put their sockets under /run/containerd/s whatever the state dir, the
+# kubelet its pods' logs under /var/log/pods and /var/log/containers, certctl its run record
+# under /var/lib/certctl.
+for d in /run/containerd /var/log/pods /var/log/containers /var/lib/certctl; do
+	[ -e "$d" ] || echo "$d"
+done >"$LAB_DIR/created-dirs"
 lab_containerd_config "$LAB_DIR/containerd" "$LAB_RUN/containerd" "$LAB_SOCK" "$LAB_DIR/cni/bin" "$LAB_DIR/cni/net.d" >"$LAB_DIR/containerd.toml"
 lab_log "containerd on $LAB_SOCK"
-setsid "${LAB_NSENTER[@]}" containerd --config "$LAB_DIR/containerd.toml" </dev/null >"$LAB_DIR/containerd.log" 2>&1 &
+# containerd starts its shim (containerd-shim-runc-v2) through PATH: the built one comes first.
+setsid "${LAB_NSENTER[@]}" env PATH="$CTRD_BIN:$PATH" "$CTRD_BIN/containerd" --config "$LAB_DIR/containerd.toml" \
+	</dev/null >"$LAB_DIR/containerd.log" 2>&1 &
 echo $! >"$LAB_DIR/containerd.pid"
 wait_for() { # wait_for SECONDS WHAT CMD...
 	local deadline=$((SECONDS + $1)) what=$2; shift 2
@@ -119,9 +129,14 @@ localAPIEndpoint:
   advertiseAddress: $LAB_IP
   bindPort: 6443
 nodeRegistration:
-  name: certctl-lab
+  name: $LAB_NODE
   criSocket: unix://$LAB_SOCK
   imagePullPolicy: Never
+# The apiserver's first start on an empty etcd takes a minute or more on 2 busy cores, and
+# kubeadm gives its first API calls (the admin ClusterRoleBinding) kubernetesAPICall: 1m.
+timeouts:
+  controlPlaneComponentHealthCheck: 8m0s
+  kubernetesAPICall: 5m0s
 ---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration

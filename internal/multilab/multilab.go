@@ -102,13 +102,38 @@ func Script() (string, error) {
 // Command is CMD run inside node n: its network, mount and UTS namespaces and a HOME of its own,
 // as `multi.sh exec` does. Paths in args resolve in the node's mount namespace, which sees the
 // host's files except the node's own directories (/etc/kubernetes, /var/lib/kubelet, ...).
+// The lab's containerd tools (ctr) come first in its PATH, as in `multi.sh exec`.
 func Command(ctx context.Context, n Node, args ...string) *exec.Cmd {
 	ns := filepath.Join(RunDir, "ns", n.Name)
-	full := append([]string{
+	full := []string{
 		"--net=/run/netns/" + Prefix + "-" + n.Name, "--mount=" + ns + ".mnt", "--uts=" + ns + ".uts",
 		"env", "HOME=" + filepath.Join(n.Dir(), "home"), "KUBECONFIG=",
-	}, args...)
-	return exec.CommandContext(ctx, "nsenter", full...)
+	}
+	if bin := ContainerdBin(); bin != "" {
+		full = append(full, "PATH="+bin+":"+os.Getenv("PATH"))
+	}
+	return exec.CommandContext(ctx, "nsenter", append(full, args...)...)
+}
+
+// ContainerdBin is the directory of the containerd 2.x the lab runs (hack/build-containerd.sh's,
+// with ctr), as `multi.sh up` recorded it; "" if it did not.
+func ContainerdBin() string { return readLabFile("containerd-bin") }
+
+// PauseImage is the pause image imported into every node (the one `kubeadm config images list`
+// names, registry.k8s.io/pause:3.10.2 for v1.37), as `multi.sh up` recorded it.
+func PauseImage() string {
+	if p := readLabFile("pause-image"); p != "" {
+		return p
+	}
+	return "registry.k8s.io/pause:3.10.2"
+}
+
+func readLabFile(name string) string {
+	b, err := os.ReadFile(filepath.Join(Dir, name))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // Result is what a command printed and how it ended.
