@@ -7,8 +7,10 @@ import (
 	"io"
 	"io/fs"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/certctl/certctl/pkg/pki"
 )
@@ -26,10 +28,21 @@ func WriteShown(w io.Writer, l pki.Layout, cas []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "# %s: %s (%s, %s, expires %s)\n%s", ca, path, c.Subject, pki.KeyAlgorithm(c.PublicKey),
+		fmt.Fprintf(w, "# %s: %s (%s, %s, expires %s)\n%s", ca, path, oneLine(c.Subject.String()), pki.KeyAlgorithm(c.PublicKey),
 			c.NotAfter.UTC().Format(time.RFC3339), pki.EncodeCertificates(c))
 	}
 	return nil
+}
+
+// oneLine escapes the control characters of s, as Go quotes them: a subject with a newline
+// (a CN is any UTF-8) would otherwise start a line that ParseShown reads as another CA's
+// header, and the certificate would be read back as that CA's.
+func oneLine(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }
 
 // ParseShown reads what WriteShown wrote (as a Job's log, with whatever else the log holds):

@@ -48,7 +48,13 @@ func EditConfig(data []byte, fields ...Field) ([]byte, bool, error) {
 		case sameScalar(val, f.Value):
 			// already set
 		default:
-			i := val.Line - 1
+			// yaml.v3 also breaks lines at a lone \r, U+0085, U+2028 and U+2029: then its
+			// line numbers are not the "\n" lines here (and indexing them panicked). An edit
+			// of the wrong line that stays in bounds is caught by onlyChanged.
+			i, col := val.Line-1, val.Column-1
+			if i >= len(lines) || col > len(lines[i]) {
+				return nil, false, fmt.Errorf("%s (line %d): the document breaks lines with something other than \\n (a lone \\r, U+0085, U+2028 or U+2029), which certctl does not edit; rewrite it with \\n line ends", f.Key, val.Line)
+			}
 			line := lines[i]
 			eol := ""
 			if strings.HasSuffix(line, "\n") {

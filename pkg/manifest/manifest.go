@@ -327,5 +327,50 @@ func EditScalars(data []byte, edits []ScalarEdit) ([]byte, error) {
 		l := lines[s.line]
 		lines[s.line] = l[:s.col] + s.new + l[s.col+len(s.old):]
 	}
-	return []byte(strings.Join(lines, "")), nil
+	out := []byte(strings.Join(lines, ""))
+	if err := checkEdits(data, out, edits); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// checkEdits parses the document before and after EditScalars and checks that the edited
+// scalars read back as their new values and that nothing else changed: the same tree, every
+// other scalar the same. It catches what the text checks above cannot see: a value that
+// plain style reads otherwise (" ", "*x", "- x"), lines yaml.v3 breaks where "\n" does not
+// ("\r", U+2028), columns it counts in characters, not bytes.
+func checkEdits(before, after []byte, edits []ScalarEdit) error {
+	var a, b yaml.Node
+	if err := yaml.Unmarshal(before, &a); err != nil {
+		return fmt.Errorf("edit check: %w", err)
+	}
+	if err := yaml.Unmarshal(after, &b); err != nil {
+		return fmt.Errorf("edit check: the edited document is not valid YAML: %w", err)
+	}
+	want := map[[2]int]string{}
+	for _, e := range edits {
+		want[[2]int{e.Node.Line, e.Node.Column}] = e.Value
+	}
+	var walk func(x, y *yaml.Node) error
+	walk = func(x, y *yaml.Node) error {
+		if x.Kind != y.Kind || len(x.Content) != len(y.Content) {
+			return fmt.Errorf("edit check: line %d: the edit changes the document's structure; write the value as a plain scalar", x.Line)
+		}
+		if x.Kind == yaml.ScalarNode {
+			v, edited := want[[2]int{x.Line, x.Column}]
+			if !edited {
+				v = x.Value
+			}
+			if y.Value != v {
+				return fmt.Errorf("edit check: line %d: %q would read back as %q; refusing to write it", x.Line, v, y.Value)
+			}
+		}
+		for i := range x.Content {
+			if err := walk(x.Content[i], y.Content[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return walk(&a, &b)
 }
