@@ -1,6 +1,8 @@
 // Package templates holds the files certctl renders with text/template: the sandbox's
 // static-pod manifests and kubelet config, and (for scheduled renewal) systemd units, cron
-// entries and Kubernetes manifests. They are embedded in the binary.
+// entries and Kubernetes manifests; and monitoring/dashboard.json, the Grafana dashboard, read
+// as is (it is not a template: Grafana's legends use {{...}} themselves). They are embedded in
+// the binary.
 package templates
 
 import (
@@ -11,7 +13,7 @@ import (
 	"text/template"
 )
 
-//go:embed all:sandbox all:schedule all:approver
+//go:embed all:sandbox all:schedule all:approver all:monitoring
 var files embed.FS
 
 // FS exposes the embedded templates.

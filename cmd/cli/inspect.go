@@ -11,9 +11,10 @@ import (
 
 	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/inspect"
-	"github.com/certctl/certctl/pkg/lastrun"
 	"github.com/certctl/certctl/pkg/live"
+	"github.com/certctl/certctl/pkg/monitoring"
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/schedule"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 )
@@ -55,7 +56,7 @@ Exit codes: 0 no finding above info, 1 warnings, 2 critical findings, 3 error.`,
   certctl inspect --api
   # a host mounted into a container
   certctl --root /host inspect --warn 60d
-  # for node_exporter's textfile collector (see docs/schedule.md for an alert rule)
+  # for node_exporter's textfile collector (docs/monitoring.md: the metrics, alert rules, dashboard)
   certctl inspect -o prometheus
   certctl inspect --textfile-dir /var/lib/node_exporter/textfile_collector > /dev/null`,
 		Args: cobra.NoArgs,
@@ -125,10 +126,10 @@ func (o *inspectOptions) run(ctx context.Context) error {
 			return withCode(ExitError, fmt.Errorf("--api: %w", err))
 		}
 	}
-	if lr, err := lastrun.Read(o.Layout()); err != nil {
+	// The last renewal run, CA rotations in progress and the schedule's next run: what the
+	// metrics and alerts need beside the certificates (docs/monitoring.md).
+	for _, err := range monitoring.AddNodeState(o.Layout(), rep, schedule.SystemdAnalyze()) {
 		fmt.Fprintf(o.Streams.ErrOut, "warning: %v\n", err)
-	} else {
-		rep.LastRun = lr
 	}
 	if o.Textfile != "" {
 		var buf bytes.Buffer

@@ -38,6 +38,9 @@ type renewOptions struct {
 	// The Lease the scheduled CronJobs share with cluster renew (docs/schedule.md).
 	Lease     string
 	LeaseWait time.Duration
+	// EventsNode: after the run, an Event on this Node for every warning or critical finding
+	// (docs/monitoring.md); what the CronJobs pass.
+	EventsNode string
 	restartOptions
 }
 
@@ -103,7 +106,7 @@ in a pod, else the node's admin.conf.`,
   certctl renew all --dry-run
 
   # what the CronJobs of 'schedule manifest' run: the shared Lease first
-  certctl --root /host renew all --if-expiring-within 30d --yes --lease kube-system/certctl-renew --lease-wait 30m
+  certctl --root /host renew all --if-expiring-within 30d --yes --lease kube-system/certctl-renew --lease-wait 30m --events-node cp-1
 
   # external CA: keys and CSRs for your CA to sign
   certctl renew all --csr-only --csr-dir /root/csr`,
@@ -125,6 +128,7 @@ in a pod, else the node's admin.conf.`,
 	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig for the kubeadm-config update and the --lease (default: the node's admin.conf; for --lease in a pod, its service account)")
 	f.StringVar(&o.Lease, "lease", "", "hold this Lease (NAMESPACE/NAME, e.g. "+lease.DefaultRef+") while renewing, as cluster renew and the scheduled CronJobs do")
 	f.DurationVar(&o.LeaseWait, "lease-wait", 5*time.Minute, "with --lease: how long to wait while another run holds it")
+	f.StringVar(&o.EventsNode, "events-node", "", "after the run, record a Kubernetes Event on this Node for every warning or critical finding of inspect (client as for --lease; docs/monitoring.md)")
 	o.restartOptions.flags(cmd)
 	f.DurationVar(&o.RandomDelay, "random-delay", 0, "wait a random time up to this long before starting (spreads scheduled runs of several nodes)")
 	return cmd
@@ -176,6 +180,10 @@ func (o *renewOptions) run(ctx context.Context, args []string) error {
 		}
 	}
 	res, err := renew.Run(ctx, o.Layout(), ro)
+	if o.EventsNode != "" && !o.DryRun {
+		// Whatever the run's outcome: the Events say what is still wrong after it.
+		recordNodeEvents(ctx, o.Globals, o.Kubeconfig, o.EventsNode)
+	}
 	var coded *exitError
 	switch {
 	case errors.As(err, &coded):

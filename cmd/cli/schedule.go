@@ -18,7 +18,8 @@ func newScheduleCmd(g *Globals) *cobra.Command {
 		Long: `schedule installs a periodic 'certctl renew all --if-expiring-within THRESHOLD --yes' on this
 node (a systemd service and timer, or an /etc/cron.d entry), removes it, shows its status, or
 prints CronJobs that run it inside the cluster on every control-plane node. See
-docs/schedule.md, which also has the monitoring recipe (inspect -o prometheus).`,
+docs/schedule.md; docs/monitoring.md has the metrics (inspect -o prometheus), the alert rules
+and the dashboard (certctl monitoring).`,
 	}
 	cmd.AddCommand(newScheduleInstallCmd(g), newScheduleRemoveCmd(g), newScheduleStatusCmd(g), newScheduleManifestCmd(g))
 	return cmd
@@ -190,7 +191,9 @@ The schedules are also staggered (an hour apart).
 Before the CronJobs the output has what they need, and nothing more (docs/schedule.md):
   ServiceAccount certctl-renew   (in --namespace; no token unless a pod asks, as the CronJobs do)
   Lease kube-system/certctl-renew (created here, so no 'create' permission is needed)
-  Role and RoleBinding kube-system/certctl-renew-lease: get and update on that one Lease`,
+  Role and RoleBinding kube-system/certctl-renew-lease: get and update on that one Lease
+  Role and RoleBinding default/certctl-renew-events: create and patch events (each run
+    records an Event on its Node for every warning or critical finding: --events-node)`,
 		Example: `  certctl schedule manifest --image registry.example.com/certctl:v1 | kubectl apply -f -
   certctl schedule manifest --image registry.example.com/certctl:v1 --node cp-1 --node cp-2 --schedule '0 2 * * 0'
   # wait at most 10 minutes for a running 'cluster renew' before giving up this week's run
@@ -231,7 +234,7 @@ Before the CronJobs the output has what they need, and nothing more (docs/schedu
 	f.StringVar(&o.Threshold, "threshold", "30d", "renew what expires within this")
 	f.IntVar(&o.Days, "days", 365, "validity of the renewed certificates, in days")
 	f.BoolVar(&o.Restart, "restart", false, "restart the components whose certificates were renewed")
-	f.StringVar(&o.Schedule, "schedule", "30 3 * * 1", "cron schedule of the first node; the others follow an hour apart")
+	f.StringVar(&o.Schedule, "schedule", "30 3 * * 1", "cron schedule of the first node (five fields, or @daily, @weekly...: docs/schedule.md); the others follow an hour apart")
 	f.DurationVar(&o.LeaseWait, "lease-wait", 30*time.Minute, "how long each run waits for the Lease while another run (cluster renew, another node's CronJob) holds it")
 	return cmd
 }

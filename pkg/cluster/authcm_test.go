@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -111,24 +113,46 @@ func setAuthCA(t *testing.T, cs kubernetes.Interface, cas ...*x509.Certificate) 
 
 // TestNewCAsFromTheSecret, on a real kube-apiserver: a phase after trust takes the new CAs from
 // the rotation's Secret, and refuses other CAs than the Secret holds (one rotation at a time),
-// naming the rotation in progress; without the Secret only trust may start.
+// naming the rotation in progress; without the Secret only trust may start. The Secret is in
+// the Jobs' namespace (--namespace), the one their pods can mount: trust makes it there, and
+// the later phases read it from there (before, always kube-system: with another --namespace
+// the trust Jobs' pods never started).
 func TestNewCAsFromTheSecret(t *testing.T) {
 	tr := testenv.KubeadmTree(t, testenv.TreeOptions{})
 	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{PKIDir: tr.Layout.PKIDir, KubeconfigDir: tr.Layout.KubeconfigDir})
 	cs := cp.Clientset(t)
 	ctx := context.Background()
 	old := testenv.CertFile(t, filepath.Join(tr.Layout.PKIDir, "ca.crt"))
-	ro := &RenewOptions{Progress: io.Discard}
-	o := &CARotateOptions{Phase: "issue"}
+	const ns = "certctl-jobs"
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ro := &RenewOptions{Progress: io.Discard, Namespace: ns}
+	o := &CARotateOptions{Phase: "issue", Namespace: ns}
 	if _, err := o.newCAs(ctx, cs, []string{"ca"}, old, ro, nil); err == nil || !strings.Contains(err.Error(), "starts with --phase trust") {
 		t.Fatalf("issue without the Secret: %v", err)
+	}
+	// Trust makes the Secret in the Jobs' namespace, not in kube-system.
+	trust := &CARotateOptions{Phase: "trust", Namespace: ns, Days: 30}
+	made, err := trust.newCAs(ctx, cs, []string{"ca"}, old, ro, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sec, err := cs.CoreV1().Secrets(ns).Get(ctx, CARotationSecret, metav1.GetOptions{}); err != nil || !bytes.Equal(sec.Data["ca.crt"], pki.EncodeCertificates(made["ca"])) {
+		t.Fatalf("trust with --namespace %s: the Secret there: %v", ns, err)
+	}
+	if _, err := cs.CoreV1().Secrets("kube-system").Get(ctx, CARotationSecret, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("trust with --namespace %s made a Secret in kube-system (%v)", ns, err)
+	}
+	if err := cs.CoreV1().Secrets(ns).Delete(ctx, CARotationSecret, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	newCA, err := pki.NewCA(mustKey(t), old, old.NotBefore, old.NotAfter)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cs.CoreV1().Secrets("kube-system").Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: CARotationSecret, Namespace: "kube-system"},
+	if _, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: CARotationSecret, Namespace: ns},
 		Data:       map[string][]byte{"ca.crt": pki.EncodeCertificates(newCA), "ca.key": []byte("not read here")},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -39,7 +39,8 @@ import (
 	"github.com/certctl/certctl/pkg/pki"
 )
 
-// CARotationSecret holds the new CAs during a rotation (kube-system), as CA.crt and CA.key for
+// CARotationSecret holds the new CAs during a rotation (in the Jobs' namespace, --namespace:
+// the Jobs mount it, and a pod mounts Secrets of its own namespace only), as CA.crt and CA.key for
 // each CA rotated (ca, etcd-ca, front-proxy-ca): the control-plane nodes' Jobs mount them all,
 // the workers' ca.crt only. It is deleted after drop.
 const CARotationSecret = "certctl-ca-rotation"
@@ -242,7 +243,7 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 		cp := isControlPlane(&n)
 		if err := o.rotateNode(ctx, cs, &ro, out, cp, cas, newCert, bundle); err != nil {
 			out.State, out.Problem = "failed", err.Error()
-			return rep, fmt.Errorf("node %s failed: %v; the nodes before it are done, the others untouched: fix it and run the same command again (a node done is not changed again), or --rollback", out.Node, err)
+			return rep, fmt.Errorf("node %s failed: %w; the nodes before it are done, the others untouched: fix it and run the same command again (a node done is not changed again), or --rollback", out.Node, err)
 		}
 	}
 	if o.DryRun {
@@ -267,8 +268,8 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 		return rep, nil // after issue's rollback the cluster's copies hold old + new, as after trust
 	}
 	deleteSecret := func(what string) error {
-		if err := cs.CoreV1().Secrets("kube-system").Delete(ctx, CARotationSecret, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("%s, but the Secret kube-system/%s could not be deleted: %w (delete it: it holds the new CAs' keys)", what, CARotationSecret, err)
+		if err := cs.CoreV1().Secrets(o.Namespace).Delete(ctx, CARotationSecret, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("%s, but the Secret %s/%s could not be deleted: %w (delete it: it holds the new CAs' keys)", what, o.Namespace, CARotationSecret, err)
 		}
 		return nil
 	}
@@ -345,7 +346,7 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 // read from every control-plane node ('certctl ca show'), which must all hold the same.
 func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, cas []string, clusterOld *x509.Certificate, ro *RenewOptions, cps []corev1.Node) (map[string]*x509.Certificate, error) {
 	out := map[string]*x509.Certificate{}
-	sec, err := cs.CoreV1().Secrets("kube-system").Get(ctx, CARotationSecret, metav1.GetOptions{})
+	sec, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, CARotationSecret, metav1.GetOptions{})
 	if err == nil {
 		var holds []string
 		for _, ca := range carotate.CAs {
@@ -354,11 +355,11 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 			}
 		}
 		if !slices.Equal(holds, cas) {
-			return nil, fmt.Errorf("kube-system/%s holds the rotation of %s: run its phases with the same CAs (certctl cluster ca-rotate %s --phase ...) or roll it back, before rotating %s",
-				CARotationSecret, strings.Join(holds, " "), strings.Join(holds, " "), strings.Join(cas, " "))
+			return nil, fmt.Errorf("%s/%s holds the rotation of %s: run its phases with the same CAs (certctl cluster ca-rotate %s --phase ...) or roll it back, before rotating %s",
+				o.Namespace, CARotationSecret, strings.Join(holds, " "), strings.Join(holds, " "), strings.Join(cas, " "))
 		}
 		for _, ca := range cas {
-			c, err := pki.ParseCertificates("kube-system/"+CARotationSecret+" "+ca+".crt", sec.Data[ca+".crt"])
+			c, err := pki.ParseCertificates(o.Namespace+"/"+CARotationSecret+" "+ca+".crt", sec.Data[ca+".crt"])
 			if err != nil {
 				return nil, err
 			}
@@ -367,10 +368,10 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 		return out, nil
 	}
 	if !apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("read kube-system/%s: %w", CARotationSecret, err)
+		return nil, fmt.Errorf("read %s/%s: %w", o.Namespace, CARotationSecret, err)
 	}
 	if o.Phase != "trust" || o.Rollback {
-		return nil, fmt.Errorf("kube-system/%s is missing: the rotation starts with --phase trust", CARotationSecret)
+		return nil, fmt.Errorf("%s/%s is missing: the rotation starts with --phase trust", o.Namespace, CARotationSecret)
 	}
 	olds := map[string]*x509.Certificate{"ca": clusterOld}
 	if others := slices.DeleteFunc(slices.Clone(cas), func(c string) bool { return c == "ca" }); len(others) > 0 {
@@ -402,18 +403,18 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 	}
 	if o.DryRun {
 		o.planOnly = true
-		ro.logf("dry run: would make new CAs %s and keep them in kube-system/%s", strings.Join(made, ", "), CARotationSecret)
+		ro.logf("dry run: would make new CAs %s and keep them in %s/%s", strings.Join(made, ", "), o.Namespace, CARotationSecret)
 		return out, nil
 	}
-	_, err = cs.CoreV1().Secrets("kube-system").Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: CARotationSecret, Namespace: "kube-system", Labels: map[string]string{LabelName: "certctl"}},
+	_, err = cs.CoreV1().Secrets(o.Namespace).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: CARotationSecret, Namespace: o.Namespace, Labels: map[string]string{LabelName: "certctl"}},
 		Type:       corev1.SecretTypeOpaque,
 		Data:       data,
 	}, metav1.CreateOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("keep the new CAs in kube-system/%s: %w", CARotationSecret, err)
+		return nil, fmt.Errorf("keep the new CAs in %s/%s: %w", o.Namespace, CARotationSecret, err)
 	}
-	ro.logf("new CAs %s, in kube-system/%s", strings.Join(made, ", "), CARotationSecret)
+	ro.logf("new CAs %s, in %s/%s", strings.Join(made, ", "), o.Namespace, CARotationSecret)
 	return out, nil
 }
 

@@ -12,13 +12,20 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
 	"github.com/certctl/certctl/pkg/noderesult"
@@ -192,32 +199,10 @@ func RunJob(ctx context.Context, cs kubernetes.Interface, s JobSpec, timeout tim
 		defer cancel()
 		_ = cs.BatchV1().Jobs(s.Namespace).Delete(dctx, job.Name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)})
 	}()
-	var pod *corev1.Pod
-	var why string
-	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		pods, err := cs.CoreV1().Pods(s.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + job.Name})
-		if err != nil {
-			why = err.Error()
-			return false, nil
-		}
-		if len(pods.Items) == 0 {
-			why = "no pod created yet"
-			return false, nil
-		}
-		pod = &pods.Items[0]
-		done, reason, fatal := podState(pod, s.Image)
-		why = reason
-		if fatal {
-			return false, fmt.Errorf("%w: %s", ErrNotRun, reason)
-		}
-		return done, nil
-	})
+	pod, err := waitPod(ctx, cs, s, job.Name, timeout)
 	res.Took = time.Since(start)
 	if err != nil {
-		if errors.Is(err, ErrNotRun) {
-			return res, fmt.Errorf("node %s: %w", s.Node, err)
-		}
-		return res, fmt.Errorf("node %s: %w: no result within %s (%s)", s.Node, ErrNotRun, timeout, why)
+		return res, fmt.Errorf("node %s: %w", s.Node, err)
 	}
 	var finished time.Time
 	for _, st := range pod.Status.ContainerStatuses {
@@ -245,6 +230,76 @@ func RunJob(ctx context.Context, cs kubernetes.Interface, s JobSpec, timeout tim
 		res.ToResult = time.Since(finished)
 	}
 	return res, nil
+}
+
+// waitPod watches the pod of the Job named job (label job-name) until its certctl container
+// has terminated. An error wraps ErrNotRun: the pod never will run certctl (podState), or it
+// did not end within timeout (saying what was seen last).
+func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string, timeout time.Duration) (*corev1.Pod, error) {
+	pods := cs.CoreV1().Pods(s.Namespace)
+	sel := "job-name=" + job
+	var listErr atomic.Pointer[error] // the last refused list, from the reflector's goroutine
+	lw := cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = sel
+			l, err := pods.List(ctx, o)
+			if err != nil {
+				listErr.Store(&err)
+			}
+			return l, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = sel
+			return pods.Watch(ctx, o)
+		},
+	}, cs)
+	var pod *corev1.Pod
+	why := "no pod created yet"
+	check := func(obj any) (bool, error) {
+		p, ok := obj.(*corev1.Pod)
+		if !ok {
+			return false, nil
+		}
+		pod = p
+		done, reason, fatal := podState(p, s.Image)
+		why = reason
+		if fatal {
+			return false, fmt.Errorf("%w: %s", ErrNotRun, reason)
+		}
+		return done, nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	// The watch reconnects by itself (the Job may restart this node's apiserver): client-go's
+	// log of that is not the operator's business; the outcome is in the error.
+	wctx = klog.NewContext(wctx, logr.Discard())
+	_, err := watchtools.UntilWithSync(wctx, lw, &corev1.Pod{},
+		func(store cache.Store) (bool, error) {
+			for _, obj := range store.List() {
+				if done, err := check(obj); done || err != nil {
+					return done, err
+				}
+			}
+			return false, nil
+		},
+		func(ev watch.Event) (bool, error) {
+			if ev.Type != watch.Added && ev.Type != watch.Modified {
+				return false, nil
+			}
+			return check(ev.Object)
+		})
+	switch {
+	case err == nil:
+		return pod, nil
+	case errors.Is(err, ErrNotRun):
+		return nil, err
+	}
+	if pod == nil {
+		if e := listErr.Load(); e != nil {
+			why = (*e).Error()
+		}
+	}
+	return nil, fmt.Errorf("%w: no result within %s (%s)", ErrNotRun, timeout, why)
 }
 
 // podState says whether the pod's certctl container has terminated, why not, and whether it

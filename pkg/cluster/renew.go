@@ -403,7 +403,7 @@ func checkAccess(ctx context.Context, cs kubernetes.Interface, ns string, dryRun
 	type need struct{ group, resource, sub, verb, ns, name string }
 	needs := []need{
 		{"batch", "jobs", "", "create", ns, ""}, {"batch", "jobs", "", "delete", ns, ""},
-		{"", "pods", "", "list", ns, ""}, {"", "pods", "log", "get", ns, ""},
+		{"", "pods", "", "list", ns, ""}, {"", "pods", "", "watch", ns, ""}, {"", "pods", "log", "get", ns, ""},
 	}
 	if !dryRun {
 		needs = append(needs,

@@ -8,10 +8,10 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -50,6 +50,9 @@ type StatusReport struct {
 	GeneratedAt time.Time              `json:"generatedAt"`
 	Nodes       []NodeReport           `json:"nodes"`
 	Kubelets    *kubeletserving.Status `json:"kubelets,omitempty"`
+	// KubeletsProblem is why the kubelets' serving certificates could not be looked at ("" when
+	// they were, or were not asked for).
+	KubeletsProblem string `json:"kubeletsProblem,omitempty"`
 }
 
 func (o *StatusOptions) defaults() {
@@ -77,24 +80,23 @@ func Status(ctx context.Context, cs kubernetes.Interface, o StatusOptions) (*Sta
 		return nil, err
 	}
 	rep := &StatusReport{GeneratedAt: time.Now().UTC(), Nodes: make([]NodeReport, len(nodes))}
-	sem := make(chan struct{}, o.Concurrency)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(o.Concurrency)
 	for i := range nodes {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			rep.Nodes[i] = nodeStatus(ctx, cs, o, &nodes[i])
-		}(i)
+		g.Go(func() error {
+			rep.Nodes[i] = nodeStatus(ctx, cs, o, &nodes[i]) // a node that fails is reported, not an error
+			return nil
+		})
 	}
 	if o.Roots != nil {
 		ks, err := kubeletserving.GetStatus(ctx, cs, kubeletserving.StatusOptions{Roots: o.Roots, Port: 10250, Concurrency: o.Concurrency, Timeout: 3 * time.Second})
-		if err == nil {
+		if err != nil {
+			rep.KubeletsProblem = err.Error()
+		} else {
 			rep.Kubelets = ks
 		}
 	}
-	wg.Wait()
+	_ = g.Wait() // the goroutines return nil
 	return rep, nil
 }
 
@@ -200,6 +202,9 @@ func (r *StatusReport) Worst() inspect.Severity {
 			}
 		}
 	}
+	if r.KubeletsProblem != "" {
+		bump(inspect.SevWarning)
+	}
 	return worst
 }
 
@@ -261,6 +266,9 @@ func (r *StatusReport) table(w io.Writer, wide bool) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if r.KubeletsProblem != "" {
+		fmt.Fprintf(w, "\nKUBELET SERVING CERTIFICATES: not looked at: %s\n", r.KubeletsProblem)
 	}
 	if r.Kubelets != nil && len(r.Kubelets.Nodes) > 0 {
 		fmt.Fprintln(w, "\nKUBELET SERVING CERTIFICATES")

@@ -148,6 +148,17 @@ func renewRemedy(s pki.Spec) string {
 	return "certctl renew " + s.Name
 }
 
+// RenewRemedy is the command that renews the certificate named name (an inventory name of
+// pki.Default): what an expiry alert on it says to run.
+func RenewRemedy(name string) string {
+	for _, s := range pki.Default() {
+		if s.Name == name {
+			return renewRemedy(s)
+		}
+	}
+	return "certctl renew " + name
+}
+
 func missingRemedy(s pki.Spec) string {
 	switch s.Kind {
 	case pki.KindCA, pki.KindKeyPair:

@@ -8,13 +8,16 @@ import (
 )
 
 // RenderPrometheus writes r in the Prometheus text exposition format, for node_exporter's
-// textfile collector:
+// textfile collector (docs/monitoring.md has every metric and the alert rules built on them):
 //
-//	certctl_certificate_expiry_timestamp_seconds{name,path,ca}  NotAfter, Unix seconds
-//	certctl_certificate_finding{name,code,severity}             1 per finding
-//	certctl_findings{severity}                                  count per severity
-//	certctl_inspect_timestamp_seconds                           when inspect ran
+//	certctl_certificate_expiry_timestamp_seconds{name,path,ca}   NotAfter, Unix seconds
+//	certctl_certificate_info{name,kind,path,ca,remedy}           1 per certificate; remedy renews it
+//	certctl_certificate_finding{name,code,severity,remedy}       1 per finding
+//	certctl_findings{severity}                                   count per severity
+//	certctl_inspect_timestamp_seconds                            when inspect ran
 //	certctl_last_run_timestamp_seconds, certctl_last_run_success  the last renewal run
+//	certctl_ca_rotation_phase_timestamp_seconds{ca,phase}        a CA rotation's last phase
+//	certctl_schedule_next_run_timestamp_seconds{method}          when the schedule was due next
 func RenderPrometheus(w io.Writer, r *Report) error {
 	var b strings.Builder
 	b.WriteString("# HELP certctl_certificate_expiry_timestamp_seconds When the certificate expires (NotAfter), in seconds since the epoch.\n")
@@ -25,15 +28,25 @@ func RenderPrometheus(w io.Writer, r *Report) error {
 		}
 		fmt.Fprintf(&b, "certctl_certificate_expiry_timestamp_seconds{name=%s,path=%s,ca=%s} %d\n", q(c.Name), q(c.Path), q(c.CA), c.NotAfter.Unix())
 	}
-	b.WriteString("# HELP certctl_certificate_finding A finding of certctl inspect (1 while it holds); see docs/inspect.md for the codes.\n")
+	// An info metric (value 1), joined by name where an alert needs the kind or the command
+	// that renews the certificate: the expiry series keep their labels.
+	b.WriteString("# HELP certctl_certificate_info Each certificate with an expiry: its kind (ca, leaf, kubeconfig, kubelet-serving, kubelet-client) and the certctl command that renews it (remedy).\n")
+	b.WriteString("# TYPE certctl_certificate_info gauge\n")
+	for _, c := range r.Certificates {
+		if c.NotAfter == nil {
+			continue
+		}
+		fmt.Fprintf(&b, "certctl_certificate_info{name=%s,kind=%s,path=%s,ca=%s,remedy=%s} 1\n", q(c.Name), q(c.Kind), q(c.Path), q(c.CA), q(RenewRemedy(c.Name)))
+	}
+	b.WriteString("# HELP certctl_certificate_finding A finding of certctl inspect (1 while it holds), with the command that fixes it (remedy); see docs/inspect.md for the codes.\n")
 	b.WriteString("# TYPE certctl_certificate_finding gauge\n")
 	counts := map[Severity]int{SevInfo: 0, SevWarning: 0, SevCritical: 0}
 	seen := map[string]bool{}
 	for _, c := range r.Certificates {
 		for _, f := range c.Findings {
 			counts[f.Severity]++
-			line := fmt.Sprintf("certctl_certificate_finding{name=%s,code=%s,severity=%s} 1\n", q(c.Name), q(f.Code), q(string(f.Severity)))
-			if !seen[line] { // the same code twice on one row (two missing SANs) is one series
+			line := fmt.Sprintf("certctl_certificate_finding{name=%s,code=%s,severity=%s,remedy=%s} 1\n", q(c.Name), q(f.Code), q(string(f.Severity)), q(f.Remedy))
+			if !seen[line] { // the same finding twice on one row is one series
 				seen[line] = true
 				b.WriteString(line)
 			}
@@ -66,6 +79,18 @@ func RenderPrometheus(w io.Writer, r *Report) error {
 		b.WriteString("# HELP certctl_last_run_renewed_certificates How many certificates the last renewal run renewed.\n")
 		b.WriteString("# TYPE certctl_last_run_renewed_certificates gauge\n")
 		fmt.Fprintf(&b, "certctl_last_run_renewed_certificates %d\n", len(lr.Renewed))
+	}
+	if len(r.CARotations) > 0 {
+		b.WriteString("# HELP certctl_ca_rotation_phase_timestamp_seconds When the CA rotation on this node completed its last phase (phase: trust, issue, drop); a rotation is finished at drop.\n")
+		b.WriteString("# TYPE certctl_ca_rotation_phase_timestamp_seconds gauge\n")
+		for _, rot := range r.CARotations {
+			fmt.Fprintf(&b, "certctl_ca_rotation_phase_timestamp_seconds{ca=%s,phase=%s} %d\n", q(rot.CA), q(rot.Phase), rot.Time.Unix())
+		}
+	}
+	if s := r.Schedule; s != nil {
+		b.WriteString("# HELP certctl_schedule_next_run_timestamp_seconds When the scheduled renewal installed on this node was due to run after its last recorded run (or its installation).\n")
+		b.WriteString("# TYPE certctl_schedule_next_run_timestamp_seconds gauge\n")
+		fmt.Fprintf(&b, "certctl_schedule_next_run_timestamp_seconds{method=%s} %d\n", q(s.Method), s.NextRun.Unix())
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -133,6 +133,29 @@ type Report struct {
 	Certificates []Certificate `json:"certificates" yaml:"certificates"`
 	// LastRun is the last scheduled or applied renewal, when there was one.
 	LastRun *lastrun.Record `json:"lastRun,omitempty" yaml:"lastRun,omitempty"`
+	// CARotations are the CA rotations whose state is on this node (`certctl ca rotate`),
+	// finished (phase drop) or not, when the caller looked (inspect does).
+	CARotations []CARotation `json:"caRotations,omitempty" yaml:"caRotations,omitempty"`
+	// Schedule is the scheduled renewal installed on this node (systemd timer or cron), when
+	// there is one and the caller looked (inspect does).
+	Schedule *Schedule `json:"schedule,omitempty" yaml:"schedule,omitempty"`
+}
+
+// CARotation is one CA's rotation on this node: the last phase it completed, and when.
+type CARotation struct {
+	CA    string    `json:"ca" yaml:"ca"`
+	Phase string    `json:"phase" yaml:"phase"`
+	Time  time.Time `json:"time" yaml:"time"`
+}
+
+// Schedule is the node's installed scheduled renewal.
+type Schedule struct {
+	Method string `json:"method" yaml:"method"` // systemd or cron
+	When   string `json:"when" yaml:"when"`
+	// NextRun is when the run after the last recorded one was due: the schedule's first time
+	// after the later of the last run and the installation. A NextRun well in the past means
+	// the schedule did not run (the machine was off, the timer disabled, cron not running).
+	NextRun time.Time `json:"nextRun" yaml:"nextRun"`
 }
 
 // Worst returns the highest severity in the report, or "" when there is no finding.

@@ -80,25 +80,23 @@ func WaitHealthy(ctx context.Context, o WaitOptions) error {
 	if o.Poll == 0 {
 		o.Poll = 500 * time.Millisecond
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Second}
 	var last error
-	for {
+	err := wait.PollUntilContextTimeout(ctx, o.Poll, o.Timeout, true, func(ctx context.Context) (bool, error) {
 		err := check(ctx, client, o)
-		if err == nil {
-			return nil
-		}
 		// A check cut short by the deadline says nothing: report the last one that finished.
-		if ctx.Err() == nil || last == nil {
+		if err != nil && (ctx.Err() == nil || last == nil) {
 			last = err
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("kubelet not ready after %s: %w", o.Timeout, last)
-		case <-time.After(o.Poll):
+		return err == nil, nil
+	})
+	if err != nil {
+		if last == nil {
+			last = err
 		}
+		return fmt.Errorf("kubelet not ready after %s: %w", o.Timeout, last)
 	}
+	return nil
 }
 
 func check(ctx context.Context, client *http.Client, o WaitOptions) error {

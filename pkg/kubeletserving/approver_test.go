@@ -53,7 +53,7 @@ func (r *replica) decision(csr string) (kubeletserving.Decision, bool) {
 func (r *replica) awaitDecision(csr string) (kubeletserving.Decision, bool) {
 	var d kubeletserving.Decision
 	var ok bool
-	_ = wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+	_ = wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		d, ok = r.decision(csr)
 		return ok, nil
 	})
@@ -68,7 +68,9 @@ func startReplica(t *testing.T, cs kubernetes.Interface, id string) *replica {
 		defer close(r.done)
 		err := kubeletserving.RunApprover(ctx, kubeletserving.ApproverOptions{
 			Client: cs, Identity: id, Metrics: r.metrics,
-			LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond,
+			// Generous enough that a loaded CI machine (go test runs packages side by side) does not
+			// make the leader lose the Lease mid-test; the hand-over below is a release, not an expiry.
+			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: time.Second,
 			Report: func(d kubeletserving.Decision) {
 				r.mu.Lock()
 				r.decided[d.CSR] = d
@@ -187,7 +189,7 @@ func TestApproverInCluster(t *testing.T) {
 	r1, r2 := startReplica(t, sa, "approver-1"), startReplica(t, sa, "approver-2")
 	replicas := map[string]*replica{r1.id: r1, r2.id: r2}
 	var leader string
-	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		leader = leaseHolder(ctx, c.admin)
 		return replicas[leader] != nil, nil
 	}); err != nil {
@@ -199,7 +201,7 @@ func TestApproverInCluster(t *testing.T) {
 	}
 
 	c.file(t, a, "serving-a", csrSpec{cn: "system:node:node-a", orgs: nodes, ips: []string{"10.0.0.1"}, dns: []string{"node-a"}})
-	cond, took := waitDecided(t, c.admin, "serving-a", 10*time.Second)
+	cond, took := waitDecided(t, c.admin, "serving-a", time.Minute)
 	if cond.Type != certv1.CertificateApproved || cond.Reason != kubeletserving.ReasonApproved || cond.Message == "" {
 		t.Fatalf("serving-a: %+v, want Approved by certctl with a message", cond)
 	}
@@ -213,7 +215,7 @@ func TestApproverInCluster(t *testing.T) {
 	waitSigned(t, c.admin, "serving-a")
 
 	c.file(t, a, "spoof-b-ip", csrSpec{cn: "system:node:node-a", orgs: nodes, ips: []string{"10.0.0.1", "10.0.0.2"}})
-	cond, _ = waitDecided(t, c.admin, "spoof-b-ip", 10*time.Second)
+	cond, _ = waitDecided(t, c.admin, "spoof-b-ip", time.Minute)
 	if cond.Type != certv1.CertificateDenied || !strings.Contains(cond.Message, "IP SAN 10.0.0.2 is not an address of node node-a") {
 		t.Errorf("spoof-b-ip: %+v, want Denied naming 10.0.0.2", cond)
 	}
@@ -226,7 +228,7 @@ func TestApproverInCluster(t *testing.T) {
 		"certctl_kubelet_serving_approver_leader 1",
 	}
 	var metrics string
-	_ = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+	_ = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		metrics = scrape(t, replicas[leader].metrics)
 		for _, want := range wants {
 			if !strings.Contains(metrics, want) {
@@ -248,14 +250,14 @@ func TestApproverInCluster(t *testing.T) {
 	start := time.Now()
 	replicas[leader].cancel()
 	<-replicas[leader].done
-	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 15*time.Second, true, func(ctx context.Context) (bool, error) {
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		return leaseHolder(ctx, c.admin) == other.id, nil
 	}); err != nil {
 		t.Fatalf("%s did not take over the Lease from %s: holder %q", other.id, leader, leaseHolder(ctx, c.admin))
 	}
 	t.Logf("hand-over %s -> %s: %s", leader, other.id, time.Since(start))
 	c.file(t, b, "serving-b", csrSpec{cn: "system:node:node-b", orgs: nodes, ips: []string{"10.0.0.2"}})
-	cond, took = waitDecided(t, c.admin, "serving-b", 10*time.Second)
+	cond, took = waitDecided(t, c.admin, "serving-b", time.Minute)
 	if cond.Type != certv1.CertificateApproved {
 		t.Fatalf("serving-b after the hand-over: %+v", cond)
 	}
@@ -375,7 +377,7 @@ func TestEnableWorkerWithoutAdmin(t *testing.T) {
 	}
 	// On the control plane: approve --node worker-1 approves the CSR its kubelet filed.
 	var decided []kubeletserving.Decision
-	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		ds, err := kubeletserving.Approve(ctx, c.admin, kubeletserving.ApproveOptions{Requestor: "system:node:worker-1"})
 		decided = append(decided, ds...)
 		return len(decided) > 0, err
@@ -427,14 +429,14 @@ func TestApproverProcess(t *testing.T) {
 	procs := map[string]*proc{"proc-1": start("proc-1"), "proc-2": start("proc-2")}
 	ctx := context.Background()
 	var leader string
-	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		leader = leaseHolder(ctx, c.admin)
 		return procs[leader] != nil, nil
 	}); err != nil {
 		t.Fatalf("no process took the Lease: %v\n%s\n%s", err, procs["proc-1"].out, procs["proc-2"].out)
 	}
 	c.file(t, a, "proc-serving-1", csrSpec{cn: "system:node:node-a", orgs: nodes, ips: []string{"10.0.0.1"}})
-	if cond, took := waitDecided(t, c.admin, "proc-serving-1", 10*time.Second); cond.Type != certv1.CertificateApproved {
+	if cond, took := waitDecided(t, c.admin, "proc-serving-1", time.Minute); cond.Type != certv1.CertificateApproved {
 		t.Fatalf("proc-serving-1: %+v", cond)
 	} else {
 		t.Logf("CSR to approved by process %s: %s", leader, took)
@@ -450,7 +452,7 @@ func TestApproverProcess(t *testing.T) {
 	}
 	// The counter is bumped right after the approval is written: poll for it.
 	var m string
-	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		m = get(procs[leader].metrics + "/metrics")
 		return strings.Contains(m, "certctl_kubelet_serving_csr_approved_total 1") && strings.Contains(m, "certctl_kubelet_serving_approver_leader 1"), nil
 	}); err != nil {
@@ -472,14 +474,14 @@ func TestApproverProcess(t *testing.T) {
 	if err := procs[leader].cmd.Wait(); err != nil {
 		t.Errorf("the leader did not exit cleanly on SIGTERM: %v\n%s", err, procs[leader].out)
 	}
-	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		return leaseHolder(ctx, c.admin) == other, nil
 	}); err != nil {
 		t.Fatalf("%s did not take over: %v\n%s", other, err, procs[other].out)
 	}
 	t.Logf("hand-over after SIGTERM: %s", time.Since(began))
 	c.file(t, a, "proc-serving-2", csrSpec{cn: "system:node:node-a", orgs: nodes, ips: []string{"10.0.0.1"}})
-	if cond, _ := waitDecided(t, c.admin, "proc-serving-2", 10*time.Second); cond.Type != certv1.CertificateApproved {
+	if cond, _ := waitDecided(t, c.admin, "proc-serving-2", time.Minute); cond.Type != certv1.CertificateApproved {
 		t.Fatalf("proc-serving-2: %+v", cond)
 	}
 	if !strings.Contains(procs[other].out.String(), "proc-serving-2\tsystem:node:node-a\tapproved") {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/pkg/backup"
+	"github.com/certctl/certctl/pkg/csrwait"
 	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubelet"
@@ -24,7 +25,12 @@ import (
 	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 )
 
 // KubeletConfigMap is where kubeadm keeps the kubelet configuration new nodes get.
@@ -301,6 +307,9 @@ func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
 			if err != nil {
 				return res, fmt.Errorf("read CSR %s: %w", csr.Name, err)
 			}
+			if refused := csrwait.Refused(now); refused != nil {
+				return res, refused // denied meanwhile by another approver
+			}
 			for _, c := range now.Status.Conditions {
 				if c.Type == certificatesv1.CertificateApproved {
 					logf("CSR %s was approved meanwhile by %s", csr.Name, orUnknown(c.Reason))
@@ -317,8 +326,19 @@ func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
 		return res, fmt.Errorf("get node %s: %w", node, err)
 	}
 	logf("waiting for the kubelet to serve the CA-signed certificate")
+	// Meanwhile a watch on the CSR: its signer failing it (or someone denying it) ends the
+	// wait at once, with the condition, instead of after the timeout.
+	wctx, cancel := context.WithCancelCause(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		var refused *csrwait.RefusedError
+		if err := csrwait.UntilRefused(wctx, o.Client, csr.Name); errors.As(err, &refused) {
+			cancel(refused)
+		}
+	}()
 	var served *x509.Certificate
-	err = kubelet.WaitHealthy(ctx, kubelet.WaitOptions{ServingAddr: o.ServingAddr, HealthzURL: o.HealthzURL, Timeout: o.Timeout,
+	err = kubelet.WaitHealthy(wctx, kubelet.WaitOptions{ServingAddr: o.ServingAddr, HealthzURL: o.HealthzURL, Timeout: o.Timeout,
 		Serving: func(chain []*x509.Certificate) error {
 			if err := coversNode(chain, n, roots, o.Now()); err != nil {
 				return err
@@ -326,6 +346,12 @@ func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
 			served = chain[0]
 			return nil
 		}})
+	cancel(nil) // a refusal seen before keeps its cause
+	<-watched
+	var refused *csrwait.RefusedError
+	if errors.As(context.Cause(wctx), &refused) {
+		return res, refused
+	}
 	if err != nil {
 		return res, err
 	}
@@ -420,36 +446,50 @@ func ClusterRoots(l pki.Layout) (*x509.CertPool, error) {
 	return nil, fmt.Errorf("no cluster CA found (%s, or certificate-authority-data in kubelet.conf)", filepath.Join(l.PKIDir, "ca.crt"))
 }
 
-// waitCSR polls for the newest kubelet-serving CSR of requestor created after since.
+// waitCSR waits for the newest kubelet-serving CSR of requestor created after since: the
+// newest already there, else the first to arrive (a watch). A Denied or Failed one ends the
+// wait at once with a *csrwait.RefusedError: it will never be signed.
 func waitCSR(ctx context.Context, cs kubernetes.Interface, requestor string, since time.Time, timeout time.Duration) (*certv1.CertificateSigningRequest, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		list, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("list CSRs: %w", err)
-		}
-		var best *certv1.CertificateSigningRequest
-		for i := range list.Items {
-			c := &list.Items[i]
-			if c.Spec.SignerName != certv1.KubeletServingSignerName || c.Spec.Username != requestor || c.CreationTimestamp.Time.Before(since) {
-				continue
-			}
-			if best == nil || c.CreationTimestamp.After(best.CreationTimestamp.Time) {
-				best = c
-			}
-		}
-		if best != nil {
-			return best, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("no kubelet-serving CSR from %s within %s: is the kubelet running with serverTLSBootstrap: true? (its log says why)", requestor, timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+	sel := fields.OneTermEqualSelector("spec.signerName", certv1.KubeletServingSignerName).String()
+	// A list first, so that a refused list fails at once (the watch below would retry it).
+	if _, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{FieldSelector: sel, Limit: 1}); err != nil {
+		return nil, fmt.Errorf("list CSRs: %w", err)
+	}
+	var found *certv1.CertificateSigningRequest
+	consider := func(obj any) {
+		c, ok := obj.(*certv1.CertificateSigningRequest)
+		if ok && c.Spec.Username == requestor && !c.CreationTimestamp.Time.Before(since) &&
+			(found == nil || c.CreationTimestamp.After(found.CreationTimestamp.Time)) {
+			found = c
 		}
 	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err := watchtools.UntilWithSync(csrwait.Quiet(wctx), csrwait.ListWatch(cs, sel), &certv1.CertificateSigningRequest{},
+		func(store cache.Store) (bool, error) {
+			for _, obj := range store.List() {
+				consider(obj)
+			}
+			return found != nil, nil
+		},
+		func(ev watch.Event) (bool, error) {
+			if ev.Type == watch.Added || ev.Type == watch.Modified {
+				consider(ev.Object)
+			}
+			return found != nil, nil
+		})
+	switch {
+	case found != nil:
+		if refused := csrwait.Refused(found); refused != nil {
+			return nil, refused
+		}
+		return found, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case wait.Interrupted(err):
+		return nil, fmt.Errorf("no kubelet-serving CSR from %s within %s: is the kubelet running with serverTLSBootstrap: true? (its log says why)", requestor, timeout)
+	}
+	return nil, fmt.Errorf("watch CSRs: %w", err)
 }
 
 func orUnknown(s string) string {

@@ -299,11 +299,17 @@ func (l *Lease) Identity() string { return l.o.Identity }
 // String is NAMESPACE/NAME.
 func (l *Lease) String() string { return l.o.Namespace + "/" + l.o.Name }
 
+// ReleaseTimeout bounds Release: an API that does not answer must not hold the command (the
+// Lease then expires after its duration, as a killed holder's does).
+const ReleaseTimeout = 10 * time.Second
+
 // Release stops renewing and gives the Lease up (holder cleared), so the next run need not
-// wait for it to expire.
+// wait for it to expire. It gives up after ReleaseTimeout.
 func (l *Lease) Release(ctx context.Context) error {
 	l.stop()
 	<-l.done
+	ctx, cancel := context.WithTimeout(ctx, ReleaseTimeout)
+	defer cancel()
 	leases := l.cs.CoordinationV1().Leases(l.o.Namespace)
 	cur, err := leases.Get(ctx, l.o.Name, metav1.GetOptions{})
 	if err != nil {

@@ -152,10 +152,13 @@ func TestManifestServerSideDryRun(t *testing.T) {
 			if args := strings.Join(spec.Containers[0].Args, " "); !strings.Contains(args, "--lease "+lease.DefaultRef+" --lease-wait 30m0s") {
 				t.Errorf("CronJob %s does not take the lease: %s", x.Name, args)
 			}
+			if args := strings.Join(spec.Containers[0].Args, " "); !strings.HasSuffix(args, "--events-node "+spec.NodeName) {
+				t.Errorf("CronJob %s does not record Events on its node %s: %s", x.Name, spec.NodeName, args)
+			}
 			schedules = append(schedules, x.Spec.Schedule)
 		}
 	}
-	if want := "*v1.ServiceAccount *v1.Lease *v1.Role *v1.RoleBinding *v1.CronJob *v1.CronJob"; strings.Join(kinds, " ") != want {
+	if want := "*v1.ServiceAccount *v1.Lease *v1.Role *v1.RoleBinding *v1.Role *v1.RoleBinding *v1.CronJob *v1.CronJob"; strings.Join(kinds, " ") != want {
 		t.Errorf("objects %v, want %s", kinds, want)
 	}
 	if strings.Join(schedules, "|") != "30 3 * * 1|30 4 * * 1" {

@@ -2,114 +2,150 @@ package schedule
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/robfig/cron/v3"
 )
 
-// Cron is a parsed five-field cron expression (minute hour day-of-month month day-of-week).
+// Cron is a parsed cron expression, read as github.com/robfig/cron/v3's standard parser reads
+// it (the parser of Kubernetes' CronJob controller), with cron's 7 for Sunday.
 type Cron struct {
-	expr                     string
-	min, hour, dom, mon, dow [64]bool
-	domStar, dowStar         bool
+	expr  string // as given
+	std   string // the same schedule as five fields every cron and a CronJob accept
+	sched cron.Schedule
 }
 
-var cronFields = []struct {
-	name     string
-	min, max int
-}{{"minute", 0, 59}, {"hour", 0, 23}, {"day of month", 1, 31}, {"month", 1, 12}, {"day of week", 0, 7}}
+// CronError is a cron expression certctl refuses: Field names the field at fault ("minute",
+// "hour", "day of month", "month", "day of week"), "" when the expression as a whole is wrong
+// (the number of fields).
+type CronError struct {
+	Expr  string
+	Field string
+	Err   error
+}
 
-// ParseCron parses a cron expression: *, numbers, ranges a-b, steps */n and a-b/n, lists.
+func (e *CronError) Error() string {
+	if e.Field == "" {
+		return fmt.Sprintf("cron expression %q: %v", e.Expr, e.Err)
+	}
+	i := slices.IndexFunc(cronFields[:], func(f cronField) bool { return f.name == e.Field })
+	return fmt.Sprintf("cron expression %q, %s field (%s): %v", e.Expr, e.Field, cronFields[i].values, e.Err)
+}
+
+func (e *CronError) Unwrap() error { return e.Err }
+
+type cronField struct {
+	name   string
+	values string // what the field takes, for messages
+	opt    cron.ParseOption
+}
+
+var cronFields = [5]cronField{
+	{"minute", "0-59", cron.Minute},
+	{"hour", "0-23", cron.Hour},
+	{"day of month", "1-31", cron.Dom},
+	{"month", "1-12 or jan-dec", cron.Month},
+	{"day of week", "0-7 or sun-sat, 0 and 7 are Sunday", cron.Dow},
+}
+
+// cronDescriptors are the shorthands cron and robfig/cron both know, as five fields (the
+// cron.d entry and `schedule status` read five fields; staggering needs them).
+var cronDescriptors = map[string]string{
+	"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+	"@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
+}
+
+// ParseCron parses a five-field cron expression (minute hour day-of-month month day-of-week)
+// with robfig/cron's standard parser: *, ?, numbers, names (jan-dec, sun-sat), ranges a-b,
+// steps */n, a-b/n and a/n, lists; or one of @yearly, @annually, @monthly, @weekly, @daily,
+// @midnight, @hourly. 7 is Sunday too, as in cron. Not taken: @every (not cron) and a TZ= or
+// CRON_TZ= prefix (the schedule runs in the node's zone; a CronJob refuses it).
 func ParseCron(expr string) (*Cron, error) {
-	fields := strings.Fields(expr)
+	std := strings.TrimSpace(expr)
+	if d, ok := cronDescriptors[std]; ok {
+		std = d
+	}
+	fields := strings.Fields(std)
 	if len(fields) != 5 {
-		return nil, fmt.Errorf("cron expression %q: want 5 fields (minute hour day-of-month month day-of-week), got %d", expr, len(fields))
+		return nil, &CronError{Expr: expr, Err: fmt.Errorf("want 5 fields (minute hour day-of-month month day-of-week) or @yearly, @monthly, @weekly, @daily, @hourly; got %d", len(fields))}
 	}
-	c := &Cron{expr: expr}
-	sets := []*[64]bool{&c.min, &c.hour, &c.dom, &c.mon, &c.dow}
+	// Each field alone first, so that the error names the field.
 	for i, f := range fields {
-		if err := parseField(f, cronFields[i].min, cronFields[i].max, sets[i]); err != nil {
-			return nil, fmt.Errorf("cron expression %q, %s field: %w", expr, cronFields[i].name, err)
+		if bad := strings.Trim(f, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ*?,/-"); bad != "" {
+			return nil, &CronError{Expr: expr, Field: cronFields[i].name, Err: fmt.Errorf("unexpected %q in %q", bad[:1], f)}
 		}
+		f = strings.ReplaceAll(f, "?", "*") // robfig's "any"; cron.d knows only *
+		if i == 4 {
+			f = sundaySeven(f)
+		}
+		if _, err := cron.NewParser(cronFields[i].opt).Parse(f); err != nil {
+			return nil, &CronError{Expr: expr, Field: cronFields[i].name, Err: err}
+		}
+		fields[i] = f
 	}
-	if c.dow[7] {
-		c.dow[0] = true // 7 is Sunday too
+	std = strings.Join(fields, " ")
+	s, err := cron.ParseStandard(std)
+	if err != nil {
+		return nil, &CronError{Expr: expr, Err: err}
 	}
-	c.domStar, c.dowStar = fields[2] == "*", fields[4] == "*"
-	return c, nil
+	return &Cron{expr: expr, std: std, sched: s}, nil
 }
 
-func parseField(f string, lo, hi int, set *[64]bool) error {
-	for _, part := range strings.Split(f, ",") {
-		rng, stepStr, hasStep := strings.Cut(part, "/")
-		step := 1
-		if hasStep {
-			n, err := strconv.Atoi(stepStr)
-			if err != nil || n <= 0 {
-				return fmt.Errorf("bad step %q", stepStr)
-			}
-			step = n
-		}
-		a, b := lo, hi
+// dowNames are robfig/cron's day names, by number.
+var dowNames = []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
+
+// sundaySeven rewrites the 7 (Sunday, as cron reads it) of a day-of-week field to the 0 that
+// robfig/cron and a CronJob take: 7 and 7/n become 0, a-7 becomes a-6,0, a-7/n becomes
+// a-6/n, with 0 added when the step lands on 7.
+func sundaySeven(f string) string {
+	parts := strings.Split(f, ",")
+	for i, p := range parts {
+		rng, step, hasStep := strings.Cut(p, "/")
+		lo, hi, isRange := strings.Cut(rng, "-")
 		switch {
-		case rng == "*":
-		case strings.Contains(rng, "-"):
-			x, y, _ := strings.Cut(rng, "-")
-			var err1, err2 error
-			a, err1 = strconv.Atoi(x)
-			b, err2 = strconv.Atoi(y)
-			if err1 != nil || err2 != nil || a > b {
-				return fmt.Errorf("bad range %q", rng)
-			}
-		default:
-			n, err := strconv.Atoi(rng)
+		case !isRange && lo == "7":
+			parts[i] = "0"
+		case isRange && hi == "7":
+			a, err := strconv.Atoi(lo)
 			if err != nil {
-				return fmt.Errorf("bad value %q", rng)
+				a = slices.Index(dowNames, strings.ToLower(lo))
 			}
-			a, b = n, n
+			n := 1
 			if hasStep {
-				b = hi
+				n, err = strconv.Atoi(step)
+			}
+			if a < 0 || a > 7 || err != nil || n <= 0 {
+				continue // left for robfig/cron to refuse, naming it
+			}
+			if a == 7 {
+				parts[i] = "0"
+				continue
+			}
+			parts[i] = lo + "-6"
+			if hasStep {
+				parts[i] += "/" + step
+			}
+			if (7-a)%n == 0 {
+				parts[i] += ",0"
 			}
 		}
-		if a < lo || b > hi {
-			return fmt.Errorf("%q is outside %d-%d", part, lo, hi)
-		}
-		for v := a; v <= b; v += step {
-			set[v] = true
-		}
 	}
-	return nil
+	return strings.Join(parts, ",")
 }
 
-// Next returns the first time after t (minute resolution, t's location) the expression matches.
-func (c *Cron) Next(t time.Time) time.Time {
-	t = t.Truncate(time.Minute).Add(time.Minute)
-	for i := 0; i < 4*366*24*60; i++ {
-		if c.matches(t) {
-			return t
-		}
-		t = t.Add(time.Minute)
-	}
-	return time.Time{}
-}
+// Next returns the first time after t (minute resolution, t's location) the expression
+// matches, the zero time if none within five years.
+func (c *Cron) Next(t time.Time) time.Time { return c.sched.Next(t) }
 
-func (c *Cron) matches(t time.Time) bool {
-	if !c.min[t.Minute()] || !c.hour[t.Hour()] || !c.mon[int(t.Month())] {
-		return false
-	}
-	dom, dow := c.dom[t.Day()], c.dow[int(t.Weekday())]
-	switch {
-	case c.domStar && c.dowStar:
-		return true
-	case c.domStar:
-		return dow
-	case c.dowStar:
-		return dom
-	}
-	return dom || dow // cron's rule when both are restricted
-}
-
+// String is the expression as given.
 func (c *Cron) String() string { return c.expr }
+
+// Standard is the same schedule as five fields that cron.d and a CronJob both accept:
+// shorthands spelt out, ? as *, Sunday as 0. Fields already so are kept as written.
+func (c *Cron) Standard() string { return c.std }
 
 // calendarKeywords are the OnCalendar shorthands certctl understands without systemd, with
 // their cron equivalent (systemd.time(7)).

@@ -40,10 +40,13 @@ type ManifestOptions struct {
 }
 
 // ServiceAccount is the CronJobs' service account; RoleName its Role and RoleBinding, which
-// allow the Lease and nothing else.
+// allow the Lease and nothing else; EventsRoleName the Role and RoleBinding in
+// EventsNamespace that let each run record Events on its Node (create and patch events).
 const (
-	ServiceAccount = "certctl-renew"
-	RoleName       = "certctl-renew-lease"
+	ServiceAccount  = "certctl-renew"
+	RoleName        = "certctl-renew-lease"
+	EventsRoleName  = "certctl-renew-events"
+	EventsNamespace = "default"
 )
 
 // ControlPlaneNodes lists the nodes labelled as control plane.
@@ -64,8 +67,10 @@ func ControlPlaneNodes(ctx context.Context, cs kubernetes.Interface) ([]string, 
 }
 
 // Manifests renders, as a multi-document YAML stream, the CronJobs' ServiceAccount, the Lease
-// and a Role and RoleBinding that let the service account take it, then one CronJob per node
-// that holds the Lease while it renews (certctl renew --lease).
+// and a Role and RoleBinding that let the service account take it, a Role and RoleBinding
+// that let it create and patch Events in the default namespace (a Node's), then one CronJob
+// per node that holds the Lease while it renews (certctl renew --lease) and records its
+// findings as Events on its Node (--events-node).
 func Manifests(o ManifestOptions) ([]byte, error) {
 	if o.Image == "" {
 		return nil, fmt.Errorf("--image is required: an image with certctl at its entrypoint")
@@ -94,7 +99,8 @@ func Manifests(o ManifestOptions) ([]byte, error) {
 	if th, err := inspect.ParseDuration(o.Threshold); err != nil || th <= 0 {
 		return nil, fmt.Errorf("--threshold %q: want a positive duration such as 30d", o.Threshold)
 	}
-	if _, err := ParseCron(o.Schedule); err != nil {
+	parsed, err := ParseCron(o.Schedule)
+	if err != nil {
 		return nil, fmt.Errorf("--schedule: %w", err)
 	}
 	args := []string{"--root", "/host", "renew", "all", "--if-expiring-within", o.Threshold, "--days", strconv.Itoa(o.Days)}
@@ -106,18 +112,21 @@ func Manifests(o ManifestOptions) ([]byte, error) {
 	rbac, err := templates.Render("schedule/rbac.yaml", map[string]any{
 		"Namespace": o.Namespace, "ServiceAccount": ServiceAccount, "Role": RoleName,
 		"LeaseNamespace": lease.Namespace, "LeaseName": lease.Name,
+		"EventsRole": EventsRoleName, "EventsNamespace": EventsNamespace,
 	})
 	if err != nil {
 		return nil, err
 	}
 	buf.Write(rbac)
 	for i, node := range o.Nodes {
-		sched, err := stagger(o.Schedule, i)
+		sched, err := stagger(parsed.Standard(), i) // a CronJob takes Sunday as 0 only
 		if err != nil {
 			return nil, err
 		}
+		// After the run, an Event on the Node for every warning or critical finding.
+		nodeArgs := append(append([]string{}, args...), "--events-node", node)
 		doc, err := templates.Render("schedule/cronjob.yaml", map[string]any{
-			"Name": jobName(node), "Namespace": o.Namespace, "Node": node, "Schedule": sched, "Image": o.Image, "Args": args,
+			"Name": jobName(node), "Namespace": o.Namespace, "Node": node, "Schedule": sched, "Image": o.Image, "Args": nodeArgs,
 			"ServiceAccount": ServiceAccount,
 		})
 		if err != nil {

@@ -211,6 +211,12 @@ func (o *Options) Render() (map[string][]byte, error) {
 	}
 	if c, ok := calendarKeywords[o.When]; ok {
 		data["Cron"] = c
+	} else if o.Method == MethodCron {
+		c, err := ParseCron(o.When)
+		if err != nil {
+			return nil, fmt.Errorf("--when: %w", err)
+		}
+		data["Cron"] = c.Standard() // five fields: cron.d takes them, and status reads them back
 	}
 	out := map[string][]byte{}
 	switch o.Method {

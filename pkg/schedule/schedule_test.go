@@ -2,6 +2,7 @@ package schedule_test
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"os"
 	"os/exec"
@@ -34,36 +35,56 @@ func golden(t *testing.T, name string, got []byte) {
 	}
 }
 
+// TestCron: robfig/cron's standard syntax (the CronJob controller's), cron's 7 for Sunday, the
+// next run, the five fields written to cron.d and CronJobs, and refusals typed by field.
 func TestCron(t *testing.T) {
 	base := time.Date(2026, 11, 25, 10, 7, 30, 0, time.UTC) // a Wednesday
+	const whole = "(whole)"                                 // a CronError on no one field
 	tests := []struct {
-		expr    string
-		next    string
-		wantErr string
+		expr     string
+		next     string
+		standard string // "" when the same as expr
+		badField string // a refusal: the CronError's Field, or whole
 	}{
-		{"17 3 * * 1", "2026-11-30T03:17:00Z", ""},
-		{"*/15 * * * *", "2026-11-25T10:15:00Z", ""},
-		{"0 0 1 * *", "2026-12-01T00:00:00Z", ""},
-		{"0 12 * * 0", "2026-11-29T12:00:00Z", ""},
-		{"0 12 * * 7", "2026-11-29T12:00:00Z", ""},
-		{"30 9-17/4 * * 1-5", "2026-11-25T13:30:00Z", ""},
-		{"0 0 29 2 *", "2028-02-29T00:00:00Z", ""},
-		{"0 0 13 * 5", "2026-11-27T00:00:00Z", ""}, // day-of-month OR day-of-week
-		{"5 4 * *", "", "want 5 fields"},
-		{"60 * * * *", "", "outside 0-59"},
-		{"* 24 * * *", "", "outside 0-23"},
-		{"* * 0 * *", "", "outside 1-31"},
-		{"* * * 13 *", "", "outside 1-12"},
-		{"* * * * 8", "", "outside 0-7"},
-		{"*/0 * * * *", "", "bad step"},
-		{"5-1 * * * *", "", "bad range"},
-		{"x * * * *", "", "bad value"},
+		{expr: "17 3 * * 1", next: "2026-11-30T03:17:00Z"},
+		{expr: "*/15 * * * *", next: "2026-11-25T10:15:00Z"},
+		{expr: "0 0 1 * *", next: "2026-12-01T00:00:00Z"},
+		{expr: "0 12 * * 0", next: "2026-11-29T12:00:00Z"},
+		{expr: "0 12 * * 7", next: "2026-11-29T12:00:00Z", standard: "0 12 * * 0"},
+		{expr: "0 12 * * 5-7", next: "2026-11-27T12:00:00Z", standard: "0 12 * * 5-6,0"},
+		{expr: "0 12 * * 1-7/2", next: "2026-11-25T12:00:00Z", standard: "0 12 * * 1-6/2,0"}, // 1,3,5,7
+		{expr: "0 12 * * 2-7/2", next: "2026-11-26T12:00:00Z", standard: "0 12 * * 2-6/2"},   // 2,4,6
+		{expr: "30 9-17/4 * * 1-5", next: "2026-11-25T13:30:00Z"},
+		{expr: "0 0 29 2 *", next: "2028-02-29T00:00:00Z"},
+		{expr: "0 0 13 * 5", next: "2026-11-27T00:00:00Z"}, // day-of-month OR day-of-week
+		{expr: "0 8 * JAN,dec mon-fri", next: "2026-12-01T08:00:00Z"},
+		{expr: "0 8 ? * sun", next: "2026-11-29T08:00:00Z", standard: "0 8 * * sun"},
+		{expr: "5/20 * * * *", next: "2026-11-25T10:25:00Z"},
+		{expr: "@daily", next: "2026-11-26T00:00:00Z", standard: "0 0 * * *"},
+		{expr: "@weekly", next: "2026-11-29T00:00:00Z", standard: "0 0 * * 0"},
+		{expr: "@yearly", next: "2027-01-01T00:00:00Z", standard: "0 0 1 1 *"},
+		{expr: "@hourly", next: "2026-11-25T11:00:00Z", standard: "0 * * * *"},
+		{expr: "5 4 * *", badField: whole},
+		{expr: "@every 1h", badField: whole},
+		{expr: "TZ=UTC 30 3 * * *", badField: whole},
+		{expr: "CRON_TZ=UTC 3 * * *", badField: "minute"},
+		{expr: "60 * * * *", badField: "minute"},
+		{expr: "* 24 * * *", badField: "hour"},
+		{expr: "* * 0 * *", badField: "day of month"},
+		{expr: "* * * 13 *", badField: "month"},
+		{expr: "* * * * 8", badField: "day of week"},
+		{expr: "* * * * 6-8", badField: "day of week"},
+		{expr: "*/0 * * * *", badField: "minute"},
+		{expr: "5-1 * * * *", badField: "minute"},
+		{expr: "x * * * *", badField: "minute"},
+		{expr: "* * * * mon-fry", badField: "day of week"},
 	}
 	for _, tc := range tests {
 		c, err := schedule.ParseCron(tc.expr)
-		if tc.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("%q: err %v, want %q", tc.expr, err, tc.wantErr)
+		if tc.badField != "" {
+			var ce *schedule.CronError
+			if !errors.As(err, &ce) || ce.Expr != tc.expr || (ce.Field == "" && tc.badField != whole) || (ce.Field != "" && ce.Field != tc.badField) {
+				t.Errorf("%q: err %v, want a CronError on the %s field", tc.expr, err, tc.badField)
 			}
 			continue
 		}
@@ -73,6 +94,17 @@ func TestCron(t *testing.T) {
 		}
 		if got := c.Next(base).Format(time.RFC3339); got != tc.next {
 			t.Errorf("%q: next %s, want %s", tc.expr, got, tc.next)
+		}
+		want := tc.standard
+		if want == "" {
+			want = tc.expr
+		}
+		if c.Standard() != want {
+			t.Errorf("%q: standard form %q, want %q", tc.expr, c.Standard(), want)
+		}
+		// The standard form is the same schedule, and what a CronJob's controller parses.
+		if again, err := schedule.ParseCron(c.Standard()); err != nil || again.Next(base) != c.Next(base) || again.Standard() != c.Standard() {
+			t.Errorf("%q: standard form %q reads differently: %v", tc.expr, c.Standard(), err)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package txn
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // LockName is the lock file under Layout.StateDir().
@@ -40,20 +43,18 @@ func AcquireLock(stateDir string, timeout time.Duration) (*Lock, error) {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory %s: %w", stateDir, err)
 	}
-	deadline := time.Now().Add(timeout)
-	for {
-		l, err := TryLock(stateDir)
-		if err == nil {
-			return l, nil
-		}
-		if _, busy := err.(*ErrLocked); !busy || !time.Now().Before(deadline) {
-			if busy {
-				return nil, fmt.Errorf("waited %s: %w", timeout, err)
-			}
-			return nil, err
-		}
-		time.Sleep(50 * time.Millisecond) // polling flock: there is no wait-with-timeout for it
+	var l *Lock
+	var last error
+	// Polling flock: there is no wait-with-timeout for it.
+	_ = wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		l, last = TryLock(stateDir)
+		_, busy := last.(*ErrLocked)
+		return !busy, nil // taken, or an error that waiting does not cure
+	})
+	if _, busy := last.(*ErrLocked); busy {
+		return nil, fmt.Errorf("waited %s: %w", timeout, last)
 	}
+	return l, last
 }
 
 // TryLock takes the lock without waiting; *ErrLocked when it is held.

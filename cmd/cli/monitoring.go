@@ -1,0 +1,165 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/certctl/certctl/pkg/inspect"
+	"github.com/certctl/certctl/pkg/monitoring"
+	"github.com/certctl/certctl/pkg/pki"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+)
+
+func newMonitoringCmd(g *Globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "monitoring",
+		Short: "Prometheus alert rules and a Grafana dashboard on certctl's metrics",
+		Long: `monitoring prints what Prometheus and Grafana need to watch the certificates certctl exports
+('certctl inspect -o prometheus' or --textfile-dir on every node, the approver's /metrics):
+
+  rules      alert rules: a Prometheus rules file, or a PrometheusRule (the Prometheus operator)
+  dashboard  the Grafana dashboard: JSON, a provisioning file, or a ConfigMap for the sidecar
+
+Every alert names the certctl command that fixes it (annotation fix). See docs/monitoring.md
+for the metrics, every alert, and how to wire both into kube-prometheus-stack.`,
+	}
+	cmd.AddCommand(newMonitoringRulesCmd(g), newMonitoringDashboardCmd(g))
+	return cmd
+}
+
+func newMonitoringRulesCmd(g *Globals) *cobra.Command {
+	var (
+		output string
+		o      monitoring.PrometheusRuleOptions
+		labels []string
+	)
+	cmd := &cobra.Command{
+		Use:   "rules",
+		Short: "Print the alert rules: a Prometheus rules file or a PrometheusRule",
+		Long: `rules prints certctl's alert rules (docs/monitoring.md lists them): a certificate or kubeconfig
+expiring within 30 days (warning) or 7 days (critical), expired, served from an old certificate
+(case D), the apiserver certificate without the configured address (case B), the kubelet serving
+certificate without the node's IP (case A), a stale ~/.kube/config, any other finding of
+inspect, the last renewal failed or the schedule did not run, a CA expiring within a year, a CA
+rotation left half done. Each alert's 'fix' annotation is the certctl command that fixes it.
+
+-o rules (default) is a file for Prometheus' rule_files; -o prometheusrule a
+monitoring.coreos.com/v1 PrometheusRule for the Prometheus operator: give it the labels your
+Prometheus selects rules by (kube-prometheus-stack: release=<its release name>).`,
+		Example: `  certctl monitoring rules > /etc/prometheus/rules/certctl.yaml && promtool check rules /etc/prometheus/rules/certctl.yaml
+  certctl monitoring rules -o prometheusrule --namespace monitoring --label release=kube-prometheus-stack | kubectl apply -f -`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			var (
+				out []byte
+				err error
+			)
+			switch output {
+			case "rules":
+				out, err = monitoring.RulesFile()
+			case "prometheusrule":
+				if o.Labels, err = parseLabels(labels); err != nil {
+					return withCode(ExitError, fmt.Errorf("--label: %w", err))
+				}
+				out, err = monitoring.PrometheusRule(o)
+			default:
+				return withCode(ExitError, fmt.Errorf("unknown output format %q (want rules or prometheusrule)", output))
+			}
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			_, err = g.Streams.Out.Write(out)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&output, "output", "o", "rules", "rules (a Prometheus rules file) or prometheusrule (the Prometheus operator's resource)")
+	f.StringVar(&o.Namespace, "namespace", "monitoring", "namespace of the PrometheusRule")
+	f.StringVar(&o.Name, "name", "certctl", "name of the PrometheusRule")
+	f.StringSliceVar(&labels, "label", nil, "KEY=VALUE label of the PrometheusRule, for the operator's ruleSelector (repeatable)")
+	return cmd
+}
+
+func newMonitoringDashboardCmd(g *Globals) *cobra.Command {
+	var output, namespace, dir string
+	cmd := &cobra.Command{
+		Use:   "dashboard",
+		Short: "Print the Grafana dashboard (JSON, a provisioning file, or a ConfigMap)",
+		Long: `dashboard prints certctl's Grafana dashboard: every node's certificates by residual time, the
+nearest expiry per cluster, findings by kind and per node, the scheduled runs, CA rotations,
+and the kubelet serving CSR approver's decisions. Its data source is a variable (any
+Prometheus); its Node variable filters by the instance label.
+
+  -o json         the dashboard, for a file provisioned by Grafana or an import
+  -o provider     a Grafana provisioning file (provisioning/dashboards/) loading --dir
+  -o configmap    a ConfigMap labelled grafana_dashboard=1, which kube-prometheus-stack's
+                  Grafana sidecar loads by itself`,
+		Example: `  certctl monitoring dashboard > /var/lib/grafana/dashboards/certctl/certctl.json
+  certctl monitoring dashboard -o provider --dir /var/lib/grafana/dashboards/certctl > /etc/grafana/provisioning/dashboards/certctl.yaml
+  certctl monitoring dashboard -o configmap --namespace monitoring | kubectl apply -f -`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			var (
+				out []byte
+				err error
+			)
+			switch output {
+			case "json":
+				out, err = monitoring.Dashboard()
+			case "provider":
+				out, err = monitoring.DashboardProvider(dir)
+			case "configmap":
+				out, err = monitoring.DashboardConfigMap(namespace)
+			default:
+				return withCode(ExitError, fmt.Errorf("unknown output format %q (want json, provider or configmap)", output))
+			}
+			if err != nil {
+				return withCode(ExitError, err)
+			}
+			_, err = g.Streams.Out.Write(out)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&output, "output", "o", "json", "json, provider or configmap")
+	f.StringVar(&namespace, "namespace", "monitoring", "namespace of the ConfigMap (-o configmap)")
+	f.StringVar(&dir, "dir", "/var/lib/grafana/dashboards/certctl", "directory Grafana loads the dashboard from (-o provider)")
+	return cmd
+}
+
+// parseLabels reads KEY=VALUE pairs.
+func parseLabels(list []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range list {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("%q: want KEY=VALUE", kv)
+		}
+		out[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return out, nil
+}
+
+// recordNodeEvents inspects the node and records its warning and critical findings as Events
+// on the Node named node (renew --events-node, the CronJobs), with the client --lease uses
+// (--kubeconfig, else the pod's service account, else the node's admin.conf). A failure is a
+// warning: the renewal's outcome stands.
+func recordNodeEvents(ctx context.Context, g *Globals, kubeconfig, node string) {
+	rc, err := leaseConfig(g, kubeconfig)
+	if err == nil {
+		var cs kubernetes.Interface
+		if cs, err = kubernetes.NewForConfig(rc); err == nil {
+			rep := inspect.Diagnose(pki.Load(g.Layout(), pki.Default()), inspect.Options{})
+			var evs []monitoring.NodeEvent
+			evs, err = monitoring.Record(ctx, cs, monitoring.RecordOptions{Node: node, Report: rep})
+			if err == nil {
+				fmt.Fprintf(g.Streams.ErrOut, "recorded %d event(s) on node %s\n", len(evs), node)
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(g.Streams.ErrOut, "warning: events on node %s: %v\n", node, err)
+	}
+}

@@ -1,0 +1,167 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/certctl/certctl/internal/testenv"
+	"github.com/certctl/certctl/pkg/cluster"
+)
+
+// jobCluster is a real etcd + kube-apiserver + the controller-manager's Job controller (it
+// makes each Job's pod), and a Node whose "kubelet" is the test: it sets the pod's status as a
+// kubelet would and serves the container's log on the node's kubelet port (the apiserver
+// proxies `pods/log` there).
+func jobCluster(t *testing.T, node string, logs func(path string) string) (*testenv.ControlPlane, kubernetes.Interface) {
+	t.Helper()
+	tr := testenv.KubeadmTree(t, testenv.TreeOptions{})
+	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{PKIDir: tr.Layout.PKIDir, KubeconfigDir: tr.Layout.KubeconfigDir,
+		CSRSigner: true, Controllers: []string{"job"}})
+	cs := cp.Clientset(t)
+	const ip = "127.0.6.1"
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubelet := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, logs(r.URL.Path))
+	}))
+	kubelet.Listener = ln
+	kubelet.StartTLS() // the apiserver has no --kubelet-certificate-authority: any certificate
+	t.Cleanup(kubelet.Close)
+	ctx := context.Background()
+	// What the serviceaccount controller (not run here) makes in every namespace: the Job's
+	// pod runs as it, without its token.
+	if _, err := cs.CoreV1().ServiceAccounts("kube-system").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}
+	n.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(ln.Addr().(*net.TCPAddr).Port)
+	if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return cp, cs
+}
+
+// jobPod waits (polling, with a deadline) for the pod the Job controller makes for the Job of
+// component on node.
+func jobPod(t *testing.T, cp *testenv.ControlPlane, cs kubernetes.Interface, component string) *corev1.Pod {
+	t.Helper()
+	var pod *corev1.Pod
+	if err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: cluster.LabelComponent + "=" + component})
+		if err != nil || len(pods.Items) == 0 {
+			return false, nil
+		}
+		pod = &pods.Items[0]
+		return true, nil
+	}); err != nil {
+		t.Fatalf("no pod for the %s Job within a minute; the controller-manager says:\n%s", component, cp.Logs("kube-controller-manager"))
+	}
+	return pod
+}
+
+// setStatus sets the certctl container's state, as the kubelet reports it; it returns when the
+// apiserver has it.
+func setStatus(t *testing.T, cs kubernetes.Interface, pod *corev1.Pod, phase corev1.PodPhase, state corev1.ContainerState) time.Time {
+	t.Helper()
+	pod.Status.Phase = phase
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "certctl", Image: pod.Spec.Containers[0].Image, State: state}}
+	at := time.Now()
+	if _, err := cs.CoreV1().Pods(pod.Namespace).UpdateStatus(context.Background(), pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("pod %s status: %v", pod.Name, err)
+	}
+	return at
+}
+
+// TestRunJobWatchesThePod: RunJob on a real apiserver and Job controller sees the pod's end
+// through a watch, at once (not at the next poll), with certctl's exit code, termination
+// message and log; a pod that cannot get its image ends it at once with ErrNotRun; a pod that
+// never starts ends it at the timeout with ErrNotRun, saying what was seen last.
+func TestRunJobWatchesThePod(t *testing.T) {
+	const node = "node-j"
+	cp, cs := jobCluster(t, node, func(path string) string {
+		if strings.HasSuffix(path, "/certctl") {
+			return "certctl ran\n"
+		}
+		return "unexpected path " + path
+	})
+	spec := func(component string) cluster.JobSpec {
+		return cluster.JobSpec{Namespace: "kube-system", Node: node, Image: "localhost/certctl:test", Component: component, Args: []string{"inspect"}}
+	}
+	type outcome struct {
+		res      cluster.JobResult
+		err      error
+		returned time.Time
+	}
+	run := func(s cluster.JobSpec, timeout time.Duration) chan outcome {
+		done := make(chan outcome, 1)
+		go func() {
+			res, err := cluster.RunJob(context.Background(), cs, s, timeout)
+			done <- outcome{res, err, time.Now()}
+		}()
+		return done
+	}
+	await := func(done chan outcome) outcome {
+		select {
+		case o := <-done:
+			return o
+		case <-time.After(2 * time.Minute):
+			t.Fatal("RunJob did not return within 2 minutes")
+		}
+		return outcome{}
+	}
+
+	t.Run("terminated", func(t *testing.T) {
+		done := run(spec("status"), 2*time.Minute)
+		pod := jobPod(t, cp, cs, "status")
+		now := metav1.Now()
+		at := setStatus(t, cs, pod, corev1.PodFailed, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			ExitCode: 3, Message: `{"kind":"result"}`, StartedAt: now, FinishedAt: now}})
+		o := await(done)
+		if o.err != nil || o.res.ExitCode != 3 || o.res.Termination != `{"kind":"result"}` || o.res.Logs != "certctl ran\n" || o.res.Job == "" {
+			t.Fatalf("RunJob: %+v, %v", o.res, o.err)
+		}
+		t.Logf("terminated: RunJob returned %s after the pod's status said so (log read included)", o.returned.Sub(at).Round(time.Millisecond))
+		if took := o.returned.Sub(at); took > 10*time.Second {
+			t.Errorf("RunJob returned %s after the pod terminated", took)
+		}
+	})
+
+	t.Run("image cannot be pulled", func(t *testing.T) {
+		done := run(spec("renew"), 2*time.Minute)
+		pod := jobPod(t, cp, cs, "renew")
+		at := setStatus(t, cs, pod, corev1.PodPending, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: "not found"}})
+		o := await(done)
+		if !errors.Is(o.err, cluster.ErrNotRun) {
+			t.Fatalf("RunJob: %v, want ErrNotRun", o.err)
+		}
+		if took := o.returned.Sub(at); took > 10*time.Second {
+			t.Errorf("RunJob returned %s after the pull failed", took)
+		}
+	})
+
+	t.Run("never starts", func(t *testing.T) {
+		start := time.Now()
+		o := await(run(spec("endpoint"), 3*time.Second))
+		if !errors.Is(o.err, cluster.ErrNotRun) || o.returned.Sub(start) < 3*time.Second {
+			t.Fatalf("RunJob: %v after %s, want ErrNotRun at the 3s timeout", o.err, o.returned.Sub(start))
+		}
+	})
+}

@@ -1,0 +1,53 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/certctl/certctl/pkg/inspect"
+)
+
+// A branch a real apiserver does not make on demand: the kubelets' part of cluster status
+// fails (here: the second list of nodes, the kubelet-serving one, is refused). The report says
+// why, the table prints it, and the worst severity counts it; before, it was dropped.
+func TestStatusKeepsTheKubeletsProblem(t *testing.T) {
+	cs := fake.NewClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}})
+	lists := 0
+	cs.PrependReactor("list", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+		lists++
+		if lists > 1 {
+			return true, nil, errors.New("nodes is forbidden")
+		}
+		return false, nil, nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := Status(ctx, cs, StatusOptions{Image: "certctl:test", Timeout: time.Second, Roots: x509.NewCertPool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rep.KubeletsProblem, "forbidden") || rep.Kubelets != nil {
+		t.Fatalf("want the kubelets' problem kept, got %q (%+v)", rep.KubeletsProblem, rep.Kubelets)
+	}
+	var out bytes.Buffer
+	if err := rep.Render(&out, "table"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "not looked at") {
+		t.Errorf("the table does not say the kubelets were not looked at:\n%s", out.String())
+	}
+	if w := (&StatusReport{KubeletsProblem: rep.KubeletsProblem}).Worst(); w != inspect.SevWarning {
+		t.Errorf("worst of a report whose only problem is the kubelets': %v, want warning", w)
+	}
+}
