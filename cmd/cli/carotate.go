@@ -172,6 +172,22 @@ func (o *caRotateOptions) run(ctx context.Context, args []string) error {
 	case o.NewCAKey != "":
 		return errors.New("--new-ca-key needs --new-ca-cert")
 	}
+	if err := o.checkEtcdPeers(ctx, cas); err != nil {
+		return err
+	}
+	if o.Restart && !o.DryRun && !o.Rollback {
+		// The manifests' edits wait for the restart, which installs each as it restarts
+		// that component; whatever it does not take is installed in place at the end.
+		if err := restart.ClaimPending(o.Layout()); err != nil {
+			return err
+		}
+		ro.DeferManifests = true
+		defer func() {
+			if _, err := restart.ReleasePending(o.Layout(), o.Streams.ErrOut); err != nil {
+				fmt.Fprintln(o.Streams.ErrOut, "warning:", err)
+			}
+		}()
+	}
 	results, err := carotate.Run(ro, cas, o.Phase, o.Rollback)
 	carotate.Render(o.Streams.Out, results)
 	if err != nil {
@@ -193,6 +209,22 @@ func (o *caRotateOptions) run(ctx context.Context, args []string) error {
 		nr.Components, nr.KubeletRestarted = comps, slices.Contains(comps, restart.Kubelet)
 	}
 	return noderesult.Write(o.ResultFile, nr)
+}
+
+// checkEtcdPeers refuses, before the phase changes anything, a rotation of etcd-ca that will
+// restart this node's etcd member while another member is unhealthy.
+func (o *caRotateOptions) checkEtcdPeers(ctx context.Context, cas []string) error {
+	if !o.Restart || o.DryRun || !slices.Contains(cas, "etcd-ca") {
+		return nil
+	}
+	l := o.Layout()
+	if _, err := os.Stat(filepath.Join(l.ManifestsDir, "etcd.yaml")); err != nil {
+		return nil // no stacked etcd member here (a worker, or an external etcd)
+	}
+	if _, err := restart.CheckEtcdRestart(ctx, l, restart.DefaultPeerWait, progressFor(o.Streams.Out)); err != nil {
+		return withCode(ExitError, fmt.Errorf("%w; nothing was changed", err))
+	}
+	return nil
 }
 
 // restartComponents restarts what a phase changed: the static pods in the safe order (and the

@@ -18,6 +18,7 @@ import (
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/lease"
+	"github.com/certctl/certctl/pkg/monitoring"
 	"github.com/certctl/certctl/pkg/pki"
 )
 
@@ -80,6 +81,7 @@ func newClusterStatusCmd(o *clusterOptions) *cobra.Command {
 	var (
 		output string
 		opts   cluster.StatusOptions
+		events bool
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -90,6 +92,10 @@ to it (host / mounted read-only, no service-account token, deleted afterwards), 
 status, findings; then each kubelet's serving certificate as 'kubelet-serving status' sees it.
 A node whose Job cannot run (NotReady, image missing, no answer within --timeout) is listed
 with the reason.
+
+Every warning or critical finding is also recorded as an Event on its Node (reason
+CertificateExpiring, CertificateExpired, ...; 'kubectl get events -n default'), the same finding
+counting up one Event run after run (--events=false: none; docs/monitoring.md).
 
 Exit codes as inspect: 0 healthy, 1 warnings, 2 critical (a node that did not report counts
 as critical), 3 error.`,
@@ -112,6 +118,16 @@ as critical), 3 error.`,
 			if err != nil {
 				return withCode(ExitError, err)
 			}
+			if events {
+				for _, n := range rep.Nodes {
+					if !n.Ran {
+						continue
+					}
+					if _, err := monitoring.Record(ctx, cs, monitoring.RecordOptions{Node: n.Node, Report: n.Report}); err != nil {
+						fmt.Fprintf(o.Streams.ErrOut, "warning: events on node %s: %v\n", n.Node, err)
+					}
+				}
+			}
 			if err := rep.Render(o.Streams.Out, output); err != nil {
 				return withCode(ExitError, err)
 			}
@@ -123,6 +139,7 @@ as critical), 3 error.`,
 	f.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "per node: from creating its Job to its result")
 	f.IntVar(&opts.Concurrency, "concurrency", 16, "nodes at once")
 	f.StringSliceVar(&opts.Nodes, "node", nil, "only these nodes (repeatable)")
+	f.BoolVar(&events, "events", true, "record an Event on each Node for its warning and critical findings")
 	return cmd
 }
 
@@ -363,7 +380,7 @@ again), under the Lease kube-system/certctl-renew. Run the phases in order, each
 cluster before the next:
 
   trust  a new CA per CA named (same subject and key algorithm as the old one, --days) is made
-         here and kept in the Secret kube-system/certctl-ca-rotation (the old etcd and
+         here and kept in the Secret certctl-ca-rotation of --namespace (the old etcd and
          front-proxy CAs are read from every control-plane node with 'certctl ca show', and must
          be the same on all); each control-plane node's Job mounts the certificates and keys,
          each worker's the cluster CA's certificate only; every verifier on every node trusts
@@ -492,9 +509,9 @@ docs/ca-rotation.md.`,
 // reissueLocal gives the kubeconfigs of this command (--kubeconfig, ~/.kube/config) client
 // certificates of the new cluster CA (kept in the rotation's Secret) through CSRs.
 func (o *clusterOptions) reissueLocal(ctx context.Context, cs kubernetes.Interface) error {
-	sec, err := cs.CoreV1().Secrets("kube-system").Get(ctx, cluster.CARotationSecret, metav1.GetOptions{})
+	sec, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, cluster.CARotationSecret, metav1.GetOptions{})
 	if err != nil {
-		return fmt.Errorf("read the new CA (kube-system/%s): %w", cluster.CARotationSecret, err)
+		return fmt.Errorf("read the new CA (%s/%s): %w", o.Namespace, cluster.CARotationSecret, err)
 	}
 	certs, err := pki.ParseCertificates(cluster.CARotationSecret, sec.Data["ca.crt"])
 	if err != nil {
@@ -513,4 +530,4 @@ func (o *clusterOptions) reissueLocal(ctx context.Context, cs kubernetes.Interfa
 }
 
 // lbDrainHelp is --lb-drain's help on the cluster commands.
-const lbDrainHelp = "passed to each node's restart: its apiserver refuses new connections from other machines for this long before it is stopped, so that the load balancer's health check takes it out first (the balancer's detection time: HAProxy fall x inter; 0: off)"
+const lbDrainHelp = "passed to each node's restart: its apiserver refuses new connections from other machines for this long before it, or its etcd, is stopped, so that the load balancer's health check takes it out first (the balancer's detection time: HAProxy fall x inter; 0: off)"

@@ -26,7 +26,7 @@ func (o *restartOptions) flags(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 3*time.Minute, "how long each component may take to stop, and to come back healthy")
 	cmd.Flags().Var(&o.StopGrace, "stop-grace", "how long an old container may take to exit after SIGTERM before it is killed (default: apiserver 0s, etcd 10s, controller-manager and scheduler 2s)")
 	cmd.Flags().DurationVar(&o.ReloadTimeout, "reload-timeout", 30*time.Second, "how long to wait for a component to serve a renewed file by itself before restarting it")
-	cmd.Flags().DurationVar(&o.LBDrain, "lb-drain", 0, "behind a load balancer: before stopping the apiserver, refuse new connections to its port from other machines for this long (an nftables table, "+restart.DrainTable+"), so the balancer's health check takes the node out first; removed once the apiserver is healthy again. Give the balancer's detection time (HAProxy: fall x inter, e.g. 3s); 0: off")
+	cmd.Flags().DurationVar(&o.LBDrain, "lb-drain", 0, "behind a load balancer: before stopping the apiserver or its etcd, refuse new connections to the apiserver's port from other machines for this long (an nftables table, "+restart.DrainTable+"), so the balancer's health check takes the node out first; removed once the apiserver is healthy again (after etcd: ready, /readyz). Give the balancer's detection time (HAProxy: fall x inter, e.g. 3s); 0: off")
 	if cmd.Flags().Lookup("restart") != nil {
 		cmd.PreRunE = func(c *cobra.Command, _ []string) error {
 			if !flagTrue(c, "restart") || flagTrue(c, "dry-run") || flagTrue(c, "csr-only") {
@@ -106,10 +106,17 @@ It holds the node lock (the one renew and restore take). A manifest is never los
 certctl is killed while one is staged, the next certctl command puts it back (while the
 restart that staged it still runs, other certctl commands leave it alone).
 
+etcd restarts only while every other etcd member is healthy (waiting up to a minute for
+them, then refusing with the member named: a restart could cost the quorum); a member that
+leads hands its leadership to a healthy peer first, and with --lb-drain the node leaves the
+load balancer before etcd stops, until its apiserver is ready again.
+
 "kubelet" restarts the kubelet through systemd and waits for its health endpoint. "all" is
 the four static pods. See docs/restart.md.`,
 		Example: `  certctl restart apiserver
   certctl restart all --timeout 5m
+  # behind a load balancer (HAProxy inter 1s fall 2): out of it while etcd restarts
+  certctl restart etcd --lb-drain 3s
   # give the apiserver 5 s to finish in-flight requests (more downtime)
   certctl restart apiserver --stop-grace 5s
   # a node whose files are mounted elsewhere (its kubelet must run them)

@@ -110,6 +110,10 @@ links never lead out of it, and nothing certctl writes lands outside it.`,
 		if err := restart.Recover(g.Layout(), s.ErrOut); err != nil {
 			fmt.Fprintln(s.ErrOut, "warning:", err)
 		}
+		// Install the new manifests a ca rotate killed before its restart had written.
+		if err := restart.RecoverPending(g.Layout(), s.ErrOut); err != nil {
+			fmt.Fprintln(s.ErrOut, "warning:", err)
+		}
 		// Finish or roll back an interrupted renewal. A journal it cannot act on is a
 		// warning here (restore must still work); renew itself refuses to proceed.
 		if err := renew.Recover(g.Layout(), s.ErrOut); err != nil {
@@ -140,6 +144,7 @@ links never lead out of it, and nothing certctl writes lands outside it.`,
 		newKubeletServingCmd(g),
 		newKubeletClientCmd(g),
 		newScheduleCmd(g),
+		newMonitoringCmd(g),
 		newKubeconfigCmd(g),
 		newRestartCmd(g),
 		newClusterCmd(g),

@@ -214,13 +214,27 @@ func startPoller(t *testing.T, addr string, roots *x509.CertPool, interval, max 
 
 // startPollerPath is startPoller on another path (/version: a real API request, not a health check).
 func startPollerPath(t *testing.T, addr, path string, roots *x509.CertPool, interval, max time.Duration) *poller {
+	return startPollerAs(t, addr, path, roots, nil, interval, max)
+}
+
+// listPath is a request every apiserver answers from its etcd (a consistent list): while the
+// etcd member of the node the balancer sends it to is down, it fails, though /version works.
+const listPath = "/api/v1/namespaces/kube-system/configmaps?limit=1"
+
+// startPollerAs is startPollerPath with a client certificate (a list needs an identity).
+func startPollerAs(t *testing.T, addr, path string, roots *x509.CertPool, cert *tls.Certificate, interval, max time.Duration) *poller {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), max) // bounded in time
 	p := &poller{stop: cancel, done: make(chan struct{})}
+	var certs []tls.Certificate
+	if cert != nil {
+		certs = []tls.Certificate{*cert}
+	}
 	tr := &http.Transport{
 		DialContext:       (&net.Dialer{Timeout: time.Second}).DialContext,
 		DisableKeepAlives: true, // every request a new connection through the balancer
 		TLSClientConfig: &tls.Config{
+			Certificates:       certs,
 			InsecureSkipVerify: true, // the chain is verified below, against the cluster CA
 			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
 				c, err := x509.ParseCertificate(raw[0])
@@ -305,6 +319,20 @@ func (p *poller) Stop() (ok, fail int, errs []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.ok, p.fail, p.errs
+}
+
+// clientCert is the client certificate of a kubeconfig's current user.
+func clientCert(t *testing.T, kubeconfig string) *tls.Certificate {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tls.X509KeyPair(cfg.CertData, cfg.KeyData)
+	if err != nil {
+		t.Fatalf("the client certificate of %s: %v", kubeconfig, err)
+	}
+	return &c
 }
 
 // adminCopy is a copy of the lab's admin kubeconfig in a temp dir, for a command that updates

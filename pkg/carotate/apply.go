@@ -71,12 +71,16 @@ func txnChanges(edits []fileEdit) []txn.Change {
 		if e.data == nil {
 			continue
 		}
-		if i, ok := idx[e.path]; ok {
+		path := e.path
+		if e.writeTo != "" {
+			path = e.writeTo
+		}
+		if i, ok := idx[path]; ok {
 			out[i].Data = e.data
 			continue
 		}
-		idx[e.path] = len(out)
-		out = append(out, txn.Change{Path: e.path, Data: e.data, Mode: e.mode})
+		idx[path] = len(out)
+		out = append(out, txn.Change{Path: path, Data: e.data, Mode: e.mode})
 	}
 	slices.SortStableFunc(out, func(a, b txn.Change) int { return keyFirst(a.Path) - keyFirst(b.Path) })
 	return out
@@ -93,8 +97,10 @@ func keyFirst(p string) int {
 func pathsOf(edits []fileEdit) []string {
 	var out []string
 	for _, e := range edits {
-		if !slices.Contains(out, e.path) {
-			out = append(out, e.path)
+		for _, p := range []string{e.path, e.writeTo} {
+			if p != "" && !slices.Contains(out, p) {
+				out = append(out, p)
+			}
 		}
 	}
 	return out

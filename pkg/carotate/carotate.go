@@ -251,6 +251,12 @@ type Options struct {
 	// node where it was not applied has nothing to undo (a cluster-wide rollback of a phase
 	// that stopped half-way). "": the last phase applied, whichever.
 	RollbackPhase string
+	// DeferManifests writes the phase's static-pod manifest edits to
+	// Layout.PendingManifestsDir() instead of the manifests dir, for the restart that follows
+	// (restart.Run) to install each as it restarts that component: edited in place, the
+	// kubelet would restart etcd and the apiserver at once, with no drain and no check of the
+	// other etcd members. Both paths are in the phase's backup.
+	DeferManifests bool
 	// Command is recorded in the backup and the journal.
 	Command     string
 	LockTimeout time.Duration

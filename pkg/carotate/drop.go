@@ -52,7 +52,7 @@ func Drop(o Options) (*Result, error) {
 		return nil, fmt.Errorf("%s: still signed by the old CA, and nothing would accept them after drop: %s; then run drop again", o.CA, strings.Join(still, "; "))
 	}
 	from, to := o.Layout.NodePath(p.Bundle), o.Layout.NodePath(p.CACert)
-	edits, notes, err := verifiers(o.Layout, d, from, to, func(data []byte) []byte {
+	edits, notes, err := verifiers(o.Layout, d, from, to, o.DeferManifests, func(data []byte) []byte {
 		if contains(data, cur.cert) && !bytes.Equal(data, cur.pem) {
 			return cur.pem
 		}

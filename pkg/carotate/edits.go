@@ -18,7 +18,10 @@ import (
 
 // fileEdit is the new content of one file of a phase.
 type fileEdit struct {
-	path      string
+	path string
+	// writeTo, when set, is where the content goes instead of path: a static-pod manifest
+	// deferred to the restart (Options.DeferManifests), in Layout.PendingManifestsDir.
+	writeTo   string
 	data      []byte
 	mode      os.FileMode
 	what      string
@@ -36,7 +39,11 @@ var kubeconfigFiles = []struct{ name, component string }{
 // file to (node paths): the static-pod flags of d, and for the cluster CA the kubelet's
 // clientCAFile; and sets the certificate-authority-data of every kubeconfig cluster for which
 // caData returns new data (nil: leave it).
-func verifiers(l pki.Layout, d caDef, from, to string, caData func(old []byte) []byte) ([]fileEdit, []string, error) {
+//
+// With deferManifests the manifests' new content goes to l.PendingManifestsDir() (where the
+// restart takes it from), and an edit builds on a pending manifest when there is one (a run
+// over several CAs edits one manifest for each).
+func verifiers(l pki.Layout, d caDef, from, to string, deferManifests bool, caData func(old []byte) []byte) ([]fileEdit, []string, error) {
 	var edits []fileEdit
 	var notes []string
 	byComponent := map[string]map[string]string{}
@@ -52,6 +59,13 @@ func verifiers(l pki.Layout, d caDef, from, to string, caData func(old []byte) [
 			continue
 		}
 		path := filepath.Join(l.ManifestsDir, manifest.Files[comp])
+		src, writeTo := path, ""
+		if deferManifests {
+			writeTo = filepath.Join(l.PendingManifestsDir(), manifest.Files[comp])
+			if _, err := os.Stat(writeTo); err == nil {
+				src = writeTo
+			}
+		}
 		data, mode, err := readIfExists(path)
 		if err != nil || data == nil {
 			if err != nil {
@@ -59,7 +73,12 @@ func verifiers(l pki.Layout, d caDef, from, to string, caData func(old []byte) [
 			}
 			continue
 		}
-		pod, err := manifest.Load(path)
+		if src != path {
+			if data, _, err = readIfExists(src); err != nil {
+				return nil, nil, err
+			}
+		}
+		pod, err := manifest.Parse(src, data)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -82,7 +101,7 @@ func verifiers(l pki.Layout, d caDef, from, to string, caData func(old []byte) [
 			return nil, nil, fmt.Errorf("%s: %w", path, err)
 		}
 		for _, ch := range changes {
-			edits = append(edits, fileEdit{path: path, mode: mode, component: comp,
+			edits = append(edits, fileEdit{path: path, writeTo: writeTo, mode: mode, component: comp,
 				what: fmt.Sprintf("--%s: %s -> %s", ch.Flag, ch.Old, ch.New)})
 		}
 		if len(changes) > 0 {

@@ -72,7 +72,7 @@ func Trust(o Options) (*Result, error) {
 		fileEdit{path: p.Bundle, data: bundle, mode: 0o644, what: "bundle: old + new CA"},
 	)
 	from, to := o.Layout.NodePath(p.CACert), o.Layout.NodePath(p.Bundle)
-	ver, notes, err := verifiers(o.Layout, d, from, to, func(cur []byte) []byte {
+	ver, notes, err := verifiers(o.Layout, d, from, to, o.DeferManifests, func(cur []byte) []byte {
 		if contains(cur, old.cert) && !bytes.Equal(cur, bundle) {
 			return bundle
 		}

@@ -69,6 +69,11 @@ func Load(path string) (*Pod, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
+	return Parse(path, data)
+}
+
+// Parse parses the manifest data read from path (named in errors).
+func Parse(path string, data []byte) (*Pod, error) {
 	var p Pod
 	if err := yaml.Unmarshal(data, &p); err != nil {
 		return nil, fmt.Errorf("%s: not a valid pod manifest: %w", path, err)

@@ -134,6 +134,11 @@ func (l Layout) BackupRoot() string { return filepath.Join(l.KubeconfigDir, "cer
 // StateDir holds certctl's journal, lock and last-run records.
 func (l Layout) StateDir() string { return filepath.Join(l.KubeconfigDir, ".certctl") }
 
+// PendingManifestsDir holds static-pod manifests a change wrote for the restart that follows
+// it to install (the kubelet would restart a component at once, uncontrolled, on a manifest
+// edited in place).
+func (l Layout) PendingManifestsDir() string { return filepath.Join(l.StateDir(), "pending") }
+
 // NodePath is p as the node itself sees it: p without the Root prefix. Files certctl writes
 // into other files (a kubelet config's tlsCertFile) must name node paths.
 func (l Layout) NodePath(p string) string {

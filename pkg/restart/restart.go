@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certctl/certctl/pkg/etcdmember"
 	"github.com/certctl/certctl/pkg/live"
 	"github.com/certctl/certctl/pkg/manifest"
 	"github.com/certctl/certctl/pkg/pki"
@@ -47,9 +48,14 @@ type Options struct {
 	// restart), default 30s. Run holds the lock throughout.
 	LockTimeout time.Duration
 	Progress    *Progress
-	// Drain, when set, takes the apiserver out of the load balancer before it is stopped
-	// (see Drain) and lets it back in once it is healthy again.
+	// Drain, when set, takes the apiserver out of the load balancer before it, or the etcd
+	// member it talks to, is stopped (see Drain), and lets it back in once it is healthy
+	// again (after an etcd restart: ready, with its etcd, on /readyz).
 	Drain *Drain
+	// PeerWait bounds the wait for the other etcd members to be healthy before this node's
+	// member restarts, default DefaultPeerWait; then the restart is refused
+	// (*etcdmember.UnhealthyPeersError).
+	PeerWait time.Duration
 }
 
 // Stopper stops a component's running container right after its manifest moved out.
@@ -144,6 +150,9 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	if o.LockTimeout == 0 {
 		o.LockTimeout = 30 * time.Second
 	}
+	if o.PeerWait == 0 {
+		o.PeerWait = DefaultPeerWait
+	}
 	if o.Progress == nil {
 		o.Progress = NewProgress(io.Discard, false)
 	}
@@ -158,6 +167,14 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	}
 	if len(comps) == 0 {
 		return nil, nil
+	}
+	// An etcd restart that could cost the quorum is refused before anything is touched.
+	for _, st := range o.Steps {
+		if st.Component == pki.CompEtcd && st.Action == ActionRestart {
+			if _, err := CheckEtcdRestart(ctx, o.Layout, o.PeerWait, o.Progress); err != nil {
+				return nil, fmt.Errorf("%s: %w", pki.CompEtcd, err)
+			}
+		}
 	}
 	if o.Node == nil {
 		n, err := FindNode(o.Proc, o.Layout.ManifestsDir)
@@ -182,6 +199,13 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 		err := o.one(ctx, c, st.Action, &res)
 		if res.Restarted {
 			restarted = append(restarted, c)
+		}
+		if unsafe := new(*etcdmember.UnhealthyPeersError); errors.As(err, unsafe) {
+			// Refused before it stopped: nothing to roll back for it; what restarted before
+			// it serves the new files.
+			res.Error = err.Error()
+			results = append(results, res)
+			return results, fmt.Errorf("%s: %w", c.name, err)
 		}
 		if err != nil && o.Rollback != nil {
 			res.Error = err.Error()
@@ -249,20 +273,43 @@ func (o *Options) one(ctx context.Context, c *component, action string, res *Res
 }
 
 func (o *Options) restart(ctx context.Context, c *component) (down time.Duration, fp string, err error) {
-	if o.Drain != nil && c.name == "apiserver" {
-		port := c.securePort
-		o.Progress.Line(c.name, "refusing new connections from other machines to port %d for %s, so that the load balancer takes it out", port, o.Drain.Wait)
+	if c.name == pki.CompEtcd {
+		if err := o.beforeEtcdStop(ctx); err != nil {
+			return 0, "", err
+		}
+	}
+	// The apiserver this node's load balancer entry reaches: its own, or the one that talks
+	// only to the etcd member about to stop (a stacked control plane).
+	var api *component
+	switch {
+	case o.Drain == nil:
+	case c.name == pki.CompAPIServer:
+		api = c
+	case c.name == pki.CompEtcd:
+		if a, lerr := load(o.Layout, pki.CompAPIServer); lerr == nil {
+			api = a
+		}
+	}
+	if api != nil {
+		port := api.securePort
+		o.Progress.Line(c.name, "refusing new connections from other machines to the apiserver's port %d for %s, so that the load balancer takes it out", port, o.Drain.Wait)
 		end, derr := o.Drain.Begin(ctx, port)
 		if derr != nil {
 			return 0, "", derr
 		}
 		defer func() {
+			if err == nil && api != c {
+				// Back in only once the apiserver answers with its etcd again.
+				err = o.poll(ctx, c.name, "for the apiserver to be ready with it", o.Timeout, func() (bool, string) {
+					return o.probe(ctx, api.readyz())
+				})
+			}
 			if eerr := end(); eerr != nil {
 				err = errors.Join(err, eerr)
 				return
 			}
 			if err == nil {
-				o.Progress.Line(c.name, "accepting connections from other machines again")
+				o.Progress.Line(c.name, "accepting connections from other machines to the apiserver again")
 			}
 		}()
 	}
@@ -276,6 +323,15 @@ func (o *Options) restartNow(ctx context.Context, c *component) (time.Duration, 
 		return 0, "", err
 	}
 	putBack := func() error { return unstage(o.Layout, c.manifest, staged) }
+	// A new manifest written for this restart goes back in the old one's place.
+	if took, err := takePending(o.Layout, c.manifest, staged); err != nil {
+		if perr := putBack(); perr != nil {
+			return 0, "", errors.Join(err, perr)
+		}
+		return 0, "", err
+	} else if took {
+		o.Progress.Line(c.name, "its new %s goes in with this restart", filepath.Base(c.manifest))
+	}
 	if o.Stopper != nil {
 		if err := o.Stopper.Stop(ctx, c.name); err != nil {
 			o.Progress.Line(c.name, "could not stop it early (%v): waiting for the kubelet to stop it", err)
@@ -364,11 +420,23 @@ func (o *Options) waitServed(ctx context.Context, c *component, timeout time.Dur
 
 // healthy probes the endpoint the kubelet probes, as the kubelet does (no verification).
 func (o *Options) healthy(ctx context.Context, c *component) (bool, string) {
+	return o.probe(ctx, c.health)
+}
+
+// readyz is the apiserver's readiness endpoint (its etcd included), on its probe's address.
+func (c *component) readyz() *url.URL {
+	u := *c.health
+	u.Path = "/readyz"
+	return &u
+}
+
+// probe asks u as the kubelet's probes do (no verification): 200 is healthy.
+func (o *Options) probe(ctx context.Context, u *url.URL) (bool, string) {
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // a liveness probe, as the kubelet's
 		DisableKeepAlives: true,
 	}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.health.String(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return false, err.Error()
 	}
@@ -378,7 +446,7 @@ func (o *Options) healthy(ctx context.Context, c *component) (bool, string) {
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return false, fmt.Sprintf("%s answers HTTP %d", c.health, resp.StatusCode)
+		return false, fmt.Sprintf("%s answers HTTP %d", u, resp.StatusCode)
 	}
 	return true, ""
 }

@@ -36,8 +36,12 @@ type Request struct {
 	KubeletWait kubelet.WaitOptions
 	Out         io.Writer // the plan and the summary; nil discards
 	Progress    *Progress // nil: plain lines on Out
-	// Drain takes the apiserver out of the load balancer before it is stopped; nil: no.
+	// Drain takes the apiserver out of the load balancer before it, or its etcd, is stopped;
+	// nil: no.
 	Drain *Drain
+	// PeerWait bounds the wait for the other etcd members' health before an etcd restart;
+	// default DefaultPeerWait.
+	PeerWait time.Duration
 }
 
 // Outcome is what Restart and AfterRenew did.
@@ -145,7 +149,7 @@ func (r Request) run(ctx context.Context, steps []Step, withKubelet bool, rollba
 		results, err := Run(ctx, Options{
 			Layout: r.Layout, Steps: steps, Timeout: r.Timeout, ReloadTimeout: r.ReloadTimeout,
 			Node: node, Proc: r.Proc, Stopper: StopperFor(r.Layout, node, r.Grace, r.Proc),
-			Rollback: rollback, LockTimeout: r.LockTimeout, Progress: r.Progress, Drain: r.Drain,
+			Rollback: rollback, LockTimeout: r.LockTimeout, Progress: r.Progress, Drain: r.Drain, PeerWait: r.PeerWait,
 		})
 		out.Results = results
 		r.summary(results)
