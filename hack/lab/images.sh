@@ -21,9 +21,12 @@ lab_build_images() {
 		*) continue ;; # coredns, kube-proxy: the labs skip those addons
 		esac
 		tarball=$img/$name.tar
-		if [ ! -f "$tarball" ] || [ "$src" -nt "$tarball" ]; then
+		# Rebuilt when its binary is newer, or when it was made for another release (a lab of
+		# K8S_VERSION=v1.36.3 and one of v1.37.2 share the directory): NAME.tar.ref says which.
+		if [ ! -f "$tarball" ] || [ "$src" -nt "$tarball" ] || [ "$(cat "$tarball.ref" 2>/dev/null)" != "$ref $src" ]; then
 			echo "lab: image $ref" >&2
 			"$img/mkimage" -o "$tarball" -tag "$ref" -file "$src=$dest" "${entry[@]}" >&2
+			echo "$ref $src" >"$tarball.ref"
 		fi
 		echo "$tarball"
 	done

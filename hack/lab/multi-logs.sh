@@ -5,7 +5,7 @@
 for d in "$ML_DIR"/nodes/*/; do
 	[ -d "$d" ] || continue
 	n=$(basename "$d")
-	for f in kubeadm.log kubelet.log containerd.log; do
+	for f in kubeadm.log kubeadm-upgrade.log kubelet.log containerd.log; do
 		[ -f "$d$f" ] || continue
 		echo "===== $n: $f (last 40 lines)"
 		tail -40 "$d$f"

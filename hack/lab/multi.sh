@@ -10,6 +10,9 @@
 #   hack/lab/multi.sh status
 #   hack/lab/multi.sh exec NODE CMD...    run CMD inside NODE (its net, mount and UTS namespaces)
 #   hack/lab/multi.sh kubelet NODE start|stop|restart
+#   hack/lab/multi.sh kubelet NODE upgrade VERSION   swap the node's kubelet for VERSION's, restart it
+#   hack/lab/multi.sh bins VERSION        build (cached) VERSION's binaries and the etcd its kubeadm names
+#   hack/lab/multi.sh images VERSION      VERSION's control-plane images into every node (before kubeadm upgrade)
 #   hack/lab/multi.sh add-node NAME IP    a new machine: namespaces, containerd, images; not joined
 #   hack/lab/multi.sh join NAME ENDPOINT [--control-plane] [--discovery-timeout DUR]
 #   hack/lab/multi.sh remove-node NAME    stops and removes one node's namespaces and files
@@ -225,10 +228,20 @@ JSON
 # The kubelet runs under a supervisor that restarts it 1 s after it exits, as kubeadm's systemd
 # unit does (Restart=always, RestartSec=10; 1 s here): a kubelet that certctl stops comes back
 # on its new certificate or config, as on a real node. kubelet.pid is the supervisor's.
+# node_kubelet NODE: the node's kubelet binary: the lab's ($BIN/kubelet) until `kubelet NODE
+# upgrade VERSION` swaps it, as an operator replaces /usr/bin/kubelet; kept in NODE/kubelet-bin.
+node_kubelet() {
+	local f
+	f=$(node_dir "$1")/kubelet-bin
+	if [ -s "$f" ]; then cat "$f"; else echo "$BIN/kubelet"; fi
+}
+
 kubelet_start() { # kubelet_start NODE
-	local n=$1 d p flags="" boot=()
+	local n=$1 d p flags="" boot=() kb
 	d=$(node_dir "$n")
 	kubelet_stop "$n" quiet
+	kb=$(node_kubelet "$n")
+	[ -s "$d/kubelet-bin" ] || echo "$kb" >"$d/kubelet-bin"
 	[ -f "$d/var-lib-kubelet/kubeadm-flags.env" ] &&
 		flags=$(sed -n 's/^KUBELET_KUBEADM_ARGS="\(.*\)"/\1/p' "$d/var-lib-kubelet/kubeadm-flags.env")
 	[ -f "$d/etc-kubernetes/bootstrap-kubelet.conf" ] && boot=(--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf)
@@ -245,15 +258,15 @@ kubelet_start() { # kubelet_start NODE
 			sleep 1
 		done' _ "$ML_PREFIX-rt-$n" \
 		nsenter --net="/run/netns/$(netns "$n")" --mount="$NS_DIR/$n.mnt" --uts="$NS_DIR/$n.uts" \
-		"$BIN/kubelet" --config=/var/lib/kubelet/config.yaml --kubeconfig=/etc/kubernetes/kubelet.conf \
+		"$kb" --config=/var/lib/kubelet/config.yaml --kubeconfig=/etc/kubernetes/kubelet.conf \
 		"${boot[@]}" $flags </dev/null >>"$d/kubelet.log" 2>&1 &
 	echo $! >"$d/kubelet.pid"
-	ml_log "kubelet of $n started (supervisor pid $!, log $d/kubelet.log)"
+	ml_log "kubelet of $n started ($kb, supervisor pid $!, log $d/kubelet.log)"
 }
 
 kubelet_stop() { # kubelet_stop NODE [quiet]: the supervisor, then whatever kubelet it left
-	local p d
-	d=$(node_dir "$1")
+	local p d kb
+	d=$(node_dir "$1"); kb=$(node_kubelet "$1")
 	if p=$(pidof_node "$1" kubelet); then
 		stop_pid "$p" "kubelet supervisor of $1"
 		[ -n "${2:-}" ] || ml_log "kubelet of $1 stopped"
@@ -261,7 +274,7 @@ kubelet_stop() { # kubelet_stop NODE [quiet]: the supervisor, then whatever kube
 	rm -f "$d/kubelet.pid"
 	# A kubelet whose supervisor died first: in the node's runtime cgroup, by its binary.
 	for p in $(cat /sys/fs/cgroup/pids/$ML_PREFIX-rt-$1/cgroup.procs 2>/dev/null); do
-		[ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$BIN/kubelet" ] && stop_pid "$p" "kubelet of $1"
+		[ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$kb" ] && stop_pid "$p" "kubelet of $1"
 	done
 	return 0
 }
@@ -468,6 +481,8 @@ node_remove() { # node_remove NAME: stops and removes everything of one node
 
 healthy() {
 	[ -f "$ML_DIR/up.done" ] || return 1
+	# made with another Kubernetes release: not the lab asked for
+	[ "$(cat "$ML_DIR/k8s-version" 2>/dev/null)" = "$K8S_VERSION" ] || return 1
 	local n
 	for n in $(ls "$ML_DIR/nodes" 2>/dev/null); do
 		pidof_node "$n" kubelet >/dev/null && pidof_node "$n" containerd >/dev/null || return 1
@@ -478,7 +493,7 @@ healthy() {
 
 cmd_up() {
 	local start=$SECONDS
-	if healthy; then ml_log "already up"; return 0; fi
+	if healthy; then ml_log "already up ($K8S_VERSION)"; return 0; fi
 	if [ -d "$ML_DIR/nodes" ] || [ -d "$NS_DIR" ] || ip netns list | grep -q "^$ML_PREFIX-"; then
 		ml_log "a previous lab is partly up: taking it down first"
 		cmd_down
@@ -503,6 +518,7 @@ cmd_up() {
 	# For internal/multilab (the tests' ctr in a node) and multi.sh's other commands.
 	echo "$CTRD_BIN" >"$ML_DIR/containerd-bin"
 	echo "$PAUSE_IMAGE" >"$ML_DIR/pause-image"
+	echo "$K8S_VERSION" >"$ML_DIR/k8s-version" # the release the lab is made with (internal/multilab.Version)
 	. "$HACK/lab/images.sh"
 	mapfile -t TARBALLS < <(lab_build_images "$BIN" "$ML_DIR/images"; lab_build_certctl_image "$ML_DIR/images" "$ML_IMAGE")
 	[ ${#TARBALLS[@]} -ge 6 ] || die "expected 6 images, built: ${TARBALLS[*]}"
@@ -558,7 +574,7 @@ cmd_down() {
 		rm -f "$ML_DIR/created-targets"
 	fi
 	rm -rf "$ML_DIR/nodes" "$ML_DIR/up.done" "$ML_DIR/join.env" "$ML_DIR/admin.conf" "$ML_DIR/ca.crt" "$ML_DIR/ca-hash" \
-		"$ML_DIR/containerd-bin" "$ML_DIR/pause-image"
+		"$ML_DIR/containerd-bin" "$ML_DIR/pause-image" "$ML_DIR/k8s-version"
 	ml_log "down in $((SECONDS - start)) s"
 }
 
@@ -574,18 +590,50 @@ cmd_status() {
 # Sourced (by a shell that calls the functions above), stop here.
 [ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 
+# The daemons started below (containerd, the kubelets' supervisors, haproxy) must not inherit the
+# caller's descriptors: one may be the lock of `flock /tmp/certctl-lab.lock make ...`, which
+# would then stay held as long as the lab runs (and `flock ... multi.sh down` wait forever).
+# flock itself keeps the lock until its command ends. (255 is the fd bash reads this script on;
+# no redirection on this loop: bash would keep the saved stderr on an fd the loop closes.)
+for fd in /proc/$$/fd/*; do
+	fd=${fd##*/}
+	if [ "$fd" -gt 2 ] && [ "$fd" -lt 255 ]; then exec {fd}>&-; fi
+done
+
 case ${1:-} in
 up) cmd_up ;;
 down) cmd_down ;;
 status) cmd_status ;;
 exec) shift; n=${1:?node}; shift; [ "${1:-}" = -- ] && shift; in_node "$n" "$@" ;;
 kubelet)
-	BIN=$("$HACK/build-k8s.sh" kubelet | tail -1)
+	n=${2:?node}
+	# a node records its kubelet binary at its first start (node_kubelet)
+	[ -s "$(node_dir "$n")/kubelet-bin" ] || BIN=$("$HACK/build-k8s.sh" kubelet | tail -1)
 	case ${3:-} in
-	start|restart) kubelet_start "$2" ;;
-	stop) kubelet_stop "$2" ;;
-	*) die "usage: multi.sh kubelet NODE start|stop|restart" ;;
+	start|restart) kubelet_start "$n" ;;
+	stop) kubelet_stop "$n" ;;
+	upgrade) # after `kubeadm upgrade apply|node` on the node: its kubelet binary swapped, restarted
+		v=${4:?version}
+		kb=$(K8S_VERSION=$v "$HACK/build-k8s.sh" kubelet | tail -1)/kubelet
+		kubelet_stop "$n"
+		echo "$kb" >"$(node_dir "$n")/kubelet-bin"
+		kubelet_start "$n" ;;
+	*) die "usage: multi.sh kubelet NODE start|stop|restart|upgrade VERSION" ;;
 	esac ;;
+bins) # bins VERSION: VERSION's binaries and the etcd its kubeadm names, built if missing
+	K8S_VERSION=${2:?version}; ETCD_VERSION=; PAUSE_IMAGE=
+	lab_build_bins
+	echo "$BIN" ;;
+images) # images VERSION: VERSION's control-plane images (built from its binaries) into every node
+	K8S_VERSION=${2:?version}; ETCD_VERSION=; PAUSE_IMAGE=
+	lab_build_bins
+	. "$HACK/lab/images.sh"
+	mapfile -t tbs < <(lab_build_images "$BIN" "$ML_DIR/images-$K8S_VERSION")
+	[ ${#tbs[@]} -ge 5 ] || die "expected 5 images of $K8S_VERSION, built: ${tbs[*]}"
+	for n in $(ls "$ML_DIR/nodes"); do
+		for t in "${tbs[@]}"; do in_node "$n" ctr -n k8s.io images import --no-unpack=false "$t" >/dev/null; done
+		ml_log "$n: imported the images of $K8S_VERSION"
+	done ;;
 add-node)
 	n=${2:?name}; ip=${3:?ip}
 	lab_build_bins
@@ -600,5 +648,5 @@ image) # rebuild the certctl image from this checkout and import it into every n
 	. "$HACK/lab/images.sh"
 	t=$(lab_build_certctl_image "$ML_DIR/images" "$ML_IMAGE")
 	for n in $(ls "$ML_DIR/nodes"); do in_node "$n" ctr -n k8s.io images import --no-unpack=false "$t" >/dev/null && ml_log "$n: imported $ML_IMAGE"; done ;;
-*) sed -n '2,25p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+*) sed -n '2,28p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
 esac

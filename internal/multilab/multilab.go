@@ -128,6 +128,11 @@ func PauseImage() string {
 	return "registry.k8s.io/pause:3.10.2"
 }
 
+// Version is the Kubernetes release the lab was made with (`K8S_VERSION=... multi.sh up`, as
+// multi.sh recorded it); "" if it did not. A node upgraded since (kubeadm upgrade, its kubelet
+// swapped: `multi.sh kubelet NODE upgrade VERSION`) runs another.
+func Version() string { return readLabFile("k8s-version") }
+
 func readLabFile(name string) string {
 	b, err := os.ReadFile(filepath.Join(Dir, name))
 	if err != nil {

@@ -4,12 +4,20 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
 func main() {
+	// As the real pause (pause.c): -v prints its version and exits 0. kubeadm's upgrade
+	// preflight runs a Job of the pause image with "-v" (CreateJob) and waits for it to complete.
+	if len(os.Args) > 1 && strings.EqualFold(os.Args[1], "-v") {
+		fmt.Println("pause.c certctl-lab")
+		return
+	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGCHLD)
 	for s := range sigs {
