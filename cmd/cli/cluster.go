@@ -443,6 +443,11 @@ docs/ca-rotation.md.`,
 				}
 			}
 			opts.Namespace, opts.Image, opts.Progress = o.Namespace, o.Image, o.Streams.ErrOut
+			// A member down refuses a rotation of etcd-ca before anything changes, this
+			// command's own credentials included (CARotate checks again).
+			if _, err := cluster.CheckEtcdForRotation(ctx, cs, cas, opts.DryRun); err != nil {
+				return withCode(ExitError, err)
+			}
 			if clusterCA && opts.Phase == "drop" && !opts.DryRun {
 				// This command's own credentials must be the new CA's before the old one goes.
 				if err := o.reissueLocal(ctx, cs); err != nil {
@@ -455,6 +460,13 @@ docs/ca-rotation.md.`,
 			rep, err := cluster.CARotate(ctx, cs, opts)
 			if rep != nil {
 				fmt.Fprintf(o.Streams.Out, "phase %s of %s\n", rep.Phase, strings.Join(rep.CAs, ", "))
+				if len(rep.Etcd) > 0 {
+					var ms []string
+					for _, m := range rep.Etcd {
+						ms = append(ms, m.String())
+					}
+					fmt.Fprintf(o.Streams.Out, "etcd members before: %s\n", strings.Join(ms, "; "))
+				}
 				for _, ca := range rep.CAs {
 					if sum := rep.NewCA[ca]; sum != "" {
 						fmt.Fprintf(o.Streams.Out, "new %s sha256:%s\n", ca, sum)

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/certctl/certctl/internal/apipoll"
 	"github.com/certctl/certctl/internal/multilab"
 	"github.com/certctl/certctl/pkg/kubeadmconfig"
 	"github.com/certctl/certctl/pkg/kubeconfig"
@@ -267,7 +268,7 @@ func TestClusterEndpoint(t *testing.T) {
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	var last error
 	if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
-		last = get(ctx, client, "https://"+cp1.APIServer()+"/readyz")
+		last = apipoll.Get(ctx, client, "https://"+cp1.APIServer()+"/readyz")
 		return last == nil, nil
 	}); err != nil {
 		t.Fatalf("cp1's apiserver not ready again: %v", last)

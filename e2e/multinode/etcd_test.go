@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/certctl/certctl/internal/multilab"
@@ -21,7 +24,7 @@ import (
 // a list answered from etcd: 0 failed (the node leaves the balancer before its etcd stops, and
 // comes back once its apiserver is ready with it; a leading member hands its leadership away
 // first). Then, with cp3's etcd stopped, `restart etcd` on cp1 is refused, naming cp3, and
-// changes nothing.
+// changes nothing; so is `cluster ca-rotate etcd-ca` (no Job made, no Secret).
 func TestRestartEtcdEachNode(t *testing.T) {
 	nodes := requireLab(t)
 	cps := controlPlanes(nodes)
@@ -77,6 +80,35 @@ func TestRestartEtcdEachNode(t *testing.T) {
 	if mr, err := multilab.Run(multilab.Command(ctx, cp1, "test", "-f", "/etc/kubernetes/manifests/etcd.yaml")); err != nil || mr.Code != 0 {
 		t.Errorf("the refused restart moved %s's etcd manifest (%v %s)", cp1.Name, err, mr)
 	}
+	// Issue 21's fault 3, cluster-wide: with cp3's member down, `cluster ca-rotate etcd-ca`
+	// (whose every phase restarts etcd on each control-plane node) is refused before anything
+	// changes, naming cp3; no Job, no rotation Secret.
+	cs := clientset(t)
+	if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		p, err := cs.CoreV1().Pods("kube-system").Get(ctx, "etcd-"+cp3.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		if err != nil {
+			return false, nil
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status != corev1.ConditionTrue {
+				return true, nil
+			}
+		}
+		return false, nil
+	}); err != nil {
+		t.Fatalf("%s's kubelet still reports its etcd pod ready: %v", cp3.Name, err)
+	}
+	rr := certctlWith(t, adminCopy(t), "cluster", "ca-rotate", "etcd-ca", "--phase", "trust")
+	if rr.Code == 0 || !strings.Contains(rr.Stderr+rr.Stdout, "etcd member of "+cp3.Name+" is not ready") {
+		t.Errorf("cluster ca-rotate etcd-ca with %s's etcd down: want a refusal naming it, got %s", cp3.Name, rr)
+	}
+	if _, err := cs.CoreV1().Secrets("kube-system").Get(ctx, "certctl-ca-rotation", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the refused rotation left the Secret certctl-ca-rotation (%v)", err)
+	}
+	assertNoJobs(t)
 	back()
 	if err := waitTCP(ctx, etcdAddr, true, 3*time.Minute); err != nil {
 		t.Fatalf("cp3's etcd did not come back: %v", err)

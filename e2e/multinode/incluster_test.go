@@ -102,7 +102,7 @@ func readClientLog(t *testing.T, cs kubernetes.Interface, pod *corev1.Pod) clien
 			l.ok++
 			l.lastOK = at
 			if down != nil {
-				down.end = at
+				down.End = at
 				l.windows = append(l.windows, *down)
 				down = nil
 			}
@@ -113,11 +113,11 @@ func readClientLog(t *testing.T, cs kubernetes.Interface, pod *corev1.Pod) clien
 			l.errs = append(l.errs, at.Format("15:04:05.000")+" "+strings.TrimPrefix(rest, "fail "))
 		}
 		if down == nil {
-			down = &window{start: at}
+			down = &window{Start: at}
 		}
 	}
 	if down != nil {
-		down.end = time.Now()
+		down.End = time.Now()
 		l.windows = append(l.windows, *down)
 	}
 	return l

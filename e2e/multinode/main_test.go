@@ -5,16 +5,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/certctl/certctl/internal/apipoll"
 	"github.com/certctl/certctl/internal/multilab"
 	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/inspect"
@@ -189,24 +186,12 @@ func sans(c *x509.Certificate) []string {
 	return out
 }
 
-// poller asks the load balancer's /readyz every interval until stopped, as a client of the
-// API would, and counts what failed. It verifies the chain against the cluster CA but not the
-// name: before case B is fixed the apiserver certificates do not cover the balancer's address.
-type poller struct {
-	mu       sync.Mutex
-	ok, fail int
-	errs     []string
-	windows  []window // first failure to the next success
-	down     *window
-	stop     context.CancelFunc
-	done     chan struct{}
-}
+// poller asks an address (the balancer, a node's apiserver) for a path every interval until
+// stopped, as a client of the API would, and counts what failed (internal/apipoll).
+type poller = apipoll.Poller
 
 // window is one outage, as a client polling saw it.
-type window struct {
-	node       string
-	start, end time.Time
-}
+type window = apipoll.Window
 
 func startPoller(t *testing.T, addr string, roots *x509.CertPool, interval, max time.Duration) *poller {
 	return startPollerPath(t, addr, "/readyz", roots, interval, max)
@@ -224,101 +209,18 @@ const listPath = "/api/v1/namespaces/kube-system/configmaps?limit=1"
 // startPollerAs is startPollerPath with a client certificate (a list needs an identity).
 func startPollerAs(t *testing.T, addr, path string, roots *x509.CertPool, cert *tls.Certificate, interval, max time.Duration) *poller {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), max) // bounded in time
-	p := &poller{stop: cancel, done: make(chan struct{})}
-	var certs []tls.Certificate
-	if cert != nil {
-		certs = []tls.Certificate{*cert}
-	}
-	tr := &http.Transport{
-		DialContext:       (&net.Dialer{Timeout: time.Second}).DialContext,
-		DisableKeepAlives: true, // every request a new connection through the balancer
-		TLSClientConfig: &tls.Config{
-			Certificates:       certs,
-			InsecureSkipVerify: true, // the chain is verified below, against the cluster CA
-			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-				c, err := x509.ParseCertificate(raw[0])
-				if err != nil {
-					return err
-				}
-				_, err = c.Verify(x509.VerifyOptions{Roots: roots})
-				return err
-			},
-		},
-	}
-	client := &http.Client{Timeout: 2 * time.Second, Transport: tr}
-	go func() {
-		defer close(p.done)
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for {
-			err := get(ctx, client, "https://"+addr+path)
-			if ctx.Err() != nil {
-				return
-			}
-			now := time.Now()
-			p.mu.Lock()
-			if err != nil {
-				p.fail++
-				if len(p.errs) < 20 {
-					p.errs = append(p.errs, now.Format("15:04:05.000")+" "+err.Error())
-				}
-				if p.down == nil {
-					p.down = &window{start: now}
-				}
-			} else {
-				p.ok++
-				if p.down != nil {
-					p.down.end = now
-					p.windows = append(p.windows, *p.down)
-					p.down = nil
-				}
-			}
-			p.mu.Unlock()
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return p
+	return apipoll.Start(apipoll.Options{Addr: addr, Path: path, Roots: roots, Cert: cert, Interval: interval, Max: max})
 }
 
-func get(ctx context.Context, c *http.Client, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return errors.New(resp.Status)
-	}
-	return nil
-}
+// windowsText is apipoll.Text.
+func windowsText(ws []window) string { return apipoll.Text(ws) }
 
-// Windows are the outages seen (one still open at Stop ends at Stop).
-func (p *poller) Windows() []window {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	w := slices.Clone(p.windows)
-	if p.down != nil {
-		w = append(w, window{start: p.down.start, end: time.Now()})
+// noOverlap fails the test for every two apiservers that were down at the same time.
+func noOverlap(t *testing.T, ws []window) {
+	t.Helper()
+	for _, o := range apipoll.Overlaps(ws) {
+		t.Errorf("the apiservers of %s and %s were down at the same time: %s and %s", o[0].Node, o[1].Node, windowsText(o[:1]), windowsText(o[1:]))
 	}
-	return w
-}
-
-// Stop ends the poller and returns its counts.
-func (p *poller) Stop() (ok, fail int, errs []string) {
-	p.stop()
-	<-p.done
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.ok, p.fail, p.errs
 }
 
 // clientCert is the client certificate of a kubeconfig's current user.

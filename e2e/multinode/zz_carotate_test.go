@@ -188,8 +188,8 @@ func TestClusterCARotate(t *testing.T) {
 				t.Errorf("phase %s: %d requests (%s) through the balancer failed (target 0): %v", phase, fail, pl.what, errs)
 			}
 			for _, win := range pl.p.Windows() {
-				if win.end.Sub(win.start) >= time.Second {
-					t.Errorf("phase %s: %s through the balancer was down %s", phase, pl.what, win.end.Sub(win.start).Round(time.Millisecond))
+				if win.End.Sub(win.Start) >= time.Second {
+					t.Errorf("phase %s: %s through the balancer was down %s", phase, pl.what, win.End.Sub(win.Start).Round(time.Millisecond))
 				}
 			}
 		}
@@ -231,8 +231,8 @@ func TestClusterCARotate(t *testing.T) {
 		}
 	}
 	for _, win := range cl.windows {
-		if win.end.Sub(win.start) >= time.Second {
-			t.Errorf("the in-cluster client could not reach the API for %s (%s)", win.end.Sub(win.start).Round(time.Millisecond), windowsText([]window{win}))
+		if win.End.Sub(win.Start) >= time.Second {
+			t.Errorf("the in-cluster client could not reach the API for %s (%s)", win.End.Sub(win.Start).Round(time.Millisecond), windowsText([]window{win}))
 		}
 	}
 	if got, err := cs.CoreV1().Pods("default").Get(ctx, incluster.Name, metav1.GetOptions{}); err != nil {

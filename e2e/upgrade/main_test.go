@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/certctl/certctl/internal/apipoll"
 	"github.com/certctl/certctl/internal/multilab"
 	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/cluster"
@@ -300,132 +300,17 @@ func waitKubelet(t *testing.T, cs kubernetes.Interface, name, v string, timeout 
 	return time.Since(start)
 }
 
-// poller asks addr's path every interval until stopped, verifying the chain against roots (not
-// the name), and records the outages a client saw (first failure to the next success).
-type poller struct {
-	mu       sync.Mutex
-	ok, fail int
-	errs     []string
-	windows  []window
-	down     *window
-	stop     context.CancelFunc
-	done     chan struct{}
-}
+// poller asks addr's path every 50 ms until stopped, verifying the chain against roots (not
+// the name), and records the outages a client saw (internal/apipoll).
+type poller = apipoll.Poller
 
-type window struct {
-	node       string
-	start, end time.Time
-}
-
-func (w window) length() time.Duration { return w.end.Sub(w.start) }
+type window = apipoll.Window
 
 func startPoller(addr, path string, roots *x509.CertPool, max time.Duration) *poller {
-	ctx, cancel := context.WithTimeout(context.Background(), max)
-	p := &poller{stop: cancel, done: make(chan struct{})}
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-		DialContext:       (&net.Dialer{Timeout: time.Second}).DialContext,
-		DisableKeepAlives: true, // every request a new connection through the balancer
-		TLSClientConfig: &tls.Config{
-			InsecureSkipVerify: true, // the chain is verified below, the name is not the point here
-			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-				inter := x509.NewCertPool()
-				for _, r := range raw[1:] {
-					if c, err := x509.ParseCertificate(r); err == nil {
-						inter.AddCert(c)
-					}
-				}
-				c, err := x509.ParseCertificate(raw[0])
-				if err != nil {
-					return err
-				}
-				_, err = c.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter})
-				return err
-			},
-		},
-	}}
-	go func() {
-		defer close(p.done)
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			err := get(ctx, client, "https://"+addr+path)
-			if ctx.Err() != nil {
-				return
-			}
-			now := time.Now()
-			p.mu.Lock()
-			switch {
-			case err != nil:
-				p.fail++
-				if len(p.errs) < 10 {
-					p.errs = append(p.errs, now.Format("15:04:05.000")+" "+err.Error())
-				}
-				if p.down == nil {
-					p.down = &window{start: now}
-				}
-			default:
-				p.ok++
-				if p.down != nil {
-					p.down.end = now
-					p.windows = append(p.windows, *p.down)
-					p.down = nil
-				}
-			}
-			p.mu.Unlock()
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return p
+	return apipoll.Start(apipoll.Options{Addr: addr, Path: path, Roots: roots, Max: max})
 }
 
-func get(ctx context.Context, c *http.Client, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return errors.New(resp.Status)
-	}
-	return nil
-}
-
-// Stop ends the poller; an outage still open ends now.
-func (p *poller) Stop() (ok, fail int, errs []string, windows []window) {
-	p.stop()
-	<-p.done
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	w := slices.Clone(p.windows)
-	if p.down != nil {
-		w = append(w, window{start: p.down.start, end: time.Now()})
-	}
-	return p.ok, p.fail, p.errs, w
-}
-
-func windowsText(ws []window) string {
-	var out []string
-	for _, w := range ws {
-		out = append(out, fmt.Sprintf("%s-%s (%s)", w.start.Format("15:04:05.000"), w.end.Format("15:04:05.000"), w.length().Round(time.Millisecond)))
-	}
-	return strings.Join(out, ", ")
-}
-
-func longest(ws []window) time.Duration {
-	var m time.Duration
-	for _, w := range ws {
-		m = max(m, w.length())
-	}
-	return m
-}
+func windowsText(ws []window) string { return apipoll.Text(ws) }
 
 // kubeletCaseA are the findings a kubeadm node legitimately has: its kubelet serves the
 // self-signed certificate kubeadm leaves by default (case A), which covers no IP address.

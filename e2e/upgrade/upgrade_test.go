@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
+	"github.com/certctl/certctl/internal/apipoll"
 	"github.com/certctl/certctl/internal/multilab"
 	"github.com/certctl/certctl/pkg/cluster"
 	"github.com/certctl/certctl/pkg/kubeadmconfig"
@@ -147,7 +148,8 @@ func TestUpgradeInTheMiddle(t *testing.T) {
 			}
 		})
 	}
-	ok, fail, errs, windows := lb.Stop()
+	ok, fail, errs := lb.Stop()
+	windows := lb.Windows()
 	t.Logf("through the balancer during the upgrade (kubeadm's restarts, no drain): /version %d ok, %d failed %v; outages: %s", ok, fail, errs, windowsText(windows))
 	if ok == 0 {
 		t.Errorf("no request through the balancer succeeded during the upgrade")
@@ -256,33 +258,30 @@ func clusterRenew(t *testing.T, local string, cs kubernetes.Interface, cps []mul
 	r := certctlHere(t, local, "cluster", "renew", "all", "--days", "3650")
 	var all []window
 	for _, n := range cps {
-		_, _, _, ws := own[n.Name].Stop()
+		own[n.Name].Stop()
+		ws := own[n.Name].Windows()
 		t.Logf("%s: its own apiserver was down %d times: %s", n.Name, len(ws), windowsText(ws))
 		for _, w := range ws {
-			w.node = n.Name
+			w.Node = n.Name
 			all = append(all, w)
 		}
 	}
 	for name, p := range map[string]*poller{"/readyz": lb, "/version": api} {
-		ok, fail, errs, ws := p.Stop()
+		ok, fail, errs := p.Stop()
+		ws := p.Windows()
 		t.Logf("through the balancer during cluster renew all: %s %d ok, %d failed %v; outages %s", name, ok, fail, errs, windowsText(ws))
 		if ok == 0 {
 			t.Errorf("no %s request through the balancer succeeded during cluster renew all", name)
 		}
-		if l := longest(ws); l >= time.Second {
+		if l := apipoll.Longest(ws); l >= time.Second {
 			t.Errorf("the API (%s) through the balancer was down %s during cluster renew all", name, l.Round(time.Millisecond))
 		}
 	}
 	if r.Code != 0 {
 		t.Fatalf("cluster renew all after the upgrade: %s", r)
 	}
-	for i := range all {
-		for j := i + 1; j < len(all); j++ {
-			a, b := all[i], all[j]
-			if a.node != b.node && a.start.Before(b.end) && b.start.Before(a.end) {
-				t.Errorf("the apiservers of %s and %s were down at the same time: %s and %s", a.node, b.node, windowsText([]window{a}), windowsText([]window{b}))
-			}
-		}
+	for _, o := range apipoll.Overlaps(all) {
+		t.Errorf("the apiservers of %s and %s were down at the same time: %s and %s", o[0].Node, o[1].Node, windowsText(o[:1]), windowsText(o[1:]))
 	}
 	for _, n := range cps {
 		st, err := handshake(n.APIServer(), multilab.LBIP, roots)

@@ -17,6 +17,7 @@
 #   hack/lab/multi.sh join NAME ENDPOINT [--control-plane] [--discovery-timeout DUR]
 #   hack/lab/multi.sh remove-node NAME    stops and removes one node's namespaces and files
 #   hack/lab/multi.sh image               rebuild the certctl image from this checkout, import it everywhere
+#   hack/lab/multi.sh lb stop|start       stop haproxy (the balancer down), start it again
 #
 # Each node: network namespace cml-NODE (veth eth0 to a bridge in namespace cml-br, which
 # forwards nothing), a persistent mount namespace (private propagation) with per-node
@@ -648,5 +649,12 @@ image) # rebuild the certctl image from this checkout and import it into every n
 	. "$HACK/lab/images.sh"
 	t=$(lab_build_certctl_image "$ML_DIR/images" "$ML_IMAGE")
 	for n in $(ls "$ML_DIR/nodes"); do in_node "$n" ctr -n k8s.io images import --no-unpack=false "$t" >/dev/null && ml_log "$n: imported $ML_IMAGE"; done ;;
-*) sed -n '2,28p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+lb)
+	case ${2:-} in
+	stop) if p=$(cat "$ML_DIR/haproxy.pid" 2>/dev/null) && alive "$p"; then stop_pid "$p" haproxy; fi
+		rm -f "$ML_DIR/haproxy.pid"; ml_log "haproxy stopped" ;;
+	start) haproxy_up ;;
+	*) die "usage: multi.sh lb stop|start" ;;
+	esac ;;
+*) sed -n '2,29p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
 esac

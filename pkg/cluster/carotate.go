@@ -106,6 +106,9 @@ type CARotateReport struct {
 	RootCA        string   `json:"rootCA,omitempty"` // the kube-root-ca.crt ConfigMaps
 	// TrustBundle says what the ClusterTrustBundle TrustBundleName carries.
 	TrustBundle string `json:"trustBundle,omitempty"`
+	// Etcd is each control-plane node's etcd member as the API reported it before the run
+	// (rotations of etcd-ca).
+	Etcd []EtcdMemberState `json:"etcd,omitempty"`
 	// Trust is the CA bundle a client of the cluster must trust after this phase (PEM).
 	Trust []byte `json:"-"`
 }
@@ -165,6 +168,11 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 		}
 	}
 	rep := &CARotateReport{Phase: o.Phase, CAs: cas, NewCA: map[string]string{}}
+	// Every phase of etcd-ca (and its rollback) restarts etcd on each control-plane node:
+	// refused before anything changes while a member is down.
+	if rep.Etcd, err = CheckEtcdForRotation(ctx, cs, cas, o.DryRun); err != nil {
+		return rep, err
+	}
 	if o.Rollback {
 		rep.Phase = "rollback"
 	}
@@ -185,7 +193,7 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 			return rep, err
 		}
 		defer func() { _ = held.Release(context.WithoutCancel(ctx)) }()
-		ro.logf("holding lease %s as %s", held, ro.Identity)
+		ro.logf("holding lease %s", held.Held())
 	}
 	news, err := o.newCAs(ctx, cs, cas, olds[0], &ro, cps)
 	if err != nil {

@@ -168,7 +168,7 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 		return rep, err
 	}
 	defer func() { _ = held.Release(context.WithoutCancel(ctx)) }()
-	ro.logf("holding lease %s as %s; moving the cluster from %s to %s", held, ro.Identity, from, to)
+	ro.logf("holding lease %s; moving the cluster from %s to %s", held.Held(), from, to)
 
 	if len(sanNodes) > 0 {
 		ro.logf("adding %s to the apiserver certificate of %s", host, strings.Join(sanNodes, ", "))

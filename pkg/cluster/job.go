@@ -7,6 +7,7 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
@@ -61,6 +63,21 @@ type JobSpec struct {
 	// API credentials.
 	Secret      string
 	SecretItems []string
+}
+
+// AnnotationWork on a node's Job is a digest of what it runs (component, node, image,
+// arguments, Secret): a later run of the same command finds the Job an earlier run left
+// (its orchestrator killed) and adopts it instead of doing the node's work twice.
+const AnnotationWork = "certctl.io/work"
+
+// work is s's AnnotationWork.
+func (s JobSpec) work() string {
+	h := sha256.New()
+	for _, f := range append([]string{s.Component, s.Node, s.Image, s.Secret, strings.Join(s.SecretItems, ",")}, s.args()...) {
+		h.Write([]byte(f))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
 }
 
 // SecretDir is where a JobSpec's Secret is mounted.
@@ -116,6 +133,7 @@ func (s JobSpec) Job() *batchv1.Job {
 			GenerateName: jobPrefix(s.Component, s.Node),
 			Namespace:    s.Namespace,
 			Labels:       labels,
+			Annotations:  map[string]string{AnnotationWork: s.work()},
 		},
 		Spec: batchv1.JobSpec{
 			BackoffLimit:            ptr.To(int32(0)),
@@ -162,6 +180,10 @@ type JobResult struct {
 	// command writes when its JobSpec asks for one (pkg/noderesult), "" otherwise.
 	Termination string
 	Took        time.Duration
+	// Adopted: the Job was left by an earlier run of the same command (killed while the Job
+	// ran, or before it saw the end), and this run took its result instead of running the
+	// node's work again.
+	Adopted bool
 	// Where the time went: from the Job's creation until certctl started (the Job controller
 	// making the pod, the kubelet starting it), certctl's run, and from its end until its
 	// termination was seen here and its log read (the kubelet reporting, perhaps restarted).
@@ -187,8 +209,13 @@ var ErrNotRun = errors.New("certctl did not run on the node")
 func RunJob(ctx context.Context, cs kubernetes.Interface, s JobSpec, timeout time.Duration) (JobResult, error) {
 	res := JobResult{Node: s.Node}
 	start := time.Now()
-	job, err := cs.BatchV1().Jobs(s.Namespace).Create(ctx, s.Job(), metav1.CreateOptions{})
+	job, err := adoptable(ctx, cs, s)
 	if err != nil {
+		return res, err
+	}
+	if job != nil {
+		res.Adopted = true
+	} else if job, err = cs.BatchV1().Jobs(s.Namespace).Create(ctx, s.Job(), metav1.CreateOptions{}); err != nil {
 		return res, fmt.Errorf("create the %s job for node %s in namespace %s: %w", s.Component, s.Node, s.Namespace, err)
 	}
 	res.Job = job.Name
@@ -230,6 +257,43 @@ func RunJob(ctx context.Context, cs kubernetes.Interface, s JobSpec, timeout tim
 		res.ToResult = time.Since(finished)
 	}
 	return res, nil
+}
+
+// adoptable returns the Job an earlier run of the same work left on the node, still running
+// or succeeded, for RunJob to wait for and take the result of. One that failed is deleted
+// (the node's command rolled itself back): the work is run again. nil when there is none.
+func adoptable(ctx context.Context, cs kubernetes.Interface, s JobSpec) (*batchv1.Job, error) {
+	jobs, err := cs.BatchV1().Jobs(s.Namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(labels.Set{
+		LabelName: "certctl", LabelComponent: s.Component, LabelNode: s.Node}).String()})
+	if err != nil {
+		return nil, fmt.Errorf("list the %s jobs of node %s in namespace %s (an earlier run's?): %w", s.Component, s.Node, s.Namespace, err)
+	}
+	want := s.work()
+	var found *batchv1.Job
+	for i := range jobs.Items {
+		j := &jobs.Items[i]
+		if j.Annotations[AnnotationWork] != want || j.DeletionTimestamp != nil {
+			continue
+		}
+		if jobFailed(j) {
+			_ = cs.BatchV1().Jobs(s.Namespace).Delete(ctx, j.Name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)})
+			continue
+		}
+		if found == nil || j.CreationTimestamp.After(found.CreationTimestamp.Time) {
+			found = j
+		}
+	}
+	return found, nil
+}
+
+// jobFailed: the Job's Failed condition is set.
+func jobFailed(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
 }
 
 // waitPod watches the pod of the Job named job (label job-name) until its certctl container
@@ -374,6 +438,9 @@ func (o *RenewOptions) nodeJob(ctx context.Context, cs kubernetes.Interface, spe
 	spec.Namespace, spec.Image, spec.Deadline = o.Namespace, o.Image, o.JobTimeout
 	o.logf("%s: job: certctl --root /host %s", spec.Node, strings.Join(spec.Args, " "))
 	res, err := RunJob(ctx, cs, spec, o.JobTimeout)
+	if res.Adopted {
+		o.logf("%s: job %s was left by an earlier run of this command (killed?): waited for it and took its result, the node's work not run twice", spec.Node, res.Job)
+	}
 	if err != nil {
 		return res, err
 	}

@@ -222,7 +222,7 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 			return rep, err
 		}
 		defer func() { _ = held.Release(context.WithoutCancel(ctx)) }()
-		o.logf("holding lease %s as %s", held, o.Identity)
+		o.logf("holding lease %s", held.Held())
 	}
 	if recordSANs {
 		// Once, before any node: kubeadm makes certificates from it (the next join), so the
@@ -283,6 +283,11 @@ func (o *RenewOptions) renewNode(ctx context.Context, cs kubernetes.Interface, o
 			return fmt.Errorf("%w (the node's renewal rolls itself back)", err)
 		}
 		return err
+	}
+	if res.Adopted {
+		// The Job of an earlier run: what the node served before it ran is not known (it
+		// may have ended already), so the check is that the served certificate verifies.
+		before = nil
 	}
 	o.logf("%s: job %s done in %s; checking https://%s/readyz and the certificate it serves", out.Node, res.Job, res.Took.Round(100*time.Millisecond), addr)
 	served, err := o.verify(ctx, addr, before)
@@ -402,7 +407,7 @@ func internalIP(n *corev1.Node) string {
 func checkAccess(ctx context.Context, cs kubernetes.Interface, ns string, dryRun, kubeadmConfig bool) error {
 	type need struct{ group, resource, sub, verb, ns, name string }
 	needs := []need{
-		{"batch", "jobs", "", "create", ns, ""}, {"batch", "jobs", "", "delete", ns, ""},
+		{"batch", "jobs", "", "create", ns, ""}, {"batch", "jobs", "", "delete", ns, ""}, {"batch", "jobs", "", "list", ns, ""},
 		{"", "pods", "", "list", ns, ""}, {"", "pods", "", "watch", ns, ""}, {"", "pods", "log", "get", ns, ""},
 	}
 	if !dryRun {

@@ -49,6 +49,10 @@ type Options struct {
 	Wait time.Duration
 	// Waiting is called once, when the Lease is held by another and Acquire starts to wait.
 	Waiting func(*HeldError)
+	// Proc is this machine's /proc (default "/proc"): the holder's process is recorded on
+	// the Lease from it, and a holder on this machine proven dead there loses the Lease at
+	// once (ProcessAnnotation).
+	Proc string
 }
 
 func (o *Options) defaults() {
@@ -63,6 +67,9 @@ func (o *Options) defaults() {
 	}
 	if o.Duration <= 0 {
 		o.Duration = DefaultDuration
+	}
+	if o.Proc == "" {
+		o.Proc = "/proc"
 	}
 	if o.Duration < 3*time.Second {
 		o.Duration = 3 * time.Second
@@ -98,7 +105,7 @@ func (e *HeldError) Error() string {
 	if e.Waited > 0 {
 		waited = fmt.Sprintf(" after waiting %s", e.Waited.Round(time.Second))
 	}
-	return fmt.Sprintf("another certctl run holds the lease %s/%s%s: %s (renewed %s, expires %s unless renewed); wait for it, or if that holder is gone, for the lease to expire",
+	return fmt.Sprintf("another certctl run holds the lease %s/%s%s: %s (renewed %s, expires %s unless renewed); wait for it, or if that holder is gone, for the lease to expire (a holder on this machine whose process is gone loses it at once)",
 		e.Namespace, e.Name, waited, e.Holder, e.Renewed.Format(time.RFC3339), e.Expires.Format(time.RFC3339))
 }
 
@@ -108,6 +115,9 @@ type Lease struct {
 	o    Options
 	stop context.CancelFunc
 	done chan struct{}
+	// TookOver is the holder this run took the Lease from before it expired, proven dead
+	// (its process gone from this machine); "" otherwise.
+	TookOver string
 }
 
 // Identity names this process as a Lease holder: host, pid and a random suffix.
@@ -128,7 +138,7 @@ func randHex(n int) string {
 // Duration/3 until Release.
 func Acquire(ctx context.Context, cs kubernetes.Interface, o Options) (*Lease, error) {
 	o.defaults()
-	err := take(ctx, cs, o)
+	tookOver, err := take(ctx, cs, o)
 	var held *HeldError
 	if o.Wait > 0 && err != nil && retryable(err) {
 		if o.Waiting != nil && errors.As(err, &held) {
@@ -142,7 +152,8 @@ func Acquire(ctx context.Context, cs kubernetes.Interface, o Options) (*Lease, e
 			// deadline") and that, not the holder, would be the answer.
 			actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 			defer cancel()
-			err := take(actx, cs, o)
+			var err error
+			tookOver, err = take(actx, cs, o)
 			switch {
 			case err == nil:
 				return true, nil
@@ -166,7 +177,7 @@ func Acquire(ctx context.Context, cs kubernetes.Interface, o Options) (*Lease, e
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	l := &Lease{cs: cs, o: o, stop: cancel, done: make(chan struct{})}
+	l := &Lease{cs: cs, o: o, stop: cancel, done: make(chan struct{}), TookOver: tookOver}
 	go l.renew(rctx)
 	return l, nil
 }
@@ -191,31 +202,36 @@ func retryable(err error) bool {
 
 var errRace = errors.New("another certctl run took the lease at the same moment")
 
-func take(ctx context.Context, cs kubernetes.Interface, o Options) error {
+// take takes the Lease when it is free, expired, or held by a process of this machine that is
+// proven dead; tookOver names that dead holder.
+func take(ctx context.Context, cs kubernetes.Interface, o Options) (tookOver string, err error) {
 	leases := cs.CoordinationV1().Leases(o.Namespace)
 	now := metav1.NewMicroTime(time.Now())
 	secs := int32(o.Duration / time.Second)
+	fs := procFS(o.Proc)
 	cur, err := leases.Get(ctx, o.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		_, err = leases.Create(ctx, &coordinationv1.Lease{
+		l := &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, Labels: map[string]string{"app.kubernetes.io/name": "certctl"}},
 			Spec: coordinationv1.LeaseSpec{
 				HolderIdentity: &o.Identity, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now,
 			},
-		}, metav1.CreateOptions{})
+		}
+		recordProcess(&l.ObjectMeta, fs)
+		_, err = leases.Create(ctx, l, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
 			return take(ctx, cs, o)
 		}
 		if apierrors.IsForbidden(err) {
-			return fmt.Errorf("the lease %s/%s does not exist and this identity may not create it (the schedule manifest creates it: apply it again): %w", o.Namespace, o.Name, err)
+			return "", fmt.Errorf("the lease %s/%s does not exist and this identity may not create it (the schedule manifest creates it: apply it again): %w", o.Namespace, o.Name, err)
 		}
 		if err != nil {
-			return fmt.Errorf("create the lease %s/%s: %w", o.Namespace, o.Name, err)
+			return "", fmt.Errorf("create the lease %s/%s: %w", o.Namespace, o.Name, err)
 		}
-		return nil
+		return "", nil
 	}
 	if err != nil {
-		return fmt.Errorf("read the lease %s/%s: %w", o.Namespace, o.Name, err)
+		return "", fmt.Errorf("read the lease %s/%s: %w", o.Namespace, o.Name, err)
 	}
 	if h := ptr.Deref(cur.Spec.HolderIdentity, ""); h != "" && h != o.Identity {
 		renewed := time.Time{}
@@ -224,22 +240,41 @@ func take(ctx context.Context, cs kubernetes.Interface, o Options) error {
 		}
 		expires := renewed.Add(time.Duration(ptr.Deref(cur.Spec.LeaseDurationSeconds, 0)) * time.Second)
 		if time.Now().Before(expires) {
-			return &HeldError{Namespace: o.Namespace, Name: o.Name, Holder: h, Renewed: renewed, Expires: expires}
+			p, ok := ParseProcess(cur.Annotations[ProcessAnnotation])
+			if !ok || !fs.gone(p) {
+				return "", &HeldError{Namespace: o.Namespace, Name: o.Name, Holder: h, Renewed: renewed, Expires: expires}
+			}
+			tookOver = h
 		}
 	}
 	cur.Spec.HolderIdentity = &o.Identity
 	cur.Spec.LeaseDurationSeconds = &secs
 	cur.Spec.AcquireTime = &now
 	cur.Spec.RenewTime = &now
+	recordProcess(&cur.ObjectMeta, fs)
 	// The update carries the resourceVersion read above: if another run took the lease in
 	// between, this fails with a conflict instead of two holders.
 	if _, err := leases.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
 		if apierrors.IsConflict(err) {
-			return fmt.Errorf("%w (%s/%s): %w", errRace, o.Namespace, o.Name, err)
+			return "", fmt.Errorf("%w (%s/%s): %w", errRace, o.Namespace, o.Name, err)
 		}
-		return fmt.Errorf("take the lease %s/%s: %w", o.Namespace, o.Name, err)
+		return "", fmt.Errorf("take the lease %s/%s: %w", o.Namespace, o.Name, err)
 	}
-	return nil
+	return tookOver, nil
+}
+
+// recordProcess puts this process on the Lease (ProcessAnnotation), or takes a previous
+// holder's record off when /proc cannot say who this is.
+func recordProcess(m *metav1.ObjectMeta, fs procFS) {
+	self, ok := fs.self()
+	if !ok {
+		delete(m.Annotations, ProcessAnnotation)
+		return
+	}
+	if m.Annotations == nil {
+		m.Annotations = map[string]string{}
+	}
+	m.Annotations[ProcessAnnotation] = self.String()
 }
 
 func (l *Lease) renew(ctx context.Context) {
@@ -339,4 +374,15 @@ func (l *Lease) Abandon() {
 // resourceVersion, so a holder that took it in between makes this fail, never both succeed.
 func (l *Lease) Confirm(ctx context.Context) error {
 	return l.renewOnce(ctx)
+}
+
+// Held says which Lease is held as whom, and from which dead holder it was taken over, for
+// the run's log: "kube-system/certctl-renew as host/123/ab12 (taken over from host/99/cd34:
+// its process is gone from this machine)".
+func (l *Lease) Held() string {
+	s := l.String() + " as " + l.o.Identity
+	if l.TookOver != "" {
+		s += " (taken over from " + l.TookOver + ": its process is gone from this machine)"
+	}
+	return s
 }

@@ -252,7 +252,7 @@ func holdLease(ctx context.Context, o *LeaseOptions, log io.Writer) (*lease.Leas
 	if err != nil {
 		return nil, fmt.Errorf("nothing renewed: %w", err)
 	}
-	fmt.Fprintf(log, "holding the lease %s as %s\n", held, held.Identity())
+	fmt.Fprintf(log, "holding the lease %s\n", held.Held())
 	return held, nil
 }
 

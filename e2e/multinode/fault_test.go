@@ -1,0 +1,231 @@
+package multinode
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+
+	"github.com/certctl/certctl/internal/multilab"
+	"github.com/certctl/certctl/internal/testenv"
+	"github.com/certctl/certctl/pkg/cluster"
+	"github.com/certctl/certctl/pkg/inspect"
+	"github.com/certctl/certctl/pkg/lease"
+)
+
+// TestFaultOrchestratorKilled is issue 21's first fault on the lab: `certctl cluster renew
+// all` killed with SIGKILL (the operator's terminal gone) at random instants after it took the
+// Lease, several times, then run again to the end. Each run after a kill takes the Lease at
+// once (its holder's process is provably gone from this machine), adopts the Job the killed
+// run left on a node instead of running that node's work twice, and the last one finishes:
+// every control-plane node serves a renewed certificate, inspect is clean on each, no two
+// apiservers were ever down at once, and nothing is left (no Job, no progress record, the
+// Lease free).
+func TestFaultOrchestratorKilled(t *testing.T) {
+	nodes := requireLab(t)
+	cps := controlPlanes(nodes)
+	roots := caPool(t)
+	cs := clientset(t)
+	ctx := context.Background()
+	if err := cs.CoreV1().ConfigMaps(lease.Namespace).Delete(ctx, cluster.ProgressName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	seed := uint64(start.UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 0))
+	t.Logf("kill instants from seed %d", seed)
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"cluster", "renew", "all", "--days", "3650", "--kubeconfig", multilab.AdminKubeconfig(), "--image", multilab.Image}
+
+	lb := startPoller(t, multilab.LBAddr, roots, 50*time.Millisecond, 20*time.Minute)
+	own := map[string]*poller{}
+	for _, n := range cps {
+		own[n.Name] = startPoller(t, n.APIServer(), roots, 50*time.Millisecond, 20*time.Minute)
+	}
+
+	const kills = 2
+	var report []string
+	for i := 1; i <= kills; i++ {
+		var out bytes.Buffer
+		cmd := exec.Command(testenv.Certctl(t), args...)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// It holds the Lease (as host/PID/...): from then on a kill leaves work behind.
+		mine := fmt.Sprintf("%s/%d/", host, cmd.Process.Pid)
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			l, err := cs.CoordinationV1().Leases(lease.Namespace).Get(ctx, lease.Name, metav1.GetOptions{})
+			return err == nil && strings.HasPrefix(ptr.Deref(l.Spec.HolderIdentity, ""), mine), nil
+		}); err != nil {
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Fatalf("run %d did not take the Lease (an earlier run's dead holder not taken over?): %v\n%s", i, err, out.String())
+		}
+		after := time.Duration(rng.Int64N(int64(60 * time.Second)))
+		select {
+		case err := <-exited:
+			t.Fatalf("run %d ended before its kill at +%s: %v\n%s", i, after, err, out.String())
+		case <-time.After(after):
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-exited
+		done := "none"
+		if cm, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{}); err == nil {
+			done = fmt.Sprint(len(cm.Data)) + " record(s)"
+		}
+		jobs, _ := cs.BatchV1().Jobs("kube-system").List(ctx, metav1.ListOptions{LabelSelector: cluster.LabelName + "=certctl"})
+		line := fmt.Sprintf("kill %d at +%s after the Lease was taken: progress %s, %d Job(s) left running", i, after.Round(100*time.Millisecond), done, len(jobs.Items))
+		report = append(report, line)
+		t.Log(line)
+		t.Logf("run %d's output until the kill:\n%s", i, out.String())
+	}
+
+	r, err := multilab.Run(exec.Command(testenv.Certctl(t), args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, fail, errs := lb.Stop()
+	var all []window
+	for name, p := range own {
+		p.Stop()
+		for _, w := range p.Windows() {
+			w.Node = name
+			all = append(all, w)
+		}
+	}
+	t.Logf("the run after %d kills: %s", kills, r)
+	if r.Code != 0 {
+		t.Fatalf("cluster renew all after %d kills: %s", kills, r)
+	}
+	for _, l := range report {
+		t.Log(l)
+	}
+	t.Logf("through the balancer from the first run to the last's end: /readyz %d ok, %d failed %v; down windows %s", ok, fail, errs, windowsText(lb.Windows()))
+	for _, w := range lb.Windows() {
+		if w.End.Sub(w.Start) >= time.Second {
+			t.Errorf("the API through the balancer was down %s (%s)", w.End.Sub(w.Start).Round(time.Millisecond), windowsText([]window{w}))
+		}
+	}
+	noOverlap(t, all)
+	for _, n := range cps {
+		if c := servedCert(t, n.APIServer()); !c.NotBefore.After(start.Add(-time.Minute)) {
+			t.Errorf("%s serves a certificate from %s, not one renewed by the runs", n.Name, c.NotBefore)
+		}
+		// Every certificate with its key, every kubeconfig parsing: nothing left half-done
+		// (what a fresh lab node shows of its kubelet's self-signed serving certificate aside).
+		rep, ir := inspectJSON(t, n)
+		if ir.Code == 3 {
+			t.Fatalf("inspect on %s after the killed runs: %s", n.Name, ir)
+		}
+		for _, c := range rep.Certificates {
+			for _, f := range c.Findings {
+				if f.Severity != inspect.SevInfo && !(strings.HasPrefix(c.Name, "kubelet") && slices.Contains(kubeletCodes, f.Code)) {
+					t.Errorf("%s after the killed runs: %s: %s finding %s: %s", n.Name, c.Name, f.Severity, f.Code, f.Message)
+				}
+			}
+		}
+	}
+	assertNoJobs(t)
+	if _, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{}); err == nil {
+		t.Errorf("the progress record %s is left after the run that finished", cluster.ProgressName)
+	}
+	if l, err := cs.CoordinationV1().Leases(lease.Namespace).Get(ctx, lease.Name, metav1.GetOptions{}); err != nil || l.Spec.HolderIdentity != nil {
+		t.Errorf("the Lease is not free after the last run: %v %v", err, l)
+	}
+}
+
+// TestFaultLoadBalancerDown is issue 21's fifth fault: with haproxy stopped, the commands that
+// reach the API through it (an operator's kubeconfig naming the balancer) refuse before they
+// change anything: no Job, no progress record, no rotation Secret, every apiserver serving the
+// certificate it served before; case C's message says what to run on a node instead.
+func TestFaultLoadBalancerDown(t *testing.T) {
+	nodes := requireLab(t)
+	cps := controlPlanes(nodes)
+	// The operator's kubeconfig through the balancer (the lab's admin.conf names cp1, as case
+	// B's cluster does; "kubernetes" is a SAN of every apiserver certificate).
+	viaLB := adminCopy(t)
+	kc, err := clientcmd.LoadFromFile(viaLB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range kc.Clusters {
+		c.Server, c.TLSServerName = "https://"+multilab.LBAddr, "kubernetes"
+	}
+	if err := clientcmd.WriteToFile(*kc, viaLB); err != nil {
+		t.Fatal(err)
+	}
+	lbCS := func() *kubernetes.Clientset {
+		cfg, err := clientcmd.BuildConfigFromFlags("", viaLB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kubernetes.NewForConfigOrDie(cfg)
+	}()
+	if _, err := lbCS.Discovery().ServerVersion(); err != nil {
+		t.Fatalf("the API through the balancer before it is stopped: %v", err)
+	}
+	before := map[string]string{}
+	for _, n := range cps {
+		before[n.Name] = servedCert(t, n.APIServer()).SerialNumber.String()
+	}
+	ctx := context.Background()
+	lab(t, "lb", "stop")
+	t.Cleanup(func() { lab(t, "lb", "start") })
+	if err := waitTCP(ctx, multilab.LBAddr, false, time.Minute); err != nil {
+		t.Fatalf("the balancer did not stop: %v", err)
+	}
+	for _, args := range [][]string{
+		{"cluster", "renew", "all"},
+		{"cluster", "ca-rotate", "all", "--phase", "trust"},
+		{"cluster", "endpoint", multilab.LBAddr},
+	} {
+		if r := certctlWith(t, viaLB, args...); r.Code == 0 || r.Stderr == "" {
+			t.Errorf("%v with the balancer down: want a refusal, got %s", args, r)
+		}
+	}
+	lab(t, "lb", "start")
+	if err := waitTCP(ctx, multilab.LBAddr, true, time.Minute); err != nil {
+		t.Fatalf("the balancer did not come back: %v", err)
+	}
+	cs := clientset(t)
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := lbCS.Discovery().ServerVersion()
+		return err == nil, nil
+	}); err != nil {
+		t.Fatalf("the API through the balancer did not come back: %v", err)
+	}
+	for _, n := range cps {
+		if servedCert(t, n.APIServer()).SerialNumber.String() != before[n.Name] {
+			t.Errorf("%s serves another certificate after the refused commands", n.Name)
+		}
+	}
+	assertNoJobs(t)
+	if _, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{}); err == nil {
+		t.Errorf("the refused commands left the progress record %s", cluster.ProgressName)
+	}
+	if _, err := cs.CoreV1().Secrets("kube-system").Get(ctx, cluster.CARotationSecret, metav1.GetOptions{}); err == nil {
+		t.Errorf("the refused rotation left the Secret %s", cluster.CARotationSecret)
+	}
+}

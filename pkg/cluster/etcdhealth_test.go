@@ -1,0 +1,119 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/certctl/certctl/pkg/cluster"
+	"github.com/certctl/certctl/pkg/pki"
+)
+
+// etcdPod is what a control-plane node's kubelet reports of its etcd static pod: the mirror
+// pod etcd-NODE in kube-system with kubeadm's labels, and its Ready condition.
+func etcdPod(t *testing.T, cs kubernetes.Interface, node string, ready corev1.ConditionStatus) {
+	t.Helper()
+	ctx := context.Background()
+	p, err := cs.CoreV1().Pods("kube-system").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "etcd-" + node, Labels: map[string]string{"component": "etcd", "tier": "control-plane"}},
+		Spec: corev1.PodSpec{NodeName: node, AutomountServiceAccountToken: new(bool),
+			Containers: []corev1.Container{{Name: "etcd", Image: "registry.k8s.io/etcd:3.7.0-0"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Status.Phase = corev1.PodRunning
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: ready, Reason: map[corev1.ConditionStatus]string{corev1.ConditionFalse: "ContainersNotReady"}[ready],
+		Message: map[corev1.ConditionStatus]string{corev1.ConditionFalse: "containers with unready status: [etcd]"}[ready]}}
+	if _, err := cs.CoreV1().Pods("kube-system").UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckEtcdMembers: against a real apiserver holding the nodes and etcd mirror pods a
+// kubeadm cluster has, the rotation of etcd-ca is refused while a member is missing or not
+// ready, with every member's state in a typed error; nothing is asked of a rotation that does
+// not restart etcd, of a dry run, or of a cluster with external etcd.
+func TestCheckEtcdMembers(t *testing.T) {
+	tests := []struct {
+		name     string
+		pods     map[string]corev1.ConditionStatus // node -> its etcd pod's Ready ("" no pod)
+		cas      []string
+		dryRun   bool
+		notReady []string // nil: allowed
+		states   int      // member states returned
+	}{
+		{name: "all ready", pods: map[string]corev1.ConditionStatus{"cp1": "True", "cp2": "True", "cp3": "True"}, cas: []string{"etcd-ca"}, states: 3},
+		{name: "one not ready", pods: map[string]corev1.ConditionStatus{"cp1": "True", "cp2": "True", "cp3": "False"}, cas: []string{"ca", "etcd-ca"}, notReady: []string{"cp3"}, states: 3},
+		{name: "one without its pod", pods: map[string]corev1.ConditionStatus{"cp1": "True", "cp2": "", "cp3": "True"}, cas: []string{"etcd-ca"}, notReady: []string{"cp2"}, states: 3},
+		{name: "two down", pods: map[string]corev1.ConditionStatus{"cp1": "False", "cp2": "", "cp3": "True"}, cas: []string{"etcd-ca", "front-proxy-ca"}, notReady: []string{"cp1", "cp2"}, states: 3},
+		{name: "not etcd-ca", pods: map[string]corev1.ConditionStatus{"cp1": "True", "cp2": "True", "cp3": "False"}, cas: []string{"ca", "front-proxy-ca"}},
+		{name: "dry run", pods: map[string]corev1.ConditionStatus{"cp1": "True", "cp2": "True", "cp3": "False"}, cas: []string{"etcd-ca"}, dryRun: true},
+		{name: "external etcd", pods: map[string]corev1.ConditionStatus{"cp1": "", "cp2": "", "cp3": ""}, cas: []string{"etcd-ca"}},
+	}
+	_, cp := controlPlane(t)
+	admin := cp.Clientset(t)
+	ctx := context.Background()
+	// What the serviceaccount controller (not run here) makes in every namespace.
+	if _, err := admin.CoreV1().ServiceAccounts("kube-system").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// Each case its own nodes (and pods) in the one apiserver.
+			for _, p := range []string{"cp1", "cp2", "cp3"} {
+				if _, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", p, i),
+					Labels: map[string]string{pki.ControlPlaneLabel: ""}}}, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				if tc.pods[p] != "" {
+					etcdPod(t, admin, fmt.Sprintf("%s-%d", p, i), tc.pods[p])
+				}
+			}
+			t.Cleanup(func() {
+				for _, p := range []string{"cp1", "cp2", "cp3"} {
+					n := fmt.Sprintf("%s-%d", p, i)
+					_ = admin.CoreV1().Nodes().Delete(ctx, n, metav1.DeleteOptions{})
+					_ = admin.CoreV1().Pods("kube-system").Delete(ctx, "etcd-"+n, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+				}
+			})
+			states, err := cluster.CheckEtcdForRotation(ctx, admin, tc.cas, tc.dryRun)
+			if len(states) != tc.states {
+				t.Errorf("%d member states, want %d: %+v", len(states), tc.states, states)
+			}
+			var nr *cluster.EtcdNotReadyError
+			if tc.notReady == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if !errors.As(err, &nr) {
+				t.Fatalf("err %v, want an EtcdNotReadyError", err)
+			}
+			var got []string
+			for _, m := range nr.NotReady() {
+				got = append(got, m.Node)
+				if m.Why == "" {
+					t.Errorf("%s not ready without a reason", m.Node)
+				}
+			}
+			var want []string
+			for _, n := range tc.notReady {
+				want = append(want, fmt.Sprintf("%s-%d", n, i))
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("not ready %v, want %v (%v)", got, want, err)
+			}
+			if len(nr.Members) != 3 {
+				t.Errorf("the error holds %d members, want all 3: %v", len(nr.Members), err)
+			}
+		})
+	}
+}
