@@ -159,6 +159,9 @@ that the node's own apiserver (https://NODE_IP:6443) is ready and serves a certi
 verifies against the cluster CA, covers every --san and is the renewed one, before the next
 node starts. It stops at the first node that fails (that node rolled back by its own
 renewal, the others untouched) and says which and why; the same command again resumes there.
+If this command is killed (its terminal gone), the same command again takes the Lease over at
+once from its dead holder on this machine, and waits for the node Job the killed run left and
+takes its result instead of renewing that node twice.
 
 --san is also recorded in kube-system/kubeadm-config (ClusterConfiguration.apiServer.certSANs,
 or etcd.local.serverCertSANs/peerCertSANs for those names) once, by this command, before the
@@ -401,8 +404,13 @@ extension API servers such as metrics-server verify clients with: client-ca-file
 cluster CA, requestheader-client-ca-file for front-proxy-ca) carries what the apiservers now
 verify with; the apiservers only ever add to it, so after drop certctl takes the old CA out.
 
-Each node's apiserver is taken out of the load balancer before it restarts (--lb-drain). After
-each phase the kubeconfig this command used (and ~/.kube/config) trust what the cluster now
+Each node's apiserver is taken out of the load balancer before it or its etcd restarts
+(--lb-drain). Every phase of etcd-ca restarts etcd on each control-plane node: it is refused
+before anything changes while a control-plane node's etcd pod is missing or not ready (every
+member's state is printed), and each node's Job asks etcd itself again before its member
+stops. A run that was killed is run again as it was: it takes the Lease over from its dead
+holder on the same machine at once, and waits for the node Job the killed run left instead of
+running it twice. After each phase the kubeconfig this command used (and ~/.kube/config) trust what the cluster now
 serves. --dry-run prints every node's plan. --rollback undoes trust or issue on every node where
 it is the last phase applied (in reverse order; --phase names it, otherwise the cluster shows
 it); after trust's rollback cluster-info and kube-root-ca.crt hold the old CA alone again and the

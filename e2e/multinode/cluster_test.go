@@ -143,6 +143,7 @@ func TestClusterRenew(t *testing.T) {
 
 	lb := startPoller(t, multilab.LBAddr, roots, 50*time.Millisecond, 15*time.Minute)
 	api := startPollerPath(t, multilab.LBAddr, "/version", roots, 50*time.Millisecond, 15*time.Minute)
+	list := startPollerAs(t, multilab.LBAddr, listPath, roots, clientCert(t, multilab.AdminKubeconfig()), 50*time.Millisecond, 15*time.Minute)
 	own := map[string]*poller{}
 	for _, n := range cps {
 		own[n.Name] = startPoller(t, n.APIServer(), roots, 50*time.Millisecond, 15*time.Minute)
@@ -150,6 +151,7 @@ func TestClusterRenew(t *testing.T) {
 	r = certctlHere(t, "cluster", "renew", "all", "--days", "3650", "--image", multilab.Image)
 	ok, fail, errs := lb.Stop()
 	apiOK, apiFail, apiErrs := api.Stop()
+	listOK, listFail, listErrs := list.Stop()
 	outages := map[string][]window{}
 	for name, p := range own {
 		p.Stop()
@@ -164,11 +166,11 @@ func TestClusterRenew(t *testing.T) {
 	// until two health checks 1 s apart have failed, and a request in flight when its grace
 	// ends is cut (bench/clusterbench reports the count against the target). What this test
 	// holds to: the API through the balancer was never down, no failure lasting a second.
-	t.Logf("through the balancer during cluster renew all: /readyz %d ok, %d failed %v; /version %d ok, %d failed %v", ok, fail, errs, apiOK, apiFail, apiErrs)
-	if ok == 0 || apiOK == 0 {
+	t.Logf("through the balancer during cluster renew all: /readyz %d ok, %d failed %v; /version %d ok, %d failed %v; list %d ok, %d failed %v", ok, fail, errs, apiOK, apiFail, apiErrs, listOK, listFail, listErrs)
+	if ok == 0 || apiOK == 0 || listOK == 0 {
 		t.Errorf("no request through the balancer succeeded")
 	}
-	for _, p := range []*poller{lb, api} {
+	for _, p := range []*poller{lb, api, list} {
 		for _, w := range p.Windows() {
 			if w.End.Sub(w.Start) >= time.Second {
 				t.Errorf("the API through the balancer was down %s (%s)", w.End.Sub(w.Start).Round(time.Millisecond), windowsText([]window{w}))
