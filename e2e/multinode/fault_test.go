@@ -201,7 +201,12 @@ func TestFaultLoadBalancerDown(t *testing.T) {
 	}
 	ctx := context.Background()
 	lab(t, "lb", "stop")
-	t.Cleanup(func() { lab(t, "lb", "start") })
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			lab(t, "lb", "start")
+		}
+	})
 	if err := waitTCP(ctx, multilab.LBAddr, false, time.Minute); err != nil {
 		t.Fatalf("the balancer did not stop: %v", err)
 	}
@@ -215,6 +220,7 @@ func TestFaultLoadBalancerDown(t *testing.T) {
 		}
 	}
 	lab(t, "lb", "start")
+	restarted = true
 	if err := waitTCP(ctx, multilab.LBAddr, true, time.Minute); err != nil {
 		t.Fatalf("the balancer did not come back: %v", err)
 	}
@@ -236,5 +242,61 @@ func TestFaultLoadBalancerDown(t *testing.T) {
 	}
 	if _, err := cs.CoreV1().Secrets("kube-system").Get(ctx, cluster.CARotationSecret, metav1.GetOptions{}); err == nil {
 		t.Errorf("the refused rotation left the Secret %s", cluster.CARotationSecret)
+	}
+}
+
+// TestFaultNodeAway is issue 21's second fault: a control-plane node's kubelet stops (the node
+// goes away) before `cluster renew all` reaches it. The command stops at that node when its
+// Job's timeout passes, naming it, with the node before it renewed and the node after it
+// untouched; with the kubelet back, the same command resumes at that node and finishes.
+func TestFaultNodeAway(t *testing.T) {
+	nodes := requireLab(t)
+	cps := controlPlanes(nodes)
+	cs := clientset(t)
+	ctx := context.Background()
+	if err := cs.CoreV1().ConfigMaps(lease.Namespace).Delete(ctx, cluster.ProgressName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	first, away, last := cps[0], cps[1], cps[len(cps)-1]
+	before := map[string]string{}
+	for _, n := range cps {
+		before[n.Name] = servedCert(t, n.APIServer()).SerialNumber.String()
+	}
+	lab(t, "kubelet", away.Name, "stop")
+	back := false
+	t.Cleanup(func() {
+		if !back {
+			lab(t, "kubelet", away.Name, "start")
+		}
+	})
+	args := []string{"cluster", "renew", "all", "--job-timeout", "90s", "--image", multilab.Image}
+	r := certctlHere(t, args...)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "node "+away.Name+" failed") {
+		t.Fatalf("cluster renew all with %s's kubelet stopped: want it to stop at %s, got %s", away.Name, away.Name, r)
+	}
+	if servedCert(t, first.APIServer()).SerialNumber.String() == before[first.Name] {
+		t.Errorf("%s, before the node that went away, was not renewed", first.Name)
+	}
+	if servedCert(t, last.APIServer()).SerialNumber.String() != before[last.Name] {
+		t.Errorf("%s, after the node that went away, was changed", last.Name)
+	}
+	lab(t, "kubelet", away.Name, "start")
+	back = true
+	t.Logf("%s Ready again after %s", away.Name, waitNodeReady(t, cs, away.Name, 3*time.Minute).Round(time.Second))
+	r = certctlHere(t, args...)
+	if r.Code != 0 {
+		t.Fatalf("cluster renew all with %s back: %s", away.Name, r)
+	}
+	if !strings.Contains(r.Stdout, "resumed") {
+		t.Errorf("the second run did not resume after %s: %s", first.Name, r)
+	}
+	for _, n := range []multilab.Node{away, last} {
+		if servedCert(t, n.APIServer()).SerialNumber.String() == before[n.Name] {
+			t.Errorf("%s was not renewed by the run that resumed", n.Name)
+		}
+	}
+	assertNoJobs(t)
+	if _, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{}); err == nil {
+		t.Errorf("the progress record %s is left after the run that finished", cluster.ProgressName)
 	}
 }

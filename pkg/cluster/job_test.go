@@ -78,6 +78,29 @@ func jobPod(t *testing.T, cp *testenv.ControlPlane, cs kubernetes.Interface, com
 	return pod
 }
 
+// podOfAnotherJob waits (polling, with a deadline) for a pod of component's Jobs that is not
+// the Job named not's: the Job RunJob made instead of adopting that one.
+func podOfAnotherJob(t *testing.T, cs kubernetes.Interface, component, not string) *corev1.Pod {
+	t.Helper()
+	var pod *corev1.Pod
+	if err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: cluster.LabelComponent + "=" + component})
+		if err != nil {
+			return false, nil
+		}
+		for i := range pods.Items {
+			if pods.Items[i].Labels["job-name"] != not {
+				pod = &pods.Items[i]
+				return true, nil
+			}
+		}
+		return false, nil
+	}); err != nil {
+		t.Fatalf("RunJob made no Job of its own for %s (only %s): %v", component, not, err)
+	}
+	return pod
+}
+
 // setStatus sets the certctl container's state, as the kubelet reports it; it returns when the
 // apiserver has it.
 func setStatus(t *testing.T, cs kubernetes.Interface, pod *corev1.Pod, phase corev1.PodPhase, state corev1.ContainerState) time.Time {
@@ -176,22 +199,7 @@ func TestRunJobWatchesThePod(t *testing.T) {
 			t.Fatal(err)
 		}
 		done = run(other, 2*time.Minute)
-		var mine *corev1.Pod
-		if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-			pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: cluster.LabelComponent + "=adopt-other"})
-			if err != nil {
-				return false, nil
-			}
-			for i := range pods.Items {
-				if pods.Items[i].Labels["job-name"] != kept.Name {
-					mine = &pods.Items[i]
-					return true, nil
-				}
-			}
-			return false, nil
-		}); err != nil {
-			t.Fatalf("RunJob with other arguments made no Job of its own: %v", err)
-		}
+		mine := podOfAnotherJob(t, cs, "adopt-other", kept.Name)
 		setStatus(t, cs, mine, corev1.PodSucceeded, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, StartedAt: now, FinishedAt: now}})
 		if o := await(done); o.err != nil || o.res.Adopted || o.res.Job == kept.Name {
 			t.Errorf("RunJob with other arguments: %+v, %v; want a Job of its own", o.res, o.err)
@@ -218,22 +226,7 @@ func TestRunJobWatchesThePod(t *testing.T) {
 			t.Fatalf("the Job controller did not mark %s failed: %v", failed.Name, err)
 		}
 		done = run(spec("adopt-failed"), 2*time.Minute)
-		var fresh *corev1.Pod
-		if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-			pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: cluster.LabelComponent + "=adopt-failed"})
-			if err != nil {
-				return false, nil
-			}
-			for i := range pods.Items {
-				if pods.Items[i].Labels["job-name"] != failed.Name {
-					fresh = &pods.Items[i]
-					return true, nil
-				}
-			}
-			return false, nil
-		}); err != nil {
-			t.Fatalf("RunJob after a failed Job of an earlier run made no new Job: %v", err)
-		}
+		fresh := podOfAnotherJob(t, cs, "adopt-failed", failed.Name)
 		setStatus(t, cs, fresh, corev1.PodSucceeded, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, StartedAt: now, FinishedAt: now}})
 		if o := await(done); o.err != nil || o.res.Adopted || o.res.Job == failed.Name || o.res.ExitCode != 0 {
 			t.Errorf("RunJob after a failed Job: %+v, %v; want the work run again", o.res, o.err)
