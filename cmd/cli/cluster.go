@@ -451,12 +451,12 @@ docs/ca-rotation.md.`,
 				}
 			}
 			opts.Namespace, opts.Image, opts.Progress = o.Namespace, o.Image, o.Streams.ErrOut
-			// A member down refuses a rotation of etcd-ca before anything changes, this
-			// command's own credentials included (CARotate checks again).
-			if _, err := cluster.CheckEtcdForRotation(ctx, cs, cas, opts.DryRun); err != nil {
-				return withCode(ExitError, err)
-			}
 			if clusterCA && opts.Phase == "drop" && !opts.DryRun {
+				// CARotate refuses a rotation of etcd-ca while an etcd member is down; drop
+				// changes this command's own credentials first, so the check comes before.
+				if _, err := cluster.CheckEtcdForRotation(ctx, cs, cas, opts.DryRun); err != nil {
+					return withCode(ExitError, err)
+				}
 				// This command's own credentials must be the new CA's before the old one goes.
 				if err := o.reissueLocal(ctx, cs); err != nil {
 					return withCode(ExitError, err)

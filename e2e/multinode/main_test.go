@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -241,12 +240,8 @@ func clientCert(t *testing.T, kubeconfig string) *tls.Certificate {
 // the kubeconfig it is given.
 func adminCopy(t *testing.T) string {
 	t.Helper()
-	local := filepath.Join(t.TempDir(), "config")
-	data, err := os.ReadFile(multilab.AdminKubeconfig())
+	local, err := multilab.CopyAdmin(t.TempDir())
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(local, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return local

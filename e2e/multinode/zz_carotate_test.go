@@ -347,20 +347,7 @@ func TestClusterCARotate(t *testing.T) {
 // followLab makes the lab's CA file and admin kubeconfig those of the kubeconfig at local.
 func followLab(t *testing.T, local string) {
 	t.Helper()
-	kc, err := clientcmd.LoadFromFile(local)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range kc.Clusters {
-		if err := os.WriteFile(multilab.CACert(), c.CertificateAuthorityData, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(local)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(multilab.AdminKubeconfig(), b, 0o600); err != nil {
+	if err := multilab.Follow(local); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -187,12 +187,8 @@ func nodeHas(t *testing.T, n multilab.Node, path string) bool {
 // kubeconfig they use.
 func adminCopy(t *testing.T) string {
 	t.Helper()
-	data, err := os.ReadFile(multilab.AdminKubeconfig())
+	local, err := multilab.CopyAdmin(t.TempDir())
 	if err != nil {
-		t.Fatal(err)
-	}
-	local := filepath.Join(t.TempDir(), "config")
-	if err := os.WriteFile(local, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return local
@@ -202,20 +198,7 @@ func adminCopy(t *testing.T) string {
 // multi.sh's status and the other helpers read), as the multinode tests do.
 func followLab(t *testing.T, local string) {
 	t.Helper()
-	kc, err := clientcmd.LoadFromFile(local)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range kc.Clusters {
-		if err := os.WriteFile(multilab.CACert(), c.CertificateAuthorityData, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(local)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(multilab.AdminKubeconfig(), b, 0o600); err != nil {
+	if err := multilab.Follow(local); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/certctl/certctl/internal/labns"
 )
 
@@ -173,4 +175,38 @@ func Lab(ctx context.Context, args ...string) (Result, error) {
 		return Result{}, err
 	}
 	return Run(exec.CommandContext(ctx, "bash", append([]string{script}, args...)...))
+}
+
+// CopyAdmin copies the lab's admin kubeconfig to dir/config (0600), for a test whose commands
+// rewrite their kubeconfig (cluster endpoint, cluster ca-rotate), and returns its path.
+func CopyAdmin(dir string) (string, error) {
+	data, err := os.ReadFile(AdminKubeconfig())
+	if err != nil {
+		return "", err
+	}
+	local := filepath.Join(dir, "config")
+	if err := os.WriteFile(local, data, 0o600); err != nil {
+		return "", err
+	}
+	return local, nil
+}
+
+// Follow makes the lab's CA file and admin kubeconfig those of the kubeconfig at local (what
+// multi.sh's status and the tests' helpers read): after a CA rotation or an endpoint move that
+// rewrote local.
+func Follow(local string) error {
+	kc, err := clientcmd.LoadFromFile(local)
+	if err != nil {
+		return err
+	}
+	for _, c := range kc.Clusters {
+		if err := os.WriteFile(CACert(), c.CertificateAuthorityData, 0o644); err != nil {
+			return err
+		}
+	}
+	b, err := os.ReadFile(local)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(AdminKubeconfig(), b, 0o600)
 }
