@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"time"
 )
@@ -79,6 +80,10 @@ func report(in io.Reader, w io.Writer) (failed bool, err error) {
 			failed = true
 			if ev.Test != "" {
 				fmt.Fprint(w, strings.Join(output[key], ""))
+			} else {
+				// The package failed: a test still without its own result was running when
+				// the binary died (a panic, an os.Exit, the -timeout): its output says why.
+				fmt.Fprint(w, strings.Join(unfinished(output, ev.Package), ""))
 			}
 			delete(output, key)
 		case "pass":
@@ -94,6 +99,25 @@ func report(in io.Reader, w io.Writer) (failed bool, err error) {
 	}
 	fmt.Fprintln(w)
 	return failed, nil
+}
+
+// unfinished is the output of pkg's tests that have no result yet, in the order they
+// started, and removes it from output.
+func unfinished(output map[string][]string, pkg string) []string {
+	var keys []string
+	for k := range output {
+		if strings.HasPrefix(k, pkg+"/") && k != pkg+"/" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var out []string
+	for _, k := range keys {
+		out = append(out, fmt.Sprintf("--- %s: no result (running when the test binary ended)\n", strings.TrimPrefix(k, pkg+"/")))
+		out = append(out, output[k]...)
+		delete(output, k)
+	}
+	return out
 }
 
 // skipLines are a skipped test's "--- SKIP" line and then the reason, as go test -v prints

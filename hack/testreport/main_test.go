@@ -26,6 +26,9 @@ func TestPasses(t *testing.T) { t.Log("quiet") }
 func TestSkips(t *testing.T)  { t.Skip("needs the kube-apiserver binary") }
 func TestFails(t *testing.T)  { t.Error("broken on purpose") }
 `,
+		// A test binary that dies in the middle of a test (a panic in a goroutine, os.Exit):
+		// the output of the test that was running must still be shown.
+		"c/c_test.go": "package c\n\nimport (\n\t\"os\"\n\t\"testing\"\n)\n\nfunc TestDies(t *testing.T) {\n\tt.Log(\"last words\")\n\tos.Exit(3)\n}\n",
 		"b/b_test.go": "package b\n\nimport \"testing\"\n\nfunc TestOK(t *testing.T) {}\nfunc TestSkipped(t *testing.T) { t.Skipf(\"skipped: %d\", 42) }\n",
 	}
 	for name, data := range files {
@@ -56,6 +59,7 @@ func TestFails(t *testing.T)  { t.Error("broken on purpose") }
 		"--- FAIL: TestFails", "broken on purpose",
 		"FAIL\texample.com/m/a", "ok  \texample.com/m/b",
 		"2 tests skipped",
+		"FAIL\texample.com/m/c", "TestDies", "last words",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("report lacks %q:\n%s", want, got)

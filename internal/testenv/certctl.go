@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"crypto/tls"
 	"os"
 	"os/exec"
@@ -81,4 +82,22 @@ func ServeTLS(t testing.TB, addr string, cert tls.Certificate, clientAuth tls.Cl
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// SyncBuffer is a bytes.Buffer a child process writes while the test reads it.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

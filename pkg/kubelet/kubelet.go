@@ -85,7 +85,9 @@ func WaitHealthy(ctx context.Context, o WaitOptions) error {
 	err := wait.PollUntilContextTimeout(ctx, o.Poll, o.Timeout, true, func(ctx context.Context) (bool, error) {
 		err := check(ctx, client, o)
 		// A check cut short by the deadline says nothing: report the last one that finished.
-		if err != nil && (ctx.Err() == nil || last == nil) {
+		// The dial's own timer can fire at the deadline before the context's does, so the
+		// deadline itself decides, not only ctx.Err.
+		if err != nil && (last == nil || !cutByDeadline(ctx)) {
 			last = err
 		}
 		return err == nil, nil
@@ -97,6 +99,15 @@ func WaitHealthy(ctx context.Context, o WaitOptions) error {
 		return fmt.Errorf("kubelet not ready after %s: %w", o.Timeout, last)
 	}
 	return nil
+}
+
+// cutByDeadline says whether ctx has ended or reached its deadline.
+func cutByDeadline(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 func check(ctx context.Context, client *http.Client, o WaitOptions) error {

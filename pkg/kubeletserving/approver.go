@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -126,11 +127,19 @@ func RunApprover(ctx context.Context, o ApproverOptions) error {
 		LockConfig: resourcelock.ResourceLockConfig{Identity: o.Identity},
 	}
 	for ctx.Err() == nil {
+		// leaderelection runs the callbacks in goroutines of their own; they are waited for
+		// before the next round (and before RunApprover returns), so no decision is reported
+		// and nothing is logged by an approver that has returned.
+		var callbacks roundCallbacks
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock: lock, ReleaseOnCancel: true, Name: o.LeaseName,
 			LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(ctx context.Context) {
+					if !callbacks.enter() {
+						return
+					}
+					defer callbacks.leave()
 					o.Log("%s: leading (lease %s/%s): deciding kubelet-serving CSRs", o.Identity, o.LeaseNamespace, o.LeaseName)
 					if o.Metrics != nil {
 						o.Metrics.leader.Set(1)
@@ -155,6 +164,10 @@ func RunApprover(ctx context.Context, o ApproverOptions) error {
 					o.Log("%s: not leading", o.Identity)
 				},
 				OnNewLeader: func(id string) {
+					if !callbacks.enter() {
+						return
+					}
+					defer callbacks.leave()
 					if id != o.Identity {
 						o.Log("%s: %s leads", o.Identity, id)
 					}
@@ -165,6 +178,35 @@ func RunApprover(ctx context.Context, o ApproverOptions) error {
 			return fmt.Errorf("leader election: %w", err)
 		}
 		le.Run(ctx)
+		callbacks.close()
 	}
 	return nil
+}
+
+// roundCallbacks tracks the callbacks of one leader-election round, which leaderelection
+// starts in goroutines of their own: close waits for those running and makes any that starts
+// later return at once.
+type roundCallbacks struct {
+	mu      sync.Mutex
+	closed  bool
+	running sync.WaitGroup
+}
+
+func (r *roundCallbacks) enter() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	r.running.Add(1)
+	return true
+}
+
+func (r *roundCallbacks) leave() { r.running.Done() }
+
+func (r *roundCallbacks) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.running.Wait()
 }

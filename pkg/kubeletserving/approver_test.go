@@ -412,11 +412,11 @@ func TestApproverProcess(t *testing.T) {
 	type proc struct {
 		cmd     *exec.Cmd
 		metrics string
-		out     *bytes.Buffer
+		out     *testenv.SyncBuffer
 	}
 	start := func(id string) *proc {
 		port := testenv.FreePort(t, "127.0.0.1")
-		p := &proc{metrics: fmt.Sprintf("http://127.0.0.1:%d", port), out: &bytes.Buffer{}}
+		p := &proc{metrics: fmt.Sprintf("http://127.0.0.1:%d", port), out: &testenv.SyncBuffer{}}
 		p.cmd = exec.Command(bin, "--root", root, "kubelet-serving", "approve", "--watch", "--leader-elect",
 			"--identity", id, "--kubeconfig", "/admin.conf", "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port))
 		p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
@@ -484,7 +484,10 @@ func TestApproverProcess(t *testing.T) {
 	if cond, _ := waitDecided(t, c.admin, "proc-serving-2", time.Minute); cond.Type != certv1.CertificateApproved {
 		t.Fatalf("proc-serving-2: %+v", cond)
 	}
-	if !strings.Contains(procs[other].out.String(), "proc-serving-2\tsystem:node:node-a\tapproved") {
+	// The process prints its decision after writing it: poll its output.
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		return strings.Contains(procs[other].out.String(), "proc-serving-2\tsystem:node:node-a\tapproved"), nil
+	}); err != nil {
 		t.Errorf("%s's output lacks its decision:\n%s", other, procs[other].out)
 	}
 }

@@ -126,9 +126,9 @@ func TestRenewLease(t *testing.T) {
 }
 
 // start starts cmd with its output in a buffer the test reads while it runs.
-func start(t *testing.T, cmd *exec.Cmd) (*syncBuffer, <-chan error) {
+func start(t *testing.T, cmd *exec.Cmd) (*testenv.SyncBuffer, <-chan error) {
 	t.Helper()
-	buf := &syncBuffer{}
+	buf := &testenv.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

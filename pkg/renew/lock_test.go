@@ -1,7 +1,6 @@
 package renew_test
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -82,7 +81,7 @@ func TestLockHeldRefusesWithPID(t *testing.T) {
 
 // startUntilPlan starts a renewal and returns once it has printed its plan (right before
 // Apply takes the lock), with its output and its exit.
-func startUntilPlan(t *testing.T, cmd *exec.Cmd) (*syncBuffer, <-chan error) {
+func startUntilPlan(t *testing.T, cmd *exec.Cmd) (*testenv.SyncBuffer, <-chan error) {
 	t.Helper()
 	buf, exited := start(t, cmd)
 	waitFor(t, 30*time.Second, "the plan to be printed", func() bool { return strings.Contains(buf.String(), "NEW EXPIRY") })
@@ -98,24 +97,6 @@ func planToExit(t *testing.T, cmd *exec.Cmd) time.Duration {
 		t.Fatalf("%v\n%s", err, buf.String())
 	}
 	return time.Since(start)
-}
-
-// syncBuffer is a bytes.Buffer a child process writes while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestConcurrentRenewals starts two renewals of the same tree at once: they never
