@@ -22,20 +22,21 @@ import (
 func newCACmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ca",
-		Short: "Work on the cluster's CAs (rotate)",
+		Short: "Work on the cluster's CAs and service-account key (rotate, show, tokens)",
 	}
-	cmd.AddCommand(newCARotateCmd(g), newCAShowCmd(g))
+	cmd.AddCommand(newCARotateCmd(g), newCAShowCmd(g), newCATokensCmd(g))
 	return cmd
 }
 
 func newCAShowCmd(g *Globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "show [ca|etcd-ca|front-proxy-ca|all]...",
-		Short: "Print the CA certificates this node signs with (PEM)",
+		Use:   "show [ca|etcd-ca|front-proxy-ca|sa|all]...",
+		Short: "Print the CA certificates (and the service-account public key) this node signs with (PEM)",
 		Long: `show prints, for each CA named (all when none), the certificate this node signs with: a
 comment line "# CA: PATH (subject, key algorithm, expiry)" and the certificate in PEM, which
 openssl and every PEM reader take as is. A CA that is not on this node (no etcd CA on a worker)
-gets a comment line saying so. 'certctl cluster ca-rotate etcd-ca' runs it on every
+gets a comment line saying so. For "sa", the service-account key pair, it prints the public key
+(sa.pub) in PEM. 'certctl cluster ca-rotate etcd-ca' runs it on every
 control-plane node to make the new CA like the old one and to check that every node holds the
 same CA.`,
 		Example: `  certctl ca show ca
@@ -64,17 +65,20 @@ type caRotateOptions struct {
 	// NewCADir holds CA.crt (and CA.key) outside --root: where the Jobs of certctl cluster
 	// ca-rotate mount the new CA from its Secret.
 	NewCADir string
-	Restart  bool
+	// IgnoreOldTokens: phase drop of sa goes on with pods' tokens of the old key on the node.
+	IgnoreOldTokens bool
+	Restart         bool
 	restart  restartOptions
 }
 
 func newCARotateCmd(g *Globals) *cobra.Command {
 	o := &caRotateOptions{Globals: g}
 	cmd := &cobra.Command{
-		Use:   "rotate [ca|etcd-ca|front-proxy-ca|all]... --phase trust|issue|drop",
-		Short: "Replace a CA before it expires, in three phases, on this node",
-		Long: `rotate replaces CAs of this node (the cluster CA "ca", "etcd-ca", "front-proxy-ca", several
-of them, or "all") with new ones, in three phases run one at a time with --phase; each phase is
+		Use:   "rotate [ca|etcd-ca|front-proxy-ca|sa|all]... --phase trust|issue|drop",
+		Short: "Replace a CA (or the service-account key) before it expires or leaks, in three phases, on this node",
+		Long: `rotate replaces CAs of this node (the cluster CA "ca", "etcd-ca", "front-proxy-ca", the
+service-account signing key pair "sa", several of them, or "all") with new ones, in three phases
+run one at a time with --phase; each phase is
 resumable (running a done phase again changes nothing), --dry-run lists the files it would
 change, and --rollback undoes the last phase applied (from the backup taken before it).
 
@@ -92,6 +96,15 @@ change, and --rollback undoes the last phase applied (from the backup taken befo
          too; verification stays on the bundle.
   drop   verification back to kubeadm's defaults (ca.crt, now the new CA alone); refused
          while any certificate on the node is still signed by the old CA.
+
+For "sa" (sa.key, sa.pub: what service-account tokens are signed and verified with), in
+<pki>/rotation/sa/: trust puts new.key, new.pub and bundle.pub = old + new public key there and
+points kube-apiserver --service-account-key-file at the bundle (tokens of either key verify;
+/openid/v1/jwks publishes both); issue makes sa.key/sa.pub the new pair (the apiserver and the
+controller-manager sign with it); drop points the flag at sa.pub again, and is refused while a
+pod's projected token on the node is still signed by the old key (certctl ca tokens --refresh
+has the kubelet re-request them; --ignore-old-tokens goes on anyway, and those pods get 401
+until their kubelet refreshes the token).
 
 The new CA must be the same on every node. On the first control-plane node, phase trust
 --generate makes it (same key algorithm and subject as the old CA, --days validity); on
@@ -119,7 +132,13 @@ runs it on every node in turn. See docs/ca-rotation.md.`,
   certctl ca rotate ca --phase drop
 
   # undo the last phase applied on this node
-  certctl ca rotate ca --rollback`,
+  certctl ca rotate ca --rollback
+
+  # the service-account key, on a single control-plane node
+  certctl ca rotate sa --phase trust --generate --restart
+  certctl ca rotate sa --phase issue --restart
+  certctl ca tokens --refresh
+  certctl ca rotate sa --phase drop --restart`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext(cmd.Context())
 			defer cancel()
@@ -137,6 +156,7 @@ runs it on every node in turn. See docs/ca-rotation.md.`,
 	f.BoolVar(&o.Generate, "generate", false, "generate the new CA here (phase trust on the first control-plane node)")
 	f.DurationVar(&o.LockTimeout, "lock-timeout", 30*time.Second, "how long to wait for another certctl run")
 	f.StringVar(&o.NewCADir, "new-ca-dir", "", "a directory (not under --root) with CA.crt and CA.key of the new CA, as certctl cluster ca-rotate's Jobs mount it")
+	f.BoolVar(&o.IgnoreOldTokens, "ignore-old-tokens", false, "phase drop of sa: go on while pods' tokens of the old key are on this node (they get 401 until the kubelet refreshes them)")
 	f.BoolVar(&o.Restart, "restart", false, "then restart the components the phase names (static pods through the kubelet and the container runtime, the kubelet through systemd or its supervisor), each verified")
 	return cmd
 }
@@ -154,7 +174,7 @@ func (o *caRotateOptions) run(ctx context.Context, args []string) error {
 		return errors.New("give --phase trust, issue or drop (one phase at a time, on every node), or --rollback")
 	}
 	ro := carotate.Options{Layout: o.Layout(), Days: o.Days, Generate: o.Generate, DryRun: o.DryRun,
-		LockTimeout: o.LockTimeout, Log: o.Streams.ErrOut, Command: "certctl ca rotate " + arg + " --phase " + o.Phase}
+		LockTimeout: o.LockTimeout, Log: o.Streams.ErrOut, IgnoreTokens: o.IgnoreOldTokens, Command: "certctl ca rotate " + arg + " --phase " + o.Phase}
 	if o.Rollback {
 		ro.Command = "certctl ca rotate " + arg + " --rollback"
 	}
@@ -260,11 +280,13 @@ func (o *caRotateOptions) keyPath() string {
 }
 
 // readNewCADir reads the new CAs in dir (CA.crt, and CA.key when there: a worker's Job gets
-// the certificate only) for each of cas it holds; it must hold at least one.
+// the certificate only; sa.pub and sa.key for the service-account key) for each of cas it
+// holds; it must hold at least one.
 func readNewCADir(dir string, cas []string) (map[string]*carotate.NewCA, error) {
 	out := map[string]*carotate.NewCA{}
 	for _, ca := range cas {
-		crt, key := filepath.Join(dir, ca+".crt"), filepath.Join(dir, ca+".key")
+		pubName, keyName := carotate.SecretNames(ca)
+		crt, key := filepath.Join(dir, pubName), filepath.Join(dir, keyName)
 		if _, err := os.Stat(crt); errors.Is(err, fs.ErrNotExist) {
 			continue
 		}

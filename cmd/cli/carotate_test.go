@@ -24,7 +24,7 @@ func TestCARotateCLI(t *testing.T) {
 		stderr string
 	}{
 		{"no phase", []string{"--root", root, "ca", "rotate", "ca"}, ExitError, "", "give --phase trust, issue or drop"},
-		{"unknown CA", []string{"--root", root, "ca", "rotate", "sa", "--phase", "trust"}, ExitError, "", `unknown CA "sa"`},
+		{"unknown CA", []string{"--root", root, "ca", "rotate", "kubelet-ca", "--phase", "trust"}, ExitError, "", `unknown CA "kubelet-ca"`},
 		{"unknown phase", []string{"--root", root, "ca", "rotate", "ca", "--phase", "swap"}, ExitError, "", `--phase "swap"`},
 		{"--new-ca-key alone", []string{"--root", root, "ca", "rotate", "ca", "--phase", "trust", "--new-ca-key", "/x.key"}, ExitError, "", "--new-ca-key needs --new-ca-cert"},
 		{"--new-ca-cert with all", []string{"--root", root, "ca", "rotate", "all", "--phase", "trust", "--new-ca-cert", "/etc/kubernetes/pki/ca.crt"}, ExitError, "", "names one CA's files"},

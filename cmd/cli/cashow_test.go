@@ -30,8 +30,12 @@ func TestCAShow(t *testing.T) {
 	if code, out, _ := run(t, "--root", tr.Root, "ca", "show", "front-proxy-ca"); code != ExitOK || strings.Count(out, "BEGIN CERTIFICATE") != 1 || !strings.HasPrefix(out, "# front-proxy-ca: ") {
 		t.Errorf("ca show front-proxy-ca: exit %d:\n%s", code, out)
 	}
-	if code, _, errOut := run(t, "--root", tr.Root, "ca", "show", "sa"); code == ExitOK || !strings.Contains(errOut, `unknown CA "sa"`) {
-		t.Errorf("ca show sa: exit %d: %s", code, errOut)
+	// The service-account key pair: its public key, as sa.pub holds it.
+	if code, out, errOut := run(t, "--root", tr.Root, "ca", "show", "sa"); code != ExitOK || !strings.HasPrefix(out, "# sa: ") || strings.Count(out, "BEGIN PUBLIC KEY") != 1 {
+		t.Errorf("ca show sa: exit %d: %s%s", code, out, errOut)
+	}
+	if code, _, errOut := run(t, "--root", tr.Root, "ca", "show", "kubelet-ca"); code == ExitOK || !strings.Contains(errOut, `unknown CA "kubelet-ca"`) {
+		t.Errorf("ca show kubelet-ca: exit %d: %s", code, errOut)
 	}
 	// Without the etcd CA (external etcd, a worker): named, the others still shown.
 	if err := os.RemoveAll(filepath.Join(tr.Layout.PKIDir, "etcd")); err != nil {

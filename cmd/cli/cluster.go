@@ -450,7 +450,7 @@ docs/ca-rotation.md.`,
 					return withCode(ExitError, fmt.Errorf("read the cluster CA %s: %w", rc.CAFile, err))
 				}
 			}
-			opts.Namespace, opts.Image, opts.Progress = o.Namespace, o.Image, o.Streams.ErrOut
+			opts.Namespace, opts.Image, opts.Progress, opts.Config = o.Namespace, o.Image, o.Streams.ErrOut, rc
 			if clusterCA && opts.Phase == "drop" && !opts.DryRun {
 				// CARotate refuses a rotation of etcd-ca while an etcd member is down; drop
 				// changes this command's own credentials first, so the check comes before.
@@ -462,6 +462,9 @@ docs/ca-rotation.md.`,
 					return withCode(ExitError, err)
 				}
 				if cs, _, err = o.clients(); err != nil {
+					return withCode(ExitError, err)
+				}
+				if opts.Config, err = restConfig(o.Globals, o.Kubeconfig); err != nil {
 					return withCode(ExitError, err)
 				}
 			}

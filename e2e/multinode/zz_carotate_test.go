@@ -42,7 +42,12 @@ import (
 // authentication (the new ones' accepted), extension-apiserver-authentication carries the new
 // CAs alone, a pod whose client-go loaded only the old CA kept talking to the API throughout,
 // the command's own refreshed kubeconfig works, `kubectl logs` on the worker works, and a new
-// machine joins with a fresh `kubeadm token create --print-join-command`.
+// machine joins with a fresh `kubeadm token create --print-join-command`. "all" takes the
+// service-account key pair too (issue 23): a token signed offline with the old sa.key is
+// accepted until drop and refused after it, one of the new key from trust on, /openid/v1/jwks
+// publishes old + new during the overlap and the new alone after drop, and the in-cluster
+// client's projected token (the old key's until the kubelet re-requested it before drop) is
+// never refused.
 func TestClusterCARotate(t *testing.T) {
 	nodes := requireLab(t)
 	ctx := context.Background()
@@ -73,6 +78,7 @@ func TestClusterCARotate(t *testing.T) {
 	oldCA, oldKey := readCA(t, pkiDir, "ca")
 	oldEtcdCA, oldEtcdKey := readCA(t, pkiDir, "etcd/ca")
 	oldFPCA, oldFPKey := readCA(t, pkiDir, "front-proxy-ca")
+	oldSAKey := readSAKey(t, saKeyPath(pkiDir, false))
 
 	var cs kubernetes.Interface = clientset(t)
 	runPause(t, cs, w.Name)
@@ -141,7 +147,7 @@ func TestClusterCARotate(t *testing.T) {
 		t.Errorf("after the rollback of trust the new CA's Secret is still there")
 	}
 	for _, n := range nodes {
-		for _, dir := range []string{"rotation/ca", "etcd/rotation/etcd-ca", "rotation/front-proxy-ca"} {
+		for _, dir := range []string{"rotation/ca", "etcd/rotation/etcd-ca", "rotation/front-proxy-ca", "rotation/sa"} {
 			if _, err := os.Stat(filepath.Join(n.Dir(), "etc-kubernetes", "pki", dir, "state.json")); err == nil {
 				t.Errorf("after the rollback %s still has a rotation state in %s", n.Name, dir)
 			}
@@ -149,6 +155,7 @@ func TestClusterCARotate(t *testing.T) {
 	}
 	assertNoJobs(t)
 
+	var sa saProbe // tokens of the old and the new service-account key (issue 23)
 	for _, phase := range []string{"trust", "issue", "drop"} {
 		roots := x509.NewCertPool()
 		if kc, err := clientcmd.LoadFromFile(local); err == nil {
@@ -201,6 +208,10 @@ func TestClusterCARotate(t *testing.T) {
 		followLab(t, local)
 		assertNoJobs(t)
 		cs = localCS()
+		if phase == "trust" {
+			sa = saProbe{old: mintSAToken(t, cs, oldSAKey), new: mintSAToken(t, cs, readSAKey(t, saKeyPath(pkiDir, true)))}
+		}
+		checkSA(t, cs, local, phase, sa)
 	}
 
 	// After drop: the refreshed kubeconfig works; the pod on the worker kept its container, and
@@ -228,6 +239,11 @@ func TestClusterCARotate(t *testing.T) {
 	for _, e := range cl.errs {
 		if strings.Contains(e, "x509") || strings.Contains(e, "certificate") {
 			t.Errorf("the in-cluster client failed to verify the apiserver: %s", e)
+		}
+		// Its projected token was the old service-account key's until the kubelet re-requested
+		// it before drop: it must never have been refused.
+		if strings.Contains(e, "Unauthorized") {
+			t.Errorf("the in-cluster client's token was refused: %s", e)
 		}
 	}
 	for _, win := range cl.windows {

@@ -65,9 +65,9 @@ func TestBadInput(t *testing.T) {
 		phase string
 		want  []string // substrings of the error
 	}{
-		{name: "unknown CA", phase: carotate.PhaseTrust, want: []string{`unknown CA "sa"`},
+		{name: "unknown CA", phase: carotate.PhaseTrust, want: []string{`unknown CA "kubelet-ca"`},
 			setup: func(t *testing.T, l pki.Layout, dir string) carotate.Options {
-				o := opts(l, "sa")
+				o := opts(l, "kubelet-ca")
 				o.Generate = true
 				return o
 			}},

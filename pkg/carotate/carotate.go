@@ -46,8 +46,9 @@ const (
 // Phases lists the phases in the order they run.
 var Phases = []string{PhaseTrust, PhaseIssue, PhaseDrop}
 
-// CAs are the CAs a node can rotate, in the order "all" takes them.
-var CAs = []string{"ca", "etcd-ca", "front-proxy-ca"}
+// CAs are the CAs a node can rotate, in the order "all" takes them; the last is the
+// service-account key pair (SA), which is no CA but rotates the same way.
+var CAs = []string{"ca", "etcd-ca", "front-proxy-ca", SA}
 
 // Validity limits of the new CA, in days.
 const (
@@ -82,6 +83,8 @@ type caDef struct {
 	flags []flagRef
 	// cluster: the cluster CA, trusted also by the kubelet (clientCAFile) and by kubeconfigs.
 	cluster bool
+	// keyPair: a key pair without certificates (SA): base.pub and base.key.
+	keyPair bool
 }
 
 var defs = map[string]caDef{
@@ -97,12 +100,13 @@ var defs = map[string]caDef{
 		{"apiserver", "requestheader-client-ca-file"}, {"controller-manager", "requestheader-client-ca-file"},
 		{"scheduler", "requestheader-client-ca-file"},
 	}},
+	SA: {name: SA, base: "sa", keyPair: true, flags: []flagRef{{"apiserver", "service-account-key-file"}}},
 }
 
 func lookup(name string) (caDef, error) {
 	d, ok := defs[name]
 	if !ok {
-		return caDef{}, fmt.Errorf("unknown CA %q: want one of %v or all", name, CAs)
+		return caDef{}, fmt.Errorf("unknown CA %q: want one of %v (sa: the service-account key pair) or all", name, CAs)
 	}
 	return d, nil
 }
@@ -130,6 +134,16 @@ func PathsOf(l pki.Layout, name string) (Paths, error) {
 		return Paths{}, err
 	}
 	dir := filepath.Join(l.PKIDir, filepath.Dir(d.base), "rotation", d.name)
+	if d.keyPair {
+		return Paths{
+			CACert: filepath.Join(l.PKIDir, d.base+".pub"), CAKey: filepath.Join(l.PKIDir, d.base+".key"),
+			Dir:     dir,
+			NewCert: filepath.Join(dir, NewPubName), NewKey: filepath.Join(dir, NewKeyName),
+			Bundle:  filepath.Join(dir, BundlePubName),
+			OldCert: filepath.Join(dir, OldPubName), OldKey: filepath.Join(dir, OldKeyName),
+			State: filepath.Join(dir, StateName),
+		}, nil
+	}
 	return Paths{
 		CACert: filepath.Join(l.PKIDir, d.base+".crt"), CAKey: filepath.Join(l.PKIDir, d.base+".key"),
 		Dir:     dir,
@@ -245,6 +259,9 @@ type Options struct {
 	NewCAs map[string]*NewCA
 	// Generate makes the new CA here (phase trust on the first control-plane node).
 	Generate bool
+	// IgnoreTokens lets phase drop of SA go on while projected tokens of the old key are on
+	// the node (their pods get 401 until the kubelet refreshes them).
+	IgnoreTokens bool
 	// DryRun plans and changes nothing.
 	DryRun bool
 	// RollbackPhase, for Rollback: undo this phase only, where it is the last one applied; a

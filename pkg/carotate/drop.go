@@ -23,6 +23,9 @@ func Drop(o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.CA == SA {
+		return saDrop(o, d, p, res, st)
+	}
 	switch {
 	case st == nil:
 		return nil, fmt.Errorf("%s: no rotation on this node (no %s): phases trust and issue come first", o.CA, p.State)
@@ -147,6 +150,11 @@ func Rollback(o Options) (*Result, error) {
 				Notes: []string{fmt.Sprintf("phase %s was not applied on this node (its last phase is %s): nothing to undo", o.RollbackPhase, step.Phase)}}, nil
 		}
 		return nil, fmt.Errorf("%s: the last phase applied on this node is %s, not %s: roll %s back first", o.CA, step.Phase, o.RollbackPhase, step.Phase)
+	}
+	if o.CA == SA && step.Phase == PhaseTrust && !o.IgnoreTokens {
+		if err := newKeyTokens(o.Layout); err != nil {
+			return nil, err
+		}
 	}
 	res := &Result{CA: o.CA, Phase: "rollback " + step.Phase, DryRun: o.DryRun, BackupID: step.BackupID}
 	m, err := backup.Load(o.Layout, step.BackupID)

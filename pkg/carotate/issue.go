@@ -31,6 +31,9 @@ func Issue(o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.CA == SA {
+		return saIssue(o, p, res, st)
+	}
 	if st == nil {
 		return nil, fmt.Errorf("%s: phase trust has not run on this node (no %s): run certctl ca rotate %s --phase trust first", o.CA, p.State, o.CA)
 	}

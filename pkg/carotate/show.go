@@ -1,7 +1,9 @@
 package carotate
 
 import (
+	"crypto"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -17,9 +19,26 @@ import (
 
 // WriteShown writes what `certctl ca show` prints for each of cas on the node at l: a line
 // "# CA: PATH (subject, key algorithm, expiry)" and the certificate in PEM (openssl reads the
-// whole as is), or "# CA: not on this node (no PATH)". ParseShown reads it back.
+// whole as is), or "# CA: not on this node (no PATH)"; for SA the public key in PEM.
+// ParseShown reads the certificates back.
 func WriteShown(w io.Writer, l pki.Layout, cas []string) error {
 	for _, ca := range cas {
+		if ca == SA {
+			pub, path, err := CurrentSA(l)
+			if errors.Is(err, fs.ErrNotExist) {
+				fmt.Fprintf(w, "# %s: not on this node (no %s)\n", ca, path)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			data, err := pki.EncodePublicKey(pub)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "# %s: %s (service-account public key, %s, sha256 %s)\n%s", ca, path, pki.KeyAlgorithm(pub), PublicKeySum(pub), data)
+			continue
+		}
 		c, path, err := Current(l, ca)
 		if errors.Is(err, fs.ErrNotExist) {
 			fmt.Fprintf(w, "# %s: not on this node (no %s)\n", ca, path)
@@ -68,5 +87,31 @@ func ParseShown(out string) map[string]*x509.Certificate {
 		block = append(block, l)
 	}
 	flush()
+	return got
+}
+
+// ParseShownKeys reads the public keys of what WriteShown wrote: each CA certificate's, and
+// SA's public key, by name.
+func ParseShownKeys(out string) map[string]crypto.PublicKey {
+	got := map[string]crypto.PublicKey{}
+	for ca, c := range ParseShown(out) {
+		got[ca] = c.PublicKey
+	}
+	var block []string
+	in := false
+	for _, l := range strings.Split(out, "\n") {
+		if name, _, ok := strings.Cut(strings.TrimPrefix(l, "# "), ":"); strings.HasPrefix(l, "# ") && ok && slices.Contains(CAs, name) {
+			in = name == SA
+			continue
+		}
+		if in {
+			block = append(block, l)
+		}
+	}
+	if b, _ := pem.Decode([]byte(strings.Join(block, "\n"))); b != nil && b.Type == "PUBLIC KEY" {
+		if k, err := x509.ParsePKIXPublicKey(b.Bytes); err == nil {
+			got[SA] = k
+		}
+	}
 	return got
 }

@@ -4,6 +4,8 @@ import (
 	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,7 +34,7 @@ func TestParseShown(t *testing.T) {
 		{"two CAs", "# ca: /etc/kubernetes/pki/ca.crt (CN=a)\n" + pemA + "# etcd-ca: /etc/kubernetes/pki/etcd/ca.crt (CN=b)\n" + pemB, map[string]*x509.Certificate{"ca": a, "etcd-ca": b}},
 		{"one not on the node", "# etcd-ca: not on this node (no /etc/kubernetes/pki/etcd/ca.crt)\n# front-proxy-ca: x\n" + pemB, map[string]*x509.Certificate{"front-proxy-ca": b}},
 		{"log lines around", "I1201 12:00:00 starting\n# ca: x\n" + pemA + "done\n", map[string]*x509.Certificate{"ca": a}},
-		{"unknown name is not a header", "# ca: x\n" + pemA + "# sa: y\n" + pemB, map[string]*x509.Certificate{"ca": a}},
+		{"unknown name is not a header", "# ca: x\n" + pemA + "# kubelet-ca: y\n" + pemB, map[string]*x509.Certificate{"ca": a}},
 		{"nothing", "Error: unknown command\n", map[string]*x509.Certificate{}},
 	}
 	for _, tc := range tests {
@@ -57,4 +59,22 @@ func key(t *testing.T) crypto.Signer {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestParseShownKeys: the service-account public key and the CAs' keys from `ca show`'s
+// output, on a tree written by the real kubeadm.
+func TestParseShownKeys(t *testing.T) {
+	l := node(t)
+	var out strings.Builder
+	if err := carotate.WriteShown(&out, l, []string{carotate.SA, "ca"}); err != nil {
+		t.Fatal(err)
+	}
+	got := carotate.ParseShownKeys(out.String())
+	sa := publicKey(t, filepath.Join(l.PKIDir, "sa.pub"))
+	if got[carotate.SA] == nil || carotate.PublicKeySum(got[carotate.SA]) != carotate.PublicKeySum(sa) {
+		t.Errorf("sa: got %v, want sa.pub's key:\n%s", got[carotate.SA], out.String())
+	}
+	if got["ca"] == nil || carotate.PublicKeySum(got["ca"]) != carotate.PublicKeySum(certs(t, filepath.Join(l.PKIDir, "ca.crt"))[0].PublicKey) {
+		t.Errorf("ca: got %v, want ca.crt's key", got["ca"])
+	}
 }

@@ -27,6 +27,9 @@ func Trust(o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.CA == SA {
+		return saTrust(o, d, p, res, st)
+	}
 	if _, err := os.Stat(p.CACert); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: no %s on this node (%s does not exist)", o.CA, o.CA, p.CACert)
 	}

@@ -67,9 +67,10 @@ func TestRotatedCAs(t *testing.T) {
 		err  string
 	}{
 		{nil, []string{"ca"}, ""},
-		{[]string{"all"}, []string{"ca", "etcd-ca", "front-proxy-ca"}, ""},
+		{[]string{"all"}, []string{"ca", "etcd-ca", "front-proxy-ca", "sa"}, ""},
 		{[]string{"front-proxy-ca", "etcd-ca", "front-proxy-ca"}, []string{"etcd-ca", "front-proxy-ca"}, ""},
-		{[]string{"ca", "sa"}, nil, `unknown CA "sa"`},
+		{[]string{"sa", "ca"}, []string{"ca", "sa"}, ""},
+		{[]string{"ca", "kubelet-ca"}, nil, `unknown CA "kubelet-ca"`},
 	} {
 		got, err := RotatedCAs(tc.args)
 		if tc.err != "" {

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -26,6 +27,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/util/keyutil"
@@ -67,8 +69,9 @@ func RotatedCAs(args []string) ([]string, error) {
 
 // CARotateOptions drive CARotate.
 type CARotateOptions struct {
-	// CAs are the CAs rotated together: ca, etcd-ca, front-proxy-ca (default: ca). etcd-ca and
-	// front-proxy-ca live on the control-plane nodes only.
+	// CAs are the CAs rotated together: ca, etcd-ca, front-proxy-ca, and sa, the
+	// service-account key pair (default: ca). etcd-ca, front-proxy-ca and sa live on the
+	// control-plane nodes only.
 	CAs      []string
 	Phase    string // trust, issue, drop; with Rollback, the phase to undo ("": as the cluster shows)
 	Rollback bool   // undo a phase on every node where it is the last applied, in reverse order
@@ -90,7 +93,12 @@ type CARotateOptions struct {
 	StopGrace time.Duration
 	LBDrain   time.Duration
 
-	planOnly bool // dry run before the Secret exists: the nodes plan with --generate
+	// Config is the command's client configuration: with it, each control-plane node's own
+	// apiserver is checked after a phase of sa (its JWKS, the key it signs with).
+	Config *rest.Config
+
+	planOnly bool             // dry run before the Secret exists: the nodes plan with --generate
+	newSA    crypto.PublicKey // the new service-account public key, when sa is rotated
 }
 
 // CARotateReport is what a phase did on the cluster.
@@ -167,6 +175,20 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 			return nil, fmt.Errorf("not allowed to update configmaps %s in kube-system (what extension API servers verify clients with; certctl takes the CA out that no apiserver trusts any more): see docs/cluster.md for the RBAC this command needs", AuthConfigMap)
 		}
 	}
+	if !o.DryRun && slices.Contains(cas, carotate.SA) {
+		// Phase drop reads every legacy token Secret (its token must be the new key's); each
+		// control-plane node's apiserver is asked for a token to see which key it signs with.
+		for _, n := range []struct{ ns, verb, resource, sub, what string }{
+			{"", "list", "secrets", "", "list secrets in all namespaces (legacy service-account token Secrets of the old key refuse drop)"},
+			{o.Namespace, "create", "serviceaccounts", "token", "create serviceaccounts/token in " + o.Namespace + " (which key each apiserver signs with)"},
+		} {
+			if ok, err := allowed(ctx, cs, n.ns, n.verb, "", n.resource, n.sub, ""); err != nil {
+				return nil, err
+			} else if !ok {
+				return nil, fmt.Errorf("not allowed to %s: see docs/cluster.md for the RBAC this command needs", n.what)
+			}
+		}
+	}
 	rep := &CARotateReport{Phase: o.Phase, CAs: cas, NewCA: map[string]string{}}
 	// Every phase of etcd-ca (and its rollback) restarts etcd on each control-plane node:
 	// refused before anything changes while a member is down.
@@ -202,6 +224,23 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 	for ca, c := range news {
 		sum := sha256.Sum256(c.Raw)
 		rep.NewCA[ca] = hex.EncodeToString(sum[:])
+	}
+	if o.newSA != nil {
+		rep.NewCA[carotate.SA] = carotate.PublicKeySum(o.newSA)
+	}
+	// Phase drop of sa: no token in use may still be the old key's. Legacy token Secrets are
+	// refused by name; every node's kubelet re-requests the pods' tokens first.
+	if slices.Contains(cas, carotate.SA) && o.Phase == "drop" && !o.Rollback && !o.DryRun {
+		stale, err := legacyTokens(ctx, cs, o.newSA)
+		if err != nil {
+			return rep, err
+		}
+		if len(stale) > 0 {
+			return rep, &LegacyTokensError{Secrets: stale}
+		}
+		if err := o.refreshTokens(ctx, cs, &ro, append(slices.Clone(cps), workers...)); err != nil {
+			return rep, fmt.Errorf("before drop of sa: %w; nothing was dropped, run the same command again", err)
+		}
 	}
 	// bundle is what a client of the apiservers trusts during the phase; newCert, the new
 	// cluster CA when it is rotated.
@@ -358,7 +397,7 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 	if err == nil {
 		var holds []string
 		for _, ca := range carotate.CAs {
-			if len(sec.Data[ca+".crt"]) > 0 {
+			if pub, _ := carotate.SecretNames(ca); len(sec.Data[pub]) > 0 {
 				holds = append(holds, ca)
 			}
 		}
@@ -367,6 +406,12 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 				o.Namespace, CARotationSecret, strings.Join(holds, " "), strings.Join(holds, " "), strings.Join(cas, " "))
 		}
 		for _, ca := range cas {
+			if ca == carotate.SA {
+				if o.newSA, err = pki.ParsePublicKey(o.Namespace+"/"+CARotationSecret+" sa.pub", sec.Data["sa.pub"]); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			c, err := pki.ParseCertificates(o.Namespace+"/"+CARotationSecret+" "+ca+".crt", sec.Data[ca+".crt"])
 			if err != nil {
 				return nil, err
@@ -381,18 +426,37 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 	if o.Phase != "trust" || o.Rollback {
 		return nil, fmt.Errorf("%s/%s is missing: the rotation starts with --phase trust", o.Namespace, CARotationSecret)
 	}
-	olds := map[string]*x509.Certificate{"ca": clusterOld}
+	olds := map[string]crypto.PublicKey{"ca": clusterOld.PublicKey}
+	oldCerts := map[string]*x509.Certificate{"ca": clusterOld}
 	if others := slices.DeleteFunc(slices.Clone(cas), func(c string) bool { return c == "ca" }); len(others) > 0 {
-		shown, err := o.showCAs(ctx, cs, ro, cps, others)
+		shown, shownCerts, err := o.showCAs(ctx, cs, ro, cps, others)
 		if err != nil {
 			return nil, err
 		}
 		maps.Copy(olds, shown)
+		maps.Copy(oldCerts, shownCerts)
 	}
 	data := map[string][]byte{}
 	var made []string
 	for _, ca := range cas {
-		old := olds[ca]
+		if ca == carotate.SA {
+			key, err := pki.GenerateKey(pki.KeyAlgorithm(olds[ca]))
+			if err != nil {
+				return nil, fmt.Errorf("a key like the old service-account key: %w", err)
+			}
+			keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
+			if err != nil {
+				return nil, err
+			}
+			pubPEM, err := pki.EncodePublicKey(key.Public())
+			if err != nil {
+				return nil, err
+			}
+			o.newSA, data["sa.pub"], data["sa.key"] = key.Public(), pubPEM, keyPEM
+			made = append(made, fmt.Sprintf("sa (service-account key, %s)", pki.KeyAlgorithm(key.Public())))
+			continue
+		}
+		old := oldCerts[ca]
 		key, err := pki.GenerateKey(pki.KeyAlgorithm(old.PublicKey))
 		if err != nil {
 			return nil, fmt.Errorf("a key like the old %s's: %w", ca, err)
@@ -427,29 +491,43 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 }
 
 // showCAs reads the CAs cas from every control-plane node (a read-only Job running
-// 'certctl ca show'): they must be there, and the same on every node.
-func (o *CARotateOptions) showCAs(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, cps []corev1.Node, cas []string) (map[string]*x509.Certificate, error) {
+// 'certctl ca show'): they must be there, and the same on every node. It returns each one's
+// public key (the service-account key's too) and the CA certificates.
+func (o *CARotateOptions) showCAs(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, cps []corev1.Node, cas []string) (map[string]crypto.PublicKey, map[string]*x509.Certificate, error) {
 	out := map[string]*x509.Certificate{}
+	keys := map[string]crypto.PublicKey{}
 	from := map[string]string{}
 	for _, n := range cps {
 		res, err := ro.nodeJob(ctx, cs, JobSpec{Node: n.Name, Component: "show", Args: append([]string{"ca", "show"}, cas...)}, 0)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		shown := carotate.ParseShown(res.Logs)
+		shown, shownKeys := carotate.ParseShown(res.Logs), carotate.ParseShownKeys(res.Logs)
 		for _, ca := range cas {
+			if ca == carotate.SA {
+				k := shownKeys[ca]
+				if k == nil {
+					return nil, nil, fmt.Errorf("%s: no service-account key (sa.pub) on the node; the node said: %s", n.Name, tail(res.Logs, 400))
+				}
+				if prev := keys[ca]; prev == nil {
+					keys[ca], from[ca] = k, n.Name
+				} else if carotate.PublicKeySum(prev) != carotate.PublicKeySum(k) {
+					return nil, nil, fmt.Errorf("%s holds another service-account key (sa.pub) than %s: the control-plane nodes must share it", n.Name, from[ca])
+				}
+				continue
+			}
 			c := shown[ca]
 			if c == nil {
-				return nil, fmt.Errorf("%s: no %s on the node (external etcd?): certctl cluster ca-rotate rotates the CAs kubeadm keeps on the control-plane nodes; the node said: %s", n.Name, ca, tail(res.Logs, 400))
+				return nil, nil, fmt.Errorf("%s: no %s on the node (external etcd?): certctl cluster ca-rotate rotates the CAs kubeadm keeps on the control-plane nodes; the node said: %s", n.Name, ca, tail(res.Logs, 400))
 			}
 			if prev := out[ca]; prev == nil {
-				out[ca], from[ca] = c, n.Name
+				out[ca], keys[ca], from[ca] = c, c.PublicKey, n.Name
 			} else if !prev.Equal(c) {
-				return nil, fmt.Errorf("%s holds another %s (%s, serial %s) than %s (%s, serial %s): the control-plane nodes must share their CAs", n.Name, ca, c.Subject, c.SerialNumber, from[ca], prev.Subject, prev.SerialNumber)
+				return nil, nil, fmt.Errorf("%s holds another %s (%s, serial %s) than %s (%s, serial %s): the control-plane nodes must share their CAs", n.Name, ca, c.Subject, c.SerialNumber, from[ca], prev.Subject, prev.SerialNumber)
 			}
 		}
 	}
-	return out, nil
+	return keys, out, nil
 }
 
 // authWant says which CAs a key of the extension-apiserver-authentication ConfigMap must carry
@@ -599,6 +677,11 @@ func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interfac
 			return true, nil
 		}); err != nil {
 			return fmt.Errorf("apiserver %s not ready as expected within %s: %s", addr, ro.VerifyTimeout, last)
+		}
+		if slices.Contains(cas, carotate.SA) {
+			if err := o.verifySA(ctx, addr, bundle); err != nil {
+				return err
+			}
 		}
 	}
 	if nr.KubeletRestarted {
