@@ -371,11 +371,12 @@ func printEndpointReport(s Streams, rep *cluster.EndpointReport) {
 func newClusterCARotateCmd(o *clusterOptions) *cobra.Command {
 	var opts cluster.CARotateOptions
 	cmd := &cobra.Command{
-		Use:   "ca-rotate [ca|etcd-ca|front-proxy-ca|all]... --phase trust|issue|drop",
-		Short: "Replace the cluster's CAs on every node, one phase at a time, the API never down",
+		Use:   "ca-rotate [ca|etcd-ca|front-proxy-ca|sa|all]... --phase trust|issue|drop",
+		Short: "Replace the cluster's CAs (and service-account key) on every node, one phase at a time, the API never down",
 		Long: `ca-rotate runs one phase of the rotation of the CAs named ('certctl ca rotate CA...'; default
-the cluster CA "ca"; "all" is ca, etcd-ca and front-proxy-ca together) on every node that holds
-them (the cluster CA: every node; etcd-ca and front-proxy-ca: the control-plane nodes only)
+the cluster CA "ca"; "sa" is the service-account signing key pair; "all" is ca, etcd-ca,
+front-proxy-ca and sa together) on every node that holds them (the cluster CA: every node;
+etcd-ca, front-proxy-ca and sa: the control-plane nodes only)
 through Jobs pinned to them: the control-plane nodes one at a time, then the workers, each
 node's components restarted by its Job and verified from here before the next node starts
 (its apiserver ready and serving a certificate of the expected CA, its kubelet reporting
@@ -398,6 +399,14 @@ cluster before the next:
          client read only the old CA keep talking to the API: no pod is restarted.
   drop   every verifier back to the new CA alone; cluster-info and kube-root-ca.crt too; the
          Secret deleted. A certificate of the old CA is refused from then on.
+
+For sa: trust makes every apiserver verify tokens of the old and the new key (its JWKS
+publishes both), issue makes them and the controller-managers sign with the new key, drop
+removes the old key. Before drop, every legacy service-account token Secret must hold a token
+of the new key (refused otherwise, each named, with the command that re-issues it), and every
+node (workers too) runs 'certctl ca tokens --refresh': its kubelet re-requests the pods'
+tokens, signed by the new key, and the clients get a minute to read them. Each apiserver is
+checked at its own address after its node's Job (its JWKS, and the key of a token it issues).
 
 After each phase certctl waits until kube-system/extension-apiserver-authentication (what
 extension API servers such as metrics-server verify clients with: client-ca-file for the
@@ -422,6 +431,11 @@ docs/ca-rotation.md.`,
   certctl cluster ca-rotate --phase issue
   certctl cluster ca-rotate --phase drop
   certctl cluster ca-rotate --rollback              # undo the last phase (trust or issue)
+
+  # the service-account signing key (sa.key, sa.pub)
+  certctl cluster ca-rotate sa --phase trust
+  certctl cluster ca-rotate sa --phase issue
+  certctl cluster ca-rotate sa --phase drop
 
   # the etcd and front-proxy CAs together, on the control-plane nodes
   certctl cluster ca-rotate etcd-ca front-proxy-ca --phase trust

@@ -76,6 +76,10 @@ func (d *diagnoser) item(it *pki.Item) Certificate {
 	}
 	if s.Kind == pki.KindKeyPair {
 		c.KeyAlgorithm = pki.KeyAlgorithm(it.PublicKey)
+		if !it.Written.IsZero() {
+			w := it.Written.UTC()
+			c.KeyWritten = &w
+		}
 		d.keyChecks(&c, it, it.PublicKey, base)
 		return c
 	}

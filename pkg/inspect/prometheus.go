@@ -17,6 +17,7 @@ import (
 //	certctl_inspect_timestamp_seconds                            when inspect ran
 //	certctl_last_run_timestamp_seconds, certctl_last_run_success  the last renewal run
 //	certctl_ca_rotation_phase_timestamp_seconds{ca,phase}        a CA rotation's last phase
+//	certctl_key_pair_written_timestamp_seconds{name,path}         when sa.pub was written (its age)
 //	certctl_schedule_next_run_timestamp_seconds{method}          when the schedule was due next
 func RenderPrometheus(w io.Writer, r *Report) error {
 	var b strings.Builder
@@ -85,6 +86,19 @@ func RenderPrometheus(w io.Writer, r *Report) error {
 		b.WriteString("# TYPE certctl_ca_rotation_phase_timestamp_seconds gauge\n")
 		for _, rot := range r.CARotations {
 			fmt.Fprintf(&b, "certctl_ca_rotation_phase_timestamp_seconds{ca=%s,phase=%s} %d\n", q(rot.CA), q(rot.Phase), rot.Time.Unix())
+		}
+	}
+	var pairs []Certificate
+	for _, c := range r.Certificates {
+		if c.KeyWritten != nil {
+			pairs = append(pairs, c)
+		}
+	}
+	if len(pairs) > 0 {
+		b.WriteString("# HELP certctl_key_pair_written_timestamp_seconds When a key pair without a certificate (the service-account key, sa) was written: nothing expires it, its age is what a rotation policy checks.\n")
+		b.WriteString("# TYPE certctl_key_pair_written_timestamp_seconds gauge\n")
+		for _, c := range pairs {
+			fmt.Fprintf(&b, "certctl_key_pair_written_timestamp_seconds{name=%s,path=%s} %d\n", q(c.Name), q(c.Path), c.KeyWritten.Unix())
 		}
 	}
 	if s := r.Schedule; s != nil {

@@ -108,6 +108,22 @@ func renderTable(w io.Writer, r *Report, wide bool) error {
 	if n == 0 {
 		fmt.Fprintln(w, "\nNo findings.")
 	}
+	for _, c := range r.Certificates {
+		if c.KeyWritten != nil {
+			fmt.Fprintf(w, "\nKey pair %s: %s, written %s (%s ago); nothing expires it: rotate it with certctl cluster ca-rotate %s (docs/ca-rotation.md)\n",
+				c.Name, dash(c.KeyAlgorithm), c.KeyWritten.Format("Jan 02, 2006 15:04 MST"), Residual(r.GeneratedAt.Sub(*c.KeyWritten)), c.Name)
+		}
+	}
+	for i, rot := range r.CARotations {
+		if i == 0 {
+			fmt.Fprintln(w, "\nRotations on this node (certctl ca rotate):")
+		}
+		state := "in progress"
+		if rot.Phase == "drop" {
+			state = "complete"
+		}
+		fmt.Fprintf(w, "  %-15s phase %-5s done %s (%s)\n", rot.CA, rot.Phase, rot.Time.UTC().Format("Jan 02, 2006 15:04 MST"), state)
+	}
 	if lr := r.LastRun; lr != nil {
 		fmt.Fprintf(w, "\nLast renewal run: %s\n", lr.Summary())
 	}

@@ -91,7 +91,10 @@ type Certificate struct {
 	EmailAddresses []string   `json:"emailAddresses,omitempty" yaml:"emailAddresses,omitempty"`
 	URIs           []string   `json:"uris,omitempty" yaml:"uris,omitempty"`
 	KeyAlgorithm   string     `json:"keyAlgorithm,omitempty" yaml:"keyAlgorithm,omitempty"`
-	CA             string     `json:"ca" yaml:"ca"`
+	// KeyWritten is when a key pair without a certificate (sa) was written: its age, since
+	// nothing expires it (kubeadm never rotates it; certctl ca rotate sa does).
+	KeyWritten *time.Time `json:"keyWritten,omitempty" yaml:"keyWritten,omitempty"`
+	CA         string     `json:"ca" yaml:"ca"`
 	// Status is ok, info, warning, critical (the worst finding), or absent when the node
 	// does not have the item by its role.
 	Status   string    `json:"status" yaml:"status"`

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/certctl/certctl/pkg/kubeconfig"
 	"gopkg.in/yaml.v3"
@@ -29,7 +30,10 @@ type Item struct {
 	Certs     []*x509.Certificate // the certificate file, leaf first
 	Key       crypto.Signer       // nil when the key is not there or does not parse
 	PublicKey crypto.PublicKey    // for key pairs (sa.pub)
-	KeyAbsent bool                // the key file does not exist (for a CA: externally managed)
+	// Written is when a key pair's public key file was last written (kubeadm writes sa.key
+	// and sa.pub together, and the rotation's phase issue both): the pair's age.
+	Written   time.Time
+	KeyAbsent bool // the key file does not exist (for a CA: externally managed)
 
 	CertErr error // the certificate could not be read or parsed
 	KeyErr  error // the key could not be read or parsed
@@ -184,6 +188,9 @@ func (inv *Inventory) load(s Spec) *Item {
 			break
 		}
 		it.PublicKey, it.CertErr = ParsePublicKey(it.Path, data)
+		if st, err := os.Stat(it.Path); err == nil {
+			it.Written = st.ModTime()
+		}
 		it.Key, it.KeyAbsent, it.KeyErr = readKey(it.KeyPath)
 	default:
 		it.Certs, it.CertErr = readCerts(inv.FollowLink(it.Path))

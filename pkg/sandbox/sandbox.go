@@ -454,6 +454,13 @@ func (g *gen) write(l pki.Layout) error {
 	if err := writeAll(files, manifestPaths); err != nil {
 		return err
 	}
+	// The service-account key pair was made when the tree was (Now): its age, which inspect
+	// reports, is the tree's.
+	for _, name := range []string{"sa.key", "sa.pub"} {
+		if err := os.Chtimes(filepath.Join(l.PKIDir, name), o.Now, o.Now); err != nil {
+			return fmt.Errorf("date %s: %w", name, err)
+		}
+	}
 	// The kubelet's rotating files are symlinks to the dated PEMs beside them, ABSOLUTE node
 	// paths as the kubelet writes them (kubelet-client-current.pem ->
 	// /var/lib/kubelet/pki/kubelet-client-<date>.pem): under --root they point outside the

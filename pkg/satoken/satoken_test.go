@@ -29,7 +29,7 @@ func key(t *testing.T, alg string) crypto.Signer {
 }
 
 // token signs a bound token of pod NS/NAME issued at iat, as the apiserver does.
-func token(t *testing.T, k crypto.Signer, pod string, iat time.Time) string {
+func token(t testing.TB, k crypto.Signer, pod string, iat time.Time) string {
 	t.Helper()
 	alg := jose.RS256
 	if _, ok := k.(*ecdsa.PrivateKey); ok {
@@ -128,7 +128,10 @@ func TestSurveyAndRefresh(t *testing.T) {
 				restarts++
 				// The new kubelet writes the pod's token later, with a token issued long enough ago
 				// that Settle has nothing to wait for.
-				go func() { time.Sleep(100 * time.Millisecond); project(t, l, "uid-1", token(t, newKey, "default/one", long)) }()
+				go func() {
+					time.Sleep(100 * time.Millisecond)
+					project(t, l, "uid-1", token(t, newKey, "default/one", long))
+				}()
 				return nil
 			}})
 		if err != nil || restarts != 1 || !res.KubeletRestarted || res.Stale != 1 {
