@@ -68,7 +68,7 @@ type caRotateOptions struct {
 	// IgnoreOldTokens: phase drop of sa goes on with pods' tokens of the old key on the node.
 	IgnoreOldTokens bool
 	Restart         bool
-	restart  restartOptions
+	restart         restartOptions
 }
 
 func newCARotateCmd(g *Globals) *cobra.Command {
