@@ -267,6 +267,32 @@ func (r *StatusReport) table(w io.Writer, wide bool) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	// Where each node is in a rotation (certctl cluster ca-rotate, or ca rotate on the node):
+	// during one, the nodes' phases tell how far it got.
+	var rot [][]string
+	for _, n := range r.Nodes {
+		if !n.Ran {
+			continue
+		}
+		for _, c := range n.Report.CARotations {
+			state := "in progress"
+			if c.Phase == "drop" {
+				state = "complete"
+			}
+			rot = append(rot, []string{n.Node, c.CA, c.Phase, c.Time.UTC().Format("Jan 02, 2006 15:04 MST"), state})
+		}
+	}
+	if len(rot) > 0 {
+		fmt.Fprintln(w, "\nROTATIONS")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tCA\tPHASE\tDONE\tSTATE")
+		for _, row := range rot {
+			fmt.Fprintln(tw, strings.Join(row, "\t"))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
 	if r.KubeletsProblem != "" {
 		fmt.Fprintf(w, "\nKUBELET SERVING CERTIFICATES: not looked at: %s\n", r.KubeletsProblem)
 	}

@@ -51,3 +51,42 @@ func TestStatusKeepsTheKubeletsProblem(t *testing.T) {
 		t.Errorf("worst of a report whose only problem is the kubelets': %v, want warning", w)
 	}
 }
+
+// TestStatusShowsRotations: during a rotation the table says which phase each node is in.
+func TestStatusShowsRotations(t *testing.T) {
+	at := time.Date(2026, 12, 3, 9, 12, 0, 0, time.UTC)
+	node := func(name string, rots ...inspect.CARotation) NodeReport {
+		return NodeReport{Node: name, Ran: true, Report: &inspect.Report{GeneratedAt: at, CARotations: rots}}
+	}
+	tests := []struct {
+		name  string
+		nodes []NodeReport
+		want  []string
+		not   []string
+	}{
+		{"none", []NodeReport{node("cp1")}, nil, []string{"ROTATIONS"}},
+		{"half way", []NodeReport{
+			node("cp1", inspect.CARotation{CA: "sa", Phase: "issue", Time: at}),
+			node("cp2", inspect.CARotation{CA: "sa", Phase: "trust", Time: at}),
+			node("cp3", inspect.CARotation{CA: "ca", Phase: "drop", Time: at}),
+		}, []string{"ROTATIONS", "cp1   sa  issue  Dec 03, 2026 09:12 UTC  in progress", "cp2   sa  trust", "cp3   ca  drop   Dec 03, 2026 09:12 UTC  complete"}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			if err := (&StatusReport{GeneratedAt: at, Nodes: tc.nodes}).Render(&out, "table"); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("lacks %q:\n%s", w, out.String())
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(out.String(), w) {
+					t.Errorf("has %q:\n%s", w, out.String())
+				}
+			}
+		})
+	}
+}
