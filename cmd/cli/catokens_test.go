@@ -1,17 +1,15 @@
 package cli
 
 import (
-	"crypto"
-	"crypto/ecdsa"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/sandbox"
 )
@@ -28,34 +26,10 @@ func podToken(t *testing.T, root, uid, name, keyPath string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alg := jose.RS256
-	if _, ok := key.(*ecdsa.PrivateKey); ok {
-		alg = jose.ES256
-	}
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: crypto.Signer(key)}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now().Add(-10 * time.Minute)
-	tok, err := jwt.Signed(sig).Claims(jwt.Claims{Subject: "system:serviceaccount:default:default", IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Hour))}).
-		Claims(map[string]any{"kubernetes.io": map[string]any{"namespace": "default", "pod": map[string]string{"name": name}}}).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	vol := filepath.Join(root, "var/lib/kubelet/pods", uid, "volumes/kubernetes.io~projected/kube-api-access-1")
-	if err := os.MkdirAll(filepath.Join(vol, "..2026_12_03"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(vol, "..2026_12_03", "token"), []byte(tok), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for link, target := range map[string]string{"..data": "..2026_12_03", "token": "..data/token"} {
-		if _, err := os.Lstat(filepath.Join(vol, link)); err != nil {
-			if err := os.Symlink(target, filepath.Join(vol, link)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	tok := testenv.SignSAToken(t, key, jwt.Claims{Subject: "system:serviceaccount:default:default", IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Hour))},
+		map[string]any{"namespace": "default", "pod": map[string]string{"name": name}}, "")
+	testenv.ProjectToken(t, filepath.Join(root, "var/lib/kubelet"), uid, tok)
 }
 
 // TestCATokensCLI: `certctl ca tokens` names the key that signed each pod's token on the node,

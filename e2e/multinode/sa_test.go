@@ -3,14 +3,12 @@ package multinode
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	authnv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/pki"
 )
 
@@ -52,24 +51,11 @@ func mintSAToken(t *testing.T, cs kubernetes.Interface, key crypto.Signer) strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	alg := jose.RS256
-	if _, ok := key.(*ecdsa.PrivateKey); ok {
-		alg = jose.ES256
-	}
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, (&jose.SignerOptions{}).WithType("JWT"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	const issuer = "https://kubernetes.default.svc.cluster.local"
 	now := time.Now()
-	tok, err := jwt.Signed(sig).Claims(jwt.Claims{Issuer: issuer, Subject: "system:serviceaccount:default:default", Audience: jwt.Audience{issuer},
-		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)), Expiry: jwt.NewNumericDate(now.Add(2 * time.Hour))}).
-		Claims(map[string]any{"kubernetes.io": map[string]any{"namespace": "default", "serviceaccount": map[string]string{"name": "default", "uid": string(sa.UID)}}}).
-		Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return testenv.SignSAToken(t, key, jwt.Claims{Issuer: issuer, Subject: "system:serviceaccount:default:default", Audience: jwt.Audience{issuer},
+		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)), Expiry: jwt.NewNumericDate(now.Add(2 * time.Hour))},
+		map[string]any{"namespace": "default", "serviceaccount": map[string]string{"name": "default", "uid": string(sa.UID)}}, "")
 }
 
 // tokenAccepted says whether the apiservers behind the balancer accept token (a

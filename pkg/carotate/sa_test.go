@@ -3,12 +3,10 @@ package carotate_test
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -35,23 +32,10 @@ const saIssuer = "https://kubernetes.default.svc.cluster.local" // testenv's --s
 // copy of sa.key could.
 func mint(t *testing.T, key crypto.Signer, name, uid string) string {
 	t.Helper()
-	alg := jose.RS256
-	if _, ok := key.(*ecdsa.PrivateKey); ok {
-		alg = jose.ES256
-	}
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, (&jose.SignerOptions{}).WithType("JWT"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now()
-	claims := jwt.Claims{Issuer: saIssuer, Subject: "system:serviceaccount:default:" + name, Audience: jwt.Audience{saIssuer},
-		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)), Expiry: jwt.NewNumericDate(now.Add(time.Hour))}
-	k8s := map[string]any{"kubernetes.io": map[string]any{"namespace": "default", "serviceaccount": map[string]string{"name": name, "uid": uid}}}
-	tok, err := jwt.Signed(sig).Claims(claims).Claims(k8s).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return testenv.SignSAToken(t, key, jwt.Claims{Issuer: saIssuer, Subject: "system:serviceaccount:default:" + name, Audience: jwt.Audience{saIssuer},
+		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)), Expiry: jwt.NewNumericDate(now.Add(time.Hour))},
+		map[string]any{"namespace": "default", "serviceaccount": map[string]string{"name": name, "uid": uid}}, "")
 }
 
 // authStatus is what the apiserver answers a SelfSubjectReview with the bearer token: 201 when
@@ -109,28 +93,9 @@ func requestToken(t *testing.T, cs kubernetes.Interface, name string) string {
 	return tr.Status.Token
 }
 
-// projectToken writes token where the kubelet keeps a pod's projected token, the way its
-// atomic writer does (a timestamped directory, ..data linking to it, token linking through
-// ..data).
 func projectToken(t *testing.T, l pki.Layout, podUID, token string) {
 	t.Helper()
-	vol := filepath.Join(l.Resolve(l.KubeletDir), "pods", podUID, "volumes", "kubernetes.io~projected", "kube-api-access-x7k2p")
-	stamp := fmt.Sprintf("..%d", time.Now().UnixNano())
-	if err := os.MkdirAll(filepath.Join(vol, stamp), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(vol, stamp, "token"), []byte(token), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(filepath.Join(vol, "..data"))
-	if err := os.Symlink(stamp, filepath.Join(vol, "..data")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Lstat(filepath.Join(vol, "token")); err != nil {
-		if err := os.Symlink("..data/token", filepath.Join(vol, "token")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testenv.ProjectToken(t, l.Resolve(l.KubeletDir), podUID, token)
 }
 
 func signerKey(t *testing.T, path string) crypto.Signer {

@@ -3,18 +3,14 @@ package satoken_test
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/satoken"
 )
@@ -31,47 +27,15 @@ func key(t *testing.T, alg string) crypto.Signer {
 // token signs a bound token of pod NS/NAME issued at iat, as the apiserver does.
 func token(t testing.TB, k crypto.Signer, pod string, iat time.Time) string {
 	t.Helper()
-	alg := jose.RS256
-	if _, ok := k.(*ecdsa.PrivateKey); ok {
-		alg = jose.ES256
-	}
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: k}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ns, name, _ := strings.Cut(pod, "/")
-	s, err := jwt.Signed(sig).Claims(jwt.Claims{Issuer: "https://kubernetes.default.svc.cluster.local", Subject: "system:serviceaccount:" + ns + ":default",
-		IssuedAt: jwt.NewNumericDate(iat), Expiry: jwt.NewNumericDate(iat.Add(time.Hour))}).
-		Claims(map[string]any{"kubernetes.io": map[string]any{"namespace": ns, "pod": map[string]string{"name": name, "uid": "u"}}}).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return testenv.SignSAToken(t, k, jwt.Claims{Issuer: "https://kubernetes.default.svc.cluster.local", Subject: "system:serviceaccount:" + ns + ":default",
+		IssuedAt: jwt.NewNumericDate(iat), Expiry: jwt.NewNumericDate(iat.Add(time.Hour))},
+		map[string]any{"namespace": ns, "pod": map[string]string{"name": name, "uid": "u"}}, "k1")
 }
 
-// project writes token as the kubelet's atomic writer does: a timestamped directory, ..data
-// linking to it, token linking through ..data (and ca.crt, which is no token).
 func project(t *testing.T, l pki.Layout, uid, tok string) {
 	t.Helper()
-	vol := filepath.Join(l.Resolve(l.KubeletDir), "pods", uid, "volumes", "kubernetes.io~projected", "kube-api-access-abcde")
-	stamp := fmt.Sprintf("..%d", time.Now().UnixNano())
-	must(t, os.MkdirAll(filepath.Join(vol, stamp), 0o755))
-	must(t, os.WriteFile(filepath.Join(vol, stamp, "token"), []byte(tok), 0o600))
-	must(t, os.WriteFile(filepath.Join(vol, stamp, "ca.crt"), []byte("-----BEGIN CERTIFICATE-----\n"), 0o644))
-	os.Remove(filepath.Join(vol, "..data"))
-	must(t, os.Symlink(stamp, filepath.Join(vol, "..data")))
-	for _, f := range []string{"token", "ca.crt"} {
-		if _, err := os.Lstat(filepath.Join(vol, f)); err != nil {
-			must(t, os.Symlink("..data/"+f, filepath.Join(vol, f)))
-		}
-	}
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
+	testenv.ProjectToken(t, l.Resolve(l.KubeletDir), uid, tok)
 }
 
 func TestSigner(t *testing.T) {
