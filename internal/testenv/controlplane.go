@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -161,9 +162,9 @@ func (cp *ControlPlane) Kubeconfig(t testing.TB, name string) string {
 // AdminKubeconfig is Kubeconfig(t, "admin.conf").
 func (cp *ControlPlane) AdminKubeconfig(t testing.TB) string { return cp.Kubeconfig(t, "admin.conf") }
 
-// ClientsetFor returns a clientset authenticated by the kubeconfig at path, with the server
+// RESTConfigFor is the client configuration of the kubeconfig at path, with the server
 // pointed at this control plane.
-func (cp *ControlPlane) ClientsetFor(t testing.TB, path string) *kubernetes.Clientset {
+func (cp *ControlPlane) RESTConfigFor(t testing.TB, path string) *rest.Config {
 	t.Helper()
 	rc, err := clientcmd.BuildConfigFromFlags(cp.URL, path)
 	if err != nil {
@@ -171,7 +172,19 @@ func (cp *ControlPlane) ClientsetFor(t testing.TB, path string) *kubernetes.Clie
 	}
 	rc.TLSClientConfig.ServerName = APIServerName
 	rc.QPS, rc.Burst = 500, 1000 // tests create objects in bulk
-	cs, err := kubernetes.NewForConfig(rc)
+	return rc
+}
+
+// RESTConfig is RESTConfigFor the tree's admin.conf.
+func (cp *ControlPlane) RESTConfig(t testing.TB) *rest.Config {
+	return cp.RESTConfigFor(t, cp.AdminKubeconfig(t))
+}
+
+// ClientsetFor returns a clientset authenticated by the kubeconfig at path, with the server
+// pointed at this control plane.
+func (cp *ControlPlane) ClientsetFor(t testing.TB, path string) *kubernetes.Clientset {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(cp.RESTConfigFor(t, path))
 	if err != nil {
 		t.Fatal(err)
 	}

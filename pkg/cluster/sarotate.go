@@ -100,12 +100,11 @@ func (o *CARotateOptions) refreshTokens(ctx context.Context, cs kubernetes.Inter
 }
 
 // nodeClient is a client of one control-plane node's apiserver (addr), with the command's
-// credentials, trusting bundle.
+// credentials (and the server name it verifies, when its kubeconfig sets one), trusting bundle.
 func (o *CARotateOptions) nodeClient(addr string, bundle []byte) (kubernetes.Interface, error) {
 	cfg := rest.CopyConfig(o.Config)
 	cfg.Host = "https://" + addr
 	cfg.TLSClientConfig.CAData, cfg.TLSClientConfig.CAFile = bundle, ""
-	cfg.TLSClientConfig.ServerName = ""
 	cfg.Timeout = 5 * time.Second
 	return kubernetes.NewForConfig(cfg)
 }
@@ -140,7 +139,9 @@ func (o *CARotateOptions) verifySA(ctx context.Context, addr string, bundle []by
 	}
 	want := carotate.PublicKeySum(o.newSA)
 	var last string
-	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, o.ReadyTimeout, true, func(ctx context.Context) (bool, error) {
+	// Each request runs on ctx with the client's own timeout, not on the poll's deadline: a
+	// request cut short by the deadline would hide the last complete answer.
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, o.ReadyTimeout, true, func(context.Context) (bool, error) {
 		keys, err := jwksKeys(ctx, cs)
 		if err != nil {
 			last = err.Error()
