@@ -3,10 +3,10 @@ package cluster
 import (
 	"context"
 	"crypto"
-	"slices"
-	"strings"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
