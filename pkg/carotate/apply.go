@@ -68,6 +68,10 @@ func txnChanges(edits []fileEdit) []txn.Change {
 	var out []txn.Change
 	idx := map[string]int{}
 	for _, e := range edits {
+		if e.remove {
+			out = append(out, txn.Change{Path: e.path, Remove: true})
+			continue
+		}
 		if e.data == nil {
 			continue
 		}

@@ -165,13 +165,13 @@ func TestBadInput(t *testing.T) {
 				issue(t, l)
 				return opts(l, "ca")
 			}},
-		{name: "trust again after a complete rotation", phase: carotate.PhaseTrust, want: []string{"is complete (phase drop)", "move that directory away"},
+		// A new rotation after a complete one needs a new CA: the completed one's new.crt is the
+		// CA now (TestSecondRotation runs the new rotation).
+		{name: "trust again after a complete rotation, no new CA given", phase: carotate.PhaseTrust, want: []string{"no new CA", "--generate"},
 			setup: func(t *testing.T, l pki.Layout, dir string) carotate.Options {
 				issue(t, l)
 				mustPhase(t, carotate.PhaseDrop, opts(l, "ca"))
-				o := opts(l, "ca")
-				o.Generate = true
-				return o
+				return opts(l, "ca")
 			}},
 		{name: "damaged state file", phase: carotate.PhaseIssue, want: []string{"state.json", "not a rotation state file"},
 			setup: func(t *testing.T, l pki.Layout, dir string) carotate.Options {

@@ -26,6 +26,7 @@ type fileEdit struct {
 	mode      os.FileMode
 	what      string
 	component string // who reads it and must restart; empty: nobody (a new file, a user's kubeconfig)
+	remove    bool   // the file is removed (it is in the phase's backup)
 }
 
 // kubeconfigFiles are the kubeconfigs that trust the cluster CA, with who reads them.

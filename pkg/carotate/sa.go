@@ -135,8 +135,10 @@ func saTrust(o Options, d caDef, p Paths, res *Result, st *State) (*Result, erro
 	if _, err := os.Stat(p.CACert); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("sa: no service-account key on this node (%s does not exist): only control-plane nodes hold it", p.CACert)
 	}
-	if st != nil && st.Phase == PhaseDrop {
-		return nil, fmt.Errorf("sa: the rotation in %s is complete (phase drop); to rotate the key again, move that directory away first", p.Dir)
+	leftovers, notes := restartAfterDrop(p, st)
+	if leftovers != nil || notes != nil {
+		st = nil // a new rotation: the completed one's new key is the key now
+		res.Notes = append(res.Notes, notes...)
 	}
 	if st != nil {
 		if o.NewCA != nil {
@@ -156,7 +158,7 @@ func saTrust(o Options, d caDef, p Paths, res *Result, st *State) (*Result, erro
 	if err != nil {
 		return nil, err
 	}
-	nw, created, err := newSAPair(o, p, old)
+	nw, created, err := newSAPair(o, p, old, notes != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +169,7 @@ func saTrust(o Options, d caDef, p Paths, res *Result, st *State) (*Result, erro
 		return nil, fmt.Errorf("sa: this node holds the signing key %s, so phase issue will sign with the new key: give its private key too (--new-ca-key, the new.key of the node that generated it)", p.CAKey)
 	}
 	bundle := append(slices.Clone(old.pubPEM), nw.pubPEM...)
-	var edits []fileEdit
+	edits := leftovers
 	if nw.key != nil {
 		edits = append(edits, fileEdit{path: p.NewKey, data: nw.keyPEM, mode: 0o600, what: created + " new service-account signing key"})
 	}
@@ -186,8 +188,9 @@ func saTrust(o Options, d caDef, p Paths, res *Result, st *State) (*Result, erro
 	return res, apply(o, p, res, st, edits)
 }
 
-// newSAPair finds or makes the new key pair; created says which.
-func newSAPair(o Options, p Paths, old *saPair) (*saPair, string, error) {
+// newSAPair finds or makes the new key pair; created says which. fresh: the rotation
+// directory holds a completed rotation, whose new.pub is no new key.
+func newSAPair(o Options, p Paths, old *saPair, fresh bool) (*saPair, string, error) {
 	if o.NewCA != nil {
 		n, err := parseSAPair(o.NewCA.CertPath, o.NewCA.CertPEM, o.NewCA.KeyPath, o.NewCA.KeyPEM)
 		if o.NewCA.KeyPath != "" && o.NewCA.KeyPEM == nil && err == nil {
@@ -195,7 +198,7 @@ func newSAPair(o Options, p Paths, old *saPair) (*saPair, string, error) {
 		}
 		return n, "install", err
 	}
-	if _, err := os.Stat(p.NewCert); err == nil {
+	if _, err := os.Stat(p.NewCert); err == nil && !fresh {
 		n, err := readSAPair(p.NewCert, p.NewKey)
 		return n, "keep", err
 	}

@@ -309,3 +309,46 @@ func sameMap(a, b map[string]string) bool {
 	}
 	return true
 }
+
+// TestSecondRotation: a year later the key (or a CA) is rotated again in the same rotation
+// directory: trust after a complete rotation starts a new one (the completed one's files in
+// its backup, its old key removed), its rollback puts the completed rotation back exactly, and
+// the new rotation runs through to a third key.
+func TestSecondRotation(t *testing.T) {
+	for _, ca := range []string{carotate.SA, "front-proxy-ca"} {
+		t.Run(ca, func(t *testing.T) {
+			l := clone(t, node(t))
+			p, err := carotate.PathsOf(l, ca)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := read(t, p.CACert)
+			o := opts(l, ca)
+			for _, ph := range carotate.Phases {
+				o.Generate = ph == carotate.PhaseTrust
+				mustPhase(t, ph, o)
+			}
+			second := read(t, p.CACert)
+			complete := snapshot(t, l)
+			o.Generate = true
+			res := mustPhase(t, carotate.PhaseTrust, o)
+			if res.AlreadyDone || !strings.Contains(strings.Join(res.Notes, " "), "is followed by a new one") {
+				t.Fatalf("trust after a complete rotation: %+v", res)
+			}
+			if _, err := os.Stat(p.OldKey); err == nil {
+				t.Errorf("%s of the completed rotation is still there", p.OldKey)
+			}
+			o.Generate = false
+			mustPhase(t, "rollback", o)
+			sameSnapshot(t, "rollback of the second trust", complete, snapshot(t, l))
+			for _, ph := range carotate.Phases {
+				o.Generate = ph == carotate.PhaseTrust
+				mustPhase(t, ph, o)
+			}
+			third := read(t, p.CACert)
+			if string(third) == string(second) || string(third) == string(first) {
+				t.Errorf("after the second rotation %s is not a third key", p.CACert)
+			}
+		})
+	}
+}

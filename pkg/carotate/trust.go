@@ -33,8 +33,10 @@ func Trust(o Options) (*Result, error) {
 	if _, err := os.Stat(p.CACert); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: no %s on this node (%s does not exist)", o.CA, o.CA, p.CACert)
 	}
-	if st != nil && st.Phase == PhaseDrop {
-		return nil, fmt.Errorf("%s: the rotation in %s is complete (phase drop); to rotate %s again, move that directory away first", o.CA, p.Dir, o.CA)
+	leftovers, notes := restartAfterDrop(p, st)
+	if leftovers != nil || notes != nil {
+		st = nil // a new rotation: the completed one's new CA is the CA now
+		res.Notes = append(res.Notes, notes...)
 	}
 	if st != nil {
 		if o.NewCA != nil {
@@ -54,7 +56,7 @@ func Trust(o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	nw, created, err := newCA(o, p, old)
+	nw, created, err := newCA(o, p, old, notes != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +67,7 @@ func Trust(o Options) (*Result, error) {
 		return nil, fmt.Errorf("%s: this node holds the CA key %s, so phase issue will sign with the new CA: give its key too (--new-ca-key, the new.key of the node that generated it)", o.CA, p.CAKey)
 	}
 	bundle := append(slices.Clone(old.pem), nw.pem...)
-	var edits []fileEdit
+	edits := leftovers
 	if nw.key != nil {
 		edits = append(edits, fileEdit{path: p.NewKey, data: nw.keyP, mode: 0o600, what: created + " new CA key"})
 	}
@@ -118,7 +120,8 @@ func apply(o Options, p Paths, res *Result, st *State, edits []fileEdit) error {
 }
 
 // newCA finds or makes the new CA; created says which ("generated", "installed", "kept").
-func newCA(o Options, p Paths, old *parsed) (*parsed, string, error) {
+// fresh: the rotation directory holds a completed rotation, whose new.crt is no new CA.
+func newCA(o Options, p Paths, old *parsed, fresh bool) (*parsed, string, error) {
 	if o.NewCA != nil {
 		n, err := parseCA(o.NewCA.CertPath, o.NewCA.CertPEM, o.NewCA.KeyPath, o.NewCA.KeyPEM)
 		if o.NewCA.KeyPath != "" && o.NewCA.KeyPEM == nil && err == nil {
@@ -126,7 +129,7 @@ func newCA(o Options, p Paths, old *parsed) (*parsed, string, error) {
 		}
 		return n, "install", err
 	}
-	if _, err := os.Stat(p.NewCert); err == nil {
+	if _, err := os.Stat(p.NewCert); err == nil && !fresh {
 		// Put there by hand (copied from the first node) before phase trust.
 		n, err := readCA(p.NewCert, p.NewKey)
 		return n, "keep", err
