@@ -97,8 +97,9 @@ type CARotateOptions struct {
 	// apiserver is checked after a phase of sa (its JWKS, the key it signs with).
 	Config *rest.Config
 
-	planOnly bool             // dry run before the Secret exists: the nodes plan with --generate
-	newSA    crypto.PublicKey // the new service-account public key, when sa is rotated
+	planOnly       bool             // dry run before the Secret exists: the nodes plan with --generate
+	newSA          crypto.PublicKey // the new service-account public key, when sa is rotated
+	secretHasOldSA bool             // the Secret holds the old one too (saOldItem)
 }
 
 // CARotateReport is what a phase did on the cluster.
@@ -228,20 +229,6 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 	if o.newSA != nil {
 		rep.NewCA[carotate.SA] = carotate.PublicKeySum(o.newSA)
 	}
-	// Phase drop of sa: no token in use may still be the old key's. Legacy token Secrets are
-	// refused by name; every node's kubelet re-requests the pods' tokens first.
-	if slices.Contains(cas, carotate.SA) && o.Phase == "drop" && !o.Rollback && !o.DryRun {
-		stale, err := legacyTokens(ctx, cs, o.newSA)
-		if err != nil {
-			return rep, err
-		}
-		if len(stale) > 0 {
-			return rep, &LegacyTokensError{Secrets: stale}
-		}
-		if err := o.refreshTokens(ctx, cs, &ro, append(slices.Clone(cps), workers...)); err != nil {
-			return rep, fmt.Errorf("before drop of sa: %w; nothing was dropped, run the same command again", err)
-		}
-	}
 	// bundle is what a client of the apiservers trusts during the phase; newCert, the new
 	// cluster CA when it is rotated.
 	var (
@@ -278,6 +265,30 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 	if o.Rollback {
 		rep.Phase = "rollback of " + o.Phase
 		ro.logf("rolling back phase %s of %s on every node where it is the last phase applied", o.Phase, strings.Join(cas, ", "))
+	}
+
+	// The pods' tokens, before the service-account key they are signed with stops being
+	// accepted: before drop (the old key goes), and before trust's rollback (the new key goes;
+	// after an issue and its rollback pods may hold tokens of the new key). Legacy token
+	// Secrets are checked before drop; every node's kubelet re-requests the pods' tokens.
+	if slices.Contains(cas, carotate.SA) && !o.DryRun {
+		switch {
+		case o.Phase == "drop" && !o.Rollback:
+			stale, err := legacyTokens(ctx, cs, o.newSA)
+			if err != nil {
+				return rep, err
+			}
+			if len(stale) > 0 {
+				return rep, &LegacyTokensError{Secrets: stale}
+			}
+			if err := o.refreshTokens(ctx, cs, &ro, append(slices.Clone(cps), workers...), saNewItem); err != nil {
+				return rep, fmt.Errorf("before drop of sa: %w; nothing was dropped, run the same command again", err)
+			}
+		case o.Phase == "trust" && o.Rollback:
+			if err := o.refreshTokens(ctx, cs, &ro, append(slices.Clone(cps), workers...), saOldItem); err != nil {
+				return rep, fmt.Errorf("before the rollback of trust of sa: %w; nothing was rolled back, run the same command again", err)
+			}
+		}
 	}
 
 	for i, n := range order {
@@ -407,9 +418,10 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 		}
 		for _, ca := range cas {
 			if ca == carotate.SA {
-				if o.newSA, err = pki.ParsePublicKey(o.Namespace+"/"+CARotationSecret+" sa.pub", sec.Data["sa.pub"]); err != nil {
+				if o.newSA, err = pki.ParsePublicKey(o.Namespace+"/"+CARotationSecret+" "+saNewItem, sec.Data[saNewItem]); err != nil {
 					return nil, err
 				}
+				o.secretHasOldSA = len(sec.Data[saOldItem]) > 0
 				continue
 			}
 			c, err := pki.ParseCertificates(o.Namespace+"/"+CARotationSecret+" "+ca+".crt", sec.Data[ca+".crt"])
@@ -452,7 +464,12 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 			if err != nil {
 				return nil, err
 			}
-			o.newSA, data["sa.pub"], data["sa.key"] = key.Public(), pubPEM, keyPEM
+			oldPEM, err := pki.EncodePublicKey(olds[ca])
+			if err != nil {
+				return nil, err
+			}
+			o.newSA, data[saNewItem], data["sa.key"], data[saOldItem] = key.Public(), pubPEM, keyPEM, oldPEM
+			o.secretHasOldSA = true
 			made = append(made, fmt.Sprintf("sa (service-account key, %s)", pki.KeyAlgorithm(key.Public())))
 			continue
 		}

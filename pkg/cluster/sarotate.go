@@ -28,6 +28,13 @@ import (
 // every node's kubelet re-requests the pods' tokens, and legacy token Secrets of the old key
 // refuse the drop.
 
+// The rotation Secret's items for sa: the new public key, and the old one (for the
+// refresh before trust's rollback, on workers too, which hold no sa.pub).
+const (
+	saNewItem = "sa.pub"
+	saOldItem = "sa-old.pub"
+)
+
 // tokenConcurrency bounds the nodes whose tokens are refreshed at once before drop: each restarts
 // its kubelet (no container restarts) and waits a minute for the pods' clients to re-read.
 const tokenConcurrency = 16
@@ -68,18 +75,24 @@ func legacyTokens(ctx context.Context, cs kubernetes.Interface, newSA crypto.Pub
 }
 
 // refreshTokens runs `certctl ca tokens --refresh` on every node (tokenConcurrency at a time)
-// with the new public key from the rotation Secret: each kubelet holding a pod token of another
-// key restarts and re-requests them all, and the Job ends once the pods' clients have read them.
-func (o *CARotateOptions) refreshTokens(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, nodes []corev1.Node) error {
-	ro.logf("every node's pod tokens re-requested with the new service-account key before drop (%d nodes, %d at a time)", len(nodes), tokenConcurrency)
+// with the public key item of the rotation Secret (saNewItem before drop, saOldItem before
+// trust's rollback): each kubelet holding a pod token of another key restarts and re-requests
+// them all, and the Job ends once the pods' clients have read them.
+func (o *CARotateOptions) refreshTokens(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, nodes []corev1.Node, item string) error {
+	if item == saOldItem && !o.secretHasOldSA {
+		ro.logf("the rotation Secret holds no %s (made by an older certctl): the pods' tokens are not re-requested with the old key; a node whose pods hold tokens of the new key refuses the rollback", saOldItem)
+		return nil
+	}
+	which := map[string]string{saNewItem: "the new service-account key before drop", saOldItem: "the old service-account key before trust's rollback"}[item]
+	ro.logf("every node's pod tokens re-requested with %s (%d nodes, %d at a time)", which, len(nodes), tokenConcurrency)
 	var g errgroup.Group
 	g.SetLimit(tokenConcurrency)
 	for _, n := range nodes {
 		g.Go(func() error {
 			start := time.Now()
 			res, err := ro.nodeJob(ctx, cs, JobSpec{Node: n.Name, Component: "tokens", Privileged: true, Result: true,
-				Secret: CARotationSecret, SecretItems: []string{"sa.pub"},
-				Args: []string{"ca", "tokens", "--refresh", "--key", SecretDir + "/sa.pub"}}, 0)
+				Secret: CARotationSecret, SecretItems: []string{item},
+				Args: []string{"ca", "tokens", "--refresh", "--key", SecretDir + "/" + item}}, 0)
 			if err != nil {
 				return fmt.Errorf("%s: the pods' tokens: %w", n.Name, err)
 			}
@@ -92,7 +105,7 @@ func (o *CARotateOptions) refreshTokens(ctx context.Context, cs kubernetes.Inter
 					return err
 				}
 			}
-			ro.logf("%s: every pod token signed by the new key (%s; kubelet restarted: %v)", n.Name, time.Since(start).Round(100*time.Millisecond), nr.KubeletRestarted)
+			ro.logf("%s: every pod token signed by %s (%s; kubelet restarted: %v)", n.Name, item, time.Since(start).Round(100*time.Millisecond), nr.KubeletRestarted)
 			return nil
 		})
 	}
