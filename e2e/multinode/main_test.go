@@ -214,10 +214,21 @@ func startPollerAs(t *testing.T, addr, path string, roots *x509.CertPool, cert *
 // windowsText is apipoll.Text.
 func windowsText(ws []window) string { return apipoll.Text(ws) }
 
-// noOverlap fails the test for every two apiservers that were down at the same time.
+// restartMin is the shortest outage of an apiserver's own /readyz that is a restart: a cold
+// start takes seconds (about 3 s on the lab, with the drain more), while a node starved of CPU
+// misses a single 50 ms poll (a 2 s request timeout, a /readyz check a moment late) without
+// anything having stopped it.
+const restartMin = time.Second
+
+// noOverlap fails the test for every two apiservers that were restarted (down for restartMin or
+// longer) at the same time; a shorter miss overlapping a restart is logged.
 func noOverlap(t *testing.T, ws []window) {
 	t.Helper()
 	for _, o := range apipoll.Overlaps(ws) {
+		if o[0].End.Sub(o[0].Start) < restartMin || o[1].End.Sub(o[1].Start) < restartMin {
+			t.Logf("a miss of %s's or %s's own /readyz during the other's restart, shorter than a restart: %s and %s", o[0].Node, o[1].Node, windowsText(o[:1]), windowsText(o[1:]))
+			continue
+		}
 		t.Errorf("the apiservers of %s and %s were down at the same time: %s and %s", o[0].Node, o[1].Node, windowsText(o[:1]), windowsText(o[1:]))
 	}
 }
