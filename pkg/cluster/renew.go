@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -67,6 +68,11 @@ type RenewOptions struct {
 	Progress io.Writer
 	// Port of the apiservers (6443).
 	Port int
+	// APIWait is how long the command waits, at its start, for an API that refuses or drops
+	// connections: an apiserver restarting (the Job of an earlier, killed run restarting the
+	// node the kubeconfig names) is back in seconds. A certificate the client refuses (case C)
+	// ends the wait at once. Default 2m.
+	APIWait time.Duration
 }
 
 // NodeOutcome is what happened on one node.
@@ -108,6 +114,9 @@ func (o *RenewOptions) defaults() {
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
+	}
+	if o.APIWait == 0 {
+		o.APIWait = 2 * time.Minute
 	}
 }
 
@@ -189,7 +198,7 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 	if o.Roots == nil {
 		return nil, fmt.Errorf("no cluster CA to verify the apiservers against")
 	}
-	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: pki.ControlPlaneLabel})
+	nodes, err := o.listControlPlanes(ctx, cs)
 	if err != nil {
 		if unreachable(err) {
 			return nil, &UnreachableError{Err: err, NodeArgs: append(o.localArgs(), "--restart", "--yes")}
@@ -514,6 +523,47 @@ func writeRecord(ctx context.Context, cs kubernetes.Interface, name string, data
 
 // unreachable tells a dead or untrusted API (connection refused, timeout, TLS failure) from an
 // API that answered with an error.
+// listControlPlanes lists the control-plane nodes, waiting up to o.APIWait while the API
+// refuses or drops connections (transientAPI).
+func (o *RenewOptions) listControlPlanes(ctx context.Context, cs kubernetes.Interface) (*corev1.NodeList, error) {
+	var (
+		nodes  *corev1.NodeList
+		last   error
+		logged bool
+	)
+	err := wait.PollUntilContextTimeout(ctx, time.Second, o.APIWait, true, func(context.Context) (bool, error) {
+		n, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: pki.ControlPlaneLabel})
+		if err == nil {
+			nodes = n
+			return true, nil
+		}
+		last = err
+		if !transientAPI(err) {
+			return false, err
+		}
+		if !logged {
+			o.logf("the API does not answer (%v): an apiserver restarting? waiting up to %s", err, o.APIWait)
+			logged = true
+		}
+		return false, nil
+	})
+	if nodes != nil {
+		return nodes, nil
+	}
+	if last == nil {
+		last = err
+	}
+	return nil, last
+}
+
+// transientAPI says whether err is the API refusing or dropping a connection, or not answering
+// in time (an apiserver stopped for a restart), rather than an answer or a certificate.
+func transientAPI(err error) bool {
+	var netErr net.Error
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) ||
+		errors.As(err, &netErr) && netErr.Timeout()
+}
+
 func unreachable(err error) bool {
 	var status apierrors.APIStatus
 	if errors.As(err, &status) {

@@ -3,9 +3,14 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"net"
+	"net/url"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -86,6 +91,52 @@ func TestStatusShowsRotations(t *testing.T) {
 				if strings.Contains(out.String(), w) {
 					t.Errorf("has %q:\n%s", w, out.String())
 				}
+			}
+		})
+	}
+}
+
+// TestListControlPlanesWaits: the command's first request waits while the API refuses or
+// drops connections (an apiserver restarting) and ends at once on a certificate it refuses
+// (case C) or an answer (a unit test of the branch: the lab's TestFaultOrchestratorKilled
+// restarts the apiserver the kubeconfig names under it).
+func TestListControlPlanesWaits(t *testing.T) {
+	refused := &url.Error{Op: "Get", URL: "https://10.2.1.151:6443/api/v1/nodes", Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}
+	badCert := &url.Error{Op: "Get", URL: "https://10.2.1.151:6443/api/v1/nodes", Err: &tls.CertificateVerificationError{Err: x509.CertificateInvalidError{Reason: x509.Expired}}}
+	tests := []struct {
+		name     string
+		errs     []error // what the first requests get; then the list answers
+		wait     time.Duration
+		wantErr  bool
+		wantList int // requests made; 0: any
+	}{
+		{"answers at once", nil, time.Minute, false, 1},
+		{"refused twice, then answers", []error{refused, refused}, time.Minute, false, 3},
+		{"an expired certificate ends at once", []error{badCert, refused}, time.Minute, true, 1},
+		{"refused beyond the wait", []error{refused, refused, refused, refused, refused}, 1500 * time.Millisecond, true, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cs := fake.NewClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "cp1", Labels: map[string]string{"node-role.kubernetes.io/control-plane": ""}}})
+			calls := 0
+			cs.PrependReactor("list", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+				calls++
+				if calls <= len(tc.errs) {
+					return true, nil, tc.errs[calls-1]
+				}
+				return false, nil, nil
+			})
+			o := RenewOptions{APIWait: tc.wait}
+			o.defaults()
+			nodes, err := o.listControlPlanes(context.Background(), cs)
+			if (err != nil) != tc.wantErr || tc.wantList > 0 && calls != tc.wantList {
+				t.Fatalf("err %v after %d requests, want error %v after %d", err, calls, tc.wantErr, tc.wantList)
+			}
+			if err == nil && len(nodes.Items) != 1 {
+				t.Errorf("nodes %v", nodes.Items)
+			}
+			if tc.wantErr && !unreachable(err) {
+				t.Errorf("%v is not reported as the API unreachable", err)
 			}
 		})
 	}
