@@ -225,6 +225,7 @@ certificate expired), the command prints what to run on each node instead.`,
 	f.DurationVar(&opts.VerifyTimeout, "verify-timeout", 3*time.Minute, "a node's apiserver ready with its renewed certificate, after its Job")
 	f.DurationVar(&opts.StopGrace, "stop-grace", 3*time.Second, "passed to each node's restart: an old apiserver finishes the requests in flight (the load balancer sends new ones elsewhere) before it is killed")
 	f.DurationVar(&opts.LBDrain, "lb-drain", 3*time.Second, lbDrainHelp)
+	f.DurationVar(&opts.APIWait, "api-wait", 2*time.Minute, "at the start, how long to wait for an API that refuses connections (an apiserver restarting); a certificate it cannot verify (all expired) ends the wait at once")
 	return cmd
 }
 
