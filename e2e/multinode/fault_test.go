@@ -66,7 +66,8 @@ func TestFaultOrchestratorKilled(t *testing.T) {
 
 	const kills = 2
 	var report []string
-	for i := 1; i <= kills; i++ {
+	finished := false // a run ended on its own before its kill: the operation is complete
+	for i := 1; i <= kills && !finished; i++ {
 		var out bytes.Buffer
 		cmd := exec.Command(testenv.Certctl(t), args...)
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -88,7 +89,16 @@ func TestFaultOrchestratorKilled(t *testing.T) {
 		after := time.Duration(rng.Int64N(int64(60 * time.Second)))
 		select {
 		case err := <-exited:
-			t.Fatalf("run %d ended before its kill at +%s: %v\n%s", i, after, err, out.String())
+			// A run that took over quickly (a dead holder, an adopted Job) may finish the whole
+			// operation before the random instant comes: a success, not a failure to kill.
+			if err != nil {
+				t.Fatalf("run %d failed before its kill at +%s: %v\n%s", i, after, err, out.String())
+			}
+			line := fmt.Sprintf("run %d finished the operation before its kill at +%s", i, after.Round(100*time.Millisecond))
+			report = append(report, line)
+			t.Logf("%s:\n%s", line, out.String())
+			finished = true
+			continue
 		case <-time.After(after):
 		}
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -111,6 +121,8 @@ func TestFaultOrchestratorKilled(t *testing.T) {
 		t.Logf("run %d's output until the kill:\n%s", i, out.String())
 	}
 
+	// The same command once more, to the end (after a run that finished, it renews again: a
+	// complete run must not find anything left to resume or adopt).
 	r, err := multilab.Run(exec.Command(testenv.Certctl(t), args...))
 	if err != nil {
 		t.Fatal(err)
