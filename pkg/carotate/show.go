@@ -64,19 +64,23 @@ func oneLine(s string) string {
 	return q[1 : len(q)-1]
 }
 
-// ParseShown reads what WriteShown wrote (as a Job's log, with whatever else the log holds):
-// each CA's certificate by name; a CA without a certificate after its line is left out.
-func ParseShown(out string) map[string]*x509.Certificate {
-	got := map[string]*x509.Certificate{}
+// shownBlock is the text after one "# CA:" line of WriteShown's output, up to the next.
+type shownBlock struct {
+	ca   string
+	data []byte
+}
+
+// shownBlocks splits what WriteShown wrote (as a Job's log, with whatever else the log holds)
+// at its "# CA:" lines, in order; text before the first is not any CA's.
+func shownBlocks(out string) []shownBlock {
+	var blocks []shownBlock
 	var ca string
-	var block []string
+	var lines []string
 	flush := func() {
 		if ca != "" {
-			if certs := pki.CertificatesIn([]byte(strings.Join(block, "\n"))); len(certs) > 0 {
-				got[ca] = certs[0]
-			}
+			blocks = append(blocks, shownBlock{ca, []byte(strings.Join(lines, "\n"))})
 		}
-		block = block[:0]
+		lines = lines[:0]
 	}
 	for _, l := range strings.Split(out, "\n") {
 		if name, _, ok := strings.Cut(strings.TrimPrefix(l, "# "), ":"); strings.HasPrefix(l, "# ") && ok && slices.Contains(CAs, name) {
@@ -84,34 +88,37 @@ func ParseShown(out string) map[string]*x509.Certificate {
 			ca = name
 			continue
 		}
-		block = append(block, l)
+		lines = append(lines, l)
 	}
 	flush()
+	return blocks
+}
+
+// ParseShown reads what WriteShown wrote (as a Job's log, with whatever else the log holds):
+// each CA's certificate by name; a CA without a certificate after its line is left out.
+func ParseShown(out string) map[string]*x509.Certificate {
+	got := map[string]*x509.Certificate{}
+	for _, b := range shownBlocks(out) {
+		if certs := pki.CertificatesIn(b.data); len(certs) > 0 {
+			got[b.ca] = certs[0]
+		}
+	}
 	return got
 }
 
-// ParseShownKeys reads the public keys of what WriteShown wrote: each CA certificate's, and
-// SA's public key, by name.
-func ParseShownKeys(out string) map[string]crypto.PublicKey {
-	got := map[string]crypto.PublicKey{}
-	for ca, c := range ParseShown(out) {
-		got[ca] = c.PublicKey
-	}
-	var block []string
-	in := false
-	for _, l := range strings.Split(out, "\n") {
-		if name, _, ok := strings.Cut(strings.TrimPrefix(l, "# "), ":"); strings.HasPrefix(l, "# ") && ok && slices.Contains(CAs, name) {
-			in = name == SA
+// ParseShownSA reads the service-account public key (SA) of what WriteShown wrote; nil when
+// there is none.
+func ParseShownSA(out string) crypto.PublicKey {
+	var key crypto.PublicKey
+	for _, b := range shownBlocks(out) {
+		if b.ca != SA {
 			continue
 		}
-		if in {
-			block = append(block, l)
+		if p, _ := pem.Decode(b.data); p != nil && p.Type == "PUBLIC KEY" {
+			if k, err := x509.ParsePKIXPublicKey(p.Bytes); err == nil {
+				key = k
+			}
 		}
 	}
-	if b, _ := pem.Decode([]byte(strings.Join(block, "\n"))); b != nil && b.Type == "PUBLIC KEY" {
-		if k, err := x509.ParsePKIXPublicKey(b.Bytes); err == nil {
-			got[SA] = k
-		}
-	}
-	return got
+	return key
 }

@@ -61,20 +61,21 @@ func key(t *testing.T) crypto.Signer {
 	return k
 }
 
-// TestParseShownKeys: the service-account public key and the CAs' keys from `ca show`'s
-// output, on a tree written by the real kubeadm.
-func TestParseShownKeys(t *testing.T) {
+// TestParseShownSA: the service-account public key from `ca show`'s output, on a tree written
+// by the real kubeadm, beside the cluster CA whose certificate ParseShown reads.
+func TestParseShownSA(t *testing.T) {
 	l := node(t)
 	var out strings.Builder
 	if err := carotate.WriteShown(&out, l, []string{carotate.SA, "ca"}); err != nil {
 		t.Fatal(err)
 	}
-	got := carotate.ParseShownKeys(out.String())
+	got := carotate.ParseShownSA(out.String())
 	sa := publicKey(t, filepath.Join(l.PKIDir, "sa.pub"))
-	if got[carotate.SA] == nil || carotate.PublicKeySum(got[carotate.SA]) != carotate.PublicKeySum(sa) {
-		t.Errorf("sa: got %v, want sa.pub's key:\n%s", got[carotate.SA], out.String())
+	if got == nil || carotate.PublicKeySum(got) != carotate.PublicKeySum(sa) {
+		t.Errorf("sa: got %v, want sa.pub's key:\n%s", got, out.String())
 	}
-	if got["ca"] == nil || carotate.PublicKeySum(got["ca"]) != carotate.PublicKeySum(certs(t, filepath.Join(l.PKIDir, "ca.crt"))[0].PublicKey) {
-		t.Errorf("ca: got %v, want ca.crt's key", got["ca"])
+	ca := carotate.ParseShown(out.String())["ca"]
+	if ca == nil || carotate.PublicKeySum(ca.PublicKey) != carotate.PublicKeySum(certs(t, filepath.Join(l.PKIDir, "ca.crt"))[0].PublicKey) {
+		t.Errorf("ca: got %v, want ca.crt's key", ca)
 	}
 }

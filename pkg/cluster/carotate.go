@@ -438,21 +438,21 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 	if o.Phase != "trust" || o.Rollback {
 		return nil, fmt.Errorf("%s/%s is missing: the rotation starts with --phase trust", o.Namespace, CARotationSecret)
 	}
-	olds := map[string]crypto.PublicKey{"ca": clusterOld.PublicKey}
-	oldCerts := map[string]*x509.Certificate{"ca": clusterOld}
+	olds := map[string]*x509.Certificate{"ca": clusterOld}
+	var oldSA crypto.PublicKey
 	if others := slices.DeleteFunc(slices.Clone(cas), func(c string) bool { return c == "ca" }); len(others) > 0 {
-		shown, shownCerts, err := o.showCAs(ctx, cs, ro, cps, others)
+		shown, sa, err := o.showCAs(ctx, cs, ro, cps, others)
 		if err != nil {
 			return nil, err
 		}
 		maps.Copy(olds, shown)
-		maps.Copy(oldCerts, shownCerts)
+		oldSA = sa
 	}
 	data := map[string][]byte{}
 	var made []string
 	for _, ca := range cas {
 		if ca == carotate.SA {
-			key, err := pki.GenerateKey(pki.KeyAlgorithm(olds[ca]))
+			key, err := pki.GenerateKey(pki.KeyAlgorithm(oldSA))
 			if err != nil {
 				return nil, fmt.Errorf("a key like the old service-account key: %w", err)
 			}
@@ -464,7 +464,7 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 			if err != nil {
 				return nil, err
 			}
-			oldPEM, err := pki.EncodePublicKey(olds[ca])
+			oldPEM, err := pki.EncodePublicKey(oldSA)
 			if err != nil {
 				return nil, err
 			}
@@ -473,7 +473,7 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 			made = append(made, fmt.Sprintf("sa (service-account key, %s)", pki.KeyAlgorithm(key.Public())))
 			continue
 		}
-		old := oldCerts[ca]
+		old := olds[ca]
 		key, err := pki.GenerateKey(pki.KeyAlgorithm(old.PublicKey))
 		if err != nil {
 			return nil, fmt.Errorf("a key like the old %s's: %w", ca, err)
@@ -508,27 +508,27 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 }
 
 // showCAs reads the CAs cas from every control-plane node (a read-only Job running
-// 'certctl ca show'): they must be there, and the same on every node. It returns each one's
-// public key (the service-account key's too) and the CA certificates.
-func (o *CARotateOptions) showCAs(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, cps []corev1.Node, cas []string) (map[string]crypto.PublicKey, map[string]*x509.Certificate, error) {
+// 'certctl ca show'): they must be there, and the same on every node. It returns the CA
+// certificates, and the service-account public key when cas holds SA.
+func (o *CARotateOptions) showCAs(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, cps []corev1.Node, cas []string) (map[string]*x509.Certificate, crypto.PublicKey, error) {
 	out := map[string]*x509.Certificate{}
-	keys := map[string]crypto.PublicKey{}
+	var saKey crypto.PublicKey
 	from := map[string]string{}
 	for _, n := range cps {
 		res, err := ro.nodeJob(ctx, cs, JobSpec{Node: n.Name, Component: "show", Args: append([]string{"ca", "show"}, cas...)}, 0)
 		if err != nil {
 			return nil, nil, err
 		}
-		shown, shownKeys := carotate.ParseShown(res.Logs), carotate.ParseShownKeys(res.Logs)
+		shown := carotate.ParseShown(res.Logs)
 		for _, ca := range cas {
 			if ca == carotate.SA {
-				k := shownKeys[ca]
+				k := carotate.ParseShownSA(res.Logs)
 				if k == nil {
 					return nil, nil, fmt.Errorf("%s: no service-account key (sa.pub) on the node; the node said: %s", n.Name, tail(res.Logs, 400))
 				}
-				if prev := keys[ca]; prev == nil {
-					keys[ca], from[ca] = k, n.Name
-				} else if carotate.PublicKeySum(prev) != carotate.PublicKeySum(k) {
+				if saKey == nil {
+					saKey, from[ca] = k, n.Name
+				} else if carotate.PublicKeySum(saKey) != carotate.PublicKeySum(k) {
 					return nil, nil, fmt.Errorf("%s holds another service-account key (sa.pub) than %s: the control-plane nodes must share it", n.Name, from[ca])
 				}
 				continue
@@ -538,13 +538,13 @@ func (o *CARotateOptions) showCAs(ctx context.Context, cs kubernetes.Interface, 
 				return nil, nil, fmt.Errorf("%s: no %s on the node (external etcd?): certctl cluster ca-rotate rotates the CAs kubeadm keeps on the control-plane nodes; the node said: %s", n.Name, ca, tail(res.Logs, 400))
 			}
 			if prev := out[ca]; prev == nil {
-				out[ca], keys[ca], from[ca] = c, c.PublicKey, n.Name
+				out[ca], from[ca] = c, n.Name
 			} else if !prev.Equal(c) {
 				return nil, nil, fmt.Errorf("%s holds another %s (%s, serial %s) than %s (%s, serial %s): the control-plane nodes must share their CAs", n.Name, ca, c.Subject, c.SerialNumber, from[ca], prev.Subject, prev.SerialNumber)
 			}
 		}
 	}
-	return keys, out, nil
+	return out, saKey, nil
 }
 
 // authWant says which CAs a key of the extension-apiserver-authentication ConfigMap must carry
