@@ -426,15 +426,12 @@ func (r *Result) restart(components ...string) {
 	slices.Sort(r.Restart)
 }
 
-// restartAfterDrop handles phase trust on a node whose last rotation of the CA is complete
-// (its state at drop): a new rotation starts in the same directory. The files the completed
-// one left that the new one does not write at once (old.key, cross.crt) are removed, and every
-// file of the directory the phase touches is in its backup, so its rollback puts the completed
-// rotation back as it was. It returns those removals and a note; st nil: nothing to do.
-func restartAfterDrop(p Paths, st *State) ([]fileEdit, []string) {
-	if st == nil || st.Phase != PhaseDrop {
-		return nil, nil
-	}
+// afterCompleted is phase trust on a node whose last rotation of the CA is complete (st at
+// drop): a new rotation starts in the same directory. The files the completed one left that
+// the new one does not write at once (old.key, cross.crt) are removed, and every file of the
+// directory the phase touches is in its backup, so its rollback puts the completed rotation
+// back as it was. It returns those removals and a note.
+func afterCompleted(p Paths, st *State) ([]fileEdit, string) {
 	var when string
 	if n := len(st.Steps); n > 0 {
 		when = " on " + st.Steps[n-1].Time.UTC().Format("2006-01-02")
@@ -448,7 +445,7 @@ func restartAfterDrop(p Paths, st *State) ([]fileEdit, []string) {
 			edits = append(edits, fileEdit{path: f, remove: true, what: "removed: left by the rotation completed" + when})
 		}
 	}
-	return edits, []string{fmt.Sprintf("the rotation completed%s in %s is followed by a new one; its files are in this phase's backup (the rollback puts them back)", when, p.Dir)}
+	return edits, fmt.Sprintf("the rotation completed%s in %s is followed by a new one; its files are in this phase's backup (the rollback puts them back)", when, p.Dir)
 }
 
 // start is the common beginning of a phase: options checked, the CA's definition, its

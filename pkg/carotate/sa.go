@@ -135,10 +135,13 @@ func saTrust(o Options, d caDef, p Paths, res *Result, st *State) (*Result, erro
 	if _, err := os.Stat(p.CACert); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("sa: no service-account key on this node (%s does not exist): only control-plane nodes hold it", p.CACert)
 	}
-	leftovers, notes := restartAfterDrop(p, st)
-	if leftovers != nil || notes != nil {
-		st = nil // a new rotation: the completed one's new key is the key now
-		res.Notes = append(res.Notes, notes...)
+	var leftovers []fileEdit
+	fresh := st != nil && st.Phase == PhaseDrop // a new rotation: the completed one's new key is the key now
+	if fresh {
+		var note string
+		leftovers, note = afterCompleted(p, st)
+		res.Notes = append(res.Notes, note)
+		st = nil
 	}
 	if st != nil {
 		if o.NewCA != nil {
@@ -158,7 +161,7 @@ func saTrust(o Options, d caDef, p Paths, res *Result, st *State) (*Result, erro
 	if err != nil {
 		return nil, err
 	}
-	nw, created, err := newSAPair(o, p, old, notes != nil)
+	nw, created, err := newSAPair(o, p, old, fresh)
 	if err != nil {
 		return nil, err
 	}

@@ -33,10 +33,13 @@ func Trust(o Options) (*Result, error) {
 	if _, err := os.Stat(p.CACert); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: no %s on this node (%s does not exist)", o.CA, o.CA, p.CACert)
 	}
-	leftovers, notes := restartAfterDrop(p, st)
-	if leftovers != nil || notes != nil {
-		st = nil // a new rotation: the completed one's new CA is the CA now
-		res.Notes = append(res.Notes, notes...)
+	var leftovers []fileEdit
+	fresh := st != nil && st.Phase == PhaseDrop // a new rotation: the completed one's new CA is the CA now
+	if fresh {
+		var note string
+		leftovers, note = afterCompleted(p, st)
+		res.Notes = append(res.Notes, note)
+		st = nil
 	}
 	if st != nil {
 		if o.NewCA != nil {
@@ -56,7 +59,7 @@ func Trust(o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	nw, created, err := newCA(o, p, old, notes != nil)
+	nw, created, err := newCA(o, p, old, fresh)
 	if err != nil {
 		return nil, err
 	}
