@@ -223,7 +223,9 @@ func TestFaultLoadBalancerDown(t *testing.T) {
 		t.Fatalf("the balancer did not stop: %v", err)
 	}
 	for _, args := range [][]string{
-		{"cluster", "renew", "all"},
+		// renew waits --api-wait (2m) for an API that refuses connections (an apiserver
+		// restarting under it): 10 s here, the refusal is the point.
+		{"cluster", "renew", "all", "--api-wait", "10s"},
 		{"cluster", "ca-rotate", "all", "--phase", "trust"},
 		{"cluster", "endpoint", multilab.LBAddr},
 	} {

@@ -521,8 +521,6 @@ func writeRecord(ctx context.Context, cs kubernetes.Interface, name string, data
 	return nil
 }
 
-// unreachable tells a dead or untrusted API (connection refused, timeout, TLS failure) from an
-// API that answered with an error.
 // listControlPlanes lists the control-plane nodes, waiting up to o.APIWait while the API
 // refuses or drops connections (transientAPI).
 func (o *RenewOptions) listControlPlanes(ctx context.Context, cs kubernetes.Interface) (*corev1.NodeList, error) {
@@ -564,16 +562,22 @@ func transientAPI(err error) bool {
 		errors.As(err, &netErr) && netErr.Timeout()
 }
 
+// unreachable tells a dead or untrusted API (connection refused, timeout, TLS failure) from an
+// API that answered with an error, by the error's type.
 func unreachable(err error) bool {
 	var status apierrors.APIStatus
 	if errors.As(err, &status) {
 		return false
 	}
-	var netErr net.Error
-	var certErr *tls.CertificateVerificationError
-	var invalid x509.CertificateInvalidError
-	return errors.As(err, &netErr) || errors.As(err, &certErr) || errors.As(err, &invalid) ||
-		strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "certificate")
+	var (
+		netErr    net.Error
+		certErr   *tls.CertificateVerificationError
+		invalid   x509.CertificateInvalidError
+		unknownCA x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+	)
+	return transientAPI(err) || errors.As(err, &netErr) || errors.As(err, &certErr) || errors.As(err, &invalid) ||
+		errors.As(err, &unknownCA) || errors.As(err, &hostname)
 }
 
 // servedLeaf is the certificate addr serves (read; the caller verifies it).
