@@ -275,11 +275,7 @@ func (r *StatusReport) table(w io.Writer, wide bool) error {
 			continue
 		}
 		for _, c := range n.Report.CARotations {
-			state := "in progress"
-			if c.Phase == "drop" {
-				state = "complete"
-			}
-			rot = append(rot, []string{n.Node, c.CA, c.Phase, c.Time.UTC().Format("Jan 02, 2006 15:04 MST"), state})
+			rot = append(rot, []string{n.Node, c.CA, c.Phase, c.Time.UTC().Format("Jan 02, 2006 15:04 MST"), c.State()})
 		}
 	}
 	if len(rot) > 0 {

@@ -118,11 +118,7 @@ func renderTable(w io.Writer, r *Report, wide bool) error {
 		if i == 0 {
 			fmt.Fprintln(w, "\nRotations on this node (certctl ca rotate):")
 		}
-		state := "in progress"
-		if rot.Phase == "drop" {
-			state = "complete"
-		}
-		fmt.Fprintf(w, "  %-15s phase %-5s done %s (%s)\n", rot.CA, rot.Phase, rot.Time.UTC().Format("Jan 02, 2006 15:04 MST"), state)
+		fmt.Fprintf(w, "  %-15s phase %-5s done %s (%s)\n", rot.CA, rot.Phase, rot.Time.UTC().Format("Jan 02, 2006 15:04 MST"), rot.State())
 	}
 	if lr := r.LastRun; lr != nil {
 		fmt.Fprintf(w, "\nLast renewal run: %s\n", lr.Summary())

@@ -151,6 +151,14 @@ type CARotation struct {
 	Time  time.Time `json:"time" yaml:"time"`
 }
 
+// State is "complete" for a rotation done through drop, "in progress" otherwise.
+func (r CARotation) State() string {
+	if r.Phase == "drop" {
+		return "complete"
+	}
+	return "in progress"
+}
+
 // Schedule is the node's installed scheduled renewal.
 type Schedule struct {
 	Method string `json:"method" yaml:"method"` // systemd or cron
