@@ -62,7 +62,8 @@ lint:
 # Go native fuzzing of every parser of node and API input (docs/fuzzing.md): each `func FuzzX`
 # of a _test.go under pkg/, one after another, FUZZTIME each (`FUZZTIME=5m make fuzz`). A crash
 # leaves its input in that package's testdata/fuzz/FuzzX/ (keep it: it is the regression test)
-# and fails the target at the end. FUZZMINIMIZETIME bounds the minimising of each new input,
+# and fails the target at the end. FUZZTIME=500x runs 500 executions each (what CI does: no
+# deadline for go's fuzz coordinator to race, docs/fuzzing.md). FUZZMINIMIZETIME bounds the minimising of each new input,
 # which go test otherwise lets take 60s of the run (in a 30s run, minimising at 5s left a
 # twentieth of the executions of 1s). Not part of `make test`: the seed corpora already run
 # there as ordinary tests.
