@@ -87,6 +87,18 @@ func Merge(target, admin *clientcmdapi.Config) (*clientcmdapi.Config, []Change, 
 				return nil, nil, fmt.Errorf("the target has a %s named %q that belongs to another cluster: rename it, or give --to another file", kind, name)
 			}
 		}
+		// A context that names a cluster or user the target lacks would be bound to the one
+		// added under that name: its old credentials sent to the admin's server, or the
+		// admin's credentials to its server (found by fuzzing, FuzzMerge).
+		for _, cname := range slices.Sorted(maps.Keys(out.Contexts)) {
+			ctx := out.Contexts[cname]
+			if ctx == nil {
+				continue
+			}
+			if ctx.Cluster == src.ClusterName || ctx.AuthInfo == src.UserName {
+				return nil, nil, fmt.Errorf("the target's context %q names cluster %q and user %q, which admin.conf's would take the place of (the target does not define them): fix or remove that context, or give --to another file", cname, ctx.Cluster, ctx.AuthInfo)
+			}
+		}
 		out.Clusters[src.ClusterName] = srcCluster.DeepCopy()
 		out.AuthInfos[src.UserName] = admin.AuthInfos[src.UserName].DeepCopy()
 		out.Contexts[src.Context] = admin.Contexts[src.Context].DeepCopy()

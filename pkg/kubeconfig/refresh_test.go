@@ -79,6 +79,17 @@ func TestMerge(t *testing.T) {
 			cfg(map[string]*clientcmdapi.Cluster{"kubernetes": other}, map[string]*clientcmdapi.AuthInfo{"prod-admin": otherUser},
 				map[string]*clientcmdapi.Context{"prod": {Cluster: "kubernetes", AuthInfo: "prod-admin"}}, "prod"),
 			nil, "", `a cluster named "kubernetes" that belongs to another cluster`},
+		// Found by fuzzing (testdata/fuzz/FuzzMerge): a context naming a cluster the target
+		// lacks would have been bound to admin.conf's, added under that name, with its user's
+		// old certificate; one naming a missing user would send the admin's to its server.
+		{"a context names the cluster admin.conf's would be added as",
+			cfg(map[string]*clientcmdapi.Cluster{"prod": other}, map[string]*clientcmdapi.AuthInfo{"prod-admin": otherUser, "node": {ClientCertificateData: []byte("NODE")}},
+				map[string]*clientcmdapi.Context{"prod": {Cluster: "prod", AuthInfo: "prod-admin"}, "dangling": {Cluster: "kubernetes", AuthInfo: "node"}}, "prod"),
+			nil, "", `context "dangling" names cluster "kubernetes" and user "node"`},
+		{"a context names the user admin.conf's would be added as",
+			cfg(map[string]*clientcmdapi.Cluster{"prod": other}, map[string]*clientcmdapi.AuthInfo{"prod-admin": otherUser},
+				map[string]*clientcmdapi.Context{"prod": {Cluster: "prod", AuthInfo: "kubernetes-admin"}}, "prod"),
+			nil, "", `context "prod" names cluster "prod" and user "kubernetes-admin"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
