@@ -13,7 +13,9 @@ import (
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
+	"github.com/certctl/certctl/pkg/apiretry"
 	"github.com/certctl/certctl/pkg/cluster"
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubeconfig"
@@ -30,10 +32,26 @@ type clusterOptions struct {
 	Kubeconfig string
 	Image      string
 	Namespace  string
+	// APIWait: how long a request waits for an API that refuses connections or is not ready
+	// (an apiserver restarting under the command), at the start and all through the run.
+	APIWait time.Duration
+}
+
+// restConfig is the kubeconfig's client configuration, its requests waiting out an apiserver
+// restart (pkg/apiretry) for up to --api-wait, said on stderr.
+func (o *clusterOptions) restConfig() (*rest.Config, error) {
+	rc, err := restConfig(o.Globals, o.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	apiretry.Wrap(rc, apiretry.Options{Wait: o.APIWait, Logf: func(format string, a ...any) {
+		fmt.Fprintf(o.Streams.ErrOut, "certctl: "+format+"\n", a...)
+	}})
+	return rc, nil
 }
 
 func (o *clusterOptions) clients() (kubernetes.Interface, *x509.CertPool, error) {
-	rc, err := restConfig(o.Globals, o.Kubeconfig)
+	rc, err := o.restConfig()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -73,6 +91,7 @@ the RBAC.
 	pf.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig to reach the API server (default admin.conf, then ~/.kube/config)")
 	pf.StringVar(&o.Image, "image", DefaultImage, "image whose entrypoint is certctl, present on (or pullable by) every node")
 	pf.StringVar(&o.Namespace, "namespace", "kube-system", "namespace of the Jobs")
+	pf.DurationVar(&o.APIWait, "api-wait", 2*time.Minute, "how long a request waits for an API that refuses connections or is not ready yet (an apiserver restarting under the command), at the start and all through the run; a certificate it cannot verify (all expired) ends the wait at once")
 	cmd.AddCommand(newClusterStatusCmd(o), newClusterRenewCmd(o), newClusterEndpointCmd(o), newClusterCARotateCmd(o))
 	return cmd
 }
@@ -225,7 +244,6 @@ certificate expired), the command prints what to run on each node instead.`,
 	f.DurationVar(&opts.VerifyTimeout, "verify-timeout", 3*time.Minute, "a node's apiserver ready with its renewed certificate, after its Job")
 	f.DurationVar(&opts.StopGrace, "stop-grace", 3*time.Second, "passed to each node's restart: an old apiserver finishes the requests in flight (the load balancer sends new ones elsewhere) before it is killed")
 	f.DurationVar(&opts.LBDrain, "lb-drain", 3*time.Second, lbDrainHelp)
-	f.DurationVar(&opts.APIWait, "api-wait", 2*time.Minute, "at the start, how long to wait for an API that refuses connections (an apiserver restarting); a certificate it cannot verify (all expired) ends the wait at once")
 	return cmd
 }
 
@@ -451,7 +469,7 @@ docs/ca-rotation.md.`,
 			clusterCA := slices.Contains(cas, "ca")
 			ctx, cancel := signalContext(c.Context())
 			defer cancel()
-			rc, err := restConfig(o.Globals, o.Kubeconfig)
+			rc, err := o.restConfig()
 			if err != nil {
 				return withCode(ExitError, err)
 			}
@@ -479,7 +497,7 @@ docs/ca-rotation.md.`,
 				if cs, _, err = o.clients(); err != nil {
 					return withCode(ExitError, err)
 				}
-				if opts.Config, err = restConfig(o.Globals, o.Kubeconfig); err != nil {
+				if opts.Config, err = o.restConfig(); err != nil {
 					return withCode(ExitError, err)
 				}
 			}

@@ -223,11 +223,11 @@ func TestFaultLoadBalancerDown(t *testing.T) {
 		t.Fatalf("the balancer did not stop: %v", err)
 	}
 	for _, args := range [][]string{
-		// renew waits --api-wait (2m) for an API that refuses connections (an apiserver
-		// restarting under it): 10 s here, the refusal is the point.
+		// Every cluster command waits --api-wait (2m) for an API that refuses connections (an
+		// apiserver restarting under it): 10 s here, the refusal is the point.
 		{"cluster", "renew", "all", "--api-wait", "10s"},
-		{"cluster", "ca-rotate", "all", "--phase", "trust"},
-		{"cluster", "endpoint", multilab.LBAddr},
+		{"cluster", "ca-rotate", "all", "--phase", "trust", "--api-wait", "10s"},
+		{"cluster", "endpoint", multilab.LBAddr, "--api-wait", "10s"},
 	} {
 		if r := certctlWith(t, viaLB, args...); r.Code == 0 || r.Stderr == "" {
 			t.Errorf("%v with the balancer down: want a refusal, got %s", args, r)
@@ -307,6 +307,96 @@ func TestFaultNodeAway(t *testing.T) {
 	for _, n := range []multilab.Node{away, last} {
 		if servedCert(t, n.APIServer()).SerialNumber.String() == before[n.Name] {
 			t.Errorf("%s was not renewed by the run that resumed", n.Name)
+		}
+	}
+	assertNoJobs(t)
+	if _, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{}); err == nil {
+		t.Errorf("the progress record %s is left after the run that finished", cluster.ProgressName)
+	}
+}
+
+// TestFaultAPIRestartsUnderOrchestrator is issue 21's sixth fault: the apiserver the
+// orchestrator's kubeconfig names (cp1: the lab's admin.conf, as case B's cluster has it) is
+// restarted again and again, at random instants, while `cluster renew all --node cp2 --node
+// cp3` runs: Jobs created, watched, their logs read, the progress recorded, the Lease
+// confirmed, all through an API that goes away for seconds. The command finishes, no node is
+// reported failed (pkg/apiretry waits out each restart, `--api-wait`), and cp2 and cp3 serve
+// renewed certificates.
+func TestFaultAPIRestartsUnderOrchestrator(t *testing.T) {
+	nodes := requireLab(t)
+	cps := controlPlanes(nodes)
+	if len(cps) < 3 {
+		t.Fatalf("the lab has %d control-plane nodes, want 3", len(cps))
+	}
+	named, renewed := cps[0], cps[1:]
+	cs := clientset(t)
+	ctx := context.Background()
+	if err := cs.CoreV1().ConfigMaps(lease.Namespace).Delete(ctx, cluster.ProgressName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	before := map[string]string{}
+	for _, n := range cps {
+		before[n.Name] = servedCert(t, n.APIServer()).SerialNumber.String()
+	}
+	own := startPoller(t, named.APIServer(), caPool(t), 50*time.Millisecond, 15*time.Minute)
+
+	args := []string{"cluster", "renew", "all", "--image", multilab.Image}
+	for _, n := range renewed {
+		args = append(args, "--node", n.Name)
+	}
+	bin := testenv.Certctl(t)
+	done := make(chan multilab.Result, 1)
+	go func() {
+		full := append(slices.Clone(args), "--kubeconfig", multilab.AdminKubeconfig())
+		r, err := multilab.Run(exec.Command(bin, full...))
+		if err != nil {
+			r = multilab.Result{Code: -1, Stderr: err.Error()}
+		}
+		done <- r
+	}()
+	// The restarts: each after a random pause of 2-12 s, until the command has ended.
+	seed := time.Now().UnixNano()
+	rnd := rand.New(rand.NewPCG(uint64(seed), 0))
+	t.Logf("restart instants from seed %d", seed)
+	var (
+		r        multilab.Result
+		restarts []string
+		start    = time.Now()
+	)
+loop:
+	for {
+		pause := time.Duration(2000+rnd.IntN(10000)) * time.Millisecond
+		select {
+		case r = <-done:
+			break loop
+		case <-time.After(pause):
+		}
+		at := time.Since(start).Round(100 * time.Millisecond)
+		res, err := multilab.Run(multilab.Command(ctx, named, bin, "restart", "apiserver"))
+		if err != nil || res.Code != 0 {
+			t.Errorf("restart apiserver on %s at +%s: %v %s", named.Name, at, err, res)
+			continue
+		}
+		restarts = append(restarts, fmt.Sprintf("+%s", at))
+	}
+	took := time.Since(start)
+	own.Stop()
+	var down []window
+	for _, w := range own.Windows() {
+		if w.End.Sub(w.Start) >= restartMin && w.Start.Before(start.Add(took)) {
+			down = append(down, w)
+		}
+	}
+	t.Logf("cluster renew all: %s in %s; %s restarted at %v; its apiserver down %d times: %s", r, took.Round(100*time.Millisecond), named.Name, restarts, len(down), windowsText(down))
+	if len(down) == 0 {
+		t.Fatalf("%s's apiserver was never down while the command ran: nothing was injected", named.Name)
+	}
+	if r.Code != 0 {
+		t.Fatalf("cluster renew all with %s's apiserver restarting under it: %s", named.Name, r)
+	}
+	for _, n := range renewed {
+		if servedCert(t, n.APIServer()).SerialNumber.String() == before[n.Name] {
+			t.Errorf("%s still serves the apiserver certificate it had before", n.Name)
 		}
 	}
 	assertNoJobs(t)

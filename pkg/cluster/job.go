@@ -63,6 +63,31 @@ type JobSpec struct {
 	// API credentials.
 	Secret      string
 	SecretItems []string
+	// ReadyWait: how long the node may take to be Ready before its Job is made (a kubelet the
+	// step before restarted reports again in seconds). A node not Ready by then gets no Job:
+	// RunJob fails with a *NodeNotReadyError at once instead of at the Job's timeout. Default
+	// 30s.
+	ReadyWait time.Duration
+	// NodeLost: how long the node may stay not Ready while its Job runs. Then RunJob stops
+	// waiting (*NodeNotReadyError, During) and leaves the Job for the next run of the same
+	// command to take the result of: the node controller marks a node whose kubelet stopped
+	// posting (stopped, or its network cut) Unknown after its grace period (50s), so a node
+	// lost mid-Job is noticed about NodeLost after that. Default 30s.
+	NodeLost time.Duration
+}
+
+func (s JobSpec) readyWait() time.Duration {
+	if s.ReadyWait > 0 {
+		return s.ReadyWait
+	}
+	return 30 * time.Second
+}
+
+func (s JobSpec) nodeLost() time.Duration {
+	if s.NodeLost > 0 {
+		return s.NodeLost
+	}
+	return 30 * time.Second
 }
 
 // AnnotationWork on a node's Job is a digest of what it runs (component, node, image,
@@ -209,6 +234,10 @@ var ErrNotRun = errors.New("certctl did not run on the node")
 func RunJob(ctx context.Context, cs kubernetes.Interface, s JobSpec, timeout time.Duration) (JobResult, error) {
 	res := JobResult{Node: s.Node}
 	start := time.Now()
+	if err := waitNodeReady(ctx, cs, s.Node, s.readyWait()); err != nil {
+		res.Took = time.Since(start)
+		return res, err
+	}
 	job, err := adoptable(ctx, cs, s)
 	if err != nil {
 		return res, err
@@ -219,7 +248,11 @@ func RunJob(ctx context.Context, cs kubernetes.Interface, s JobSpec, timeout tim
 		return res, fmt.Errorf("create the %s job for node %s in namespace %s: %w", s.Component, s.Node, s.Namespace, err)
 	}
 	res.Job = job.Name
+	keep := false
 	defer func() {
+		if keep {
+			return
+		}
 		// Background: the API deletes the pod too. Best effort: ttlSecondsAfterFinished
 		// removes what a failed delete leaves.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -228,6 +261,13 @@ func RunJob(ctx context.Context, cs kubernetes.Interface, s JobSpec, timeout tim
 	}()
 	pod, err := waitPod(ctx, cs, s, job.Name, timeout)
 	res.Took = time.Since(start)
+	if lost := (*NodeNotReadyError)(nil); errors.As(err, &lost) {
+		// The node went away with its Job: certctl may be running there still, and deleting
+		// the Job would have the kubelet kill it when the node is back. The next run of the
+		// same command adopts the Job and takes its result.
+		lost.Job, keep = job.Name, true
+		return res, err
+	}
 	if err != nil {
 		return res, fmt.Errorf("node %s: %w", s.Node, err)
 	}
@@ -334,6 +374,10 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	lctx, lost := context.WithCancelCause(wctx)
+	defer lost(nil)
+	go watchNode(lctx, cs, s.Node, s.nodeLost(), lost)
+	wctx = lctx
 	// The watch reconnects by itself (the Job may restart this node's apiserver): client-go's
 	// log of that is not the operator's business; the outcome is in the error.
 	wctx = klog.NewContext(wctx, logr.Discard())
@@ -352,11 +396,15 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 			}
 			return check(ev.Object)
 		})
+	var notReady *NodeNotReadyError
 	switch {
 	case err == nil:
 		return pod, nil
 	case errors.Is(err, ErrNotRun):
 		return nil, err
+	case errors.As(context.Cause(lctx), &notReady):
+		notReady.Pod = why
+		return nil, notReady
 	}
 	if pod == nil {
 		if e := listErr.Load(); e != nil {
@@ -364,6 +412,105 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 		}
 	}
 	return nil, fmt.Errorf("%w: no result within %s (%s)", ErrNotRun, timeout, why)
+}
+
+// NodeNotReadyError: the node's Ready condition is not True (its kubelet stopped posting, its
+// network is cut, or it says it is not ready), before its Job was made or while it ran.
+type NodeNotReadyError struct {
+	Node            string
+	Status          corev1.ConditionStatus // False or Unknown; "" when the node has no Ready condition
+	Reason, Message string
+	Since           time.Time // the condition's last transition
+	// During: the node went away while its Job ran; Job is that Job, left for the next run,
+	// and Pod what was last seen of its pod.
+	During   bool
+	Job, Pod string
+}
+
+func (e *NodeNotReadyError) Error() string {
+	state := "has no Ready condition (its kubelet never reported)"
+	if e.Status != "" {
+		state = fmt.Sprintf("is not Ready (%s since %s: %s %s)", e.Status, e.Since.UTC().Format(time.RFC3339), e.Reason, strings.TrimSpace(e.Message))
+	}
+	if e.During {
+		return fmt.Sprintf("node %s %s while its Job %s ran (pod: %s): its kubelet is down or its network is cut; the Job is left on the node, and the next run of this command takes its result once the node is back", e.Node, state, e.Job, e.Pod)
+	}
+	return fmt.Sprintf("node %s %s: its kubelet is down or its network is cut; no Job was made there (%v)", e.Node, state, ErrNotRun)
+}
+
+// Unwrap: before its Job, certctl did not run on the node.
+func (e *NodeNotReadyError) Unwrap() error {
+	if e.During {
+		return nil
+	}
+	return ErrNotRun
+}
+
+// nodeReady is the node's Ready condition as a *NodeNotReadyError, nil when it is True.
+func nodeReady(n *corev1.Node) *NodeNotReadyError {
+	for _, c := range n.Status.Conditions {
+		if c.Type != corev1.NodeReady {
+			continue
+		}
+		if c.Status == corev1.ConditionTrue {
+			return nil
+		}
+		return &NodeNotReadyError{Node: n.Name, Status: c.Status, Reason: c.Reason, Message: c.Message, Since: c.LastTransitionTime.Time}
+	}
+	return &NodeNotReadyError{Node: n.Name}
+}
+
+// waitNodeReady polls the node until it is Ready, for up to wait: the *NodeNotReadyError of
+// the last look when it is not. An error reading the Node is returned as it is (no such
+// node, no permission).
+func waitNodeReady(ctx context.Context, cs kubernetes.Interface, node string, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("node %s: read its Ready condition: %w", node, err)
+		}
+		notReady := nodeReady(n)
+		if notReady == nil {
+			return nil
+		}
+		if !time.Now().Before(deadline) {
+			return notReady
+		}
+		t := time.NewTimer(min(time.Second, time.Until(deadline)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return notReady
+		case <-t.C:
+		}
+	}
+}
+
+// watchNode polls the node every few seconds while its Job runs and calls lost with a
+// *NodeNotReadyError (During) once it has been seen not Ready for lostAfter without a break.
+// A failed read is no evidence either way (the API may be restarting under the command).
+func watchNode(ctx context.Context, cs kubernetes.Interface, node string, lostAfter time.Duration, lost context.CancelCauseFunc) {
+	poll := min(5*time.Second, max(lostAfter/4, 50*time.Millisecond))
+	var since time.Time // first seen not Ready, in this run of polls
+	_ = wait.PollUntilContextCancel(ctx, poll, false, func(ctx context.Context) (bool, error) {
+		n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		notReady := nodeReady(n)
+		switch {
+		case notReady == nil:
+			since = time.Time{}
+		case since.IsZero():
+			since = time.Now()
+		case time.Since(since) >= lostAfter:
+			notReady.During = true
+			lost(notReady)
+			return true, nil
+		}
+		return false, nil
+	})
 }
 
 // podState says whether the pod's certctl container has terminated, why not, and whether it

@@ -57,6 +57,7 @@ func jobCluster(t *testing.T, node string, logs func(path string) string) (*test
 	if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	testenv.SetNodeReady(t, cs, node, corev1.ConditionTrue)
 	return cp, cs
 }
 
@@ -245,6 +246,77 @@ func TestRunJobWatchesThePod(t *testing.T) {
 			t.Fatalf("RunJob: %v, want ErrNotRun", o.err)
 		}
 		t.Logf("image cannot be pulled: RunJob returned %s after the pod said so", o.returned.Sub(at).Round(time.Millisecond))
+	})
+
+	// Issue 21's node gone: a node not Ready gets no Job, and RunJob says so within
+	// ReadyWait instead of at the Job's timeout; a node that goes away while its Job runs
+	// ends the wait once it has been not Ready for NodeLost, the Job left for the next run,
+	// which adopts it once the node is back.
+	t.Run("node not Ready: no Job", func(t *testing.T) {
+		testenv.SetNodeReady(t, cs, node, corev1.ConditionUnknown)
+		defer testenv.SetNodeReady(t, cs, node, corev1.ConditionTrue)
+		s := spec("notready")
+		s.ReadyWait = 500 * time.Millisecond
+		start := time.Now()
+		o := await(run(s, 2*time.Minute))
+		var notReady *cluster.NodeNotReadyError
+		if !errors.As(o.err, &notReady) || !errors.Is(o.err, cluster.ErrNotRun) || notReady.Status != corev1.ConditionUnknown || notReady.During {
+			t.Fatalf("RunJob on a node not Ready: %v, want a NodeNotReadyError (Unknown, before any Job)", o.err)
+		}
+		if took := o.returned.Sub(start); took < s.ReadyWait || took > time.Minute {
+			t.Errorf("refused after %s, want after ReadyWait (%s)", took, s.ReadyWait)
+		}
+		jobs, err := cs.BatchV1().Jobs("kube-system").List(context.Background(), metav1.ListOptions{LabelSelector: cluster.LabelComponent + "=notready"})
+		if err != nil || len(jobs.Items) != 0 {
+			t.Errorf("jobs made for a node not Ready: %d, %v", len(jobs.Items), err)
+		}
+		t.Logf("node not Ready: %v", o.err)
+	})
+
+	t.Run("node Ready again within ReadyWait", func(t *testing.T) {
+		testenv.SetNodeReady(t, cs, node, corev1.ConditionFalse)
+		s := spec("readyagain")
+		s.ReadyWait = 2 * time.Minute
+		done := run(s, 2*time.Minute)
+		testenv.SetNodeReady(t, cs, node, corev1.ConditionTrue) // a kubelet restarted reports again
+		pod := jobPod(t, cp, cs, "readyagain")
+		now := metav1.Now()
+		setStatus(t, cs, pod, corev1.PodSucceeded, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, StartedAt: now, FinishedAt: now}})
+		if o := await(done); o.err != nil {
+			t.Fatalf("RunJob: %v", o.err)
+		}
+	})
+
+	t.Run("node lost while its Job runs", func(t *testing.T) {
+		ctx := context.Background()
+		s := spec("lost")
+		s.NodeLost = time.Second
+		done := run(s, 2*time.Minute)
+		pod := jobPod(t, cp, cs, "lost")
+		now := metav1.Now()
+		setStatus(t, cs, pod, corev1.PodRunning, corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}})
+		lostAt := time.Now()
+		testenv.SetNodeReady(t, cs, node, corev1.ConditionUnknown)
+		o := await(done)
+		var notReady *cluster.NodeNotReadyError
+		if !errors.As(o.err, &notReady) || !notReady.During || notReady.Job != pod.Labels["job-name"] || errors.Is(o.err, cluster.ErrNotRun) {
+			testenv.SetNodeReady(t, cs, node, corev1.ConditionTrue)
+			t.Fatalf("RunJob with the node lost: %v, want a NodeNotReadyError during the Job %s", o.err, pod.Labels["job-name"])
+		}
+		t.Logf("node lost: RunJob returned %s after the node went Unknown (NodeLost %s): %v", o.returned.Sub(lostAt).Round(time.Millisecond), s.NodeLost, o.err)
+		j, err := cs.BatchV1().Jobs("kube-system").Get(ctx, notReady.Job, metav1.GetOptions{})
+		if err != nil || j.DeletionTimestamp != nil {
+			t.Fatalf("the Job of the lost node was not left for the next run: %v", err)
+		}
+		testenv.SetNodeReady(t, cs, node, corev1.ConditionTrue)
+		done = run(s, 2*time.Minute)
+		if pod, err = cs.CoreV1().Pods("kube-system").Get(ctx, pod.Name, metav1.GetOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		setStatus(t, cs, pod, corev1.PodSucceeded, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, StartedAt: now, FinishedAt: metav1.Now()}})
+		if o := await(done); o.err != nil || !o.res.Adopted || o.res.Job != notReady.Job {
+			t.Fatalf("RunJob with the node back: %+v, %v; want the left Job adopted", o.res, o.err)
+		}
 	})
 
 	t.Run("never starts", func(t *testing.T) {

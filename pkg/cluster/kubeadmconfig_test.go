@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/cluster"
 	"github.com/certctl/certctl/pkg/kubeadmconfig"
 	"github.com/certctl/certctl/pkg/pki"
@@ -124,6 +125,7 @@ func TestRenewRecordsSANOnce(t *testing.T) {
 	if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "cp1", Labels: map[string]string{pki.ControlPlaneLabel: ""}}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	testenv.SetNodeReady(t, cs, "cp1", corev1.ConditionTrue) // else no Job is made there
 	_, _, rv0 := sanLists(t, cs)
 	w, err := cs.CoreV1().ConfigMaps(kubeadmconfig.Namespace).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + kubeadmconfig.Name, ResourceVersion: rv0})
 	if err != nil {

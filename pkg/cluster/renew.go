@@ -68,11 +68,6 @@ type RenewOptions struct {
 	Progress io.Writer
 	// Port of the apiservers (6443).
 	Port int
-	// APIWait is how long the command waits, at its start, for an API that refuses or drops
-	// connections: an apiserver restarting (the Job of an earlier, killed run restarting the
-	// node the kubeconfig names) is back in seconds. A certificate the client refuses (case C)
-	// ends the wait at once. Default 2m.
-	APIWait time.Duration
 }
 
 // NodeOutcome is what happened on one node.
@@ -114,9 +109,6 @@ func (o *RenewOptions) defaults() {
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
-	}
-	if o.APIWait == 0 {
-		o.APIWait = 2 * time.Minute
 	}
 }
 
@@ -521,37 +513,12 @@ func writeRecord(ctx context.Context, cs kubernetes.Interface, name string, data
 	return nil
 }
 
-// listControlPlanes lists the control-plane nodes, waiting up to o.APIWait while the API
-// refuses or drops connections (transientAPI).
+// listControlPlanes lists the control-plane nodes. An API that refuses connections (an
+// apiserver restarting: the Job of an earlier, killed run restarting the node the kubeconfig
+// names) is waited for by the client itself (pkg/apiretry, --api-wait); what is left is an
+// error for unreachable to judge.
 func (o *RenewOptions) listControlPlanes(ctx context.Context, cs kubernetes.Interface) (*corev1.NodeList, error) {
-	var (
-		nodes  *corev1.NodeList
-		last   error
-		logged bool
-	)
-	err := wait.PollUntilContextTimeout(ctx, time.Second, o.APIWait, true, func(context.Context) (bool, error) {
-		n, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: pki.ControlPlaneLabel})
-		if err == nil {
-			nodes = n
-			return true, nil
-		}
-		last = err
-		if !transientAPI(err) {
-			return false, err
-		}
-		if !logged {
-			o.logf("the API does not answer (%v): an apiserver restarting? waiting up to %s", err, o.APIWait)
-			logged = true
-		}
-		return false, nil
-	})
-	if nodes != nil {
-		return nodes, nil
-	}
-	if last == nil {
-		last = err
-	}
-	return nil, last
+	return cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: pki.ControlPlaneLabel})
 }
 
 // transientAPI says whether err is the API refusing or dropping a connection, or not answering

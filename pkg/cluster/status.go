@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -105,12 +106,15 @@ func nodeStatus(ctx context.Context, cs kubernetes.Interface, o StatusOptions, n
 	res, err := RunJob(ctx, cs, JobSpec{
 		Namespace: o.Namespace, Node: n.Name, Image: o.Image, Component: "status",
 		Args: []string{"inspect", "-o", "json"}, Deadline: o.Timeout,
+		// A node not Ready is reported as such at once: the other nodes' Jobs run meanwhile.
+		ReadyWait: 5 * time.Second,
 	}, o.Timeout)
 	nr.Took = res.Took.Round(100 * time.Millisecond).String()
 	if err != nil {
 		nr.Problem = err.Error()
-		if !nr.Ready {
-			nr.Problem = "node NotReady (run certctl inspect on the node itself): " + nr.Problem
+		var notReady *NodeNotReadyError
+		if errors.As(err, &notReady) || !nr.Ready {
+			nr.Problem += " (run certctl inspect on the node itself)"
 		}
 		return nr
 	}
