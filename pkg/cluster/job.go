@@ -262,10 +262,12 @@ func RunJob(ctx context.Context, cs kubernetes.Interface, s JobSpec, timeout tim
 	pod, err := waitPod(ctx, cs, s, job.Name, timeout)
 	res.Took = time.Since(start)
 	if lost := (*NodeNotReadyError)(nil); errors.As(err, &lost) {
-		// The node went away with its Job: certctl may be running there still, and deleting
-		// the Job would have the kubelet kill it when the node is back. The next run of the
-		// same command adopts the Job and takes its result.
-		lost.Job, keep = job.Name, true
+		// The node went away with its Job. When certctl had started there it may be running
+		// still: deleting the Job would have the kubelet kill it mid-work when the node is
+		// back, so the Job is left for the next run of the same command to adopt. When it
+		// had not, the Job is deleted: a pod that starts late, when the node comes back,
+		// would run into the Job's deadline and be killed mid-work (seen on the lab).
+		lost.Job, keep = job.Name, lost.Started
 		return res, err
 	}
 	if err != nil {
@@ -403,7 +405,7 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 	case errors.Is(err, ErrNotRun):
 		return nil, err
 	case errors.As(context.Cause(lctx), &notReady):
-		notReady.Pod = why
+		notReady.Pod, notReady.Started = why, pod != nil && started(pod)
 		return nil, notReady
 	}
 	if pod == nil {
@@ -421,10 +423,22 @@ type NodeNotReadyError struct {
 	Status          corev1.ConditionStatus // False or Unknown; "" when the node has no Ready condition
 	Reason, Message string
 	Since           time.Time // the condition's last transition
-	// During: the node went away while its Job ran; Job is that Job, left for the next run,
-	// and Pod what was last seen of its pod.
+	// During: the node went away while its Job ran; Job is that Job, Pod what was last seen
+	// of its pod, and Started whether certctl had started there (then the Job is left for the
+	// next run to adopt; otherwise it is deleted).
 	During   bool
 	Job, Pod string
+	Started  bool
+}
+
+// started: the pod's certctl container has run (running or terminated), as last seen.
+func started(p *corev1.Pod) bool {
+	for _, st := range p.Status.ContainerStatuses {
+		if st.Name == containerName && (st.State.Running != nil || st.State.Terminated != nil) {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *NodeNotReadyError) Error() string {
@@ -432,8 +446,11 @@ func (e *NodeNotReadyError) Error() string {
 	if e.Status != "" {
 		state = fmt.Sprintf("is not Ready (%s since %s: %s %s)", e.Status, e.Since.UTC().Format(time.RFC3339), e.Reason, strings.TrimSpace(e.Message))
 	}
-	if e.During {
-		return fmt.Sprintf("node %s %s while its Job %s ran (pod: %s): its kubelet is down or its network is cut; the Job is left on the node, and the next run of this command takes its result once the node is back", e.Node, state, e.Job, e.Pod)
+	switch {
+	case e.During && e.Started:
+		return fmt.Sprintf("node %s %s while its Job %s ran (pod: %s): its kubelet is down or its network is cut; certctl had started there, so the Job is left on the node, and the next run of this command takes its result once the node is back", e.Node, state, e.Job, e.Pod)
+	case e.During:
+		return fmt.Sprintf("node %s %s while its Job %s waited to start (pod: %s): its kubelet is down or its network is cut; certctl had not started there, and the Job is deleted", e.Node, state, e.Job, e.Pod)
 	}
 	return fmt.Sprintf("node %s %s: its kubelet is down or its network is cut; no Job was made there (%v)", e.Node, state, ErrNotRun)
 }

@@ -299,7 +299,7 @@ func TestRunJobWatchesThePod(t *testing.T) {
 		testenv.SetNodeReady(t, cs, node, corev1.ConditionUnknown)
 		o := await(done)
 		var notReady *cluster.NodeNotReadyError
-		if !errors.As(o.err, &notReady) || !notReady.During || notReady.Job != pod.Labels["job-name"] || errors.Is(o.err, cluster.ErrNotRun) {
+		if !errors.As(o.err, &notReady) || !notReady.During || !notReady.Started || notReady.Job != pod.Labels["job-name"] || errors.Is(o.err, cluster.ErrNotRun) {
 			testenv.SetNodeReady(t, cs, node, corev1.ConditionTrue)
 			t.Fatalf("RunJob with the node lost: %v, want a NodeNotReadyError during the Job %s", o.err, pod.Labels["job-name"])
 		}
@@ -316,6 +316,26 @@ func TestRunJobWatchesThePod(t *testing.T) {
 		setStatus(t, cs, pod, corev1.PodSucceeded, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, StartedAt: now, FinishedAt: metav1.Now()}})
 		if o := await(done); o.err != nil || !o.res.Adopted || o.res.Job != notReady.Job {
 			t.Fatalf("RunJob with the node back: %+v, %v; want the left Job adopted", o.res, o.err)
+		}
+	})
+
+	// A pod the node never started is not left behind: when the node comes back it would start
+	// late and run into the Job's deadline (killed mid-work, seen on the lab).
+	t.Run("node lost before its Job's pod started", func(t *testing.T) {
+		ctx := context.Background()
+		s := spec("lostpending")
+		s.NodeLost = time.Second
+		done := run(s, 2*time.Minute)
+		pod := jobPod(t, cp, cs, "lostpending")
+		testenv.SetNodeReady(t, cs, node, corev1.ConditionUnknown)
+		o := await(done)
+		testenv.SetNodeReady(t, cs, node, corev1.ConditionTrue)
+		var notReady *cluster.NodeNotReadyError
+		if !errors.As(o.err, &notReady) || !notReady.During || notReady.Started {
+			t.Fatalf("RunJob with the node lost before the pod started: %v, want a NodeNotReadyError, not started", o.err)
+		}
+		if j, err := cs.BatchV1().Jobs("kube-system").Get(ctx, pod.Labels["job-name"], metav1.GetOptions{}); err == nil && j.DeletionTimestamp == nil {
+			t.Errorf("the Job %s whose pod never started was left", j.Name)
 		}
 	})
 

@@ -3,13 +3,19 @@ package restart
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"os"
 	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/certctl/certctl/pkg/fsutil"
 )
 
 // DrainTable is the nftables table (family inet) in which certctl refuses new connections to
@@ -34,6 +40,18 @@ type Drain struct {
 	Wait time.Duration
 	// NetNS is a file descriptor of the network namespace; 0: certctl's own.
 	NetNS int
+	// Record, when set, is a file that says which process's drain stands (written once the
+	// rule is in, removed with it): a certctl killed during the drain (a Job deleted at its
+	// deadline: SIGTERM) leaves the rule, and with it the node's apiserver out of the load
+	// balancer, until RecoverDrain sees its owner gone and removes both.
+	Record string
+}
+
+// drainRecord is what Drain.Record holds.
+type drainRecord struct {
+	Port int       `json:"port"`
+	Time time.Time `json:"time"`
+	Owner
 }
 
 func (d Drain) conn() (*nftables.Conn, error) {
@@ -90,7 +108,18 @@ func (d Drain) Begin(ctx context.Context, port int) (end func() error, err error
 		if _, err := d.Remove(); err != nil {
 			return fmt.Errorf("%w: remove it by hand (nft delete table inet %s), or the node's apiserver stays out of the load balancer", err, DrainTable)
 		}
+		if d.Record != "" {
+			if err := os.Remove(d.Record); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("drain: remove its record: %w", err)
+			}
+		}
 		return nil
+	}
+	if d.Record != "" {
+		rec, _ := json.Marshal(drainRecord{Port: port, Time: time.Now().UTC(), Owner: self()})
+		if err := fsutil.WriteFileAtomic(d.Record, rec, 0o600); err != nil {
+			return nil, errors.Join(fmt.Errorf("drain: write its record: %w", err), end())
+		}
 	}
 	if d.Wait > 0 {
 		t := time.NewTimer(d.Wait)
@@ -102,6 +131,35 @@ func (d Drain) Begin(ctx context.Context, port int) (end func() error, err error
 		}
 	}
 	return end, nil
+}
+
+// RecoverDrain removes a drain that a certctl left behind when it was killed: d.Record names a
+// process that is gone (or ran before the last boot). A drain whose process still runs is that
+// restart's, and left alone; without a record nothing is done. It says what it did on w.
+func RecoverDrain(d Drain, w io.Writer) error {
+	data, err := os.ReadFile(d.Record)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read the drain record %s: %w", d.Record, err)
+	}
+	var rec drainRecord
+	_ = json.Unmarshal(data, &rec) // a damaged record has no live owner: the drain is removed
+	if rec.Owner.Alive() && rec.Owner.PID != os.Getpid() {
+		return nil
+	}
+	removed, err := d.Remove()
+	if err != nil {
+		return fmt.Errorf("an interrupted restart left its load-balancer drain (record %s): %w; remove it by hand (nft delete table inet %s), or the node's apiserver stays out of the load balancer", d.Record, err, DrainTable)
+	}
+	if err := os.Remove(d.Record); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove the drain record %s: %w", d.Record, err)
+	}
+	if removed {
+		fmt.Fprintf(w, "certctl: removed the drain an interrupted restart (pid %d, %s) left on port %d: the apiserver accepts connections from other machines again\n", rec.PID, rec.Time.Format(time.RFC3339), rec.Port)
+	}
+	return nil
 }
 
 // Remove deletes the drain table if there is one; it reports whether there was.

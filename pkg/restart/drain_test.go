@@ -2,13 +2,18 @@ package restart_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -205,4 +210,102 @@ func TestDrain(t *testing.T) {
 	if left, err := d.Remove(); err != nil || left {
 		t.Errorf("after the drain: a table left %v (%v)", left, err)
 	}
+}
+
+// TestRecoverDrain, in real network namespaces: a drain whose record names a certctl that still
+// runs is left alone; once that process is gone (killed during the drain: a Job deleted at its
+// deadline), the next certctl removes the drain and its record, and connections from other
+// machines are accepted again. Without a record nothing is touched.
+func TestRecoverDrain(t *testing.T) {
+	a, b := netnsPair(t)
+	api := listenIn(t, a)
+	port := api.Addr().(*net.TCPAddr).Port
+	addr := fmt.Sprintf("10.251.0.1:%d", port)
+	fd, err := unix.Open(a, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	record := filepath.Join(t.TempDir(), "drain.json")
+	d := restart.Drain{NetNS: fd, Record: record}
+	refused := func() bool {
+		c, err := dialFrom(t, b, addr)
+		if err == nil {
+			c.Close()
+		}
+		return errors.Is(err, syscall.ECONNREFUSED)
+	}
+
+	// The owner: another process, alive, then killed.
+	owner := exec.Command("sleep", "600")
+	if err := owner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = owner.Process.Kill(); _ = owner.Wait() }()
+	if _, err := d.Begin(context.Background(), port); err != nil {
+		t.Fatal(err)
+	}
+	// Begin recorded this test process; the record now names the other one, as a certctl
+	// killed during its drain would have left it.
+	var rec map[string]any
+	data, err := os.ReadFile(record)
+	if err != nil || json.Unmarshal(data, &rec) != nil {
+		t.Fatalf("the drain's record %s: %v %s", record, err, data)
+	}
+	self := os.Getpid()
+	if int(rec["pid"].(float64)) != self {
+		t.Fatalf("record %s names pid %v, want this process %d", data, rec["pid"], self)
+	}
+	rec["pid"], rec["startTime"] = owner.Process.Pid, startTime(t, owner.Process.Pid)
+	data, _ = json.Marshal(rec)
+	if err := os.WriteFile(record, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	if err := restart.RecoverDrain(d, &log); err != nil {
+		t.Fatal(err)
+	}
+	if !refused() || log.Len() != 0 {
+		t.Fatalf("a drain whose certctl still runs was touched (said %q)", log.String())
+	}
+	_ = owner.Process.Kill()
+	_ = owner.Wait()
+	if err := restart.RecoverDrain(d, &log); err != nil {
+		t.Fatal(err)
+	}
+	if refused() {
+		t.Fatal("the drain of a certctl that is gone still refuses connections from other machines")
+	}
+	if _, err := os.Stat(record); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the record is left: %v", err)
+	}
+	t.Logf("said: %s", log.String())
+	if !strings.Contains(log.String(), fmt.Sprintf("port %d", port)) {
+		t.Errorf("said %q, want the port named", log.String())
+	}
+
+	// Without a record: a table there (made by hand, say) is not certctl's to remove.
+	if _, err := (restart.Drain{NetNS: fd}).Begin(context.Background(), port); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = (restart.Drain{NetNS: fd}).Remove() }()
+	if err := restart.RecoverDrain(d, io.Discard); err != nil || !refused() {
+		t.Errorf("without a record the drain was touched: %v", err)
+	}
+}
+
+// startTime is field 22 of /proc/PID/stat: when the process started, in clock ticks after boot.
+func startTime(t *testing.T, pid int) uint64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The command name (field 2) may hold spaces: count after its closing parenthesis.
+	rest := string(data[strings.LastIndexByte(string(data), ')')+2:])
+	v, err := strconv.ParseUint(strings.Fields(rest)[19], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

@@ -293,7 +293,9 @@ func (o *Options) restart(ctx context.Context, c *component) (down time.Duration
 	if api != nil {
 		port := api.securePort
 		o.Progress.Line(c.name, "refusing new connections from other machines to the apiserver's port %d for %s, so that the load balancer takes it out", port, o.Drain.Wait)
-		end, derr := o.Drain.Begin(ctx, port)
+		d := *o.Drain
+		d.Record = drainRecordPath(o.Layout)
+		end, derr := d.Begin(ctx, port)
 		if derr != nil {
 			return 0, "", derr
 		}

@@ -21,6 +21,9 @@ import (
 func stagingDir(l pki.Layout) string  { return filepath.Join(l.StateDir(), "staging") }
 func journalPath(l pki.Layout) string { return filepath.Join(l.StateDir(), "restart-journal.json") }
 
+// drainRecordPath is where a restart records the load-balancer drain it stands (Drain.Record).
+func drainRecordPath(l pki.Layout) string { return filepath.Join(l.StateDir(), "drain.json") }
+
 type journal struct {
 	Manifest string    `json:"manifest"` // where it belongs
 	Staged   string    `json:"staged"`   // where it is while the component stops
@@ -108,11 +111,18 @@ func syncDirs(dirs ...string) error {
 	return nil
 }
 
-// Recover puts back any manifest an interrupted restart left in staging, saying so on w.
+// Recover puts back any manifest an interrupted restart left in staging, and removes the
+// load-balancer drain one left (RecoverDrain), saying so on w.
 // Every certctl command runs it first, without the lock (an inspect must not wait for a
 // restart): a manifest whose owner (the restart that staged it) still runs is left alone;
 // one whose owner is gone, or ran before the last boot, is put back.
 func Recover(l pki.Layout, w io.Writer) error {
+	// A drain left by a killed restart keeps the apiserver out of the load balancer.
+	derr := RecoverDrain(Drain{Record: drainRecordPath(l)}, w)
+	return errors.Join(derr, recoverStaged(l, w))
+}
+
+func recoverStaged(l pki.Layout, w io.Writer) error {
 	entries, err := os.ReadDir(stagingDir(l))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
