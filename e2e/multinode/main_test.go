@@ -56,7 +56,29 @@ func requireLab(t *testing.T) []multilab.Node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	apiserversReady(t, nodes)
 	return nodes
+}
+
+// apiserversReady waits (polling, up to 3 minutes) until every control-plane node's apiserver
+// answers /readyz: a test starts on a healthy cluster, not on one the test before is still
+// bringing back (an etcd member restarted last, its apiserver reconnecting).
+func apiserversReady(t *testing.T, nodes []multilab.Node) {
+	t.Helper()
+	roots := caPool(t)
+	start := time.Now()
+	for _, n := range controlPlanes(nodes) {
+		var last error
+		if err := wait.PollUntilContextTimeout(context.Background(), 500*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+			last = apipoll.Ready(ctx, n.APIServer(), roots)
+			return last == nil, nil
+		}); err != nil {
+			t.Fatalf("%s's apiserver is not ready before the test: %v", n.Name, last)
+		}
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Logf("waited %s for every apiserver to be ready before the test", d.Round(100*time.Millisecond))
+	}
 }
 
 func controlPlanes(nodes []multilab.Node) []multilab.Node {

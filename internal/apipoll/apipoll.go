@@ -49,24 +49,19 @@ type Poller struct {
 	done     chan struct{}
 }
 
-// Start starts polling o.Addr's o.Path.
-func Start(o Options) *Poller {
-	if o.Path == "" {
-		o.Path = "/readyz"
-	}
-	if o.Interval <= 0 {
-		o.Interval = 50 * time.Millisecond
-	}
-	if o.Max <= 0 {
-		o.Max = 20 * time.Minute
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.Max)
-	p := &Poller{stop: cancel, done: make(chan struct{})}
+// Ready asks addr's /readyz once, as a poller does: nil when it answers 200.
+func Ready(ctx context.Context, addr string, roots *x509.CertPool) error {
+	return Get(ctx, newClient(roots, nil), "https://"+addr+"/readyz")
+}
+
+// newClient is a poller's client: a new connection for every request, the served chain
+// verified against roots (not the name), cert as the client certificate when set.
+func newClient(roots *x509.CertPool, cert *tls.Certificate) *http.Client {
 	var certs []tls.Certificate
-	if o.Cert != nil {
-		certs = []tls.Certificate{*o.Cert}
+	if cert != nil {
+		certs = []tls.Certificate{*cert}
 	}
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		DialContext:       (&net.Dialer{Timeout: time.Second}).DialContext,
 		DisableKeepAlives: true, // every request a new connection through the balancer
 		TLSClientConfig: &tls.Config{
@@ -85,11 +80,27 @@ func Start(o Options) *Poller {
 				if err != nil {
 					return err
 				}
-				_, err = c.Verify(x509.VerifyOptions{Roots: o.Roots, Intermediates: inter})
+				_, err = c.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter})
 				return err
 			},
 		},
 	}}
+}
+
+// Start starts polling o.Addr's o.Path.
+func Start(o Options) *Poller {
+	if o.Path == "" {
+		o.Path = "/readyz"
+	}
+	if o.Interval <= 0 {
+		o.Interval = 50 * time.Millisecond
+	}
+	if o.Max <= 0 {
+		o.Max = 20 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.Max)
+	p := &Poller{stop: cancel, done: make(chan struct{})}
+	client := newClient(o.Roots, o.Cert)
 	go func() {
 		defer close(p.done)
 		tick := time.NewTicker(o.Interval)

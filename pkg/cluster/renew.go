@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -249,6 +250,9 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 		}
 		if err := held.Confirm(ctx); err != nil {
 			return rep, fmt.Errorf("stopped before %s: %w", out.Node, err)
+		}
+		if err := o.peersReady(ctx, nodes.Items, out.Node); err != nil {
+			return rep, fmt.Errorf("stopped before %s (untouched): %w; run the same command again once they are", out.Node, err)
 		}
 		if err := o.renewNode(ctx, cs, out); err != nil {
 			out.State, out.Problem = "failed", err.Error()
@@ -511,6 +515,63 @@ func writeRecord(ctx context.Context, cs kubernetes.Interface, name string, data
 		return fmt.Errorf("write %s/%s: %w", lease.Namespace, name, err)
 	}
 	return nil
+}
+
+// PeersNotReadyError: before a control-plane node's apiserver is restarted, the apiserver of
+// another control-plane node is not ready. Restarting now would leave the load balancer with
+// fewer apiservers than the operator counts on (none, on a cluster of two).
+type PeersNotReadyError struct {
+	Node     string            // the node about to be worked on
+	NotReady map[string]string // node: its /readyz's last answer
+	Waited   time.Duration
+}
+
+func (e *PeersNotReadyError) Error() string {
+	var parts []string
+	for _, n := range slices.Sorted(maps.Keys(e.NotReady)) {
+		parts = append(parts, fmt.Sprintf("%s (%s)", n, e.NotReady[n]))
+	}
+	return fmt.Sprintf("the apiserver of %s is not ready after %s: restarting %s's now would leave fewer apiservers serving", strings.Join(parts, ", "), e.Waited.Round(time.Second), e.Node)
+}
+
+// peersReady waits, up to o.VerifyTimeout, until the apiserver of every control-plane node but
+// node answers /readyz at its own address with a certificate of the cluster CA: a node is
+// taken down only while all the others serve (one left recovering by an earlier step or
+// test, an etcd member just back, is waited for).
+func (o *RenewOptions) peersReady(ctx context.Context, cps []corev1.Node, node string) error {
+	addrs := map[string]string{}
+	for i := range cps {
+		if cps[i].Name != node && internalIP(&cps[i]) != "" {
+			addrs[cps[i].Name] = net.JoinHostPort(internalIP(&cps[i]), strconv.Itoa(o.Port))
+		}
+	}
+	start := time.Now()
+	notReady := map[string]string{}
+	logged := false
+	err := wait.PollUntilContextTimeout(ctx, time.Second, o.VerifyTimeout, true, func(ctx context.Context) (bool, error) {
+		round := map[string]string{}
+		for name, addr := range addrs {
+			if err := readyz(ctx, addr, o.Roots); err != nil {
+				round[name] = err.Error()
+			}
+		}
+		if ctx.Err() != nil {
+			return false, nil // cut by the deadline: the last whole round says who was not ready
+		}
+		notReady = round
+		if len(notReady) > 0 && !logged {
+			o.logf("%s: waiting up to %s for the apiservers of %s to be ready before this node's restart", node, o.VerifyTimeout, strings.Join(slices.Sorted(maps.Keys(notReady)), ", "))
+			logged = true
+		}
+		return len(notReady) == 0, nil
+	})
+	if err == nil {
+		return nil
+	}
+	if len(notReady) == 0 {
+		return err // the context ended before any answer
+	}
+	return &PeersNotReadyError{Node: node, NotReady: maps.Clone(notReady), Waited: time.Since(start)}
 }
 
 // listControlPlanes lists the control-plane nodes. An API that refuses connections (an
