@@ -68,11 +68,11 @@ type JobSpec struct {
 	// RunJob fails with a *NodeNotReadyError at once instead of at the Job's timeout. Default
 	// 30s.
 	ReadyWait time.Duration
-	// NodeLost: how long the node may stay not Ready while its Job runs. Then RunJob stops
-	// waiting (*NodeNotReadyError, During) and leaves the Job for the next run of the same
-	// command to take the result of: the node controller marks a node whose kubelet stopped
-	// posting (stopped, or its network cut) Unknown after its grace period (50s), so a node
-	// lost mid-Job is noticed about NodeLost after that. Default 30s.
+	// NodeLost: how long the node may stay not Ready while its Job waits for certctl to start
+	// there. Then RunJob stops waiting (*NodeNotReadyError, During) and deletes the Job: the
+	// node controller marks a node whose kubelet stopped posting (stopped, or its network cut)
+	// Unknown after its grace period (50s), so such a node is noticed about NodeLost after
+	// that. Once certctl has started on the node only the timeout ends the wait. Default 30s.
 	NodeLost time.Duration
 }
 
@@ -248,11 +248,7 @@ func RunJob(ctx context.Context, cs kubernetes.Interface, s JobSpec, timeout tim
 		return res, fmt.Errorf("create the %s job for node %s in namespace %s: %w", s.Component, s.Node, s.Namespace, err)
 	}
 	res.Job = job.Name
-	keep := false
 	defer func() {
-		if keep {
-			return
-		}
 		// Background: the API deletes the pod too. Best effort: ttlSecondsAfterFinished
 		// removes what a failed delete leaves.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -262,12 +258,10 @@ func RunJob(ctx context.Context, cs kubernetes.Interface, s JobSpec, timeout tim
 	pod, err := waitPod(ctx, cs, s, job.Name, timeout)
 	res.Took = time.Since(start)
 	if lost := (*NodeNotReadyError)(nil); errors.As(err, &lost) {
-		// The node went away with its Job. When certctl had started there it may be running
-		// still: deleting the Job would have the kubelet kill it mid-work when the node is
-		// back, so the Job is left for the next run of the same command to adopt. When it
-		// had not, the Job is deleted: a pod that starts late, when the node comes back,
-		// would run into the Job's deadline and be killed mid-work (seen on the lab).
-		lost.Job, keep = job.Name, lost.Started
+		// The node went away before certctl started there: the Job is deleted (deferred). A
+		// pod that starts late, when the node comes back, would run into the Job's deadline
+		// and be killed mid-work (seen on the lab).
+		lost.Job = job.Name
 		return res, err
 	}
 	if err != nil {
@@ -360,6 +354,7 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 		},
 	}, cs)
 	var pod *corev1.Pod
+	var running atomic.Bool // certctl has started on the node (watchNode then stops looking)
 	why := "no pod created yet"
 	check := func(obj any) (bool, error) {
 		p, ok := obj.(*corev1.Pod)
@@ -367,6 +362,9 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 			return false, nil
 		}
 		pod = p
+		if started(p) {
+			running.Store(true)
+		}
 		done, reason, fatal := podState(p, s.Image)
 		why = reason
 		if fatal {
@@ -378,7 +376,7 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 	defer cancel()
 	lctx, lost := context.WithCancelCause(wctx)
 	defer lost(nil)
-	go watchNode(lctx, cs, s.Node, s.nodeLost(), lost)
+	go watchNode(lctx, cs, s.Node, s.nodeLost(), &running, lost)
 	wctx = lctx
 	// The watch reconnects by itself (the Job may restart this node's apiserver): client-go's
 	// log of that is not the operator's business; the outcome is in the error.
@@ -405,7 +403,7 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 	case errors.Is(err, ErrNotRun):
 		return nil, err
 	case errors.As(context.Cause(lctx), &notReady):
-		notReady.Pod, notReady.Started = why, pod != nil && started(pod)
+		notReady.Pod = why
 		return nil, notReady
 	}
 	if pod == nil {
@@ -423,12 +421,10 @@ type NodeNotReadyError struct {
 	Status          corev1.ConditionStatus // False or Unknown; "" when the node has no Ready condition
 	Reason, Message string
 	Since           time.Time // the condition's last transition
-	// During: the node went away while its Job ran; Job is that Job, Pod what was last seen
-	// of its pod, and Started whether certctl had started there (then the Job is left for the
-	// next run to adopt; otherwise it is deleted).
+	// During: the node went away while its Job waited for certctl to start there; Job is
+	// that Job (deleted), Pod what was last seen of its pod.
 	During   bool
 	Job, Pod string
-	Started  bool
 }
 
 // started: the pod's certctl container has run (running or terminated), as last seen.
@@ -446,10 +442,7 @@ func (e *NodeNotReadyError) Error() string {
 	if e.Status != "" {
 		state = fmt.Sprintf("is not Ready (%s since %s: %s %s)", e.Status, e.Since.UTC().Format(time.RFC3339), e.Reason, strings.TrimSpace(e.Message))
 	}
-	switch {
-	case e.During && e.Started:
-		return fmt.Sprintf("node %s %s while its Job %s ran (pod: %s): its kubelet is down or its network is cut; certctl had started there, so the Job is left on the node, and the next run of this command takes its result once the node is back", e.Node, state, e.Job, e.Pod)
-	case e.During:
+	if e.During {
 		return fmt.Sprintf("node %s %s while its Job %s waited to start (pod: %s): its kubelet is down or its network is cut; certctl had not started there, and the Job is deleted", e.Node, state, e.Job, e.Pod)
 	}
 	return fmt.Sprintf("node %s %s: its kubelet is down or its network is cut; no Job was made there (%v)", e.Node, state, ErrNotRun)
@@ -504,13 +497,20 @@ func waitNodeReady(ctx context.Context, cs kubernetes.Interface, node string, wa
 	}
 }
 
-// watchNode polls the node every few seconds while its Job runs and calls lost with a
-// *NodeNotReadyError (During) once it has been seen not Ready for lostAfter without a break.
-// A failed read is no evidence either way (the API may be restarting under the command).
-func watchNode(ctx context.Context, cs kubernetes.Interface, node string, lostAfter time.Duration, lost context.CancelCauseFunc) {
+// watchNode polls the node every few seconds until certctl has started there (running) and
+// calls lost with a *NodeNotReadyError (During) once it has been seen not Ready for lostAfter
+// without a break. Once certctl runs it stops looking: the node's own work may keep its
+// kubelet from reporting for longer than the node controller's grace (a control-plane node's
+// kubelet reports through its own apiserver, which a CA rotation's drop keeps down with its
+// etcd for minutes: the node went Unknown mid-Job on the lab), and the Job's timeout bounds
+// that wait. A failed read is no evidence either way (the API may be restarting).
+func watchNode(ctx context.Context, cs kubernetes.Interface, node string, lostAfter time.Duration, running *atomic.Bool, lost context.CancelCauseFunc) {
 	poll := min(5*time.Second, max(lostAfter/4, 50*time.Millisecond))
 	var since time.Time // first seen not Ready, in this run of polls
 	_ = wait.PollUntilContextCancel(ctx, poll, false, func(ctx context.Context) (bool, error) {
+		if running.Load() {
+			return true, nil
+		}
 		n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 		if err != nil {
 			return false, nil

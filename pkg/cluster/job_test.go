@@ -102,6 +102,17 @@ func podOfAnotherJob(t *testing.T, cs kubernetes.Interface, component, not strin
 	return pod
 }
 
+// setStatusLatest is setStatus on the pod as the apiserver has it now; it returns the pod.
+func setStatusLatest(t *testing.T, cs kubernetes.Interface, pod *corev1.Pod, phase corev1.PodPhase, state corev1.ContainerState) *corev1.Pod {
+	t.Helper()
+	p, err := cs.CoreV1().Pods(pod.Namespace).Get(context.Background(), pod.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setStatus(t, cs, p, phase, state)
+	return p
+}
+
 // setStatus sets the certctl container's state, as the kubelet reports it; it returns when the
 // apiserver has it.
 func setStatus(t *testing.T, cs kubernetes.Interface, pod *corev1.Pod, phase corev1.PodPhase, state corev1.ContainerState) time.Time {
@@ -287,35 +298,26 @@ func TestRunJobWatchesThePod(t *testing.T) {
 		}
 	})
 
-	t.Run("node lost while its Job runs", func(t *testing.T) {
-		ctx := context.Background()
-		s := spec("lost")
-		s.NodeLost = time.Second
+	// Once certctl runs on the node, its Ready condition no longer ends the wait: the node's
+	// own work (a control-plane node's apiserver and etcd down for minutes in a CA rotation's
+	// drop) may keep its kubelet from reporting longer than the node controller's grace.
+	t.Run("node not Ready while certctl runs there: waited for", func(t *testing.T) {
+		s := spec("busy")
+		s.NodeLost = time.Second // RunJob's watch sees the pod running within it (milliseconds)
 		done := run(s, 2*time.Minute)
-		pod := jobPod(t, cp, cs, "lost")
+		pod := jobPod(t, cp, cs, "busy")
 		now := metav1.Now()
-		setStatus(t, cs, pod, corev1.PodRunning, corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}})
-		lostAt := time.Now()
+		pod = setStatusLatest(t, cs, pod, corev1.PodRunning, corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}})
 		testenv.SetNodeReady(t, cs, node, corev1.ConditionUnknown)
-		o := await(done)
-		var notReady *cluster.NodeNotReadyError
-		if !errors.As(o.err, &notReady) || !notReady.During || !notReady.Started || notReady.Job != pod.Labels["job-name"] || errors.Is(o.err, cluster.ErrNotRun) {
-			testenv.SetNodeReady(t, cs, node, corev1.ConditionTrue)
-			t.Fatalf("RunJob with the node lost: %v, want a NodeNotReadyError during the Job %s", o.err, pod.Labels["job-name"])
+		defer testenv.SetNodeReady(t, cs, node, corev1.ConditionTrue)
+		select {
+		case o := <-done:
+			t.Fatalf("RunJob returned while certctl ran on a node not Ready: %+v, %v", o.res, o.err)
+		case <-time.After(5 * s.NodeLost): // what would have ended it, five times over
 		}
-		t.Logf("node lost: RunJob returned %s after the node went Unknown (NodeLost %s): %v", o.returned.Sub(lostAt).Round(time.Millisecond), s.NodeLost, o.err)
-		j, err := cs.BatchV1().Jobs("kube-system").Get(ctx, notReady.Job, metav1.GetOptions{})
-		if err != nil || j.DeletionTimestamp != nil {
-			t.Fatalf("the Job of the lost node was not left for the next run: %v", err)
-		}
-		testenv.SetNodeReady(t, cs, node, corev1.ConditionTrue)
-		done = run(s, 2*time.Minute)
-		if pod, err = cs.CoreV1().Pods("kube-system").Get(ctx, pod.Name, metav1.GetOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		setStatus(t, cs, pod, corev1.PodSucceeded, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, StartedAt: now, FinishedAt: metav1.Now()}})
-		if o := await(done); o.err != nil || !o.res.Adopted || o.res.Job != notReady.Job {
-			t.Fatalf("RunJob with the node back: %+v, %v; want the left Job adopted", o.res, o.err)
+		setStatusLatest(t, cs, pod, corev1.PodSucceeded, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, StartedAt: now, FinishedAt: metav1.Now()}})
+		if o := await(done); o.err != nil || o.res.ExitCode != 0 {
+			t.Fatalf("RunJob: %+v, %v; want the result", o.res, o.err)
 		}
 	})
 
@@ -331,7 +333,7 @@ func TestRunJobWatchesThePod(t *testing.T) {
 		o := await(done)
 		testenv.SetNodeReady(t, cs, node, corev1.ConditionTrue)
 		var notReady *cluster.NodeNotReadyError
-		if !errors.As(o.err, &notReady) || !notReady.During || notReady.Started {
+		if !errors.As(o.err, &notReady) || !notReady.During {
 			t.Fatalf("RunJob with the node lost before the pod started: %v, want a NodeNotReadyError, not started", o.err)
 		}
 		if j, err := cs.BatchV1().Jobs("kube-system").Get(ctx, pod.Labels["job-name"], metav1.GetOptions{}); err == nil && j.DeletionTimestamp == nil {
