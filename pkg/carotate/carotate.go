@@ -426,12 +426,17 @@ func (r *Result) restart(components ...string) {
 	slices.Sort(r.Restart)
 }
 
-// afterCompleted is phase trust on a node whose last rotation of the CA is complete (st at
-// drop): a new rotation starts in the same directory. The files the completed one left that
-// the new one does not write at once (old.key, cross.crt) are removed, and every file of the
-// directory the phase touches is in its backup, so its rollback puts the completed rotation
-// back as it was. It returns those removals and a note.
-func afterCompleted(p Paths, st *State) ([]fileEdit, string) {
+// afterCompleted is the start of phase trust: when the last rotation of the CA on this node is
+// complete (st at drop), a new rotation starts in the same directory. The files the completed
+// one left that the new one does not write at once (old.key, cross.crt) are removed, and every
+// file of the directory the phase touches is in its backup, so its rollback puts the completed
+// rotation back as it was. It returns those removals, the state to go on from (none then) and
+// whether a new rotation starts (the directory's new.crt is then no new CA), and notes it on
+// res. Otherwise it returns st as it is.
+func afterCompleted(p Paths, st *State, res *Result) ([]fileEdit, *State, bool) {
+	if st == nil || st.Phase != PhaseDrop {
+		return nil, st, false
+	}
 	var when string
 	if n := len(st.Steps); n > 0 {
 		when = " on " + st.Steps[n-1].Time.UTC().Format("2006-01-02")
@@ -445,7 +450,8 @@ func afterCompleted(p Paths, st *State) ([]fileEdit, string) {
 			edits = append(edits, fileEdit{path: f, remove: true, what: "removed: left by the rotation completed" + when})
 		}
 	}
-	return edits, fmt.Sprintf("the rotation completed%s in %s is followed by a new one; its files are in this phase's backup (the rollback puts them back)", when, p.Dir)
+	res.Notes = append(res.Notes, fmt.Sprintf("the rotation completed%s in %s is followed by a new one; its files are in this phase's backup (the rollback puts them back)", when, p.Dir))
+	return edits, nil, true
 }
 
 // start is the common beginning of a phase: options checked, the CA's definition, its

@@ -135,14 +135,8 @@ func saTrust(o Options, d caDef, p Paths, res *Result, st *State) (*Result, erro
 	if _, err := os.Stat(p.CACert); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("sa: no service-account key on this node (%s does not exist): only control-plane nodes hold it", p.CACert)
 	}
-	var leftovers []fileEdit
-	fresh := st != nil && st.Phase == PhaseDrop // a new rotation: the completed one's new key is the key now
-	if fresh {
-		var note string
-		leftovers, note = afterCompleted(p, st)
-		res.Notes = append(res.Notes, note)
-		st = nil
-	}
+	// fresh: a new rotation, the completed one's new key is the key now.
+	leftovers, st, fresh := afterCompleted(p, st, res)
 	if st != nil {
 		if o.NewCA != nil {
 			given, err := parseSAPair(o.NewCA.CertPath, o.NewCA.CertPEM, "", nil)

@@ -33,14 +33,8 @@ func Trust(o Options) (*Result, error) {
 	if _, err := os.Stat(p.CACert); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: no %s on this node (%s does not exist)", o.CA, o.CA, p.CACert)
 	}
-	var leftovers []fileEdit
-	fresh := st != nil && st.Phase == PhaseDrop // a new rotation: the completed one's new CA is the CA now
-	if fresh {
-		var note string
-		leftovers, note = afterCompleted(p, st)
-		res.Notes = append(res.Notes, note)
-		st = nil
-	}
+	// fresh: a new rotation, the completed one's new CA is the CA now.
+	leftovers, st, fresh := afterCompleted(p, st, res)
 	if st != nil {
 		if o.NewCA != nil {
 			given, err := parseCA(o.NewCA.CertPath, o.NewCA.CertPEM, o.NewCA.KeyPath, nil)
