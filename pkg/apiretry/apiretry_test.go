@@ -88,9 +88,9 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
-// serve answers every request on addr with the request's method and body, counting them, and
-// /readyz with 500 for the first notReady probes, then 200 (counted in probes).
-func serve(t *testing.T, addr string, hits, probes *atomic.Int32, notReady int32) {
+// serve answers every request on addr with status and the request's method and body, counting
+// them, and /readyz with 500 for the first notReady probes, then 200 (counted in probes).
+func serve(t *testing.T, addr string, hits, probes *atomic.Int32, notReady int32, status int) {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -105,6 +105,7 @@ func serve(t *testing.T, addr string, hits, probes *atomic.Int32, notReady int32
 		}
 		hits.Add(1)
 		b, _ := io.ReadAll(r.Body)
+		w.WriteHeader(status)
 		fmt.Fprintf(w, "%s %s", r.Method, b)
 	})}
 	go func() { _ = srv.Serve(ln) }()
@@ -151,7 +152,7 @@ func TestWaitsForTheAPI(t *testing.T) {
 					t.Fatal("the transport said nothing about the refused connection within 30s")
 				}
 				var hits, probes atomic.Int32
-				serve(t, addr, &hits, &probes, tc.notReady)
+				serve(t, addr, &hits, &probes, tc.notReady, http.StatusOK)
 				var r result
 				select {
 				case r = <-done:
@@ -177,25 +178,11 @@ func TestWaitsForTheAPI(t *testing.T) {
 	t.Run("403 while not ready, then the API's own 403", func(t *testing.T) {
 		var hits, probes atomic.Int32
 		const notReady = 2
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == "/readyz" {
-				if probes.Add(1) <= notReady {
-					http.Error(w, "[-]poststarthook/rbac/bootstrap-roles failed", http.StatusInternalServerError)
-				}
-				return
-			}
-			hits.Add(1)
-			http.Error(w, "forbidden", http.StatusForbidden)
-		})}
-		go func() { _ = srv.Serve(ln) }()
-		defer srv.Close()
+		addr := freeAddr(t)
+		serve(t, addr, &hits, &probes, notReady, http.StatusForbidden)
 		l := newLogs()
 		c := &http.Client{Transport: apiretry.New(http.DefaultTransport.(*http.Transport).Clone(), apiretry.Options{Wait: time.Minute, Logf: l.logf, First: 10 * time.Millisecond})}
-		resp, err := c.Post("http://"+ln.Addr().String()+"/x", "text/plain", strings.NewReader("create"))
+		resp, err := c.Post("http://"+addr+"/x", "text/plain", strings.NewReader("create"))
 		if err != nil {
 			t.Fatal(err)
 		}
