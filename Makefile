@@ -50,6 +50,7 @@ demo: build
 test: lint k8s-bins
 	$(GO) build -o bin/testreport ./hack/testreport
 	bash -o pipefail -c '$(GO) test -count=1 -timeout 40m -json ./... | bin/testreport'
+	bash -o pipefail -c '$(GO) test -count=1 -tags failpoints -json ./pkg/failpoint | bin/testreport'
 
 unit: lint
 	$(GO) test -count=1 -short ./...
@@ -58,6 +59,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags failpoints ./pkg/failpoint ./pkg/restart
 
 # Go native fuzzing of every parser of node and API input (docs/fuzzing.md): each `func FuzzX`
 # of a _test.go under pkg/, one after another, FUZZTIME each (`FUZZTIME=5m make fuzz`). A crash

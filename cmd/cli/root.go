@@ -3,11 +3,14 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/renew"
@@ -158,7 +161,13 @@ links never lead out of it, and nothing certctl writes lands outside it.`,
 func Execute(args []string, s Streams) int {
 	cmd := NewRootCmd(s)
 	cmd.SetArgs(args)
-	err := cmd.Execute()
+	// SIGINT and SIGTERM (a Job deleted or past its deadline, a systemd stop) end the command's
+	// context: a restart in progress puts its manifest back and ends its drain before certctl
+	// exits, instead of dying with the manifest out. A second signal kills as usual.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() { <-ctx.Done(); stop() }()
+	err := cmd.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK
 	}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -41,9 +42,7 @@ func TestFaultOrchestratorKilled(t *testing.T) {
 	roots := caPool(t)
 	cs := clientset(t)
 	ctx := context.Background()
-	if err := cs.CoreV1().ConfigMaps(lease.Namespace).Delete(ctx, cluster.ProgressName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		t.Fatal(err)
-	}
+	before := freshRenew(t, cs, cps)
 	start := time.Now()
 	seed := uint64(start.UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 0))
@@ -54,10 +53,6 @@ func TestFaultOrchestratorKilled(t *testing.T) {
 	}
 	args := []string{"cluster", "renew", "all", "--days", "3650", "--kubeconfig", multilab.AdminKubeconfig(), "--image", multilab.Image}
 
-	before := map[string]string{}
-	for _, n := range cps {
-		before[n.Name] = servedCert(t, n.APIServer()).SerialNumber.String()
-	}
 	lb := startPoller(t, multilab.LBAddr, roots, 50*time.Millisecond, 20*time.Minute)
 	own := map[string]*poller{}
 	for _, n := range cps {
@@ -128,14 +123,7 @@ func TestFaultOrchestratorKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	ok, fail, errs := lb.Stop()
-	var all []window
-	for name, p := range own {
-		p.Stop()
-		for _, w := range p.Windows() {
-			w.Node = name
-			all = append(all, w)
-		}
-	}
+	all := stopAll(own)
 	t.Logf("the run after %d kills: %s", kills, r)
 	if r.Code != 0 {
 		t.Fatalf("cluster renew all after %d kills: %s", kills, r)
@@ -154,19 +142,8 @@ func TestFaultOrchestratorKilled(t *testing.T) {
 		if servedCert(t, n.APIServer()).SerialNumber.String() == before[n.Name] {
 			t.Errorf("%s still serves the apiserver certificate it had before the runs", n.Name)
 		}
-		// Every certificate with its key, every kubeconfig parsing: nothing left half-done
-		// (what a fresh lab node shows of its kubelet's self-signed serving certificate aside).
-		rep, ir := inspectJSON(t, n)
-		if ir.Code == 3 {
-			t.Fatalf("inspect on %s after the killed runs: %s", n.Name, ir)
-		}
-		for _, c := range rep.Certificates {
-			for _, f := range c.Findings {
-				if f.Severity != inspect.SevInfo && !(strings.HasPrefix(c.Name, "kubelet") && slices.Contains(kubeletCodes, f.Code)) {
-					t.Errorf("%s after the killed runs: %s: %s finding %s: %s", n.Name, c.Name, f.Severity, f.Code, f.Message)
-				}
-			}
-		}
+		// Every certificate with its key, every kubeconfig parsing: nothing left half-done.
+		checkPairs(t, n)
 	}
 	assertNoJobs(t)
 	if _, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{}); err == nil {
@@ -339,13 +316,7 @@ func TestFaultAPIRestartsUnderOrchestrator(t *testing.T) {
 	named, renewed := cps[0], cps[1:]
 	cs := clientset(t)
 	ctx := context.Background()
-	if err := cs.CoreV1().ConfigMaps(lease.Namespace).Delete(ctx, cluster.ProgressName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		t.Fatal(err)
-	}
-	before := map[string]string{}
-	for _, n := range cps {
-		before[n.Name] = servedCert(t, n.APIServer()).SerialNumber.String()
-	}
+	before := freshRenew(t, cs, cps)
 	own := startPoller(t, named.APIServer(), caPool(t), 50*time.Millisecond, 15*time.Minute)
 
 	args := []string{"cluster", "renew", "all", "--image", multilab.Image}
@@ -410,5 +381,162 @@ loop:
 	assertNoJobs(t)
 	if _, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{}); err == nil {
 		t.Errorf("the progress record %s is left after the run that finished", cluster.ProgressName)
+	}
+}
+
+// TestFaultAPIServerNotBack is issue 21's fourth fault: `certctl cluster renew all` while the
+// second control-plane node's renewal breaks: the lab's certctl (built with -tags failpoints)
+// writes a key that matches no certificate over that node's new apiserver.key just before the
+// apiserver starts again on it. The apiserver's container then exits at every start; certctl
+// on the node sees it exit (the container runtime's count) and rolls the node back to its old
+// files well before its 3-minute timeout, the command stops at that node, the node after it is
+// untouched, and through the balancer the API never failed. The same command again (the fault
+// fired once) resumes at that node and finishes, without renewing the first node twice.
+func TestFaultAPIServerNotBack(t *testing.T) {
+	nodes := requireLab(t)
+	cps := controlPlanes(nodes)
+	if len(cps) < 3 {
+		t.Fatalf("the lab has %d control-plane nodes, want 3", len(cps))
+	}
+	first, broken, last := cps[0], cps[1], cps[2]
+	roots := caPool(t)
+	cs := clientset(t)
+	ctx := context.Background()
+	before := freshRenew(t, cs, cps)
+	fp := filepath.Join(broken.Dir(), "etc-kubernetes", ".certctl", "failpoints")
+	if err := os.MkdirAll(filepath.Dir(fp), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fp, []byte("before-start apiserver break-key /etc/kubernetes/pki/apiserver.key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(fp) })
+
+	lb := startPoller(t, multilab.LBAddr, roots, 50*time.Millisecond, 20*time.Minute)
+	list := startPollerAs(t, multilab.LBAddr, listPath, roots, clientCert(t, multilab.AdminKubeconfig()), 50*time.Millisecond, 20*time.Minute)
+	own := map[string]*poller{}
+	for _, n := range cps {
+		own[n.Name] = startPoller(t, n.APIServer(), roots, 50*time.Millisecond, 20*time.Minute)
+	}
+	args := []string{"cluster", "renew", "all", "--days", "3650", "--kubeconfig", multilab.AdminKubeconfig(), "--image", multilab.Image}
+	start := time.Now()
+	r, err := multilab.Run(exec.Command(testenv.Certctl(t), args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Since(start)
+	t.Logf("the run with %s's renewal broken, %s: %s", broken.Name, stopped.Round(100*time.Millisecond), r)
+	if r.Code == 0 {
+		t.Fatalf("cluster renew all succeeded with %s's apiserver key broken", broken.Name)
+	}
+	if left, err := os.ReadFile(fp); err != nil || len(bytes.TrimSpace(left)) != 0 {
+		t.Fatalf("the failpoint on %s did not fire: %q %v", broken.Name, left, err)
+	}
+	afterFirst := servedCert(t, first.APIServer()).SerialNumber.String()
+	if afterFirst == before[first.Name] {
+		t.Errorf("%s, before the broken node, was not renewed", first.Name)
+	}
+	for _, n := range []multilab.Node{broken, last} {
+		if got := servedCert(t, n.APIServer()).SerialNumber.String(); got != before[n.Name] {
+			t.Errorf("%s serves serial %s after the stopped run, want its old %s (rolled back / untouched)", n.Name, got, before[n.Name])
+		}
+	}
+	cm, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("no progress record after the stopped run: %v", err)
+	}
+	var done []string
+	for k := range cm.Data {
+		if n, ok := strings.CutPrefix(k, "done."); ok {
+			done = append(done, n)
+		}
+	}
+	if !slices.Equal(done, []string{first.Name}) {
+		t.Errorf("nodes done after the stopped run: %v, want [%s]", done, first.Name)
+	}
+	// The broken node is back on its old pair: certificate and key match, nothing critical.
+	checkPairs(t, broken)
+
+	// The broken node's kubelet reports through its own apiserver, down while it crash-looped:
+	// the next run makes no Job on a node that is not Ready (30 s), so wait as an operator would.
+	t.Logf("%s Ready again %s after the run", broken.Name, waitNodeReady(t, cs, broken.Name, 3*time.Minute).Round(100*time.Millisecond))
+
+	// Again: the fault fired once, so the node renews now; the first node is not done again.
+	r2, err := multilab.Run(exec.Command(testenv.Certctl(t), args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, fail, errs := lb.Stop()
+	listOK, listFail, listErrs := list.Stop()
+	all := stopAll(own)
+	t.Logf("the run after: %s", r2)
+	if r2.Code != 0 {
+		t.Fatalf("cluster renew all after the fault: %s", r2)
+	}
+	if got := servedCert(t, first.APIServer()).SerialNumber.String(); got != afterFirst {
+		t.Errorf("%s was renewed again by the resumed run (serial %s, was %s)", first.Name, got, afterFirst)
+	}
+	for _, n := range []multilab.Node{broken, last} {
+		if servedCert(t, n.APIServer()).SerialNumber.String() == before[n.Name] {
+			t.Errorf("%s still serves its old certificate after the resumed run", n.Name)
+		}
+	}
+	for _, n := range cps {
+		checkPairs(t, n)
+	}
+	t.Logf("through the balancer, both runs: /readyz %d ok, %d failed %v; a list %d ok, %d failed %v; down windows %s", ok, fail, errs, listOK, listFail, listErrs, windowsText(lb.Windows()))
+	t.Logf("%s's own /readyz: %s", broken.Name, windowsText(own[broken.Name].Windows()))
+	if fail != 0 || listFail != 0 {
+		t.Errorf("requests through the balancer failed: /readyz %d %v, list %d %v", fail, errs, listFail, listErrs)
+	}
+	noOverlap(t, all)
+	assertNoJobs(t)
+	if _, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{}); err == nil {
+		t.Errorf("the progress record %s is left after the run that finished", cluster.ProgressName)
+	}
+}
+
+// stopAll stops the pollers of each node's own apiserver and returns their down windows, each
+// with its node's name.
+func stopAll(own map[string]*poller) []window {
+	var all []window
+	for name, p := range own {
+		p.Stop()
+		for _, w := range p.Windows() {
+			w.Node = name
+			all = append(all, w)
+		}
+	}
+	return all
+}
+
+// freshRenew starts a `cluster renew` test: a progress record an earlier test left (it would
+// resume that run) is removed, and it returns the serial each control-plane apiserver serves.
+func freshRenew(t *testing.T, cs kubernetes.Interface, cps []multilab.Node) map[string]string {
+	t.Helper()
+	if err := cs.CoreV1().ConfigMaps(lease.Namespace).Delete(context.Background(), cluster.ProgressName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	before := map[string]string{}
+	for _, n := range cps {
+		before[n.Name] = servedCert(t, n.APIServer()).SerialNumber.String()
+	}
+	return before
+}
+
+// checkPairs fails the test when inspect on n finds a certificate without its key or anything
+// critical (what a fresh lab node shows of its kubelet's self-signed serving certificate aside).
+func checkPairs(t *testing.T, n multilab.Node) {
+	t.Helper()
+	rep, ir := inspectJSON(t, n)
+	if ir.Code == 3 {
+		t.Fatalf("inspect on %s: %s", n.Name, ir)
+	}
+	for _, c := range rep.Certificates {
+		for _, f := range c.Findings {
+			if f.Severity != inspect.SevInfo && !(strings.HasPrefix(c.Name, "kubelet") && slices.Contains(kubeletCodes, f.Code)) {
+				t.Errorf("%s: %s: %s finding %s: %s", n.Name, c.Name, f.Severity, f.Code, f.Message)
+			}
+		}
 	}
 }

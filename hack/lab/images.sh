@@ -32,10 +32,12 @@ lab_build_images() {
 	done
 }
 
+# The lab's certctl is built with -tags failpoints (pkg/failpoint): the fault tests write a node's
+# failpoint file to break its renewal; a release build ignores that file.
 lab_build_certctl_image() {
 	local img=$1 ref=$2
 	mkdir -p "$img"
-	(cd "$HACK/.." && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o "$img/certctl" ./cmd/certctl &&
+	(cd "$HACK/.." && CGO_ENABLED=0 go build -tags failpoints -trimpath -ldflags=-s -o "$img/certctl" ./cmd/certctl &&
 		go build -o "$img/mkimage" ./hack/lab/mkimage) >&2
 	"$img/mkimage" -o "$img/certctl.tar" -tag "$ref" -file "$img/certctl=/usr/local/bin/certctl" -entrypoint /usr/local/bin/certctl >&2
 	echo "$img/certctl.tar"

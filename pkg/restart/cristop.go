@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -262,4 +263,65 @@ func (f FallbackStopper) Stop(ctx context.Context, component string) error {
 		return errNoStopper
 	}
 	return errors.Join(errs...)
+}
+
+// Attempts asks the first of its stoppers that can tell (an ExitWatcher); none: nothing seen.
+func (f FallbackStopper) Attempts(ctx context.Context, component string, since time.Time) (Attempts, error) {
+	for _, s := range f {
+		if ew, ok := s.(ExitWatcher); ok {
+			return ew.Attempts(ctx, component, since)
+		}
+	}
+	return Attempts{}, nil
+}
+
+// Attempts reads the component's containers (kube-system) that the runtime created after
+// since: the kubelet numbers a pod's container attempts (the io.kubernetes.container.
+// restartCount annotation of each container it creates), so the oldest and newest numbers
+// seen, and whether the newest has exited, tell how many attempts ended even after the
+// kubelet's garbage collector removed exited containers (it keeps one per pod).
+func (s CRIStopper) Attempts(ctx context.Context, component string, since time.Time) (Attempts, error) {
+	name, ok := binaries[component]
+	if !ok {
+		return Attempts{}, fmt.Errorf("unknown component %q", component)
+	}
+	client, conn, err := dialCRI(s.Endpoint)
+	if err != nil {
+		return Attempts{}, err
+	}
+	defer conn.Close()
+	resp, err := client.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{
+		LabelSelector: map[string]string{"io.kubernetes.container.name": name, "io.kubernetes.pod.namespace": "kube-system"},
+	}})
+	if err != nil {
+		return Attempts{}, fmt.Errorf("list containers on %s: %w", s.Endpoint, err)
+	}
+	var a Attempts
+	var newest *runtimeapi.Container
+	for _, c := range resp.Containers {
+		if pod := c.Labels["io.kubernetes.pod.name"]; pod != "" && !strings.HasPrefix(pod, name+"-") {
+			continue
+		}
+		if c.CreatedAt < since.UnixNano() {
+			continue
+		}
+		n, err := strconv.Atoi(c.Annotations["io.kubernetes.container.restartCount"])
+		if err != nil {
+			continue
+		}
+		if !a.Seen || n < a.First {
+			a.First = n
+		}
+		if !a.Seen || n > a.Newest {
+			a.Newest, newest = n, c
+		}
+		a.Seen = true
+	}
+	if newest != nil && newest.State == runtimeapi.ContainerState_CONTAINER_EXITED {
+		a.NewestExited = true
+		if st, err := client.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: newest.Id}); err == nil {
+			a.ExitCode = st.GetStatus().GetExitCode()
+		}
+	}
+	return a, nil
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/pkg/etcdmember"
+	"github.com/certctl/certctl/pkg/failpoint"
 	"github.com/certctl/certctl/pkg/live"
 	"github.com/certctl/certctl/pkg/manifest"
 	"github.com/certctl/certctl/pkg/pki"
@@ -56,11 +57,55 @@ type Options struct {
 	// member restarts, default DefaultPeerWait; then the restart is refused
 	// (*etcdmember.UnhealthyPeersError).
 	PeerWait time.Duration
+	// CrashExits: with a Stopper that is an ExitWatcher, the exits of the component's new
+	// container after which it is taken as not coming back (*CrashLoopError), default
+	// DefaultCrashExits.
+	CrashExits int
 }
 
 // Stopper stops a component's running container right after its manifest moved out.
 type Stopper interface {
 	Stop(ctx context.Context, component string) error
+}
+
+// ExitWatcher is a Stopper that can also tell which attempts of the component's container the
+// kubelet made since an instant (CRIStopper: from the container runtime). With one, a
+// component that keeps exiting after its manifest went back is given up on after
+// Options.CrashExits ended attempts instead of at Options.Timeout.
+type ExitWatcher interface {
+	Attempts(ctx context.Context, component string, since time.Time) (Attempts, error)
+}
+
+// Attempts are the container attempts of a component seen since an instant.
+type Attempts struct {
+	Seen          bool
+	First, Newest int   // the kubelet's attempt numbers (restartCount) of the oldest and newest
+	NewestExited  bool  // the newest attempt has ended too
+	ExitCode      int32 // the newest's, when it ended
+}
+
+// DefaultCrashExits: the first attempt that ends after the manifest went back and the
+// component is taken as not coming back. A control-plane component that exits right after
+// its start does so on its files and flags (a key that does not match its certificate, a
+// flag it does not know); and waiting for a second attempt waits for the kubelet's crash-loop
+// back-off, which grows with the pod's history (10 s after a first crash, up to 5 minutes: on
+// the lab, 75 s and more after an earlier failed restart of the same manifest).
+const DefaultCrashExits = 1
+
+// CrashLoopError: the component's container exited Exits times since its manifest went back.
+type CrashLoopError struct {
+	Component string
+	Exits     int
+	ExitCode  int32 // of the last exit
+	After     time.Duration
+}
+
+func (e *CrashLoopError) Error() string {
+	times := "once"
+	if e.Exits > 1 {
+		times = fmt.Sprintf("%d times", e.Exits)
+	}
+	return fmt.Sprintf("its container exited %s (exit code %d) %s after its manifest went back: it does not start with these files", times, e.ExitCode, e.After.Round(100*time.Millisecond))
 }
 
 // Result is what happened to one component.
@@ -153,6 +198,9 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	if o.PeerWait == 0 {
 		o.PeerWait = DefaultPeerWait
 	}
+	if o.CrashExits == 0 {
+		o.CrashExits = DefaultCrashExits
+	}
 	if o.Progress == nil {
 		o.Progress = NewProgress(io.Discard, false)
 	}
@@ -200,6 +248,15 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 		if res.Restarted {
 			restarted = append(restarted, c)
 		}
+		if err != nil && ctx.Err() != nil {
+			// Interrupted (SIGTERM, SIGINT): no rollback, whose restarts would take the
+			// component down again with no time left to bring it back. Its manifest is back
+			// (restartNow puts it back on every path), so the kubelet runs it on the new files.
+			o.Progress.Line(c.name, "interrupted (%v): its manifest is back, nothing rolled back, not verified", ctx.Err())
+			res.Error = err.Error()
+			results = append(results, res)
+			return results, &InterruptedError{Component: c.name, Err: ctx.Err()}
+		}
 		if unsafe := new(*etcdmember.UnhealthyPeersError); errors.As(err, unsafe) {
 			// Refused before it stopped: nothing to roll back for it; what restarted before
 			// it serves the new files.
@@ -209,7 +266,7 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 		}
 		if err != nil && o.Rollback != nil {
 			res.Error = err.Error()
-			rerr := o.rollback(ctx, c, restarted, &res)
+			rerr := o.rollback(ctx, c, restarted, &res, err)
 			results = append(results, res)
 			return results, rerr
 		}
@@ -223,11 +280,43 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	return results, nil
 }
 
+// InterruptedError: the run's context ended (SIGTERM, SIGINT) while Component restarted. Its
+// manifest is back in place, so the kubelet runs it on the new files, but nothing verified
+// that it came back, and the components after it were not restarted.
+type InterruptedError struct {
+	Component string
+	Err       error
+}
+
+func (e *InterruptedError) Error() string {
+	return fmt.Sprintf("interrupted while restarting %s (%v): its manifest is back and the kubelet starts it on the new files, unverified, and the components after it still run on the old ones; run the same command again (or certctl restart) to finish", e.Component, e.Err)
+}
+
+func (e *InterruptedError) Unwrap() error { return e.Err }
+
+// RolledBackError: Component did not come back healthy with its new files (Cause), the backup
+// was restored and Restarted (in restart order, Component included) are healthy again on the
+// old files.
+type RolledBackError struct {
+	Component string
+	Cause     error
+	Restarted []string
+}
+
+func (e *RolledBackError) Error() string {
+	verb := "is"
+	if len(e.Restarted) > 1 {
+		verb = "are"
+	}
+	return fmt.Sprintf("%s did not come back healthy with its new certificate (%v): rolled back to the backup, %s %s healthy again on the old files; fix the certificate and rerun", e.Component, e.Cause, strings.Join(e.Restarted, ", "), verb)
+}
+
+func (e *RolledBackError) Unwrap() error { return e.Cause }
+
 // rollback restores the backup and restarts, on the restored files, every component that
 // restarted in this run (failed included): the backup holds all of the renewal's files, so
 // every component that loaded one of them must go back to the old ones, and only those.
-func (o *Options) rollback(ctx context.Context, failed *component, restarted []*component, res *Result) error {
-	cause := res.Error
+func (o *Options) rollback(ctx context.Context, failed *component, restarted []*component, res *Result, cause error) error {
 	var names []string
 	for _, c := range restarted {
 		names = append(names, c.name)
@@ -236,22 +325,18 @@ func (o *Options) rollback(ctx context.Context, failed *component, restarted []*
 		names, restarted = append(names, failed.name), append(restarted, failed)
 	}
 	list := strings.Join(names, ", ")
-	o.Progress.Line(failed.name, "did not come back with its new certificate (%s): restoring the backup and restarting %s on the old files", cause, list)
+	o.Progress.Line(failed.name, "did not come back with its new certificate (%v): restoring the backup and restarting %s on the old files", cause, list)
 	if err := o.Rollback(failed.name); err != nil {
-		return fmt.Errorf("%s: %s; and the rollback failed: %w", failed.name, cause, err)
+		return fmt.Errorf("%s: %w; and the rollback failed: %w", failed.name, cause, err)
 	}
 	res.RolledBack, res.RollbackRestarted = true, names
 	for _, c := range restarted {
 		var again Result
 		if err := o.one(ctx, c, ActionRestart, &again); err != nil {
-			return fmt.Errorf("%s: %s; rolled back to the backup (restarting %s), but %s did not come back on the old files either: %w", failed.name, cause, list, c.name, err)
+			return fmt.Errorf("%s: %w; rolled back to the backup (restarting %s), but %s did not come back on the old files either: %w", failed.name, cause, list, c.name, err)
 		}
 	}
-	verb := "is"
-	if len(names) > 1 {
-		verb = "are"
-	}
-	return fmt.Errorf("%s did not come back healthy with its new certificate (%s): rolled back to the backup, %s %s healthy again on the old files; fix the certificate and rerun", failed.name, cause, list, verb)
+	return &RolledBackError{Component: failed.name, Cause: cause, Restarted: names}
 }
 
 // one handles a component: a verify step waits for the reload and restarts only if needed.
@@ -319,6 +404,9 @@ func (o *Options) restart(ctx context.Context, c *component) (down time.Duration
 }
 
 func (o *Options) restartNow(ctx context.Context, c *component) (time.Duration, string, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, "", err // a manifest moved out now would have no one to put it back
+	}
 	start := time.Now()
 	staged, err := stage(o.Layout, c.manifest)
 	if err != nil {
@@ -358,18 +446,49 @@ func (o *Options) restartNow(ctx context.Context, c *component) (time.Duration, 
 	if downSince.IsZero() {
 		downSince = start
 	}
+	if f, err := failpoint.BeforeStart(o.Layout, c.name); err != nil {
+		o.Progress.Line(c.name, "failpoint: %v", err)
+	} else if f != nil {
+		o.Progress.Line(c.name, "failpoint %s %s %s %v fired (a build with -tags failpoints)", f.Point, f.Component, f.Action, f.Args)
+	}
 	if err := putBack(); err != nil {
 		return 0, "", err
 	}
+	backAt := time.Now()
 	o.Progress.Line(c.name, "stopped; manifest back; waiting until healthy")
-	var upAt time.Time
+	var upAt, askedAt time.Time
+	var crash *CrashLoopError
+	ew, _ := o.Stopper.(ExitWatcher)
+	first := -1 // the first attempt seen since the manifest went back
 	err = o.poll(ctx, c.name, "to be healthy", o.Timeout, func() (bool, string) {
 		ok, why := o.healthy(ctx, c)
 		if ok && upAt.IsZero() {
 			upAt = time.Now()
 		}
+		if !ok && ew != nil && time.Since(askedAt) >= time.Second {
+			askedAt = time.Now()
+			if a, err := ew.Attempts(ctx, c.name, backAt); err == nil && a.Seen {
+				if first < 0 || a.First < first {
+					first = a.First
+				}
+				ended := a.Newest - first
+				if a.NewestExited {
+					ended++
+				}
+				if ended >= o.CrashExits {
+					crash = &CrashLoopError{Component: c.name, Exits: ended, ExitCode: a.ExitCode, After: time.Since(backAt)}
+					return true, ""
+				}
+			}
+		}
 		return ok, why
 	})
+	if crash != nil {
+		return time.Since(downSince), "", crash
+	}
+	if err != nil && ctx.Err() != nil {
+		return time.Since(downSince), "", fmt.Errorf("manifest back, not yet healthy: %w", err)
+	}
 	if err != nil {
 		return time.Since(downSince), "", fmt.Errorf("not healthy after %s: %w", o.Timeout, err)
 	}

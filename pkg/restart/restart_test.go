@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -201,8 +202,9 @@ func TestRollbackBrokenCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, err = n.runWithRollback(t, m.ID, pki.CompAPIServer)
-	if err == nil || !strings.Contains(err.Error(), "rolled back to the backup, apiserver is healthy again on the old files") {
-		t.Fatalf("err %v, want a rollback", err)
+	var rb *restart.RolledBackError
+	if !errors.As(err, &rb) || rb.Component != pki.CompAPIServer || strings.Join(rb.Restarted, ",") != pki.CompAPIServer {
+		t.Fatalf("err %v, want a rollback of the apiserver alone", err)
 	}
 	if _, err := os.Stat(filepath.Join(l.ManifestsDir, "kube-apiserver.yaml")); err != nil {
 		t.Fatalf("the manifest is not back: %v", err)
@@ -240,7 +242,8 @@ func TestRollbackRestartsWhatItRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	results, progress, err := n.runWithRollback(t, m.ID, pki.CompAPIServer, pki.CompScheduler)
-	if err == nil || !strings.Contains(err.Error(), "rolled back to the backup, apiserver, scheduler are healthy again on the old files") {
+	var rb *restart.RolledBackError
+	if !errors.As(err, &rb) || rb.Component != pki.CompScheduler || strings.Join(rb.Restarted, ",") != "apiserver,scheduler" {
 		t.Fatalf("err %v, want a rollback that restarted the apiserver and the scheduler", err)
 	}
 	if len(results) != 2 || !results[1].RolledBack || strings.Join(results[1].RollbackRestarted, ",") != "apiserver,scheduler" {
@@ -323,4 +326,45 @@ func TestKilledWhileStaged(t *testing.T) {
 	if chain, err := live.Served(context.Background(), n.apiAddr(), "", nil, 2*time.Second); err != nil || len(chain) == 0 {
 		t.Fatalf("apiserver not serving after recovery: %v", err)
 	}
+}
+
+// TestInterruptedRestartPutsTheManifestBack: the run's context ends (what SIGTERM does to a
+// certctl command) while the apiserver's manifest is out. Run returns at once with an
+// *InterruptedError, the manifest already back in place, the backup not restored (no rollback:
+// its restarts would take the apiserver down again), and the kubelet runs the apiserver again.
+func TestInterruptedRestartPutsTheManifestBack(t *testing.T) {
+	n := startNode(t)
+	l := n.tr.Layout
+	manifest := filepath.Join(l.ManifestsDir, "kube-apiserver.yaml")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Cancel once the manifest is out: polled every millisecond, for at most a minute.
+	go func() {
+		_ = wait.PollUntilContextTimeout(ctx, time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+			_, err := os.Stat(manifest)
+			return os.IsNotExist(err), nil
+		})
+		cancel()
+	}()
+	rolledBack := false
+	var progress bytes.Buffer
+	_, err := restart.Run(ctx, restart.Options{Layout: l, Node: n.node, Timeout: 45 * time.Second,
+		Steps:   []restart.Step{{Component: pki.CompAPIServer, Action: restart.ActionRestart}, {Component: pki.CompScheduler, Action: restart.ActionRestart}},
+		Stopper: restart.ProcessStopper{Layout: l, Node: n.node}, Progress: restart.NewProgress(&progress, false),
+		Rollback: func(string) error { rolledBack = true; return nil }})
+	t.Logf("progress:\n%s", progress.String())
+	var ie *restart.InterruptedError
+	if !errors.As(err, &ie) || ie.Component != pki.CompAPIServer || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want an *InterruptedError of the apiserver wrapping context.Canceled", err)
+	}
+	if _, err := os.Stat(manifest); err != nil {
+		t.Fatalf("the manifest is not back when Run returns: %v", err)
+	}
+	if rolledBack {
+		t.Error("an interrupted restart rolled back")
+	}
+	if strings.Contains(progress.String(), pki.CompScheduler) {
+		t.Error("the scheduler, after the interrupted apiserver, was touched")
+	}
+	n.waitReady(t, 2*time.Minute)
 }

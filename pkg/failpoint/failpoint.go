@@ -1,0 +1,32 @@
+// Package failpoint injects faults into certctl at named points, for the fault tests of the
+// multi-node lab (issue 21), the way etcd's gofail does: a binary built with `-tags failpoints`
+// (the lab's image, never a release) reads the node's failpoint file and acts on the lines that
+// name the point it reaches; any other build has nothing here but no-ops the compiler removes.
+//
+// The file is <state dir>/failpoints (/etc/kubernetes/.certctl/failpoints), one fault a line:
+//
+//	before-start COMPONENT break-key PATH
+//
+// before-start fires in a restart after COMPONENT stopped, before its manifest goes back:
+// break-key replaces the key file PATH (a node path) with a new key that matches no
+// certificate, as a renewal that wrote a broken key would leave it. A line fires once and is
+// removed from the file when it does, so the restart of a rollback finds it gone.
+package failpoint
+
+import (
+	"path/filepath"
+
+	"github.com/certctl/certctl/pkg/pki"
+)
+
+// Enabled reports whether this binary was built with the failpoints tag.
+const Enabled = enabled
+
+// Path is the failpoint file of the node of l.
+func Path(l pki.Layout) string { return filepath.Join(l.StateDir(), "failpoints") }
+
+// Fired is a fault that fired: what a caller reports.
+type Fired struct {
+	Point, Component, Action string
+	Args                     []string
+}

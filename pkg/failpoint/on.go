@@ -1,0 +1,76 @@
+//go:build failpoints
+
+package failpoint
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/certctl/certctl/pkg/fsutil"
+	"github.com/certctl/certctl/pkg/pki"
+)
+
+const enabled = true
+
+// BeforeStart fires the first line of the node's failpoint file that names point
+// before-start and component, and removes that line.
+func BeforeStart(l pki.Layout, component string) (*Fired, error) {
+	f, err := take(l, "before-start", component)
+	if err != nil || f == nil {
+		return f, err
+	}
+	switch f.Action {
+	case "break-key":
+		if len(f.Args) != 1 {
+			return f, fmt.Errorf("failpoint %s: break-key wants one key path, got %q", Path(l), f.Args)
+		}
+		return f, breakKey(pki.UnderRoot(l.Root, f.Args[0]))
+	default:
+		return f, fmt.Errorf("failpoint %s: unknown action %q (want break-key)", Path(l), f.Action)
+	}
+}
+
+// take removes and returns the first line for point and component.
+func take(l pki.Layout, point, component string) (*Fired, error) {
+	path := Path(l)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	lines := bytes.Split(data, []byte("\n"))
+	for i, line := range lines {
+		fields := strings.Fields(string(line))
+		if len(fields) < 3 || fields[0] != point || fields[1] != component {
+			continue
+		}
+		rest := append(lines[:i:i], lines[i+1:]...)
+		if err := fsutil.WriteFileAtomic(path, bytes.Join(rest, []byte("\n")), 0o600); err != nil {
+			return nil, err
+		}
+		return &Fired{Point: point, Component: component, Action: fields[2], Args: fields[3:]}, nil
+	}
+	return nil, nil
+}
+
+// breakKey writes a new ECDSA key over path: the certificate beside it no longer matches.
+func breakKey(path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("failpoint break-key: %w", err)
+	}
+	k, err := pki.GenerateKey(pki.AlgECDSAP256)
+	if err != nil {
+		return err
+	}
+	pemKey, err := pki.EncodePrivateKey(k)
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(path, pemKey, 0o600)
+}
