@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/client-go/util/retry"
 )
 
 // Actions a Decision reports.
@@ -153,7 +154,10 @@ func decideOne(ctx context.Context, cs kubernetes.Interface, csr *certv1.Certifi
 	case verr == nil:
 		d.Action = ActionApproved
 		d.Reason = "node identity, usages and SANs check out"
-		if err := setCondition(ctx, cs, csr, certv1.CertificateApproved, ReasonApproved, "certctl: "+d.Reason); err != nil {
+		if err := setCondition(ctx, cs, csr, certv1.CertificateApproved, ReasonApproved, "certctl: "+d.Reason); errors.Is(err, errDecidedMeanwhile) {
+			d.Action, d.Reason = ActionSkipped, err.Error()
+			return d, explicit, nil
+		} else if err != nil {
 			return d, true, err
 		}
 	case o.DryRun:
@@ -162,22 +166,48 @@ func decideOne(ctx context.Context, cs kubernetes.Interface, csr *certv1.Certifi
 		d.Action, d.Reason = ActionLeftPending, verr.Error()
 	default:
 		d.Action, d.Reason = ActionDenied, verr.Error()
-		if err := setCondition(ctx, cs, csr, certv1.CertificateDenied, ReasonDenied, "certctl: "+d.Reason); err != nil {
+		if err := setCondition(ctx, cs, csr, certv1.CertificateDenied, ReasonDenied, "certctl: "+d.Reason); errors.Is(err, errDecidedMeanwhile) {
+			d.Action, d.Reason = ActionSkipped, err.Error()
+			return d, explicit, nil
+		} else if err != nil {
 			return d, true, err
 		}
 	}
 	return d, true, nil
 }
 
+// errDecidedMeanwhile: the CSR was approved or denied by someone else (the in-cluster approver,
+// an operator) between certctl's read of it and its own decision.
+var errDecidedMeanwhile = errors.New("decided meanwhile by another approver")
+
+// setCondition adds the condition. A conflict (the CSR changed since it was read) is resolved
+// on the CSR as it is now: decided by someone else, errDecidedMeanwhile; still pending, the
+// condition is added to that.
 func setCondition(ctx context.Context, cs kubernetes.Interface, csr *certv1.CertificateSigningRequest, typ certv1.RequestConditionType, reason, msg string) error {
-	c := csr.DeepCopy()
-	c.Status.Conditions = append(c.Status.Conditions, certv1.CertificateSigningRequestCondition{
-		Type: typ, Status: corev1.ConditionTrue, Reason: reason, Message: msg, LastUpdateTime: metav1.Now(),
+	csrs := cs.CertificatesV1().CertificateSigningRequests()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		c := csr.DeepCopy()
+		c.Status.Conditions = append(c.Status.Conditions, certv1.CertificateSigningRequestCondition{
+			Type: typ, Status: corev1.ConditionTrue, Reason: reason, Message: msg, LastUpdateTime: metav1.Now(),
+		})
+		_, err := csrs.UpdateApproval(ctx, c.Name, c, metav1.UpdateOptions{})
+		if !apierrors.IsConflict(err) {
+			return err
+		}
+		now, gerr := csrs.Get(ctx, c.Name, metav1.GetOptions{})
+		if gerr != nil {
+			return gerr
+		}
+		if !Pending(now) {
+			return errDecidedMeanwhile
+		}
+		csr = now
+		return err
 	})
-	if _, err := cs.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, c.Name, c, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("%s CSR %s: %w", strings.ToLower(string(typ)), c.Name, err)
+	if err != nil && !errors.Is(err, errDecidedMeanwhile) {
+		return fmt.Errorf("%s CSR %s: %w", strings.ToLower(string(typ)), csr.Name, err)
 	}
-	return nil
+	return err
 }
 
 // Watch decides pending kubelet-serving CSRs as they arrive until ctx is done, reporting each

@@ -5,9 +5,13 @@ import (
 	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"net"
+	"net/http"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -323,4 +327,72 @@ func indexOf(s, sub string) int {
 		}
 	}
 	return -1
+}
+
+// raceTransport, before certctl's approval of a CSR reaches the apiserver, has another
+// approver (or, with deny, an operator denying it) decide that CSR first: the request then
+// carries a stale resourceVersion, as when the in-cluster approver wins the race.
+type raceTransport struct {
+	rt    http.RoundTripper
+	other kubernetes.Interface
+	deny  bool
+	raced int
+}
+
+func (r *raceTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPut && strings.HasSuffix(req.URL.Path, "/approval") && r.raced == 0 {
+		r.raced++
+		name := path.Base(path.Dir(req.URL.Path))
+		csrs := r.other.CertificatesV1().CertificateSigningRequests()
+		c, err := csrs.Get(req.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		typ := certv1.CertificateApproved
+		if r.deny {
+			typ = certv1.CertificateDenied
+		}
+		c.Status.Conditions = append(c.Status.Conditions, certv1.CertificateSigningRequestCondition{Type: typ, Status: corev1.ConditionTrue, Reason: "OtherApprover"})
+		if _, err := csrs.UpdateApproval(req.Context(), name, c, metav1.UpdateOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	return r.rt.RoundTrip(req)
+}
+
+// TestApproveLosesTheRace: on a real apiserver, another approver decides the CSR between
+// certctl's read of it and its approval (CI's run of TestKubeletServingApproverInCluster
+// failed on the apiserver's 409 Conflict, the in-cluster approver having approved first). The
+// decision is then "skipped: decided meanwhile by another approver", no error, and the CSR
+// keeps the other approver's decision alone; enable reads that decision (approved: it waits for
+// the certificate; denied: it fails naming the CSR).
+func TestApproveLosesTheRace(t *testing.T) {
+	c := newCluster(t)
+	c.addNode(t, "node-a", addr(corev1.NodeInternalIP, "10.0.0.1"), addr(corev1.NodeHostName, "node-a"))
+	a := c.nodeClient(t, "node-a")
+	for _, deny := range []bool{false, true} {
+		name := fmt.Sprintf("race-deny-%v", deny)
+		c.file(t, a, name, csrSpec{cn: "system:node:node-a", orgs: []string{"system:nodes"}, ips: []string{"10.0.0.1"}})
+		cfg := rest.CopyConfig(c.cp.RESTConfig(t))
+		race := &raceTransport{other: c.admin, deny: deny}
+		cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { race.rt = rt; return race }
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds, err := kubeletserving.Approve(context.Background(), cs, kubeletserving.ApproveOptions{Names: []string{name}})
+		if err != nil {
+			t.Fatalf("%s: Approve after losing the race: %v", name, err)
+		}
+		if race.raced != 1 || len(ds) != 1 || ds[0].Action != kubeletserving.ActionSkipped {
+			t.Fatalf("%s: raced %d, decisions %+v; want one, skipped", name, race.raced, ds)
+		}
+		now, err := c.admin.CertificatesV1().CertificateSigningRequests().Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(now.Status.Conditions); n != 1 || now.Status.Conditions[0].Reason != "OtherApprover" {
+			t.Errorf("%s: conditions %+v, want the other approver's alone", name, now.Status.Conditions)
+		}
+	}
 }
