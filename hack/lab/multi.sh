@@ -28,8 +28,14 @@
 # (cgroup root /cml-NODE). All nodes share the host's PID namespace, as in the field's nested
 # setups. See hack/lab/README.md.
 set -euo pipefail
+GIVEN_K8S_VERSION=${K8S_VERSION:-}
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/multi-env.sh"
+# On a lab that is up, every command but `up` (join, add-node, ...) runs the release the lab was
+# made with (a v1.37 kubeadm refuses to join a v1.35 cluster), unless K8S_VERSION is given.
+if [ -z "$GIVEN_K8S_VERSION" ] && [ "${1:-}" != up ] && [ -s "$ML_DIR/k8s-version" ]; then
+	K8S_VERSION=$(cat "$ML_DIR/k8s-version")
+fi
 
 [ "$(id -u)" = 0 ] || { echo "lab: run as root" >&2; exit 1; }
 BIN=${BIN:-${CERTCTL_CACHE:-$HOME/.cache/certctl}/k8s-$K8S_VERSION/bin} # hack/build-k8s.sh's
