@@ -148,25 +148,25 @@ func decideOne(ctx context.Context, cs kubernetes.Interface, csr *certv1.Certifi
 	if errors.As(verr, &rej) {
 		d.Code = rej.Code
 	}
+	var typ certv1.RequestConditionType // the condition certctl sets, if any
+	var reason string
 	switch {
 	case verr == nil && o.DryRun:
 		d.Action = ActionWouldApprove
 	case verr == nil:
 		d.Action = ActionApproved
 		d.Reason = "node identity, usages and SANs check out"
-		if err := setCondition(ctx, cs, csr, certv1.CertificateApproved, ReasonApproved, "certctl: "+d.Reason); errors.Is(err, errDecidedMeanwhile) {
-			d.Action, d.Reason = ActionSkipped, err.Error()
-			return d, explicit, nil
-		} else if err != nil {
-			return d, true, err
-		}
+		typ, reason = certv1.CertificateApproved, ReasonApproved
 	case o.DryRun:
 		d.Action, d.Reason = ActionWouldDeny, verr.Error()
 	case o.NoDeny:
 		d.Action, d.Reason = ActionLeftPending, verr.Error()
 	default:
 		d.Action, d.Reason = ActionDenied, verr.Error()
-		if err := setCondition(ctx, cs, csr, certv1.CertificateDenied, ReasonDenied, "certctl: "+d.Reason); errors.Is(err, errDecidedMeanwhile) {
+		typ, reason = certv1.CertificateDenied, ReasonDenied
+	}
+	if typ != "" {
+		if err := setCondition(ctx, cs, csr, typ, reason, "certctl: "+d.Reason); errors.Is(err, errDecidedMeanwhile) {
 			d.Action, d.Reason = ActionSkipped, err.Error()
 			return d, explicit, nil
 		} else if err != nil {

@@ -176,8 +176,14 @@ func RunningContainerIDs(ctx context.Context, endpoint, component string) ([]str
 }
 
 func runningContainers(ctx context.Context, client runtimeapi.RuntimeServiceClient, name string) ([]*runtimeapi.Container, error) {
+	return componentContainers(ctx, client, name, &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING})
+}
+
+// componentContainers lists the containers named name of the component's static pod in
+// kube-system, in state (nil: any).
+func componentContainers(ctx context.Context, client runtimeapi.RuntimeServiceClient, name string, state *runtimeapi.ContainerStateValue) ([]*runtimeapi.Container, error) {
 	resp, err := client.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{
-		State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING},
+		State: state,
 		LabelSelector: map[string]string{
 			"io.kubernetes.container.name": name,
 			"io.kubernetes.pod.namespace":  "kube-system",
@@ -290,18 +296,13 @@ func (s CRIStopper) Attempts(ctx context.Context, component string, since time.T
 		return Attempts{}, err
 	}
 	defer conn.Close()
-	resp, err := client.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{
-		LabelSelector: map[string]string{"io.kubernetes.container.name": name, "io.kubernetes.pod.namespace": "kube-system"},
-	}})
+	ctrs, err := componentContainers(ctx, client, name, nil)
 	if err != nil {
 		return Attempts{}, fmt.Errorf("list containers on %s: %w", s.Endpoint, err)
 	}
 	var a Attempts
 	var newest *runtimeapi.Container
-	for _, c := range resp.Containers {
-		if pod := c.Labels["io.kubernetes.pod.name"]; pod != "" && !strings.HasPrefix(pod, name+"-") {
-			continue
-		}
+	for _, c := range ctrs {
 		if c.CreatedAt < since.UnixNano() {
 			continue
 		}
