@@ -64,3 +64,57 @@ func TestDeferManifests(t *testing.T) {
 		}
 	}
 }
+
+// TestRollbackDefersManifests: the rollback of a phase whose restart installed its manifests,
+// with DeferManifests (ca rotate --rollback --restart, what cluster ca-rotate --rollback's
+// Jobs run), leaves the manifests the kubelet watches as the phase made them and writes each
+// one's content from before the phase to the pending dir, for the restart to install: put back
+// in place, the kubelet restarted etcd by itself while the rollback's restart was starting
+// (the multi-node lab); the rest of the phase's files are back at once.
+func TestRollbackDefersManifests(t *testing.T) {
+	l := node(t)
+	files := []string{"etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml"}
+	before := map[string][]byte{}
+	for _, f := range files {
+		before[f] = read(t, filepath.Join(l.ManifestsDir, f))
+	}
+	caBefore := read(t, filepath.Join(l.PKIDir, "ca.crt"))
+	o := carotate.Options{Layout: l, Generate: true, DeferManifests: true, LockTimeout: 5e9}
+	if _, err := carotate.Run(o, carotate.CAs, carotate.PhaseTrust, false); err != nil {
+		t.Fatal(err)
+	}
+	// The restart installs the pending manifests.
+	trusted := map[string][]byte{}
+	for _, f := range files {
+		if err := os.Rename(filepath.Join(l.PendingManifestsDir(), f), filepath.Join(l.ManifestsDir, f)); err != nil {
+			t.Fatal(err)
+		}
+		trusted[f] = read(t, filepath.Join(l.ManifestsDir, f))
+	}
+	res, err := carotate.Run(carotate.Options{Layout: l, DeferManifests: true, LockTimeout: 5e9}, carotate.CAs, "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if !bytes.Equal(read(t, filepath.Join(l.ManifestsDir, f)), trusted[f]) {
+			t.Errorf("the rollback changed %s in the manifests dir: the kubelet would restart it at once", f)
+		}
+		if got := read(t, filepath.Join(l.PendingManifestsDir(), f)); !bytes.Equal(got, before[f]) {
+			t.Errorf("the pending %s is not the manifest from before trust", f)
+		}
+	}
+	if !bytes.Equal(read(t, filepath.Join(l.PKIDir, "ca.crt")), caBefore) {
+		t.Errorf("ca.crt not put back by the rollback")
+	}
+	restarts := map[string]bool{}
+	for _, r := range res {
+		for _, c := range r.Restart {
+			restarts[c] = true
+		}
+	}
+	for _, c := range []string{"etcd", "apiserver", "controller-manager"} {
+		if !restarts[c] {
+			t.Errorf("the rollback does not restart %s (restarts %v): its pending manifest would wait", c, restarts)
+		}
+	}
+}

@@ -128,7 +128,7 @@ func Apply(p *Plan, o ApplyOptions) (*Result, error) {
 		j.Items = append(j.Items, p.Rows[wk.idx].Name)
 		for _, f := range wk.files(p) {
 			targets = append(targets, f)
-			j.Files = append(j.Files, txn.File{Path: f, Staged: f + StagedSuffix})
+			j.Files = append(j.Files, txn.File{Path: f, Staged: txn.StagedName(f)})
 		}
 	}
 	var bk *backup.Manifest // set once the backup exists; undo removes it
@@ -179,7 +179,7 @@ func Apply(p *Plan, o ApplyOptions) (*Result, error) {
 		}
 		mats[b.i] = b.m
 		for _, f := range b.m.files {
-			if err := w.WriteNew(f.path+StagedSuffix, f.data, f.mode); err != nil {
+			if err := w.WriteNew(txn.StagedName(f.path), f.data, f.mode); err != nil {
 				errs = append(errs, err)
 				break
 			}

@@ -282,10 +282,13 @@ func (f FallbackStopper) Attempts(ctx context.Context, component string, since t
 }
 
 // Attempts reads the component's containers (kube-system) that the runtime created after
-// since: the kubelet numbers a pod's container attempts (the io.kubernetes.container.
-// restartCount annotation of each container it creates), so the oldest and newest numbers
-// seen, and whether the newest has exited, tell how many attempts ended even after the
-// kubelet's garbage collector removed exited containers (it keeps one per pod).
+// since, in the pod sandbox of the newest: the kubelet numbers a pod's container attempts (the
+// io.kubernetes.container.restartCount annotation of each container it creates), so the
+// oldest and newest numbers seen, and whether the newest has exited, tell how many attempts
+// ended even after the kubelet's garbage collector removed exited containers (it keeps one per
+// pod). An exit counts only while its sandbox is still ready: a container that crashed is
+// restarted in its pod, while one the kubelet stopped with its pod (a manifest that left and
+// came back before the kubelet saw it leave) exited with a sandbox torn down.
 func (s CRIStopper) Attempts(ctx context.Context, component string, since time.Time) (Attempts, error) {
 	name, ok := binaries[component]
 	if !ok {
@@ -300,8 +303,27 @@ func (s CRIStopper) Attempts(ctx context.Context, component string, since time.T
 	if err != nil {
 		return Attempts{}, fmt.Errorf("list containers on %s: %w", s.Endpoint, err)
 	}
-	var a Attempts
-	var newest *runtimeapi.Container
+	a := attemptsOf(ctrs, since, func(sandbox string) bool {
+		st, err := client.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: sandbox})
+		return err == nil && st.GetStatus().GetState() == runtimeapi.PodSandboxState_SANDBOX_READY
+	})
+	if a.NewestExited {
+		if st, err := client.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: a.NewestID}); err == nil {
+			a.ExitCode = st.GetStatus().GetExitCode()
+		}
+	}
+	return a, nil
+}
+
+// attemptsOf: the attempts among ctrs created at or after since, in the sandbox of the newest
+// (sandboxReady says whether a sandbox is still ready).
+func attemptsOf(ctrs []*runtimeapi.Container, since time.Time, sandboxReady func(id string) bool) Attempts {
+	type attempt struct {
+		c *runtimeapi.Container
+		n int
+	}
+	var all []attempt
+	newest := -1
 	for _, c := range ctrs {
 		if c.CreatedAt < since.UnixNano() {
 			continue
@@ -310,19 +332,21 @@ func (s CRIStopper) Attempts(ctx context.Context, component string, since time.T
 		if err != nil {
 			continue
 		}
-		if !a.Seen || n < a.First {
-			a.First = n
+		if newest < 0 || c.CreatedAt > all[newest].c.CreatedAt {
+			newest = len(all)
 		}
-		if !a.Seen || n > a.Newest {
-			a.Newest, newest = n, c
-		}
-		a.Seen = true
+		all = append(all, attempt{c, n})
 	}
-	if newest != nil && newest.State == runtimeapi.ContainerState_CONTAINER_EXITED {
-		a.NewestExited = true
-		if st, err := client.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: newest.Id}); err == nil {
-			a.ExitCode = st.GetStatus().GetExitCode()
+	if newest < 0 {
+		return Attempts{}
+	}
+	nw := all[newest]
+	a := Attempts{Seen: true, Sandbox: nw.c.PodSandboxId, NewestID: nw.c.Id, First: nw.n, Newest: nw.n}
+	for _, at := range all {
+		if at.c.PodSandboxId == a.Sandbox && at.n < a.First {
+			a.First = at.n
 		}
 	}
-	return a, nil
+	a.NewestExited = nw.c.State == runtimeapi.ContainerState_CONTAINER_EXITED && sandboxReady(a.Sandbox)
+	return a
 }

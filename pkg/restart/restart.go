@@ -78,10 +78,16 @@ type ExitWatcher interface {
 
 // Attempts are the container attempts of a component seen since an instant.
 type Attempts struct {
-	Seen          bool
-	First, Newest int   // the kubelet's attempt numbers (restartCount) of the oldest and newest
-	NewestExited  bool  // the newest attempt has ended too
-	ExitCode      int32 // the newest's, when it ended
+	Seen    bool
+	Sandbox string // the pod sandbox of the newest attempt; the others counted are in it too
+	// First and Newest are the kubelet's attempt numbers (restartCount) of the oldest and
+	// newest attempts seen in Sandbox.
+	First, Newest int
+	NewestID      string
+	// NewestExited: the newest attempt has ended while its sandbox stays ready (the kubelet
+	// will start it again in that pod: a crash, not the pod stopped).
+	NewestExited bool
+	ExitCode     int32 // the newest's, when it ended
 }
 
 // DefaultCrashExits: the first attempt that ends after the manifest went back and the
@@ -106,6 +112,36 @@ func (e *CrashLoopError) Error() string {
 		times = fmt.Sprintf("%d times", e.Exits)
 	}
 	return fmt.Sprintf("its container exited %s (exit code %d) %s after its manifest went back: it does not start with these files", times, e.ExitCode, e.After.Round(100*time.Millisecond))
+}
+
+// crashCount counts the attempts of a component that ended since its manifest went back,
+// from what an ExitWatcher shows at each look: the pod the kubelet runs it in (a new sandbox
+// starts the count again), the first attempt seen in it, and the newest attempt once seen
+// ended. That one counts when it is still the newest and ended at the next look (a second or
+// more later), so that a container stopped with its pod (the kubelet stops the containers,
+// then the sandbox) is never taken for a crash.
+type crashCount struct {
+	sandbox, exited string
+	first           int
+}
+
+// observe takes one look and returns the attempts ended so far.
+func (c *crashCount) observe(a Attempts) int {
+	if a.Sandbox != c.sandbox {
+		c.sandbox, c.first, c.exited = a.Sandbox, a.First, ""
+	} else if a.First < c.first {
+		c.first = a.First
+	}
+	ended := a.Newest - c.first
+	switch {
+	case !a.NewestExited:
+		c.exited = ""
+	case a.NewestID == c.exited:
+		ended++
+	default:
+		c.exited = a.NewestID
+	}
+	return ended
 }
 
 // Result is what happened to one component.
@@ -459,7 +495,7 @@ func (o *Options) restartNow(ctx context.Context, c *component) (time.Duration, 
 	var upAt, askedAt time.Time
 	var crash *CrashLoopError
 	ew, _ := o.Stopper.(ExitWatcher)
-	first := -1 // the first attempt seen since the manifest went back
+	var crashes crashCount
 	err = o.poll(ctx, c.name, "to be healthy", o.Timeout, func() (bool, string) {
 		ok, why := o.healthy(ctx, c)
 		if ok && upAt.IsZero() {
@@ -468,14 +504,7 @@ func (o *Options) restartNow(ctx context.Context, c *component) (time.Duration, 
 		if !ok && ew != nil && time.Since(askedAt) >= time.Second {
 			askedAt = time.Now()
 			if a, err := ew.Attempts(ctx, c.name, backAt); err == nil && a.Seen {
-				if first < 0 || a.First < first {
-					first = a.First
-				}
-				ended := a.Newest - first
-				if a.NewestExited {
-					ended++
-				}
-				if ended >= o.CrashExits {
+				if ended := crashes.observe(a); ended >= o.CrashExits {
 					crash = &CrashLoopError{Component: c.name, Exits: ended, ExitCode: a.ExitCode, After: time.Since(backAt)}
 					return true, ""
 				}

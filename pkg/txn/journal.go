@@ -21,7 +21,7 @@ import (
 // The journal makes a multi-file change crash-safe. A transaction:
 //
 //  1. writes the journal in phase "prepare" (atomically), listing each file, its staged
-//     name (<file>.certctl-new) and the SHA-256 of its new content;
+//     name (.<file>.certctl-new) and the SHA-256 of its new content;
 //  2. writes every staged file (fsynced; then their directories are fsynced);
 //  3. rewrites the journal in phase "commit" (atomically);
 //  4. renames each staged file over its target (a key before its certificate) and removes
@@ -38,8 +38,18 @@ import (
 // JournalName is the journal's file name under Layout.StateDir() (named after its first user).
 const JournalName = "renew-journal.json"
 
-// StagedSuffix is appended to a file's name for its new content before the rename.
+// StagedSuffix ends the name of a file's new content before the rename (StagedName).
 const StagedSuffix = ".certctl-new"
+
+// StagedName is where a transaction stages the new content of path: beside it, hidden
+// (.<name>.certctl-new). Hidden because the kubelet runs every file of the manifests dir
+// whose name does not start with a dot: a staged etcd.yaml.certctl-new was, for the instant
+// between its write and its rename, a second etcd static pod on the same data dir (seen on
+// the multi-node lab: the kubelet parsed it).
+func StagedName(path string) string {
+	dir, base := filepath.Split(path)
+	return filepath.Join(dir, "."+base+StagedSuffix)
+}
 
 // Phases of a journal.
 const (
@@ -118,7 +128,7 @@ func Replace(w fsutil.Writer, l pki.Layout, j Journal, changes []Change) error {
 	for _, c := range changes {
 		f := File{Path: c.Path, Remove: c.Remove}
 		if !c.Remove {
-			f.Staged, f.SHA256 = c.Path+StagedSuffix, Sum(c.Data)
+			f.Staged, f.SHA256 = StagedName(c.Path), Sum(c.Data)
 		}
 		j.Files = append(j.Files, f)
 		paths = append(paths, c.Path)
@@ -143,7 +153,7 @@ func Replace(w fsutil.Writer, l pki.Layout, j Journal, changes []Change) error {
 		if err := w.MkdirAll(filepath.Dir(c.Path), 0o755); err != nil {
 			return undo(err)
 		}
-		if err := w.WriteNew(c.Path+StagedSuffix, c.Data, c.Mode); err != nil {
+		if err := w.WriteNew(StagedName(c.Path), c.Data, c.Mode); err != nil {
 			return undo(err)
 		}
 	}

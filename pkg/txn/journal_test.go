@@ -103,3 +103,52 @@ func TestRecoverNamesTheChange(t *testing.T) {
 		t.Fatalf("journal left: %v", err)
 	}
 }
+
+// recordingWriter records the paths of the files written.
+type recordingWriter struct {
+	fsutil.Writer
+	written []string
+}
+
+func (w *recordingWriter) WriteNew(path string, data []byte, perm os.FileMode) error {
+	w.written = append(w.written, path)
+	return w.Writer.WriteNew(path, data, perm)
+}
+
+func (w *recordingWriter) WriteFile(path string, data []byte, perm os.FileMode) error {
+	w.written = append(w.written, path)
+	return w.Writer.WriteFile(path, data, perm)
+}
+
+// TestStagedFilesAreHidden: a change to a static-pod manifest stages its new content under a
+// name the kubelet does not read (it runs every file of the manifests dir but dot files), so
+// no second pod of the component exists between the staging and the rename.
+func TestStagedFilesAreHidden(t *testing.T) {
+	l, _, _ := layout(t)
+	os.MkdirAll(l.ManifestsDir, 0o755)
+	target := filepath.Join(l.ManifestsDir, "etcd.yaml")
+	os.WriteFile(target, []byte("old"), 0o600)
+	w := &recordingWriter{Writer: fsutil.OS{}}
+	if err := txn.Replace(w, l, txn.Journal{Kind: "test", Command: "test"}, []txn.Change{{Path: target, Data: []byte("new"), Mode: 0o600}}); err != nil {
+		t.Fatal(err)
+	}
+	inDir := 0
+	for _, p := range w.written {
+		if filepath.Dir(p) != l.ManifestsDir {
+			continue
+		}
+		inDir++
+		if p != target && !strings.HasPrefix(filepath.Base(p), ".") {
+			t.Errorf("wrote %s in the manifests dir: the kubelet would run it", p)
+		}
+	}
+	if inDir == 0 {
+		t.Fatalf("nothing staged in %s (written: %v)", l.ManifestsDir, w.written)
+	}
+	if got, _ := os.ReadFile(target); string(got) != "new" {
+		t.Fatalf("%s: %q, want the new content", target, got)
+	}
+	if left, _ := os.ReadDir(l.ManifestsDir); len(left) != 1 {
+		t.Fatalf("%s holds %d files, want the manifest alone", l.ManifestsDir, len(left))
+	}
+}
