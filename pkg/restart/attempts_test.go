@@ -2,6 +2,7 @@ package restart
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,5 +90,22 @@ func TestCrashCount(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCrashLoopErrorMessage: the exit code is told only when the runtime gave one.
+func TestCrashLoopErrorMessage(t *testing.T) {
+	one := int32(1)
+	tests := []struct {
+		err  CrashLoopError
+		want string
+	}{
+		{CrashLoopError{Component: "apiserver", Exits: 1, ExitCode: &one, After: 4 * time.Second}, "its container exited once (exit code 1) 4s after"},
+		{CrashLoopError{Component: "apiserver", Exits: 2, After: 4 * time.Second}, "its container exited 2 times 4s after"},
+	}
+	for _, tc := range tests {
+		if got := tc.err.Error(); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%q, want it to start with %q", got, tc.want)
+		}
 	}
 }

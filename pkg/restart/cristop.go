@@ -308,8 +308,11 @@ func (s CRIStopper) Attempts(ctx context.Context, component string, since time.T
 		return err == nil && st.GetStatus().GetState() == runtimeapi.PodSandboxState_SANDBOX_READY
 	})
 	if a.NewestExited {
-		if st, err := client.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: a.NewestID}); err == nil {
-			a.ExitCode = st.GetStatus().GetExitCode()
+		// The code only from a status that says the container finished: a status that cannot
+		// be read (the container just removed) has none, not 0.
+		if st, err := client.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: a.NewestID}); err == nil && st.GetStatus().GetFinishedAt() != 0 {
+			code := st.GetStatus().GetExitCode()
+			a.ExitCode = &code
 		}
 	}
 	return a, nil

@@ -87,7 +87,7 @@ type Attempts struct {
 	// NewestExited: the newest attempt has ended while its sandbox stays ready (the kubelet
 	// will start it again in that pod: a crash, not the pod stopped).
 	NewestExited bool
-	ExitCode     int32 // the newest's, when it ended
+	ExitCode     *int32 // the newest's, when it ended and the runtime told it
 }
 
 // DefaultCrashExits: the first attempt that ends after the manifest went back and the
@@ -102,7 +102,7 @@ const DefaultCrashExits = 1
 type CrashLoopError struct {
 	Component string
 	Exits     int
-	ExitCode  int32 // of the last exit
+	ExitCode  *int32 // of the last exit; nil: not known
 	After     time.Duration
 }
 
@@ -111,7 +111,11 @@ func (e *CrashLoopError) Error() string {
 	if e.Exits > 1 {
 		times = fmt.Sprintf("%d times", e.Exits)
 	}
-	return fmt.Sprintf("its container exited %s (exit code %d) %s after its manifest went back: it does not start with these files", times, e.ExitCode, e.After.Round(100*time.Millisecond))
+	code := ""
+	if e.ExitCode != nil {
+		code = fmt.Sprintf(" (exit code %d)", *e.ExitCode)
+	}
+	return fmt.Sprintf("its container exited %s%s %s after its manifest went back: it does not start with these files", times, code, e.After.Round(100*time.Millisecond))
 }
 
 // crashCount counts the attempts of a component that ended since its manifest went back,
