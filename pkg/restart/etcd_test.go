@@ -77,3 +77,42 @@ func TestEtcdRestartGuard(t *testing.T) {
 		t.Fatal("the check did not end within its wait")
 	}
 }
+
+// After a ca rotate rollback with --restart, the etcd manifest the member runs with names the
+// rotation's bundle, which the rollback removed, and the manifest that the restart installs
+// waits in the pending dir: the member is checked with the pending manifest's CA (CI's
+// multi-node run: "open .../rotation/etcd-ca/bundle.crt: no such file or directory" stopped the
+// rollback); with neither file there, the error names what was looked for.
+func TestEtcdCheckAfterRollback(t *testing.T) {
+	tr := testenv.KubeadmTree(t, testenv.TreeOptions{Node: true})
+	ec := testenv.StartEtcdCluster(t, tr.Layout.PKIDir, 3)
+	l := tr.Layout
+	path := filepath.Join(l.ManifestsDir, "etcd.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := strings.ReplaceAll(string(data), "https://127.0.0.1:2379", ec.Members[0].ClientURL)
+	gone := "/etc/kubernetes/pki/etcd/rotation/etcd-ca/bundle.crt"
+	running := strings.ReplaceAll(orig, "--trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt", "--trusted-ca-file="+gone)
+	if running == orig {
+		t.Fatalf("no --trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt in kubeadm's etcd.yaml:\n%s", orig)
+	}
+	if err := os.WriteFile(path, []byte(running), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := restart.CheckEtcdRestart(ctx, l, time.Second, nil); err == nil || !strings.Contains(err.Error(), "bundle.crt") {
+		t.Fatalf("no CA file anywhere: want an error naming %s, got %v", gone, err)
+	}
+	if err := os.MkdirAll(l.PendingManifestsDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(l.PendingManifestsDir(), "etcd.yaml"), []byte(orig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := restart.CheckEtcdRestart(ctx, l, time.Second, nil)
+	if err != nil || cl == nil || len(cl.Members) != 3 {
+		t.Fatalf("with the pending manifest's CA: %+v, %v", cl, err)
+	}
+}
