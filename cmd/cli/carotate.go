@@ -195,10 +195,12 @@ func (o *caRotateOptions) run(ctx context.Context, args []string) error {
 	if err := o.checkEtcdPeers(ctx, cas); err != nil {
 		return err
 	}
-	if o.Restart && !o.DryRun {
-		// The manifests' edits (a rollback's too) wait for the restart, which installs each
-		// as it restarts that component; whatever it does not take is installed in place at
-		// the end.
+	if o.Restart && !o.DryRun && !o.Rollback {
+		// The manifests' edits wait for the restart, which installs each as it restarts
+		// that component; whatever it does not take is installed in place at the end. A
+		// rollback puts its manifests back in place, with the files they name: it removes
+		// files the running manifests name (the rotation's bundles), so a component the
+		// kubelet restarted before its turn would find them gone (docs/ca-rotation.md).
 		if err := restart.ClaimPending(o.Layout()); err != nil {
 			return err
 		}

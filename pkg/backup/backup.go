@@ -248,34 +248,9 @@ func List(l pki.Layout) ([]Manifest, error) {
 // holds the node lock (txn.AcquireLock) and has run txn.RecoverLocked; RestoreLocked does
 // both. It returns the manifest.
 func Restore(w fsutil.Writer, l pki.Layout, id string) (*Manifest, error) {
-	return RestoreRedirected(w, l, id, nil)
-}
-
-// RestoreRedirected is Restore with some files put back elsewhere: the content of a file
-// whose path (under l.Root) is a key of redirect goes to the path it maps to, and what the
-// backup holds for those destinations is left out (ca rotate's rollback with a restart: a
-// static-pod manifest goes back through Layout.PendingManifestsDir, for the restart to
-// install, not under the kubelet's eyes).
-func RestoreRedirected(w fsutil.Writer, l pki.Layout, id string, redirect map[string]string) (*Manifest, error) {
 	m, changes, err := load(l, id)
 	if err != nil {
 		return nil, err
-	}
-	if len(redirect) > 0 {
-		dest := map[string]bool{}
-		for _, to := range redirect {
-			dest[to] = true
-		}
-		changes = slices.DeleteFunc(changes, func(c txn.Change) bool { return dest[c.Path] })
-		for i, c := range changes {
-			if to, ok := redirect[c.Path]; ok {
-				if c.Remove {
-					changes[i] = txn.Change{Path: to, Remove: true}
-					continue
-				}
-				changes[i].Path = to
-			}
-		}
 	}
 	j := txn.Journal{Kind: "restore", Started: time.Now().UTC(), Command: "certctl restore " + id, BackupID: id}
 	for _, f := range m.Files {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/certctl/certctl/pkg/backup"
 	"github.com/certctl/certctl/pkg/fsutil"
-	"github.com/certctl/certctl/pkg/manifest"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/txn"
 )
@@ -162,30 +161,12 @@ func Rollback(o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: the backup of phase %s: %w", o.CA, step.Phase, err)
 	}
-	// With a restart to follow, the manifests go back through the pending dir: put back in
-	// place, the kubelet would restart etcd and the apiserver at once, by itself (measured on
-	// the multi-node lab: etcd replaced by the kubelet 5 s before the restart, which then
-	// found no etcd pod to stop).
-	redirect, pending := map[string]string{}, map[string]bool{}
-	if o.DeferManifests {
-		for _, name := range manifest.Files {
-			to := filepath.Join(o.Layout.PendingManifestsDir(), name)
-			redirect[filepath.Join(o.Layout.ManifestsDir, name)], pending[to] = to, true
-		}
-	}
 	for _, f := range m.Files {
-		path := o.Layout.Resolve(f.Path)
 		what := "put back as it was before phase " + step.Phase
 		if f.Absent {
 			what = "removed (phase " + step.Phase + " created it)"
 		}
-		if pending[path] {
-			continue // superseded by the manifest's own content, below
-		}
-		if to, ok := redirect[path]; ok {
-			what += ", installed by the restart (from " + to + ")"
-		}
-		res.Changes = append(res.Changes, Change{Path: path, What: what})
+		res.Changes = append(res.Changes, Change{Path: o.Layout.Resolve(f.Path), What: what})
 	}
 	for _, k := range step.Links {
 		res.Changes = append(res.Changes, Change{Path: linkPath(o.Layout, k.Path), What: "points at " + k.Target + " again"})
@@ -202,7 +183,7 @@ func Rollback(o Options) (*Result, error) {
 	if err := txn.RecoverLocked(fsutil.OS{}, o.Layout, o.Log); err != nil {
 		return nil, err
 	}
-	if _, err := backup.RestoreRedirected(fsutil.OS{}, o.Layout, step.BackupID, redirect); err != nil {
+	if _, err := backup.Restore(fsutil.OS{}, o.Layout, step.BackupID); err != nil {
 		return nil, err
 	}
 	if err := unswing(o.Layout, step); err != nil {

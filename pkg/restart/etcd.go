@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/certctl/certctl/pkg/etcdmember"
@@ -31,34 +29,15 @@ func etcdConfig(l pki.Layout) (etcdmember.Config, error) {
 	if c.servedAt == "" {
 		return etcdmember.Config{}, fmt.Errorf("%s: no https URL in --listen-client-urls", c.manifest)
 	}
-	// The CA bundle of the manifest the member runs with; when that file is gone (a ca rotate
-	// rollback has removed the rotation's bundle and left the manifest that names it for the
-	// restart to replace), the one of the manifest waiting in the pending dir.
-	var caFile string
-	var tried []string
-	for _, m := range []string{c.manifest, filepath.Join(l.PendingManifestsDir(), filepath.Base(c.manifest))} {
-		pod, err := manifest.Load(m)
-		if errors.Is(err, fs.ErrNotExist) && m != c.manifest {
-			continue
-		}
-		if err != nil {
-			return etcdmember.Config{}, err
-		}
-		ca := pod.Flags()["trusted-ca-file"]
-		if ca == "" {
-			return etcdmember.Config{}, fmt.Errorf("%s: no --trusted-ca-file: cannot verify etcd", m)
-		}
-		ca = pki.UnderRoot(l.Root, ca)
-		if _, err := os.Stat(ca); err == nil {
-			caFile = ca
-			break
-		}
-		tried = append(tried, fmt.Sprintf("%s (--trusted-ca-file of %s)", ca, m))
+	pod, err := manifest.Load(c.manifest)
+	if err != nil {
+		return etcdmember.Config{}, err
 	}
-	if caFile == "" {
-		return etcdmember.Config{}, fmt.Errorf("no etcd CA to verify the member with: %s not found", strings.Join(tried, ", "))
+	ca := pod.Flags()["trusted-ca-file"]
+	if ca == "" {
+		return etcdmember.Config{}, fmt.Errorf("%s: no --trusted-ca-file: cannot verify etcd", c.manifest)
 	}
-	cfg := etcdmember.Config{Endpoint: "https://" + c.servedAt, CAFile: caFile}
+	cfg := etcdmember.Config{Endpoint: "https://" + c.servedAt, CAFile: pki.UnderRoot(l.Root, ca)}
 	for _, base := range []string{"etcd/healthcheck-client", "apiserver-etcd-client"} {
 		crt, key := filepath.Join(l.PKIDir, base+".crt"), filepath.Join(l.PKIDir, base+".key")
 		if _, err := os.Stat(crt); err == nil {
