@@ -244,3 +244,41 @@ func (w *FailingWriter) MkdirAll(path string, perm os.FileMode) error {
 
 // Calls returns how many operations went through w.
 func (w *FailingWriter) Calls() int { return w.n }
+
+// OpLog wraps a Writer and records each operation ("write P", "writenew P", "rename A B",
+// "syncdir D", "mkdir P"; those FailingWriter counts, Remove aside) so that tests can see
+// what a change wrote, or inject a failure at a chosen kind of step.
+type OpLog struct {
+	Writer
+	Ops []string
+}
+
+// WriteFile implements Writer.
+func (w *OpLog) WriteFile(p string, d []byte, m os.FileMode) error {
+	w.Ops = append(w.Ops, "write "+p)
+	return w.Writer.WriteFile(p, d, m)
+}
+
+// WriteNew implements Writer.
+func (w *OpLog) WriteNew(p string, d []byte, m os.FileMode) error {
+	w.Ops = append(w.Ops, "writenew "+p)
+	return w.Writer.WriteNew(p, d, m)
+}
+
+// Rename implements Writer.
+func (w *OpLog) Rename(a, b string) error {
+	w.Ops = append(w.Ops, "rename "+a+" "+b)
+	return w.Writer.Rename(a, b)
+}
+
+// SyncDir implements Writer.
+func (w *OpLog) SyncDir(d string) error {
+	w.Ops = append(w.Ops, "syncdir "+d)
+	return w.Writer.SyncDir(d)
+}
+
+// MkdirAll implements Writer.
+func (w *OpLog) MkdirAll(p string, m os.FileMode) error {
+	w.Ops = append(w.Ops, "mkdir "+p)
+	return w.Writer.MkdirAll(p, m)
+}

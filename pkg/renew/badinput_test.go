@@ -214,11 +214,11 @@ func StagedSuffixName() string { return renew.StagedSuffix }
 // recordOps runs `renew all` on a copy and returns its writer operations.
 func recordOps(t *testing.T) []string {
 	l := newTree(t)
-	w := &opLog{Writer: fsutil.OS{}}
+	w := &fsutil.OpLog{Writer: fsutil.OS{}}
 	if err := applyWith(l, w); err != nil {
 		t.Fatal(err)
 	}
-	return w.ops
+	return w.Ops
 }
 
 // TestFullDiskTmpfs runs certctl on a tree copied into a tmpfs too small for the backup and

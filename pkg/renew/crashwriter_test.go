@@ -51,31 +51,3 @@ func (w *crashWriter) WriteNew(p string, d []byte, m os.FileMode) error {
 }
 
 func (w *crashWriter) SyncDir(d string) error { w.step(); return w.renewWriter.SyncDir(d) }
-
-// opLog records the operations of a renewal (those FailingWriter counts) so tests can
-// inject a failure at a chosen kind of step.
-type opLog struct {
-	fsutil.Writer
-	ops []string
-}
-
-func (w *opLog) WriteFile(p string, d []byte, m os.FileMode) error {
-	w.ops = append(w.ops, "write "+p)
-	return w.Writer.WriteFile(p, d, m)
-}
-func (w *opLog) WriteNew(p string, d []byte, m os.FileMode) error {
-	w.ops = append(w.ops, "writenew "+p)
-	return w.Writer.WriteNew(p, d, m)
-}
-func (w *opLog) Rename(a, b string) error {
-	w.ops = append(w.ops, "rename "+a+" "+b)
-	return w.Writer.Rename(a, b)
-}
-func (w *opLog) SyncDir(d string) error {
-	w.ops = append(w.ops, "syncdir "+d)
-	return w.Writer.SyncDir(d)
-}
-func (w *opLog) MkdirAll(p string, m os.FileMode) error {
-	w.ops = append(w.ops, "mkdir "+p)
-	return w.Writer.MkdirAll(p, m)
-}

@@ -104,22 +104,6 @@ func TestRecoverNamesTheChange(t *testing.T) {
 	}
 }
 
-// recordingWriter records the paths of the files written.
-type recordingWriter struct {
-	fsutil.Writer
-	written []string
-}
-
-func (w *recordingWriter) WriteNew(path string, data []byte, perm os.FileMode) error {
-	w.written = append(w.written, path)
-	return w.Writer.WriteNew(path, data, perm)
-}
-
-func (w *recordingWriter) WriteFile(path string, data []byte, perm os.FileMode) error {
-	w.written = append(w.written, path)
-	return w.Writer.WriteFile(path, data, perm)
-}
-
 // TestStagedFilesAreHidden: a change to a static-pod manifest stages its new content under a
 // name the kubelet does not read (it runs every file of the manifests dir but dot files), so
 // no second pod of the component exists between the staging and the rename.
@@ -128,13 +112,14 @@ func TestStagedFilesAreHidden(t *testing.T) {
 	os.MkdirAll(l.ManifestsDir, 0o755)
 	target := filepath.Join(l.ManifestsDir, "etcd.yaml")
 	os.WriteFile(target, []byte("old"), 0o600)
-	w := &recordingWriter{Writer: fsutil.OS{}}
+	w := &fsutil.OpLog{Writer: fsutil.OS{}}
 	if err := txn.Replace(w, l, txn.Journal{Kind: "test", Command: "test"}, []txn.Change{{Path: target, Data: []byte("new"), Mode: 0o600}}); err != nil {
 		t.Fatal(err)
 	}
 	inDir := 0
-	for _, p := range w.written {
-		if filepath.Dir(p) != l.ManifestsDir {
+	for _, op := range w.Ops {
+		verb, p, _ := strings.Cut(op, " ")
+		if verb != "write" && verb != "writenew" || filepath.Dir(p) != l.ManifestsDir {
 			continue
 		}
 		inDir++
@@ -143,7 +128,7 @@ func TestStagedFilesAreHidden(t *testing.T) {
 		}
 	}
 	if inDir == 0 {
-		t.Fatalf("nothing staged in %s (written: %v)", l.ManifestsDir, w.written)
+		t.Fatalf("nothing staged in %s (operations: %v)", l.ManifestsDir, w.Ops)
 	}
 	if got, _ := os.ReadFile(target); string(got) != "new" {
 		t.Fatalf("%s: %q, want the new content", target, got)
