@@ -37,8 +37,8 @@ comment line "# CA: PATH (subject, key algorithm, expiry)" and the certificate i
 openssl and every PEM reader take as is. A CA that is not on this node (no etcd CA on a worker)
 gets a comment line saying so. For "sa", the service-account key pair, it prints the public key
 (sa.pub) in PEM. 'certctl cluster ca-rotate etcd-ca' runs it on every
-control-plane node to make the new CA like the old one and to check that every node holds the
-same CA.`,
+control-plane node (with the hidden --record: one typed record line instead of the PEM) to
+make the new CA like the old one and to check that every node holds the same CA.`,
 		Example: `  certctl ca show ca
   certctl ca show etcd-ca | openssl x509 -noout -subject -enddate
   certctl ca show`,
@@ -46,6 +46,13 @@ same CA.`,
 			cas, err := carotate.ExpandAll(args)
 			if err != nil {
 				return err
+			}
+			if g.Record {
+				shown, err := carotate.Show(g.Layout(), cas)
+				if err != nil {
+					return err
+				}
+				return noderesult.WriteRecord(g.Streams.Out, noderesult.KindCAShow, shown)
 			}
 			return carotate.WriteShown(g.Streams.Out, g.Layout(), cas)
 		},

@@ -8,11 +8,13 @@ import (
 
 	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/carotate"
+	"github.com/certctl/certctl/pkg/noderesult"
+	"github.com/certctl/certctl/pkg/pki"
 )
 
 // TestCAShow: `certctl ca show` on a tree written by the real kubeadm prints each CA the node
-// signs with, as cluster ca-rotate's Jobs read it back (carotate.ParseShown) and as openssl
-// would (PEM); a CA the node does not hold is named, not an error.
+// signs with as openssl reads it (PEM), and with --record as cluster ca-rotate's Jobs report it
+// (one record line, carotate.Shown); a CA the node does not hold is named, not an error.
 func TestCAShow(t *testing.T) {
 	tr := testenv.KubeadmTree(t, testenv.TreeOptions{})
 	files := map[string]string{"ca": "ca.crt", "etcd-ca": "etcd/ca.crt", "front-proxy-ca": "front-proxy-ca.crt"}
@@ -20,11 +22,19 @@ func TestCAShow(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("ca show: exit %d: %s", code, errOut)
 	}
-	shown := carotate.ParseShown(out)
+	pemOut := out
+	code, out, errOut = run(t, "--root", tr.Root, "--record", "ca", "show")
+	if code != ExitOK || strings.Count(out, "\n") != 1 {
+		t.Fatalf("ca show --record: exit %d (want one line): %s%s", code, out, errOut)
+	}
+	shown := shownRecord(t, out)
 	for ca, f := range files {
 		want := testenv.CertFile(t, filepath.Join(tr.Layout.PKIDir, f))
-		if shown[ca] == nil || !shown[ca].Equal(want) {
-			t.Errorf("ca show: %s is not %s:\n%s", ca, f, out)
+		if c, err := shown.Cert(ca); err != nil || c == nil || !c.Equal(want) {
+			t.Errorf("ca show --record: %s is not %s: %v\n%s", ca, f, err, out)
+		}
+		if !strings.Contains(pemOut, string(pki.EncodeCertificates(want))) || !strings.Contains(pemOut, "# "+ca+": ") {
+			t.Errorf("ca show: %s's certificate is not in the PEM output:\n%s", ca, pemOut)
 		}
 	}
 	if code, out, _ := run(t, "--root", tr.Root, "ca", "show", "front-proxy-ca"); code != ExitOK || strings.Count(out, "BEGIN CERTIFICATE") != 1 || !strings.HasPrefix(out, "# front-proxy-ca: ") {
@@ -42,9 +52,22 @@ func TestCAShow(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, _ = run(t, "--root", tr.Root, "ca", "show", "all")
-	if shown := carotate.ParseShown(out); code != ExitOK || shown["etcd-ca"] != nil || shown["ca"] == nil || !strings.Contains(out, "# etcd-ca: not on this node") {
+	if code != ExitOK || strings.Count(out, "BEGIN CERTIFICATE") != 2 || !strings.Contains(out, "# etcd-ca: not on this node") {
 		t.Errorf("ca show without etcd: exit %d:\n%s", code, out)
 	}
+	code, out, _ = run(t, "--root", tr.Root, "--record", "ca", "show", "all")
+	if shown := shownRecord(t, out); code != ExitOK || shown.CAs["etcd-ca"] != nil || shown.CAs["ca"] == nil || !strings.HasSuffix(shown.Missing["etcd-ca"], "etcd/ca.crt") {
+		t.Errorf("ca show --record without etcd: exit %d:\n%s", code, out)
+	}
+}
+
+func shownRecord(t *testing.T, out string) *carotate.Shown {
+	t.Helper()
+	var s carotate.Shown
+	if err := noderesult.ReadRecord(out, noderesult.KindCAShow, &s); err != nil {
+		t.Fatalf("ca show --record: %v\n%s", err, out)
+	}
+	return &s
 }
 
 // TestCARotateNewCADir: the way cluster ca-rotate's Jobs run: several CAs at once, their new

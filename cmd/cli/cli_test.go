@@ -3,10 +3,13 @@ package cli
 import (
 	"bytes"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/certctl/certctl/pkg/inspect"
+	"github.com/certctl/certctl/pkg/noderesult"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/sandbox"
 )
@@ -46,6 +49,8 @@ func TestInspectExitCodes(t *testing.T) {
 		{"case B through --check-san", []string{"--root", healthy, "inspect", "--check-san", "10.9.8.7,api.example.com"}, ExitCritical, "does not cover IP address 10.9.8.7", ""},
 		{"json", []string{"--root", healthy, "inspect", "-o", "json"}, ExitOK, `"certificates": [`, ""},
 		{"yaml", []string{"--root", healthy, "inspect", "-o", "yaml"}, ExitOK, "certificates:", ""},
+		// As cluster status's Jobs run it: one record line, the exit code as without it.
+		{"record", []string{"--root", broken, "--record", "inspect"}, ExitCritical, noderesult.RecordVersion + " inspect {", ""},
 		{"wide shows SANs", []string{"--root", healthy, "inspect", "-o", "wide"}, ExitOK, "kubernetes.default.svc.cluster.local", ""},
 		{"unknown format", []string{"--root", healthy, "inspect", "-o", "xml"}, ExitError, "", `unknown output format "xml"`},
 		{"bad --warn", []string{"--root", healthy, "inspect", "--warn", "soon"}, ExitError, "", `--warn: invalid duration "soon"`},
@@ -63,6 +68,12 @@ func TestInspectExitCodes(t *testing.T) {
 			}
 			if !strings.Contains(out, tc.stdout) || !strings.Contains(errOut, tc.stderr) {
 				t.Fatalf("stdout/stderr do not contain %q / %q\nstdout:\n%s\nstderr:\n%s", tc.stdout, tc.stderr, out, errOut)
+			}
+			if slices.Contains(tc.args, "--record") {
+				var rep inspect.Report
+				if err := noderesult.ReadRecord(out, noderesult.KindInspect, &rep); err != nil || len(rep.Certificates) == 0 || rep.Worst() != inspect.SevCritical || strings.Count(out, "\n") != 1 {
+					t.Fatalf("record: %d certificates, worst %v, %v\n%s", len(rep.Certificates), rep.Worst(), err, out)
+				}
 			}
 		})
 	}

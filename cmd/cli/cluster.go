@@ -155,7 +155,7 @@ as critical), 3 error.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&output, "output", "o", "table", "output format: table, wide, json, yaml")
-	f.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "per node: from creating its Job to its result")
+	f.DurationVar(&opts.JobTimeout, "timeout", 60*time.Second, "per node: from creating its Job to its result")
 	f.IntVar(&opts.Concurrency, "concurrency", 16, "nodes at once")
 	f.StringSliceVar(&opts.Nodes, "node", nil, "only these nodes (repeatable)")
 	f.BoolVar(&events, "events", true, "record an Event on each Node for its warning and critical findings")

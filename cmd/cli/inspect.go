@@ -13,6 +13,7 @@ import (
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/live"
 	"github.com/certctl/certctl/pkg/monitoring"
+	"github.com/certctl/certctl/pkg/noderesult"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/schedule"
 	"github.com/spf13/cobra"
@@ -141,7 +142,11 @@ func (o *inspectOptions) run(ctx context.Context) error {
 			return withCode(ExitError, fmt.Errorf("--textfile-dir: %w", err))
 		}
 	}
-	if err := inspect.Render(o.Streams.Out, rep, o.Output); err != nil {
+	render := func() error { return inspect.Render(o.Streams.Out, rep, o.Output) }
+	if o.Record {
+		render = func() error { return noderesult.WriteRecord(o.Streams.Out, noderesult.KindInspect, rep) }
+	}
+	if err := render(); err != nil {
 		return withCode(ExitError, err)
 	}
 	return withCode(severityCode(rep.Worst()), nil)

@@ -66,7 +66,11 @@ type Globals struct {
 	// ResultFile is where a command run in a node Job writes its typed result (noderesult):
 	// the container's termination message file. Hidden: the cluster commands set it.
 	ResultFile string
-	Streams    Streams
+	// Record: print the command's result as one schema-tagged record line (noderesult's
+	// records) instead of its output for people: what the cluster commands read back from a
+	// Job's log (inspect, ca show). Hidden: the cluster commands set it.
+	Record  bool
+	Streams Streams
 }
 
 // Layout resolves the global flags.
@@ -136,6 +140,8 @@ links never lead out of it, and nothing certctl writes lands outside it.`,
 	f.StringVar(&g.UserKubeconfig, "user-kubeconfig", "", "the user's kubeconfig (default $HOME/.kube/config, under --root)")
 	f.StringVar(&g.ResultFile, "result-file", "", "write the typed result of a node command (kubeconfig set-server, ca rotate) to this file, NOT under --root (what 'certctl cluster' reads from a Job's termination message)")
 	_ = f.MarkHidden("result-file")
+	f.BoolVar(&g.Record, "record", false, "print the result of inspect or ca show as one schema-tagged record line instead of the usual output (what 'certctl cluster' reads from a Job's log)")
+	_ = f.MarkHidden("record")
 	root.AddCommand(
 		newInspectCmd(g),
 		newProbeCmd(g),

@@ -1,8 +1,8 @@
 package carotate_test
 
-// Fuzz targets for `certctl ca show`'s format, which `cluster ca-rotate` reads back from a
-// node Job's log: ParseShown on any log, and the round trip WriteShown -> ParseShown with CAs
-// of any subject and any log lines around; and for a rotation's state.json. The seeds are the output for a kubeadm node's
+// Fuzz targets for what `certctl ca show --record` reports to `cluster ca-rotate` through a
+// node Job's log: the round trip Show -> record -> Shown with CAs of any subject and any log
+// lines around (noderesult's FuzzReadRecord takes any log); and for a rotation's state.json. The seeds are the output for a kubeadm node's
 // three CAs (generated here: subjects as kubeadm writes them). `make fuzz` runs them; without
 // -fuzz the seeds and testdata/fuzz/FuzzX run as ordinary tests.
 
@@ -15,12 +15,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/certctl/certctl/pkg/carotate"
+	"github.com/certctl/certctl/pkg/noderesult"
 	"github.com/certctl/certctl/pkg/pki"
 )
 
@@ -70,43 +70,22 @@ func writeCAs(t testing.TB, key crypto.Signer, root, cn string, present uint8) (
 	return l, want
 }
 
-// logLines keeps the lines of s that a log may hold around certctl's output without being
-// part of the format: neither a header ("# ...") nor PEM ("-----").
+// logLines keeps the lines of s that a log may hold around certctl's output without being a
+// record: any line but one that starts with the records' schema.
 func logLines(s string) string {
 	var keep []string
 	for _, l := range strings.Split(s, "\n") {
-		if !strings.HasPrefix(strings.TrimSpace(l), "#") && !strings.Contains(l, "-----") {
+		if !strings.HasPrefix(l, "certctl.io/node-record/") {
 			keep = append(keep, l)
 		}
 	}
 	return strings.Join(keep, "\n")
 }
 
-// FuzzParseShown: any Job log never panics ParseShown, which returns only known CAs.
-func FuzzParseShown(f *testing.F) {
-	key := fuzzKey(f)
-	l, _ := writeCAs(f, key, f.TempDir(), "", 0b111)
-	var buf bytes.Buffer
-	if err := carotate.WriteShown(&buf, l, carotate.CAs); err != nil {
-		f.Fatal(err)
-	}
-	f.Add(buf.String())
-	f.Add("I1202 16:22:14 certctl: recovered\n" + buf.String() + "done\n")
-	f.Add("# etcd-ca: not on this node (no /etc/kubernetes/pki/etcd/ca.crt)\n")
-	f.Add("# ca: x\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-	f.Add("")
-	f.Fuzz(func(t *testing.T, out string) {
-		for ca, c := range carotate.ParseShown(out) {
-			if !slices.Contains(carotate.CAs, ca) || c == nil {
-				t.Fatalf("ParseShown returned %q: %v", ca, c)
-			}
-		}
-	})
-}
-
-// FuzzShownRoundTrip: for CAs of any subject, on a node holding any subset of them, what
-// WriteShown writes, with any log lines before and after it, ParseShown reads back equal:
-// every CA on the node with its certificate, none that is not.
+// FuzzShownRoundTrip: for CAs of any subject, on a node holding any subset of them, the record
+// `ca show --record` writes, with any log lines before and after it, reads back equal: every CA
+// on the node with its certificate, none that is not. (Its corpus holds the subject with a
+// newline that once made the text format read a certificate back as another CA's.)
 func FuzzShownRoundTrip(f *testing.F) {
 	key := fuzzKey(f)
 	f.Add("", uint8(0b111), "", "")
@@ -115,17 +94,27 @@ func FuzzShownRoundTrip(f *testing.F) {
 	f.Add("CN with, commas + \"quotes\"", uint8(0b110), "\n\n", "\n")
 	f.Fuzz(func(t *testing.T, cn string, present uint8, before, after string) {
 		l, want := writeCAs(t, key, t.TempDir(), cn, present&0b111)
+		shown, err := carotate.Show(l, carotate.CAs)
+		if err != nil {
+			t.Fatalf("Show: %v", err)
+		}
 		var buf bytes.Buffer
-		if err := carotate.WriteShown(&buf, l, carotate.CAs); err != nil {
-			t.Fatalf("WriteShown: %v", err)
+		if err := noderesult.WriteRecord(&buf, noderesult.KindCAShow, shown); err != nil {
+			t.Fatalf("WriteRecord: %v", err)
 		}
 		out := logLines(before) + "\n" + buf.String() + logLines(after)
-		got := carotate.ParseShown(out)
+		var got carotate.Shown
+		if err := noderesult.ReadRecord(out, noderesult.KindCAShow, &got); err != nil {
+			t.Fatalf("ReadRecord: %v\n%s", err, out)
+		}
 		for _, ca := range carotate.CAs {
+			c, err := got.Cert(ca)
 			switch {
-			case want[ca] == nil && got[ca] != nil:
-				t.Fatalf("%s is not on the node but ParseShown read one:\n%s", ca, out)
-			case want[ca] != nil && (got[ca] == nil || !got[ca].Equal(want[ca])):
+			case err != nil:
+				t.Fatalf("%s: %v", ca, err)
+			case want[ca] == nil && (c != nil || got.Missing[ca] == ""):
+				t.Fatalf("%s is not on the node but the record has it (%v) or does not name it missing:\n%s", ca, c, out)
+			case want[ca] != nil && (c == nil || !c.Equal(want[ca])):
 				t.Fatalf("%s did not read back:\n%s", ca, out)
 			}
 		}

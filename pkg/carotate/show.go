@@ -3,12 +3,10 @@ package carotate
 import (
 	"crypto"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +18,6 @@ import (
 // WriteShown writes what `certctl ca show` prints for each of cas on the node at l: a line
 // "# CA: PATH (subject, key algorithm, expiry)" and the certificate in PEM (openssl reads the
 // whole as is), or "# CA: not on this node (no PATH)"; for SA the public key in PEM.
-// ParseShown reads the certificates back.
 func WriteShown(w io.Writer, l pki.Layout, cas []string) error {
 	for _, ca := range cas {
 		if ca == SA {
@@ -54,8 +51,8 @@ func WriteShown(w io.Writer, l pki.Layout, cas []string) error {
 }
 
 // oneLine escapes the control characters of s, as Go quotes them: a subject with a newline
-// (a CN is any UTF-8) would otherwise start a line that ParseShown reads as another CA's
-// header, and the certificate would be read back as that CA's.
+// (a CN is any UTF-8) would otherwise start a line that reads as another CA's header, and a
+// reader of the output (a person, a script) would take the certificate for that CA's.
 func oneLine(s string) string {
 	if !strings.ContainsFunc(s, unicode.IsControl) {
 		return s
@@ -64,61 +61,68 @@ func oneLine(s string) string {
 	return q[1 : len(q)-1]
 }
 
-// shownBlock is the text after one "# CA:" line of WriteShown's output, up to the next.
-type shownBlock struct {
-	ca   string
-	data []byte
+// Shown is what a node holds of the CAs asked for, as `certctl ca show --record` reports it to
+// cluster ca-rotate (noderesult.KindCAShow): each CA's certificate (DER) by name, the
+// service-account public key (PKIX DER) when sa was asked for, and for each CA the node does
+// not hold, the path where it looked.
+type Shown struct {
+	CAs     map[string][]byte `json:"cas,omitempty"`
+	SA      []byte            `json:"sa,omitempty"`
+	Missing map[string]string `json:"missing,omitempty"`
 }
 
-// shownBlocks splits what WriteShown wrote (as a Job's log, with whatever else the log holds)
-// at its "# CA:" lines, in order; text before the first is not any CA's.
-func shownBlocks(out string) []shownBlock {
-	var blocks []shownBlock
-	var ca string
-	var lines []string
-	flush := func() {
-		if ca != "" {
-			blocks = append(blocks, shownBlock{ca, []byte(strings.Join(lines, "\n"))})
-		}
-		lines = lines[:0]
-	}
-	for _, l := range strings.Split(out, "\n") {
-		if name, _, ok := strings.Cut(strings.TrimPrefix(l, "# "), ":"); strings.HasPrefix(l, "# ") && ok && slices.Contains(CAs, name) {
-			flush()
-			ca = name
-			continue
-		}
-		lines = append(lines, l)
-	}
-	flush()
-	return blocks
-}
-
-// ParseShown reads what WriteShown wrote (as a Job's log, with whatever else the log holds):
-// each CA's certificate by name; a CA without a certificate after its line is left out.
-func ParseShown(out string) map[string]*x509.Certificate {
-	got := map[string]*x509.Certificate{}
-	for _, b := range shownBlocks(out) {
-		if certs := pki.CertificatesIn(b.data); len(certs) > 0 {
-			got[b.ca] = certs[0]
-		}
-	}
-	return got
-}
-
-// ParseShownSA reads the service-account public key (SA) of what WriteShown wrote; nil when
-// there is none.
-func ParseShownSA(out string) crypto.PublicKey {
-	var key crypto.PublicKey
-	for _, b := range shownBlocks(out) {
-		if b.ca != SA {
-			continue
-		}
-		if p, _ := pem.Decode(b.data); p != nil && p.Type == "PUBLIC KEY" {
-			if k, err := x509.ParsePKIXPublicKey(p.Bytes); err == nil {
-				key = k
+// Show reads what the node at l holds of cas.
+func Show(l pki.Layout, cas []string) (*Shown, error) {
+	s := &Shown{CAs: map[string][]byte{}, Missing: map[string]string{}}
+	for _, ca := range cas {
+		if ca == SA {
+			pub, path, err := CurrentSA(l)
+			if errors.Is(err, fs.ErrNotExist) {
+				s.Missing[ca] = path
+				continue
 			}
+			if err != nil {
+				return nil, err
+			}
+			if s.SA, err = x509.MarshalPKIXPublicKey(pub); err != nil {
+				return nil, fmt.Errorf("encode %s: %w", path, err)
+			}
+			continue
 		}
+		c, path, err := Current(l, ca)
+		if errors.Is(err, fs.ErrNotExist) {
+			s.Missing[ca] = path
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.CAs[ca] = c.Raw
 	}
-	return key
+	return s, nil
+}
+
+// Cert is the certificate of ca; nil (and no error) when the node does not hold it.
+func (s *Shown) Cert(ca string) (*x509.Certificate, error) {
+	der, ok := s.CAs[ca]
+	if !ok {
+		return nil, nil
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("the certificate of %s: %w", ca, err)
+	}
+	return c, nil
+}
+
+// SAKey is the service-account public key; nil (and no error) when the node does not hold it.
+func (s *Shown) SAKey() (crypto.PublicKey, error) {
+	if len(s.SA) == 0 {
+		return nil, nil
+	}
+	k, err := x509.ParsePKIXPublicKey(s.SA)
+	if err != nil {
+		return nil, fmt.Errorf("the service-account public key: %w", err)
+	}
+	return k, nil
 }

@@ -1,81 +1,76 @@
 package carotate_test
 
 import (
-	"crypto"
-	"crypto/x509"
-	"crypto/x509/pkix"
+	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/certctl/certctl/pkg/carotate"
-	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/noderesult"
 )
 
-// TestParseShown: what `certctl ca show` prints, read back (the command's real output is
-// parsed in cmd/cli's TestCAShow).
-func TestParseShown(t *testing.T) {
-	like := &x509.Certificate{Subject: pkix.Name{CommonName: "kubernetes"}}
-	a, err := pki.NewCA(key(t), like, time.Now(), time.Now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := pki.NewCA(key(t), like, time.Now(), time.Now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pemA, pemB := string(pki.EncodeCertificates(a)), string(pki.EncodeCertificates(b))
-	tests := []struct {
-		name string
-		out  string
-		want map[string]*x509.Certificate
-	}{
-		{"two CAs", "# ca: /etc/kubernetes/pki/ca.crt (CN=a)\n" + pemA + "# etcd-ca: /etc/kubernetes/pki/etcd/ca.crt (CN=b)\n" + pemB, map[string]*x509.Certificate{"ca": a, "etcd-ca": b}},
-		{"one not on the node", "# etcd-ca: not on this node (no /etc/kubernetes/pki/etcd/ca.crt)\n# front-proxy-ca: x\n" + pemB, map[string]*x509.Certificate{"front-proxy-ca": b}},
-		{"log lines around", "I1201 12:00:00 starting\n# ca: x\n" + pemA + "done\n", map[string]*x509.Certificate{"ca": a}},
-		{"unknown name is not a header", "# ca: x\n" + pemA + "# kubelet-ca: y\n" + pemB, map[string]*x509.Certificate{"ca": a}},
-		{"nothing", "Error: unknown command\n", map[string]*x509.Certificate{}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got := carotate.ParseShown(tc.out)
-			if len(got) != len(tc.want) {
-				t.Fatalf("got %d CAs %v, want %d", len(got), got, len(tc.want))
-			}
-			for ca, c := range tc.want {
-				if got[ca] == nil || !got[ca].Equal(c) {
-					t.Errorf("%s: got %v, want %s", ca, got[ca], c.Subject)
-				}
-			}
-		})
-	}
-}
-
-func key(t *testing.T) crypto.Signer {
-	t.Helper()
-	k, err := pki.GenerateKey(pki.AlgECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-// TestParseShownSA: the service-account public key from `ca show`'s output, on a tree written
-// by the real kubeadm, beside the cluster CA whose certificate ParseShown reads.
-func TestParseShownSA(t *testing.T) {
+// TestShow: on a tree written by the real kubeadm, what the node holds of each CA, as cluster
+// ca-rotate reads it back from a Job's record: the certificates ca.crt, etcd/ca.crt and
+// front-proxy-ca.crt hold, sa.pub's key; a CA the node lacks (no etcd CA: external etcd) named
+// with the path looked at, not an error.
+func TestShow(t *testing.T) {
 	l := node(t)
-	var out strings.Builder
-	if err := carotate.WriteShown(&out, l, []string{carotate.SA, "ca"}); err != nil {
+	files := map[string]string{"ca": "ca.crt", "etcd-ca": "etcd/ca.crt", "front-proxy-ca": "front-proxy-ca.crt"}
+	all, err := carotate.ExpandAll([]string{"all"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	got := carotate.ParseShownSA(out.String())
-	sa := publicKey(t, filepath.Join(l.PKIDir, "sa.pub"))
-	if got == nil || carotate.PublicKeySum(got) != carotate.PublicKeySum(sa) {
-		t.Errorf("sa: got %v, want sa.pub's key:\n%s", got, out.String())
+	shown, err := carotate.Show(l, append(all, carotate.SA))
+	if err != nil {
+		t.Fatal(err)
 	}
-	ca := carotate.ParseShown(out.String())["ca"]
-	if ca == nil || carotate.PublicKeySum(ca.PublicKey) != carotate.PublicKeySum(certs(t, filepath.Join(l.PKIDir, "ca.crt"))[0].PublicKey) {
-		t.Errorf("ca: got %v, want ca.crt's key", ca)
+	// Through the record, as the orchestrator gets it.
+	var rec bytes.Buffer
+	if err := noderesult.WriteRecord(&rec, noderesult.KindCAShow, shown); err != nil {
+		t.Fatal(err)
+	}
+	var got carotate.Shown
+	if err := noderesult.ReadRecord("a line for people\n"+rec.String(), noderesult.KindCAShow, &got); err != nil {
+		t.Fatal(err)
+	}
+	for ca, f := range files {
+		c, err := got.Cert(ca)
+		if want := certs(t, filepath.Join(l.PKIDir, f))[0]; err != nil || c == nil || !c.Equal(want) {
+			t.Errorf("%s: got %v, %v; want %s's certificate", ca, c, err, f)
+		}
+	}
+	sa, err := got.SAKey()
+	if want := publicKey(t, filepath.Join(l.PKIDir, "sa.pub")); err != nil || sa == nil || carotate.PublicKeySum(sa) != carotate.PublicKeySum(want) {
+		t.Errorf("sa: got %v, %v; want sa.pub's key", sa, err)
+	}
+	if len(got.Missing) != 0 {
+		t.Errorf("missing: %v", got.Missing)
+	}
+
+	if err := os.RemoveAll(filepath.Join(l.PKIDir, "etcd")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(l.PKIDir, "sa.pub")); err != nil {
+		t.Fatal(err)
+	}
+	shown, err = carotate.Show(l, []string{"etcd-ca", "ca", carotate.SA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := shown.Cert("etcd-ca"); c != nil || err != nil || !strings.HasSuffix(shown.Missing["etcd-ca"], "etcd/ca.crt") {
+		t.Errorf("without etcd/: etcd-ca %v, %v, missing %v", c, err, shown.Missing)
+	}
+	if k, err := shown.SAKey(); k != nil || err != nil || !strings.HasSuffix(shown.Missing[carotate.SA], "sa.pub") {
+		t.Errorf("without sa.pub: %v, %v, missing %v", k, err, shown.Missing)
+	}
+	if c, err := shown.Cert("ca"); c == nil || err != nil {
+		t.Errorf("ca without etcd/: %v, %v", c, err)
+	}
+	// What does not decode is an error naming the CA, not a nil certificate.
+	shown.CAs["ca"] = []byte("not DER")
+	if _, err := shown.Cert("ca"); err == nil || !strings.Contains(err.Error(), "ca") {
+		t.Errorf("bad DER: %v", err)
 	}
 }

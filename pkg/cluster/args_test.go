@@ -17,13 +17,13 @@ func TestNodeArgs(t *testing.T) {
 		job   string
 		local string
 	}{
-		{"san", RenewOptions{Names: []string{"apiserver"}, SANs: []string{"10.2.1.139"}, StopGrace: 3 * time.Second},
+		{"san", RenewOptions{Names: []string{"apiserver"}, SANs: []string{"10.2.1.139"}, RestartFlags: RestartFlags{StopGrace: 3 * time.Second}},
 			"renew apiserver --san 10.2.1.139 --skip-kubeadm-config --restart --yes --stop-grace 3s", "renew apiserver --san 10.2.1.139"},
 		{"san dry run", RenewOptions{Names: []string{"apiserver"}, SANs: []string{"10.2.1.139", "api.example.com"}, DryRun: true},
 			"renew apiserver --san 10.2.1.139 --san api.example.com --skip-kubeadm-config --dry-run", "renew apiserver --san 10.2.1.139 --san api.example.com"},
 		{"no san", RenewOptions{Names: []string{"all"}, Days: 365, IfExpiringArg: "30d"},
 			"renew all --days 365 --if-expiring-within 30d --restart --yes", "renew all --days 365 --if-expiring-within 30d"},
-		{"load balancer drain", RenewOptions{Names: []string{"all"}, StopGrace: 3 * time.Second, LBDrain: 3 * time.Second},
+		{"load balancer drain", RenewOptions{Names: []string{"all"}, RestartFlags: RestartFlags{StopGrace: 3 * time.Second, LBDrain: 3 * time.Second}},
 			"renew all --restart --yes --stop-grace 3s --lb-drain 3s", "renew all"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -127,14 +127,14 @@ func TestNewCAsFromTheSecret(t *testing.T) {
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	ro := &RenewOptions{Progress: io.Discard, Namespace: ns}
-	o := &CARotateOptions{Phase: "issue", Namespace: ns}
-	if _, err := o.newCAs(ctx, cs, []string{"ca"}, old, ro, nil); err == nil || !strings.Contains(err.Error(), "starts with --phase trust") {
+	run := Runner{Progress: io.Discard, Namespace: ns}
+	o := &CARotateOptions{Phase: "issue", Runner: run}
+	if _, err := o.newCAs(ctx, cs, []string{"ca"}, old, nil); err == nil || !strings.Contains(err.Error(), "starts with --phase trust") {
 		t.Fatalf("issue without the Secret: %v", err)
 	}
 	// Trust makes the Secret in the Jobs' namespace, not in kube-system.
-	trust := &CARotateOptions{Phase: "trust", Namespace: ns, Days: 30}
-	made, err := trust.newCAs(ctx, cs, []string{"ca"}, old, ro, nil)
+	trust := &CARotateOptions{Phase: "trust", Runner: run, Days: 30}
+	made, err := trust.newCAs(ctx, cs, []string{"ca"}, old, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,12 +157,12 @@ func TestNewCAsFromTheSecret(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := o.newCAs(ctx, cs, []string{"ca"}, old, ro, nil)
+	got, err := o.newCAs(ctx, cs, []string{"ca"}, old, nil)
 	if err != nil || len(got) != 1 || !got["ca"].Equal(newCA) {
 		t.Fatalf("issue of ca with the Secret: %v %v", got, err)
 	}
 	for _, cas := range [][]string{{"etcd-ca"}, {"ca", "front-proxy-ca"}} {
-		if _, err := o.newCAs(ctx, cs, cas, old, ro, nil); err == nil || !strings.Contains(err.Error(), "holds the rotation of ca") {
+		if _, err := o.newCAs(ctx, cs, cas, old, nil); err == nil || !strings.Contains(err.Error(), "holds the rotation of ca") {
 			t.Errorf("issue of %v while ca's rotation is in progress: %v", cas, err)
 		}
 	}

@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"maps"
 	"net"
 	"slices"
@@ -33,6 +32,7 @@ import (
 	"k8s.io/client-go/util/keyutil"
 
 	"github.com/certctl/certctl/pkg/carotate"
+	"github.com/certctl/certctl/pkg/csrwait"
 	kubeconfigpkg "github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/kubeletserving"
 	"github.com/certctl/certctl/pkg/lease"
@@ -78,20 +78,15 @@ type CARotateOptions struct {
 	Days     int    // the new CA's validity (trust); default 3650
 	// OldCA is the cluster CA the command's kubeconfig trusts now (PEM): the new one is made
 	// like it (subject, key algorithm).
-	OldCA         []byte
-	Namespace     string
-	Image         string
-	DryRun        bool
-	JobTimeout    time.Duration
+	OldCA        []byte
+	Runner       // the Jobs (JobTimeout: one node's Job; default 10m) and the Lease
+	RestartFlags // as for Renew, passed to each node's restart
+	DryRun       bool
+	// VerifyTimeout: a node's apiserver ready as the phase expects (default 3m); ReadyTimeout:
+	// the cluster's copies of the CAs settled, a kubelet reporting again (default 2m).
 	VerifyTimeout time.Duration
 	ReadyTimeout  time.Duration
-	LeaseDuration time.Duration
-	Identity      string
-	Progress      io.Writer
-	Port          int
-	// StopGrace and LBDrain: as for Renew, passed to each node's restart.
-	StopGrace time.Duration
-	LBDrain   time.Duration
+	Port          int // of the apiservers; default 6443
 
 	// Config is the command's client configuration: with it, each control-plane node's own
 	// apiserver is checked after a phase of sa (its JWKS, the key it signs with).
@@ -122,6 +117,22 @@ type CARotateReport struct {
 	Trust []byte `json:"-"`
 }
 
+func (o *CARotateOptions) defaults() {
+	o.Runner.defaults(10 * time.Minute)
+	if o.VerifyTimeout <= 0 {
+		o.VerifyTimeout = 3 * time.Minute
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 2 * time.Minute
+	}
+	if o.Port == 0 {
+		o.Port = 6443
+	}
+	if o.Days == 0 {
+		o.Days = 3650
+	}
+}
+
 // CARotate runs one phase of the rotation of o.CAs on every node that holds them (the cluster
 // CA: every node; etcd-ca and front-proxy-ca: the control-plane nodes), control-plane nodes
 // first and one at a time, each verified from outside before the next (the node's apiserver
@@ -129,280 +140,315 @@ type CARotateReport struct {
 // under the Lease; then the cluster's own copies of the CAs: what
 // kube-system/extension-apiserver-authentication carries for extension API servers and, for
 // the cluster CA, kube-public/cluster-info and every namespace's kube-root-ca.crt (as the
-// controller-manager publishes them).
+// controller-manager publishes them). What each phase does is phaseSteps.
 func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (*CARotateReport, error) {
-	ro := RenewOptions{Namespace: o.Namespace, Image: o.Image, JobTimeout: o.JobTimeout, VerifyTimeout: o.VerifyTimeout,
-		LeaseDuration: o.LeaseDuration, Identity: o.Identity, Progress: o.Progress, Port: o.Port, StopGrace: o.StopGrace, LBDrain: o.LBDrain}
-	ro.defaults()
-	if o.ReadyTimeout <= 0 {
-		o.ReadyTimeout = 2 * time.Minute
+	o.defaults()
+	cas, err := o.validate()
+	if err != nil {
+		return nil, err
 	}
-	if o.Days == 0 {
-		o.Days = 3650
+	r := &rotation{o: &o, cs: cs, cas: cas, cluster: slices.Contains(cas, "ca")}
+	// The cluster CA(s) the command's kubeconfig trusts: what the apiservers are checked with.
+	if r.olds, err = pki.ParseCertificates("the kubeconfig's certificate-authority-data", o.OldCA); err != nil {
+		return nil, err
 	}
+	if r.cps, r.workers, err = splitNodes(ctx, cs); err != nil {
+		return nil, err
+	}
+	if err := o.checkRotateAccess(ctx, cs, cas); err != nil {
+		return nil, err
+	}
+	r.rep = &CARotateReport{Phase: o.Phase, CAs: cas, NewCA: map[string]string{}}
+	// Every phase of etcd-ca (and its rollback) restarts etcd on each control-plane node:
+	// refused before anything changes while a member is down.
+	if r.rep.Etcd, err = CheckEtcdForRotation(ctx, cs, cas, o.DryRun); err != nil {
+		return r.rep, err
+	}
+	r.plan()
+	if !o.DryRun {
+		var release func()
+		if r.held, release, err = o.Hold(ctx, cs); err != nil {
+			return r.rep, err
+		}
+		defer release()
+		o.logf("holding lease %s", r.held.Held())
+	}
+	if err := r.newCAs(ctx); err != nil {
+		return r.rep, err
+	}
+	step, ok := phaseSteps[phaseKey{o.Phase, o.Rollback}]
+	if !ok {
+		return r.rep, fmt.Errorf("no step for phase %q (rollback %v)", o.Phase, o.Rollback)
+	}
+	r.step = step
+	if err := r.tokensBefore(ctx); err != nil {
+		return r.rep, err
+	}
+	if err := r.nodes(ctx); err != nil || o.DryRun {
+		return r.rep, err
+	}
+	return r.rep, r.clusterCopies(ctx)
+}
+
+// rotation is one run of CARotate: what it found before the nodes' step, and its report.
+type rotation struct {
+	o       *CARotateOptions
+	cs      kubernetes.Interface
+	cas     []string
+	cluster bool // the cluster CA is rotated: every node, cluster-info, kube-root-ca.crt
+	step    phaseStep
+
+	cps, workers []corev1.Node
+	order        []corev1.Node // the nodes in the order of the phase
+	held         *lease.Lease  // nil in a dry run
+
+	news    map[string]*x509.Certificate // the new CA of each CA rotated
+	newCert *x509.Certificate            // the new cluster CA, when it is rotated
+	olds    []*x509.Certificate          // the old cluster CA(s)
+	// bundle is what a client of the apiservers trusts during the phase (old + new when the
+	// cluster CA is rotated, the kubeconfig's otherwise).
+	newPEM, oldPEM, bundle []byte
+
+	rep *CARotateReport
+}
+
+// validate checks the phase and rollback arguments and resolves the CAs.
+func (o *CARotateOptions) validate() ([]string, error) {
 	cas, err := RotatedCAs(o.CAs)
 	if err != nil {
 		return nil, err
 	}
-	cluster := slices.Contains(cas, "ca") // the cluster CA: every node, cluster-info, kube-root-ca.crt
-	if !o.Rollback && !slices.Contains([]string{"trust", "issue", "drop"}, o.Phase) {
+	phases := []string{carotate.PhaseTrust, carotate.PhaseIssue, carotate.PhaseDrop}
+	switch {
+	case !o.Rollback && !slices.Contains(phases, o.Phase):
 		return nil, fmt.Errorf("--phase %q: want trust, issue or drop (or --rollback)", o.Phase)
-	}
-	if o.Rollback && !slices.Contains([]string{"", "trust", "issue"}, o.Phase) {
+	case o.Rollback && !slices.Contains([]string{"", carotate.PhaseTrust, carotate.PhaseIssue}, o.Phase):
 		return nil, fmt.Errorf("--rollback --phase %q: the cluster-wide rollback undoes trust or issue; after drop (the old CA trusted nowhere, its Secret deleted) roll back node by node: certctl ca rotate %s --rollback", o.Phase, strings.Join(cas, " "))
-	}
-	if o.Rollback && o.Phase == "" && !cluster {
+	case o.Rollback && o.Phase == "" && !slices.Contains(cas, "ca"):
 		return nil, fmt.Errorf("--rollback of %s: give --phase trust or issue (the phase to undo on every node where it is the last one applied)", strings.Join(cas, " "))
 	}
-	if ro.Image == "" {
-		return nil, fmt.Errorf("no image: pass --image with an image whose entrypoint is certctl")
-	}
-	// The cluster CA(s) the command's kubeconfig trusts: what the apiservers are checked with.
-	olds, err := pki.ParseCertificates("the kubeconfig's certificate-authority-data", o.OldCA)
-	if err != nil {
-		return nil, err
-	}
-	cps, workers, err := splitNodes(ctx, cs)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkAccess(ctx, cs, ro.Namespace, o.DryRun, false); err != nil {
-		return nil, err
-	}
-	if !o.DryRun && slices.ContainsFunc(cas, func(ca string) bool { return authKey[ca] != "" }) {
-		if ok, err := allowed(ctx, cs, "kube-system", "update", "", "configmaps", "", AuthConfigMap); err != nil {
-			return nil, err
-		} else if !ok {
-			return nil, fmt.Errorf("not allowed to update configmaps %s in kube-system (what extension API servers verify clients with; certctl takes the CA out that no apiserver trusts any more): see docs/cluster.md for the RBAC this command needs", AuthConfigMap)
-		}
-	}
-	if !o.DryRun && slices.Contains(cas, carotate.SA) {
-		// Phase drop reads every legacy token Secret (its token must be the new key's); each
-		// control-plane node's apiserver is asked for a token to see which key it signs with.
-		for _, n := range []struct{ ns, verb, resource, sub, what string }{
-			{"", "list", "secrets", "", "list secrets in all namespaces (legacy service-account token Secrets of the old key refuse drop)"},
-			{o.Namespace, "create", "serviceaccounts", "token", "create serviceaccounts/token in " + o.Namespace + " (which key each apiserver signs with)"},
-		} {
-			if ok, err := allowed(ctx, cs, n.ns, n.verb, "", n.resource, n.sub, ""); err != nil {
-				return nil, err
-			} else if !ok {
-				return nil, fmt.Errorf("not allowed to %s: see docs/cluster.md for the RBAC this command needs", n.what)
-			}
-		}
-	}
-	rep := &CARotateReport{Phase: o.Phase, CAs: cas, NewCA: map[string]string{}}
-	// Every phase of etcd-ca (and its rollback) restarts etcd on each control-plane node:
-	// refused before anything changes while a member is down.
-	if rep.Etcd, err = CheckEtcdForRotation(ctx, cs, cas, o.DryRun); err != nil {
-		return rep, err
-	}
-	if o.Rollback {
-		rep.Phase = "rollback"
-	}
-	order := slices.Clone(cps)
-	if cluster {
-		order = append(order, workers...) // etcd-ca and front-proxy-ca live on control-plane nodes only
-	}
-	if o.Rollback {
-		slices.Reverse(order)
-	}
-	for _, n := range order {
-		rep.Nodes = append(rep.Nodes, NodeOutcome{Node: n.Name, IP: internalIP(&n), State: "untouched"})
-	}
+	return cas, o.needImage()
+}
 
-	var held *lease.Lease
-	if !o.DryRun {
-		if held, err = lease.Acquire(ctx, cs, lease.Options{Identity: ro.Identity, Duration: ro.LeaseDuration}); err != nil {
-			return rep, err
+// checkRotateAccess asks the API whether this run may do what the phase needs, before it
+// changes anything.
+func (o *CARotateOptions) checkRotateAccess(ctx context.Context, cs kubernetes.Interface, cas []string) error {
+	if err := checkAccess(ctx, cs, o.Namespace, o.DryRun, false); err != nil {
+		return err
+	}
+	if o.DryRun {
+		return nil
+	}
+	if slices.ContainsFunc(cas, func(ca string) bool { return authKey[ca] != "" }) {
+		if ok, err := allowed(ctx, cs, "kube-system", "update", "", "configmaps", "", AuthConfigMap); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("not allowed to update configmaps %s in kube-system (what extension API servers verify clients with; certctl takes the CA out that no apiserver trusts any more): see docs/cluster.md for the RBAC this command needs", AuthConfigMap)
 		}
-		defer func() { _ = held.Release(context.WithoutCancel(ctx)) }()
-		ro.logf("holding lease %s", held.Held())
 	}
-	news, err := o.newCAs(ctx, cs, cas, olds[0], &ro, cps)
-	if err != nil {
-		return rep, err
+	if !slices.Contains(cas, carotate.SA) {
+		return nil
 	}
-	for ca, c := range news {
+	// Phase drop reads every legacy token Secret (its token must be the new key's); each
+	// control-plane node's apiserver is asked for a token to see which key it signs with.
+	for _, n := range []struct{ ns, verb, resource, sub, what string }{
+		{"", "list", "secrets", "", "list secrets in all namespaces (legacy service-account token Secrets of the old key refuse drop)"},
+		{o.Namespace, "create", "serviceaccounts", "token", "create serviceaccounts/token in " + o.Namespace + " (which key each apiserver signs with)"},
+	} {
+		if ok, err := allowed(ctx, cs, n.ns, n.verb, "", n.resource, n.sub, ""); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("not allowed to %s: see docs/cluster.md for the RBAC this command needs", n.what)
+		}
+	}
+	return nil
+}
+
+// plan orders the nodes (control-plane nodes first; reversed for a rollback) and reports each
+// untouched.
+func (r *rotation) plan() {
+	if r.o.Rollback {
+		r.rep.Phase = "rollback"
+	}
+	r.order = slices.Clone(r.cps)
+	if r.cluster {
+		r.order = append(r.order, r.workers...) // etcd-ca and front-proxy-ca live on control-plane nodes only
+	}
+	if r.o.Rollback {
+		slices.Reverse(r.order)
+	}
+	for _, n := range r.order {
+		r.rep.Nodes = append(r.rep.Nodes, NodeOutcome{Node: n.Name, IP: internalIP(&n), State: "untouched"})
+	}
+}
+
+// newCAs gets the new CAs (from the Secret, or made by trust) and, when the cluster CA is
+// rotated, the old ones and the bundle clients trust during the phase; for a rollback without
+// --phase, which phase the cluster shows.
+func (r *rotation) newCAs(ctx context.Context) error {
+	o := r.o
+	var err error
+	if r.news, err = o.newCAs(ctx, r.cs, r.cas, r.olds[0], r.cps); err != nil {
+		return err
+	}
+	for ca, c := range r.news {
 		sum := sha256.Sum256(c.Raw)
-		rep.NewCA[ca] = hex.EncodeToString(sum[:])
+		r.rep.NewCA[ca] = hex.EncodeToString(sum[:])
 	}
 	if o.newSA != nil {
-		rep.NewCA[carotate.SA] = carotate.PublicKeySum(o.newSA)
+		r.rep.NewCA[carotate.SA] = carotate.PublicKeySum(o.newSA)
 	}
-	// bundle is what a client of the apiservers trusts during the phase; newCert, the new
-	// cluster CA when it is rotated.
-	var (
-		newCert *x509.Certificate
-		newPEM  []byte
-		oldPEM  []byte
-		bundle  = o.OldCA
-	)
-	if cluster {
-		newCert = news["ca"]
-		newPEM = pki.EncodeCertificates(newCert)
+	r.bundle = o.OldCA
+	if r.cluster {
+		r.newCert = r.news["ca"]
+		r.newPEM = pki.EncodeCertificates(r.newCert)
 		// The old CA(s): what the kubeconfig and kube-public/cluster-info trust, without the
 		// new one (after trust both hold both; a kubeconfig refreshed from a node may hold the
 		// new only).
-		if info, err := clusterInfoCA(ctx, cs); err == nil {
+		if info, err := clusterInfoCA(ctx, r.cs); err == nil {
 			for _, c := range pki.CertificatesIn(info) {
-				if !slices.ContainsFunc(olds, c.Equal) {
-					olds = append(olds, c)
+				if !slices.ContainsFunc(r.olds, c.Equal) {
+					r.olds = append(r.olds, c)
 				}
 			}
 		}
-		olds = slices.DeleteFunc(olds, func(c *x509.Certificate) bool { return c.Equal(newCert) })
-		oldPEM = pki.EncodeCertificates(olds...)
-		if len(olds) == 0 {
-			return rep, fmt.Errorf("the kubeconfig trusts only the new CA: the old one is gone already (phase drop done?)")
+		r.olds = slices.DeleteFunc(r.olds, func(c *x509.Certificate) bool { return c.Equal(r.newCert) })
+		r.oldPEM = pki.EncodeCertificates(r.olds...)
+		if len(r.olds) == 0 {
+			return fmt.Errorf("the kubeconfig trusts only the new CA: the old one is gone already (phase drop done?)")
 		}
-		bundle = append(slices.Clone(oldPEM), newPEM...)
+		r.bundle = append(slices.Clone(r.oldPEM), r.newPEM...)
 		if o.Rollback && o.Phase == "" {
-			if o.Phase, err = undone(ctx, cps, ro.Port, newCert); err != nil {
-				return rep, err
+			if o.Phase, err = undone(ctx, r.cps, o.Port, r.newCert); err != nil {
+				return err
 			}
 		}
 	}
 	if o.Rollback {
-		rep.Phase = "rollback of " + o.Phase
-		ro.logf("rolling back phase %s of %s on every node where it is the last phase applied", o.Phase, strings.Join(cas, ", "))
+		r.rep.Phase = "rollback of " + o.Phase
+		o.logf("rolling back phase %s of %s on every node where it is the last phase applied", o.Phase, strings.Join(r.cas, ", "))
 	}
+	return nil
+}
 
-	// The pods' tokens, before the service-account key they are signed with stops being
-	// accepted: before drop (the old key goes), and before trust's rollback (the new key goes;
-	// after an issue and its rollback pods may hold tokens of the new key). Legacy token
-	// Secrets are checked before drop; every node's kubelet re-requests the pods' tokens.
-	if slices.Contains(cas, carotate.SA) && !o.DryRun {
-		switch {
-		case o.Phase == "drop" && !o.Rollback:
-			stale, err := legacyTokens(ctx, cs, o.newSA)
-			if err != nil {
-				return rep, err
-			}
-			if len(stale) > 0 {
-				return rep, &LegacyTokensError{Secrets: stale}
-			}
-			if err := o.refreshTokens(ctx, cs, &ro, append(slices.Clone(cps), workers...), saNewItem); err != nil {
-				return rep, fmt.Errorf("before drop of sa: %w; nothing was dropped, run the same command again", err)
-			}
-		case o.Phase == "trust" && o.Rollback:
-			if err := o.refreshTokens(ctx, cs, &ro, append(slices.Clone(cps), workers...), saOldItem); err != nil {
-				return rep, fmt.Errorf("before the rollback of trust of sa: %w; nothing was rolled back, run the same command again", err)
-			}
+// tokensBefore re-requests every node's pods' tokens with the step's key before the key they
+// are signed with stops being accepted (sa rotated): before drop the old key goes, before
+// trust's rollback the new one. Legacy token Secrets refuse drop first.
+func (r *rotation) tokensBefore(ctx context.Context) error {
+	if !slices.Contains(r.cas, carotate.SA) || r.o.DryRun || r.step.tokens == "" {
+		return nil
+	}
+	if r.step.legacyCheck {
+		stale, err := legacyTokens(ctx, r.cs, r.o.newSA)
+		if err != nil {
+			return err
+		}
+		if len(stale) > 0 {
+			return &LegacyTokensError{Secrets: stale}
 		}
 	}
+	if err := r.o.refreshTokens(ctx, r.cs, append(slices.Clone(r.cps), r.workers...), r.step.tokens); err != nil {
+		return fmt.Errorf("before %s of sa: %w; nothing was changed on the nodes, run the same command again", r.rep.Phase, err)
+	}
+	return nil
+}
 
-	for i, n := range order {
-		out := &rep.Nodes[i]
-		if held != nil {
-			if err := held.Confirm(ctx); err != nil {
-				return rep, fmt.Errorf("stopped before %s: %w", out.Node, err)
+// nodes runs the phase on every node in order, one at a time, each verified before the next;
+// it stops at the first that fails.
+func (r *rotation) nodes(ctx context.Context) error {
+	for i, n := range r.order {
+		out := &r.rep.Nodes[i]
+		if r.held != nil {
+			if err := r.held.Confirm(ctx); err != nil {
+				return fmt.Errorf("stopped before %s: %w", out.Node, err)
 			}
 		}
-		cp := isControlPlane(&n)
-		if err := o.rotateNode(ctx, cs, &ro, out, cp, cas, newCert, bundle); err != nil {
+		if err := r.rotateNode(ctx, out, isControlPlane(&n)); err != nil {
 			out.State, out.Problem = "failed", err.Error()
-			return rep, fmt.Errorf("node %s failed: %w; the nodes before it are done, the others untouched: fix it and run the same command again (a node done is not changed again), or --rollback", out.Node, err)
+			return fmt.Errorf("node %s failed: %w; the nodes before it are done, the others untouched: fix it and run the same command again (a node done is not changed again), or --rollback", out.Node, err)
 		}
 	}
-	if o.DryRun {
-		return rep, nil
-	}
-	// What the apiservers publish for extension API servers: they add what they verify with
-	// to what the ConfigMap holds, never take a CA out; certctl takes the CA out that no
-	// apiserver trusts any more (after drop: the old; after trust's rollback: the new).
-	for _, ca := range cas {
+	return nil
+}
+
+// clusterCopies brings the cluster's own copies of the CAs to what the step says: what the
+// apiservers publish for extension API servers (they add what they verify with, never take a
+// CA out: certctl takes out the one no apiserver trusts any more), cluster-info, the
+// ClusterTrustBundle and every kube-root-ca.crt; then deletes the rotation Secret when the
+// step ends the rotation.
+func (r *rotation) clusterCopies(ctx context.Context) error {
+	o := r.o
+	for _, ca := range r.cas {
 		key := authKey[ca]
 		if key == "" {
 			continue
 		}
-		line, err := settleAuthCA(ctx, cs, key, news[ca], authWant(o.Phase, o.Rollback), o.ReadyTimeout)
+		line, err := settleAuthCA(ctx, r.cs, key, r.news[ca], r.step.auth, o.ReadyTimeout)
 		if err != nil {
-			return rep, err
+			return err
 		}
-		rep.AuthConfigMap = append(rep.AuthConfigMap, line)
-		ro.logf("kube-system/%s: %s", AuthConfigMap, line)
+		r.rep.AuthConfigMap = append(r.rep.AuthConfigMap, line)
+		o.logf("kube-system/%s: %s", AuthConfigMap, line)
 	}
-	if o.Rollback && o.Phase == "issue" {
-		return rep, nil // after issue's rollback the cluster's copies hold old + new, as after trust
-	}
-	deleteSecret := func(what string) error {
-		if err := cs.CoreV1().Secrets(o.Namespace).Delete(ctx, CARotationSecret, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("%s, but the Secret %s/%s could not be deleted: %w (delete it: it holds the new CAs' keys)", what, o.Namespace, CARotationSecret, err)
+	if r.cluster && r.step.copies != copiesUnchanged {
+		if err := r.publishTrust(ctx); err != nil {
+			return err
 		}
+	}
+	if r.step.deleteSecret == "" {
 		return nil
 	}
-	if !cluster {
-		switch {
-		case o.Rollback:
-			return rep, deleteSecret("phase trust is rolled back")
-		case o.Phase == "drop":
-			return rep, deleteSecret("the rotation is done")
-		}
-		return rep, nil
+	if err := r.cs.CoreV1().Secrets(o.Namespace).Delete(ctx, CARotationSecret, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("%s, but the Secret %s/%s could not be deleted: %w (delete it: it holds the new CAs' keys)", r.step.deleteSecret, o.Namespace, CARotationSecret, err)
 	}
-	if o.Rollback {
-		// Trust undone: the cluster's copies of the CA back to the old one, the new CA's
-		// Secret deleted (a new trust makes a new one).
-		rep.Trust = oldPEM
-		if rep.ClusterInfo, err = setClusterInfoCA(ctx, cs, oldPEM); err != nil {
-			return rep, err
-		}
-		ro.logf("%s/%s: %s", ClusterInfoNamespace, ClusterInfoName, rep.ClusterInfo)
-		if rep.TrustBundle, err = publishTrustBundle(ctx, cs, oldPEM); err != nil {
-			return rep, err
-		}
-		ro.logf("ClusterTrustBundle %s: %s", TrustBundleName, rep.TrustBundle)
-		n, err := waitRootCA(ctx, cs, func(data string) bool {
-			in := pki.CertificatesIn([]byte(data))
-			return !slices.ContainsFunc(in, newCert.Equal) && slices.ContainsFunc(in, func(c *x509.Certificate) bool { return slices.ContainsFunc(olds, c.Equal) })
-		}, o.ReadyTimeout)
-		if err != nil {
-			return rep, err
-		}
-		rep.RootCA = fmt.Sprintf("%d kube-root-ca.crt ConfigMaps carry the old CA alone again", n)
-		ro.logf("%s", rep.RootCA)
-		return rep, deleteSecret("phase trust is rolled back")
-	}
-	// The cluster's copies of the CA.
-	switch o.Phase {
-	case "trust", "issue":
-		rep.Trust = bundle
-	case "drop":
-		rep.Trust = newPEM
-	}
-	if rep.ClusterInfo, err = setClusterInfoCA(ctx, cs, rep.Trust); err != nil {
-		return rep, err
-	}
-	ro.logf("%s/%s: %s", ClusterInfoNamespace, ClusterInfoName, rep.ClusterInfo)
-	if rep.TrustBundle, err = publishTrustBundle(ctx, cs, rep.Trust); err != nil {
-		return rep, err
-	}
-	ro.logf("ClusterTrustBundle %s: %s", TrustBundleName, rep.TrustBundle)
-	want := func(data string) bool {
+	return nil
+}
+
+// publishTrust sets kube-public/cluster-info and the ClusterTrustBundle to the step's copies of
+// the cluster CA and waits until the controller-manager has every kube-root-ca.crt carry them.
+func (r *rotation) publishTrust(ctx context.Context) error {
+	o := r.o
+	has := func(data string) (newCA, old bool) {
 		in := pki.CertificatesIn([]byte(data))
-		has := func(c *x509.Certificate) bool { return slices.ContainsFunc(in, c.Equal) }
-		if o.Phase == "drop" {
-			return has(newCert) && !slices.ContainsFunc(olds, has)
-		}
-		return has(newCert) && slices.ContainsFunc(olds, has)
+		in1 := func(c *x509.Certificate) bool { return slices.ContainsFunc(in, c.Equal) }
+		return in1(r.newCert), slices.ContainsFunc(r.olds, in1)
 	}
-	n, err := waitRootCA(ctx, cs, want, o.ReadyTimeout)
+	var want func(string) bool
+	var carry string
+	switch r.step.copies {
+	case copiesBoth:
+		r.rep.Trust, carry = r.bundle, "old + new"
+		want = func(d string) bool { n, old := has(d); return n && old }
+	case copiesNew:
+		r.rep.Trust, carry = r.newPEM, "the new CA alone"
+		want = func(d string) bool { n, old := has(d); return n && !old }
+	case copiesOld:
+		r.rep.Trust, carry = r.oldPEM, "the old CA alone again"
+		want = func(d string) bool { n, old := has(d); return !n && old }
+	}
+	var err error
+	if r.rep.ClusterInfo, err = setClusterInfoCA(ctx, r.cs, r.rep.Trust); err != nil {
+		return err
+	}
+	o.logf("%s/%s: %s", ClusterInfoNamespace, ClusterInfoName, r.rep.ClusterInfo)
+	if r.rep.TrustBundle, err = publishTrustBundle(ctx, r.cs, r.rep.Trust); err != nil {
+		return err
+	}
+	o.logf("ClusterTrustBundle %s: %s", TrustBundleName, r.rep.TrustBundle)
+	n, err := waitRootCA(ctx, r.cs, want, o.ReadyTimeout)
 	if err != nil {
-		return rep, err
+		return err
 	}
-	rep.RootCA = fmt.Sprintf("%d kube-root-ca.crt ConfigMaps carry %s", n, map[bool]string{true: "the new CA alone", false: "old + new"}[o.Phase == "drop"])
-	ro.logf("%s", rep.RootCA)
-	if o.Phase == "drop" {
-		return rep, deleteSecret("the rotation is done")
-	}
-	return rep, nil
+	r.rep.RootCA = fmt.Sprintf("%d kube-root-ca.crt ConfigMaps carry %s", n, carry)
+	o.logf("%s", r.rep.RootCA)
+	return nil
 }
 
 // newCAs returns the new CA certificate of each of cas: from the Secret, or (phase trust)
 // made now, each like its old CA (subject, key algorithm), and kept in the Secret for the
 // nodes' Jobs. The old cluster CA is the kubeconfig's; the old etcd and front-proxy CAs are
 // read from every control-plane node ('certctl ca show'), which must all hold the same.
-func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, cas []string, clusterOld *x509.Certificate, ro *RenewOptions, cps []corev1.Node) (map[string]*x509.Certificate, error) {
+func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, cas []string, clusterOld *x509.Certificate, cps []corev1.Node) (map[string]*x509.Certificate, error) {
 	out := map[string]*x509.Certificate{}
 	sec, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, CARotationSecret, metav1.GetOptions{})
 	if err == nil {
@@ -441,7 +487,7 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 	olds := map[string]*x509.Certificate{"ca": clusterOld}
 	var oldSA crypto.PublicKey
 	if others := slices.DeleteFunc(slices.Clone(cas), func(c string) bool { return c == "ca" }); len(others) > 0 {
-		shown, sa, err := o.showCAs(ctx, cs, ro, cps, others)
+		shown, sa, err := o.showCAs(ctx, cs, cps, others)
 		if err != nil {
 			return nil, err
 		}
@@ -492,7 +538,7 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 	}
 	if o.DryRun {
 		o.planOnly = true
-		ro.logf("dry run: would make new CAs %s and keep them in %s/%s", strings.Join(made, ", "), o.Namespace, CARotationSecret)
+		o.logf("dry run: would make new CAs %s and keep them in %s/%s", strings.Join(made, ", "), o.Namespace, CARotationSecret)
 		return out, nil
 	}
 	_, err = cs.CoreV1().Secrets(o.Namespace).Create(ctx, &corev1.Secret{
@@ -503,28 +549,34 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 	if err != nil {
 		return nil, fmt.Errorf("keep the new CAs in %s/%s: %w", o.Namespace, CARotationSecret, err)
 	}
-	ro.logf("new CAs %s, in %s/%s", strings.Join(made, ", "), o.Namespace, CARotationSecret)
+	o.logf("new CAs %s, in %s/%s", strings.Join(made, ", "), o.Namespace, CARotationSecret)
 	return out, nil
 }
 
 // showCAs reads the CAs cas from every control-plane node (a read-only Job running
 // 'certctl ca show'): they must be there, and the same on every node. It returns the CA
 // certificates, and the service-account public key when cas holds SA.
-func (o *CARotateOptions) showCAs(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, cps []corev1.Node, cas []string) (map[string]*x509.Certificate, crypto.PublicKey, error) {
+func (o *CARotateOptions) showCAs(ctx context.Context, cs kubernetes.Interface, cps []corev1.Node, cas []string) (map[string]*x509.Certificate, crypto.PublicKey, error) {
 	out := map[string]*x509.Certificate{}
 	var saKey crypto.PublicKey
 	from := map[string]string{}
 	for _, n := range cps {
-		res, err := ro.nodeJob(ctx, cs, JobSpec{Node: n.Name, Component: "show", Args: append([]string{"ca", "show"}, cas...)}, 0)
+		res, err := o.Run(ctx, cs, JobSpec{Node: n.Name, Component: "show", Args: append([]string{"ca", "show"}, cas...), Record: true}, 0)
 		if err != nil {
 			return nil, nil, err
 		}
-		shown := carotate.ParseShown(res.Logs)
+		var shown carotate.Shown
+		if err := res.Record(noderesult.KindCAShow, &shown); err != nil {
+			return nil, nil, fmt.Errorf("%s: what the node holds of %s: %w", n.Name, strings.Join(cas, ", "), err)
+		}
 		for _, ca := range cas {
 			if ca == carotate.SA {
-				k := carotate.ParseShownSA(res.Logs)
+				k, err := shown.SAKey()
+				if err != nil {
+					return nil, nil, fmt.Errorf("%s: %w", n.Name, err)
+				}
 				if k == nil {
-					return nil, nil, fmt.Errorf("%s: no service-account key (sa.pub) on the node; the node said: %s", n.Name, tail(res.Logs, 400))
+					return nil, nil, fmt.Errorf("%s: no service-account key on the node (no %s)", n.Name, shown.Missing[ca])
 				}
 				if saKey == nil {
 					saKey, from[ca] = k, n.Name
@@ -533,9 +585,12 @@ func (o *CARotateOptions) showCAs(ctx context.Context, cs kubernetes.Interface, 
 				}
 				continue
 			}
-			c := shown[ca]
+			c, err := shown.Cert(ca)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", n.Name, err)
+			}
 			if c == nil {
-				return nil, nil, fmt.Errorf("%s: no %s on the node (external etcd?): certctl cluster ca-rotate rotates the CAs kubeadm keeps on the control-plane nodes; the node said: %s", n.Name, ca, tail(res.Logs, 400))
+				return nil, nil, fmt.Errorf("%s: no %s on the node (no %s; external etcd?): certctl cluster ca-rotate rotates the CAs kubeadm keeps on the control-plane nodes", n.Name, ca, shown.Missing[ca])
 			}
 			if prev := out[ca]; prev == nil {
 				out[ca], from[ca] = c, n.Name
@@ -545,19 +600,6 @@ func (o *CARotateOptions) showCAs(ctx context.Context, cs kubernetes.Interface, 
 		}
 	}
 	return out, saKey, nil
-}
-
-// authWant says which CAs a key of the extension-apiserver-authentication ConfigMap must carry
-// after a phase: the new CA and at least one other (trust, issue, issue's rollback), the new
-// one alone (drop), or not the new one (trust's rollback).
-func authWant(phase string, rollback bool) string {
-	switch {
-	case rollback && phase == "trust":
-		return "old"
-	case !rollback && phase == "drop":
-		return "new"
-	}
-	return "both"
 }
 
 // settleAuthCA brings key of kube-system/extension-apiserver-authentication to want (see
@@ -616,41 +658,17 @@ func settleAuthCA(ctx context.Context, cs kubernetes.Interface, key string, newC
 	return fmt.Sprintf("%s: %s", key, map[string]string{"new": "the new CA alone", "old": "the old CA alone again", "both": "old + new"}[want]), nil
 }
 
-// rotateNode runs the phase for cas on one node and verifies it. newCA is the new cluster CA
-// when the cluster CA is rotated (nil otherwise); bundle is what clients of the apiservers
-// trust during the phase.
-func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, out *NodeOutcome, cp bool, cas []string, newCA *x509.Certificate, bundle []byte) error {
+// rotateNode runs the phase on one node (cp: a control-plane node) and verifies it: its
+// apiserver serving as the step expects, its kubelet reporting again when it was restarted,
+// a worker's new certificates when the step gives them.
+func (r *rotation) rotateNode(ctx context.Context, out *NodeOutcome, cp bool) error {
+	o := r.o
 	start := time.Now()
-	args := append([]string{"ca", "rotate"}, cas...)
-	spec := JobSpec{Node: out.Node, Component: "carotate", Privileged: !o.DryRun}
-	switch {
-	case o.Rollback:
-		args = append(args, "--rollback", "--phase", o.Phase)
-	default:
-		args = append(args, "--phase", o.Phase)
-		if o.Phase == "trust" && o.planOnly {
-			args = append(args, "--generate")
-		} else if o.Phase == "trust" {
-			args = append(args, "--new-ca-dir", SecretDir)
-			spec.Secret = CARotationSecret
-			if !cp {
-				spec.SecretItems = []string{"ca.crt"} // a worker never gets the key
-			}
-		}
-	}
-	if o.DryRun {
-		args = append(args, "--dry-run")
-		spec.Component = "plan"
-	} else {
-		args = append(append(args, "--restart"), ro.restartArgs()...)
-		spec.Result = true
-	}
-	if o.planOnly && !cp && o.Phase == "trust" {
+	if o.planOnly && !cp && r.step.fromSecret {
 		out.State, out.Output = "planned", "the kubelet's clientCAFile and kubelet.conf would trust old + new CA (the new CA is made by the real run; a worker never gets its key)"
 		return nil
 	}
-	spec.Args = args
-	res, err := ro.nodeJob(ctx, cs, spec, 10)
+	res, err := o.Run(ctx, r.cs, r.nodeSpec(out.Node, cp), 10)
 	out.Output = strings.TrimSpace(res.Logs)
 	if err != nil {
 		return err
@@ -665,62 +683,99 @@ func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interfac
 		return fmt.Errorf("certctl ca rotate on %s: %w", out.Node, err)
 	}
 	if cp {
-		roots := x509.NewCertPool()
-		roots.AppendCertsFromPEM(bundle)
-		only := x509.NewCertPool()
-		if newCA != nil {
-			only.AddCert(newCA)
-		}
-		addr := net.JoinHostPort(out.IP, strconv.Itoa(ro.Port))
-		var last string
-		if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, ro.VerifyTimeout, true, func(ctx context.Context) (bool, error) {
-			c, err := servedLeaf(ctx, addr)
-			if err != nil {
-				last = err.Error()
-				return false, nil
-			}
-			pool := roots
-			if newCA != nil && !o.Rollback && o.Phase != "trust" {
-				pool = only // issue and drop: the apiserver serves a certificate of the new CA
-			}
-			if _, err := c.Verify(x509.VerifyOptions{Roots: pool}); err != nil {
-				last = "serves a certificate the expected CA did not sign: " + err.Error()
-				return false, nil
-			}
-			if err := readyz(ctx, addr, roots); err != nil {
-				last = err.Error()
-				return false, nil
-			}
-			return true, nil
-		}); err != nil {
-			return fmt.Errorf("apiserver %s not ready as expected within %s: %s", addr, ro.VerifyTimeout, last)
-		}
-		if slices.Contains(cas, carotate.SA) {
-			if err := o.verifySA(ctx, addr, bundle); err != nil {
-				return err
-			}
+		if err := r.verifyAPIServer(ctx, out.IP); err != nil {
+			return err
 		}
 	}
 	if nr.KubeletRestarted {
-		if err := waitKubeletReports(ctx, cs, out.Node, done.Add(-2*time.Second), o.ReadyTimeout); err != nil {
+		if err := waitKubeletReports(ctx, r.cs, out.Node, done.Add(-2*time.Second), o.ReadyTimeout); err != nil {
 			return err
 		}
 	}
 	// A worker (its ca.crt now the new CA) gets a kubelet client certificate of the new CA
 	// through a CSR the controller-manager signs, then a serving certificate through its own.
-	if !cp && newCA != nil && o.Phase == "issue" && !o.Rollback {
-		if err := o.workerClientCert(ctx, cs, ro, out.Node, newCA); err != nil {
+	if !cp && r.newCert != nil && r.step.workerCerts {
+		if err := o.workerClientCert(ctx, r.cs, out.Node, r.newCert); err != nil {
 			return err
 		}
-		if err := waitKubeletReports(ctx, cs, out.Node, time.Now().Add(-time.Second), o.ReadyTimeout); err != nil {
+		if err := waitKubeletReports(ctx, r.cs, out.Node, time.Now().Add(-time.Second), o.ReadyTimeout); err != nil {
 			return err
 		}
-		if err := o.workerServing(ctx, cs, ro, out, newCA, bundle); err != nil {
+		if err := o.workerServing(ctx, r.cs, out, r.newCert, r.bundle); err != nil {
 			return err
 		}
 	}
 	out.State, out.Took = "done", time.Since(start).Round(100*time.Millisecond).String()
-	ro.logf("%s: done in %s", out.Node, out.Took)
+	o.logf("%s: done in %s", out.Node, out.Took)
+	return nil
+}
+
+// nodeSpec is the Job of the phase on node: `certctl ca rotate CAS --phase P` (--rollback,
+// the new CAs from the Secret, --restart), or its plan in a dry run.
+func (r *rotation) nodeSpec(node string, cp bool) JobSpec {
+	o := r.o
+	args := append([]string{"ca", "rotate"}, r.cas...)
+	spec := JobSpec{Node: node, Component: "carotate", Privileged: !o.DryRun}
+	if o.Rollback {
+		args = append(args, "--rollback")
+	}
+	args = append(args, "--phase", o.Phase)
+	switch {
+	case r.step.fromSecret && o.planOnly:
+		args = append(args, "--generate")
+	case r.step.fromSecret:
+		args = append(args, "--new-ca-dir", SecretDir)
+		spec.Secret = CARotationSecret
+		if !cp {
+			spec.SecretItems = []string{"ca.crt"} // a worker never gets the key
+		}
+	}
+	if o.DryRun {
+		args = append(args, "--dry-run")
+		spec.Component = "plan"
+	} else {
+		args = append(append(args, "--restart"), o.RestartFlags.args()...)
+		spec.Result = true
+	}
+	spec.Args = args
+	return spec
+}
+
+// verifyAPIServer waits until the apiserver at ip is ready and serves a certificate of the CA
+// the step expects (the new cluster CA after issue and drop; old or new otherwise), and, when
+// sa is rotated, signs with the key the step expects.
+func (r *rotation) verifyAPIServer(ctx context.Context, ip string) error {
+	o := r.o
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(r.bundle)
+	pool := roots
+	if r.newCert != nil && r.step.servedByNew {
+		pool = x509.NewCertPool()
+		pool.AddCert(r.newCert)
+	}
+	addr := net.JoinHostPort(ip, strconv.Itoa(o.Port))
+	var last string
+	if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, o.VerifyTimeout, true, func(ctx context.Context) (bool, error) {
+		c, err := servedLeaf(ctx, addr)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		if _, err := c.Verify(x509.VerifyOptions{Roots: pool}); err != nil {
+			last = "serves a certificate the expected CA did not sign: " + err.Error()
+			return false, nil
+		}
+		if err := readyz(ctx, addr, roots); err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		return true, nil
+	}); err != nil {
+		return fmt.Errorf("apiserver %s not ready as expected within %s: %s", addr, o.VerifyTimeout, last)
+	}
+	if slices.Contains(r.cas, carotate.SA) {
+		return o.verifySA(ctx, addr, r.bundle)
+	}
 	return nil
 }
 
@@ -729,7 +784,7 @@ func (o *CARotateOptions) rotateNode(ctx context.Context, cs kubernetes.Interfac
 // this run's credentials and signed by the controller-manager (now with the new CA), handed to
 // the node's Job in a Secret of its own and installed there by `certctl kubelet-client install`
 // (which restarts the kubelet). The Secret is deleted afterwards.
-func (o *CARotateOptions) workerClientCert(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, node string, newCA *x509.Certificate) error {
+func (o *CARotateOptions) workerClientCert(ctx context.Context, cs kubernetes.Interface, node string, newCA *x509.Certificate) error {
 	certPEM, keyPEM, err := signedByNewCA(ctx, cs, csrRequest{
 		subject:      pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}},
 		signer:       certificatesv1.KubeAPIServerClientKubeletSignerName,
@@ -740,18 +795,18 @@ func (o *CARotateOptions) workerClientCert(ctx context.Context, cs kubernetes.In
 		return err
 	}
 	name := "certctl-kubelet-client-" + strings.ReplaceAll(strings.ToLower(node), ".", "-")
-	secrets := cs.CoreV1().Secrets(ro.Namespace)
+	secrets := cs.CoreV1().Secrets(o.Namespace)
 	_ = secrets.Delete(ctx, name, metav1.DeleteOptions{})
 	if _, err := secrets.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ro.Namespace, Labels: map[string]string{LabelName: "certctl", LabelNode: node}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: o.Namespace, Labels: map[string]string{LabelName: "certctl", LabelNode: node}},
 		Data:       map[string][]byte{"kubelet-client.pem": append(append([]byte{}, certPEM...), keyPEM...)},
 	}, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("hand the client certificate of %s over: %w", node, err)
 	}
 	defer func() { _ = secrets.Delete(context.WithoutCancel(ctx), name, metav1.DeleteOptions{}) }()
 	args := []string{"kubelet-client", "install", SecretDir + "/kubelet-client.pem"}
-	ro.logf("%s: its kubelet client certificate signed by the new CA through a CSR", node)
-	_, err = ro.nodeJob(ctx, cs, JobSpec{Node: node, Component: "kubelet-client", Args: args, Privileged: true, Secret: name}, 6)
+	o.logf("%s: its kubelet client certificate signed by the new CA through a CSR", node)
+	_, err = o.Run(ctx, cs, JobSpec{Node: node, Component: "kubelet-client", Args: args, Privileged: true, Secret: name}, 6)
 	return err
 }
 
@@ -759,7 +814,7 @@ func (o *CARotateOptions) workerClientCert(ctx context.Context, cs kubernetes.In
 // gets a new one through its own CSR: `certctl kubelet-serving enable --new-certificate` on the
 // node sets the old one aside and restarts the kubelet, whose CSR is approved here with
 // certctl's checks (or by the in-cluster approver), and signed by the new CA.
-func (o *CARotateOptions) workerServing(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, out *NodeOutcome, newCA *x509.Certificate, bundle []byte) error {
+func (o *CARotateOptions) workerServing(ctx context.Context, cs kubernetes.Interface, out *NodeOutcome, newCA *x509.Certificate, bundle []byte) error {
 	addr := net.JoinHostPort(out.IP, "10250")
 	chain, err := live.Served(ctx, addr, "", nil, 3*time.Second)
 	if err != nil {
@@ -775,7 +830,7 @@ func (o *CARotateOptions) workerServing(ctx context.Context, cs kubernetes.Inter
 		return nil // self-signed, or already the new CA's: nothing to do
 	}
 	args := []string{"kubelet-serving", "enable", "--new-certificate"}
-	ro.logf("%s: its kubelet serves a certificate of the old CA", out.Node)
+	o.logf("%s: its kubelet serves a certificate of the old CA", out.Node)
 	start := time.Now()
 	// The kubelet files its CSR while the Job runs; approve it meanwhile (with certctl's checks)
 	// so that the Job's log can be read through the kubelet's new serving certificate.
@@ -786,7 +841,7 @@ func (o *CARotateOptions) workerServing(ctx context.Context, cs kubernetes.Inter
 			return false, nil
 		})
 	}()
-	_, err = ro.nodeJob(ctx, cs, JobSpec{Node: out.Node, Component: "serving", Args: args, Privileged: true}, 0)
+	_, err = o.Run(ctx, cs, JobSpec{Node: out.Node, Component: "serving", Args: args, Privileged: true}, 0)
 	stopApproving()
 	if err != nil {
 		return err
@@ -814,7 +869,7 @@ func (o *CARotateOptions) workerServing(ctx context.Context, cs kubernetes.Inter
 	if err != nil {
 		return fmt.Errorf("the kubelet of %s has no serving certificate of the new CA within %s: %s", out.Node, o.ReadyTimeout, last)
 	}
-	ro.logf("%s: its kubelet serves a certificate of the new CA (%s)", out.Node, time.Since(start).Round(100*time.Millisecond))
+	o.logf("%s: its kubelet serves a certificate of the new CA (%s)", out.Node, time.Since(start).Round(100*time.Millisecond))
 	return nil
 }
 
@@ -938,9 +993,24 @@ type csrRequest struct {
 	what         string // for messages and the approval
 }
 
-// signedByNewCA gets a client certificate of newCA through the certificates API: a new key, a
-// CSR for r.subject to r.signer approved with this run's credentials and signed by the
-// controller-manager (with the new CA after phase issue). The CSR is deleted afterwards.
+// OtherSignerError is a CSR the controller-manager signed with another CA than the new one:
+// it signs with the CA of its --cluster-signing-cert-file, which phase issue moves to the new
+// CA. A certificate once signed is not signed again: the request is not waited on further.
+type OtherSignerError struct {
+	CSR, What string
+	Issuer    string // the issuer of the certificate it got
+}
+
+func (e *OtherSignerError) Error() string {
+	return fmt.Sprintf("the CSR %s for %s was signed by %q, not by the new CA (is the controller-manager signing with the new CA? run --phase issue first)", e.CSR, e.What, e.Issuer)
+}
+
+// signedByNewCA gets a client certificate of newCA through the certificates API
+// (pkg/csrwait): a new key, a CSR for r.subject to r.signer approved with this run's
+// credentials and signed by the controller-manager (with the new CA after phase issue),
+// watched until signed (at most 2 minutes; a Denied or Failed CSR ends the wait at once, as a
+// *csrwait.RefusedError; a certificate of another CA as an *OtherSignerError). The CSR is
+// deleted afterwards.
 func signedByNewCA(ctx context.Context, cs kubernetes.Interface, r csrRequest, newCA *x509.Certificate) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -950,44 +1020,24 @@ func signedByNewCA(ctx context.Context, cs kubernetes.Interface, r csrRequest, n
 	if err != nil {
 		return nil, nil, err
 	}
-	csrs := cs.CertificatesV1().CertificateSigningRequests()
-	csr, err := csrs.Create(ctx, &certificatesv1.CertificateSigningRequest{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: r.generateName},
-		Spec: certificatesv1.CertificateSigningRequestSpec{
-			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
-			SignerName: r.signer,
-			Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
-		},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return nil, nil, fmt.Errorf("file a CSR for %s: %w", r.what, err)
-	}
-	defer func() { _ = csrs.Delete(context.WithoutCancel(ctx), csr.Name, metav1.DeleteOptions{}) }()
-	csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
-		Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "CertctlCARotation",
-		Message: "certctl cluster ca-rotate: " + r.what + " re-issued by the new cluster CA",
+	certPEM, name, err := csrwait.Issue(ctx, cs, csrwait.Request{
+		NamePrefix: r.generateName,
+		CSR:        pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
+		Key:        key,
+		Signer:     r.signer,
+		Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
+		Approval: certificatesv1.CertificateSigningRequestCondition{Reason: "CertctlCARotation",
+			Message: "certctl cluster ca-rotate: " + r.what + " re-issued by the new cluster CA"},
 	})
-	if _, err := csrs.UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{}); err != nil {
-		return nil, nil, fmt.Errorf("approve the CSR %s for %s: %w", csr.Name, r.what, err)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", r.what, err)
 	}
-	last := "not signed yet"
-	if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		got, err := csrs.Get(ctx, csr.Name, metav1.GetOptions{})
-		if err != nil || len(got.Status.Certificate) == 0 {
-			return false, nil
-		}
-		c, err := pki.ParseCertificates(csr.Name, got.Status.Certificate)
-		if err != nil {
-			return false, err
-		}
-		if c[0].CheckSignatureFrom(newCA) != nil {
-			last = "signed by another CA than the new one"
-			return false, nil
-		}
-		certPEM = got.Status.Certificate
-		return true, nil
-	}); err != nil {
-		return nil, nil, fmt.Errorf("the CSR %s for %s: %s within 2m (is the controller-manager signing with the new CA? run --phase issue first)", csr.Name, r.what, last)
+	c, err := pki.ParseCertificates("the certificate of the CSR "+name, certPEM)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c[0].CheckSignatureFrom(newCA) != nil {
+		return nil, nil, &OtherSignerError{CSR: name, What: r.what, Issuer: c[0].Issuer.String()}
 	}
 	if keyPEM, err = keyutil.MarshalPrivateKeyToPEM(key); err != nil {
 		return nil, nil, err

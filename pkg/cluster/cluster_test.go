@@ -2,7 +2,9 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -71,26 +73,26 @@ func TestJobSpecsAccepted(t *testing.T) {
 	}
 }
 
-func TestJSONFromLogs(t *testing.T) {
-	for _, tc := range []struct {
-		name, logs, want string
-	}{
-		{"indented", "{\n  \"a\": 1\n}\n", "{\n  \"a\": 1\n}"},
-		{"stderr before", "note: recovered a staged manifest\n{\"a\":1}\n", "{\"a\":1}"},
-		{"stderr after", "{\"a\":{\"b\":[1,2]}}\nwarning: something\n", "{\"a\":{\"b\":[1,2]}}"},
-		{"none", "error: no kubeconfig\n", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := cluster.JSONFromLogs(tc.logs)
-			if tc.want == "" {
-				if err == nil {
-					t.Fatalf("want an error, got %s", got)
-				}
-				return
-			}
-			if err != nil || string(got) != tc.want {
-				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
-			}
-		})
+// TestJobResultRecord: a node's record is read from its Job's log; when there is none, the
+// error says how certctl exited and what it said (an image of a certctl without --record says
+// "unknown flag"), and is still ErrNoRecord to the code; a record of another version stays
+// typed.
+func TestJobResultRecord(t *testing.T) {
+	type rep struct{ Node string }
+	var rec strings.Builder
+	if err := noderesult.WriteRecord(&rec, noderesult.KindInspect, rep{Node: "cp1"}); err != nil {
+		t.Fatal(err)
+	}
+	var got rep
+	if err := (cluster.JobResult{Logs: "recovered\n" + rec.String()}).Record(noderesult.KindInspect, &got); err != nil || got.Node != "cp1" {
+		t.Errorf("got %+v, %v", got, err)
+	}
+	err := cluster.JobResult{ExitCode: 1, Logs: "Error: unknown flag: --record\n"}.Record(noderesult.KindInspect, &got)
+	if !errors.Is(err, noderesult.ErrNoRecord) || !strings.Contains(err.Error(), "exited 1") || !strings.Contains(err.Error(), "unknown flag: --record") {
+		t.Errorf("no record: %v", err)
+	}
+	var ve *noderesult.RecordVersionError
+	if err := (cluster.JobResult{Logs: "certctl.io/node-record/v9 inspect {}\n"}).Record(noderesult.KindInspect, &got); !errors.As(err, &ve) {
+		t.Errorf("another version: %v", err)
 	}
 }

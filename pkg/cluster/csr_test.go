@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509/pkix"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -51,12 +52,18 @@ func TestSignedByNewCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	short, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// The certificate comes signed by the controller-manager's CA, not this one: said at once
+	// (a signed CSR is not signed again), not after the wait's 2 minutes.
+	short, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	_, _, err = signedByNewCA(short, cs, csrRequest{subject: pkix.Name{CommonName: "operator"}, signer: certificatesv1.KubeAPIServerClientSignerName,
 		generateName: "test-other-", what: "a certificate of another CA"}, other)
-	if err == nil || !strings.Contains(err.Error(), "the CSR test-other-") || !strings.Contains(err.Error(), "signed by another CA than the new one") {
-		t.Errorf("another CA: %v", err)
+	var os *OtherSignerError
+	if !errors.As(err, &os) || !strings.HasPrefix(os.CSR, "test-other-") || os.Issuer != ca.Subject.String() {
+		t.Errorf("another CA: got %v, want an *OtherSignerError naming the CSR and the issuer %s", err, ca.Subject)
+	}
+	if short.Err() != nil {
+		t.Errorf("another CA: reported only when the context ended")
 	}
 	csrs, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
 	if err != nil {

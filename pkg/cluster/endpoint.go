@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -31,23 +30,35 @@ import (
 
 // EndpointOptions drive Endpoint.
 type EndpointOptions struct {
-	Endpoint  string // HOST:PORT (or https://HOST:PORT) of the load balancer
-	Namespace string
-	Image     string
-	Roots     *x509.CertPool
-	DryRun    bool
-	// StopGrace, JobTimeout, VerifyTimeout: as for Renew (the SAN is added by a renewal).
-	StopGrace     time.Duration
-	LBDrain       time.Duration
-	JobTimeout    time.Duration
+	Endpoint     string // HOST:PORT (or https://HOST:PORT) of the load balancer
+	Runner              // the Jobs (JobTimeout: one node's Job; default 10m) and the Lease
+	RestartFlags        // as for Renew (the SAN is added by a renewal)
+	Roots        *x509.CertPool
+	DryRun       bool
+	// VerifyTimeout: as for Renew (default 3m). ReadyTimeout bounds the wait for a node's
+	// kubelet to report through the new endpoint after its restart; default 2m.
 	VerifyTimeout time.Duration
-	// ReadyTimeout bounds the wait for a node's kubelet to report through the new endpoint
-	// after its restart; default 2m.
 	ReadyTimeout  time.Duration
-	LeaseDuration time.Duration
-	Identity      string
-	Progress      io.Writer
 	Port          int // of the apiservers behind the endpoint; default 6443
+}
+
+func (o *EndpointOptions) defaults() {
+	o.Runner.defaults(10 * time.Minute)
+	if o.VerifyTimeout <= 0 {
+		o.VerifyTimeout = 3 * time.Minute
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 2 * time.Minute
+	}
+	if o.Port == 0 {
+		o.Port = 6443
+	}
+}
+
+// sanRenewal is the renewal that adds host to the apiserver certificate of nodes.
+func (o *EndpointOptions) sanRenewal(host string, nodes []string) RenewOptions {
+	return RenewOptions{Runner: o.Runner, RestartFlags: o.RestartFlags, Names: []string{"apiserver"}, SANs: []string{host}, Nodes: nodes,
+		Roots: o.Roots, VerifyTimeout: o.VerifyTimeout, Port: o.Port}
 }
 
 // EndpointReport is what Endpoint did (or, dry run, would do).
@@ -83,22 +94,17 @@ const (
 // restarts the kubelet; the next node starts only when this one's kubelet reports again.
 // A rerun after a failure does again only what is not done yet.
 func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (*EndpointReport, error) {
-	ro := RenewOptions{Namespace: o.Namespace, Image: o.Image, Roots: o.Roots, StopGrace: o.StopGrace, LBDrain: o.LBDrain, JobTimeout: o.JobTimeout,
-		VerifyTimeout: o.VerifyTimeout, LeaseDuration: o.LeaseDuration, Identity: o.Identity, Progress: o.Progress, Port: o.Port}
-	ro.defaults()
-	if o.ReadyTimeout <= 0 {
-		o.ReadyTimeout = 2 * time.Minute
-	}
+	o.defaults()
 	to, err := kubeconfig.NormalizeServer(o.Endpoint)
 	if err != nil {
 		return nil, err
 	}
 	hostPort := strings.TrimPrefix(to, "https://")
 	host, _, _ := net.SplitHostPort(hostPort)
-	if ro.Image == "" {
-		return nil, fmt.Errorf("no image: pass --image with an image whose entrypoint is certctl")
+	if err := o.needImage(); err != nil {
+		return nil, err
 	}
-	if ro.Roots == nil {
+	if o.Roots == nil {
 		return nil, fmt.Errorf("no cluster CA to verify the endpoint against")
 	}
 	cps, workers, err := splitNodes(ctx, cs)
@@ -108,7 +114,7 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 		}
 		return nil, err
 	}
-	if err := checkAccess(ctx, cs, ro.Namespace, o.DryRun, true); err != nil {
+	if err := checkAccess(ctx, cs, o.Namespace, o.DryRun, true); err != nil {
 		return nil, err
 	}
 	if err := checkEndpointAccess(ctx, cs); err != nil {
@@ -118,9 +124,9 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 	// Refuse before anything changes: every apiserver ready, the endpoint serving this cluster.
 	var sanNodes []string
 	for _, n := range cps {
-		addr := net.JoinHostPort(internalIP(&n), strconv.Itoa(ro.Port))
-		if err := readyz(ctx, addr, ro.Roots); err != nil {
-			return nil, fmt.Errorf("refused: the apiserver of %s (%s) is not ready: %v; every apiserver behind the endpoint must be", n.Name, addr, err)
+		addr := net.JoinHostPort(internalIP(&n), strconv.Itoa(o.Port))
+		if err := readyz(ctx, addr, o.Roots); err != nil {
+			return nil, fmt.Errorf("refused: the apiserver of %s (%s) is not ready: %w; every apiserver behind the endpoint must be", n.Name, addr, err)
 		}
 		c, err := servedLeaf(ctx, addr)
 		if err != nil {
@@ -130,8 +136,8 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 			sanNodes = append(sanNodes, n.Name)
 		}
 	}
-	if err := servesCluster(ctx, hostPort, ro.Roots); err != nil {
-		return nil, fmt.Errorf("refused: %s does not serve this cluster: %v (put the load balancer in front of the apiservers first: see docs/cluster.md)", hostPort, err)
+	if err := servesCluster(ctx, hostPort, o.Roots); err != nil {
+		return nil, fmt.Errorf("refused: %s does not serve this cluster: %w (put the load balancer in front of the apiservers first: see docs/cluster.md)", hostPort, err)
 	}
 	doc, _, err := kubeadmconfig.Read(ctx, cs)
 	if err != nil {
@@ -160,20 +166,20 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 	}
 	nodeArgs := []string{"kubeconfig", "set-server", to, "--from", from}
 	if o.DryRun {
-		return rep, o.dryRun(ctx, cs, &ro, rep, nodeArgs, host)
+		return rep, o.dryRun(ctx, cs, rep, nodeArgs, host)
 	}
 
-	held, err := lease.Acquire(ctx, cs, lease.Options{Identity: ro.Identity, Duration: ro.LeaseDuration})
+	held, release, err := o.Hold(ctx, cs)
 	if err != nil {
 		return rep, err
 	}
-	defer func() { _ = held.Release(context.WithoutCancel(ctx)) }()
-	ro.logf("holding lease %s; moving the cluster from %s to %s", held.Held(), from, to)
+	defer release()
+	o.logf("holding lease %s; moving the cluster from %s to %s", held.Held(), from, to)
 
 	if len(sanNodes) > 0 {
-		ro.logf("adding %s to the apiserver certificate of %s", host, strings.Join(sanNodes, ", "))
-		san := ro
-		san.Names, san.SANs, san.Nodes, san.Lease = []string{"apiserver"}, []string{host}, sanNodes, held
+		o.logf("adding %s to the apiserver certificate of %s", host, strings.Join(sanNodes, ", "))
+		san := o.sanRenewal(host, sanNodes)
+		san.Lease = held
 		rep.SAN, err = Renew(ctx, cs, san)
 		if err != nil {
 			return rep, fmt.Errorf("add the SAN %s: %w", host, err)
@@ -181,11 +187,11 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 	}
 	// Every apiserver now has the SAN: the endpoint must verify as clients will check it.
 	var last error
-	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, ro.VerifyTimeout, true, func(ctx context.Context) (bool, error) {
-		last = readyz(ctx, hostPort, ro.Roots)
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, o.VerifyTimeout, true, func(ctx context.Context) (bool, error) {
+		last = readyz(ctx, hostPort, o.Roots)
 		return last == nil, nil
 	}); err != nil {
-		return rep, fmt.Errorf("%s does not verify as %s for a client after the SAN was added: %v", hostPort, host, last)
+		return rep, fmt.Errorf("%s does not verify as %s for a client after the SAN was added: %w", hostPort, host, last)
 	}
 
 	if from != to {
@@ -198,16 +204,16 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 		return rep, err
 	}
 	rep.KubeadmConfig = describe(changed, old, hostPort)
-	ro.logf("kube-system/kubeadm-config: controlPlaneEndpoint %s", rep.KubeadmConfig)
+	o.logf("kube-system/kubeadm-config: controlPlaneEndpoint %s", rep.KubeadmConfig)
 	if rep.ClusterInfo, err = moveConfigMapKubeconfig(ctx, cs, ClusterInfoNamespace, ClusterInfoName, "kubeconfig", from, to); err != nil {
 		return rep, err
 	}
-	ro.logf("%s/%s: %s", ClusterInfoNamespace, ClusterInfoName, rep.ClusterInfo)
+	o.logf("%s/%s: %s", ClusterInfoNamespace, ClusterInfoName, rep.ClusterInfo)
 	if rep.KubeProxy, err = moveConfigMapKubeconfig(ctx, cs, "kube-system", "kube-proxy", "kubeconfig.conf", from, to); err != nil {
 		return rep, err
 	}
 	if rep.KubeProxy != "" {
-		ro.logf("kube-system/kube-proxy: %s (kube-proxy reads it when its pods start: kubectl -n kube-system rollout restart daemonset kube-proxy)", rep.KubeProxy)
+		o.logf("kube-system/kube-proxy: %s (kube-proxy reads it when its pods start: kubectl -n kube-system rollout restart daemonset kube-proxy)", rep.KubeProxy)
 	}
 
 	for i := range rep.Nodes {
@@ -215,9 +221,9 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 		if err := held.Confirm(ctx); err != nil {
 			return rep, fmt.Errorf("stopped before %s: %w", out.Node, err)
 		}
-		if err := o.moveNode(ctx, cs, &ro, out, nodeArgs); err != nil {
+		if err := o.moveNode(ctx, cs, out, nodeArgs); err != nil {
 			out.State, out.Problem = "failed", err.Error()
-			return rep, fmt.Errorf("node %s failed: %v; the nodes before it use %s, the others still %s (both work); run the same command again to go on", out.Node, err, to, from)
+			return rep, fmt.Errorf("node %s failed: %w; the nodes before it use %s, the others still %s (both work); run the same command again to go on", out.Node, err, to, from)
 		}
 	}
 	if err := cs.CoreV1().ConfigMaps(lease.Namespace).Delete(ctx, EndpointRecordName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
@@ -226,9 +232,9 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 	return rep, nil
 }
 
-func (o *EndpointOptions) moveNode(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, out *NodeOutcome, args []string) error {
+func (o *EndpointOptions) moveNode(ctx context.Context, cs kubernetes.Interface, out *NodeOutcome, args []string) error {
 	start := time.Now()
-	res, err := ro.nodeJob(ctx, cs, JobSpec{Node: out.Node, Component: "endpoint", Args: args, Privileged: true, Result: true}, 8)
+	res, err := o.Run(ctx, cs, JobSpec{Node: out.Node, Component: "endpoint", Args: args, Privileged: true, Result: true}, 8)
 	out.Output = strings.TrimSpace(res.Logs)
 	if err != nil {
 		return err
@@ -239,13 +245,13 @@ func (o *EndpointOptions) moveNode(ctx context.Context, cs kubernetes.Interface,
 	}
 	if nr.KubeletRestarted {
 		done := time.Now()
-		ro.logf("%s: waiting for its kubelet to report through the new endpoint (node Lease renewed, Ready)", out.Node)
+		o.logf("%s: waiting for its kubelet to report through the new endpoint (node Lease renewed, Ready)", out.Node)
 		if err := waitKubeletReports(ctx, cs, out.Node, done, o.ReadyTimeout); err != nil {
 			return err
 		}
 	}
 	out.State, out.Took = "done", time.Since(start).Round(100*time.Millisecond).String()
-	ro.logf("%s: done in %s", out.Node, out.Took)
+	o.logf("%s: done in %s", out.Node, out.Took)
 	return nil
 }
 
@@ -281,10 +287,10 @@ func waitKubeletReports(ctx context.Context, cs kubernetes.Interface, node strin
 	return nil
 }
 
-func (o *EndpointOptions) dryRun(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, rep *EndpointReport, nodeArgs []string, host string) error {
+func (o *EndpointOptions) dryRun(ctx context.Context, cs kubernetes.Interface, rep *EndpointReport, nodeArgs []string, host string) error {
 	if len(rep.SANNodes) > 0 {
-		san := *ro
-		san.Names, san.SANs, san.Nodes, san.DryRun = []string{"apiserver"}, []string{host}, rep.SANNodes, true
+		san := o.sanRenewal(host, rep.SANNodes)
+		san.DryRun = true
 		var err error
 		if rep.SAN, err = Renew(ctx, cs, san); err != nil {
 			return fmt.Errorf("plan the SAN %s: %w", host, err)
@@ -294,10 +300,7 @@ func (o *EndpointOptions) dryRun(ctx context.Context, cs kubernetes.Interface, r
 	rep.ClusterInfo = "would point its kubeconfig at " + rep.To
 	for i := range rep.Nodes {
 		out := &rep.Nodes[i]
-		res, err := RunJob(ctx, cs, JobSpec{
-			Namespace: ro.Namespace, Node: out.Node, Image: ro.Image, Component: "plan",
-			Args: append(slices.Clone(nodeArgs), "--dry-run"), Deadline: ro.JobTimeout,
-		}, ro.JobTimeout)
+		res, err := o.Job(ctx, cs, JobSpec{Node: out.Node, Component: "plan", Args: append(slices.Clone(nodeArgs), "--dry-run")})
 		if err != nil {
 			out.State, out.Problem = "failed", err.Error()
 			return fmt.Errorf("plan on node %s: %w", out.Node, err)

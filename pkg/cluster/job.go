@@ -9,7 +9,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -58,6 +57,10 @@ type JobSpec struct {
 	// Result asks certctl for its typed result record (--result-file at the container's
 	// termination message file, pkg/noderesult); RunJob returns it as JobResult.Termination.
 	Result bool
+	// Record asks certctl for its result as one record line in its log (--record,
+	// noderesult.WriteRecord): for results larger than a termination message keeps (inspect's
+	// report, the CAs a node holds); JobResult.Record reads it.
+	Record bool
 	// Secret, when set, is mounted read-only at SecretDir (only the keys SecretItems names,
 	// when any): how a node gets the new CA during a CA rotation, the pod still without any
 	// API credentials.
@@ -175,6 +178,9 @@ func (s JobSpec) args() []string {
 	args := []string{"--root", "/host"}
 	if s.Result {
 		args = append(args, "--result-file", noderesult.Path)
+	}
+	if s.Record {
+		args = append(args, "--record")
 	}
 	return append(args, s.Args...)
 }
@@ -568,22 +574,16 @@ func podState(p *corev1.Pod, image string) (done bool, why string, fatal bool) {
 	return false, string(p.Status.Phase), false
 }
 
-// JSONFromLogs returns the first JSON document in logs: certctl writes its -o json result to
-// stdout in one piece, and the kubelet's log puts stderr's lines (recovery notes) around it.
-func JSONFromLogs(logs string) ([]byte, error) {
-	off := -1
-	if strings.HasPrefix(logs, "{") {
-		off = 0
-	} else if i := strings.Index(logs, "\n{"); i >= 0 {
-		off = i + 1
+// Record decodes the node command's record of kind from its log into v (JobSpec.Record):
+// noderesult.ReadRecord's errors, the command's exit code and the end of its log added to say
+// why there is none.
+func (r JobResult) Record(kind string, v any) error {
+	err := noderesult.ReadRecord(r.Logs, kind, v)
+	var ve *noderesult.RecordVersionError
+	if err == nil || errors.As(err, &ve) {
+		return err
 	}
-	if off >= 0 {
-		var raw json.RawMessage
-		if err := json.NewDecoder(strings.NewReader(logs[off:])).Decode(&raw); err == nil {
-			return raw, nil
-		}
-	}
-	return nil, fmt.Errorf("no JSON result in the job's output: %s", tail(logs, 400))
+	return fmt.Errorf("certctl exited %d: %w: %s", r.ExitCode, err, tail(r.Logs, 400))
 }
 
 func tail(s string, n int) string {
@@ -592,32 +592,6 @@ func tail(s string, n int) string {
 		return "..." + s[len(s)-n:]
 	}
 	return s
-}
-
-// nodeJob runs certctl spec.Args in a privileged Job on spec.Node (namespace, image and
-// deadline from o), logs the command line and the last echo lines of certctl's log, and fails
-// naming the command when certctl exits non-zero. The result comes back in both cases: the
-// caller keeps the log.
-func (o *RenewOptions) nodeJob(ctx context.Context, cs kubernetes.Interface, spec JobSpec, echo int) (JobResult, error) {
-	spec.Namespace, spec.Image, spec.Deadline = o.Namespace, o.Image, o.JobTimeout
-	o.logf("%s: job: certctl --root /host %s", spec.Node, strings.Join(spec.Args, " "))
-	res, err := RunJob(ctx, cs, spec, o.JobTimeout)
-	if res.Adopted {
-		o.logf("%s: job %s was left by an earlier run of this command (killed?): waited for it and took its result, the node's work not run twice", spec.Node, res.Job)
-	}
-	if err != nil {
-		return res, err
-	}
-	for _, l := range lastLines(res.Logs, echo) {
-		o.logf("%s:   | %s", spec.Node, l)
-	}
-	if t := res.Timing(); t != "" {
-		o.logf("%s: job %s", spec.Node, t)
-	}
-	if res.ExitCode != 0 {
-		return res, fmt.Errorf("certctl %s exited %d on the node: %s", commandName(spec.Args), res.ExitCode, tail(res.Logs, 800))
-	}
-	return res, nil
 }
 
 // commandName is the certctl command of args: its leading words, at most two ("ca rotate",

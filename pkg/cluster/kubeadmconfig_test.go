@@ -163,7 +163,8 @@ func TestRenewRecordsSANOnce(t *testing.T) {
 	go record(w.ResultChan(), "kubeadm-config modified")
 	go record(jobs.ResultChan(), "job created")
 
-	o := cluster.RenewOptions{Names: []string{"apiserver"}, SANs: []string{"10.2.1.139"}, Image: "localhost/certctl:dev", Roots: x509.NewCertPool(), JobTimeout: 2 * time.Second}
+	o := cluster.RenewOptions{Names: []string{"apiserver"}, SANs: []string{"10.2.1.139"}, Roots: x509.NewCertPool(),
+		Runner: cluster.Runner{Image: "localhost/certctl:dev", JobTimeout: 2 * time.Second}}
 	for run := 1; run <= 2; run++ {
 		rep, err := cluster.Renew(ctx, cs, o)
 		if err == nil || !strings.Contains(err.Error(), "node cp1 failed") {

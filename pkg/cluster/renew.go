@@ -36,37 +36,25 @@ const ProgressName = "certctl-cluster-renew"
 
 // RenewOptions drive Renew.
 type RenewOptions struct {
-	Namespace string // where the Jobs run; default kube-system
-	Image     string
+	Runner       // the Jobs (JobTimeout: one node's Job; default 10m) and the Lease
+	RestartFlags // passed on to each node's restart
 	// What each node runs: certctl renew NAMES --san ... --days ... --if-expiring-within ...
 	Names            []string
 	SANs             []string
 	Days             int
 	IfExpiringWithin time.Duration // 0: renew unconditionally
 	IfExpiringArg    string        // the flag's text, passed on to the nodes
-	// StopGrace is passed on as --stop-grace: behind a load balancer, an apiserver stopped
-	// with a grace closes its listener (new connections go to the other apiservers) and
-	// finishes the requests in flight instead of cutting them.
-	StopGrace time.Duration
-	// LBDrain is passed on as --lb-drain: each node's apiserver refuses new connections from
-	// other machines for this long before it is stopped, so the load balancer takes it out
-	// before it fails a request (restart.Drain).
-	LBDrain time.Duration
 	// SkipKubeadmConfig: do not record SANs in kube-system/kubeadm-config. Otherwise the
 	// command records them once, before the first node, and the nodes' Jobs do not.
 	SkipKubeadmConfig bool
 	// Nodes limits the run (default: every control-plane node, by name).
 	Nodes         []string
 	DryRun        bool
-	JobTimeout    time.Duration // one node's Job; default 10m
 	VerifyTimeout time.Duration // the node's apiserver ready with its new certificate; default 3m
-	LeaseDuration time.Duration // default 60s
 	Roots         *x509.CertPool
-	Identity      string
 	// Lease, when set, is a Lease the caller already holds (cluster endpoint renews under its
 	// own); Renew then neither takes nor releases one.
-	Lease    *lease.Lease
-	Progress io.Writer
+	Lease *lease.Lease
 	// Port of the apiservers (6443).
 	Port int
 }
@@ -90,26 +78,12 @@ type RenewReport struct {
 }
 
 func (o *RenewOptions) defaults() {
-	if o.Namespace == "" {
-		o.Namespace = "kube-system"
-	}
-	if o.JobTimeout <= 0 {
-		o.JobTimeout = 10 * time.Minute
-	}
+	o.Runner.defaults(10 * time.Minute)
 	if o.VerifyTimeout <= 0 {
 		o.VerifyTimeout = 3 * time.Minute
 	}
-	if o.LeaseDuration <= 0 {
-		o.LeaseDuration = 60 * time.Second
-	}
 	if o.Port == 0 {
 		o.Port = 6443
-	}
-	if o.Identity == "" {
-		o.Identity = lease.Identity()
-	}
-	if o.Progress == nil {
-		o.Progress = io.Discard
 	}
 }
 
@@ -125,19 +99,7 @@ func (o *RenewOptions) nodeArgs() []string {
 		return append(args, "--dry-run")
 	}
 	args = append(args, "--restart", "--yes")
-	return append(args, o.restartArgs()...)
-}
-
-// restartArgs are the flags a node's restart takes from the command: --stop-grace, --lb-drain.
-func (o *RenewOptions) restartArgs() []string {
-	var args []string
-	if o.StopGrace > 0 {
-		args = append(args, "--stop-grace", o.StopGrace.String())
-	}
-	if o.LBDrain > 0 {
-		args = append(args, "--lb-drain", o.LBDrain.String())
-	}
-	return args
+	return append(args, o.RestartFlags.args()...)
 }
 
 // localArgs is what a node would run by hand: renew NAMES and their --san, --days,
@@ -154,10 +116,6 @@ func (o *RenewOptions) localArgs() []string {
 		args = append(args, "--if-expiring-within", o.IfExpiringArg)
 	}
 	return args
-}
-
-func (o *RenewOptions) logf(format string, a ...any) {
-	fmt.Fprintf(o.Progress, "%s %s\n", time.Now().UTC().Format(time.RFC3339), fmt.Sprintf(format, a...))
 }
 
 // UnreachableError says the API cannot be reached at all (every apiserver certificate
@@ -185,8 +143,8 @@ func (e *UnreachableError) Unwrap() error { return e.Err }
 // ConfigMap records the nodes done, so a rerun with the same arguments resumes.
 func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*RenewReport, error) {
 	o.defaults()
-	if o.Image == "" {
-		return nil, fmt.Errorf("no image: pass --image with an image whose entrypoint is certctl")
+	if err := o.needImage(); err != nil {
+		return nil, err
 	}
 	if o.Roots == nil {
 		return nil, fmt.Errorf("no cluster CA to verify the apiservers against")
@@ -220,10 +178,11 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 	}
 	held := o.Lease
 	if held == nil {
-		if held, err = lease.Acquire(ctx, cs, lease.Options{Identity: o.Identity, Duration: o.LeaseDuration}); err != nil {
+		var release func()
+		if held, release, err = o.Hold(ctx, cs); err != nil {
 			return rep, err
 		}
-		defer func() { _ = held.Release(context.WithoutCancel(ctx)) }()
+		defer release()
 		o.logf("holding lease %s", held.Held())
 	}
 	if recordSANs {
@@ -281,7 +240,7 @@ func (o *RenewOptions) renewNode(ctx context.Context, cs kubernetes.Interface, o
 	start := time.Now()
 	addr := net.JoinHostPort(out.IP, strconv.Itoa(o.Port))
 	before, _ := servedLeaf(ctx, addr)
-	res, err := o.nodeJob(ctx, cs, JobSpec{Node: out.Node, Component: "renew", Args: o.nodeArgs(), Privileged: true}, 0)
+	res, err := o.Run(ctx, cs, JobSpec{Node: out.Node, Component: "renew", Args: o.nodeArgs(), Privileged: true}, 0)
 	if err != nil {
 		if res.Logs != "" {
 			out.Output = tail(res.Logs, 4000)
@@ -354,10 +313,7 @@ func (o *RenewOptions) verify(ctx context.Context, addr string, before *x509.Cer
 func (o *RenewOptions) dryRun(ctx context.Context, cs kubernetes.Interface, rep *RenewReport) error {
 	for i := range rep.Nodes {
 		out := &rep.Nodes[i]
-		res, err := RunJob(ctx, cs, JobSpec{
-			Namespace: o.Namespace, Node: out.Node, Image: o.Image, Component: "plan",
-			Args: o.nodeArgs(), Deadline: o.JobTimeout,
-		}, o.JobTimeout)
+		res, err := o.Job(ctx, cs, JobSpec{Node: out.Node, Component: "plan", Args: o.nodeArgs()})
 		if err != nil {
 			out.State, out.Problem = "failed", err.Error()
 			return fmt.Errorf("plan on node %s: %w", out.Node, err)

@@ -78,19 +78,19 @@ func legacyTokens(ctx context.Context, cs kubernetes.Interface, newSA crypto.Pub
 // with the public key item of the rotation Secret (saNewItem before drop, saOldItem before
 // trust's rollback): each kubelet holding a pod token of another key restarts and re-requests
 // them all, and the Job ends once the pods' clients have read them.
-func (o *CARotateOptions) refreshTokens(ctx context.Context, cs kubernetes.Interface, ro *RenewOptions, nodes []corev1.Node, item string) error {
+func (o *CARotateOptions) refreshTokens(ctx context.Context, cs kubernetes.Interface, nodes []corev1.Node, item string) error {
 	if item == saOldItem && !o.secretHasOldSA {
-		ro.logf("the rotation Secret holds no %s (made by an older certctl): the pods' tokens are not re-requested with the old key; a node whose pods hold tokens of the new key refuses the rollback", saOldItem)
+		o.logf("the rotation Secret holds no %s (made by an older certctl): the pods' tokens are not re-requested with the old key; a node whose pods hold tokens of the new key refuses the rollback", saOldItem)
 		return nil
 	}
 	which := map[string]string{saNewItem: "the new service-account key before drop", saOldItem: "the old service-account key before trust's rollback"}[item]
-	ro.logf("every node's pod tokens re-requested with %s (%d nodes, %d at a time)", which, len(nodes), tokenConcurrency)
+	o.logf("every node's pod tokens re-requested with %s (%d nodes, %d at a time)", which, len(nodes), tokenConcurrency)
 	var g errgroup.Group
 	g.SetLimit(tokenConcurrency)
 	for _, n := range nodes {
 		g.Go(func() error {
 			start := time.Now()
-			res, err := ro.nodeJob(ctx, cs, JobSpec{Node: n.Name, Component: "tokens", Privileged: true, Result: true,
+			res, err := o.Run(ctx, cs, JobSpec{Node: n.Name, Component: "tokens", Privileged: true, Result: true,
 				Secret: CARotationSecret, SecretItems: []string{item},
 				Args: []string{"ca", "tokens", "--refresh", "--key", SecretDir + "/" + item}}, 0)
 			if err != nil {
@@ -105,7 +105,7 @@ func (o *CARotateOptions) refreshTokens(ctx context.Context, cs kubernetes.Inter
 					return err
 				}
 			}
-			ro.logf("%s: every pod token signed by %s (%s; kubelet restarted: %v)", n.Name, item, time.Since(start).Round(100*time.Millisecond), nr.KubeletRestarted)
+			o.logf("%s: every pod token signed by %s (%s; kubelet restarted: %v)", n.Name, item, time.Since(start).Round(100*time.Millisecond), nr.KubeletRestarted)
 			return nil
 		})
 	}

@@ -20,15 +20,14 @@ import (
 
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubeletserving"
+	"github.com/certctl/certctl/pkg/noderesult"
 	"github.com/certctl/certctl/pkg/pki"
 )
 
 // StatusOptions drive Status.
 type StatusOptions struct {
-	Namespace   string        // where the Jobs run; default kube-system
-	Image       string        // the certctl image
-	Timeout     time.Duration // per node, from Job creation to its result; default 60s
-	Concurrency int           // nodes at once; default 16
+	Runner          // the Jobs; JobTimeout: per node, from Job creation to its result (default 60s)
+	Concurrency int // nodes at once; default 16
 	// Roots verify what the kubelets serve (the cluster CA); nil skips the kubelet part.
 	Roots *x509.CertPool
 	// Nodes limits the run to these nodes (default: every node).
@@ -57,24 +56,19 @@ type StatusReport struct {
 }
 
 func (o *StatusOptions) defaults() {
-	if o.Namespace == "" {
-		o.Namespace = "kube-system"
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 60 * time.Second
-	}
+	o.Runner.defaults(60 * time.Second)
 	if o.Concurrency <= 0 {
 		o.Concurrency = 16
 	}
 }
 
-// Status runs `certctl inspect -o json` on every node through one Job each (at most
+// Status runs `certctl inspect` on every node (its report as a record, noderesult.KindInspect) through one Job each (at most
 // Concurrency at once), plus the kubelets' serving certificates as `kubelet-serving status`
 // sees them. A node whose Job cannot run is reported with the reason, not left out.
 func Status(ctx context.Context, cs kubernetes.Interface, o StatusOptions) (*StatusReport, error) {
 	o.defaults()
-	if o.Image == "" {
-		return nil, fmt.Errorf("no image: pass --image with an image whose entrypoint is certctl")
+	if err := o.needImage(); err != nil {
+		return nil, err
 	}
 	nodes, err := listNodes(ctx, cs, o.Nodes)
 	if err != nil {
@@ -103,12 +97,11 @@ func Status(ctx context.Context, cs kubernetes.Interface, o StatusOptions) (*Sta
 
 func nodeStatus(ctx context.Context, cs kubernetes.Interface, o StatusOptions, n *corev1.Node) NodeReport {
 	nr := NodeReport{Node: n.Name, ControlPlane: isControlPlane(n), Ready: isReady(n)}
-	res, err := RunJob(ctx, cs, JobSpec{
-		Namespace: o.Namespace, Node: n.Name, Image: o.Image, Component: "status",
-		Args: []string{"inspect", "-o", "json"}, Deadline: o.Timeout,
+	res, err := o.Job(ctx, cs, JobSpec{
+		Node: n.Name, Component: "status", Args: []string{"inspect"}, Record: true,
 		// A node not Ready is reported as such at once: the other nodes' Jobs run meanwhile.
 		ReadyWait: 5 * time.Second,
-	}, o.Timeout)
+	})
 	nr.Took = res.Took.Round(100 * time.Millisecond).String()
 	if err != nil {
 		nr.Problem = err.Error()
@@ -118,14 +111,9 @@ func nodeStatus(ctx context.Context, cs kubernetes.Interface, o StatusOptions, n
 		}
 		return nr
 	}
-	raw, err := JSONFromLogs(res.Logs)
-	if err != nil {
-		nr.Problem = fmt.Sprintf("certctl exited %d: %v", res.ExitCode, err)
-		return nr
-	}
 	var r inspect.Report
-	if err := json.Unmarshal(raw, &r); err != nil {
-		nr.Problem = fmt.Sprintf("decode the node's report: %v", err)
+	if err := res.Record(noderesult.KindInspect, &r); err != nil {
+		nr.Problem = err.Error()
 		return nr
 	}
 	nr.Ran, nr.Report = true, &r

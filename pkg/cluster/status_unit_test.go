@@ -41,7 +41,7 @@ func TestStatusKeepsTheKubeletsProblem(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rep, err := Status(ctx, cs, StatusOptions{Image: "certctl:test", Timeout: time.Second, Roots: x509.NewCertPool()})
+	rep, err := Status(ctx, cs, StatusOptions{Runner: Runner{Image: "certctl:test", JobTimeout: time.Second}, Roots: x509.NewCertPool()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/certctl/certctl/pkg/manifest"
@@ -177,11 +178,11 @@ func Probe(ctx context.Context, addr, serverName string, roots *x509.CertPool, n
 }
 
 func explainDial(addr string, err error) string {
-	var op *net.OpError
+	var ne net.Error
 	switch {
-	case errors.As(err, &op) && strings.Contains(err.Error(), "connection refused"):
+	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Sprintf("nothing listens on %s (connection refused)", addr)
-	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "timeout"):
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		return fmt.Sprintf("%s did not answer in time (filtered, or the wrong address)", addr)
 	}
 	return fmt.Sprintf("could not complete a TLS handshake with %s: %v", addr, err)
