@@ -31,7 +31,7 @@ original path, mode and SHA-256. 'certctl restore ID' puts them back. See docs/r
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			list, err := backup.List(g.Layout())
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			if len(list) == 0 {
 				fmt.Fprintf(g.Streams.Out, "no backups under %s\n", g.Layout().BackupRoot())
@@ -66,7 +66,7 @@ Running components keep the certificates they loaded in memory: restart them aft
 		RunE: func(cmd *cobra.Command, args []string) error {
 			res, err := backup.RestoreLocked(g.Layout(), args[0], 30*time.Second, g.Streams.ErrOut)
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			m, pre := res.Restored, res.Previous
 			var names []string

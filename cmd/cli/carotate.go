@@ -3,20 +3,14 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/certctl/certctl/pkg/carotate"
-	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/noderesult"
-	"github.com/certctl/certctl/pkg/restart"
+	"github.com/certctl/certctl/pkg/noderotate"
 )
 
 func newCACmd(g *Globals) *cobra.Command {
@@ -189,7 +183,7 @@ func (o *caRotateOptions) run(ctx context.Context, args []string) error {
 	case o.NewCADir != "" && o.NewCACert != "":
 		return errors.New("--new-ca-dir and --new-ca-cert exclude each other")
 	case o.NewCADir != "":
-		if ro.NewCAs, err = readNewCADir(o.NewCADir, cas); err != nil {
+		if ro.NewCAs, err = carotate.ReadNewCADir(o.NewCADir, cas); err != nil {
 			return err
 		}
 	case o.NewCACert != "":
@@ -199,87 +193,16 @@ func (o *caRotateOptions) run(ctx context.Context, args []string) error {
 	case o.NewCAKey != "":
 		return errors.New("--new-ca-key needs --new-ca-cert")
 	}
-	if err := o.checkEtcdPeers(ctx, cas); err != nil {
-		return err
+	no := noderotate.Options{Rotate: ro, CAs: cas, Phase: o.Phase, Rollback: o.Rollback, Out: o.Streams.Out, Log: o.Streams.ErrOut}
+	if o.Restart {
+		req := o.restart.request(o.Globals)
+		no.Restart = &req
 	}
-	if o.Restart && !o.DryRun && !o.Rollback {
-		// The manifests' edits wait for the restart, which installs each as it restarts
-		// that component; whatever it does not take is installed in place at the end. A
-		// rollback puts its manifests back in place, with the files they name: it removes
-		// files the running manifests name (the rotation's bundles), so a component the
-		// kubelet restarted before its turn would find them gone (docs/ca-rotation.md).
-		if err := restart.ClaimPending(o.Layout()); err != nil {
-			return err
-		}
-		ro.DeferManifests = true
-		defer func() {
-			if _, err := restart.ReleasePending(o.Layout(), o.Streams.ErrOut); err != nil {
-				fmt.Fprintln(o.Streams.ErrOut, "warning:", err)
-			}
-		}()
-	}
-	results, err := carotate.Run(ro, cas, o.Phase, o.Rollback)
-	carotate.Render(o.Streams.Out, results)
+	nr, err := noderotate.Run(ctx, no)
 	if err != nil {
 		return err
 	}
-	nr := noderesult.Result{Command: "ca rotate"}
-	if o.Restart && !o.DryRun {
-		var comps []string
-		for _, r := range results {
-			for _, c := range r.Restart {
-				if !slices.Contains(comps, c) {
-					comps = append(comps, c)
-				}
-			}
-		}
-		if err := o.restartComponents(ctx, comps); err != nil {
-			return err
-		}
-		nr.Components, nr.KubeletRestarted = comps, slices.Contains(comps, restart.Kubelet)
-	}
 	return noderesult.Write(o.ResultFile, nr)
-}
-
-// checkEtcdPeers refuses, before the phase changes anything, a rotation of etcd-ca that will
-// restart this node's etcd member while another member is unhealthy.
-func (o *caRotateOptions) checkEtcdPeers(ctx context.Context, cas []string) error {
-	if !o.Restart || o.DryRun || !slices.Contains(cas, "etcd-ca") {
-		return nil
-	}
-	l := o.Layout()
-	if _, err := os.Stat(filepath.Join(l.ManifestsDir, "etcd.yaml")); err != nil {
-		return nil // no stacked etcd member here (a worker, or an external etcd)
-	}
-	if _, err := restart.CheckEtcdRestart(ctx, l, restart.DefaultPeerWait, progressFor(o.Streams.Out)); err != nil {
-		return withCode(ExitError, fmt.Errorf("%w; nothing was changed", err))
-	}
-	return nil
-}
-
-// restartComponents restarts what a phase changed: the static pods in the safe order (and the
-// kubelet) through pkg/restart on a control-plane node; on a node without static pods (a
-// worker), the kubelet alone.
-func (o *caRotateOptions) restartComponents(ctx context.Context, comps []string) error {
-	if len(comps) == 0 {
-		return nil
-	}
-	static := slices.DeleteFunc(slices.Clone(comps), func(c string) bool { return c == restart.Kubelet })
-	if len(static) > 0 {
-		if _, err := restart.Restart(ctx, o.restart.request(o.Globals), comps); err != nil {
-			return withCode(ExitError, fmt.Errorf("the phase is applied, but the restart failed: %w (certctl restart %s, or --rollback)", err, strings.Join(comps, " ")))
-		}
-		return nil
-	}
-	fmt.Fprintln(o.Streams.Out, "restarting the kubelet")
-	if err := (restart.KubeletRestarter{Layout: o.Layout()}).Restart(ctx); err != nil {
-		return withCode(ExitError, fmt.Errorf("the phase is applied, but the kubelet could not be restarted: %w", err))
-	}
-	if err := kubelet.WaitHealthy(ctx, kubelet.WaitOptions{Timeout: o.restart.Timeout}); err != nil {
-		return withCode(ExitError, err)
-	}
-	fmt.Fprintln(o.Streams.Out, "kubelet restarted and healthy")
-	return nil
 }
 
 func (o *caRotateOptions) keyPath() string {
@@ -287,30 +210,4 @@ func (o *caRotateOptions) keyPath() string {
 		return ""
 	}
 	return o.Layout().Resolve(o.NewCAKey)
-}
-
-// readNewCADir reads the new CAs in dir (CA.crt, and CA.key when there: a worker's Job gets
-// the certificate only; sa.pub and sa.key for the service-account key) for each of cas it
-// holds; it must hold at least one.
-func readNewCADir(dir string, cas []string) (map[string]*carotate.NewCA, error) {
-	out := map[string]*carotate.NewCA{}
-	for _, ca := range cas {
-		pubName, keyName := carotate.SecretNames(ca)
-		crt, key := filepath.Join(dir, pubName), filepath.Join(dir, keyName)
-		if _, err := os.Stat(crt); errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if _, err := os.Stat(key); err != nil {
-			key = ""
-		}
-		n, err := carotate.ReadNewCA(crt, key)
-		if err != nil {
-			return nil, err
-		}
-		out[ca] = n
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("--new-ca-dir %s holds no new CA of %s (want %s.crt)", dir, strings.Join(cas, ", "), cas[0])
-	}
-	return out, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/certctl/certctl/pkg/carotate"
+	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/noderesult"
 	"github.com/certctl/certctl/pkg/pki"
@@ -152,9 +153,9 @@ func (o *caTokensOptions) run(ctx context.Context) error {
 	var stale *satoken.StaleTokensError
 	switch {
 	case errors.As(err, &stale) && !o.Refresh:
-		return withCode(ExitWarning, fmt.Errorf("%d token(s) not signed by %s: certctl ca tokens --refresh has the kubelet re-request them", len(stale.Tokens), keys[0].path))
+		return verdict(inspect.SevWarning, fmt.Errorf("%d token(s) not signed by %s: certctl ca tokens --refresh has the kubelet re-request them", len(stale.Tokens), keys[0].path))
 	case err != nil:
-		return withCode(ExitError, err)
+		return err
 	}
 	if res.KubeletRestarted {
 		nr.Components = []string{restart.Kubelet}

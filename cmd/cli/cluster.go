@@ -1,27 +1,20 @@
 package cli
 
 import (
-	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/certctl/certctl/pkg/apiretry"
 	"github.com/certctl/certctl/pkg/cluster"
 	"github.com/certctl/certctl/pkg/inspect"
-	"github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/lease"
 	"github.com/certctl/certctl/pkg/monitoring"
-	"github.com/certctl/certctl/pkg/pki"
 )
 
 // DefaultImage is the image `make image` builds and the lab imports into every node.
@@ -60,11 +53,9 @@ func (o *clusterOptions) clients() (kubernetes.Interface, *x509.CertPool, error)
 		return nil, nil, err
 	}
 	roots := x509.NewCertPool()
-	ca := rc.CAData
-	if len(ca) == 0 && rc.CAFile != "" {
-		if ca, err = os.ReadFile(rc.CAFile); err != nil {
-			return nil, nil, fmt.Errorf("read the cluster CA %s: %w", rc.CAFile, err)
-		}
+	ca, err := cluster.ClusterCA(rc)
+	if err != nil {
+		return nil, nil, err
 	}
 	if !roots.AppendCertsFromPEM(ca) {
 		return nil, nil, errors.New("the kubeconfig names no cluster CA (certificate-authority-data): certctl verifies what the apiservers and kubelets serve against it")
@@ -105,7 +96,7 @@ func newClusterStatusCmd(o *clusterOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Every node's certificates in one table",
-		Long: `status runs 'certctl --root /host inspect -o json' on every node through a Job pinned
+		Long: `status runs 'certctl inspect' (its report as a typed record) on every node through a Job pinned
 to it (host / mounted read-only, no service-account token, deleted afterwards), at most
 --concurrency at a time, and prints one table: node, certificate, expiry, residual time,
 status, findings; then each kubelet's serving certificate as 'kubelet-serving status' sees it.
@@ -124,18 +115,18 @@ as critical), 3 error.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := inspect.ValidFormat(output); err != nil || output == "prometheus" {
-				return withCode(ExitError, fmt.Errorf("unknown output format %q (want table, wide, json or yaml)", output))
+				return fmt.Errorf("unknown output format %q (want table, wide, json or yaml)", output)
 			}
 			ctx, cancel := signalContext(c.Context())
 			defer cancel()
 			cs, roots, err := o.clients()
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			opts.Namespace, opts.Image, opts.Roots = o.Namespace, o.Image, roots
 			rep, err := cluster.Status(ctx, cs, opts)
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			if events {
 				for _, n := range rep.Nodes {
@@ -148,9 +139,9 @@ as critical), 3 error.`,
 				}
 			}
 			if err := rep.Render(o.Streams.Out, output); err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
-			return withCode(severityCode(rep.Worst()), nil)
+			return verdict(rep.Worst(), nil)
 		},
 	}
 	f := cmd.Flags()
@@ -172,7 +163,7 @@ func newClusterRenewCmd(o *clusterOptions) *cobra.Command {
 		Use:   "renew [NAME...|all]",
 		Short: "Renew the control-plane nodes one at a time, the API never down",
 		Long: `renew renews the certificates of every control-plane node, one node at a time. For each
-node a privileged Job pinned to it runs 'certctl --root /host renew NAMES ... --restart --yes'
+node a privileged Job pinned to it runs 'certctl renew NAMES ... --restart --yes' there
 (the host's PID and network namespaces, the host's / at /host); then certctl checks from here
 that the node's own apiserver (https://NODE_IP:6443) is ready and serves a certificate that
 verifies against the cluster CA, covers every --san and is the renewed one, before the next
@@ -204,31 +195,31 @@ certificate expired), the command prints what to run on each node instead.`,
 			defer cancel()
 			parsed, err := ParseSANs(sans)
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			opts.SANs, opts.Names = parsed, args
 			if threshold != "" {
 				d, err := inspect.ParseDuration(threshold)
 				if err != nil || d <= 0 {
-					return withCode(ExitError, fmt.Errorf("--if-expiring-within %q: want a positive duration such as 30d", threshold))
+					return fmt.Errorf("--if-expiring-within %q: want a positive duration such as 30d", threshold)
 				}
 				opts.IfExpiringWithin, opts.IfExpiringArg = d, threshold
 			}
 			cs, roots, err := o.clients()
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			opts.Namespace, opts.Image, opts.Roots, opts.Progress = o.Namespace, o.Image, roots, o.Streams.ErrOut
 			rep, err := cluster.Renew(ctx, cs, opts)
 			if rep != nil {
-				printRenewReport(o.Streams, rep)
+				rep.Print(o.Streams.Out)
 			}
 			if err != nil {
 				var held *lease.HeldError
 				if errors.As(err, &held) {
-					return withCode(ExitError, err)
+					return err
 				}
-				return withCode(ExitCritical, err)
+				return verdict(inspect.SevCritical, err)
 			}
 			return nil
 		},
@@ -245,41 +236,6 @@ certificate expired), the command prints what to run on each node instead.`,
 	f.DurationVar(&opts.StopGrace, "stop-grace", 3*time.Second, "passed to each node's restart: an old apiserver finishes the requests in flight (the load balancer sends new ones elsewhere) before it is killed")
 	f.DurationVar(&opts.LBDrain, "lb-drain", 3*time.Second, lbDrainHelp)
 	return cmd
-}
-
-func printRenewReport(s Streams, rep *cluster.RenewReport) {
-	if rep.KubeadmConfig != nil {
-		fmt.Fprintln(s.Out, rep.KubeadmConfig)
-	}
-	for _, n := range rep.Nodes {
-		line := fmt.Sprintf("%-20s %-10s", n.Node, n.State)
-		if n.Took != "" {
-			line += " " + n.Took
-		}
-		if n.Served != "" {
-			line += "  apiserver " + n.Served
-		}
-		if n.Problem != "" {
-			line += "  " + n.Problem
-		}
-		fmt.Fprintln(s.Out, line)
-		if n.State == "planned" || (n.State == "failed" && n.Output != "") {
-			for _, l := range strings.Split(n.Output, "\n") {
-				fmt.Fprintln(s.Out, "    "+l)
-			}
-		}
-	}
-}
-
-// severityCode maps the worst severity to inspect's exit codes.
-func severityCode(s inspect.Severity) int {
-	switch s {
-	case inspect.SevCritical:
-		return ExitCritical
-	case inspect.SevWarning:
-		return ExitWarning
-	}
-	return 0
 }
 
 func newClusterEndpointCmd(o *clusterOptions) *cobra.Command {
@@ -320,29 +276,17 @@ command again goes on. --dry-run prints every node's plan and changes nothing.`,
 			defer cancel()
 			cs, roots, err := o.clients()
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			opts.Endpoint, opts.Namespace, opts.Image, opts.Roots, opts.Progress = args[0], o.Namespace, o.Image, roots, o.Streams.ErrOut
 			rep, err := cluster.Endpoint(ctx, cs, opts)
+			if err == nil && !opts.DryRun {
+				rep.Local, err = o.local().MoveServer(rep.From, rep.To)
+			}
 			if rep != nil {
-				printEndpointReport(o.Streams, rep)
+				rep.Print(o.Streams.Out)
 			}
-			if err != nil {
-				return withCode(ExitError, err)
-			}
-			if opts.DryRun {
-				return nil
-			}
-			for _, p := range o.localKubeconfigs() {
-				moved, err := kubeconfig.MoveServerFile(p, rep.From, rep.To)
-				if err != nil {
-					return withCode(ExitError, fmt.Errorf("the cluster moved, but %w", err))
-				}
-				if len(moved) > 0 {
-					fmt.Fprintf(o.Streams.Out, "%s: %s now %s\n", p, strings.Join(moved, ", "), rep.To)
-				}
-			}
-			return nil
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -355,36 +299,10 @@ command again goes on. --dry-run prints every node's plan and changes nothing.`,
 	return cmd
 }
 
-// localKubeconfigs: the kubeconfig the command used and the user's, once each, if they exist.
-func (o *clusterOptions) localKubeconfigs() []string {
+// local is the kubeconfig the command used and the user's, those that exist.
+func (o *clusterOptions) local() cluster.Local {
 	l := o.Layout()
-	var out []string
-	for _, p := range []string{o.Kubeconfig, l.UserKubeconfig} {
-		if p == "" {
-			continue
-		}
-		p = pki.UnderRoot(l.Root, p)
-		if _, err := os.Stat(p); err == nil && !slices.Contains(out, p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func printEndpointReport(s Streams, rep *cluster.EndpointReport) {
-	fmt.Fprintf(s.Out, "endpoint: %s -> %s\n", rep.From, rep.To)
-	if len(rep.SANNodes) > 0 {
-		fmt.Fprintf(s.Out, "SAN added on: %s\n", strings.Join(rep.SANNodes, ", "))
-		if rep.SAN != nil {
-			printRenewReport(s, rep.SAN)
-		}
-	}
-	fmt.Fprintf(s.Out, "kube-system/kubeadm-config: %s\n", rep.KubeadmConfig)
-	fmt.Fprintf(s.Out, "kube-public/cluster-info: %s\n", rep.ClusterInfo)
-	if rep.KubeProxy != "" {
-		fmt.Fprintf(s.Out, "kube-system/kube-proxy: %s\n", rep.KubeProxy)
-	}
-	printRenewReport(s, &cluster.RenewReport{Nodes: rep.Nodes})
+	return cluster.LocalKubeconfigs(l.Root, o.Kubeconfig, l.UserKubeconfig)
 }
 
 func newClusterCARotateCmd(o *clusterOptions) *cobra.Command {
@@ -463,90 +381,24 @@ docs/ca-rotation.md.`,
 		RunE: func(c *cobra.Command, args []string) error {
 			cas, err := cluster.RotatedCAs(args)
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
-			opts.CAs = cas
-			clusterCA := slices.Contains(cas, "ca")
 			ctx, cancel := signalContext(c.Context())
 			defer cancel()
-			rc, err := o.restConfig()
-			if err != nil {
-				return withCode(ExitError, err)
+			opts.CAs, opts.Namespace, opts.Image, opts.Progress = cas, o.Namespace, o.Image, o.Streams.ErrOut
+			connect := func() (kubernetes.Interface, *rest.Config, error) {
+				cs, _, err := o.clients()
+				if err != nil {
+					return nil, nil, err
+				}
+				rc, err := o.restConfig()
+				return cs, rc, err
 			}
-			cs, _, err := o.clients()
-			if err != nil {
-				return withCode(ExitError, err)
-			}
-			opts.OldCA = rc.CAData
-			if len(opts.OldCA) == 0 && rc.CAFile != "" {
-				if opts.OldCA, err = os.ReadFile(rc.CAFile); err != nil {
-					return withCode(ExitError, fmt.Errorf("read the cluster CA %s: %w", rc.CAFile, err))
-				}
-			}
-			opts.Namespace, opts.Image, opts.Progress, opts.Config = o.Namespace, o.Image, o.Streams.ErrOut, rc
-			if clusterCA && opts.Phase == "drop" && !opts.DryRun {
-				// CARotate refuses a rotation of etcd-ca while an etcd member is down; drop
-				// changes this command's own credentials first, so the check comes before.
-				if _, err := cluster.CheckEtcdForRotation(ctx, cs, cas, opts.DryRun); err != nil {
-					return withCode(ExitError, err)
-				}
-				// This command's own credentials must be the new CA's before the old one goes.
-				if err := o.reissueLocal(ctx, cs); err != nil {
-					return withCode(ExitError, err)
-				}
-				if cs, _, err = o.clients(); err != nil {
-					return withCode(ExitError, err)
-				}
-				if opts.Config, err = o.restConfig(); err != nil {
-					return withCode(ExitError, err)
-				}
-			}
-			rep, err := cluster.CARotate(ctx, cs, opts)
+			rep, err := cluster.CARotateHere(ctx, connect, opts, o.local())
 			if rep != nil {
-				fmt.Fprintf(o.Streams.Out, "phase %s of %s\n", rep.Phase, strings.Join(rep.CAs, ", "))
-				if len(rep.Etcd) > 0 {
-					var ms []string
-					for _, m := range rep.Etcd {
-						ms = append(ms, m.String())
-					}
-					fmt.Fprintf(o.Streams.Out, "etcd members before: %s\n", strings.Join(ms, "; "))
-				}
-				for _, ca := range rep.CAs {
-					if sum := rep.NewCA[ca]; sum != "" {
-						fmt.Fprintf(o.Streams.Out, "new %s sha256:%s\n", ca, sum)
-					}
-				}
-				printRenewReport(o.Streams, &cluster.RenewReport{Nodes: rep.Nodes})
-				for _, l := range rep.AuthConfigMap {
-					fmt.Fprintf(o.Streams.Out, "kube-system/%s: %s\n", cluster.AuthConfigMap, l)
-				}
-				if rep.ClusterInfo != "" {
-					fmt.Fprintf(o.Streams.Out, "kube-public/cluster-info: %s\n%s\n", rep.ClusterInfo, rep.RootCA)
-				}
-				if rep.TrustBundle != "" {
-					fmt.Fprintf(o.Streams.Out, "ClusterTrustBundle %s: %s\n", cluster.TrustBundleName, rep.TrustBundle)
-				}
+				rep.Print(o.Streams.Out)
 			}
-			if err != nil {
-				return withCode(ExitError, err)
-			}
-			if clusterCA && opts.Phase == "issue" && !opts.DryRun && !opts.Rollback {
-				if err := o.reissueLocal(ctx, cs); err != nil {
-					return withCode(ExitError, err)
-				}
-			}
-			if len(rep.Trust) > 0 {
-				for _, p := range o.localKubeconfigs() {
-					changed, err := kubeconfig.SetCAFile(p, opts.OldCA, rep.Trust)
-					if err != nil {
-						return withCode(ExitError, fmt.Errorf("the phase is done on the cluster, but %w", err))
-					}
-					if len(changed) > 0 {
-						fmt.Fprintf(o.Streams.Out, "%s: %s trust what the cluster serves now\n", p, strings.Join(changed, ", "))
-					}
-				}
-			}
-			return nil
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -560,29 +412,6 @@ docs/ca-rotation.md.`,
 	f.DurationVar(&opts.StopGrace, "stop-grace", 3*time.Second, "passed to each node's restart: an old apiserver finishes the requests in flight before it is killed")
 	f.DurationVar(&opts.LBDrain, "lb-drain", 3*time.Second, lbDrainHelp)
 	return cmd
-}
-
-// reissueLocal gives the kubeconfigs of this command (--kubeconfig, ~/.kube/config) client
-// certificates of the new cluster CA (kept in the rotation's Secret) through CSRs.
-func (o *clusterOptions) reissueLocal(ctx context.Context, cs kubernetes.Interface) error {
-	sec, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, cluster.CARotationSecret, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("read the new CA (%s/%s): %w", o.Namespace, cluster.CARotationSecret, err)
-	}
-	certs, err := pki.ParseCertificates(cluster.CARotationSecret, sec.Data["ca.crt"])
-	if err != nil {
-		return err
-	}
-	for _, p := range o.localKubeconfigs() {
-		changed, err := cluster.ReissueClientCert(ctx, cs, p, certs[0])
-		if err != nil {
-			return fmt.Errorf("the client certificate of %s: %w", p, err)
-		}
-		if changed {
-			fmt.Fprintf(o.Streams.Out, "%s: a client certificate of the new CA (same user and groups)\n", p)
-		}
-	}
-	return nil
 }
 
 // lbDrainHelp is --lb-drain's help on the cluster commands.

@@ -79,22 +79,22 @@ Exit codes: 0 no finding above info, 1 warnings, 2 critical findings, 3 error.`,
 func (o *inspectOptions) validate() (inspect.Options, error) {
 	var io inspect.Options
 	if err := inspect.ValidFormat(o.Output); err != nil {
-		return io, withCode(ExitError, err)
+		return io, err
 	}
 	warn, err := inspect.ParseDuration(o.Warn)
 	if err != nil {
-		return io, withCode(ExitError, fmt.Errorf("--warn: %w", err))
+		return io, fmt.Errorf("--warn: %w", err)
 	}
 	io.Warn = warn
 	sans, err := ParseSANs(o.CheckSANs)
 	if err != nil {
-		return io, withCode(ExitError, fmt.Errorf("--check-san: %w", err))
+		return io, fmt.Errorf("--check-san: %w", err)
 	}
 	io.CheckSANs = sans
 	for _, s := range o.NodeIPs {
 		ip := net.ParseIP(strings.TrimSpace(s))
 		if ip == nil {
-			return io, withCode(ExitError, fmt.Errorf("--node-ip: %q is not an IP address", s))
+			return io, fmt.Errorf("--node-ip: %q is not an IP address", s)
 		}
 		io.NodeIPs = append(io.NodeIPs, ip)
 	}
@@ -117,14 +117,14 @@ func (o *inspectOptions) run(ctx context.Context) error {
 	if o.API {
 		rc, err := restConfig(o.Globals, o.Kubeconfig)
 		if err != nil {
-			return withCode(ExitError, fmt.Errorf("--api: %w", err))
+			return fmt.Errorf("--api: %w", err)
 		}
 		cs, err := kubernetes.NewForConfig(rc)
 		if err != nil {
-			return withCode(ExitError, fmt.Errorf("--api: %w", err))
+			return fmt.Errorf("--api: %w", err)
 		}
 		if err := inspect.CheckKubeletAPIAccess(ctx, inspect.SubjectAccessReviewer(cs), rep); err != nil {
-			return withCode(ExitError, fmt.Errorf("--api: %w", err))
+			return fmt.Errorf("--api: %w", err)
 		}
 	}
 	// The last renewal run, CA rotations in progress and the schedule's next run: what the
@@ -135,11 +135,11 @@ func (o *inspectOptions) run(ctx context.Context) error {
 	if o.Textfile != "" {
 		var buf bytes.Buffer
 		if err := inspect.RenderPrometheus(&buf, rep); err != nil {
-			return withCode(ExitError, err)
+			return err
 		}
 		// Not under --root: the textfile directory belongs to the machine running certctl.
 		if err := fsutil.WriteFileAtomic(filepath.Join(o.Textfile, "certctl.prom"), buf.Bytes(), 0o644); err != nil {
-			return withCode(ExitError, fmt.Errorf("--textfile-dir: %w", err))
+			return fmt.Errorf("--textfile-dir: %w", err)
 		}
 	}
 	render := func() error { return inspect.Render(o.Streams.Out, rep, o.Output) }
@@ -147,7 +147,7 @@ func (o *inspectOptions) run(ctx context.Context) error {
 		render = func() error { return noderesult.WriteRecord(o.Streams.Out, noderesult.KindInspect, rep) }
 	}
 	if err := render(); err != nil {
-		return withCode(ExitError, err)
+		return err
 	}
-	return withCode(severityCode(rep.Worst()), nil)
+	return verdict(rep.Worst(), nil)
 }

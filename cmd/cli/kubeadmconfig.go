@@ -76,26 +76,26 @@ func (o *kubeadmConfigOptions) addSAN(ctx context.Context, args []string) error 
 	}
 	field, ok := kubeadmconfig.FieldFor(o.Cert)
 	if !ok {
-		return withCode(ExitError, fmt.Errorf("--cert %q: want apiserver, etcd-server or etcd-peer", o.Cert))
+		return fmt.Errorf("--cert %q: want apiserver, etcd-server or etcd-peer", o.Cert)
 	}
 	sans, err := ParseSANs(args)
 	if err != nil {
-		return withCode(ExitError, err)
+		return err
 	}
 	cs, err := kubeadmconfig.NewClientset(kubeadmConfigKubeconfig(o.Layout(), o.Kubeconfig), o.Timeout)
 	if err != nil {
-		return withCode(ExitError, err)
+		return err
 	}
 	edits := []kubeadmconfig.Edit{{Field: field, SANs: sans}}
 	cm := kubeadmconfig.Namespace + "/" + kubeadmconfig.Name
 	if o.DryRun {
 		doc, _, err := kubeadmconfig.Read(ctx, cs)
 		if err != nil {
-			return withCode(ExitError, err)
+			return err
 		}
 		missing, err := kubeadmconfig.Missing(doc, edits)
 		if err != nil {
-			return withCode(ExitError, err)
+			return err
 		}
 		if len(missing) == 0 {
 			fmt.Fprintf(o.Streams.Out, "%s: %s already lists %s; dry run: nothing changed\n", cm, field, strings.Join(sans, ", "))
@@ -106,7 +106,7 @@ func (o *kubeadmConfigOptions) addSAN(ctx context.Context, args []string) error 
 	}
 	res, err := kubeadmconfig.Apply(ctx, cs, edits)
 	if err != nil {
-		return withCode(ExitError, err)
+		return err
 	}
 	if len(res.Added) == 0 {
 		fmt.Fprintf(o.Streams.Out, "%s: %s already lists %s: nothing changed\n", cm, field, strings.Join(sans, ", "))

@@ -39,7 +39,7 @@ root leaves it ops's. A new file is 0600 and belongs to the owner of its directo
 			}
 			res, err := renew.RefreshKubeconfig(l, o)
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			res.Render(g.Streams.Out, l.Resolve(o.Src), l.Resolve(o.Dst))
 			return nil
@@ -79,14 +79,14 @@ the cluster command cannot reach.`,
 				res.Render(g.Streams.Out, o.DryRun)
 			}
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			r := noderesult.Result{Command: "kubeconfig set-server", KubeletRestarted: res.KubeletRestarted}
 			if res.KubeletRestarted {
 				r.Components = []string{restart.Kubelet}
 			}
 			if err := noderesult.Write(g.ResultFile, r); err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			return nil
 		},

@@ -118,13 +118,13 @@ Everything is backed up first ('certctl backup list', 'certctl restore ID').`,
 			defer cancel()
 			r, err := o.options()
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			if r.Discovery.Token == "" && r.Discovery.Server == "" && !kubeletclient.HasCAKey(r.Layout) {
-				return withCode(ExitError, fmt.Errorf("no cluster CA key on this node (%s): on a worker give --server, --token and --discovery-token-ca-cert-hash (kubeadm token create --print-join-command on a control-plane node prints them), or run 'certctl kubelet-client issue NODE -o FILE' there and 'certctl kubelet-client install FILE' here", filepath.Join(r.Layout.PKIDir, "ca.key")))
+				return fmt.Errorf("no cluster CA key on this node (%s): on a worker give --server, --token and --discovery-token-ca-cert-hash (kubeadm token create --print-join-command on a control-plane node prints them), or run 'certctl kubelet-client issue NODE -o FILE' there and 'certctl kubelet-client install FILE' here", filepath.Join(r.Layout.PKIDir, "ca.key"))
 			}
 			if _, err := kubeletclient.Renew(ctx, r); err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			return nil
 		},
@@ -154,14 +154,14 @@ kubelet-client install FILE' there; then delete it. For clusters without bootstr
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if out == "" {
-				return withCode(ExitError, fmt.Errorf("-o FILE is required"))
+				return fmt.Errorf("-o FILE is required")
 			}
 			issued, err := kubeletclient.Issue(kubeletclient.IssueOptions{Layout: o.Layout(), Node: args[0], Validity: time.Duration(o.days) * 24 * time.Hour, KeyAlgorithm: o.renew.KeyAlgorithm})
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			if err := fsutil.WriteFileAtomic(out, issued.PEM, 0o600); err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			fmt.Fprintf(o.Streams.Out, "wrote %s: %s, valid until %s\ninstall it on %s: certctl kubelet-client install %s\n", out, issued.Cert.Subject.CommonName, issued.Cert.NotAfter.UTC().Format(time.RFC3339), args[0], filepath.Base(out))
 			if issued.Capped {
@@ -194,10 +194,10 @@ the node's own new credentials when there is no admin.conf).`,
 			defer cancel()
 			r, err := o.options()
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			if _, err := kubeletclient.InstallFile(ctx, r, args[0]); err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			return nil
 		},

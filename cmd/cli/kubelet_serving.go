@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubeletserving"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/spf13/cobra"
@@ -141,15 +141,15 @@ that something approves their CSRs: the in-cluster approver (installed with
 			case errors.Is(err, errNoKubeconfig) && !cluster && o.Kubeconfig == "":
 				cs = nil // a worker: the node's part only; approval happens elsewhere
 			case err != nil:
-				return withCode(ExitError, err)
+				return err
 			}
 			var manifest []byte
 			if installApprover {
 				if !cluster {
-					return withCode(ExitError, errors.New("--install-approver goes with --cluster"))
+					return errors.New("--install-approver goes with --cluster")
 				}
 				if manifest, err = kubeletserving.Manifest(kubeletserving.ManifestOptions{Image: image, DNSPatterns: patterns}); err != nil {
-					return withCode(ExitError, err)
+					return err
 				}
 			}
 			_, err = kubeletserving.Enable(ctx, kubeletserving.EnableOptions{
@@ -157,7 +157,7 @@ that something approves their CSRs: the in-cluster approver (installed with
 				Policy: kubeletserving.Policy{DNSPatterns: patterns}, Timeout: timeout, Out: o.Streams.Out, ApproverManifest: manifest,
 			})
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			return nil
 		},
@@ -193,7 +193,7 @@ their serving certificates with no command run.`,
 		RunE: func(c *cobra.Command, _ []string) error {
 			out, err := kubeletserving.Manifest(mo)
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			_, err = o.Streams.Out.Write(out)
 			return err
@@ -246,13 +246,13 @@ with an error (nothing is decided then), leaving it to kubectl certificate appro
   certctl kubelet-serving approve --watch --leader-elect --metrics-addr :9402`,
 		RunE: func(c *cobra.Command, args []string) error {
 			if output != "text" && output != "json" {
-				return withCode(ExitError, fmt.Errorf("unknown output format %q (want text or json)", output))
+				return fmt.Errorf("unknown output format %q (want text or json)", output)
 			}
 			ctx, cancel := signalContext(c.Context())
 			defer cancel()
 			cs, err := o.client()
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			opts.Names = args
 			opts.Policy.DNSPatterns = patterns
@@ -263,20 +263,19 @@ with an error (nothing is decided then), leaving it to kubectl certificate appro
 				fmt.Fprintf(o.Streams.Out, "%s\t%s\t%s\t%s\n", d.CSR, d.Requestor, d.Action, d.Reason)
 			}
 			if (leader || metrics != "") && !watch {
-				return withCode(ExitError, errors.New("--leader-elect and --metrics-addr go with --watch"))
-			}
-			if watch && (leader || metrics != "") {
-				return runApprover(ctx, o, cs, opts, le, leader, metrics, print)
+				return errors.New("--leader-elect and --metrics-addr go with --watch")
 			}
 			if watch {
-				return kubeletserving.Watch(ctx, cs, opts, print)
+				le.Client, le.Approve, le.Report = cs, opts, print
+				le.Log = func(format string, a ...any) { fmt.Fprintf(o.Streams.ErrOut, format+"\n", a...) }
+				return kubeletserving.Serve(ctx, kubeletserving.ServeOptions{ApproverOptions: le, LeaderElect: leader, MetricsAddr: metrics})
 			}
 			ds, err := kubeletserving.Approve(ctx, cs, opts)
 			for _, d := range ds {
 				print(d)
 			}
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			if len(ds) == 0 {
 				fmt.Fprintln(o.Streams.Out, "no pending kubelet-serving CSR")
@@ -298,45 +297,6 @@ with an error (nothing is decided then), leaving it to kubectl certificate appro
 	f.StringVar(&le.Identity, "identity", "", "this replica's name in the Lease (default $POD_NAME, else the hostname)")
 	f.StringVar(&metrics, "metrics-addr", "", "with --watch: serve Prometheus /metrics and /healthz on this address (e.g. :9402)")
 	return cmd
-}
-
-// runApprover is approve --watch as the in-cluster approver: leader election and metrics.
-func runApprover(ctx context.Context, o *kubeletServingOptions, cs kubernetes.Interface, opts kubeletserving.ApproveOptions,
-	le kubeletserving.ApproverOptions, leader bool, metricsAddr string, print func(kubeletserving.Decision)) error {
-	m := kubeletserving.NewMetrics()
-	if metricsAddr != "" {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", m.Handler())
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-		ln, err := net.Listen("tcp", metricsAddr)
-		if err != nil {
-			return withCode(ExitError, fmt.Errorf("--metrics-addr: %w", err))
-		}
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = srv.Serve(ln) }()
-		defer srv.Close()
-	}
-	report := func(d kubeletserving.Decision) {
-		m.Observe(d)
-		print(d)
-	}
-	if !leader {
-		m.SetLeader(true)
-		return kubeletserving.Watch(ctx, cs, opts, report)
-	}
-	if le.Identity == "" {
-		le.Identity = os.Getenv("POD_NAME")
-	}
-	if le.Identity == "" {
-		le.Identity, _ = os.Hostname()
-	}
-	le.Client, le.Approve, le.Metrics = cs, opts, m
-	le.Report = print
-	le.Log = func(format string, a ...any) { fmt.Fprintf(o.Streams.ErrOut, format+"\n", a...) }
-	if err := kubeletserving.RunApprover(ctx, le); err != nil {
-		return withCode(ExitError, err)
-	}
-	return nil
 }
 
 func newKSIssueCmd(o *kubeletServingOptions) *cobra.Command {
@@ -362,7 +322,7 @@ rotate by itself: renew it before it expires, or prefer 'enable'.`,
 				for _, v := range strings.Split(s, ",") {
 					ip := net.ParseIP(strings.TrimSpace(v))
 					if ip == nil {
-						return withCode(ExitError, fmt.Errorf("--ip: %q is not an IP address", v))
+						return fmt.Errorf("--ip: %q is not an IP address", v)
 					}
 					opts.IPs = append(opts.IPs, ip)
 				}
@@ -370,14 +330,14 @@ rotate by itself: renew it before it expires, or prefer 'enable'.`,
 			if len(opts.DNSNames) > 0 {
 				names, err := ParseSANs(opts.DNSNames)
 				if err != nil {
-					return withCode(ExitError, fmt.Errorf("--dns: %w", err))
+					return fmt.Errorf("--dns: %w", err)
 				}
 				opts.DNSNames = names
 			}
 			opts.Layout = o.Layout()
 			res, err := kubeletserving.Issue(opts)
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			w := o.Streams.Out
 			fmt.Fprintf(w, "issued %s (and %s), valid until %s, backup %s\n", res.CertPath, res.KeyPath, res.Cert.NotAfter.UTC().Format(time.RFC3339), res.BackupID)
@@ -394,7 +354,7 @@ rotate by itself: renew it before it expires, or prefer 'enable'.`,
 			ctx, cancel := signalContext(c.Context())
 			defer cancel()
 			if err := (restartKubelet{o.Layout()}).Restart(ctx); err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			fmt.Fprintln(w, "kubelet restarted")
 			return nil
@@ -428,29 +388,29 @@ kubelet-serving CSRs.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" && output != "yaml" {
-				return withCode(ExitError, fmt.Errorf("unknown output format %q (want table, json or yaml)", output))
+				return fmt.Errorf("unknown output format %q (want table, json or yaml)", output)
 			}
 			ctx, cancel := signalContext(c.Context())
 			defer cancel()
 			cs, err := o.client()
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			roots, err := kubeletserving.ClusterRoots(o.Layout())
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			opts.Roots = roots
 			st, err := kubeletserving.GetStatus(ctx, cs, opts)
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			if err := kubeletserving.RenderStatus(o.Streams.Out, st, output); err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			for _, n := range st.Nodes {
 				if n.MetricsServerFails {
-					return withCode(ExitCritical, nil)
+					return verdict(inspect.SevCritical, nil)
 				}
 			}
 			return nil

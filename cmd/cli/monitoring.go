@@ -61,14 +61,14 @@ Prometheus selects rules by (kube-prometheus-stack: release=<its release name>).
 				out, err = monitoring.RulesFile()
 			case "prometheusrule":
 				if o.Labels, err = parseLabels(labels); err != nil {
-					return withCode(ExitError, fmt.Errorf("--label: %w", err))
+					return fmt.Errorf("--label: %w", err)
 				}
 				out, err = monitoring.PrometheusRule(o)
 			default:
-				return withCode(ExitError, fmt.Errorf("unknown output format %q (want rules or prometheusrule)", output))
+				return fmt.Errorf("unknown output format %q (want rules or prometheusrule)", output)
 			}
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			_, err = g.Streams.Out.Write(out)
 			return err
@@ -113,10 +113,10 @@ Prometheus); its Node variable filters by the instance label.
 			case "configmap":
 				out, err = monitoring.DashboardConfigMap(namespace)
 			default:
-				return withCode(ExitError, fmt.Errorf("unknown output format %q (want json, provider or configmap)", output))
+				return fmt.Errorf("unknown output format %q (want json, provider or configmap)", output)
 			}
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			_, err = g.Streams.Out.Write(out)
 			return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/live"
 	"github.com/spf13/cobra"
 )
@@ -44,20 +45,20 @@ Exit codes: 0 the endpoint verifies, 2 it does not, 3 error.`,
 
 func (o *probeOptions) run(ctx context.Context, addr string) error {
 	if o.Output != "text" && o.Output != "json" {
-		return withCode(ExitError, fmt.Errorf("unknown output format %q (want text or json)", o.Output))
+		return fmt.Errorf("unknown output format %q (want text or json)", o.Output)
 	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	rep, err := live.ProbeEndpoint(ctx, o.Layout(), live.ProbeOptions{Addr: addr, CAFile: o.CAFile, ServerName: o.ServerName, Timeout: o.Timeout})
 	if err != nil {
-		return withCode(ExitError, err)
+		return err
 	}
 	if err := rep.Render(o.Streams.Out, o.Output); err != nil {
-		return withCode(ExitError, err)
+		return err
 	}
 	if !rep.OK {
-		return withCode(ExitCritical, nil)
+		return verdict(inspect.SevCritical, nil)
 	}
 	return nil
 }

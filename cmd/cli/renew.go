@@ -140,21 +140,21 @@ func (o *renewOptions) run(ctx context.Context, args []string) error {
 	}
 	sans, err := ParseSANs(o.SANs)
 	if err != nil {
-		return withCode(ExitError, fmt.Errorf("--san: %w", err))
+		return fmt.Errorf("--san: %w", err)
 	}
 	var within time.Duration
 	if o.IfExpiringWithin != "" {
 		if within, err = inspect.ParseDuration(o.IfExpiringWithin); err != nil {
-			return withCode(ExitError, fmt.Errorf("--if-expiring-within: %w", err))
+			return fmt.Errorf("--if-expiring-within: %w", err)
 		}
 		if within <= 0 {
-			return withCode(ExitError, fmt.Errorf("--if-expiring-within %q: must be positive", o.IfExpiringWithin))
+			return fmt.Errorf("--if-expiring-within %q: must be positive", o.IfExpiringWithin)
 		}
 	}
 	var hold *renew.LeaseOptions
 	if o.Lease != "" {
 		if hold, err = o.leaseOptions(); err != nil {
-			return withCode(ExitError, err)
+			return err
 		}
 	}
 	// --san also goes into kube-system/kubeadm-config, so kubeadm does not drop it again.
@@ -179,21 +179,12 @@ func (o *renewOptions) run(ctx context.Context, args []string) error {
 			return restartAfterRenew(ctx, o.Globals, &o.restartOptions, names, backupID)
 		}
 	}
-	res, err := renew.Run(ctx, o.Layout(), ro)
+	_, err = renew.Run(ctx, o.Layout(), ro)
 	if o.EventsNode != "" && !o.DryRun {
 		// Whatever the run's outcome: the Events say what is still wrong after it.
 		recordNodeEvents(ctx, o.Globals, o.Kubeconfig, o.EventsNode)
 	}
-	var coded *exitError
-	switch {
-	case errors.As(err, &coded):
-		return err
-	case err != nil:
-		return withCode(ExitError, err)
-	case res.Aborted:
-		return withCode(ExitError, nil)
-	}
-	return nil
+	return err
 }
 
 // leaseOptions is --lease: the Lease and a client for it.

@@ -33,7 +33,7 @@ func (o *restartOptions) flags(cmd *cobra.Command) {
 				return nil
 			}
 			if _, err := restart.CheckNode(restart.Request{Layout: layoutFromFlags(c)}); err != nil {
-				return withCode(ExitError, fmt.Errorf("--restart: %w; nothing was renewed", err))
+				return fmt.Errorf("--restart: %w; nothing was renewed", err)
 			}
 			return nil
 		}
@@ -127,7 +127,7 @@ the four static pods. See docs/restart.md.`,
 			ctx, cancel := signalContext(c.Context())
 			defer cancel()
 			if _, err := restart.Restart(ctx, o.request(g), args); err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			return nil
 		},
@@ -139,7 +139,7 @@ the four static pods. See docs/restart.md.`,
 // restartAfterRenew rolls a renewal out (renew --restart): restart.AfterRenew.
 func restartAfterRenew(ctx context.Context, g *Globals, o *restartOptions, renewed []string, backupID string) error {
 	if _, err := restart.AfterRenew(ctx, o.request(g), renewed, backupID); err != nil {
-		return withCode(ExitError, err)
+		return err
 	}
 	return nil
 }

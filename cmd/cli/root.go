@@ -4,7 +4,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,11 +11,14 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
+	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/render"
 	"github.com/certctl/certctl/pkg/renew"
 	"github.com/certctl/certctl/pkg/restart"
 	"github.com/certctl/certctl/pkg/version"
-	"github.com/spf13/cobra"
 )
 
 // Exit codes, documented in docs/getting-started.md: cron and monitoring rely on them.
@@ -27,26 +29,51 @@ const (
 	ExitError    = 3 // usage error or the command failed
 )
 
-// ExitError carries an exit code through cobra.
-type exitError struct {
-	code int
-	err  error
+// verdictError is the outcome of a command whose answer is a severity (inspect's findings, a
+// probe or a kubelet that fails, a scheduled run that failed): exit 1 for a warning, 2 for
+// critical. err, when set, is said on stderr; without it the exit is silent (the command printed
+// its answer).
+type verdictError struct {
+	sev inspect.Severity
+	err error
 }
 
-func (e *exitError) Error() string {
+func (e *verdictError) Error() string {
 	if e.err == nil {
-		return fmt.Sprintf("exit %d", e.code)
+		return "certctl: " + string(e.sev)
 	}
 	return e.err.Error()
 }
-func (e *exitError) Unwrap() error { return e.err }
+func (e *verdictError) Unwrap() error { return e.err }
 
-// ExitCode is the code certctl exits with (pkg code tells a bare exit code from a failure
-// with a message through it, not through the text "exit N").
-func (e *exitError) ExitCode() int { return e.code }
+// ExitCode is the code certctl exits with: pkg/renew tells a silent exit (a verdict) from a
+// failure with a message through it (Unwrap nil), not through the error's text.
+func (e *verdictError) ExitCode() int { return exitCode(e) }
 
-// withCode returns an error that makes certctl exit with code; err may be nil for a silent exit.
-func withCode(code int, err error) error { return &exitError{code: code, err: err} }
+// verdict is a command's outcome of severity sev: nil when it is neither a warning nor
+// critical (and err is nil: an error of no severity is a failure).
+func verdict(sev inspect.Severity, err error) error {
+	if sev != inspect.SevWarning && sev != inspect.SevCritical {
+		return err
+	}
+	return &verdictError{sev: sev, err: err}
+}
+
+// exitCode is where certctl's exit code is decided, from what the command returned, and
+// nowhere else: nil is 0; a verdict is 1 (warning) or 2 (critical); anything else, a usage
+// error or a failure, is 3.
+func exitCode(err error) int {
+	var v *verdictError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &v) && v.sev == inspect.SevCritical:
+		return ExitCritical
+	case errors.As(err, &v) && v.sev == inspect.SevWarning:
+		return ExitWarning
+	}
+	return ExitError
+}
 
 // Streams are the command's standard streams.
 type Streams struct {
@@ -109,8 +136,8 @@ links never lead out of it, and nothing certctl writes lands outside it.`,
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
-		if c.Name() == "version" {
-			return nil // reads nothing of the node
+		if c.Name() == "version" || c.HasParent() && c.Parent().Name() == "node" {
+			return nil // reads nothing of the node; node run's command recovers itself
 		}
 		// Put back a manifest an interrupted restart left in staging: the component is down
 		// until then.
@@ -159,6 +186,7 @@ links never lead out of it, and nothing certctl writes lands outside it.`,
 		newClusterCmd(g),
 		newCACmd(g),
 		newVersionCmd(g),
+		newNodeCmd(g),
 	)
 	return root
 }
@@ -177,15 +205,11 @@ func Execute(args []string, s Streams) int {
 	if err == nil {
 		return ExitOK
 	}
-	var ee *exitError
-	if errors.As(err, &ee) {
-		if ee.err != nil {
-			fmt.Fprintln(s.ErrOut, "error:", ee.err)
-		}
-		return ee.code
+	var v *verdictError
+	if !errors.As(err, &v) || v.err != nil {
+		fmt.Fprintln(s.ErrOut, "error:", err)
 	}
-	fmt.Fprintln(s.ErrOut, "error:", err)
-	return ExitError
+	return exitCode(err)
 }
 
 // Main is what cmd/certctl calls.
@@ -210,11 +234,9 @@ or outside a git checkout, has commit "unknown". certctl --version prints the sa
 			case "text":
 				fmt.Fprintln(g.Streams.Out, in.String())
 			case "json":
-				enc := json.NewEncoder(g.Streams.Out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(in)
+				return render.JSON(g.Streams.Out, in)
 			default:
-				return withCode(ExitError, fmt.Errorf("unknown output format %q (want text or json)", output))
+				return fmt.Errorf("unknown output format %q (want text or json)", output)
 			}
 			return nil
 		},

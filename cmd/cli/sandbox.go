@@ -44,7 +44,7 @@ static-pod manifests, /var/lib/kubelet (config.yaml, instance-config.yaml, kubea
 		RunE: func(cmd *cobra.Command, args []string) error {
 			faults, err := sandbox.ParseFaults(o.Faults)
 			if err != nil {
-				return withCode(ExitError, fmt.Errorf("--faults: %w", err))
+				return fmt.Errorf("--faults: %w", err)
 			}
 			opts := sandbox.Options{Dir: args[0], Faults: faults, NodeName: o.NodeName, KeyAlgorithm: o.KeyAlgorithm}
 			for _, p := range []struct {
@@ -52,12 +52,12 @@ static-pod manifests, /var/lib/kubelet (config.yaml, instance-config.yaml, kubea
 				dst     *net.IP
 			}{{"--node-ip", o.NodeIP, &opts.NodeIP}, {"--lb-ip", o.LBIP, &opts.LBIP}} {
 				if *p.dst = net.ParseIP(p.v); *p.dst == nil {
-					return withCode(ExitError, fmt.Errorf("%s: %q is not an IP address", p.flag, p.v))
+					return fmt.Errorf("%s: %q is not an IP address", p.flag, p.v)
 				}
 			}
 			l, err := sandbox.Create(opts)
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			names := make([]string, len(faults))
 			for i, f := range faults {

@@ -2,13 +2,13 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/certctl/certctl/pkg/schedule"
 	"github.com/spf13/cobra"
+
+	"github.com/certctl/certctl/pkg/inspect"
+	"github.com/certctl/certctl/pkg/schedule"
 )
 
 func newScheduleCmd(g *Globals) *cobra.Command {
@@ -48,10 +48,10 @@ expires within --threshold, is a no-op otherwise, and leaves a record that 'sche
 			o.Defaults()
 			o.Location = schedule.NodeLocation(g.Layout())
 			if o.Restart && !renewHasRestart(g) {
-				return withCode(ExitError, fmt.Errorf("--restart: this certctl's renew command has no --restart yet; install without it and restart the components after a renewal (certctl inspect --live shows which)"))
+				return fmt.Errorf("--restart: this certctl's renew command has no --restart yet; install without it and restart the components after a renewal (certctl inspect --live shows which)")
 			}
 			if err := o.Validate(schedule.SystemdAnalyze()); err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			ctx := c.Context()
 			if ctx == nil {
@@ -59,7 +59,7 @@ expires within --threshold, is a no-op otherwise, and leaves a record that 'sche
 			}
 			res, err := schedule.Install(ctx, g.Layout(), o)
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			w := g.Streams.Out
 			for _, f := range res.Files {
@@ -67,7 +67,7 @@ expires within --threshold, is a no-op otherwise, and leaves a record that 'sche
 			}
 			fmt.Fprintln(w, "runs:", o.Command())
 			if next, err := o.Next(time.Now(), schedule.SystemdAnalyze()); err == nil {
-				fmt.Fprintf(w, "next run: %s (plus up to %s of random delay)\n", next.Format(nextRunFormat), o.Jitter)
+				fmt.Fprintf(w, "next run: %s (plus up to %s of random delay)\n", next.Format(schedule.NextRunFormat), o.Jitter)
 			}
 			if res.Enabled {
 				fmt.Fprintln(w, "enabled", schedule.TimerUnit)
@@ -105,7 +105,7 @@ func newScheduleRemoveCmd(g *Globals) *cobra.Command {
 				fmt.Fprintln(g.Streams.Out, "removed", f)
 			}
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			if len(removed) == 0 {
 				fmt.Fprintln(g.Streams.Out, "no scheduled renewal was installed")
@@ -130,36 +130,17 @@ when set, else the node's /etc/localtime (under --root), else the local zone.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if output != "text" && output != "json" {
-				return withCode(ExitError, fmt.Errorf("unknown output format %q (want text or json)", output))
+				return fmt.Errorf("unknown output format %q (want text or json)", output)
 			}
 			st, err := schedule.GetStatus(g.Layout(), time.Now(), schedule.SystemdAnalyze())
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
-			w := g.Streams.Out
-			if output == "json" {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(st); err != nil {
-					return withCode(ExitError, err)
-				}
-			} else {
-				if !st.Installed {
-					fmt.Fprintln(w, "no scheduled renewal installed (certctl schedule install)")
-				} else {
-					fmt.Fprintf(w, "installed: %s (%s)\nwhen:      %s\ncommand:   %s\n", st.Method, strings.Join(st.Files, ", "), st.When, st.Command)
-					if st.Next != nil {
-						fmt.Fprintf(w, "next run:  %s\n", st.Next.Format(nextRunFormat))
-					}
-				}
-				if st.LastRun == nil {
-					fmt.Fprintln(w, "last run:  none recorded")
-				} else {
-					fmt.Fprintf(w, "last run:  %s\n", st.LastRun.Summary())
-				}
+			if err := st.Render(g.Streams.Out, output); err != nil {
+				return err
 			}
 			if st.LastRun != nil && !st.LastRun.Success() {
-				return withCode(ExitCritical, nil)
+				return verdict(inspect.SevCritical, nil)
 			}
 			return nil
 		},
@@ -201,26 +182,26 @@ Before the CronJobs the output has what they need, and nothing more (docs/schedu
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if o.Restart && !renewHasRestart(g) {
-				return withCode(ExitError, fmt.Errorf("--restart: this certctl's renew command has no --restart yet"))
+				return fmt.Errorf("--restart: this certctl's renew command has no --restart yet")
 			}
 			if o.Image == "" {
-				return withCode(ExitError, fmt.Errorf("--image is required: an image with certctl as its entrypoint"))
+				return fmt.Errorf("--image is required: an image with certctl as its entrypoint")
 			}
 			if len(o.Nodes) == 0 {
 				ks := &kubeletServingOptions{Globals: g, Kubeconfig: kubeconfig}
 				cs, err := ks.client()
 				if err != nil {
-					return withCode(ExitError, fmt.Errorf("%w (or name the control-plane nodes with --node)", err))
+					return fmt.Errorf("%w (or name the control-plane nodes with --node)", err)
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
 				if o.Nodes, err = schedule.ControlPlaneNodes(ctx, cs); err != nil {
-					return withCode(ExitError, err)
+					return err
 				}
 			}
 			out, err := schedule.Manifests(o)
 			if err != nil {
-				return withCode(ExitError, err)
+				return err
 			}
 			_, err = g.Streams.Out.Write(out)
 			return err
@@ -238,6 +219,3 @@ Before the CronJobs the output has what they need, and nothing more (docs/schedu
 	f.DurationVar(&o.LeaseWait, "lease-wait", 30*time.Minute, "how long each run waits for the Lease while another run (cluster renew, another node's CronJob) holds it")
 	return cmd
 }
-
-// nextRunFormat shows the node's local time with its offset and zone abbreviation.
-const nextRunFormat = time.RFC3339 + " MST"

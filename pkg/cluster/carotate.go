@@ -37,6 +37,7 @@ import (
 	"github.com/certctl/certctl/pkg/kubeletserving"
 	"github.com/certctl/certctl/pkg/lease"
 	"github.com/certctl/certctl/pkg/live"
+	"github.com/certctl/certctl/pkg/noderequest"
 	"github.com/certctl/certctl/pkg/noderesult"
 	"github.com/certctl/certctl/pkg/pki"
 )
@@ -82,11 +83,9 @@ type CARotateOptions struct {
 	Runner       // the Jobs (JobTimeout: one node's Job; default 10m) and the Lease
 	RestartFlags // as for Renew, passed to each node's restart
 	DryRun       bool
-	// VerifyTimeout: a node's apiserver ready as the phase expects (default 3m); ReadyTimeout:
-	// the cluster's copies of the CAs settled, a kubelet reporting again (default 2m).
-	VerifyTimeout time.Duration
-	ReadyTimeout  time.Duration
-	Port          int // of the apiservers; default 6443
+	// Checks: a node's apiserver ready as the phase expects, the cluster's copies of the CAs
+	// settled, a kubelet reporting again.
+	Checks
 
 	// Config is the command's client configuration: with it, each control-plane node's own
 	// apiserver is checked after a phase of sa (its JWKS, the key it signs with).
@@ -115,19 +114,13 @@ type CARotateReport struct {
 	Etcd []EtcdMemberState `json:"etcd,omitempty"`
 	// Trust is the CA bundle a client of the cluster must trust after this phase (PEM).
 	Trust []byte `json:"-"`
+	// Local says what changed in the kubeconfigs of the machine the command ran on.
+	Local []string `json:"local,omitempty"`
 }
 
 func (o *CARotateOptions) defaults() {
 	o.Runner.defaults(10 * time.Minute)
-	if o.VerifyTimeout <= 0 {
-		o.VerifyTimeout = 3 * time.Minute
-	}
-	if o.ReadyTimeout <= 0 {
-		o.ReadyTimeout = 2 * time.Minute
-	}
-	if o.Port == 0 {
-		o.Port = 6443
-	}
+	o.Checks.defaults()
 	if o.Days == 0 {
 		o.Days = 3650
 	}
@@ -449,39 +442,14 @@ func (r *rotation) publishTrust(ctx context.Context) error {
 // nodes' Jobs. The old cluster CA is the kubeconfig's; the old etcd and front-proxy CAs are
 // read from every control-plane node ('certctl ca show'), which must all hold the same.
 func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, cas []string, clusterOld *x509.Certificate, cps []corev1.Node) (map[string]*x509.Certificate, error) {
-	out := map[string]*x509.Certificate{}
 	sec, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, CARotationSecret, metav1.GetOptions{})
 	if err == nil {
-		var holds []string
-		for _, ca := range carotate.CAs {
-			if pub, _ := carotate.SecretNames(ca); len(sec.Data[pub]) > 0 {
-				holds = append(holds, ca)
-			}
-		}
-		if !slices.Equal(holds, cas) {
-			return nil, fmt.Errorf("%s/%s holds the rotation of %s: run its phases with the same CAs (certctl cluster ca-rotate %s --phase ...) or roll it back, before rotating %s",
-				o.Namespace, CARotationSecret, strings.Join(holds, " "), strings.Join(holds, " "), strings.Join(cas, " "))
-		}
-		for _, ca := range cas {
-			if ca == carotate.SA {
-				if o.newSA, err = pki.ParsePublicKey(o.Namespace+"/"+CARotationSecret+" "+saNewItem, sec.Data[saNewItem]); err != nil {
-					return nil, err
-				}
-				o.secretHasOldSA = len(sec.Data[saOldItem]) > 0
-				continue
-			}
-			c, err := pki.ParseCertificates(o.Namespace+"/"+CARotationSecret+" "+ca+".crt", sec.Data[ca+".crt"])
-			if err != nil {
-				return nil, err
-			}
-			out[ca] = c[0]
-		}
-		return out, nil
+		return o.fromSecret(sec, cas)
 	}
 	if !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("read %s/%s: %w", o.Namespace, CARotationSecret, err)
 	}
-	if o.Phase != "trust" || o.Rollback {
+	if o.Phase != carotate.PhaseTrust || o.Rollback {
 		return nil, fmt.Errorf("%s/%s is missing: the rotation starts with --phase trust", o.Namespace, CARotationSecret)
 	}
 	olds := map[string]*x509.Certificate{"ca": clusterOld}
@@ -494,47 +462,24 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 		maps.Copy(olds, shown)
 		oldSA = sa
 	}
+	out := map[string]*x509.Certificate{}
 	data := map[string][]byte{}
 	var made []string
 	for _, ca := range cas {
 		if ca == carotate.SA {
-			key, err := pki.GenerateKey(pki.KeyAlgorithm(oldSA))
-			if err != nil {
-				return nil, fmt.Errorf("a key like the old service-account key: %w", err)
-			}
-			keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
+			what, err := o.newSAKey(oldSA, data)
 			if err != nil {
 				return nil, err
 			}
-			pubPEM, err := pki.EncodePublicKey(key.Public())
-			if err != nil {
-				return nil, err
-			}
-			oldPEM, err := pki.EncodePublicKey(oldSA)
-			if err != nil {
-				return nil, err
-			}
-			o.newSA, data[saNewItem], data["sa.key"], data[saOldItem] = key.Public(), pubPEM, keyPEM, oldPEM
-			o.secretHasOldSA = true
-			made = append(made, fmt.Sprintf("sa (service-account key, %s)", pki.KeyAlgorithm(key.Public())))
+			made = append(made, what)
 			continue
 		}
-		old := olds[ca]
-		key, err := pki.GenerateKey(pki.KeyAlgorithm(old.PublicKey))
-		if err != nil {
-			return nil, fmt.Errorf("a key like the old %s's: %w", ca, err)
-		}
-		now := time.Now()
-		c, err := pki.NewCA(key, old, now.Add(-5*time.Minute), now.AddDate(0, 0, o.Days))
+		c, what, err := o.newCA(ca, olds[ca], data)
 		if err != nil {
 			return nil, err
 		}
-		keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
-		if err != nil {
-			return nil, err
-		}
-		out[ca], data[ca+".crt"], data[ca+".key"] = c, pki.EncodeCertificates(c), keyPEM
-		made = append(made, fmt.Sprintf("%s (%s, %s, %d days)", ca, c.Subject, pki.KeyAlgorithm(key.Public()), o.Days))
+		out[ca] = c
+		made = append(made, what)
 	}
 	if o.DryRun {
 		o.planOnly = true
@@ -553,6 +498,82 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 	return out, nil
 }
 
+// fromSecret reads the new CAs of a rotation under way from its Secret, which must hold the
+// rotation of cas.
+func (o *CARotateOptions) fromSecret(sec *corev1.Secret, cas []string) (map[string]*x509.Certificate, error) {
+	var holds []string
+	for _, ca := range carotate.CAs {
+		if pub, _ := carotate.SecretNames(ca); len(sec.Data[pub]) > 0 {
+			holds = append(holds, ca)
+		}
+	}
+	if !slices.Equal(holds, cas) {
+		return nil, fmt.Errorf("%s/%s holds the rotation of %s: run its phases with the same CAs (certctl cluster ca-rotate %s --phase ...) or roll it back, before rotating %s",
+			o.Namespace, CARotationSecret, strings.Join(holds, " "), strings.Join(holds, " "), strings.Join(cas, " "))
+	}
+	out := map[string]*x509.Certificate{}
+	for _, ca := range cas {
+		if ca == carotate.SA {
+			var err error
+			if o.newSA, err = pki.ParsePublicKey(o.Namespace+"/"+CARotationSecret+" "+saNewItem, sec.Data[saNewItem]); err != nil {
+				return nil, err
+			}
+			o.secretHasOldSA = len(sec.Data[saOldItem]) > 0
+			continue
+		}
+		c, err := pki.ParseCertificates(o.Namespace+"/"+CARotationSecret+" "+ca+".crt", sec.Data[ca+".crt"])
+		if err != nil {
+			return nil, err
+		}
+		out[ca] = c[0]
+	}
+	return out, nil
+}
+
+// newCA makes the new CA of ca like old (subject, key algorithm; o.Days) and puts its
+// certificate and key into data, the Secret's; it returns the CA and what was made.
+func (o *CARotateOptions) newCA(ca string, old *x509.Certificate, data map[string][]byte) (*x509.Certificate, string, error) {
+	key, err := pki.GenerateKey(pki.KeyAlgorithm(old.PublicKey))
+	if err != nil {
+		return nil, "", fmt.Errorf("a key like the old %s's: %w", ca, err)
+	}
+	now := time.Now()
+	c, err := pki.NewCA(key, old, now.Add(-5*time.Minute), now.AddDate(0, 0, o.Days))
+	if err != nil {
+		return nil, "", err
+	}
+	keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
+	if err != nil {
+		return nil, "", err
+	}
+	data[ca+".crt"], data[ca+".key"] = pki.EncodeCertificates(c), keyPEM
+	return c, fmt.Sprintf("%s (%s, %s, %d days)", ca, c.Subject, pki.KeyAlgorithm(key.Public()), o.Days), nil
+}
+
+// newSAKey makes the new service-account key pair like old (its algorithm) and puts it into
+// data with the old public key (what trust's rollback re-requests the pods' tokens with).
+func (o *CARotateOptions) newSAKey(old crypto.PublicKey, data map[string][]byte) (string, error) {
+	key, err := pki.GenerateKey(pki.KeyAlgorithm(old))
+	if err != nil {
+		return "", fmt.Errorf("a key like the old service-account key: %w", err)
+	}
+	keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
+	if err != nil {
+		return "", err
+	}
+	pubPEM, err := pki.EncodePublicKey(key.Public())
+	if err != nil {
+		return "", err
+	}
+	oldPEM, err := pki.EncodePublicKey(old)
+	if err != nil {
+		return "", err
+	}
+	o.newSA, data[saNewItem], data["sa.key"], data[saOldItem] = key.Public(), pubPEM, keyPEM, oldPEM
+	o.secretHasOldSA = true
+	return fmt.Sprintf("sa (service-account key, %s)", pki.KeyAlgorithm(key.Public())), nil
+}
+
 // showCAs reads the CAs cas from every control-plane node (a read-only Job running
 // 'certctl ca show'): they must be there, and the same on every node. It returns the CA
 // certificates, and the service-account public key when cas holds SA.
@@ -561,7 +582,8 @@ func (o *CARotateOptions) showCAs(ctx context.Context, cs kubernetes.Interface, 
 	var saKey crypto.PublicKey
 	from := map[string]string{}
 	for _, n := range cps {
-		res, err := o.Run(ctx, cs, JobSpec{Node: n.Name, Component: "show", Args: append([]string{"ca", "show"}, cas...), Record: true}, 0)
+		res, err := o.Run(ctx, cs, JobSpec{Node: n.Name, Component: "show",
+			Request: noderequest.Request{Op: noderequest.CAShow, Names: cas, Record: true}}, 0)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -714,30 +736,24 @@ func (r *rotation) rotateNode(ctx context.Context, out *NodeOutcome, cp bool) er
 // the new CAs from the Secret, --restart), or its plan in a dry run.
 func (r *rotation) nodeSpec(node string, cp bool) JobSpec {
 	o := r.o
-	args := append([]string{"ca", "rotate"}, r.cas...)
+	req := noderequest.Request{Op: noderequest.CARotate, Names: r.cas, Phase: o.Phase, Rollback: o.Rollback, DryRun: o.DryRun}
 	spec := JobSpec{Node: node, Component: "carotate", Privileged: !o.DryRun}
-	if o.Rollback {
-		args = append(args, "--rollback")
-	}
-	args = append(args, "--phase", o.Phase)
 	switch {
 	case r.step.fromSecret && o.planOnly:
-		args = append(args, "--generate")
+		req.Generate = true
 	case r.step.fromSecret:
-		args = append(args, "--new-ca-dir", SecretDir)
+		req.NewCADir = SecretDir
 		spec.Secret = CARotationSecret
 		if !cp {
 			spec.SecretItems = []string{"ca.crt"} // a worker never gets the key
 		}
 	}
 	if o.DryRun {
-		args = append(args, "--dry-run")
 		spec.Component = "plan"
 	} else {
-		args = append(append(args, "--restart"), o.RestartFlags.args()...)
-		spec.Result = true
+		req.Restart, req.Result = o.RestartFlags.request(), true
 	}
-	spec.Args = args
+	spec.Request = req
 	return spec
 }
 
@@ -804,9 +820,9 @@ func (o *CARotateOptions) workerClientCert(ctx context.Context, cs kubernetes.In
 		return fmt.Errorf("hand the client certificate of %s over: %w", node, err)
 	}
 	defer func() { _ = secrets.Delete(context.WithoutCancel(ctx), name, metav1.DeleteOptions{}) }()
-	args := []string{"kubelet-client", "install", SecretDir + "/kubelet-client.pem"}
+	req := noderequest.Request{Op: noderequest.KubeletClientInstall, File: SecretDir + "/kubelet-client.pem"}
 	o.logf("%s: its kubelet client certificate signed by the new CA through a CSR", node)
-	_, err = o.Run(ctx, cs, JobSpec{Node: node, Component: "kubelet-client", Args: args, Privileged: true, Secret: name}, 6)
+	_, err = o.Run(ctx, cs, JobSpec{Node: node, Component: "kubelet-client", Request: req, Privileged: true, Secret: name}, 6)
 	return err
 }
 
@@ -829,7 +845,6 @@ func (o *CARotateOptions) workerServing(ctx context.Context, cs kubernetes.Inter
 	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: olds}); err != nil {
 		return nil // self-signed, or already the new CA's: nothing to do
 	}
-	args := []string{"kubelet-serving", "enable", "--new-certificate"}
 	o.logf("%s: its kubelet serves a certificate of the old CA", out.Node)
 	start := time.Now()
 	// The kubelet files its CSR while the Job runs; approve it meanwhile (with certctl's checks)
@@ -841,7 +856,7 @@ func (o *CARotateOptions) workerServing(ctx context.Context, cs kubernetes.Inter
 			return false, nil
 		})
 	}()
-	_, err = o.Run(ctx, cs, JobSpec{Node: out.Node, Component: "serving", Args: args, Privileged: true}, 0)
+	_, err = o.Run(ctx, cs, JobSpec{Node: out.Node, Component: "serving", Request: noderequest.Request{Op: noderequest.KubeletServingEnable}, Privileged: true}, 0)
 	stopApproving()
 	if err != nil {
 		return err

@@ -75,10 +75,11 @@ func TestNodeSpec(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &rotation{o: &tc.o, cas: []string{"ca", "etcd-ca"}, step: phaseSteps[phaseKey{tc.o.Phase, tc.o.Rollback}]}
 			s := r.nodeSpec("n1", tc.cp)
-			if got := strings.Join(s.Args, " "); got != tc.args {
-				t.Errorf("args %q, want %q", got, tc.args)
+			args, err := s.Request.Args()
+			if got := strings.Join(args, " "); err != nil || got != tc.args {
+				t.Errorf("args %q (%v), want %q", got, err, tc.args)
 			}
-			if s.Node != "n1" || s.Secret != tc.secret || !slices.Equal(s.SecretItems, tc.items) || s.Privileged != tc.privileged || s.Result != tc.result || s.Component != tc.component {
+			if s.Node != "n1" || s.Secret != tc.secret || !slices.Equal(s.SecretItems, tc.items) || s.Privileged != tc.privileged || s.Request.Result != tc.result || s.Component != tc.component {
 				t.Errorf("got %+v", s)
 			}
 		})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/cluster"
+	"github.com/certctl/certctl/pkg/noderequest"
 	"github.com/certctl/certctl/pkg/noderesult"
 )
 
@@ -35,9 +36,11 @@ func apiserver(t *testing.T) kubernetes.Interface {
 func TestJobSpecsAccepted(t *testing.T) {
 	cs := apiserver(t)
 	for _, s := range []cluster.JobSpec{
-		{Namespace: "kube-system", Node: "cp1", Image: "localhost/certctl:dev", Component: "status", Args: []string{"inspect", "-o", "json"}},
-		{Namespace: "kube-system", Node: "a-very-long-node-name.with.dots.example.internal.cluster", Image: "localhost/certctl:dev", Component: "renew", Args: []string{"renew", "all", "--restart", "--yes"}, Privileged: true},
-		{Namespace: "kube-system", Node: "cp2", Image: "localhost/certctl:dev", Component: "endpoint", Args: []string{"kubeconfig", "set-server", "10.2.1.139:6443"}, Privileged: true, Result: true},
+		{Namespace: "kube-system", Node: "cp1", Image: "localhost/certctl:dev", Component: "status", Request: noderequest.Request{Op: noderequest.Inspect, Record: true}},
+		{Namespace: "kube-system", Node: "a-very-long-node-name.with.dots.example.internal.cluster", Image: "localhost/certctl:dev", Component: "renew",
+			Request: noderequest.Request{Op: noderequest.Renew, Names: []string{"all"}, Restart: &noderequest.Restart{}}, Privileged: true},
+		{Namespace: "kube-system", Node: "cp2", Image: "localhost/certctl:dev", Component: "endpoint",
+			Request: noderequest.Request{Op: noderequest.SetServer, Server: "https://10.2.1.139:6443", Result: true}, Privileged: true},
 	} {
 		job := s.Job()
 		got, err := cs.BatchV1().Jobs(s.Namespace).Create(context.Background(), job, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
@@ -58,17 +61,20 @@ func TestJobSpecsAccepted(t *testing.T) {
 		if pod.HostPID != s.Privileged {
 			t.Errorf("%s: hostPID %v", s.Component, pod.HostPID)
 		}
-		if args := pod.Containers[0].Args; args[0] != "--root" || args[1] != "/host" {
-			t.Errorf("%s: certctl does not work under /host: %v", s.Component, args)
+		// certctl works under /host and runs the typed request, of this version, as given.
+		c := pod.Containers[0]
+		if len(c.Args) != 6 || !slices.Equal(c.Args[:5], []string{"--root", "/host", "node", "run", "--request"}) {
+			t.Fatalf("%s: args %v", s.Component, c.Args)
+		}
+		req, err := noderequest.Decode(c.Args[5])
+		if err != nil || req.Op != s.Request.Op || req.Result != s.Request.Result || req.Record != s.Request.Record {
+			t.Errorf("%s: the Job's request %+v (%v), want %+v", s.Component, req, err, s.Request)
 		}
 		// A typed result goes where the kubelet copies it into the pod's status: the
-		// container's termination message file, as the apiserver defaults it.
-		c := pod.Containers[0]
-		if s.Result && (!slices.Contains(c.Args, "--result-file") || c.Args[slices.Index(c.Args, "--result-file")+1] != c.TerminationMessagePath || c.TerminationMessagePath != noderesult.Path) {
-			t.Errorf("%s: result file %v, termination message path %q", s.Component, c.Args, c.TerminationMessagePath)
-		}
-		if !s.Result && slices.Contains(c.Args, "--result-file") {
-			t.Errorf("%s: asks for a result it does not read: %v", s.Component, c.Args)
+		// container's termination message file (what node run writes), as the apiserver
+		// defaults it.
+		if c.TerminationMessagePath != noderesult.Path {
+			t.Errorf("%s: termination message path %q", s.Component, c.TerminationMessagePath)
 		}
 	}
 }

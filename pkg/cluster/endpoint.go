@@ -25,6 +25,7 @@ import (
 	"github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/lease"
 	"github.com/certctl/certctl/pkg/live"
+	"github.com/certctl/certctl/pkg/noderequest"
 	"github.com/certctl/certctl/pkg/noderesult"
 )
 
@@ -35,30 +36,20 @@ type EndpointOptions struct {
 	RestartFlags        // as for Renew (the SAN is added by a renewal)
 	Roots        *x509.CertPool
 	DryRun       bool
-	// VerifyTimeout: as for Renew (default 3m). ReadyTimeout bounds the wait for a node's
-	// kubelet to report through the new endpoint after its restart; default 2m.
-	VerifyTimeout time.Duration
-	ReadyTimeout  time.Duration
-	Port          int // of the apiservers behind the endpoint; default 6443
+	// Checks: VerifyTimeout as for Renew; ReadyTimeout bounds the wait for a node's kubelet to
+	// report through the new endpoint after its restart.
+	Checks
 }
 
 func (o *EndpointOptions) defaults() {
 	o.Runner.defaults(10 * time.Minute)
-	if o.VerifyTimeout <= 0 {
-		o.VerifyTimeout = 3 * time.Minute
-	}
-	if o.ReadyTimeout <= 0 {
-		o.ReadyTimeout = 2 * time.Minute
-	}
-	if o.Port == 0 {
-		o.Port = 6443
-	}
+	o.Checks.defaults()
 }
 
 // sanRenewal is the renewal that adds host to the apiserver certificate of nodes.
 func (o *EndpointOptions) sanRenewal(host string, nodes []string) RenewOptions {
 	return RenewOptions{Runner: o.Runner, RestartFlags: o.RestartFlags, Names: []string{"apiserver"}, SANs: []string{host}, Nodes: nodes,
-		Roots: o.Roots, VerifyTimeout: o.VerifyTimeout, Port: o.Port}
+		Roots: o.Roots, Checks: o.Checks}
 }
 
 // EndpointReport is what Endpoint did (or, dry run, would do).
@@ -71,6 +62,8 @@ type EndpointReport struct {
 	ClusterInfo   string        `json:"clusterInfo"`
 	KubeProxy     string        `json:"kubeProxy,omitempty"`
 	Nodes         []NodeOutcome `json:"nodes"`
+	// Local says what changed in the kubeconfigs of the machine the command ran on.
+	Local []string `json:"local,omitempty"`
 }
 
 // EndpointRecordName is the ConfigMap (in the Lease's namespace) where a move records the
@@ -99,8 +92,6 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 	if err != nil {
 		return nil, err
 	}
-	hostPort := strings.TrimPrefix(to, "https://")
-	host, _, _ := net.SplitHostPort(hostPort)
 	if err := o.needImage(); err != nil {
 		return nil, err
 	}
@@ -120,8 +111,61 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 	if err := checkEndpointAccess(ctx, cs); err != nil {
 		return nil, err
 	}
+	sanNodes, err := o.precheck(ctx, cps, to)
+	if err != nil {
+		return nil, err
+	}
+	from, err := currentEndpoint(ctx, cs, to)
+	if err != nil {
+		return nil, err
+	}
+	rep := &EndpointReport{From: from, To: to, SANNodes: sanNodes}
+	for _, n := range append(slices.Clone(cps), workers...) {
+		rep.Nodes = append(rep.Nodes, NodeOutcome{Node: n.Name, IP: internalIP(&n), State: "untouched"})
+	}
+	req := noderequest.Request{Op: noderequest.SetServer, Server: to, From: from}
+	if o.DryRun {
+		return rep, o.dryRun(ctx, cs, rep, req, hostOf(to))
+	}
 
-	// Refuse before anything changes: every apiserver ready, the endpoint serving this cluster.
+	held, release, err := o.Hold(ctx, cs)
+	if err != nil {
+		return rep, err
+	}
+	defer release()
+	o.logf("holding lease %s; moving the cluster from %s to %s", held.Held(), from, to)
+	if err := o.addSAN(ctx, cs, rep, held); err != nil {
+		return rep, err
+	}
+	if err := o.moveClusterCopies(ctx, cs, rep); err != nil {
+		return rep, err
+	}
+	for i := range rep.Nodes {
+		out := &rep.Nodes[i]
+		if err := held.Confirm(ctx); err != nil {
+			return rep, fmt.Errorf("stopped before %s: %w", out.Node, err)
+		}
+		if err := o.moveNode(ctx, cs, out, req); err != nil {
+			out.State, out.Problem = "failed", err.Error()
+			return rep, fmt.Errorf("node %s failed: %w; the nodes before it use %s, the others still %s (both work); run the same command again to go on", out.Node, err, to, from)
+		}
+	}
+	if err := cs.CoreV1().ConfigMaps(lease.Namespace).Delete(ctx, EndpointRecordName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return rep, fmt.Errorf("every node is done, but the record %s/%s could not be removed: %w", lease.Namespace, EndpointRecordName, err)
+	}
+	return rep, nil
+}
+
+// hostOf is the host of https://HOST:PORT.
+func hostOf(server string) string {
+	host, _, _ := net.SplitHostPort(strings.TrimPrefix(server, "https://"))
+	return host
+}
+
+// precheck refuses before anything changes unless every apiserver is ready and the endpoint to
+// serves this cluster; it returns the control-plane nodes whose certificate lacks its host.
+func (o *EndpointOptions) precheck(ctx context.Context, cps []corev1.Node, to string) ([]string, error) {
+	hostPort, host := strings.TrimPrefix(to, "https://"), hostOf(to)
 	var sanNodes []string
 	for _, n := range cps {
 		addr := net.JoinHostPort(internalIP(&n), strconv.Itoa(o.Port))
@@ -139,102 +183,91 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 	if err := servesCluster(ctx, hostPort, o.Roots); err != nil {
 		return nil, fmt.Errorf("refused: %s does not serve this cluster: %w (put the load balancer in front of the apiservers first: see docs/cluster.md)", hostPort, err)
 	}
+	return sanNodes, nil
+}
+
+// currentEndpoint is the endpoint the cluster uses now: kubeadm-config's controlPlaneEndpoint,
+// else cluster-info's server; or, when an earlier run to the same endpoint stopped part-way
+// (kubeadm-config changed already), the one it recorded, which the nodes it did not reach
+// still use.
+func currentEndpoint(ctx context.Context, cs kubernetes.Interface, to string) (string, error) {
+	if rec, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, EndpointRecordName, metav1.GetOptions{}); err == nil && rec.Data["to"] == to && rec.Data["from"] != "" {
+		return rec.Data["from"], nil
+	}
 	doc, _, err := kubeadmconfig.Read(ctx, cs)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	fromEP, err := kubeadmconfig.ControlPlaneEndpoint(doc)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	from := ""
-	if fromEP != "" {
-		if from, err = kubeconfig.NormalizeServer(fromEP); err != nil {
-			return nil, fmt.Errorf("kubeadm-config's controlPlaneEndpoint: %w", err)
-		}
-	} else if from, err = clusterInfoServer(ctx, cs); err != nil {
-		return nil, err
+	if fromEP == "" {
+		return clusterInfoServer(ctx, cs)
 	}
-	// An earlier run to the same endpoint that stopped part-way changed kubeadm-config
-	// already: the nodes it did not reach still use the endpoint it recorded.
-	if rec, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, EndpointRecordName, metav1.GetOptions{}); err == nil && rec.Data["to"] == to && rec.Data["from"] != "" {
-		from = rec.Data["from"]
-	}
-	rep := &EndpointReport{From: from, To: to, SANNodes: sanNodes}
-	for _, n := range append(slices.Clone(cps), workers...) {
-		rep.Nodes = append(rep.Nodes, NodeOutcome{Node: n.Name, IP: internalIP(&n), State: "untouched"})
-	}
-	nodeArgs := []string{"kubeconfig", "set-server", to, "--from", from}
-	if o.DryRun {
-		return rep, o.dryRun(ctx, cs, rep, nodeArgs, host)
-	}
-
-	held, release, err := o.Hold(ctx, cs)
+	from, err := kubeconfig.NormalizeServer(fromEP)
 	if err != nil {
-		return rep, err
+		return "", fmt.Errorf("kubeadm-config's controlPlaneEndpoint: %w", err)
 	}
-	defer release()
-	o.logf("holding lease %s; moving the cluster from %s to %s", held.Held(), from, to)
+	return from, nil
+}
 
-	if len(sanNodes) > 0 {
-		o.logf("adding %s to the apiserver certificate of %s", host, strings.Join(sanNodes, ", "))
-		san := o.sanRenewal(host, sanNodes)
+// addSAN adds the endpoint's host to the apiserver certificate of the nodes that lack it (a
+// renewal under the Lease held), then waits until the endpoint verifies as clients check it.
+func (o *EndpointOptions) addSAN(ctx context.Context, cs kubernetes.Interface, rep *EndpointReport, held *lease.Lease) error {
+	hostPort, host := strings.TrimPrefix(rep.To, "https://"), hostOf(rep.To)
+	if len(rep.SANNodes) > 0 {
+		o.logf("adding %s to the apiserver certificate of %s", host, strings.Join(rep.SANNodes, ", "))
+		san := o.sanRenewal(host, rep.SANNodes)
 		san.Lease = held
-		rep.SAN, err = Renew(ctx, cs, san)
-		if err != nil {
-			return rep, fmt.Errorf("add the SAN %s: %w", host, err)
+		var err error
+		if rep.SAN, err = Renew(ctx, cs, san); err != nil {
+			return fmt.Errorf("add the SAN %s: %w", host, err)
 		}
 	}
-	// Every apiserver now has the SAN: the endpoint must verify as clients will check it.
 	var last error
 	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, o.VerifyTimeout, true, func(ctx context.Context) (bool, error) {
 		last = readyz(ctx, hostPort, o.Roots)
 		return last == nil, nil
 	}); err != nil {
-		return rep, fmt.Errorf("%s does not verify as %s for a client after the SAN was added: %w", hostPort, host, last)
+		return fmt.Errorf("%s does not verify as %s for a client after the SAN was added: %w", hostPort, host, last)
 	}
+	return nil
+}
 
+// moveClusterCopies records the move (for a rerun after a failure), then points the cluster's
+// own copies of the endpoint at it: kubeadm-config's controlPlaneEndpoint, cluster-info's
+// kubeconfig, kube-proxy's when there is one.
+func (o *EndpointOptions) moveClusterCopies(ctx context.Context, cs kubernetes.Interface, rep *EndpointReport) error {
+	from, to, hostPort := rep.From, rep.To, strings.TrimPrefix(rep.To, "https://")
 	if from != to {
 		if err := writeRecord(ctx, cs, EndpointRecordName, map[string]string{"from": from, "to": to}); err != nil {
-			return rep, err
+			return err
 		}
 	}
 	old, changed, err := kubeadmconfig.SetEndpoint(ctx, cs, hostPort)
 	if err != nil {
-		return rep, err
+		return err
 	}
 	rep.KubeadmConfig = describe(changed, old, hostPort)
 	o.logf("kube-system/kubeadm-config: controlPlaneEndpoint %s", rep.KubeadmConfig)
 	if rep.ClusterInfo, err = moveConfigMapKubeconfig(ctx, cs, ClusterInfoNamespace, ClusterInfoName, "kubeconfig", from, to); err != nil {
-		return rep, err
+		return err
 	}
 	o.logf("%s/%s: %s", ClusterInfoNamespace, ClusterInfoName, rep.ClusterInfo)
 	if rep.KubeProxy, err = moveConfigMapKubeconfig(ctx, cs, "kube-system", "kube-proxy", "kubeconfig.conf", from, to); err != nil {
-		return rep, err
+		return err
 	}
 	if rep.KubeProxy != "" {
 		o.logf("kube-system/kube-proxy: %s (kube-proxy reads it when its pods start: kubectl -n kube-system rollout restart daemonset kube-proxy)", rep.KubeProxy)
 	}
-
-	for i := range rep.Nodes {
-		out := &rep.Nodes[i]
-		if err := held.Confirm(ctx); err != nil {
-			return rep, fmt.Errorf("stopped before %s: %w", out.Node, err)
-		}
-		if err := o.moveNode(ctx, cs, out, nodeArgs); err != nil {
-			out.State, out.Problem = "failed", err.Error()
-			return rep, fmt.Errorf("node %s failed: %w; the nodes before it use %s, the others still %s (both work); run the same command again to go on", out.Node, err, to, from)
-		}
-	}
-	if err := cs.CoreV1().ConfigMaps(lease.Namespace).Delete(ctx, EndpointRecordName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		return rep, fmt.Errorf("every node is done, but the record %s/%s could not be removed: %w", lease.Namespace, EndpointRecordName, err)
-	}
-	return rep, nil
+	return nil
 }
 
-func (o *EndpointOptions) moveNode(ctx context.Context, cs kubernetes.Interface, out *NodeOutcome, args []string) error {
+func (o *EndpointOptions) moveNode(ctx context.Context, cs kubernetes.Interface, out *NodeOutcome, req noderequest.Request) error {
+	req.Result = true
 	start := time.Now()
-	res, err := o.Run(ctx, cs, JobSpec{Node: out.Node, Component: "endpoint", Args: args, Privileged: true, Result: true}, 8)
+	res, err := o.Run(ctx, cs, JobSpec{Node: out.Node, Component: "endpoint", Request: req, Privileged: true}, 8)
 	out.Output = strings.TrimSpace(res.Logs)
 	if err != nil {
 		return err
@@ -287,7 +320,8 @@ func waitKubeletReports(ctx context.Context, cs kubernetes.Interface, node strin
 	return nil
 }
 
-func (o *EndpointOptions) dryRun(ctx context.Context, cs kubernetes.Interface, rep *EndpointReport, nodeArgs []string, host string) error {
+func (o *EndpointOptions) dryRun(ctx context.Context, cs kubernetes.Interface, rep *EndpointReport, req noderequest.Request, host string) error {
+	req.DryRun = true
 	if len(rep.SANNodes) > 0 {
 		san := o.sanRenewal(host, rep.SANNodes)
 		san.DryRun = true
@@ -300,7 +334,7 @@ func (o *EndpointOptions) dryRun(ctx context.Context, cs kubernetes.Interface, r
 	rep.ClusterInfo = "would point its kubeconfig at " + rep.To
 	for i := range rep.Nodes {
 		out := &rep.Nodes[i]
-		res, err := o.Job(ctx, cs, JobSpec{Node: out.Node, Component: "plan", Args: append(slices.Clone(nodeArgs), "--dry-run")})
+		res, err := o.Job(ctx, cs, JobSpec{Node: out.Node, Component: "plan", Request: req})
 		if err != nil {
 			out.State, out.Problem = "failed", err.Error()
 			return fmt.Errorf("plan on node %s: %w", out.Node, err)

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -29,6 +30,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
+	"github.com/certctl/certctl/pkg/noderequest"
 	"github.com/certctl/certctl/pkg/noderesult"
 )
 
@@ -45,8 +47,11 @@ type JobSpec struct {
 	Namespace string
 	Node      string
 	Image     string
-	Component string   // "status" or "renew": a label, and part of the name
-	Args      []string // certctl's arguments; --root /host is prepended
+	Component string // "status" or "renew": a label, and part of the name
+	// Request is what certctl does on the node (pkg/noderequest), which the Job runs as
+	// `certctl --root /host node run --request JSON`; its Result and Record say where the
+	// answer comes back.
+	Request noderequest.Request
 	// Privileged jobs (renew) get the host's PID and network namespaces, a writable /host and
 	// privileges: certctl restarts static pods through the node's kubelet and container
 	// runtime and checks what they serve on the node's addresses. Read-only jobs (status)
@@ -54,13 +59,6 @@ type JobSpec struct {
 	Privileged bool
 	// Deadline bounds the pod's run (activeDeadlineSeconds).
 	Deadline time.Duration
-	// Result asks certctl for its typed result record (--result-file at the container's
-	// termination message file, pkg/noderesult); RunJob returns it as JobResult.Termination.
-	Result bool
-	// Record asks certctl for its result as one record line in its log (--record,
-	// noderesult.WriteRecord): for results larger than a termination message keeps (inspect's
-	// report, the CAs a node holds); JobResult.Record reads it.
-	Record bool
 	// Secret, when set, is mounted read-only at SecretDir (only the keys SecretItems names,
 	// when any): how a node gets the new CA during a CA rotation, the pod still without any
 	// API credentials.
@@ -172,17 +170,12 @@ func (s JobSpec) Job() *batchv1.Job {
 	}
 }
 
-// args are certctl's arguments in the Job: the node's root at /host, and where to leave the
-// typed result when one is asked for.
+// args are certctl's arguments in the Job: the node's root at /host, and the request.
 func (s JobSpec) args() []string {
-	args := []string{"--root", "/host"}
-	if s.Result {
-		args = append(args, "--result-file", noderesult.Path)
-	}
-	if s.Record {
-		args = append(args, "--record")
-	}
-	return append(args, s.Args...)
+	r := s.Request
+	r.Version = noderequest.Version
+	b, _ := json.Marshal(r) // plain data: it cannot fail
+	return []string{"--root", "/host", "node", "run", "--request", string(b)}
 }
 
 // jobPrefix is a valid generateName (a name is at most 63 characters; the API appends 5).
@@ -239,6 +232,9 @@ var ErrNotRun = errors.New("certctl did not run on the node")
 // inspect exits 1 or 2 for findings.
 func RunJob(ctx context.Context, cs kubernetes.Interface, s JobSpec, timeout time.Duration) (JobResult, error) {
 	res := JobResult{Node: s.Node}
+	if _, err := s.Request.Args(); err != nil {
+		return res, err
+	}
 	start := time.Now()
 	if err := waitNodeReady(ctx, cs, s.Node, s.readyWait()); err != nil {
 		res.Took = time.Since(start)
@@ -574,7 +570,7 @@ func podState(p *corev1.Pod, image string) (done bool, why string, fatal bool) {
 	return false, string(p.Status.Phase), false
 }
 
-// Record decodes the node command's record of kind from its log into v (JobSpec.Record):
+// Record decodes the node command's record of kind from its log into v (Request.Record):
 // noderesult.ReadRecord's errors, the command's exit code and the end of its log added to say
 // why there is none.
 func (r JobResult) Record(kind string, v any) error {

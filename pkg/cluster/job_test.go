@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/cluster"
+	"github.com/certctl/certctl/pkg/noderequest"
+	"github.com/certctl/certctl/pkg/noderesult"
 )
 
 // jobCluster is a real etcd + kube-apiserver + the controller-manager's Job controller (it
@@ -139,7 +142,7 @@ func TestRunJobWatchesThePod(t *testing.T) {
 		return "unexpected path " + path
 	})
 	spec := func(component string) cluster.JobSpec {
-		return cluster.JobSpec{Namespace: "kube-system", Node: node, Image: "localhost/certctl:test", Component: component, Args: []string{"inspect"}}
+		return cluster.JobSpec{Namespace: "kube-system", Node: node, Image: "localhost/certctl:test", Component: component, Request: noderequest.Request{Op: noderequest.Inspect}}
 	}
 	type outcome struct {
 		res      cluster.JobResult
@@ -205,7 +208,7 @@ func TestRunJobWatchesThePod(t *testing.T) {
 		}
 
 		other := spec("adopt-other")
-		other.Args = []string{"inspect", "--output", "json"}
+		other.Request.Record = true
 		kept, err := cs.BatchV1().Jobs("kube-system").Create(ctx, spec("adopt-other").Job(), metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -338,6 +341,33 @@ func TestRunJobWatchesThePod(t *testing.T) {
 		}
 		if j, err := cs.BatchV1().Jobs("kube-system").Get(ctx, pod.Labels["job-name"], metav1.GetOptions{}); err == nil && j.DeletionTimestamp == nil {
 			t.Errorf("the Job %s whose pod never started was left", j.Name)
+		}
+	})
+
+	// The Runner every cluster command uses: a node's certctl that fails fails the node, naming
+	// the command, its exit code and what it said; a record asked for and not written is an
+	// error of its own (the orchestrator decides from records only).
+	t.Run("runner: certctl fails on the node", func(t *testing.T) {
+		r := cluster.Runner{Namespace: "kube-system", Image: "localhost/certctl:test", JobTimeout: 2 * time.Minute, Progress: io.Discard}
+		done := make(chan outcome, 1)
+		go func() {
+			res, err := r.Run(context.Background(), cs, cluster.JobSpec{Node: node, Component: "runner",
+				Request: noderequest.Request{Op: noderequest.CAShow, Names: []string{"etcd-ca"}, Record: true}}, 3)
+			done <- outcome{res, err, time.Now()}
+		}()
+		pod := jobPod(t, cp, cs, "runner")
+		if req, err := noderequest.Decode(pod.Spec.Containers[0].Args[5]); err != nil || !req.Record || req.Op != noderequest.CAShow {
+			t.Errorf("the Job runs %v (%v), want ca show with its record", pod.Spec.Containers[0].Args, err)
+		}
+		now := metav1.Now()
+		setStatus(t, cs, pod, corev1.PodFailed, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 3, StartedAt: now, FinishedAt: now}})
+		o := await(done)
+		if o.err == nil || !strings.Contains(o.err.Error(), "certctl ca show exited 3 on the node: certctl ran") {
+			t.Fatalf("Run: %v", o.err)
+		}
+		var v map[string]any
+		if err := o.res.Record(noderesult.KindCAShow, &v); !errors.Is(err, noderesult.ErrNoRecord) || !strings.Contains(err.Error(), "exited 3") {
+			t.Errorf("the record of a run that wrote none: %v", err)
 		}
 	})
 

@@ -88,7 +88,7 @@ func TestPeersReady(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			roots, nodes, port := apiservers(t, tc.notReady)
-			o := RenewOptions{Roots: roots, Port: port, VerifyTimeout: 4 * time.Second}
+			o := RenewOptions{Roots: roots, Checks: Checks{Port: port, VerifyTimeout: 4 * time.Second}}
 			o.defaults()
 			o.VerifyTimeout = 4 * time.Second
 			start := time.Now()

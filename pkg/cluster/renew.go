@@ -27,6 +27,7 @@ import (
 	"github.com/certctl/certctl/pkg/kubeadmconfig"
 	"github.com/certctl/certctl/pkg/lease"
 	"github.com/certctl/certctl/pkg/live"
+	"github.com/certctl/certctl/pkg/noderequest"
 	"github.com/certctl/certctl/pkg/pki"
 )
 
@@ -48,15 +49,14 @@ type RenewOptions struct {
 	// command records them once, before the first node, and the nodes' Jobs do not.
 	SkipKubeadmConfig bool
 	// Nodes limits the run (default: every control-plane node, by name).
-	Nodes         []string
-	DryRun        bool
-	VerifyTimeout time.Duration // the node's apiserver ready with its new certificate; default 3m
-	Roots         *x509.CertPool
+	Nodes  []string
+	DryRun bool
+	// Checks: VerifyTimeout, the node's apiserver ready with its new certificate; Port.
+	Checks
+	Roots *x509.CertPool
 	// Lease, when set, is a Lease the caller already holds (cluster endpoint renews under its
 	// own); Renew then neither takes nor releases one.
 	Lease *lease.Lease
-	// Port of the apiservers (6443).
-	Port int
 }
 
 // NodeOutcome is what happened on one node.
@@ -79,42 +79,32 @@ type RenewReport struct {
 
 func (o *RenewOptions) defaults() {
 	o.Runner.defaults(10 * time.Minute)
-	if o.VerifyTimeout <= 0 {
-		o.VerifyTimeout = 3 * time.Minute
-	}
-	if o.Port == 0 {
-		o.Port = 6443
-	}
+	o.Checks.defaults()
 }
 
-// nodeArgs is the certctl command line every node's Job runs. It holds no Lease (the command
-// holds it for the whole rollout) and leaves kube-system/kubeadm-config alone (the command
-// records --san there once, before the first node).
+// nodeRequest is what every node's Job runs. It holds no Lease (the command holds it for the
+// whole rollout) and leaves kube-system/kubeadm-config alone (the command records --san there
+// once, before the first node).
+func (o *RenewOptions) nodeRequest() noderequest.Request {
+	r := noderequest.Request{Op: noderequest.Renew, Names: o.Names, SANs: o.SANs, Days: o.Days, IfExpiringWithin: o.IfExpiringArg,
+		SkipKubeadmConfig: len(o.SANs) > 0, DryRun: o.DryRun}
+	if !o.DryRun {
+		r.Restart = o.RestartFlags.request()
+	}
+	return r
+}
+
+// nodeArgs is nodeRequest's command line: what the progress record is kept under (a rerun of
+// the same command resumes it), and what the logs show.
 func (o *RenewOptions) nodeArgs() []string {
-	args := o.localArgs()
-	if len(o.SANs) > 0 {
-		args = append(args, "--skip-kubeadm-config")
-	}
-	if o.DryRun {
-		return append(args, "--dry-run")
-	}
-	args = append(args, "--restart", "--yes")
-	return append(args, o.RestartFlags.args()...)
+	args, _ := o.nodeRequest().Args() // renew of o.Names: valid whenever Renew runs
+	return args
 }
 
 // localArgs is what a node would run by hand: renew NAMES and their --san, --days,
 // --if-expiring-within.
 func (o *RenewOptions) localArgs() []string {
-	args := append([]string{"renew"}, o.Names...)
-	for _, s := range o.SANs {
-		args = append(args, "--san", s)
-	}
-	if o.Days > 0 {
-		args = append(args, "--days", strconv.Itoa(o.Days))
-	}
-	if o.IfExpiringArg != "" {
-		args = append(args, "--if-expiring-within", o.IfExpiringArg)
-	}
+	args, _ := noderequest.Request{Op: noderequest.Renew, Names: o.Names, SANs: o.SANs, Days: o.Days, IfExpiringWithin: o.IfExpiringArg}.Args()
 	return args
 }
 
@@ -195,10 +185,23 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 			o.logf("%s", rep.KubeadmConfig)
 		}
 	}
+	if err := o.renewNodes(ctx, cs, rep, held, nodes.Items); err != nil {
+		return rep, err
+	}
+	if err := cs.CoreV1().ConfigMaps(lease.Namespace).Delete(ctx, ProgressName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return rep, fmt.Errorf("every node is done, but the progress record %s/%s could not be removed: %w", lease.Namespace, ProgressName, err)
+	}
+	return rep, nil
+}
+
+// renewNodes renews the report's nodes one at a time under held, each verified before the
+// next, skipping those an earlier run of the same command recorded done; all are the cluster's
+// control-plane nodes (the peers that must be ready before each).
+func (o *RenewOptions) renewNodes(ctx context.Context, cs kubernetes.Interface, rep *RenewReport, held *lease.Lease, all []corev1.Node) error {
 	key := strings.Join(o.nodeArgs(), " ")
 	done, err := readProgress(ctx, cs, key)
 	if err != nil {
-		return rep, err
+		return err
 	}
 	for i := range rep.Nodes {
 		out := &rep.Nodes[i]
@@ -208,10 +211,10 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 			continue
 		}
 		if err := held.Confirm(ctx); err != nil {
-			return rep, fmt.Errorf("stopped before %s: %w", out.Node, err)
+			return fmt.Errorf("stopped before %s: %w", out.Node, err)
 		}
-		if err := o.peersReady(ctx, nodes.Items, out.Node); err != nil {
-			return rep, fmt.Errorf("stopped before %s (untouched): %w; run the same command again once they are", out.Node, err)
+		if err := o.peersReady(ctx, all, out.Node); err != nil {
+			return fmt.Errorf("stopped before %s (untouched): %w; run the same command again once they are", out.Node, err)
 		}
 		if err := o.renewNode(ctx, cs, out); err != nil {
 			out.State, out.Problem = "failed", err.Error()
@@ -219,28 +222,25 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 			for _, r := range rep.Nodes[i+1:] {
 				rest = append(rest, r.Node)
 			}
-			msg := fmt.Sprintf("node %s failed: %v", out.Node, err)
+			untouched := ""
 			if len(rest) > 0 {
-				msg += fmt.Sprintf("; nodes %s untouched", strings.Join(rest, ", "))
+				untouched = fmt.Sprintf("; nodes %s untouched", strings.Join(rest, ", "))
 			}
-			return rep, errors.New(msg + "; run the same command again to resume from " + out.Node)
+			return fmt.Errorf("node %s failed: %w%s; run the same command again to resume from %s", out.Node, err, untouched, out.Node)
 		}
 		done[out.Node] = time.Now().UTC().Format(time.RFC3339)
 		if err := writeProgress(ctx, cs, key, done); err != nil {
-			return rep, err
+			return err
 		}
 	}
-	if err := cs.CoreV1().ConfigMaps(lease.Namespace).Delete(ctx, ProgressName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		return rep, fmt.Errorf("every node is done, but the progress record %s/%s could not be removed: %w", lease.Namespace, ProgressName, err)
-	}
-	return rep, nil
+	return nil
 }
 
 func (o *RenewOptions) renewNode(ctx context.Context, cs kubernetes.Interface, out *NodeOutcome) error {
 	start := time.Now()
 	addr := net.JoinHostPort(out.IP, strconv.Itoa(o.Port))
 	before, _ := servedLeaf(ctx, addr)
-	res, err := o.Run(ctx, cs, JobSpec{Node: out.Node, Component: "renew", Args: o.nodeArgs(), Privileged: true}, 0)
+	res, err := o.Run(ctx, cs, JobSpec{Node: out.Node, Component: "renew", Request: o.nodeRequest(), Privileged: true}, 0)
 	if err != nil {
 		if res.Logs != "" {
 			out.Output = tail(res.Logs, 4000)
@@ -313,7 +313,7 @@ func (o *RenewOptions) verify(ctx context.Context, addr string, before *x509.Cer
 func (o *RenewOptions) dryRun(ctx context.Context, cs kubernetes.Interface, rep *RenewReport) error {
 	for i := range rep.Nodes {
 		out := &rep.Nodes[i]
-		res, err := o.Job(ctx, cs, JobSpec{Node: out.Node, Component: "plan", Args: o.nodeArgs()})
+		res, err := o.Job(ctx, cs, JobSpec{Node: out.Node, Component: "plan", Request: o.nodeRequest()})
 		if err != nil {
 			out.State, out.Problem = "failed", err.Error()
 			return fmt.Errorf("plan on node %s: %w", out.Node, err)

@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/certctl/certctl/pkg/lease"
+	"github.com/certctl/certctl/pkg/noderequest"
 )
 
 // Runner is how a cluster command runs certctl on its nodes: one Job per node in Namespace
@@ -63,11 +64,15 @@ func (r *Runner) Job(ctx context.Context, cs kubernetes.Interface, spec JobSpec)
 	return RunJob(ctx, cs, spec, r.JobTimeout)
 }
 
-// Run runs certctl spec.Args in a Job on spec.Node, logs the command line and the last echo
+// Run runs spec.Request in a Job on spec.Node, logs its command line and the last echo
 // lines of certctl's log, and fails naming the command when certctl exits non-zero. The result
 // comes back in both cases: the caller keeps the log.
 func (r *Runner) Run(ctx context.Context, cs kubernetes.Interface, spec JobSpec, echo int) (JobResult, error) {
-	r.logf("%s: job: certctl --root /host %s", spec.Node, strings.Join(spec.Args, " "))
+	args, err := spec.Request.Args()
+	if err != nil {
+		return JobResult{Node: spec.Node}, err
+	}
+	r.logf("%s: job: certctl --root /host %s", spec.Node, strings.Join(args, " "))
 	res, err := r.Job(ctx, cs, spec)
 	if res.Adopted {
 		r.logf("%s: job %s was left by an earlier run of this command (killed?): waited for it and took its result, the node's work not run twice", spec.Node, res.Job)
@@ -82,7 +87,7 @@ func (r *Runner) Run(ctx context.Context, cs kubernetes.Interface, spec JobSpec,
 		r.logf("%s: job %s", spec.Node, t)
 	}
 	if res.ExitCode != 0 {
-		return res, fmt.Errorf("certctl %s exited %d on the node: %s", commandName(spec.Args), res.ExitCode, tail(res.Logs, 800))
+		return res, fmt.Errorf("certctl %s exited %d on the node: %s", spec.Request.Op, res.ExitCode, tail(res.Logs, 800))
 	}
 	return res, nil
 }
@@ -106,6 +111,28 @@ func (r *Runner) Hold(ctx context.Context, cs kubernetes.Interface) (*lease.Leas
 	}, nil
 }
 
+// Checks bound how long a cluster command waits, from where it runs, for what a node's Job did
+// to show: an apiserver ready as expected (VerifyTimeout, default 3m), a kubelet reporting
+// again or the cluster's copies settled (ReadyTimeout, default 2m); Port is the apiservers'
+// (default 6443).
+type Checks struct {
+	VerifyTimeout time.Duration
+	ReadyTimeout  time.Duration
+	Port          int
+}
+
+func (c *Checks) defaults() {
+	if c.VerifyTimeout <= 0 {
+		c.VerifyTimeout = 3 * time.Minute
+	}
+	if c.ReadyTimeout <= 0 {
+		c.ReadyTimeout = 2 * time.Minute
+	}
+	if c.Port == 0 {
+		c.Port = 6443
+	}
+}
+
 // RestartFlags are what a node's restart takes from the cluster command: --stop-grace and
 // --lb-drain.
 type RestartFlags struct {
@@ -119,14 +146,7 @@ type RestartFlags struct {
 	LBDrain time.Duration
 }
 
-// args are the node command's flags for f.
-func (f RestartFlags) args() []string {
-	var args []string
-	if f.StopGrace > 0 {
-		args = append(args, "--stop-grace", f.StopGrace.String())
-	}
-	if f.LBDrain > 0 {
-		args = append(args, "--lb-drain", f.LBDrain.String())
-	}
-	return args
+// request is f as a node request's restart.
+func (f RestartFlags) request() *noderequest.Restart {
+	return &noderequest.Restart{StopGrace: noderequest.Duration(f.StopGrace), LBDrain: noderequest.Duration(f.LBDrain)}
 }

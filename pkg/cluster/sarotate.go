@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/certctl/certctl/pkg/carotate"
+	"github.com/certctl/certctl/pkg/noderequest"
 	"github.com/certctl/certctl/pkg/noderesult"
 	"github.com/certctl/certctl/pkg/satoken"
 )
@@ -90,9 +91,9 @@ func (o *CARotateOptions) refreshTokens(ctx context.Context, cs kubernetes.Inter
 	for _, n := range nodes {
 		g.Go(func() error {
 			start := time.Now()
-			res, err := o.Run(ctx, cs, JobSpec{Node: n.Name, Component: "tokens", Privileged: true, Result: true,
+			res, err := o.Run(ctx, cs, JobSpec{Node: n.Name, Component: "tokens", Privileged: true,
 				Secret: CARotationSecret, SecretItems: []string{item},
-				Args: []string{"ca", "tokens", "--refresh", "--key", SecretDir + "/" + item}}, 0)
+				Request: noderequest.Request{Op: noderequest.CATokens, File: SecretDir + "/" + item, Result: true}}, 0)
 			if err != nil {
 				return fmt.Errorf("%s: the pods' tokens: %w", n.Name, err)
 			}

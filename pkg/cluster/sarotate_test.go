@@ -90,7 +90,7 @@ func TestSARotationAPIServer(t *testing.T) {
 	// verifySA on the apiserver of this tree, which signs with sa.key and publishes sa.pub.
 	cfg := cp.RESTConfig(t)
 	caPEM := read("ca.crt")
-	o := &CARotateOptions{Config: cfg, Runner: Runner{Namespace: "default", Progress: io.Discard}, ReadyTimeout: 3 * time.Second, newSA: oldKey.Public()}
+	o := &CARotateOptions{Config: cfg, Runner: Runner{Namespace: "default", Progress: io.Discard}, Checks: Checks{ReadyTimeout: 3 * time.Second}, newSA: oldKey.Public()}
 	if _, err := cs.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

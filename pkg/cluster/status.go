@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,12 +15,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubeletserving"
+	"github.com/certctl/certctl/pkg/noderequest"
 	"github.com/certctl/certctl/pkg/noderesult"
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/render"
 )
 
 // StatusOptions drive Status.
@@ -98,7 +98,7 @@ func Status(ctx context.Context, cs kubernetes.Interface, o StatusOptions) (*Sta
 func nodeStatus(ctx context.Context, cs kubernetes.Interface, o StatusOptions, n *corev1.Node) NodeReport {
 	nr := NodeReport{Node: n.Name, ControlPlane: isControlPlane(n), Ready: isReady(n)}
 	res, err := o.Job(ctx, cs, JobSpec{
-		Node: n.Name, Component: "status", Args: []string{"inspect"}, Record: true,
+		Node: n.Name, Component: "status", Request: noderequest.Request{Op: noderequest.Inspect, Record: true},
 		// A node not Ready is reported as such at once: the other nodes' Jobs run meanwhile.
 		ReadyWait: 5 * time.Second,
 	})
@@ -202,18 +202,10 @@ func (r *StatusReport) Worst() inspect.Severity {
 
 // Render writes the report as table, wide, json or yaml.
 func (r *StatusReport) Render(w io.Writer, format string) error {
-	switch format {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
-	case "yaml":
-		data, err := yaml.Marshal(r)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(data)
+	if ok, err := render.Machine(w, format, r); ok {
 		return err
+	}
+	switch format {
 	case "table", "wide", "":
 		return r.table(w, format == "wide")
 	}
@@ -259,8 +251,17 @@ func (r *StatusReport) table(w io.Writer, wide bool) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	// Where each node is in a rotation (certctl cluster ca-rotate, or ca rotate on the node):
-	// during one, the nodes' phases tell how far it got.
+	for _, section := range []func(io.Writer) error{r.rotations, r.kubelets, r.findings} {
+		if err := section(w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rotations is where each node is in a rotation (certctl cluster ca-rotate, or ca rotate on the
+// node): during one, the nodes' phases tell how far it got.
+func (r *StatusReport) rotations(w io.Writer) error {
 	var rot [][]string
 	for _, n := range r.Nodes {
 		if !n.Ran {
@@ -272,21 +273,24 @@ func (r *StatusReport) table(w io.Writer, wide bool) error {
 	}
 	if len(rot) > 0 {
 		fmt.Fprintln(w, "\nROTATIONS")
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NODE\tCA\tPHASE\tDONE\tSTATE")
 		for _, row := range rot {
 			fmt.Fprintln(tw, strings.Join(row, "\t"))
 		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
+		return tw.Flush()
 	}
+	return nil
+}
+
+// kubelets is what each kubelet serves, as kubelet-serving status sees it.
+func (r *StatusReport) kubelets(w io.Writer) error {
 	if r.KubeletsProblem != "" {
 		fmt.Fprintf(w, "\nKUBELET SERVING CERTIFICATES: not looked at: %s\n", r.KubeletsProblem)
 	}
 	if r.Kubelets != nil && len(r.Kubelets.Nodes) > 0 {
 		fmt.Fprintln(w, "\nKUBELET SERVING CERTIFICATES")
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NODE\tENDPOINT\tCA-SIGNED\tUNCOVERED\tMETRICS-SERVER")
 		for _, k := range r.Kubelets.Nodes {
 			ms := "ok"
@@ -298,10 +302,13 @@ func (r *StatusReport) table(w io.Writer, wide bool) error {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", k.Node, k.Endpoint, k.CASigned, dash(strings.Join(k.Uncovered, ",")), ms)
 		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
+		return tw.Flush()
 	}
+	return nil
+}
+
+// findings lists every node's findings with its remedy.
+func (r *StatusReport) findings(w io.Writer) error {
 	var n int
 	for _, nr := range r.Nodes {
 		if !nr.Ran {

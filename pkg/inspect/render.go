@@ -1,14 +1,13 @@
 package inspect
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/certctl/certctl/pkg/render"
 )
 
 // Formats accepted by Render.
@@ -26,27 +25,10 @@ func ValidFormat(f string, extra ...string) error {
 
 // Render writes r to w in format.
 func Render(w io.Writer, r *Report, format string) error {
+	if ok, err := render.Machine(w, format, r); ok {
+		return err
+	}
 	switch format {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
-	case "yaml":
-		// Through JSON so the field names and time format are the JSON contract's.
-		data, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		var v any
-		if err := yaml.Unmarshal(data, &v); err != nil {
-			return err
-		}
-		enc := yaml.NewEncoder(w)
-		enc.SetIndent(2)
-		if err := enc.Encode(v); err != nil {
-			return err
-		}
-		return enc.Close()
 	case "prometheus":
 		return RenderPrometheus(w, r)
 	case "table", "wide", "":

@@ -3,7 +3,6 @@ package kubeletserving
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -14,12 +13,13 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/certctl/certctl/pkg/live"
 	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
+
+	"github.com/certctl/certctl/pkg/live"
+	"github.com/certctl/certctl/pkg/render"
 )
 
 // StatusOptions tune the survey.
@@ -172,18 +172,10 @@ func judge(ctx context.Context, n *corev1.Node, o StatusOptions) NodeStatus {
 
 // RenderStatus writes st as a table, JSON or YAML.
 func RenderStatus(w io.Writer, st *Status, format string) error {
-	switch format {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
-	case "yaml":
-		data, err := yaml.Marshal(st)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(data)
+	if ok, err := render.Machine(w, format, st); ok {
 		return err
+	}
+	switch format {
 	case "table", "":
 	default:
 		return fmt.Errorf("unknown output format %q (want table, json or yaml)", format)

@@ -3,7 +3,6 @@ package live
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/render"
 )
 
 // ProbeOptions are a `certctl probe`.
@@ -62,9 +62,7 @@ func ProbeEndpoint(ctx context.Context, l pki.Layout, o ProbeOptions) (*ProbeRep
 func (r *ProbeReport) Render(w io.Writer, format string) error {
 	switch format {
 	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		return render.JSON(w, r)
 	case "text":
 	default:
 		return fmt.Errorf("unknown output format %q (want text or json)", format)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/lastrun"
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/render"
 	"github.com/certctl/certctl/templates"
 )
 
@@ -331,6 +333,31 @@ type Status struct {
 	Next      *time.Time      `json:"next,omitempty"`
 	Files     []string        `json:"files"`
 	LastRun   *lastrun.Record `json:"lastRun,omitempty"`
+}
+
+// NextRunFormat shows a next run in the node's local time with its offset and zone
+// abbreviation.
+const NextRunFormat = time.RFC3339 + " MST"
+
+// Render writes st as text or JSON.
+func (st *Status) Render(w io.Writer, format string) error {
+	if ok, err := render.Machine(w, format, st); ok {
+		return err
+	}
+	if !st.Installed {
+		fmt.Fprintln(w, "no scheduled renewal installed (certctl schedule install)")
+	} else {
+		fmt.Fprintf(w, "installed: %s (%s)\nwhen:      %s\ncommand:   %s\n", st.Method, strings.Join(st.Files, ", "), st.When, st.Command)
+		if st.Next != nil {
+			fmt.Fprintf(w, "next run:  %s\n", st.Next.Format(NextRunFormat))
+		}
+	}
+	if st.LastRun == nil {
+		fmt.Fprintln(w, "last run:  none recorded")
+	} else {
+		fmt.Fprintf(w, "last run:  %s\n", st.LastRun.Summary())
+	}
+	return nil
 }
 
 var (
