@@ -179,10 +179,13 @@ func (o *renewOptions) run(ctx context.Context, args []string) error {
 			return restartAfterRenew(ctx, o.Globals, &o.restartOptions, names, backupID)
 		}
 	}
-	_, err = renew.Run(ctx, o.Layout(), ro)
+	res, err := renew.Run(ctx, o.Layout(), ro)
 	if o.EventsNode != "" && !o.DryRun {
 		// Whatever the run's outcome: the Events say what is still wrong after it.
 		recordNodeEvents(ctx, o.Globals, o.Kubeconfig, o.EventsNode)
+	}
+	if err == nil && res.Aborted {
+		return errAborted
 	}
 	return err
 }

@@ -59,6 +59,10 @@ func verdict(sev inspect.Severity, err error) error {
 	return &verdictError{sev: sev, err: err}
 }
 
+// errAborted: the operator said no at a prompt; the command said so itself ("aborted: nothing
+// changed"). Exit 3, nothing more on stderr.
+var errAborted = errors.New("aborted by the operator")
+
 // exitCode is where certctl's exit code is decided, from what the command returned, and
 // nowhere else: nil is 0; a verdict is 1 (warning) or 2 (critical); anything else, a usage
 // error or a failure, is 3.
@@ -201,13 +205,16 @@ func Execute(args []string, s Streams) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() { <-ctx.Done(); stop() }()
-	err := cmd.ExecuteContext(ctx)
-	if err == nil {
-		return ExitOK
-	}
+	return finish(cmd.ExecuteContext(ctx), s.ErrOut)
+}
+
+// finish says err on stderr, unless the command has said all there is (a verdict without a
+// message, an abort), and returns the exit code.
+func finish(err error, stderr io.Writer) int {
 	var v *verdictError
-	if !errors.As(err, &v) || v.err != nil {
-		fmt.Fprintln(s.ErrOut, "error:", err)
+	silent := errors.Is(err, errAborted) || errors.As(err, &v) && v.err == nil
+	if err != nil && !silent {
+		fmt.Fprintln(stderr, "error:", err)
 	}
 	return exitCode(err)
 }
