@@ -41,24 +41,6 @@ func TestNodeArgs(t *testing.T) {
 	}
 }
 
-// TestCommandName: what a failed node Job's error calls the command.
-func TestCommandName(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"ca", "rotate", "ca", "--phase", "trust"}, "ca rotate"},
-		{[]string{"renew", "apiserver", "--san", "10.2.1.139"}, "renew apiserver"},
-		{[]string{"renew", "--restart"}, "renew"},
-		{[]string{"kubelet-serving", "enable", "--new-certificate"}, "kubelet-serving enable"},
-		{nil, ""},
-	} {
-		if got := commandName(tc.args); got != tc.want {
-			t.Errorf("commandName(%q) = %q, want %q", tc.args, got, tc.want)
-		}
-	}
-}
-
 // TestRotatedCAs: cluster ca-rotate's CA arguments; none is the cluster CA alone.
 func TestRotatedCAs(t *testing.T) {
 	for _, tc := range []struct {

@@ -589,16 +589,3 @@ func tail(s string, n int) string {
 	}
 	return s
 }
-
-// commandName is the certctl command of args: its leading words, at most two ("ca rotate",
-// "renew apiserver").
-func commandName(args []string) string {
-	var words []string
-	for _, a := range args {
-		if strings.HasPrefix(a, "-") || len(words) == 2 {
-			break
-		}
-		words = append(words, a)
-	}
-	return strings.Join(words, " ")
-}
