@@ -5,18 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/certctl/certctl/pkg/inspect"
-	"github.com/certctl/certctl/pkg/kubeletserving"
-	"github.com/certctl/certctl/pkg/pki"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/certctl/certctl/pkg/inspect"
+	kubeconfigpkg "github.com/certctl/certctl/pkg/kubeconfig"
+	"github.com/certctl/certctl/pkg/kubeletserving"
+	"github.com/certctl/certctl/pkg/pki"
 )
 
 type kubeletServingOptions struct {
@@ -38,33 +38,11 @@ func (o *kubeletServingOptions) client() (kubernetes.Interface, error) {
 // in-cluster approver), its service account.
 func restConfig(g *Globals, kubeconfig string) (*rest.Config, error) {
 	l := g.Layout()
-	candidates := []string{filepath.Join(l.KubeconfigDir, "admin.conf"), l.UserKubeconfig}
 	if kubeconfig != "" {
-		candidates = []string{pki.UnderRoot(l.Root, kubeconfig)}
+		return kubeconfigpkg.RESTConfig([]string{pki.UnderRoot(l.Root, kubeconfig)}, false)
 	}
-	var tried []string
-	for _, p := range candidates {
-		if _, err := os.Stat(p); err != nil {
-			tried = append(tried, p)
-			continue
-		}
-		rc, err := clientcmd.BuildConfigFromFlags("", p)
-		if err != nil {
-			return nil, fmt.Errorf("kubeconfig %s: %w (fix the file or give another with --kubeconfig)", p, err)
-		}
-		rc.QPS, rc.Burst = 50, 100
-		return rc, nil
-	}
-	if kubeconfig == "" {
-		if rc, err := rest.InClusterConfig(); err == nil {
-			return rc, nil
-		}
-	}
-	return nil, fmt.Errorf("%w (tried %s): give --kubeconfig", errNoKubeconfig, strings.Join(tried, ", "))
+	return kubeconfigpkg.RESTConfig([]string{filepath.Join(l.KubeconfigDir, "admin.conf"), l.UserKubeconfig}, true)
 }
-
-// errNoKubeconfig: no admin credentials on this node (a worker).
-var errNoKubeconfig = errors.New("no kubeconfig found")
 
 func newKubeletServingCmd(g *Globals) *cobra.Command {
 	o := &kubeletServingOptions{Globals: g}
@@ -138,7 +116,7 @@ that something approves their CSRs: the in-cluster approver (installed with
 			defer cancel()
 			cs, err := o.client()
 			switch {
-			case errors.Is(err, errNoKubeconfig) && !cluster && o.Kubeconfig == "":
+			case errors.Is(err, kubeconfigpkg.ErrNotFound) && !cluster && o.Kubeconfig == "":
 				cs = nil // a worker: the node's part only; approval happens elsewhere
 			case err != nil:
 				return err
