@@ -6,8 +6,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/certctl/certctl/pkg/backup"
 	"github.com/spf13/cobra"
+
+	"github.com/certctl/certctl/pkg/backup"
 )
 
 func newBackupCmd(g *Globals) *cobra.Command {

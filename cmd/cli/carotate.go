@@ -141,8 +141,7 @@ runs it on every node in turn. See docs/ca-rotation.md.`,
   certctl ca tokens --refresh
   certctl ca rotate sa --phase drop --restart`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := signalContext(cmd.Context())
-			defer cancel()
+			ctx := cmd.Context() // ends on SIGINT and SIGTERM (Execute)
 			return o.run(ctx, args)
 		},
 	}

@@ -63,8 +63,7 @@ Exit code: 0 every token is signed by the first key; 1 some are not (without --r
   # on a worker (no sa.pub there), with the new public key copied over
   certctl ca tokens --refresh --key /tmp/sa-new.pub`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := signalContext(cmd.Context())
-			defer cancel()
+			ctx := cmd.Context() // ends on SIGINT and SIGTERM (Execute)
 			return o.run(ctx)
 		},
 	}

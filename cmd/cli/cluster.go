@@ -117,8 +117,7 @@ as critical), 3 error.`,
 			if err := inspect.ValidFormat(output); err != nil || output == "prometheus" {
 				return fmt.Errorf("unknown output format %q (want table, wide, json or yaml)", output)
 			}
-			ctx, cancel := signalContext(c.Context())
-			defer cancel()
+			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			cs, roots, err := o.clients()
 			if err != nil {
 				return err
@@ -191,8 +190,7 @@ certificate expired), the command prints what to run on each node instead.`,
   # the plan of every node, nothing changed
   certctl cluster renew all --days 3650 --dry-run`,
 		RunE: func(c *cobra.Command, args []string) error {
-			ctx, cancel := signalContext(c.Context())
-			defer cancel()
+			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			parsed, err := ParseSANs(sans)
 			if err != nil {
 				return err
@@ -272,8 +270,7 @@ command again goes on. --dry-run prints every node's plan and changes nothing.`,
   certctl cluster endpoint 10.2.1.139:6443`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			ctx, cancel := signalContext(c.Context())
-			defer cancel()
+			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			cs, roots, err := o.clients()
 			if err != nil {
 				return err
@@ -383,8 +380,7 @@ docs/ca-rotation.md.`,
 			if err != nil {
 				return err
 			}
-			ctx, cancel := signalContext(c.Context())
-			defer cancel()
+			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			opts.CAs, opts.Namespace, opts.Image, opts.Progress = cas, o.Namespace, o.Image, o.Streams.ErrOut
 			connect := func() (kubernetes.Interface, *rest.Config, error) {
 				cs, _, err := o.clients()

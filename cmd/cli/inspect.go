@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/live"
@@ -16,8 +19,6 @@ import (
 	"github.com/certctl/certctl/pkg/noderesult"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/schedule"
-	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
 )
 
 type inspectOptions struct {

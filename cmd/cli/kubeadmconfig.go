@@ -7,10 +7,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/certctl/certctl/pkg/kubeadmconfig"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/renew"
-	"github.com/spf13/cobra"
 )
 
 // kubeadmConfigKubeconfig is the kubeconfig certctl edits kubeadm-config with: --kubeconfig,

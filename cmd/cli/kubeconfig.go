@@ -3,11 +3,12 @@ package cli
 import (
 	"path/filepath"
 
+	"github.com/spf13/cobra"
+
 	"github.com/certctl/certctl/pkg/endpoint"
 	"github.com/certctl/certctl/pkg/noderesult"
 	"github.com/certctl/certctl/pkg/renew"
 	"github.com/certctl/certctl/pkg/restart"
-	"github.com/spf13/cobra"
 )
 
 func newKubeconfigCmd(g *Globals) *cobra.Command {

@@ -7,10 +7,11 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/certctl/certctl/pkg/kubeconfig"
-	"github.com/certctl/certctl/pkg/sandbox"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/certctl/certctl/pkg/kubeconfig"
+	"github.com/certctl/certctl/pkg/sandbox"
 )
 
 // TestKubeconfigRefreshKeepsOwner: root refreshes an operator's kubeconfig; the file stays the

@@ -9,14 +9,15 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
 	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/backup"
 	"github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/sandbox"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // TestKubeconfigRefreshAuthenticates is case D step 4 against a real apiserver: ~/.kube/config

@@ -7,12 +7,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/certctl/certctl/pkg/fsutil"
-	"github.com/certctl/certctl/pkg/kubeletclient"
-	"github.com/certctl/certctl/pkg/pki"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/certctl/certctl/pkg/fsutil"
+	"github.com/certctl/certctl/pkg/kubeletclient"
+	"github.com/certctl/certctl/pkg/pki"
 )
 
 type kubeletClientOptions struct {
@@ -114,8 +115,7 @@ Everything is backed up first ('certctl backup list', 'certctl restore ID').`,
   certctl kubelet-client renew --no-restart`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			ctx, cancel := signalContext(c.Context())
-			defer cancel()
+			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			r, err := o.options()
 			if err != nil {
 				return err
@@ -190,8 +190,7 @@ the node's own new credentials when there is no admin.conf).`,
   certctl kubelet-client install /root/worker-1-client.pem --no-restart`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			ctx, cancel := signalContext(c.Context())
-			defer cancel()
+			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			r, err := o.options()
 			if err != nil {
 				return err

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -64,15 +63,6 @@ doesn't contain any IP SANs". These commands fix it the secure way (see docs/kub
 	return cmd
 }
 
-// signalContext is a cancellable child of the command's context, which ends on SIGINT and
-// SIGTERM (Execute); a command run without one (a test calling RunE) gets a background one.
-func signalContext(parent context.Context) (context.Context, context.CancelFunc) {
-	if parent == nil {
-		parent = context.Background()
-	}
-	return context.WithCancel(parent)
-}
-
 func newKSEnableCmd(o *kubeletServingOptions) *cobra.Command {
 	var (
 		node             string
@@ -112,8 +102,7 @@ that something approves their CSRs: the in-cluster approver (installed with
   certctl kubelet-serving enable --approve --no-restart`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			ctx, cancel := signalContext(c.Context())
-			defer cancel()
+			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			cs, err := o.client()
 			switch {
 			case errors.Is(err, kubeconfigpkg.ErrNotFound) && !cluster && o.Kubeconfig == "":
@@ -226,8 +215,7 @@ with an error (nothing is decided then), leaving it to kubectl certificate appro
 			if output != "text" && output != "json" {
 				return fmt.Errorf("unknown output format %q (want text or json)", output)
 			}
-			ctx, cancel := signalContext(c.Context())
-			defer cancel()
+			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			cs, err := o.client()
 			if err != nil {
 				return err
@@ -329,8 +317,7 @@ rotate by itself: renew it before it expires, or prefer 'enable'.`,
 				fmt.Fprintln(w, "restart the kubelet to load it: systemctl restart kubelet")
 				return nil
 			}
-			ctx, cancel := signalContext(c.Context())
-			defer cancel()
+			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			if err := (restartKubelet{o.Layout()}).Restart(ctx); err != nil {
 				return err
 			}
@@ -368,8 +355,7 @@ kubelet-serving CSRs.`,
 			if output != "table" && output != "json" && output != "yaml" {
 				return fmt.Errorf("unknown output format %q (want table, json or yaml)", output)
 			}
-			ctx, cancel := signalContext(c.Context())
-			defer cancel()
+			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			cs, err := o.client()
 			if err != nil {
 				return err

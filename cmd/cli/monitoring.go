@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/monitoring"
 	"github.com/certctl/certctl/pkg/pki"
-	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
 )
 
 func newMonitoringCmd(g *Globals) *cobra.Command {

@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/live"
-	"github.com/spf13/cobra"
 )
 
 type probeOptions struct {

@@ -9,13 +9,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/certctl/certctl/pkg/inspect"
-	"github.com/certctl/certctl/pkg/lease"
-	"github.com/certctl/certctl/pkg/renew"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/certctl/certctl/pkg/inspect"
+	"github.com/certctl/certctl/pkg/lease"
+	"github.com/certctl/certctl/pkg/renew"
 )
 
 type renewOptions struct {

@@ -7,9 +7,10 @@ import (
 	"os"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/restart"
-	"github.com/spf13/cobra"
 )
 
 type restartOptions struct {
@@ -124,8 +125,7 @@ the four static pods. See docs/restart.md.`,
   # renew and restart exactly what needs it, with rollback on failure
   certctl renew all --restart --yes`,
 		RunE: func(c *cobra.Command, args []string) error {
-			ctx, cancel := signalContext(c.Context())
-			defer cancel()
+			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			if _, err := restart.Restart(ctx, o.request(g), args); err != nil {
 				return err
 			}

@@ -5,9 +5,10 @@ import (
 	"net"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/sandbox"
-	"github.com/spf13/cobra"
 )
 
 type sandboxOptions struct {
