@@ -44,23 +44,30 @@ func (o *clusterOptions) restConfig() (*rest.Config, error) {
 }
 
 func (o *clusterOptions) clients() (kubernetes.Interface, *x509.CertPool, error) {
+	cs, roots, _, err := o.connect()
+	return cs, roots, err
+}
+
+// connect is clients with the client configuration they were made from (one read of the
+// kubeconfig).
+func (o *clusterOptions) connect() (kubernetes.Interface, *x509.CertPool, *rest.Config, error) {
 	rc, err := o.restConfig()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	roots := x509.NewCertPool()
 	ca, err := cluster.ClusterCA(rc)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if !roots.AppendCertsFromPEM(ca) {
-		return nil, nil, errors.New("the kubeconfig names no cluster CA (certificate-authority-data): certctl verifies what the apiservers and kubelets serve against it")
+		return nil, nil, nil, errors.New("the kubeconfig names no cluster CA (certificate-authority-data): certctl verifies what the apiservers and kubelets serve against it")
 	}
-	return cs, roots, nil
+	return cs, roots, rc, nil
 }
 
 func newClusterCmd(g *Globals) *cobra.Command {
@@ -383,11 +390,7 @@ docs/ca-rotation.md.`,
 			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			opts.CAs, opts.Namespace, opts.Image, opts.Progress = cas, o.Namespace, o.Image, o.Streams.ErrOut
 			connect := func() (kubernetes.Interface, *rest.Config, error) {
-				cs, _, err := o.clients()
-				if err != nil {
-					return nil, nil, err
-				}
-				rc, err := o.restConfig()
+				cs, _, rc, err := o.connect()
 				return cs, rc, err
 			}
 			rep, err := cluster.CARotateHere(ctx, connect, opts, o.local())
