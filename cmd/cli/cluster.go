@@ -259,22 +259,27 @@ point of failure. In order, under the Lease kube-system/certctl-renew:
   3. sets controlPlaneEndpoint in kube-system/kubeadm-config (what later joins and upgrades
      use) and the server of kube-public/cluster-info (what 'kubeadm join' discovers), and of
      kube-system/kube-proxy's kubeconfig when the cluster has one;
-  4. on every node, one at a time, control plane first: a Job runs 'certctl kubeconfig
-     set-server HOST:PORT' (admin.conf, super-admin.conf, kubelet.conf; backed up, atomic),
-     which restarts the kubelet; the next node starts when this node's kubelet reports again
-     (its node Lease renewed, Node Ready) through the new endpoint;
+  4. on every node, the control-plane nodes one at a time, then the workers in waves of
+     --max-parallel: a Job runs 'certctl kubeconfig set-server HOST:PORT' (admin.conf,
+     super-admin.conf, kubelet.conf; backed up, atomic), which restarts the kubelet; the next
+     node (wave) starts when the kubelets report again (node Lease renewed, Node Ready)
+     through the new endpoint;
   5. points the kubeconfig this command used (and ~/.kube/config) at HOST:PORT when they used
      the old endpoint.
 
 Files that name another server (controller-manager.conf and scheduler.conf point at the
 node's own apiserver) are left alone. A run that fails stops at that node; the nodes before it
 use the new endpoint, the others the old one (both work once the SAN is in place); the same
-command again goes on. --dry-run prints every node's plan and changes nothing.`,
+command again goes on (a wave in which workers failed names each; the others of that wave are
+done). --dry-run prints every node's plan and changes nothing.`,
 		Example: `  # what would change, on every node
   certctl cluster endpoint 10.2.1.139:6443 --dry-run
 
   # move the cluster onto its load balancer
-  certctl cluster endpoint 10.2.1.139:6443`,
+  certctl cluster endpoint 10.2.1.139:6443
+
+  # a large cluster: 50 workers at a time
+  certctl cluster endpoint 10.2.1.139:6443 --max-parallel 50`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
@@ -300,6 +305,7 @@ command again goes on. --dry-run prints every node's plan and changes nothing.`,
 	f.DurationVar(&opts.ReadyTimeout, "ready-timeout", 2*time.Minute, "a node's kubelet reporting again after its restart")
 	f.DurationVar(&opts.StopGrace, "stop-grace", 3*time.Second, "as for cluster renew, when the SAN is added")
 	f.DurationVar(&opts.LBDrain, "lb-drain", 3*time.Second, "as for cluster renew, when the SAN is added")
+	f.Var(&opts.MaxParallel, "max-parallel", maxParallelHelp)
 	return cmd
 }
 
@@ -318,11 +324,12 @@ func newClusterCARotateCmd(o *clusterOptions) *cobra.Command {
 the cluster CA "ca"; "sa" is the service-account signing key pair; "all" is ca, etcd-ca,
 front-proxy-ca and sa together) on every node that holds them (the cluster CA: every node;
 etcd-ca, front-proxy-ca and sa: the control-plane nodes only)
-through Jobs pinned to them: the control-plane nodes one at a time, then the workers, each
-node's components restarted by its Job and verified from here before the next node starts
-(its apiserver ready and serving a certificate of the expected CA, its kubelet reporting
-again), under the Lease kube-system/certctl-renew. Run the phases in order, each on the whole
-cluster before the next:
+through Jobs pinned to them: the control-plane nodes one at a time, then the workers in waves
+of --max-parallel (default 25% of the workers, at least 4), each node's components restarted by its Job and
+verified from here before the next node or wave starts (its apiserver ready and serving a
+certificate of the expected CA, its kubelet reporting again; a wave in which workers failed
+stops the run naming each), under the Lease kube-system/certctl-renew. Run the phases in
+order, each on the whole cluster before the next:
 
   trust  a new CA per CA named (same subject and key algorithm as the old one, --days) is made
          here and kept in the Secret certctl-ca-rotation of --namespace (the old etcd and
@@ -373,6 +380,9 @@ docs/ca-rotation.md.`,
   certctl cluster ca-rotate --phase drop
   certctl cluster ca-rotate --rollback              # undo the last phase (trust or issue)
 
+  # 1,000 workers, 100 at a time
+  certctl cluster ca-rotate --phase trust --max-parallel 10%
+
   # the service-account signing key (sa.key, sa.pub)
   certctl cluster ca-rotate sa --phase trust
   certctl cluster ca-rotate sa --phase issue
@@ -410,8 +420,12 @@ docs/ca-rotation.md.`,
 	f.DurationVar(&opts.ReadyTimeout, "ready-timeout", 3*time.Minute, "a kubelet reporting again; the kube-root-ca.crt ConfigMaps updated")
 	f.DurationVar(&opts.StopGrace, "stop-grace", 3*time.Second, "passed to each node's restart: an old apiserver finishes the requests in flight before it is killed")
 	f.DurationVar(&opts.LBDrain, "lb-drain", 3*time.Second, lbDrainHelp)
+	f.Var(&opts.MaxParallel, "max-parallel", maxParallelHelp)
 	return cmd
 }
+
+// maxParallelHelp is --max-parallel's help on the cluster commands that change workers.
+const maxParallelHelp = "workers changed at once (a count, or a percentage of the workers), each wave verified, every kubelet reporting again, before the next; control-plane nodes always go one at a time (default: 25% of the workers, at least 4)"
 
 // lbDrainHelp is --lb-drain's help on the cluster commands.
 const lbDrainHelp = "passed to each node's restart: its apiserver refuses new connections from other machines for this long before it, or its etcd, is stopped, so that the load balancer's health check takes it out first (the balancer's detection time: HAProxy fall x inter; 0: off)"

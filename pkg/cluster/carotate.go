@@ -12,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -82,7 +83,10 @@ type CARotateOptions struct {
 	OldCA        []byte
 	Runner       // the Jobs (JobTimeout: one node's Job; default 10m) and the Lease
 	RestartFlags // as for Renew, passed to each node's restart
-	DryRun       bool
+	// MaxParallel: the workers changed at once, each wave verified (every kubelet reporting
+	// again) before the next; the control-plane nodes go one at a time.
+	MaxParallel MaxParallel
+	DryRun      bool
 	// Checks: a node's apiserver ready as the phase expects, the cluster's copies of the CAs
 	// settled, a kubelet reporting again.
 	Checks
@@ -346,22 +350,35 @@ func (r *rotation) tokensBefore(ctx context.Context) error {
 	return nil
 }
 
-// nodes runs the phase on every node in order, one at a time, each verified before the next;
-// it stops at the first that fails.
+// nodes runs the phase on every node in order: the control-plane nodes one at a time, the
+// workers in waves of MaxParallel, each node verified before the next wave; it stops after the
+// first wave in which a node failed, naming every node that failed.
 func (r *rotation) nodes(ctx context.Context) error {
-	for i, n := range r.order {
-		out := &r.rep.Nodes[i]
-		if r.held != nil {
-			if err := r.held.Confirm(ctx); err != nil {
-				return fmt.Errorf("stopped before %s: %w", out.Node, err)
-			}
-		}
-		if err := r.rotateNode(ctx, out, isControlPlane(&n)); err != nil {
-			out.State, out.Problem = "failed", err.Error()
-			return fmt.Errorf("node %s failed: %w; the nodes before it are done, the others untouched: fix it and run the same command again (a node done is not changed again), or --rollback", out.Node, err)
-		}
+	cp := make([]bool, len(r.order))
+	for i := range r.order {
+		cp[i] = isControlPlane(&r.order[i])
 	}
-	return nil
+	w := waveRun{
+		node: func(ctx context.Context, i int) error {
+			out := &r.rep.Nodes[i]
+			if err := r.rotateNode(ctx, out, cp[i]); err != nil {
+				out.State, out.Problem = "failed", err.Error()
+				return err
+			}
+			return nil
+		},
+		name:    func(i int) string { return r.rep.Nodes[i].Node },
+		started: r.o.waveStarted(r.rep.Nodes),
+	}
+	if r.held != nil {
+		w.before = r.held.Confirm
+	}
+	err := w.run(ctx, waves(cp, r.o.MaxParallel.Of(len(r.workers))))
+	var we *WaveError
+	if errors.As(err, &we) {
+		return fmt.Errorf("%w; the nodes before are done, the others untouched (the report gives each node's state): fix it and run the same command again (a node done is not changed again), or --rollback", we)
+	}
+	return err
 }
 
 // clusterCopies brings the cluster's own copies of the CAs to what the step says: what the
@@ -847,29 +864,22 @@ func (o *CARotateOptions) workerServing(ctx context.Context, cs kubernetes.Inter
 	}
 	o.logf("%s: its kubelet serves a certificate of the old CA", out.Node)
 	start := time.Now()
-	// The kubelet files its CSR while the Job runs; approve it meanwhile (with certctl's checks)
-	// so that the Job's log can be read through the kubelet's new serving certificate.
+	// The kubelet files its CSR while the Job runs; it is approved as it arrives (with
+	// certctl's checks; the in-cluster approver may do it first) by a watch of the kubelet
+	// serving CSRs, one list and one watch per node instead of a list every second: the Job's
+	// log can then be read through the kubelet's new serving certificate.
 	approveCtx, stopApproving := context.WithCancel(ctx)
-	go func() {
-		_ = wait.PollUntilContextCancel(approveCtx, time.Second, true, func(ctx context.Context) (bool, error) {
-			_, _ = kubeletserving.Approve(ctx, cs, kubeletserving.ApproveOptions{All: true, Requestor: kubeletserving.NodeUserPrefix + out.Node})
-			return false, nil
-		})
-	}()
-	_, err = o.Run(ctx, cs, JobSpec{Node: out.Node, Component: "serving", Request: noderequest.Request{Op: noderequest.KubeletServingEnable}, Privileged: true}, 0)
-	stopApproving()
-	if err != nil {
+	defer stopApproving()
+	go wait.UntilWithContext(approveCtx, func(ctx context.Context) {
+		_ = kubeletserving.Watch(ctx, cs, kubeletserving.ApproveOptions{Requestor: kubeletserving.NodeUserPrefix + out.Node}, func(kubeletserving.Decision) {})
+	}, time.Second)
+	if _, err = o.Run(ctx, cs, JobSpec{Node: out.Node, Component: "serving", Request: noderequest.Request{Op: noderequest.KubeletServingEnable}, Privileged: true}, 0); err != nil {
 		return err
 	}
 	only := x509.NewCertPool()
 	only.AddCert(newCA)
 	var last string
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, o.ReadyTimeout, true, func(ctx context.Context) (bool, error) {
-		// Approve the node's pending serving CSR with certctl's checks (the in-cluster
-		// approver may have done it already).
-		if _, err := kubeletserving.Approve(ctx, cs, kubeletserving.ApproveOptions{All: true, Requestor: kubeletserving.NodeUserPrefix + out.Node}); err != nil {
-			last = err.Error()
-		}
 		chain, err := live.Served(ctx, addr, "", nil, 3*time.Second)
 		if err != nil {
 			last = err.Error()

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,7 +34,10 @@ type EndpointOptions struct {
 	Runner              // the Jobs (JobTimeout: one node's Job; default 10m) and the Lease
 	RestartFlags        // as for Renew (the SAN is added by a renewal)
 	Roots        *x509.CertPool
-	DryRun       bool
+	// MaxParallel: the workers moved at once, each wave verified (every kubelet reporting
+	// through the new endpoint) before the next; the control-plane nodes go one at a time.
+	MaxParallel MaxParallel
+	DryRun      bool
 	// Checks: VerifyTimeout as for Renew; ReadyTimeout bounds the wait for a node's kubelet to
 	// report through the new endpoint after its restart.
 	Checks
@@ -82,9 +84,10 @@ const (
 // chaining to the cluster CA). Then, under the Lease: the SAN on every control-plane node that
 // lacks it (a renewal, one node at a time, as Renew), controlPlaneEndpoint in kubeadm-config,
 // the server of kube-public/cluster-info (and of kube-proxy's kubeconfig when there is one),
-// and on every node, one at a time (control plane first), the server of admin.conf,
-// super-admin.conf and kubelet.conf by a Job running `certctl kubeconfig set-server`, which
-// restarts the kubelet; the next node starts only when this one's kubelet reports again.
+// and on every node (control plane first, one at a time; then the workers in waves of
+// MaxParallel), the server of admin.conf, super-admin.conf and kubelet.conf by a Job running
+// `certctl kubeconfig set-server`, which restarts the kubelet; the next node (wave) starts only
+// when this one's kubelets report again.
 // A rerun after a failure does again only what is not done yet.
 func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (*EndpointReport, error) {
 	o.defaults()
@@ -140,15 +143,29 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 	if err := o.moveClusterCopies(ctx, cs, rep); err != nil {
 		return rep, err
 	}
-	for i := range rep.Nodes {
-		out := &rep.Nodes[i]
-		if err := held.Confirm(ctx); err != nil {
-			return rep, fmt.Errorf("stopped before %s: %w", out.Node, err)
+	cp := make([]bool, len(rep.Nodes))
+	for i := range cps {
+		cp[i] = true
+	}
+	w := waveRun{
+		before: held.Confirm,
+		node: func(ctx context.Context, i int) error {
+			out := &rep.Nodes[i]
+			if err := o.moveNode(ctx, cs, out, req); err != nil {
+				out.State, out.Problem = "failed", err.Error()
+				return err
+			}
+			return nil
+		},
+		name:    func(i int) string { return rep.Nodes[i].Node },
+		started: o.waveStarted(rep.Nodes),
+	}
+	if err := w.run(ctx, waves(cp, o.MaxParallel.Of(len(workers)))); err != nil {
+		var we *WaveError
+		if errors.As(err, &we) {
+			return rep, fmt.Errorf("%w; the nodes done use %s, the others still %s (both work; the report gives each node's state); run the same command again to go on", we, to, from)
 		}
-		if err := o.moveNode(ctx, cs, out, req); err != nil {
-			out.State, out.Problem = "failed", err.Error()
-			return rep, fmt.Errorf("node %s failed: %w; the nodes before it use %s, the others still %s (both work); run the same command again to go on", out.Node, err, to, from)
-		}
+		return rep, err
 	}
 	if err := cs.CoreV1().ConfigMaps(lease.Namespace).Delete(ctx, EndpointRecordName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return rep, fmt.Errorf("every node is done, but the record %s/%s could not be removed: %w", lease.Namespace, EndpointRecordName, err)
@@ -285,38 +302,6 @@ func (o *EndpointOptions) moveNode(ctx context.Context, cs kubernetes.Interface,
 	}
 	out.State, out.Took = "done", time.Since(start).Round(100*time.Millisecond).String()
 	o.logf("%s: done in %s", out.Node, out.Took)
-	return nil
-}
-
-// waitKubeletReports waits until the node's kubelet renews its Lease after since and its
-// Node is Ready.
-func waitKubeletReports(ctx context.Context, cs kubernetes.Interface, node string, since time.Time, timeout time.Duration) error {
-	var last string
-	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		var l *coordinationv1.Lease
-		l, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, node, metav1.GetOptions{})
-		if err != nil {
-			last = err.Error()
-			return false, nil
-		}
-		if l.Spec.RenewTime == nil || !l.Spec.RenewTime.Time.After(since.Add(-time.Second)) {
-			last = "its kubelet has not renewed its node Lease since the restart"
-			return false, nil
-		}
-		n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
-		if err != nil {
-			last = err.Error()
-			return false, nil
-		}
-		if !isReady(n) {
-			last = "the Node is not Ready"
-			return false, nil
-		}
-		return true, nil
-	})
-	if err != nil {
-		return fmt.Errorf("kubelet of %s not reporting within %s: %s", node, timeout, last)
-	}
 	return nil
 }
 

@@ -31,16 +31,46 @@ func TestWaitKubeletReports(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		objects []runtime.Object
-		want    string // "" for back
+		later   []runtime.Object // updated while the wait runs (seen through its watches)
+		want    string           // "" for back
 	}{
-		{"back", []runtime.Object{lease(restart.Add(2 * time.Second)), node(corev1.ConditionTrue)}, ""},
-		{"Lease not renewed since the restart", []runtime.Object{lease(restart.Add(-time.Minute)), node(corev1.ConditionTrue)}, "has not renewed its node Lease"},
-		{"renewed but not Ready", []runtime.Object{lease(restart.Add(time.Second)), node(corev1.ConditionUnknown)}, "not Ready"},
-		{"no Lease", []runtime.Object{node(corev1.ConditionTrue)}, "not found"},
+		{name: "renewed and Ready while waiting", objects: []runtime.Object{lease(restart.Add(-time.Minute)), node(corev1.ConditionUnknown)},
+			later: []runtime.Object{lease(restart.Add(time.Second)), node(corev1.ConditionTrue)}},
+		{name: "back", objects: []runtime.Object{lease(restart.Add(2 * time.Second)), node(corev1.ConditionTrue)}},
+		{name: "Lease not renewed since the restart", objects: []runtime.Object{lease(restart.Add(-time.Minute)), node(corev1.ConditionTrue)}, want: "has not renewed its node Lease"},
+		{name: "renewed but not Ready", objects: []runtime.Object{lease(restart.Add(time.Second)), node(corev1.ConditionUnknown)}, want: "not Ready"},
+		{name: "no Lease", objects: []runtime.Object{node(corev1.ConditionTrue)}, want: "has not renewed its node Lease"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cs := fake.NewClientset(tc.objects...)
-			err := waitKubeletReports(context.Background(), cs, "w1", restart, 1200*time.Millisecond)
+			timeout := 1200 * time.Millisecond
+			updated := make(chan error, 1)
+			if tc.later != nil {
+				timeout = 10 * time.Second // the updates are what ends the wait
+				go func() {
+					ctx := context.Background()
+					for _, o := range tc.later {
+						var err error
+						switch o := o.(type) {
+						case *coordinationv1.Lease:
+							_, err = cs.CoordinationV1().Leases(o.Namespace).Update(ctx, o, metav1.UpdateOptions{})
+						case *corev1.Node:
+							_, err = cs.CoreV1().Nodes().Update(ctx, o, metav1.UpdateOptions{})
+						}
+						if err != nil {
+							updated <- err
+							return
+						}
+					}
+					updated <- nil
+				}()
+			} else {
+				updated <- nil
+			}
+			err := waitKubeletReports(context.Background(), cs, "w1", restart, timeout)
+			if uerr := <-updated; uerr != nil {
+				t.Fatal(uerr)
+			}
 			switch {
 			case tc.want == "" && err != nil:
 				t.Errorf("unexpected: %v", err)

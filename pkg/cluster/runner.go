@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/flowcontrol"
 
 	"github.com/certctl/certctl/pkg/lease"
 	"github.com/certctl/certctl/pkg/noderequest"
@@ -23,7 +25,13 @@ type Runner struct {
 	JobTimeout    time.Duration
 	LeaseDuration time.Duration // default 60s
 	Identity      string        // the Lease's holder; default lease.Identity()
-	Progress      io.Writer     // default io.Discard
+	Progress      io.Writer     // default io.Discard; written from several goroutines (waves) one line at a time
+	// JobsPerSecond bounds the rate at which Jobs are created (default 20, bursts of 40: the
+	// rate kube-controller-manager's own client defaults to): a wave of many workers does not
+	// flood the API. The client's own limit (QPS 50, burst 100) bounds the rest.
+	JobsPerSecond float32
+
+	jobs flowcontrol.RateLimiter
 }
 
 // defaults fills what is unset; jobTimeout is the command's default for JobTimeout.
@@ -43,6 +51,41 @@ func (r *Runner) defaults(jobTimeout time.Duration) {
 	if r.Progress == nil {
 		r.Progress = io.Discard
 	}
+	if _, ok := r.Progress.(*lineWriter); !ok {
+		r.Progress = &lineWriter{w: r.Progress}
+	}
+	if r.JobsPerSecond <= 0 {
+		r.JobsPerSecond = 20
+	}
+	if r.jobs == nil {
+		r.jobs = flowcontrol.NewTokenBucketRateLimiter(r.JobsPerSecond, 2*int(max(r.JobsPerSecond, 1)))
+	}
+}
+
+// lineWriter serializes writes: the progress lines of a wave's nodes never interleave.
+type lineWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// waveStarted logs each wave of more than one node (nodes: the command's report, by index).
+func (r *Runner) waveStarted(nodes []NodeOutcome) func(wave []int) {
+	return func(wave []int) {
+		if len(wave) < 2 {
+			return
+		}
+		names := make([]string, len(wave))
+		for i, n := range wave {
+			names[i] = nodes[n].Node
+		}
+		r.logf("%d workers at once: %s", len(wave), strings.Join(names, ", "))
+	}
 }
 
 // needImage refuses a run without an image.
@@ -60,6 +103,11 @@ func (r *Runner) logf(format string, a ...any) {
 // Job runs spec on its node (namespace, image and deadline from r) and returns how it ended,
 // whatever certctl's exit code: for a caller that reports each node's outcome (status).
 func (r *Runner) Job(ctx context.Context, cs kubernetes.Interface, spec JobSpec) (JobResult, error) {
+	if r.jobs != nil {
+		if err := r.jobs.Wait(ctx); err != nil {
+			return JobResult{Node: spec.Node}, fmt.Errorf("job on %s not created: %w", spec.Node, err)
+		}
+	}
 	spec.Namespace, spec.Image, spec.Deadline = r.Namespace, r.Image, r.JobTimeout
 	return RunJob(ctx, cs, spec, r.JobTimeout)
 }

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -77,6 +78,9 @@ func Pending(csr *certv1.CertificateSigningRequest) bool {
 	return true
 }
 
+// servingSelector selects the CSRs of the kubelet serving signer.
+var servingSelector = fields.OneTermEqualSelector("spec.signerName", certv1.KubeletServingSignerName).String()
+
 // Approve decides every selected pending CSR once.
 func Approve(ctx context.Context, cs kubernetes.Interface, o ApproveOptions) ([]Decision, error) {
 	if len(o.Names) == 0 && !o.All && o.Requestor == "" {
@@ -100,7 +104,9 @@ func Approve(ctx context.Context, cs kubernetes.Interface, o ApproveOptions) ([]
 			}
 		}
 	} else {
-		list, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+		// Only the kubelet serving CSRs (a field selector the API serves): on a large cluster
+		// the others (every kubelet's client certificate, ...) are most of the list.
+		list, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{FieldSelector: servingSelector})
 		if err != nil {
 			return nil, fmt.Errorf("list CSRs: %w", err)
 		}
@@ -215,7 +221,7 @@ func setCondition(ctx context.Context, cs kubernetes.Interface, csr *certv1.Cert
 func Watch(ctx context.Context, cs kubernetes.Interface, o ApproveOptions, report func(Decision)) error {
 	o.All = true
 	for {
-		list, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+		list, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{FieldSelector: servingSelector})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -234,6 +240,7 @@ func Watch(ctx context.Context, cs kubernetes.Interface, o ApproveOptions, repor
 		// too old (410 Gone), and then everything is listed again.
 		w, err := watchtools.NewRetryWatcher(list.ResourceVersion, &cache.ListWatch{
 			WatchFunc: func(lo metav1.ListOptions) (watch.Interface, error) {
+				lo.FieldSelector = servingSelector
 				return cs.CertificatesV1().CertificateSigningRequests().Watch(ctx, lo)
 			},
 		})

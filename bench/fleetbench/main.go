@@ -1,0 +1,302 @@
+// Command fleetbench measures, on the multi-node lab (hack/lab/multi.sh up), how the cost of
+// the cluster commands grows with the workers (issue 22). For each worker count (default 1, 4,
+// 8 and 9: 12 nodes with the three control-plane nodes) it adds workers (multi.sh add-node and
+// join, through the endpoint the cluster uses) and times:
+//
+//   - `certctl cluster status` on every node;
+//   - `certctl cluster endpoint` from the balancer to cp1's address and back (every kubelet's
+//     kubeconfig changed and the kubelet restarted; the control-plane nodes one at a time, the
+//     workers in waves of -max-parallel): the whole command and its worker part, from the first
+//     worker's Job (seen by a watch) to the command's end.
+//
+// It prints each with its growth against the first worker count, and the memory (RSS of the
+// kubelet and containerd) one worker costs. The workers it added are removed at the end unless
+// -keep.
+//
+//	go run ./bench/fleetbench [-workers 1,4,8,9] [-max-parallel 25%]      (as root, lab up)
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/certctl/certctl/internal/multilab"
+	"github.com/certctl/certctl/pkg/cluster"
+	"github.com/certctl/certctl/pkg/kubeadmconfig"
+)
+
+// fleetPrefix names the workers the benchmark adds.
+const fleetPrefix = "fleet"
+
+type row struct {
+	workers               int
+	status                time.Duration
+	toCP1, toLB           time.Duration
+	workersCP1, workersLB time.Duration
+}
+
+func main() {
+	counts := flag.String("workers", "1,4,8,9", "worker counts, ascending")
+	maxParallel := flag.String("max-parallel", "", "cluster endpoint --max-parallel (default: certctl's, 25% of the workers, at least 4)")
+	certctl := flag.String("certctl", "bin/certctl", "certctl binary (built from this checkout)")
+	keep := flag.Bool("keep", false, "keep the workers added")
+	flag.Parse()
+	if !multilab.Up() {
+		fail(errors.New("the multi-node lab is not up: run hack/lab/multi.sh up"))
+	}
+	if !multilab.InClient() {
+		fail(multilab.ReexecInClient())
+	}
+	bin, err := filepath.Abs(*certctl)
+	if err != nil {
+		fail(err)
+	}
+	var sizes []int
+	for _, s := range strings.Split(*counts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || (len(sizes) > 0 && n <= sizes[len(sizes)-1]) {
+			fail(fmt.Errorf("-workers %q: ascending counts, each at least 1", *counts))
+		}
+		sizes = append(sizes, n)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", multilab.AdminKubeconfig())
+	if err != nil {
+		fail(err)
+	}
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	ctx := context.Background()
+	nodes, err := multilab.Nodes()
+	if err != nil {
+		fail(err)
+	}
+	// Workers an earlier run left (-keep, or killed) go first: the counts start from the lab's.
+	for _, n := range nodes {
+		if strings.HasPrefix(n.Name, fleetPrefix) {
+			lab("remove-node", n.Name)
+			_ = cs.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{})
+		}
+	}
+	nodes = slices.DeleteFunc(nodes, func(n multilab.Node) bool { return strings.HasPrefix(n.Name, fleetPrefix) })
+	var cp1 multilab.Node
+	have := 0
+	for _, n := range nodes {
+		if n.ControlPlane() && cp1.Name == "" {
+			cp1 = n
+		}
+		if !n.ControlPlane() {
+			have++
+		}
+	}
+	kc := "--kubeconfig=" + multilab.AdminKubeconfig()
+	img := "--image=" + multilab.Image
+	// run runs certctl; status exits 1 or 2 when it finds warnings or critical findings (the
+	// lab's kubelets serve self-signed certificates), which is its report, not a failure.
+	run := func(args ...string) time.Duration {
+		start := time.Now()
+		r, err := multilab.Run(exec.Command(bin, append(args, kc)...))
+		if err != nil || r.Code != 0 && (args[1] != "status" || r.Code > 2) {
+			fail(fmt.Errorf("certctl %s: %v %s", strings.Join(args, " "), err, r))
+		}
+		return time.Since(start)
+	}
+	endpoint := func() string {
+		doc, _, err := kubeadmconfig.Read(ctx, cs)
+		if err != nil {
+			fail(err)
+		}
+		ep, err := kubeadmconfig.ControlPlaneEndpoint(doc)
+		if err != nil {
+			fail(err)
+		}
+		return ep
+	}
+	// The balancer's SAN once, before anything is timed.
+	if endpoint() != multilab.LBAddr {
+		fmt.Printf("moving the cluster onto %s first (its SAN added; not timed)\n", multilab.LBAddr)
+		run("cluster", "endpoint", multilab.LBAddr, img)
+	}
+	var added []string
+	defer func() {
+		if *keep {
+			return
+		}
+		for _, n := range added {
+			if r, err := multilab.Lab(context.Background(), "remove-node", n); err != nil || r.Code != 0 {
+				fmt.Fprintf(os.Stderr, "remove-node %s: %v %s\n", n, err, r)
+			}
+			_ = cs.CoreV1().Nodes().Delete(context.Background(), n, metav1.DeleteOptions{})
+		}
+	}()
+	var rows []row
+	for _, size := range sizes {
+		for have < size {
+			name, ip := fmt.Sprintf("%s%d", fleetPrefix, have), fmt.Sprintf("10.2.1.%d", 160+have)
+			lab("add-node", name, ip)
+			added = append(added, name)
+			lab("join", name, multilab.LBAddr, "--discovery-timeout", "2m")
+			waitReady(ctx, cs, name)
+			have++
+		}
+		if have > size {
+			fail(fmt.Errorf("the lab has %d workers, more than %d", have, size))
+		}
+		r := row{workers: size}
+		r.status = run("cluster", "status", img)
+		mp := []string{}
+		if *maxParallel != "" {
+			mp = append(mp, "--max-parallel="+*maxParallel)
+		}
+		r.toCP1, r.workersCP1 = timedEndpoint(ctx, cs, func() { run(append([]string{"cluster", "endpoint", cp1.APIServer(), img}, mp...)...) })
+		r.toLB, r.workersLB = timedEndpoint(ctx, cs, func() { run(append([]string{"cluster", "endpoint", multilab.LBAddr, img}, mp...)...) })
+		rows = append(rows, r)
+		fmt.Printf("%d workers: status %s; endpoint to cp1 %s (workers %s), back %s (workers %s)\n", size,
+			round(r.status), round(r.toCP1), round(r.workersCP1), round(r.toLB), round(r.workersLB))
+	}
+	first := rows[0]
+	waves := *maxParallel
+	if waves == "" {
+		waves = "25% of the workers, at least 4 (the default)"
+	}
+	fmt.Printf("\n== workers in waves of %s (each move restarts every worker's kubelet)\n", waves)
+	fmt.Printf("%-8s %-6s %-10s %-7s %-16s %-7s %-16s %-7s\n", "workers", "nodes", "status", "growth", "endpoint (x2)", "growth", "worker part (x2)", "growth")
+	for _, r := range rows {
+		ep, fep := r.toCP1+r.toLB, first.toCP1+first.toLB
+		wp, fwp := r.workersCP1+r.workersLB, first.workersCP1+first.workersLB
+		fmt.Printf("%-8d %-6d %-10s %-7s %-16s %-7s %-16s %-7s\n", r.workers, r.workers+3, round(r.status), ratio(r.status, first.status),
+			round(ep), ratio(ep, fep), round(wp), ratio(wp, fwp))
+	}
+	if rss := workerRSS(); rss > 0 {
+		fmt.Printf("\none worker (kubelet + containerd, RSS): %d MiB\n", rss>>20)
+	}
+}
+
+// timedEndpoint runs move and returns how long it took and its worker part: from the first
+// worker's Job, seen by a watch, to its end.
+func timedEndpoint(ctx context.Context, cs kubernetes.Interface, move func()) (total, workers time.Duration) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := cs.BatchV1().Jobs("kube-system").Watch(wctx, metav1.ListOptions{LabelSelector: cluster.LabelComponent + "=endpoint"})
+	if err != nil {
+		fail(err)
+	}
+	cps := map[string]bool{}
+	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "node-role.kubernetes.io/control-plane"})
+	if err != nil {
+		fail(err)
+	}
+	for _, n := range list.Items {
+		cps[n.Name] = true
+	}
+	var mu sync.Mutex
+	var firstWorker time.Time
+	go func() {
+		for ev := range w.ResultChan() {
+			j, ok := ev.Object.(*batchv1.Job)
+			if !ok || cps[j.Labels[cluster.LabelNode]] {
+				continue
+			}
+			mu.Lock()
+			if firstWorker.IsZero() {
+				firstWorker = time.Now()
+			}
+			mu.Unlock()
+		}
+	}()
+	start := time.Now()
+	move()
+	end := time.Now()
+	mu.Lock()
+	defer mu.Unlock()
+	if firstWorker.IsZero() {
+		fail(errors.New("no worker Job seen"))
+	}
+	return end.Sub(start), end.Sub(firstWorker)
+}
+
+func lab(args ...string) {
+	r, err := multilab.Lab(context.Background(), args...)
+	if err != nil || r.Code != 0 {
+		fail(fmt.Errorf("multi.sh %s: %v %s", strings.Join(args, " "), err, r))
+	}
+}
+
+func waitReady(ctx context.Context, cs kubernetes.Interface, name string) {
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == "Ready" {
+				return c.Status == "True", nil
+			}
+		}
+		return false, nil
+	}); err != nil {
+		fail(fmt.Errorf("%s not Ready within 3m", name))
+	}
+}
+
+// workerRSS is the resident memory of the first worker's kubelet and containerd (their pid
+// files in the lab's node directory), in bytes; 0 when unknown.
+func workerRSS() int64 {
+	nodes, err := multilab.Nodes()
+	if err != nil {
+		return 0
+	}
+	i := slices.IndexFunc(nodes, func(n multilab.Node) bool { return !n.ControlPlane() })
+	if i < 0 {
+		return 0
+	}
+	var sum int64
+	for _, p := range []string{"kubelet.pid", "containerd.pid"} {
+		pid, err := os.ReadFile(filepath.Join(nodes[i].Dir(), p))
+		if err != nil {
+			return 0
+		}
+		f, err := os.Open("/proc/" + strings.TrimSpace(string(pid)) + "/status")
+		if err != nil {
+			return 0
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				sum += kb << 10
+			}
+		}
+		f.Close()
+	}
+	return sum
+}
+
+func round(d time.Duration) string { return d.Round(100 * time.Millisecond).String() }
+
+func ratio(a, b time.Duration) string {
+	if b <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", float64(a)/float64(b))
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "fleetbench:", err)
+	os.Exit(1)
+}
