@@ -14,13 +14,17 @@ export CERTCTL_MATRIX := $(MATRIX_VERSIONS)
 IMAGE     ?= localhost/certctl:dev
 IMAGE_TAR ?= _out/certctl-image.tar
 IMAGE_BIN ?= _out/image/certctl
+# certctl is built as Kubernetes builds its release binaries (kubeadm included): static, no
+# symbol tables, no local paths. A static binary starts without the dynamic loader; with the
+# symbols it would be 86 MB instead of 61 and start ~10 ms slower (bench/run.sh).
+RELEASE_GOFLAGS := -trimpath -ldflags "-s -w"
 
 .PHONY: all build image demo test unit lint k8s-bins bench e2e e2e-multi e2e-upgrade lab-up lab-down lab-multi-up lab-multi-down clean fuzz
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/certctl
+	CGO_ENABLED=0 $(GO) build $(RELEASE_GOFLAGS) -o $(BIN) ./cmd/certctl
 
 # A static certctl (CGO_ENABLED=0) at /usr/local/bin/certctl, ENTRYPOINT certctl, plus /etc
 # and /tmp, in one layer written by hack/lab/mkimage: no docker daemon, no registry. Load it
@@ -28,7 +32,7 @@ build:
 # docker/buildah build from source see the Dockerfile.
 image:
 	@mkdir -p $(dir $(IMAGE_TAR)) $(dir $(IMAGE_BIN))
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(IMAGE_BIN) ./cmd/certctl
+	CGO_ENABLED=0 $(GO) build $(RELEASE_GOFLAGS) -o $(IMAGE_BIN) ./cmd/certctl
 	$(GO) run ./hack/lab/mkimage -o $(IMAGE_TAR) -tag $(IMAGE) \
 	  -file $(IMAGE_BIN)=/usr/local/bin/certctl -entrypoint /usr/local/bin/certctl \
 	  -label org.opencontainers.image.title=certctl \

@@ -8,7 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-31}
 bin=$(hack/build-k8s.sh kubeadm | tail -1)
-go build -o bin/certctl ./cmd/certctl
+# Both built the same way: kubeadm as Kubernetes releases it (hack/build-k8s.sh), certctl as
+# `make build` does (static, -trimpath -ldflags "-s -w").
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/certctl ./cmd/certctl
 go build -o bin/benchcmp ./bench/benchcmp
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

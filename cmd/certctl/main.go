@@ -4,7 +4,12 @@ package main
 import (
 	"os"
 
+	"github.com/certctl/certctl/internal/initgc" // first: no collection while the other packages initialize
+
 	"github.com/certctl/certctl/cmd/cli"
 )
 
-func main() { os.Exit(cli.Main()) }
+func main() {
+	initgc.Restore()
+	os.Exit(cli.Main())
+}
