@@ -425,7 +425,7 @@ docs/ca-rotation.md.`,
 }
 
 // maxParallelHelp is --max-parallel's help on the cluster commands that change workers.
-const maxParallelHelp = "workers changed at once (a count, or a percentage of the workers), each wave verified, every kubelet reporting again, before the next; control-plane nodes always go one at a time (default: 25% of the workers, at least 4)"
+const maxParallelHelp = "workers changed at once (a count, or a percentage of the workers), each wave verified, every kubelet reporting again, before the next; control-plane nodes always go one at a time (default: 25% of the workers, at least 4, at most 250)"
 
 // lbDrainHelp is --lb-drain's help on the cluster commands.
 const lbDrainHelp = "passed to each node's restart: its apiserver refuses new connections from other machines for this long before it, or its etcd, is stopped, so that the load balancer's health check takes it out first (the balancer's detection time: HAProxy fall x inter; 0: off)"

@@ -17,9 +17,16 @@ const DefaultMaxParallel = "25%"
 // defaultMinParallel is the smallest wave of the default (fewer when there are fewer workers).
 const defaultMinParallel = 4
 
+// defaultMaxParallel is the largest wave of the default: each node of a wave holds one or two
+// watches open on the command's one HTTP/2 connection, whose streams the apiserver bounds
+// (--http2-max-streams-per-connection, 1000); beyond a few hundred workers the client's own
+// request rate (50/s) bounds the command's time anyway, not the size of the wave
+// (docs/cluster.md, "Scale").
+const defaultMaxParallel = 250
+
 // MaxParallel bounds how many workers a cluster command changes at once: N workers, or N
 // percent of the workers (rounded down, at least one). The zero value is the default: 25% of
-// the workers, at least 4. Control-plane nodes are always changed one at a time.
+// the workers, at least 4, at most 250. Control-plane nodes are always changed one at a time.
 type MaxParallel struct {
 	N       int
 	Percent bool
@@ -46,7 +53,7 @@ func ParseMaxParallel(s string) (MaxParallel, error) {
 // Of is the wave size for workers workers: at least 1.
 func (m MaxParallel) Of(workers int) int {
 	if m.N <= 0 {
-		return max(1, min(defaultMinParallel, workers), workers*25/100)
+		return min(defaultMaxParallel, max(1, min(defaultMinParallel, workers), workers*25/100))
 	}
 	n := m.N
 	if m.Percent {

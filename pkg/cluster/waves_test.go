@@ -52,8 +52,10 @@ func TestMaxParallelOf(t *testing.T) {
 		{MaxParallel{}, 8, 4},
 		{MaxParallel{}, 20, 5},
 		{MaxParallel{}, 500, 125},
-		{MaxParallel{N: 25, Percent: true}, 8, 2}, // 25% given: no minimum
-		{MaxParallel{N: 10, Percent: true}, 5, 1}, // rounded down, at least 1
+		{MaxParallel{}, 5000, 250},                      // at most 250
+		{MaxParallel{N: 30, Percent: true}, 5000, 1500}, // given: no maximum
+		{MaxParallel{N: 25, Percent: true}, 8, 2},       // 25% given: no minimum
+		{MaxParallel{N: 10, Percent: true}, 5, 1},       // rounded down, at least 1
 		{MaxParallel{N: 10, Percent: true}, 1000, 100},
 		{MaxParallel{N: 100, Percent: true}, 7, 7},
 		{MaxParallel{N: 3}, 8, 3},
