@@ -15,13 +15,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -35,13 +33,7 @@ func main() {
 	certctl := flag.String("certctl", "bin/certctl", "certctl binary (built from this checkout)")
 	stopGrace := flag.Duration("stop-grace", 3*time.Second, "cluster renew --stop-grace (0: each node's defaults, the apiserver killed at once)")
 	flag.Parse()
-	if !multilab.Up() {
-		fail(errors.New("the multi-node lab is not up: run hack/lab/multi.sh up"))
-	}
-	if !multilab.InClient() {
-		fail(multilab.ReexecInClient())
-	}
-	bin, err := filepath.Abs(*certctl)
+	bin, err := multilab.BenchStart(*certctl)
 	if err != nil {
 		fail(err)
 	}

@@ -4,6 +4,10 @@
 // join, through the endpoint the cluster uses) and times:
 //
 //   - `certctl cluster status` on every node;
+//
+//   - with -ca-rotate, `certctl cluster ca-rotate --phase trust` and its `--rollback`, each
+//     whole and its worker part;
+//
 //   - `certctl cluster endpoint` from the balancer to cp1's address and back (every kubelet's
 //     kubeconfig changed and the kubelet restarted; the control-plane nodes one at a time, the
 //     workers in waves of -max-parallel): the whole command and its worker part, from the first
@@ -34,6 +38,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -50,6 +55,8 @@ type row struct {
 	status                time.Duration
 	toCP1, toLB           time.Duration
 	workersCP1, workersLB time.Duration
+	// -ca-rotate: the cluster CA's phase trust and its rollback
+	trust, trustWorkers, back, backWorkers time.Duration
 }
 
 func main() {
@@ -57,14 +64,9 @@ func main() {
 	maxParallel := flag.String("max-parallel", "", "cluster endpoint --max-parallel (default: certctl's, 25% of the workers, at least 4)")
 	certctl := flag.String("certctl", "bin/certctl", "certctl binary (built from this checkout)")
 	keep := flag.Bool("keep", false, "keep the workers added")
+	caRotate := flag.Bool("ca-rotate", false, "also time cluster ca-rotate --phase trust and its --rollback at each count (the cluster CA; ~5 min per count)")
 	flag.Parse()
-	if !multilab.Up() {
-		fail(errors.New("the multi-node lab is not up: run hack/lab/multi.sh up"))
-	}
-	if !multilab.InClient() {
-		fail(multilab.ReexecInClient())
-	}
-	bin, err := filepath.Abs(*certctl)
+	bin, err := multilab.BenchStart(*certctl)
 	if err != nil {
 		fail(err)
 	}
@@ -163,11 +165,17 @@ func main() {
 		if *maxParallel != "" {
 			mp = append(mp, "--max-parallel="+*maxParallel)
 		}
-		r.toCP1, r.workersCP1 = timedEndpoint(ctx, cs, func() { run(append([]string{"cluster", "endpoint", cp1.APIServer(), img}, mp...)...) })
-		r.toLB, r.workersLB = timedEndpoint(ctx, cs, func() { run(append([]string{"cluster", "endpoint", multilab.LBAddr, img}, mp...)...) })
-		rows = append(rows, r)
+		r.toCP1, r.workersCP1 = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "endpoint", cp1.APIServer(), img}, mp...)...) })
+		r.toLB, r.workersLB = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "endpoint", multilab.LBAddr, img}, mp...)...) })
 		fmt.Printf("%d workers: status %s; endpoint to cp1 %s (workers %s), back %s (workers %s)\n", size,
 			round(r.status), round(r.toCP1), round(r.workersCP1), round(r.toLB), round(r.workersLB))
+		if *caRotate {
+			r.trust, r.trustWorkers = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "ca-rotate", "--phase", "trust", img}, mp...)...) })
+			r.back, r.backWorkers = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "ca-rotate", "--rollback", img}, mp...)...) })
+			fmt.Printf("%d workers: ca-rotate trust %s (workers %s), its rollback %s (workers %s)\n", size,
+				round(r.trust), round(r.trustWorkers), round(r.back), round(r.backWorkers))
+		}
+		rows = append(rows, r)
 	}
 	first := rows[0]
 	waves := *maxParallel
@@ -182,17 +190,26 @@ func main() {
 		fmt.Printf("%-8d %-6d %-10s %-7s %-16s %-7s %-16s %-7s\n", r.workers, r.workers+3, round(r.status), ratio(r.status, first.status),
 			round(ep), ratio(ep, fep), round(wp), ratio(wp, fwp))
 	}
+	if *caRotate {
+		fmt.Printf("\n== cluster ca-rotate (the cluster CA), workers in waves of %s\n", waves)
+		fmt.Printf("%-8s %-10s %-16s %-7s %-10s %-16s %-7s\n", "workers", "trust", "worker part", "growth", "rollback", "worker part", "growth")
+		for _, r := range rows {
+			fmt.Printf("%-8d %-10s %-16s %-7s %-10s %-16s %-7s\n", r.workers, round(r.trust), round(r.trustWorkers), ratio(r.trustWorkers, first.trustWorkers),
+				round(r.back), round(r.backWorkers), ratio(r.backWorkers, first.backWorkers))
+		}
+	}
 	if rss := workerRSS(); rss > 0 {
 		fmt.Printf("\none worker (kubelet + containerd, RSS): %d MiB\n", rss>>20)
 	}
 }
 
-// timedEndpoint runs move and returns how long it took and its worker part: from the first
-// worker's Job, seen by a watch, to its end.
-func timedEndpoint(ctx context.Context, cs kubernetes.Interface, move func()) (total, workers time.Duration) {
+// timedWorkers runs move and returns how long it took and its worker part: from the first
+// worker's Job (a watch of certctl's Jobs) to the first control-plane node's Job after it (a
+// rollback goes workers first), or else to the end.
+func timedWorkers(ctx context.Context, cs kubernetes.Interface, move func()) (total, workers time.Duration) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := cs.BatchV1().Jobs("kube-system").Watch(wctx, metav1.ListOptions{LabelSelector: cluster.LabelComponent + "=endpoint"})
+	w, err := cs.BatchV1().Jobs("kube-system").Watch(wctx, metav1.ListOptions{LabelSelector: cluster.LabelName + "=certctl"})
 	if err != nil {
 		fail(err)
 	}
@@ -205,29 +222,36 @@ func timedEndpoint(ctx context.Context, cs kubernetes.Interface, move func()) (t
 		cps[n.Name] = true
 	}
 	var mu sync.Mutex
-	var firstWorker time.Time
+	var firstWorker, cpAfter time.Time
 	go func() {
 		for ev := range w.ResultChan() {
 			j, ok := ev.Object.(*batchv1.Job)
-			if !ok || cps[j.Labels[cluster.LabelNode]] {
+			if !ok || ev.Type != watch.Added {
 				continue
 			}
 			mu.Lock()
-			if firstWorker.IsZero() {
+			switch {
+			case !cps[j.Labels[cluster.LabelNode]] && firstWorker.IsZero():
 				firstWorker = time.Now()
+			case cps[j.Labels[cluster.LabelNode]] && !firstWorker.IsZero() && cpAfter.IsZero():
+				cpAfter = time.Now()
 			}
 			mu.Unlock()
 		}
 	}()
 	start := time.Now()
 	move()
-	end := time.Now()
+	done := time.Now()
 	mu.Lock()
 	defer mu.Unlock()
 	if firstWorker.IsZero() {
 		fail(errors.New("no worker Job seen"))
 	}
-	return end.Sub(start), end.Sub(firstWorker)
+	end := done
+	if !cpAfter.IsZero() {
+		end = cpAfter
+	}
+	return done.Sub(start), end.Sub(firstWorker)
 }
 
 func lab(args ...string) {

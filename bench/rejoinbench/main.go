@@ -14,7 +14,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -39,13 +38,7 @@ func main() {
 	certctl := flag.String("certctl", "bin/certctl", "certctl binary (built from this checkout)")
 	kubeadm := flag.String("kubeadm", filepath.Join(os.Getenv("HOME"), ".cache/certctl/k8s-v1.32.4/bin/kubeadm"), "kubeadm binary")
 	flag.Parse()
-	if !multilab.Up() {
-		fail(errors.New("the multi-node lab is not up: run hack/lab/multi.sh up"))
-	}
-	if !multilab.InClient() {
-		fail(multilab.ReexecInClient())
-	}
-	bin, err := filepath.Abs(*certctl)
+	bin, err := multilab.BenchStart(*certctl)
 	if err != nil {
 		fail(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/certctl/certctl/internal/multilab"
 	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/inspect"
+	"github.com/certctl/certctl/pkg/kubeadmconfig"
 )
 
 var labSkip string
@@ -290,4 +291,18 @@ func certctlWith(t *testing.T, kubeconfig string, args ...string) multilab.Resul
 	}
 	t.Logf("certctl %s: %s", strings.Join(full, " "), r)
 	return r
+}
+
+// controlPlaneEndpoint is kubeadm-config's controlPlaneEndpoint (the test fails without one).
+func controlPlaneEndpoint(t *testing.T, cs kubernetes.Interface) string {
+	t.Helper()
+	doc, _, err := kubeadmconfig.Read(context.Background(), cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint, err := kubeadmconfig.ControlPlaneEndpoint(doc)
+	if err != nil || endpoint == "" {
+		t.Fatalf("kubeadm-config has no controlPlaneEndpoint (%v)", err)
+	}
+	return endpoint
 }

@@ -25,7 +25,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/certctl/certctl/internal/multilab"
-	"github.com/certctl/certctl/pkg/kubeadmconfig"
 )
 
 // A machine that joins after the approver is in place.
@@ -82,14 +81,7 @@ func TestKubeletServingApproverInCluster(t *testing.T) {
 	}
 
 	// A machine joins later: its serving CSR is approved with no command run.
-	doc, _, err := kubeadmconfig.Read(ctx, cs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	endpoint, err := kubeadmconfig.ControlPlaneEndpoint(doc)
-	if err != nil || endpoint == "" {
-		t.Fatalf("kubeadm-config has no controlPlaneEndpoint (%v)", err)
-	}
+	endpoint := controlPlaneEndpoint(t, cs)
 	lab(t, "add-node", lateNode, lateIP)
 	t.Cleanup(func() {
 		if r, err := multilab.Lab(context.Background(), "remove-node", lateNode); err != nil || r.Code != 0 {

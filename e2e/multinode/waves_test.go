@@ -14,7 +14,6 @@ import (
 
 	"github.com/certctl/certctl/internal/multilab"
 	"github.com/certctl/certctl/pkg/cluster"
-	"github.com/certctl/certctl/pkg/kubeadmconfig"
 )
 
 // Two more workers for TestWorkerWaves (worker1 is the lab's).
@@ -82,15 +81,7 @@ func (jt *jobTimes) Stop(t *testing.T) {
 func TestWorkerWaves(t *testing.T) {
 	requireLab(t)
 	cs := clientset(t)
-	ctx := context.Background()
-	doc, _, err := kubeadmconfig.Read(ctx, cs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	endpoint, err := kubeadmconfig.ControlPlaneEndpoint(doc)
-	if err != nil || endpoint == "" {
-		t.Fatalf("kubeadm-config has no controlPlaneEndpoint (%v)", err)
-	}
+	endpoint := controlPlaneEndpoint(t, cs)
 	for _, w := range waveWorkers {
 		lab(t, "add-node", w.Name, w.IP)
 		t.Cleanup(func() {

@@ -7,6 +7,7 @@ package multilab
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -209,4 +210,17 @@ func Follow(local string) error {
 		return err
 	}
 	return os.WriteFile(AdminKubeconfig(), b, 0o600)
+}
+
+// BenchStart is the start of a benchmark run as root on the lab: it fails unless the lab is
+// up, runs the process again in the client namespace (an operator's workstation) when it is not
+// there, and returns certctl's absolute path.
+func BenchStart(certctl string) (string, error) {
+	if !Up() {
+		return "", errors.New("the multi-node lab is not up: run hack/lab/multi.sh up")
+	}
+	if !InClient() {
+		return "", ReexecInClient() // returns only when it could not
+	}
+	return filepath.Abs(certctl)
 }
