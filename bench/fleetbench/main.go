@@ -40,7 +40,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/certctl/certctl/internal/multilab"
 	"github.com/certctl/certctl/pkg/cluster"
@@ -64,6 +66,7 @@ func main() {
 	maxParallel := flag.String("max-parallel", "", "cluster endpoint --max-parallel (default: certctl's, 25% of the workers, at least 4)")
 	certctl := flag.String("certctl", "bin/certctl", "certctl binary (built from this checkout)")
 	keep := flag.Bool("keep", false, "keep the workers added")
+	doEndpoint := flag.Bool("endpoint", true, "time cluster endpoint there and back at each count")
 	caRotate := flag.Bool("ca-rotate", false, "also time cluster ca-rotate --phase trust and its --rollback at each count (the cluster CA; ~5 min per count)")
 	flag.Parse()
 	bin, err := multilab.BenchStart(*certctl)
@@ -165,8 +168,10 @@ func main() {
 		if *maxParallel != "" {
 			mp = append(mp, "--max-parallel="+*maxParallel)
 		}
-		r.toCP1, r.workersCP1 = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "endpoint", cp1.APIServer(), img}, mp...)...) })
-		r.toLB, r.workersLB = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "endpoint", multilab.LBAddr, img}, mp...)...) })
+		if *doEndpoint {
+			r.toCP1, r.workersCP1 = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "endpoint", cp1.APIServer(), img}, mp...)...) })
+			r.toLB, r.workersLB = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "endpoint", multilab.LBAddr, img}, mp...)...) })
+		}
 		fmt.Printf("%d workers: status %s; endpoint to cp1 %s (workers %s), back %s (workers %s)\n", size,
 			round(r.status), round(r.toCP1), round(r.workersCP1), round(r.toLB), round(r.workersLB))
 		if *caRotate {
@@ -209,10 +214,23 @@ func main() {
 func timedWorkers(ctx context.Context, cs kubernetes.Interface, move func()) (total, workers time.Duration) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := cs.BatchV1().Jobs("kube-system").Watch(wctx, metav1.ListOptions{LabelSelector: cluster.LabelName + "=certctl"})
+	// A retry watcher: the command may restart the apiserver the watch goes to.
+	sel := cluster.LabelName + "=certctl"
+	jobs := cs.BatchV1().Jobs("kube-system")
+	l, err := jobs.List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
 		fail(err)
 	}
+	w, err := watchtools.NewRetryWatcherWithContext(wctx, l.ResourceVersion, &cache.ListWatch{
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = sel
+			return jobs.Watch(ctx, o)
+		},
+	})
+	if err != nil {
+		fail(err)
+	}
+	defer w.Stop()
 	cps := map[string]bool{}
 	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "node-role.kubernetes.io/control-plane"})
 	if err != nil {
