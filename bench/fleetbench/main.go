@@ -168,12 +168,13 @@ func main() {
 		if *maxParallel != "" {
 			mp = append(mp, "--max-parallel="+*maxParallel)
 		}
+		fmt.Printf("%d workers: status %s\n", size, round(r.status))
 		if *doEndpoint {
 			r.toCP1, r.workersCP1 = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "endpoint", cp1.APIServer(), img}, mp...)...) })
 			r.toLB, r.workersLB = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "endpoint", multilab.LBAddr, img}, mp...)...) })
+			fmt.Printf("%d workers: endpoint to cp1 %s (workers %s), back %s (workers %s)\n", size,
+				round(r.toCP1), round(r.workersCP1), round(r.toLB), round(r.workersLB))
 		}
-		fmt.Printf("%d workers: status %s; endpoint to cp1 %s (workers %s), back %s (workers %s)\n", size,
-			round(r.status), round(r.toCP1), round(r.workersCP1), round(r.toLB), round(r.workersLB))
 		if *caRotate {
 			r.trust, r.trustWorkers = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "ca-rotate", "--phase", "trust", img}, mp...)...) })
 			r.back, r.backWorkers = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "ca-rotate", "--rollback", img}, mp...)...) })
