@@ -358,22 +358,11 @@ func (r *rotation) nodes(ctx context.Context) error {
 	for i := range r.order {
 		cp[i] = isControlPlane(&r.order[i])
 	}
-	w := waveRun{
-		node: func(ctx context.Context, i int) error {
-			out := &r.rep.Nodes[i]
-			if err := r.rotateNode(ctx, out, cp[i]); err != nil {
-				out.State, out.Problem = "failed", err.Error()
-				return err
-			}
-			return nil
-		},
-		name:    func(i int) string { return r.rep.Nodes[i].Node },
-		started: r.o.waveStarted(r.rep.Nodes),
-	}
+	var before func(context.Context) error
 	if r.held != nil {
-		w.before = r.held.Confirm
+		before = r.held.Confirm
 	}
-	err := w.run(ctx, waves(cp, r.o.MaxParallel.Of(len(r.workers))))
+	err := r.o.inWaves(ctx, r.rep.Nodes, cp, r.o.MaxParallel.Of(len(r.workers)), before, r.rotateNode)
 	var we *WaveError
 	if errors.As(err, &we) {
 		return fmt.Errorf("%w; the nodes before are done, the others untouched (the report gives each node's state): fix it and run the same command again (a node done is not changed again), or --rollback", we)

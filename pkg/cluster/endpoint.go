@@ -147,20 +147,8 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 	for i := range cps {
 		cp[i] = true
 	}
-	w := waveRun{
-		before: held.Confirm,
-		node: func(ctx context.Context, i int) error {
-			out := &rep.Nodes[i]
-			if err := o.moveNode(ctx, cs, out, req); err != nil {
-				out.State, out.Problem = "failed", err.Error()
-				return err
-			}
-			return nil
-		},
-		name:    func(i int) string { return rep.Nodes[i].Node },
-		started: o.waveStarted(rep.Nodes),
-	}
-	if err := w.run(ctx, waves(cp, o.MaxParallel.Of(len(workers)))); err != nil {
+	move := func(ctx context.Context, out *NodeOutcome, _ bool) error { return o.moveNode(ctx, cs, out, req) }
+	if err := o.inWaves(ctx, rep.Nodes, cp, o.MaxParallel.Of(len(workers)), held.Confirm, move); err != nil {
 		var we *WaveError
 		if errors.As(err, &we) {
 			return rep, fmt.Errorf("%w; the nodes done use %s, the others still %s (both work; the report gives each node's state); run the same command again to go on", we, to, from)

@@ -8,11 +8,10 @@ import (
 	"sync"
 )
 
-// DefaultMaxParallel is the workers changed at once when --max-parallel is not given: a
-// quarter of them, as a Deployment's default rolling update, and at least
-// defaultMinParallel (a kubelet restart stops no pod: on a small cluster waves of one would
-// only make the rotation longer).
-const DefaultMaxParallel = "25%"
+// defaultPercent is the share of the workers a wave of the default holds: a quarter, as a
+// Deployment's default rolling update, and at least defaultMinParallel (a kubelet restart stops
+// no pod: on a small cluster waves of one would only make the rotation longer).
+const defaultPercent = 25
 
 // defaultMinParallel is the smallest wave of the default (fewer when there are fewer workers).
 const defaultMinParallel = 4
@@ -53,7 +52,7 @@ func ParseMaxParallel(s string) (MaxParallel, error) {
 // Of is the wave size for workers workers: at least 1.
 func (m MaxParallel) Of(workers int) int {
 	if m.N <= 0 {
-		return min(defaultMaxParallel, max(1, min(defaultMinParallel, workers), workers*25/100))
+		return min(defaultMaxParallel, max(1, min(defaultMinParallel, workers), workers*defaultPercent/100))
 	}
 	n := m.N
 	if m.Percent {
@@ -134,6 +133,27 @@ func (e *WaveError) Unwrap() []error {
 		out[i] = f
 	}
 	return out
+}
+
+// inWaves runs do on every node of outs (cp[i]: outs[i] is a control-plane node) in waves of
+// size workers, each control-plane node alone (waves); before, when set, is checked before each
+// wave (the Lease confirmed). A node whose do fails is reported failed with its problem; the
+// error is a *WaveError when nodes failed.
+func (r *Runner) inWaves(ctx context.Context, outs []NodeOutcome, cp []bool, size int, before func(context.Context) error,
+	do func(ctx context.Context, out *NodeOutcome, cp bool) error,
+) error {
+	return waveRun{
+		before: before,
+		node: func(ctx context.Context, i int) error {
+			if err := do(ctx, &outs[i], cp[i]); err != nil {
+				outs[i].State, outs[i].Problem = "failed", err.Error()
+				return err
+			}
+			return nil
+		},
+		name:    func(i int) string { return outs[i].Node },
+		started: r.waveStarted(outs),
+	}.run(ctx, waves(cp, size))
 }
 
 // waveRun runs the nodes of a command wave by wave.
