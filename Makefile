@@ -92,6 +92,13 @@ k8s-bins:
 bench: build k8s-bins
 	bench/run.sh
 
+# The end-to-end runs print every test's output as it comes (go test -v, through
+# hack/testreport) and, when a test failed, the end of each failed test's output once more
+# after the lab's logs and its teardown: the last lines of a CI log name what failed and why.
+E2E_FAILED_FILE = _out/e2e-failed.txt
+E2E_TEST   = bash -o pipefail -c '$(GO) test -count=1 -json -v "$$@" | bin/testreport -v -failed $(E2E_FAILED_FILE)' e2e
+E2E_FAILED = { [ ! -s $(E2E_FAILED_FILE) ] || { echo; echo "===== the failed tests, their last lines ($(E2E_FAILED_FILE))"; cat $(E2E_FAILED_FILE); }; }
+
 # End to end, on a real single-node kubeadm control plane (hack/lab: containerd, the real
 # kubelet, etcd/apiserver/controller-manager/scheduler as static pods, in the network
 # namespace certctl-lab): renew all --restart, rollback, a kill while a manifest is staged.
@@ -100,9 +107,11 @@ bench: build k8s-bins
 # up.sh and multi.sh build what they run (cached): containerd 2.x (hack/build-containerd.sh), then
 # the Kubernetes binaries and the etcd kubeadm names for K8S_VERSION (hack/build-k8s.sh).
 e2e: lint
+	$(GO) build -o bin/testreport ./hack/testreport
+	mkdir -p _out && rm -f $(E2E_FAILED_FILE)
 	hack/lab/up.sh
-	CERTCTL_LAB=1 $(GO) test -count=1 -v -timeout 30m ./e2e; rc=$$?; \
-	  [ "$(LAB_KEEP)" = 1 ] || hack/lab/down.sh; exit $$rc
+	CERTCTL_LAB=1 $(E2E_TEST) -timeout 30m ./e2e; rc=$$?; \
+	  [ "$(LAB_KEEP)" = 1 ] || hack/lab/down.sh; $(E2E_FAILED); exit $$rc
 
 # End to end on the multi-node lab (hack/lab/multi.sh: cp1-3 + worker1, each in its own network
 # and mount namespaces with its own containerd and real kubelet, haproxy at 10.2.1.139:6443):
@@ -111,10 +120,12 @@ e2e: lint
 # 46 min on 2 cores here (TestClusterCARotate alone 33 min): the timeout leaves room; CI's own
 # 90 minutes are the real bound (.ci/run prints each step's time).
 e2e-multi: lint
+	$(GO) build -o bin/testreport ./hack/testreport
+	mkdir -p _out && rm -f $(E2E_FAILED_FILE)
 	hack/lab/multi.sh up || { hack/lab/multi-logs.sh; hack/lab/multi.sh down; exit 1; }
-	CERTCTL_MULTILAB=1 $(GO) test -count=1 -v -timeout 75m ./e2e/multinode; rc=$$?; \
+	CERTCTL_MULTILAB=1 $(E2E_TEST) -timeout 75m ./e2e/multinode; rc=$$?; \
 	  [ $$rc = 0 ] || hack/lab/multi-logs.sh; \
-	  [ "$(LAB_KEEP)" = 1 ] || hack/lab/multi.sh down; exit $$rc
+	  [ "$(LAB_KEEP)" = 1 ] || hack/lab/multi.sh down; $(E2E_FAILED); exit $$rc
 
 # Issue 19's upgrade in the middle (e2e/upgrade, build tag upgradelab): the multi-node lab made
 # with UPGRADE_FROM; certctl adds the balancer's SAN (cluster endpoint) and rotates the cluster
@@ -126,10 +137,12 @@ UPGRADE_FROM ?= v1.36.3
 UPGRADE_TO   ?= v1.37.2
 e2e-upgrade: lint
 	hack/lab/multi.sh bins $(UPGRADE_TO) >/dev/null
+	$(GO) build -o bin/testreport ./hack/testreport
+	mkdir -p _out && rm -f $(E2E_FAILED_FILE)
 	K8S_VERSION=$(UPGRADE_FROM) hack/lab/multi.sh up || { hack/lab/multi-logs.sh; hack/lab/multi.sh down; exit 1; }
-	CERTCTL_UPGRADE_TO=$(UPGRADE_TO) $(GO) test -tags upgradelab -count=1 -v -timeout 75m ./e2e/upgrade; rc=$$?; \
+	CERTCTL_UPGRADE_TO=$(UPGRADE_TO) $(E2E_TEST) -tags upgradelab -timeout 75m ./e2e/upgrade; rc=$$?; \
 	  [ $$rc = 0 ] || hack/lab/multi-logs.sh; \
-	  [ "$(LAB_KEEP)" = 1 ] || hack/lab/multi.sh down; exit $$rc
+	  [ "$(LAB_KEEP)" = 1 ] || hack/lab/multi.sh down; $(E2E_FAILED); exit $$rc
 
 lab-multi-up:
 	hack/lab/multi.sh up

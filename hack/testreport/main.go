@@ -4,11 +4,19 @@
 // `go test` hides. It ends with a count of the skips and exits 1 when anything failed.
 //
 //	go test -json ./... | go run ./hack/testreport
+//
+// For the long end-to-end runs (make e2e, e2e-multi), -v prints every test's output as it
+// comes (what `go test -v` shows) and -failed FILE writes the end of each failed test's
+// output there: the Makefile prints that file last, after the lab's logs, so that the tail of
+// a CI log names the test that failed and why, not only the lab's last log lines.
+//
+//	go test -json -v ./e2e/multinode | go run ./hack/testreport -v -failed _out/failed.txt
 package main
 
 import (
 	"bufio"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +24,13 @@ import (
 	"strings"
 	"time"
 )
+
+// options are testreport's flags.
+type options struct {
+	verbose  bool      // every output line as it comes
+	failed   io.Writer // when set: the end of each failed test's output, after the run
+	tailSize int       // lines of each failed test kept for failed
+}
 
 // event is one line of `go test -json` (cmd/test2json).
 type event struct {
@@ -28,7 +43,22 @@ type event struct {
 }
 
 func main() {
-	failed, err := report(os.Stdin, os.Stdout)
+	var opts options
+	var failedFile string
+	flag.BoolVar(&opts.verbose, "v", false, "print every test's output as it comes, as go test -v does")
+	flag.StringVar(&failedFile, "failed", "", "write the end of each failed test's output to this file (empty when none failed)")
+	flag.IntVar(&opts.tailSize, "failed-lines", 80, "lines of each failed test's output written to -failed")
+	flag.Parse()
+	var summary strings.Builder
+	if failedFile != "" {
+		opts.failed = &summary
+	}
+	failed, err := report(os.Stdin, os.Stdout, opts)
+	if failedFile != "" {
+		if werr := os.WriteFile(failedFile, []byte(summary.String()), 0o644); werr != nil && err == nil {
+			err = fmt.Errorf("write %s: %w", failedFile, werr)
+		}
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testreport:", err)
 		os.Exit(2)
@@ -40,9 +70,10 @@ func main() {
 
 // report copies the events of in to w as described above; failed says whether a test,
 // a package or a build failed.
-func report(in io.Reader, w io.Writer) (failed bool, err error) {
+func report(in io.Reader, w io.Writer, opts options) (failed bool, err error) {
 	output := map[string][]string{} // package/test -> its output so far
 	var skips []string
+	var failures []string // the end of each failed test's output, for opts.failed
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
@@ -62,6 +93,12 @@ func report(in io.Reader, w io.Writer) (failed bool, err error) {
 		case "build-fail":
 			failed = true
 		case "output":
+			if opts.verbose {
+				fmt.Fprint(w, ev.Output)
+				if ev.Test == "" {
+					continue
+				}
+			}
 			if ev.Test == "" {
 				// Package level: go test's closing lines and anything outside a test.
 				if o := strings.TrimSpace(ev.Output); o != "PASS" && o != "FAIL" && !strings.HasPrefix(o, "=== ") && o != "" {
@@ -73,17 +110,27 @@ func report(in io.Reader, w io.Writer) (failed bool, err error) {
 		case "skip":
 			if ev.Test != "" {
 				skips = append(skips, ev.Package+" "+ev.Test)
-				fmt.Fprint(w, strings.Join(skipLines(output[key]), ""))
+				if !opts.verbose {
+					fmt.Fprint(w, strings.Join(skipLines(output[key]), ""))
+				}
 			}
 			delete(output, key)
 		case "fail":
 			failed = true
+			var out []string
 			if ev.Test != "" {
-				fmt.Fprint(w, strings.Join(output[key], ""))
+				out = output[key]
 			} else {
 				// The package failed: a test still without its own result was running when
 				// the binary died (a panic, an os.Exit, the -timeout): its output says why.
-				fmt.Fprint(w, strings.Join(unfinished(output, ev.Package), ""))
+				out = unfinished(output, ev.Package)
+			}
+			if !opts.verbose {
+				fmt.Fprint(w, strings.Join(out, ""))
+			}
+			if len(out) > 0 {
+				failures = append(failures, fmt.Sprintf("=== failed: %s %s (%.0fs), its last lines:\n%s",
+					ev.Package, ev.Test, ev.Elapsed, strings.Join(tail(out, opts.tailSize), "")))
 			}
 			delete(output, key)
 		case "pass":
@@ -98,7 +145,20 @@ func report(in io.Reader, w io.Writer) (failed bool, err error) {
 		fmt.Fprint(w, " (the --- SKIP lines above say why)")
 	}
 	fmt.Fprintln(w)
+	if opts.failed != nil {
+		for _, f := range failures {
+			fmt.Fprint(opts.failed, f)
+		}
+	}
 	return failed, nil
+}
+
+// tail is the last n lines of out (all of them when n <= 0).
+func tail(out []string, n int) []string {
+	if n > 0 && len(out) > n {
+		return out[len(out)-n:]
+	}
+	return out
 }
 
 // unfinished is the output of pkg's tests that have no result yet, in the order they

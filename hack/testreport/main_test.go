@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,7 +46,7 @@ func TestFails(t *testing.T)  { t.Error("broken on purpose") }
 	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
 	events, _ := cmd.Output() // exits 1: a test fails on purpose
 	var out bytes.Buffer
-	failed, err := report(bytes.NewReader(events), &out)
+	failed, err := report(bytes.NewReader(events), &out, options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,5 +73,70 @@ func TestFails(t *testing.T)  { t.Error("broken on purpose") }
 		if strings.Contains(got, unwanted) {
 			t.Errorf("report shows %q of a passing test:\n%s", unwanted, got)
 		}
+	}
+}
+
+// TestReportVerboseFailedSummary feeds recorded go test -json events (a pass, a failure with
+// more lines than kept, a package failing in the middle of a test) to the -v -failed mode:
+// every line is printed as it comes, and the summary holds the end of each failed test only.
+func TestReportVerboseFailedSummary(t *testing.T) {
+	ev := func(action, pkg, test, output string) string {
+		return fmt.Sprintf(`{"Action":%q,"Package":%q,"Test":%q,"Output":%q}`, action, pkg, test, output) + "\n"
+	}
+	var in strings.Builder
+	in.WriteString(ev("output", "m/a", "TestPasses", "=== RUN   TestPasses\n"))
+	in.WriteString(ev("output", "m/a", "TestPasses", "    a_test.go:1: quiet\n"))
+	in.WriteString(ev("pass", "m/a", "TestPasses", ""))
+	in.WriteString(ev("output", "m/a", "TestFails", "=== RUN   TestFails\n"))
+	for i := 1; i <= 5; i++ {
+		in.WriteString(ev("output", "m/a", "TestFails", fmt.Sprintf("    a_test.go:2: step %d\n", i)))
+	}
+	in.WriteString(ev("output", "m/a", "TestFails", "--- FAIL: TestFails (1.00s)\n"))
+	in.WriteString(ev("fail", "m/a", "TestFails", ""))
+	in.WriteString(ev("output", "m/a", "", "FAIL\tm/a\t1.0s\n"))
+	in.WriteString(ev("fail", "m/a", "", ""))
+	in.WriteString(ev("output", "m/c", "TestDies", "=== RUN   TestDies\n"))
+	in.WriteString(ev("output", "m/c", "TestDies", "    c_test.go:1: last words\n"))
+	in.WriteString(ev("fail", "m/c", "", ""))
+
+	tests := []struct {
+		name        string
+		inOut       []string // in the live output
+		inFailed    []string // in the failed summary
+		notInFailed []string
+	}{
+		{
+			name:        "summary of the failures only, the end of each",
+			inOut:       []string{"quiet", "step 1", "step 5", "FAIL\tm/a", "last words"},
+			inFailed:    []string{"=== failed: m/a TestFails", "step 4", "step 5", "--- FAIL: TestFails", "TestDies", "last words"},
+			notInFailed: []string{"quiet", "step 2", "TestPasses"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, failedOut bytes.Buffer
+			failed, err := report(strings.NewReader(in.String()), &out, options{verbose: true, failed: &failedOut, tailSize: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !failed {
+				t.Error("failures not reported")
+			}
+			for _, want := range tc.inOut {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("output lacks %q:\n%s", want, out.String())
+				}
+			}
+			for _, want := range tc.inFailed {
+				if !strings.Contains(failedOut.String(), want) {
+					t.Errorf("failed summary lacks %q:\n%s", want, failedOut.String())
+				}
+			}
+			for _, unwanted := range tc.notInFailed {
+				if strings.Contains(failedOut.String(), unwanted) {
+					t.Errorf("failed summary has %q:\n%s", unwanted, failedOut.String())
+				}
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -78,6 +79,31 @@ func jobPod(t *testing.T, cp *testenv.ControlPlane, cs kubernetes.Interface, com
 		return true, nil
 	}); err != nil {
 		t.Fatalf("no pod for the %s Job within a minute; the controller-manager says:\n%s", component, cp.Logs("kube-controller-manager"))
+	}
+	return pod
+}
+
+// newPod waits (polling, with a deadline) for a pod of component's Jobs not in seen, and adds
+// it there: the pod of the Job a step made after the pods of earlier steps (which stay: the
+// test runs no garbage collector).
+func newPod(t *testing.T, cs kubernetes.Interface, component string, seen map[string]bool) *corev1.Pod {
+	t.Helper()
+	var pod *corev1.Pod
+	if err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: cluster.LabelComponent + "=" + component})
+		if err != nil {
+			return false, nil
+		}
+		for i := range pods.Items {
+			if !seen[pods.Items[i].Name] {
+				pod = &pods.Items[i]
+				seen[pod.Name] = true
+				return true, nil
+			}
+		}
+		return false, nil
+	}); err != nil {
+		t.Fatalf("no new pod for a %s Job within a minute", component)
 	}
 	return pod
 }
@@ -368,6 +394,71 @@ func TestRunJobWatchesThePod(t *testing.T) {
 		var v map[string]any
 		if err := o.res.Record(noderesult.KindCAShow, &v); !errors.Is(err, noderesult.ErrNoRecord) || !strings.Contains(err.Error(), "exited 3") {
 			t.Errorf("the record of a run that wrote none: %v", err)
+		}
+	})
+
+	// Issue 20's contract at the orchestrator: the endpoint's step for a node decides from the
+	// result record in the pod's termination message only. A message that is no record (the
+	// command's human words, as an older certctl printed them), none at all, or a record of
+	// another version fails that node at once, naming it and what to do; a record saying the
+	// kubelet restarted makes it wait for that kubelet (here, never reporting: the wait's own
+	// error), one saying not ends the step.
+	t.Run("orchestrator: the node's result record decides", func(t *testing.T) {
+		valid := func(kubeletRestarted bool) string {
+			b, err := json.Marshal(noderesult.Result{Version: noderesult.Version, Command: "kubeconfig set-server", KubeletRestarted: kubeletRestarted})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(b)
+		}
+		seen := map[string]bool{}
+		for _, tc := range []struct {
+			name    string
+			message string
+			wantErr []string // each in the error; none: no error
+			is      error
+		}{
+			{name: "human words, no record", message: "restarting the kubelet\nkubelet restarted", wantErr: []string{"node-j", "not a certctl result record"}},
+			{name: "no record", message: "", wantErr: []string{"node-j"}, is: noderesult.ErrNone},
+			{name: "another version", message: `{"version":"certctl.io/node-result/v9","kubeletRestarted":true}`, wantErr: []string{"node-j", "v9", noderesult.Version, "--image"}},
+			{name: "kubelet restarted: its report awaited", message: valid(true), wantErr: []string{"kubelet of node-j not reporting within 2s"}},
+			{name: "kubelet not restarted", message: valid(false)},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				o := cluster.EndpointOptions{Runner: cluster.Runner{Namespace: "kube-system", Image: "localhost/certctl:test", JobTimeout: time.Minute, Progress: io.Discard},
+					Checks: cluster.Checks{ReadyTimeout: 2 * time.Second}}
+				done := make(chan error, 1)
+				go func() {
+					done <- cluster.MoveNode(context.Background(), cs, o, node, "https://10.2.1.151:6443", "https://10.2.1.139:6443")
+				}()
+				pod := newPod(t, cs, "endpoint", seen)
+				now := metav1.Now()
+				setStatus(t, cs, pod, corev1.PodSucceeded, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+					ExitCode: 0, Message: tc.message, StartedAt: now, FinishedAt: now}})
+				var err error
+				select {
+				case err = <-done:
+				case <-time.After(2 * time.Minute):
+					t.Fatal("the node's step did not return within 2 minutes")
+				}
+				if len(tc.wantErr) == 0 {
+					if err != nil {
+						t.Fatalf("with the record %s: %v", tc.message, err)
+					}
+					return
+				}
+				if err == nil {
+					t.Fatalf("with the termination message %q the node's step succeeded", tc.message)
+				}
+				for _, want := range tc.wantErr {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("error %q lacks %q", err, want)
+					}
+				}
+				if tc.is != nil && !errors.Is(err, tc.is) {
+					t.Errorf("error %v is not %v", err, tc.is)
+				}
+			})
 		}
 	})
 
