@@ -155,7 +155,7 @@ func Endpoint(ctx context.Context, cs kubernetes.Interface, o EndpointOptions) (
 		}
 		return rep, err
 	}
-	if err := cs.CoreV1().ConfigMaps(lease.Namespace).Delete(ctx, EndpointRecordName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+	if err := deleteRecord(ctx, cs, EndpointRecordName, o.VerifyTimeout); err != nil {
 		return rep, fmt.Errorf("every node is done, but the record %s/%s could not be removed: %w", lease.Namespace, EndpointRecordName, err)
 	}
 	return rep, nil

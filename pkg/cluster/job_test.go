@@ -65,68 +65,56 @@ func jobCluster(t *testing.T, node string, logs func(path string) string) (*test
 	return cp, cs
 }
 
-// jobPod waits (polling, with a deadline) for the pod the Job controller makes for the Job of
-// component on node.
-func jobPod(t *testing.T, cp *testenv.ControlPlane, cs kubernetes.Interface, component string) *corev1.Pod {
-	t.Helper()
+// podWhere waits (polling, with a deadline) for a pod of component's Jobs that ok accepts;
+// nil when none came within a minute.
+func podWhere(cs kubernetes.Interface, component string, ok func(*corev1.Pod) bool) *corev1.Pod {
 	var pod *corev1.Pod
-	if err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+	_ = wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: cluster.LabelComponent + "=" + component})
-		if err != nil || len(pods.Items) == 0 {
+		if err != nil {
 			return false, nil
 		}
-		pod = &pods.Items[0]
-		return true, nil
-	}); err != nil {
+		for i := range pods.Items {
+			if ok(&pods.Items[i]) {
+				pod = &pods.Items[i]
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	return pod
+}
+
+// jobPod waits for the pod the Job controller makes for the Job of component on node.
+func jobPod(t *testing.T, cp *testenv.ControlPlane, cs kubernetes.Interface, component string) *corev1.Pod {
+	t.Helper()
+	pod := podWhere(cs, component, func(*corev1.Pod) bool { return true })
+	if pod == nil {
 		t.Fatalf("no pod for the %s Job within a minute; the controller-manager says:\n%s", component, cp.Logs("kube-controller-manager"))
 	}
 	return pod
 }
 
-// newPod waits (polling, with a deadline) for a pod of component's Jobs not in seen, and adds
-// it there: the pod of the Job a step made after the pods of earlier steps (which stay: the
-// test runs no garbage collector).
+// newPod waits for a pod of component's Jobs not in seen, and adds it there: the pod of the
+// Job a step made after the pods of earlier steps (which stay: the test runs no garbage
+// collector).
 func newPod(t *testing.T, cs kubernetes.Interface, component string, seen map[string]bool) *corev1.Pod {
 	t.Helper()
-	var pod *corev1.Pod
-	if err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: cluster.LabelComponent + "=" + component})
-		if err != nil {
-			return false, nil
-		}
-		for i := range pods.Items {
-			if !seen[pods.Items[i].Name] {
-				pod = &pods.Items[i]
-				seen[pod.Name] = true
-				return true, nil
-			}
-		}
-		return false, nil
-	}); err != nil {
+	pod := podWhere(cs, component, func(p *corev1.Pod) bool { return !seen[p.Name] })
+	if pod == nil {
 		t.Fatalf("no new pod for a %s Job within a minute", component)
 	}
+	seen[pod.Name] = true
 	return pod
 }
 
-// podOfAnotherJob waits (polling, with a deadline) for a pod of component's Jobs that is not
-// the Job named not's: the Job RunJob made instead of adopting that one.
+// podOfAnotherJob waits for a pod of component's Jobs that is not the Job named not's: the Job
+// RunJob made instead of adopting that one.
 func podOfAnotherJob(t *testing.T, cs kubernetes.Interface, component, not string) *corev1.Pod {
 	t.Helper()
-	var pod *corev1.Pod
-	if err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: cluster.LabelComponent + "=" + component})
-		if err != nil {
-			return false, nil
-		}
-		for i := range pods.Items {
-			if pods.Items[i].Labels["job-name"] != not {
-				pod = &pods.Items[i]
-				return true, nil
-			}
-		}
-		return false, nil
-	}); err != nil {
-		t.Fatalf("RunJob made no Job of its own for %s (only %s): %v", component, not, err)
+	pod := podWhere(cs, component, func(p *corev1.Pod) bool { return p.Labels["job-name"] != not })
+	if pod == nil {
+		t.Fatalf("RunJob made no Job of its own for %s (only %s) within a minute", component, not)
 	}
 	return pod
 }

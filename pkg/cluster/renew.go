@@ -188,7 +188,7 @@ func Renew(ctx context.Context, cs kubernetes.Interface, o RenewOptions) (*Renew
 	if err := o.renewNodes(ctx, cs, rep, held, nodes.Items); err != nil {
 		return rep, err
 	}
-	if err := cs.CoreV1().ConfigMaps(lease.Namespace).Delete(ctx, ProgressName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+	if err := deleteRecord(ctx, cs, ProgressName, o.VerifyTimeout); err != nil {
 		return rep, fmt.Errorf("every node is done, but the progress record %s/%s could not be removed: %w", lease.Namespace, ProgressName, err)
 	}
 	return rep, nil
@@ -603,4 +603,20 @@ func lastLines(s string, n int) []string {
 		out = out[len(out)-n:]
 	}
 	return out
+}
+
+// deleteRecord removes the ConfigMap name of lease.Namespace (a record gone already is fine),
+// trying again for up to timeout: an apiserver restarting under the command can cut the
+// DELETE's answer (unexpected EOF), which the client's own retry leaves to the caller; a
+// delete that is repeated is harmless.
+func deleteRecord(ctx context.Context, cs kubernetes.Interface, name string, timeout time.Duration) error {
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
+		last = cs.CoreV1().ConfigMaps(lease.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
+		return last == nil || apierrors.IsNotFound(last), nil
+	})
+	if err != nil && last != nil {
+		return last
+	}
+	return err
 }
