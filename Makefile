@@ -19,7 +19,7 @@ IMAGE_BIN ?= _out/image/certctl
 # symbols it would be 86 MB instead of 61 and start ~10 ms slower (bench/run.sh).
 RELEASE_GOFLAGS := -trimpath -ldflags "-s -w"
 
-.PHONY: all build image demo test unit lint k8s-bins bench e2e e2e-multi e2e-upgrade lab-up lab-down lab-multi-up lab-multi-down clean fuzz
+.PHONY: all build image demo test testreport e2e-report unit lint k8s-bins bench e2e e2e-multi e2e-upgrade lab-up lab-down lab-multi-up lab-multi-down clean fuzz
 
 all: build
 
@@ -51,8 +51,7 @@ demo: build
 # matrix's kubeadm of each release, all tests.
 # hack/testreport shows go test's "ok"/"FAIL" package lines (CI reads them), the output of
 # every failed test, and every skipped test with its reason (plain go test hides skips).
-test: lint k8s-bins
-	$(GO) build -o bin/testreport ./hack/testreport
+test: lint k8s-bins testreport
 	bash -o pipefail -c '$(GO) test -count=1 -timeout 40m -json ./... | bin/testreport'
 	bash -o pipefail -c '$(GO) test -count=1 -tags failpoints -json ./pkg/failpoint | bin/testreport'
 
@@ -99,6 +98,13 @@ E2E_FAILED_FILE = _out/e2e-failed.txt
 E2E_TEST   = bash -o pipefail -c '$(GO) test -count=1 -json -v "$$@" | bin/testreport -v -failed $(E2E_FAILED_FILE)' e2e
 E2E_FAILED = { [ ! -s $(E2E_FAILED_FILE) ] || { echo; echo "===== the failed tests, their last lines ($(E2E_FAILED_FILE))"; cat $(E2E_FAILED_FILE); }; }
 
+testreport:
+	$(GO) build -o bin/testreport ./hack/testreport
+
+# The report of an end-to-end run: testreport built, the last run's failed tests forgotten.
+e2e-report: testreport
+	mkdir -p _out && rm -f $(E2E_FAILED_FILE)
+
 # End to end, on a real single-node kubeadm control plane (hack/lab: containerd, the real
 # kubelet, etcd/apiserver/controller-manager/scheduler as static pods, in the network
 # namespace certctl-lab): renew all --restart, rollback, a kill while a manifest is staged.
@@ -106,9 +112,7 @@ E2E_FAILED = { [ ! -s $(E2E_FAILED_FILE) ] || { echo; echo "===== the failed tes
 # stand-in kubelet of internal/testenv run in `make test`.)
 # up.sh and multi.sh build what they run (cached): containerd 2.x (hack/build-containerd.sh), then
 # the Kubernetes binaries and the etcd kubeadm names for K8S_VERSION (hack/build-k8s.sh).
-e2e: lint
-	$(GO) build -o bin/testreport ./hack/testreport
-	mkdir -p _out && rm -f $(E2E_FAILED_FILE)
+e2e: lint e2e-report
 	hack/lab/up.sh
 	CERTCTL_LAB=1 $(E2E_TEST) -timeout 30m ./e2e; rc=$$?; \
 	  [ "$(LAB_KEEP)" = 1 ] || hack/lab/down.sh; $(E2E_FAILED); exit $$rc
@@ -119,9 +123,7 @@ e2e: lint
 # cannot come up fails this target (its logs are printed), never skips. The whole package took
 # 46 min on 2 cores here (TestClusterCARotate alone 33 min): the timeout leaves room; CI's own
 # 90 minutes are the real bound (.ci/run prints each step's time).
-e2e-multi: lint
-	$(GO) build -o bin/testreport ./hack/testreport
-	mkdir -p _out && rm -f $(E2E_FAILED_FILE)
+e2e-multi: lint e2e-report
 	hack/lab/multi.sh up || { hack/lab/multi-logs.sh; hack/lab/multi.sh down; exit 1; }
 	CERTCTL_MULTILAB=1 $(E2E_TEST) -timeout 75m ./e2e/multinode; rc=$$?; \
 	  [ $$rc = 0 ] || hack/lab/multi-logs.sh; \
@@ -135,10 +137,8 @@ e2e-multi: lint
 # taken down at the end unless LAB_KEEP=1; a lab that cannot come up fails it, never skips.
 UPGRADE_FROM ?= v1.36.3
 UPGRADE_TO   ?= v1.37.2
-e2e-upgrade: lint
+e2e-upgrade: lint e2e-report
 	hack/lab/multi.sh bins $(UPGRADE_TO) >/dev/null
-	$(GO) build -o bin/testreport ./hack/testreport
-	mkdir -p _out && rm -f $(E2E_FAILED_FILE)
 	K8S_VERSION=$(UPGRADE_FROM) hack/lab/multi.sh up || { hack/lab/multi-logs.sh; hack/lab/multi.sh down; exit 1; }
 	CERTCTL_UPGRADE_TO=$(UPGRADE_TO) $(E2E_TEST) -tags upgradelab -timeout 75m ./e2e/upgrade; rc=$$?; \
 	  [ $$rc = 0 ] || hack/lab/multi-logs.sh; \

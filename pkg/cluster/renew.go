@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/certctl/certctl/pkg/apiretry"
 	"github.com/certctl/certctl/pkg/kubeadmconfig"
 	"github.com/certctl/certctl/pkg/lease"
 	"github.com/certctl/certctl/pkg/live"
@@ -605,15 +606,22 @@ func lastLines(s string, n int) []string {
 	return out
 }
 
-// deleteRecord removes the ConfigMap name of lease.Namespace (a record gone already is fine),
-// trying again for up to timeout: an apiserver restarting under the command can cut the
-// DELETE's answer (unexpected EOF), which the client's own retry leaves to the caller; a
-// delete that is repeated is harmless.
+// deleteRecord removes the ConfigMap name of lease.Namespace (a record gone already is fine).
+// An apiserver restarting under the command can cut the DELETE's answer (unexpected EOF),
+// which the client's retry (pkg/apiretry) does not send again, as a write may have been
+// applied; deleting a record is idempotent, so a connection that broke is tried again, as a
+// read would be, for up to timeout. An answer of the API (Forbidden, ...) ends it at once.
 func deleteRecord(ctx context.Context, cs kubernetes.Interface, name string, timeout time.Duration) error {
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
 		last = cs.CoreV1().ConfigMaps(lease.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
-		return last == nil || apierrors.IsNotFound(last), nil
+		switch {
+		case last == nil || apierrors.IsNotFound(last):
+			return true, nil
+		case apiretry.Retryable(http.MethodGet, last):
+			return false, nil
+		}
+		return false, last
 	})
 	if err != nil && last != nil {
 		return last
