@@ -2,13 +2,8 @@ package cli
 
 import (
 	"context"
-	"crypto"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,7 +12,6 @@ import (
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/noderesult"
-	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/restart"
 	"github.com/certctl/certctl/pkg/satoken"
 )
@@ -74,70 +68,20 @@ Exit code: 0 every token is signed by the first key; 1 some are not (without --r
 	return cmd
 }
 
-// namedKey is a public key and the file it came from.
-type namedKey struct {
-	path string
-	key  crypto.PublicKey
-}
-
-func (o *caTokensOptions) keys() ([]namedKey, error) {
-	var out []namedKey
-	if len(o.Keys) > 0 {
-		for _, p := range o.Keys {
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return nil, fmt.Errorf("--key: %w", err)
-			}
-			k, err := pki.ParsePublicKey(p, data)
-			if err != nil {
-				return nil, fmt.Errorf("--key: %w", err)
-			}
-			out = append(out, namedKey{p, k})
-		}
-		return out, nil
-	}
-	l := o.Layout()
-	cur, path, err := carotate.CurrentSA(l)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no service-account public key on this node (%s): on a worker give the one the apiservers sign with, --key FILE", path)
-	}
-	if err != nil {
-		return nil, err
-	}
-	out = append(out, namedKey{path, cur})
-	p, err := carotate.PathsOf(l, carotate.SA)
-	if err != nil {
-		return nil, err
-	}
-	for _, other := range []string{p.OldCert, p.NewCert} {
-		data, err := os.ReadFile(other)
-		if err != nil {
-			continue
-		}
-		k, err := pki.ParsePublicKey(other, data)
-		if err != nil {
-			return nil, err
-		}
-		if carotate.PublicKeySum(k) != carotate.PublicKeySum(cur) {
-			out = append(out, namedKey{other, k})
-		}
-	}
-	return out, nil
-}
-
 func (o *caTokensOptions) run(ctx context.Context) error {
-	keys, err := o.keys()
+	keys, err := carotate.TokenKeys(o.Layout(), o.Keys)
 	if err != nil {
 		return err
 	}
-	ro := satoken.RefreshOptions{Layout: o.Layout(), Want: keys[0].key, Timeout: o.Timeout, Settle: o.Refresh}
+	ro := satoken.RefreshOptions{Layout: o.Layout(), Want: keys[0].Key, Timeout: o.Timeout, Settle: o.Refresh}
+	names := []string{keys[0].Path}
 	for _, k := range keys[1:] {
-		ro.Others = append(ro.Others, k.key)
+		ro.Others, names = append(ro.Others, k.Key), append(names, k.Path)
 	}
 	nr := noderesult.Result{Command: "ca tokens"}
 	if o.Refresh {
 		ro.RestartKubelet = func(ctx context.Context) error {
-			fmt.Fprintln(o.Streams.Out, "a token is not signed by", keys[0].path+": restarting the kubelet, which re-requests every pod's token")
+			fmt.Fprintln(o.Streams.Out, "a token is not signed by", keys[0].Path+": restarting the kubelet, which re-requests every pod's token")
 			if err := (restart.KubeletRestarter{Layout: o.Layout()}).Restart(ctx); err != nil {
 				return err
 			}
@@ -147,43 +91,18 @@ func (o *caTokensOptions) run(ctx context.Context) error {
 	}
 	res, err := satoken.Refresh(ctx, ro)
 	if res != nil {
-		o.render(keys, res)
+		res.Render(o.Streams.Out, names)
 	}
 	var stale *satoken.StaleTokensError
 	switch {
 	case errors.As(err, &stale) && !o.Refresh:
-		return verdict(inspect.SevWarning, fmt.Errorf("%d token(s) not signed by %s: certctl ca tokens --refresh has the kubelet re-request them", len(stale.Tokens), keys[0].path))
+		return verdict(inspect.SevWarning, fmt.Errorf("%d token(s) not signed by %s: certctl ca tokens --refresh has the kubelet re-request them", len(stale.Tokens), keys[0].Path))
 	case err != nil:
 		return err
 	}
 	if res.KubeletRestarted {
 		nr.Components = []string{restart.Kubelet}
-		fmt.Fprintf(o.Streams.Out, "every token is signed by %s now (%s, the pods' clients have read them)\n", keys[0].path, res.Took.Round(time.Second))
+		fmt.Fprintf(o.Streams.Out, "every token is signed by %s now (%s, the pods' clients have read them)\n", keys[0].Path, res.Took.Round(time.Second))
 	}
 	return noderesult.Write(o.ResultFile, nr)
-}
-
-func (o *caTokensOptions) render(keys []namedKey, res *satoken.RefreshResult) {
-	w := tabwriter.NewWriter(o.Streams.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "POD\tSIGNED BY\tISSUED\tEXPIRES\tFILE")
-	for _, t := range res.Tokens {
-		by := "an unknown key"
-		if t.Key >= 0 {
-			by = filepath.Base(keys[t.Key].path)
-		}
-		pod := t.Pod
-		if pod == "" {
-			pod = "uid " + t.PodUID
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", pod, by, stamp(t.IssuedAt), stamp(t.Expiry), t.Path)
-	}
-	w.Flush()
-	fmt.Fprintf(o.Streams.Out, "%d token(s) on this node\n", len(res.Tokens))
-}
-
-func stamp(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.UTC().Format(time.RFC3339)
 }

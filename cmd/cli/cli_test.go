@@ -105,45 +105,6 @@ func TestSandboxCreate(t *testing.T) {
 	}
 }
 
-func TestParseSANs(t *testing.T) {
-	tests := []struct {
-		in      []string
-		want    string
-		wantErr string
-	}{
-		{[]string{"10.2.1.139"}, "10.2.1.139", ""},
-		{[]string{"10.2.1.139,10.2.0.100", "api.Example.com"}, "10.2.1.139,10.2.0.100,api.example.com", ""},
-		{[]string{"10.2.1.139", "10.2.1.139"}, "10.2.1.139", ""},
-		{[]string{"::1"}, "::1", ""},
-		{[]string{"*.example.com"}, "*.example.com", ""},
-		{[]string{"10.2.1.1390"}, "", "not a valid IP address"},
-		{[]string{"a,,b"}, "", "empty value"},
-		{[]string{"-bad.example.com"}, "", "neither an IP address nor a valid DNS name"},
-		{[]string{"under_score"}, "", "neither"},
-		{[]string{"http://x"}, "", "not a valid IP address"},
-		{[]string{"api.example.com."}, "", "neither"},
-		{[]string{"*.*.example.com"}, "", "neither"},
-		{[]string{"a*.example.com"}, "", "neither"},
-		{[]string{strings.Repeat("a", 64) + ".example.com"}, "", "neither"},
-		{[]string{"10.2.1"}, "", "not a valid IP address"},
-		{[]string{"2001:db8::zz"}, "", "not a valid IP address"},
-		{[]string{"2001:DB8:0:0::1"}, "2001:db8::1", ""},
-		{[]string{"*.Apps.Example.com"}, "*.apps.example.com", ""},
-	}
-	for _, tc := range tests {
-		got, err := ParseSANs(tc.in)
-		if tc.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("ParseSANs(%v) err %v, want %q", tc.in, err, tc.wantErr)
-			}
-			continue
-		}
-		if err != nil || strings.Join(got, ",") != tc.want {
-			t.Errorf("ParseSANs(%v) = %v, %v; want %s", tc.in, got, err, tc.want)
-		}
-	}
-}
-
 func sandboxOpts() sandbox.Options { return sandbox.Options{} }
 
 // TestSandboxRelativeDir: a sandbox made under a relative directory is whole (the kubelet's

@@ -15,6 +15,7 @@ import (
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/lease"
 	"github.com/certctl/certctl/pkg/monitoring"
+	"github.com/certctl/certctl/pkg/pki"
 )
 
 // DefaultImage is the image `make image` builds and the lab imports into every node.
@@ -33,7 +34,7 @@ type clusterOptions struct {
 // restConfig is the kubeconfig's client configuration, its requests waiting out an apiserver
 // restart (pkg/apiretry) for up to --api-wait, said on stderr.
 func (o *clusterOptions) restConfig() (*rest.Config, error) {
-	rc, err := restConfig(o.Globals, o.Kubeconfig)
+	rc, err := o.where(o.Kubeconfig).Config()
 	if err != nil {
 		return nil, err
 	}
@@ -44,30 +45,11 @@ func (o *clusterOptions) restConfig() (*rest.Config, error) {
 }
 
 func (o *clusterOptions) clients() (kubernetes.Interface, *x509.CertPool, error) {
-	cs, roots, _, err := o.connect()
-	return cs, roots, err
-}
-
-// connect is clients with the client configuration they were made from (one read of the
-// kubeconfig).
-func (o *clusterOptions) connect() (kubernetes.Interface, *x509.CertPool, *rest.Config, error) {
 	rc, err := o.restConfig()
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	roots := x509.NewCertPool()
-	ca, err := cluster.ClusterCA(rc)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if !roots.AppendCertsFromPEM(ca) {
-		return nil, nil, nil, errors.New("the kubeconfig names no cluster CA (certificate-authority-data): certctl verifies what the apiservers and kubelets serve against it")
-	}
-	return cs, roots, rc, nil
+	return cluster.Clients(rc)
 }
 
 func newClusterCmd(g *Globals) *cobra.Command {
@@ -198,7 +180,7 @@ certificate expired), the command prints what to run on each node instead.`,
   certctl cluster renew all --days 3650 --dry-run`,
 		RunE: func(c *cobra.Command, args []string) error {
 			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
-			parsed, err := ParseSANs(sans)
+			parsed, err := pki.ParseSANs(sans)
 			if err != nil {
 				return err
 			}
@@ -400,7 +382,11 @@ docs/ca-rotation.md.`,
 			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			opts.CAs, opts.Namespace, opts.Image, opts.Progress = cas, o.Namespace, o.Image, o.Streams.ErrOut
 			connect := func() (kubernetes.Interface, *rest.Config, error) {
-				cs, _, rc, err := o.connect()
+				rc, err := o.restConfig()
+				if err != nil {
+					return nil, nil, err
+				}
+				cs, _, err := cluster.Clients(rc)
 				return cs, rc, err
 			}
 			rep, err := cluster.CARotateHere(ctx, connect, opts, o.local())

@@ -1,20 +1,14 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/inspect"
-	"github.com/certctl/certctl/pkg/live"
 	"github.com/certctl/certctl/pkg/monitoring"
 	"github.com/certctl/certctl/pkg/noderesult"
 	"github.com/certctl/certctl/pkg/pki"
@@ -87,17 +81,13 @@ func (o *inspectOptions) validate() (inspect.Options, error) {
 		return io, fmt.Errorf("--warn: %w", err)
 	}
 	io.Warn = warn
-	sans, err := ParseSANs(o.CheckSANs)
+	sans, err := pki.ParseSANs(o.CheckSANs)
 	if err != nil {
 		return io, fmt.Errorf("--check-san: %w", err)
 	}
 	io.CheckSANs = sans
-	for _, s := range o.NodeIPs {
-		ip := net.ParseIP(strings.TrimSpace(s))
-		if ip == nil {
-			return io, fmt.Errorf("--node-ip: %q is not an IP address", s)
-		}
-		io.NodeIPs = append(io.NodeIPs, ip)
+	if io.NodeIPs, err = pki.ParseIPs(o.NodeIPs); err != nil {
+		return io, fmt.Errorf("--node-ip: %w", err)
 	}
 	return io, nil
 }
@@ -110,13 +100,10 @@ func (o *inspectOptions) run(ctx context.Context) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	inv := pki.Load(o.Layout(), pki.Default())
-	rep := inspect.Diagnose(inv, opts)
-	if o.Live {
-		live.Check(ctx, inv, rep, o.Timeout)
-	}
+	no := monitoring.NodeOptions{Layout: o.Layout(), Diagnose: opts, Analyze: schedule.SystemdAnalyze(), Textfile: o.Textfile,
+		Live: o.Live, LiveTimeout: o.Timeout}
 	if o.API {
-		rc, err := restConfig(o.Globals, o.Kubeconfig)
+		rc, err := o.where(o.Kubeconfig).Config()
 		if err != nil {
 			return fmt.Errorf("--api: %w", err)
 		}
@@ -124,24 +111,14 @@ func (o *inspectOptions) run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("--api: %w", err)
 		}
-		if err := inspect.CheckKubeletAPIAccess(ctx, inspect.SubjectAccessReviewer(cs), rep); err != nil {
-			return fmt.Errorf("--api: %w", err)
-		}
+		no.Review = inspect.SubjectAccessReviewer(cs)
 	}
-	// The last renewal run, CA rotations in progress and the schedule's next run: what the
-	// metrics and alerts need beside the certificates (docs/monitoring.md).
-	for _, err := range monitoring.AddNodeState(o.Layout(), rep, schedule.SystemdAnalyze()) {
+	rep, warnings, err := monitoring.InspectNode(ctx, no)
+	if err != nil {
+		return err
+	}
+	for _, err := range warnings {
 		fmt.Fprintf(o.Streams.ErrOut, "warning: %v\n", err)
-	}
-	if o.Textfile != "" {
-		var buf bytes.Buffer
-		if err := inspect.RenderPrometheus(&buf, rep); err != nil {
-			return err
-		}
-		// Not under --root: the textfile directory belongs to the machine running certctl.
-		if err := fsutil.WriteFileAtomic(filepath.Join(o.Textfile, "certctl.prom"), buf.Bytes(), 0o644); err != nil {
-			return fmt.Errorf("--textfile-dir: %w", err)
-		}
 	}
 	render := func() error { return inspect.Render(o.Streams.Out, rep, o.Output) }
 	if o.Record {

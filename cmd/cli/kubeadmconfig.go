@@ -79,7 +79,7 @@ func (o *kubeadmConfigOptions) addSAN(ctx context.Context, args []string) error 
 	if !ok {
 		return fmt.Errorf("--cert %q: want apiserver, etcd-server or etcd-peer", o.Cert)
 	}
-	sans, err := ParseSANs(args)
+	sans, err := pki.ParseSANs(args)
 	if err != nil {
 		return err
 	}

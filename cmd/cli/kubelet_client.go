@@ -2,14 +2,12 @@ package cli
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/kubeletclient"
@@ -23,22 +21,6 @@ type kubeletClientOptions struct {
 	kubeconfig string
 }
 
-// adminClient is admin.conf (or --kubeconfig) when there is one: it reads the Node. None on a
-// worker: the node's own new credentials are used instead.
-func (o *kubeletClientOptions) adminClient() (kubernetes.Interface, error) {
-	p := filepath.Join(o.Layout().KubeconfigDir, "admin.conf")
-	if o.kubeconfig != "" {
-		p = pki.UnderRoot(o.Layout().Root, o.kubeconfig)
-	} else if _, err := os.Stat(p); err != nil {
-		return nil, nil
-	}
-	rc, err := clientcmd.BuildConfigFromFlags("", p)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	return kubernetes.NewForConfig(rc)
-}
-
 func (o *kubeletClientOptions) options() (kubeletclient.RenewOptions, error) {
 	r := o.renew
 	r.Layout = o.Layout()
@@ -47,12 +29,13 @@ func (o *kubeletClientOptions) options() (kubeletclient.RenewOptions, error) {
 	if !r.NoRestart {
 		r.Restart = restartKubelet{r.Layout}
 	}
-	cs, err := o.adminClient()
-	if err != nil {
+	// admin.conf (or --kubeconfig) reads the Node; a worker has none: its new credentials do.
+	rc, err := o.where(o.kubeconfig).AdminConfig()
+	if err != nil || rc == nil {
 		return r, err
 	}
-	r.Client = cs
-	return r, nil
+	r.Client, err = kubernetes.NewForConfig(rc)
+	return r, err
 }
 
 func newKubeletClientCmd(g *Globals) *cobra.Command {
@@ -119,9 +102,6 @@ Everything is backed up first ('certctl backup list', 'certctl restore ID').`,
 			r, err := o.options()
 			if err != nil {
 				return err
-			}
-			if r.Discovery.Token == "" && r.Discovery.Server == "" && !kubeletclient.HasCAKey(r.Layout) {
-				return fmt.Errorf("no cluster CA key on this node (%s): on a worker give --server, --token and --discovery-token-ca-cert-hash (kubeadm token create --print-join-command on a control-plane node prints them), or run 'certctl kubelet-client issue NODE -o FILE' there and 'certctl kubelet-client install FILE' here", filepath.Join(r.Layout.PKIDir, "ca.key"))
 			}
 			if _, err := kubeletclient.Renew(ctx, r); err != nil {
 				return err

@@ -3,14 +3,11 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"net"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/certctl/certctl/pkg/inspect"
 	kubeconfigpkg "github.com/certctl/certctl/pkg/kubeconfig"
@@ -25,22 +22,11 @@ type kubeletServingOptions struct {
 
 // client builds a clientset the way kubectl on a control-plane node would (restConfig).
 func (o *kubeletServingOptions) client() (kubernetes.Interface, error) {
-	rc, err := restConfig(o.Globals, o.Kubeconfig)
+	rc, err := o.where(o.Kubeconfig).Config()
 	if err != nil {
 		return nil, err
 	}
 	return kubernetes.NewForConfig(rc)
-}
-
-// restConfig finds the API the way kubectl on a control-plane node would: --kubeconfig, else
-// admin.conf, else ~/.kube/config (all under --root); in a pod with none of them (the
-// in-cluster approver), its service account.
-func restConfig(g *Globals, kubeconfig string) (*rest.Config, error) {
-	l := g.Layout()
-	if kubeconfig != "" {
-		return kubeconfigpkg.RESTConfig([]string{pki.UnderRoot(l.Root, kubeconfig)}, false)
-	}
-	return kubeconfigpkg.RESTConfig([]string{filepath.Join(l.KubeconfigDir, "admin.conf"), l.UserKubeconfig}, true)
 }
 
 func newKubeletServingCmd(g *Globals) *cobra.Command {
@@ -284,21 +270,14 @@ rotate by itself: renew it before it expires, or prefer 'enable'.`,
   certctl --root /mnt/worker-1 kubelet-serving issue --node worker-1 --ip 10.2.1.198 --no-restart`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			for _, s := range ips {
-				for _, v := range strings.Split(s, ",") {
-					ip := net.ParseIP(strings.TrimSpace(v))
-					if ip == nil {
-						return fmt.Errorf("--ip: %q is not an IP address", v)
-					}
-					opts.IPs = append(opts.IPs, ip)
-				}
+			var err error
+			if opts.IPs, err = pki.ParseIPs(ips); err != nil {
+				return fmt.Errorf("--ip: %w", err)
 			}
 			if len(opts.DNSNames) > 0 {
-				names, err := ParseSANs(opts.DNSNames)
-				if err != nil {
+				if opts.DNSNames, err = pki.ParseSANs(opts.DNSNames); err != nil {
 					return fmt.Errorf("--dns: %w", err)
 				}
-				opts.DNSNames = names
 			}
 			opts.Layout = o.Layout()
 			res, err := kubeletserving.Issue(opts)

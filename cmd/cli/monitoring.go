@@ -8,9 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/monitoring"
-	"github.com/certctl/certctl/pkg/pki"
 )
 
 func newMonitoringCmd(g *Globals) *cobra.Command {
@@ -148,19 +146,17 @@ func parseLabels(list []string) (map[string]string, error) {
 // (--kubeconfig, else the pod's service account, else the node's admin.conf). A failure is a
 // warning: the renewal's outcome stands.
 func recordNodeEvents(ctx context.Context, g *Globals, kubeconfig, node string) {
-	rc, err := leaseConfig(g, kubeconfig)
+	rc, err := g.where(kubeconfig).PodConfig()
+	var evs []monitoring.NodeEvent
 	if err == nil {
 		var cs kubernetes.Interface
 		if cs, err = kubernetes.NewForConfig(rc); err == nil {
-			rep := inspect.Diagnose(pki.Load(g.Layout(), pki.Default()), inspect.Options{})
-			var evs []monitoring.NodeEvent
-			evs, err = monitoring.Record(ctx, cs, monitoring.RecordOptions{Node: node, Report: rep})
-			if err == nil {
-				fmt.Fprintf(g.Streams.ErrOut, "recorded %d event(s) on node %s\n", len(evs), node)
-			}
+			evs, err = monitoring.RecordNode(ctx, cs, g.Layout(), node)
 		}
 	}
 	if err != nil {
 		fmt.Fprintf(g.Streams.ErrOut, "warning: events on node %s: %v\n", node, err)
+		return
 	}
+	fmt.Fprintf(g.Streams.ErrOut, "recorded %d event(s) on node %s\n", len(evs), node)
 }

@@ -12,10 +12,10 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/lease"
+	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/renew"
 )
 
@@ -139,7 +139,7 @@ func (o *renewOptions) run(ctx context.Context, args []string) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	sans, err := ParseSANs(o.SANs)
+	sans, err := pki.ParseSANs(o.SANs)
 	if err != nil {
 		return fmt.Errorf("--san: %w", err)
 	}
@@ -200,7 +200,7 @@ func (o *renewOptions) leaseOptions() (*renew.LeaseOptions, error) {
 	if o.LeaseWait < 0 {
 		return nil, fmt.Errorf("--lease-wait %s: must not be negative", o.LeaseWait)
 	}
-	rc, err := leaseConfig(o.Globals, o.Kubeconfig)
+	rc, err := o.where(o.Kubeconfig).PodConfig()
 	if err != nil {
 		return nil, fmt.Errorf("--lease: %w", err)
 	}
@@ -211,26 +211,6 @@ func (o *renewOptions) leaseOptions() (*renew.LeaseOptions, error) {
 	return &renew.LeaseOptions{Client: cs, Options: lease.Options{Namespace: ns, Name: name, Wait: o.LeaseWait}}, nil
 }
 
-// leaseConfig is the client of --lease: --kubeconfig; else, in a pod, its service account
-// (the CronJobs of 'schedule manifest' get one allowed only that Lease); else the node's
-// admin.conf or ~/.kube/config. Each request is bounded: the API server behind the client may
-// be the one this renewal restarts.
-func leaseConfig(g *Globals, kubeconfig string) (*rest.Config, error) {
-	var rc *rest.Config
-	if kubeconfig == "" {
-		rc, _ = rest.InClusterConfig()
-	}
-	if rc == nil {
-		var err error
-		if rc, err = restConfig(g, kubeconfig); err != nil {
-			return nil, err
-		}
-	}
-	rc.Timeout = 10 * time.Second
-	return rc, nil
-}
-
-// confirm asks a yes/no question on a terminal; without a terminal it refuses.
 func confirm(s Streams, question string) (bool, error) {
 	f, ok := s.In.(*os.File)
 	if !ok || !isTerminal(f) {

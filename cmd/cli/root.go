@@ -9,7 +9,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
+
+	kubeconfigpkg "github.com/certctl/certctl/pkg/kubeconfig"
 
 	"github.com/spf13/cobra"
 
@@ -110,6 +113,17 @@ func (g *Globals) Layout() pki.Layout {
 		Root: g.Root, PKIDir: g.PKIDir, KubeconfigDir: g.KubeconfigDir, ManifestsDir: g.ManifestsDir,
 		KubeletDir: g.KubeletDir, UserKubeconfig: g.UserKubeconfig,
 	})
+}
+
+// where is where a command finds its API client: --kubeconfig (under --root), else admin.conf,
+// else the user's kubeconfig.
+func (g *Globals) where(kubeconfig string) kubeconfigpkg.Where {
+	l := g.Layout()
+	w := kubeconfigpkg.Where{Admin: filepath.Join(l.KubeconfigDir, "admin.conf"), User: l.UserKubeconfig}
+	if kubeconfig != "" {
+		w.Flag = pki.UnderRoot(l.Root, kubeconfig)
+	}
+	return w
 }
 
 // NewRootCmd builds the command tree.

@@ -357,3 +357,57 @@ func newKeyTokens(l pki.Layout) error {
 	}
 	return nil
 }
+
+// TokenKey is a public key pods' tokens may be signed by, and the file it came from.
+type TokenKey struct {
+	Path string
+	Key  crypto.PublicKey
+}
+
+// TokenKeys are the keys `certctl ca tokens` checks the node's tokens against, the one they
+// must be signed by first: files, when given (on this machine, not under the node's root: a
+// Job mounts them); otherwise the node's sa.pub and, during a rotation, the rotation's other
+// key (old.pub or new.pub). A worker has no sa.pub: its error says to give the file.
+func TokenKeys(l pki.Layout, files []string) ([]TokenKey, error) {
+	var out []TokenKey
+	for _, p := range files {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		k, err := pki.ParsePublicKey(p, data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, TokenKey{p, k})
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	cur, path, err := CurrentSA(l)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no service-account public key on this node (%s): on a worker give the one the apiservers sign with, --key FILE", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, TokenKey{path, cur})
+	p, err := PathsOf(l, SA)
+	if err != nil {
+		return nil, err
+	}
+	for _, other := range []string{p.OldCert, p.NewCert} {
+		data, err := os.ReadFile(other)
+		if err != nil {
+			continue // no rotation under way, or not this side of it
+		}
+		k, err := pki.ParsePublicKey(other, data)
+		if err != nil {
+			return nil, err
+		}
+		if PublicKeySum(k) != PublicKeySum(cur) {
+			out = append(out, TokenKey{other, k})
+		}
+	}
+	return out, nil
+}

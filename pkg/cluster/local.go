@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -106,6 +108,24 @@ func ClusterCA(rc *rest.Config) ([]byte, error) {
 		return nil, fmt.Errorf("read the cluster CA %s: %w", rc.CAFile, err)
 	}
 	return ca, nil
+}
+
+// Clients are the clientset of rc and the pool of the cluster CA it trusts: what the apiservers
+// and kubelets certctl checks must serve certificates of. A kubeconfig without a CA is refused.
+func Clients(rc *rest.Config) (kubernetes.Interface, *x509.CertPool, error) {
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, err
+	}
+	ca, err := ClusterCA(rc)
+	if err != nil {
+		return nil, nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(ca) {
+		return nil, nil, errors.New("the kubeconfig names no cluster CA (certificate-authority-data): certctl verifies what the apiservers and kubelets serve against it")
+	}
+	return cs, roots, nil
 }
 
 // Connect makes the command's client, again after its credentials changed.

@@ -3,7 +3,7 @@ package kubeadmconfig
 // Fuzz targets for the edits of kube-system/kubeadm-config's ClusterConfiguration, a document
 // certctl reads from the API and writes back. The document is the fuzzed input; the SANs and
 // the endpoint are fuzzed too but kept to the ASCII that certctl hands these functions after
-// validating them (cmd/cli ParseSANs, kubeconfig.NormalizeServer). Seeds: the document as
+// validating them (pki.ParseSANs, kubeconfig.NormalizeServer). Seeds: the document as
 // kubeadm v1.37.2 uploads it (v1beta4), a v1beta3 one, and the shapes edit_test.go covers.
 // `make fuzz` runs them; without -fuzz the seeds and testdata/fuzz/FuzzX run as ordinary tests.
 

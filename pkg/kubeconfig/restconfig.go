@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -37,4 +38,55 @@ func RESTConfig(paths []string, inCluster bool) (*rest.Config, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w (tried %s): give --kubeconfig", ErrNotFound, strings.Join(tried, ", "))
+}
+
+// Where is where a command on a node finds its API client.
+type Where struct {
+	// Flag is --kubeconfig, resolved under the node's root: when set, the only file tried.
+	Flag string
+	// Admin and User are the node's admin.conf and the user's kubeconfig (~/.kube/config).
+	Admin, User string
+}
+
+// Config is the client kubectl on a control-plane node would use: Flag, else Admin, else
+// User; in a pod with none of them (the in-cluster approver), its service account.
+func (w Where) Config() (*rest.Config, error) {
+	if w.Flag != "" {
+		return RESTConfig([]string{w.Flag}, false)
+	}
+	return RESTConfig([]string{w.Admin, w.User}, true)
+}
+
+// PodConfig is the client of a command a CronJob runs (renew --lease, --events-node): the
+// pod's service account first unless Flag is set, else Config; each request bounded to 10s.
+func (w Where) PodConfig() (*rest.Config, error) {
+	var rc *rest.Config
+	if w.Flag == "" {
+		rc, _ = rest.InClusterConfig()
+	}
+	if rc == nil {
+		var err error
+		if rc, err = w.Config(); err != nil {
+			return nil, err
+		}
+	}
+	rc.Timeout = 10 * time.Second
+	return rc, nil
+}
+
+// AdminConfig is Flag, else Admin when the node has it; nil and no error when neither (a
+// worker: its own credentials serve instead).
+func (w Where) AdminConfig() (*rest.Config, error) {
+	p := w.Flag
+	if p == "" {
+		if _, err := os.Stat(w.Admin); err != nil {
+			return nil, nil
+		}
+		p = w.Admin
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", p)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w (fix the file or give another with --kubeconfig)", p, err)
+	}
+	return rc, nil
 }

@@ -11,15 +11,16 @@ import (
 	"path/filepath"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
 	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/restart"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // Modes of Renew.
@@ -86,6 +87,9 @@ func Renew(ctx context.Context, o RenewOptions) (*RenewResult, error) {
 	o.defaults()
 	if o.Discovery.Token != "" || o.Discovery.Server != "" {
 		return renewBootstrap(ctx, o)
+	}
+	if !HasCAKey(o.Layout) {
+		return nil, fmt.Errorf("the cluster CA's key %s is not on this node: on a worker give --server, --token and --discovery-token-ca-cert-hash (kubeadm token create --print-join-command on a control-plane node prints them), or run 'certctl kubelet-client issue NODE -o FILE' there and 'certctl kubelet-client install FILE' here", filepath.Join(o.Layout.PKIDir, "ca.key"))
 	}
 	start := o.Now()
 	node, err := NodeName(o.Layout, o.Node)

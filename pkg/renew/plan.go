@@ -48,7 +48,7 @@ var All = []string{
 type Options struct {
 	// Names are inventory names; empty or "all" means All.
 	Names []string
-	// SANs (already validated, e.g. by cli.ParseSANs) are added to the apiserver
+	// SANs (already validated, e.g. by pki.ParseSANs) are added to the apiserver
 	// certificate, or to every named leaf when Names are given.
 	SANs []string
 	// Days of validity from now (1..MaxDays), capped at the issuing CA's expiry.

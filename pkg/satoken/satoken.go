@@ -12,11 +12,13 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -310,4 +312,31 @@ func Refresh(ctx context.Context, o RefreshOptions) (*RefreshResult, error) {
 	}
 	res.Took = o.Now().Sub(start)
 	return res, nil
+}
+
+// Render writes the tokens as a table: pod, the key that signed each (keys[Key], by file
+// name), issue and expiry times, file; then their count.
+func (r *RefreshResult) Render(w io.Writer, keys []string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "POD\tSIGNED BY\tISSUED\tEXPIRES\tFILE")
+	for _, t := range r.Tokens {
+		by := "an unknown key"
+		if t.Key >= 0 && t.Key < len(keys) {
+			by = filepath.Base(keys[t.Key])
+		}
+		pod := t.Pod
+		if pod == "" {
+			pod = "uid " + t.PodUID
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", pod, by, stamp(t.IssuedAt), stamp(t.Expiry), t.Path)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d token(s) on this node\n", len(r.Tokens))
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
 }

@@ -1,7 +1,8 @@
-package cli
+package pki
 
 import (
 	"fmt"
+	"net"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -9,7 +10,8 @@ import (
 	netutils "k8s.io/utils/net"
 )
 
-// ParseSANs validates --san style values: IPs or DNS names, repeatable and comma-separated.
+// ParseSANs validates --san style values (certctl renew, inspect --check-san, cluster renew,
+// kubelet-serving issue --dns): IPs or DNS names, repeatable and comma-separated.
 // The rules are Kubernetes' own (k8s.io/apimachinery/pkg/util/validation): an IP as the API
 // server accepts it, or an RFC 1123 subdomain, optionally with a leading "*." wildcard label.
 // Values are returned normalised (IPs in canonical form, names lower-case), without duplicates.
@@ -65,4 +67,20 @@ func parseSAN(s string) (string, error) {
 // colon (IPv6).
 func looksLikeIP(s string) bool {
 	return strings.Contains(s, ":") || strings.Trim(s, "0123456789.") == ""
+}
+
+// ParseIPs reads IP addresses given as flag values, repeatable and comma-separated (inspect
+// --node-ip, kubelet-serving issue --ip).
+func ParseIPs(values []string) ([]net.IP, error) {
+	var out []net.IP
+	for _, v := range values {
+		for _, s := range strings.Split(v, ",") {
+			ip := net.ParseIP(strings.TrimSpace(s))
+			if ip == nil {
+				return nil, fmt.Errorf("%q is not an IP address", s)
+			}
+			out = append(out, ip)
+		}
+	}
+	return out, nil
 }
