@@ -12,17 +12,23 @@ import (
 	"k8s.io/client-go/rest"
 )
 
+// kubeconfigs are admin.conf written by the real kubeadm, a file that does not parse and a
+// path where there is none.
+func kubeconfigs(t *testing.T) (admin, broken, missing string) {
+	t.Helper()
+	dir := t.TempDir()
+	broken = filepath.Join(dir, "broken.conf")
+	if err := os.WriteFile(broken, []byte("apiVersion: v1\nclusters: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join("testdata", "kubeadm-v1.37.2", "admin.conf"), broken, filepath.Join(dir, "missing.conf")
+}
+
 // TestRESTConfig: the first kubeconfig that exists is used (admin.conf written by the real
 // kubeadm, here); one that does not parse is an error naming it; none at all wraps
 // ErrNotFound and lists what was tried.
 func TestRESTConfig(t *testing.T) {
-	dir := t.TempDir()
-	admin := filepath.Join("testdata", "kubeadm-v1.37.2", "admin.conf")
-	broken := filepath.Join(dir, "broken.conf")
-	if err := os.WriteFile(broken, []byte("apiVersion: v1\nclusters: [\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	missing := filepath.Join(dir, "missing.conf")
+	admin, broken, missing := kubeconfigs(t)
 	for _, tc := range []struct {
 		name  string
 		paths []string
@@ -50,13 +56,7 @@ func TestRESTConfig(t *testing.T) {
 // TestWhere: which kubeconfig each way of finding a client takes on a node (admin.conf written
 // by the real kubeadm; the test is not in a pod, so no service account is found).
 func TestWhere(t *testing.T) {
-	dir := t.TempDir()
-	admin := filepath.Join("testdata", "kubeadm-v1.37.2", "admin.conf")
-	broken := filepath.Join(dir, "broken.conf")
-	if err := os.WriteFile(broken, []byte("apiVersion: v1\nclusters: [\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	missing := filepath.Join(dir, "missing.conf")
+	admin, broken, missing := kubeconfigs(t)
 	for _, tc := range []struct {
 		name  string
 		where kubeconfig.Where
