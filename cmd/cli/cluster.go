@@ -45,11 +45,19 @@ func (o *clusterOptions) restConfig() (*rest.Config, error) {
 }
 
 func (o *clusterOptions) clients() (kubernetes.Interface, *x509.CertPool, error) {
+	cs, roots, _, err := o.connect()
+	return cs, roots, err
+}
+
+// connect is clients with the client configuration they were made from (one read of the
+// kubeconfig).
+func (o *clusterOptions) connect() (kubernetes.Interface, *x509.CertPool, *rest.Config, error) {
 	rc, err := o.restConfig()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return cluster.Clients(rc)
+	cs, roots, err := cluster.Clients(rc)
+	return cs, roots, rc, err
 }
 
 func newClusterCmd(g *Globals) *cobra.Command {
@@ -382,11 +390,7 @@ docs/ca-rotation.md.`,
 			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			opts.CAs, opts.Namespace, opts.Image, opts.Progress = cas, o.Namespace, o.Image, o.Streams.ErrOut
 			connect := func() (kubernetes.Interface, *rest.Config, error) {
-				rc, err := o.restConfig()
-				if err != nil {
-					return nil, nil, err
-				}
-				cs, _, err := cluster.Clients(rc)
+				cs, _, rc, err := o.connect()
 				return cs, rc, err
 			}
 			rep, err := cluster.CARotateHere(ctx, connect, opts, o.local())

@@ -12,11 +12,10 @@ import (
 	"path/filepath"
 	"syscall"
 
-	kubeconfigpkg "github.com/certctl/certctl/pkg/kubeconfig"
-
 	"github.com/spf13/cobra"
 
 	"github.com/certctl/certctl/pkg/inspect"
+	kubeconfigpkg "github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/render"
 	"github.com/certctl/certctl/pkg/renew"

@@ -77,16 +77,12 @@ func (w Where) PodConfig() (*rest.Config, error) {
 // AdminConfig is Flag, else Admin when the node has it; nil and no error when neither (a
 // worker: its own credentials serve instead).
 func (w Where) AdminConfig() (*rest.Config, error) {
-	p := w.Flag
-	if p == "" {
-		if _, err := os.Stat(w.Admin); err != nil {
-			return nil, nil
-		}
-		p = w.Admin
+	if w.Flag != "" {
+		return RESTConfig([]string{w.Flag}, false)
 	}
-	rc, err := clientcmd.BuildConfigFromFlags("", p)
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig %s: %w (fix the file or give another with --kubeconfig)", p, err)
+	rc, err := RESTConfig([]string{w.Admin}, false)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
 	}
-	return rc, nil
+	return rc, err
 }

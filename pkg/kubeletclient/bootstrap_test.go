@@ -14,15 +14,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certctl/certctl/internal/testenv"
-	"github.com/certctl/certctl/pkg/kubeletclient"
-	"github.com/certctl/certctl/pkg/pki"
 	certv1 "k8s.io/api/certificates/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/util/certificate/csr"
+
+	"github.com/certctl/certctl/internal/testenv"
+	"github.com/certctl/certctl/pkg/kubeletclient"
+	"github.com/certctl/certctl/pkg/pki"
 )
 
 const testToken = "abcdef.0123456789abcdef"

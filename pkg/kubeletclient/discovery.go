@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/certctl/certctl/pkg/pki"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -21,6 +20,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 	jws "k8s.io/cluster-bootstrap/token/jws"
+
+	"github.com/certctl/certctl/pkg/pki"
 )
 
 // DiscoveryOptions are what `kubeadm token create --print-join-command` prints.

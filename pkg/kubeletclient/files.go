@@ -19,12 +19,13 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
 	"github.com/certctl/certctl/pkg/backup"
 	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/pki"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // File names the kubelet uses (k8s.io/client-go/util/certificate's file store with the

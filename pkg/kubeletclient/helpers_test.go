@@ -14,9 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certctl/certctl/internal/testenv"
-	"github.com/certctl/certctl/pkg/kubeletclient"
-	"github.com/certctl/certctl/pkg/pki"
 	authnv1 "k8s.io/api/authentication/v1"
 	coordv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -25,6 +22,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/certctl/certctl/internal/testenv"
+	"github.com/certctl/certctl/pkg/kubeletclient"
+	"github.com/certctl/certctl/pkg/pki"
 )
 
 // joinedNode makes a kubeadm tree (the real kubeadm) look like a node after kubeadm's

@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/certctl/certctl/pkg/pki"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/certctl/certctl/pkg/pki"
 )
 
 // IssueOptions drive Issue.
@@ -49,7 +50,7 @@ func Issue(o IssueOptions) (*Issued, error) {
 	ca := o.CA
 	var err error
 	if ca == nil {
-		ca, err = pki.SigningCA(o.Layout, "on a worker use --server/--token/--discovery-token-ca-cert-hash, or issue the certificate on a control-plane node (certctl kubelet-client issue NODE -o FILE) and install it here")
+		ca, err = pki.SigningCA(o.Layout, noCAKey)
 		if err != nil {
 			return nil, err
 		}
@@ -68,8 +69,5 @@ func Issue(o IssueOptions) (*Issued, error) {
 	return out, nil
 }
 
-// HasCAKey reports whether the node at l holds the cluster CA's key (a control-plane node).
-func HasCAKey(l pki.Layout) bool {
-	ca := pki.Load(l, pki.Default()).Get("ca")
-	return ca != nil && ca.Key != nil
-}
+// noCAKey is what to do on a node without the cluster CA's key (a worker).
+const noCAKey = "on a worker give --server, --token and --discovery-token-ca-cert-hash (kubeadm token create --print-join-command on a control-plane node prints them), or run 'certctl kubelet-client issue NODE -o FILE' there and 'certctl kubelet-client install FILE' here"

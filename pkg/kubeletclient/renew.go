@@ -88,15 +88,17 @@ func Renew(ctx context.Context, o RenewOptions) (*RenewResult, error) {
 	if o.Discovery.Token != "" || o.Discovery.Server != "" {
 		return renewBootstrap(ctx, o)
 	}
-	if !HasCAKey(o.Layout) {
-		return nil, fmt.Errorf("the cluster CA's key %s is not on this node: on a worker give --server, --token and --discovery-token-ca-cert-hash (kubeadm token create --print-join-command on a control-plane node prints them), or run 'certctl kubelet-client issue NODE -o FILE' there and 'certctl kubelet-client install FILE' here", filepath.Join(o.Layout.PKIDir, "ca.key"))
+	// The CA first: on a worker (no ca.key) its refusal says what to run instead.
+	ca, err := pki.SigningCA(o.Layout, noCAKey)
+	if err != nil {
+		return nil, err
 	}
 	start := o.Now()
 	node, err := NodeName(o.Layout, o.Node)
 	if err != nil {
 		return nil, err
 	}
-	issued, err := Issue(IssueOptions{Layout: o.Layout, Node: node, Validity: o.Validity, KeyAlgorithm: o.KeyAlgorithm, Now: start})
+	issued, err := Issue(IssueOptions{Layout: o.Layout, Node: node, Validity: o.Validity, KeyAlgorithm: o.KeyAlgorithm, Now: start, CA: ca})
 	if err != nil {
 		return nil, err
 	}

@@ -10,12 +10,13 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/backup"
 	"github.com/certctl/certctl/pkg/kubeletclient"
 	"github.com/certctl/certctl/pkg/pki"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // TestRenewWithClusterCA: a real kubeadm tree whose kubelet client certificate has expired
