@@ -70,6 +70,9 @@ Exit code: 0 every token is signed by the first key; 1 some are not (without --r
 
 func (o *caTokensOptions) run(ctx context.Context) error {
 	keys, err := carotate.TokenKeys(o.Layout(), o.Keys)
+	if err != nil && len(o.Keys) > 0 {
+		return fmt.Errorf("--key: %w", err)
+	}
 	if err != nil {
 		return err
 	}
