@@ -189,6 +189,7 @@ A node must never get a certificate for another node's address.
 A CSR of another signer is never decided: --all passes over it, and naming one is refused
 with an error (nothing is decided then), leaving it to kubectl certificate approve|deny.`,
 		Example: `  certctl kubelet-serving approve --all --dry-run
+  certctl kubelet-serving approve --all --dry-run -o json | jq -r 'select(.action=="would-deny") | .csr'
   certctl kubelet-serving approve --all
   certctl kubelet-serving approve csr-8xk2p
   # the CSR of one node (after 'enable' on that worker)
@@ -212,7 +213,9 @@ with an error (nothing is decided then), leaving it to kubectl certificate appro
 				opts.Requestor = kubeletserving.NodeUserPrefix + nodeName
 			}
 			print := func(d kubeletserving.Decision) {
-				fmt.Fprintf(o.Streams.Out, "%s\t%s\t%s\t%s\n", d.CSR, d.Requestor, d.Action, d.Reason)
+				if err := kubeletserving.WriteDecision(o.Streams.Out, output, d); err != nil {
+					fmt.Fprintf(o.Streams.ErrOut, "warning: %v\n", err)
+				}
 			}
 			if (leader || metrics != "") && !watch {
 				return errors.New("--leader-elect and --metrics-addr go with --watch")
@@ -229,7 +232,7 @@ with an error (nothing is decided then), leaving it to kubectl certificate appro
 			if err != nil {
 				return err
 			}
-			if len(ds) == 0 {
+			if len(ds) == 0 && output == "text" {
 				fmt.Fprintln(o.Streams.Out, "no pending kubelet-serving CSR")
 			}
 			return nil
@@ -241,7 +244,7 @@ with an error (nothing is decided then), leaving it to kubectl certificate appro
 	f.BoolVar(&opts.NoDeny, "no-deny", false, "leave invalid CSRs pending instead of denying them")
 	f.BoolVar(&watch, "watch", false, "keep deciding CSRs as they arrive, until interrupted")
 	f.StringSliceVar(&patterns, "dns-pattern", nil, "extra DNS SAN patterns to allow (glob)")
-	f.StringVarP(&output, "output", "o", "text", "output format: text")
+	f.StringVarP(&output, "output", "o", "text", "output format: text (csr, requestor, action, reason; tab-separated) or json (one object per decision and line)")
 	f.StringVar(&nodeName, "node", "", "only the CSRs of this node (requestor system:node:NAME)")
 	f.BoolVar(&leader, "leader-elect", false, "with --watch: decide only while holding the Lease (run several replicas)")
 	f.StringVar(&le.LeaseNamespace, "lease-namespace", kubeletserving.ApproverNamespace, "namespace of the leader-election Lease")

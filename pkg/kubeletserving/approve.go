@@ -2,8 +2,10 @@ package kubeletserving
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -288,4 +290,23 @@ func drain(ctx context.Context, cs kubernetes.Interface, w watch.Interface, o Ap
 			}
 		}
 	}
+}
+
+// WriteDecision writes d to w as approve prints it: a tab-separated line (csr, requestor, action,
+// reason) for "text", one JSON object on a line of its own for "json" (JSON Lines: a stream of
+// decisions, as --watch makes them, reads line by line).
+func WriteDecision(w io.Writer, format string, d Decision) error {
+	switch format {
+	case "text":
+		_, err := fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", d.CSR, d.Requestor, d.Action, d.Reason)
+		return err
+	case "json":
+		data, err := json.Marshal(d)
+		if err != nil {
+			return fmt.Errorf("encode decision on %s: %w", d.CSR, err)
+		}
+		_, err = fmt.Fprintf(w, "%s\n", data)
+		return err
+	}
+	return fmt.Errorf("unknown output format %q (want text or json)", format)
 }
