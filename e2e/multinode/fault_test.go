@@ -25,6 +25,7 @@ import (
 	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/cluster"
 	"github.com/certctl/certctl/pkg/inspect"
+	"github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/lease"
 )
 
@@ -43,14 +44,6 @@ func TestFaultOrchestratorKilled(t *testing.T) {
 	cs := clientset(t)
 	ctx := context.Background()
 	before := freshRenew(t, cs, cps)
-	start := time.Now()
-	seed := uint64(start.UnixNano())
-	rng := rand.New(rand.NewPCG(seed, 0))
-	t.Logf("kill instants from seed %d", seed)
-	host, err := os.Hostname()
-	if err != nil {
-		t.Fatal(err)
-	}
 	args := []string{"cluster", "renew", "all", "--days", "3650", "--kubeconfig", multilab.AdminKubeconfig(), "--image", multilab.Image}
 
 	lb := startPoller(t, multilab.LBAddr, roots, 50*time.Millisecond, 20*time.Minute)
@@ -60,46 +53,7 @@ func TestFaultOrchestratorKilled(t *testing.T) {
 	}
 
 	const kills = 2
-	var report []string
-	finished := false // a run ended on its own before its kill: the operation is complete
-	for i := 1; i <= kills && !finished; i++ {
-		var out bytes.Buffer
-		cmd := exec.Command(testenv.Certctl(t), args...)
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		// It holds the Lease (as host/PID/...): from then on a kill leaves work behind.
-		mine := fmt.Sprintf("%s/%d/", host, cmd.Process.Pid)
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-			l, err := cs.CoordinationV1().Leases(lease.Namespace).Get(ctx, lease.Name, metav1.GetOptions{})
-			return err == nil && strings.HasPrefix(ptr.Deref(l.Spec.HolderIdentity, ""), mine), nil
-		}); err != nil {
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Fatalf("run %d did not take the Lease (an earlier run's dead holder not taken over?): %v\n%s", i, err, out.String())
-		}
-		after := time.Duration(rng.Int64N(int64(60 * time.Second)))
-		select {
-		case err := <-exited:
-			// A run that took over quickly (a dead holder, an adopted Job) may finish the whole
-			// operation before the random instant comes: a success, not a failure to kill.
-			if err != nil {
-				t.Fatalf("run %d failed before its kill at +%s: %v\n%s", i, after, err, out.String())
-			}
-			line := fmt.Sprintf("run %d finished the operation before its kill at +%s", i, after.Round(100*time.Millisecond))
-			report = append(report, line)
-			t.Logf("%s:\n%s", line, out.String())
-			finished = true
-			continue
-		case <-time.After(after):
-		}
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		<-exited
+	report, _ := killRuns(t, cs, args, kills, 60*time.Second, func() string {
 		var done []string // the nodes the progress record has done
 		if cm, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{}); err == nil {
 			for k := range cm.Data {
@@ -109,12 +63,8 @@ func TestFaultOrchestratorKilled(t *testing.T) {
 			}
 			slices.Sort(done)
 		}
-		jobs, _ := cs.BatchV1().Jobs("kube-system").List(ctx, metav1.ListOptions{LabelSelector: cluster.LabelName + "=certctl"})
-		line := fmt.Sprintf("kill %d at +%s after the Lease was taken: nodes done %v, %d Job(s) left running", i, after.Round(100*time.Millisecond), done, len(jobs.Items))
-		report = append(report, line)
-		t.Log(line)
-		t.Logf("run %d's output until the kill:\n%s", i, out.String())
-	}
+		return fmt.Sprintf("nodes done %v", done)
+	})
 
 	// The same command once more, to the end (after a run that finished, it renews again: a
 	// complete run must not find anything left to resume or adopt).
@@ -152,6 +102,155 @@ func TestFaultOrchestratorKilled(t *testing.T) {
 	if l, err := cs.CoordinationV1().Leases(lease.Namespace).Get(ctx, lease.Name, metav1.GetOptions{}); err != nil || l.Spec.HolderIdentity != nil {
 		t.Errorf("the Lease is not free after the last run: %v %v", err, l)
 	}
+}
+
+// TestFaultOrchestratorKilledEndpoint is issue 21's first fault for `cluster endpoint`: the
+// move of the whole cluster to another endpoint (from the balancer to cp1's address when the
+// lab is on the balancer, as TestClusterEndpoint leaves it; otherwise onto the balancer) killed
+// with SIGKILL at random instants after it took the Lease, twice, then run again to the end.
+// The run after a kill takes the Lease over at once, goes on from the record the killed run
+// left (the endpoint it moves from) and adopts a node Job it left; the last run finishes:
+// kubeadm-config, cluster-info and every node's kubeconfigs name the new endpoint, every node
+// is Ready, no request through the balancer fails, every certificate has its key, nothing is
+// left (no Job, no record, the Lease free). Then the cluster is moved back, uninterrupted.
+func TestFaultOrchestratorKilledEndpoint(t *testing.T) {
+	nodes := requireLab(t)
+	roots := caPool(t)
+	cs := clientset(t)
+	ctx := context.Background()
+	from := controlPlaneEndpoint(t, cs)
+	to := multilab.LBAddr
+	if from == multilab.LBAddr {
+		to = nodes[0].APIServer()
+	}
+	local := adminCopy(t)
+	args := []string{"cluster", "endpoint", to, "--kubeconfig", local, "--image", multilab.Image}
+	lb := startPoller(t, multilab.LBAddr, roots, 50*time.Millisecond, 15*time.Minute)
+	watch := watchNodes(cs, 15*time.Minute)
+
+	const kills = 2
+	report, _ := killRuns(t, cs, args, kills, 30*time.Second, func() string {
+		rec, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.EndpointRecordName, metav1.GetOptions{})
+		if err != nil {
+			return "no endpoint record"
+		}
+		return fmt.Sprintf("endpoint record %s -> %s", rec.Data["from"], rec.Data["to"])
+	})
+	r, err := multilab.Run(exec.Command(testenv.Certctl(t), args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, fail, errs := lb.Stop()
+	polls, _, notReady := watch.Stop()
+	for _, l := range report {
+		t.Log(l)
+	}
+	t.Logf("the run after %d kills: %s", kills, r)
+	if r.Code != 0 {
+		t.Fatalf("cluster endpoint %s after %d kills: %s", to, kills, r)
+	}
+	t.Logf("through the balancer: /readyz %d ok, %d failed %v; %d node polls, NotReady %v", ok, fail, errs, polls, notReady)
+	if fail != 0 || ok == 0 {
+		t.Errorf("through the balancer during the killed move: %d failed requests (target 0), %d ok", fail, ok)
+	}
+	if len(notReady) > 0 {
+		t.Errorf("nodes NotReady during the killed move: %v", notReady)
+	}
+	if ep := controlPlaneEndpoint(t, cs); ep != to {
+		t.Errorf("kubeadm-config controlPlaneEndpoint is %s, want %s", ep, to)
+	}
+	ci, err := cs.CoreV1().ConfigMaps("kube-public").Get(ctx, "cluster-info", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := clientcmd.Load([]byte(ci.Data["kubeconfig"])); err != nil || strings.Join(kubeconfig.Servers(cfg), ",") != "https://"+to {
+		t.Errorf("kube-public/cluster-info does not name %s: %v", to, err)
+	}
+	for _, n := range nodes {
+		file := "/etc/kubernetes/kubelet.conf" // a control-plane node's kubelet keeps its own apiserver
+		if n.ControlPlane() {
+			file = "/etc/kubernetes/admin.conf"
+		}
+		if got := serverOf(t, n, file); got != "https://"+to {
+			t.Errorf("[%s] %s names %s, want https://%s", n.Name, file, got, to)
+		}
+		waitNodeReady(t, cs, n.Name, 2*time.Minute)
+		checkPairs(t, n)
+	}
+	assertNoJobs(t)
+	if _, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.EndpointRecordName, metav1.GetOptions{}); err == nil {
+		t.Errorf("the endpoint record %s is left after the run that finished", cluster.EndpointRecordName)
+	}
+	if l, err := cs.CoordinationV1().Leases(lease.Namespace).Get(ctx, lease.Name, metav1.GetOptions{}); err != nil || l.Spec.HolderIdentity != nil {
+		t.Errorf("the Lease is not free after the last run: %v %v", err, l)
+	}
+	// Back where the lab was, for the tests after this one.
+	if r := certctlWith(t, local, "cluster", "endpoint", from); r.Code != 0 {
+		t.Fatalf("cluster endpoint %s (back): %s", from, r)
+	}
+	if ep := controlPlaneEndpoint(t, cs); ep != from {
+		t.Fatalf("the cluster was not moved back: controlPlaneEndpoint %s, want %s", ep, from)
+	}
+}
+
+// killRuns starts `certctl args...` kills times in a row and SIGKILLs each run at a random
+// instant within window after it took the Lease (from then on a kill leaves work behind: a
+// Job running, a record half-written). state says what the killed run left (logged). It
+// returns one line per run, and whether a run finished the whole operation before its kill
+// (a run that took over quickly may: a success, not a failure to kill; no run follows it).
+func killRuns(t *testing.T, cs kubernetes.Interface, args []string, kills int, window time.Duration, state func() string) (report []string, finished bool) {
+	t.Helper()
+	ctx := context.Background()
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 0))
+	t.Logf("kill instants from seed %d", seed)
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= kills && !finished; i++ {
+		var out bytes.Buffer
+		cmd := exec.Command(testenv.Certctl(t), args...)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// It holds the Lease (as host/PID/...): from then on a kill leaves work behind.
+		mine := fmt.Sprintf("%s/%d/", host, cmd.Process.Pid)
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			l, err := cs.CoordinationV1().Leases(lease.Namespace).Get(ctx, lease.Name, metav1.GetOptions{})
+			return err == nil && strings.HasPrefix(ptr.Deref(l.Spec.HolderIdentity, ""), mine), nil
+		}); err != nil {
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Fatalf("run %d did not take the Lease (an earlier run's dead holder not taken over?): %v\n%s", i, err, out.String())
+		}
+		after := time.Duration(rng.Int64N(int64(window)))
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Fatalf("run %d failed before its kill at +%s: %v\n%s", i, after, err, out.String())
+			}
+			line := fmt.Sprintf("run %d finished the operation before its kill at +%s", i, after.Round(100*time.Millisecond))
+			report = append(report, line)
+			t.Logf("%s:\n%s", line, out.String())
+			finished = true
+			continue
+		case <-time.After(after):
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-exited
+		jobs, _ := cs.BatchV1().Jobs("kube-system").List(ctx, metav1.ListOptions{LabelSelector: cluster.LabelName + "=certctl"})
+		line := fmt.Sprintf("kill %d at +%s after the Lease was taken: %s, %d Job(s) left running", i, after.Round(100*time.Millisecond), state(), len(jobs.Items))
+		report = append(report, line)
+		t.Log(line)
+		t.Logf("run %d's output until the kill:\n%s", i, out.String())
+	}
+	return report, finished
 }
 
 // TestFaultLoadBalancerDown is issue 21's fifth fault: with haproxy stopped, the commands that
@@ -293,6 +392,102 @@ func TestFaultNodeAway(t *testing.T) {
 		if servedCert(t, n.APIServer()).SerialNumber.String() == before[n.Name] {
 			t.Errorf("%s was not renewed by the run that resumed", n.Name)
 		}
+	}
+	assertNoJobs(t)
+	if _, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{}); err == nil {
+		t.Errorf("the progress record %s is left after the run that finished", cluster.ProgressName)
+	}
+}
+
+// TestFaultNodeNetworkCut is issue 21's second fault with the network rather than the kubelet
+// gone: `cluster renew all --node cp2 --node cp3 --job-timeout 60s`, and cp2's network cut
+// (its link down: every connection to and from it hangs) as soon as its Job's certctl has
+// started there. Once certctl runs, the Node's Ready condition no longer ends the wait (a Job's
+// own restarts make a node miss its reports, docs/faults.md): the command waits for the Job's
+// result until --job-timeout, then stops at cp2 naming it, cp3 untouched. On cp2, certctl
+// goes on without the API, and the kubelet ends it at the same deadline (the pod's
+// activeDeadlineSeconds) if it has not ended: whatever it did, every certificate there has its
+// key. With the network back, the same command renews cp2 and cp3 and leaves nothing behind.
+func TestFaultNodeNetworkCut(t *testing.T) {
+	nodes := requireLab(t)
+	cps := controlPlanes(nodes)
+	cs := clientset(t)
+	ctx := context.Background()
+	before := freshRenew(t, cs, cps)
+	cut, last := cps[1], cps[len(cps)-1]
+	args := []string{"cluster", "renew", "all", "--node", cut.Name, "--node", last.Name, "--image", multilab.Image, "--kubeconfig", multilab.AdminKubeconfig()}
+
+	var out bytes.Buffer
+	cmd := exec.Command(testenv.Certctl(t), append(slices.Clone(args), "--job-timeout", "60s")...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	sel := cluster.LabelName + "=certctl," + cluster.LabelNode + "=" + cut.Name
+	var pod string
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			return false, nil
+		}
+		for _, p := range pods.Items {
+			for _, st := range p.Status.ContainerStatuses {
+				if st.State.Running != nil || st.State.Terminated != nil {
+					pod = p.Name
+					return true, nil
+				}
+			}
+		}
+		return false, nil
+	}); err != nil {
+		_ = cmd.Process.Kill()
+		<-exited
+		t.Fatalf("%s's Job never started certctl: %v\n%s", cut.Name, err, out.String())
+	}
+	lab(t, "net", cut.Name, "cut")
+	cutAt := time.Now()
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			lab(t, "net", cut.Name, "restore")
+		}
+	}
+	t.Cleanup(restore)
+	t.Logf("%s's network cut %s after the command started (its pod %s had started certctl)", cut.Name, cutAt.Sub(start).Round(100*time.Millisecond), pod)
+	var err error
+	select {
+	case err = <-exited:
+	case <-time.After(5 * time.Minute):
+		_ = cmd.Process.Kill()
+		<-exited
+		t.Fatalf("cluster renew still runs 5 min after %s's network was cut (--job-timeout 60s)\n%s", cut.Name, out.String())
+	}
+	stopped := time.Since(cutAt)
+	t.Logf("the command ended %s after the cut: %v\n%s", stopped.Round(100*time.Millisecond), err, out.String())
+	if err == nil || !strings.Contains(out.String(), "node "+cut.Name) {
+		t.Fatalf("with %s's network cut, the command must stop there naming it: %v\n%s", cut.Name, err, out.String())
+	}
+	if servedCert(t, last.APIServer()).SerialNumber.String() != before[last.Name] {
+		t.Errorf("%s, after the node whose network was cut, was changed", last.Name)
+	}
+	restore()
+	t.Logf("%s Ready again %s after its network came back", cut.Name, waitNodeReady(t, cs, cut.Name, 3*time.Minute).Round(time.Second))
+	apiserversReady(t, nodes)
+	r := certctlHere(t, args[:len(args)-2]...)
+	if r.Code != 0 {
+		t.Fatalf("cluster renew with %s's network back: %s", cut.Name, r)
+	}
+	for _, n := range []multilab.Node{cut, last} {
+		if servedCert(t, n.APIServer()).SerialNumber.String() == before[n.Name] {
+			t.Errorf("%s was not renewed by the run after the network came back", n.Name)
+		}
+	}
+	for _, n := range cps {
+		checkPairs(t, n)
 	}
 	assertNoJobs(t)
 	if _, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{}); err == nil {

@@ -18,6 +18,7 @@
 #   hack/lab/multi.sh remove-node NAME    stops and removes one node's namespaces and files
 #   hack/lab/multi.sh image               rebuild the certctl image from this checkout, import it everywhere
 #   hack/lab/multi.sh lb stop|start       stop haproxy (the balancer down), start it again
+#   hack/lab/multi.sh net NODE cut|restore   the node's network cut (its link down), restored
 #
 # Each node: network namespace cml-NODE (veth eth0 to a bridge in namespace cml-br, which
 # forwards nothing), a persistent mount namespace (private propagation) with per-node
@@ -655,6 +656,15 @@ image) # rebuild the certctl image from this checkout and import it into every n
 	. "$HACK/lab/images.sh"
 	t=$(lab_build_certctl_image "$ML_DIR/images" "$ML_IMAGE")
 	for n in $(ls "$ML_DIR/nodes"); do in_node "$n" ctr -n k8s.io images import --no-unpack=false "$t" >/dev/null && ml_log "$n: imported $ML_IMAGE"; done ;;
+net) # net NODE cut|restore: the node's link to the bridge down (every connection to and from it
+	# hangs, as when a switch port or a cable goes) or up again
+	n=${2:?node}; [ -d "$(node_dir "$n")" ] || die "no node $n"
+	hv="ml${n:0:8}h"
+	case ${3:-} in
+	cut) ip -n "$BR_NS" link set "$hv" down; ml_log "$n: network cut" ;;
+	restore) ip -n "$BR_NS" link set "$hv" up; ml_log "$n: network restored" ;;
+	*) die "usage: multi.sh net NODE cut|restore" ;;
+	esac ;;
 lb)
 	case ${2:-} in
 	stop) if p=$(cat "$ML_DIR/haproxy.pid" 2>/dev/null) && alive "$p"; then stop_pid "$p" haproxy; fi
@@ -662,5 +672,5 @@ lb)
 	start) haproxy_up ;;
 	*) die "usage: multi.sh lb stop|start" ;;
 	esac ;;
-*) sed -n '2,29p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+*) sed -n '2,30p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
 esac

@@ -227,6 +227,12 @@ func (r JobResult) Timing() string {
 // image missing, node gone, deadline).
 var ErrNotRun = errors.New("certctl did not run on the node")
 
+// ErrNoResult is wrapped by RunJob's error when certctl started on the node but its result did
+// not come back within the timeout: the node's network or kubelet cut off while it ran (the
+// Node's Ready condition no longer ends a wait once certctl runs). What it did on the node is
+// unknown here; its kubelet ends it at the Job's deadline, the same timeout.
+var ErrNoResult = errors.New("certctl started on the node, but its result did not come back")
+
 // RunJob creates the Job, waits until its pod has terminated (or timeout), reads certctl's
 // logs and deletes the Job and its pod. A non-zero exit of certctl is a result, not an error:
 // inspect exits 1 or 2 for findings.
@@ -336,7 +342,8 @@ func jobFailed(j *batchv1.Job) bool {
 
 // waitPod watches the pod of the Job named job (label job-name) until its certctl container
 // has terminated. An error wraps ErrNotRun: the pod never will run certctl (podState), or it
-// did not end within timeout (saying what was seen last).
+// did not start within timeout (saying what was seen last); or ErrNoResult: certctl started
+// but did not end within timeout, as far as the API knows.
 func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string, timeout time.Duration) (*corev1.Pod, error) {
 	pods := cs.CoreV1().Pods(s.Namespace)
 	sel := "job-name=" + job
@@ -407,6 +414,9 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 	case errors.As(context.Cause(lctx), &notReady):
 		notReady.Pod = why
 		return nil, notReady
+	}
+	if running.Load() {
+		return nil, fmt.Errorf("%w within %s (%s, as last seen): its network or its kubelet may be cut off, and its kubelet ends certctl there at the same deadline", ErrNoResult, timeout, why)
 	}
 	if pod == nil {
 		if e := listErr.Load(); e != nil {
