@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"math/big"
 	"net/http"
 	"os"
@@ -100,12 +101,32 @@ func TestClusterCARotate(t *testing.T) {
 
 	// Trust, then the cluster-wide rollback: every node back to the old CA alone, and the
 	// cluster's copies of it (cluster-info, every kube-root-ca.crt); the new CA's Secret gone.
-	if r := here("cluster", "ca-rotate", "all", "--phase", "trust"); r.Code != 0 {
-		t.Fatalf("cluster ca-rotate --phase trust: %s", r)
+	// Issue 21's orchestrator killed in a phase of ca-rotate: this first trust is killed once
+	// (SIGKILL) at a random instant after it took the Lease, and the same command run again
+	// finishes the phase: it takes the Lease over, adopts the Job the killed run left, reuses
+	// the new CAs of the Secret, and leaves nothing behind; the rollback below then proves
+	// every node and cluster copy consistent with that one rotation.
+	trust := []string{"cluster", "ca-rotate", "all", "--phase", "trust", "--kubeconfig", local, "--image", multilab.Image}
+	killed, _ := killRuns(t, cs, trust, 1, 90*time.Second, func() string {
+		sec, err := cs.CoreV1().Secrets("kube-system").Get(ctx, "certctl-ca-rotation", metav1.GetOptions{})
+		if err != nil {
+			return "no rotation Secret"
+		}
+		return fmt.Sprintf("the rotation Secret made (%d keys)", len(sec.Data))
+	})
+	start := time.Now()
+	r = here("cluster", "ca-rotate", "all", "--phase", "trust")
+	for _, l := range killed {
+		t.Log(l)
 	}
+	t.Logf("the trust phase after the kill: %s, %s", time.Since(start).Round(100*time.Millisecond), r)
+	if r.Code != 0 {
+		t.Fatalf("cluster ca-rotate --phase trust after a kill: %s", r)
+	}
+	assertNoJobs(t)
 	authCAs(t, cs, "client-ca-file", oldCA, false)
 	authCAs(t, cs, "requestheader-client-ca-file", oldFPCA, false)
-	start := time.Now()
+	start = time.Now()
 	r = here("cluster", "ca-rotate", "all", "--rollback")
 	t.Logf("rollback of trust: %s", time.Since(start).Round(100*time.Millisecond))
 	if r.Code != 0 || !strings.Contains(r.Stdout, "phase rollback of trust") {

@@ -21,9 +21,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	certclient "k8s.io/client-go/kubernetes/typed/certificates/v1"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/client-go/util/certificate/csr"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 )
 
@@ -96,15 +98,8 @@ func Issue(ctx context.Context, cs kubernetes.Interface, r Request) (certPEM []b
 		_ = csrs.Delete(dctx, name, metav1.DeleteOptions{})
 	}()
 	if r.Approval.Reason != "" {
-		c, err := csrs.Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return nil, name, fmt.Errorf("read the CSR %s: %w", name, err)
-		}
-		a := r.Approval
-		a.Type, a.Status = certificatesv1.CertificateApproved, corev1.ConditionTrue
-		c.Status.Conditions = append(c.Status.Conditions, a)
-		if _, err := csrs.UpdateApproval(ctx, name, c, metav1.UpdateOptions{}); err != nil {
-			return nil, name, fmt.Errorf("approve the CSR %s: %w", name, err)
+		if err := approve(ctx, csrs, name, r.Approval); err != nil {
+			return nil, name, err
 		}
 	}
 	// WaitForCertificate retries a refused list or watch until the timeout: ask once first,
@@ -178,3 +173,30 @@ func ListWatch(cs kubernetes.Interface, fieldSelector string) cache.ListerWatche
 // apiserver restarting under a certctl run) is logged by client-go to stderr otherwise; what
 // matters of it is in the error the wait returns.
 func Quiet(ctx context.Context) context.Context { return klog.NewContext(ctx, logr.Discard()) }
+
+// approve adds the Approved condition a to the CSR name. The CSR may change between the read
+// and the update (the signer or another controller writing its status: seen on the lab as
+// "the object has been modified" right after the CSR was filed): on a conflict it is read again
+// and the approval applied to what it is now, unless it already carries an Approved or Denied
+// condition (then the wait that follows reports it).
+func approve(ctx context.Context, csrs certclient.CertificateSigningRequestInterface, name string, a certificatesv1.CertificateSigningRequestCondition) error {
+	a.Type, a.Status = certificatesv1.CertificateApproved, corev1.ConditionTrue
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		c, err := csrs.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("read the CSR %s: %w", name, err)
+		}
+		for _, cond := range c.Status.Conditions {
+			if cond.Type == certificatesv1.CertificateApproved || cond.Type == certificatesv1.CertificateDenied {
+				return nil
+			}
+		}
+		c.Status.Conditions = append(c.Status.Conditions, a)
+		_, err = csrs.UpdateApproval(ctx, name, c, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("approve the CSR %s: %w", name, err)
+	}
+	return nil
+}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/x509/pkix"
 	"errors"
+	"net/http"
+	"path"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -239,5 +243,50 @@ func TestIssueWithoutWatchPermission(t *testing.T) {
 	}
 	if _, err := admin.CertificatesV1().CertificateSigningRequests().Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the CSR %s is left: %v", name, err)
+	}
+}
+
+// conflictOnce is a transport that, before the first approval it carries, changes the CSR
+// through another client: the approval then carries a stale resourceVersion and the real
+// apiserver answers 409 Conflict, as on the lab when something wrote the CSR between certctl's
+// read and its approval.
+type conflictOnce struct {
+	next  http.RoundTripper
+	other kubernetes.Interface
+	done  atomic.Bool
+}
+
+func (c *conflictOnce) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPut && strings.HasSuffix(req.URL.Path, "/approval") && c.done.CompareAndSwap(false, true) {
+		name := path.Base(path.Dir(req.URL.Path))
+		patch := []byte(`{"metadata":{"labels":{"touched-by":"test"}}}`)
+		if _, err := c.other.CertificatesV1().CertificateSigningRequests().Patch(req.Context(), name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	return c.next.RoundTrip(req)
+}
+
+// TestIssueApprovalConflict: the CSR changes between Issue's read and its approval (a real 409
+// from a real apiserver); Issue reads it again, approves it and gets the signed certificate.
+func TestIssueApprovalConflict(t *testing.T) {
+	admin, ca, cp := clusterCP(t)
+	rc := cp.RESTConfig(t)
+	ct := &conflictOnce{other: admin}
+	rc.Wrap(func(rt http.RoundTripper) http.RoundTripper { ct.next = rt; return ct })
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, name, err := csrwait.Issue(context.Background(), cs, request(t, "test-conflict-", certificatesv1.KubeAPIServerClientSignerName, pkix.Name{CommonName: "operator"}, true))
+	if err != nil {
+		t.Fatalf("Issue with the CSR changed before its approval: %v", err)
+	}
+	if !ct.done.Load() {
+		t.Fatal("the approval never went through the transport that makes the conflict")
+	}
+	c, err := pki.ParseCertificates(name, certPEM)
+	if err != nil || c[0].CheckSignatureFrom(ca.Cert()) != nil {
+		t.Fatalf("certificate %v: %v", c, err)
 	}
 }
