@@ -61,6 +61,21 @@ func Refused(c *certificatesv1.CertificateSigningRequest) *RefusedError {
 	return nil
 }
 
+// Pending reports whether c is still waiting for a decision: no certificate, and no Approved,
+// Denied or Failed condition.
+func Pending(c *certificatesv1.CertificateSigningRequest) bool {
+	if len(c.Status.Certificate) > 0 {
+		return false
+	}
+	for _, cond := range c.Status.Conditions {
+		switch cond.Type {
+		case certificatesv1.CertificateApproved, certificatesv1.CertificateDenied, certificatesv1.CertificateFailed:
+			return false
+		}
+	}
+	return true
+}
+
 // Request is a CSR to file.
 type Request struct {
 	NamePrefix string // the CSR's name is this and five random characters
@@ -177,8 +192,8 @@ func Quiet(ctx context.Context) context.Context { return klog.NewContext(ctx, lo
 // approve adds the Approved condition a to the CSR name. The CSR may change between the read
 // and the update (the signer or another controller writing its status: seen on the lab as
 // "the object has been modified" right after the CSR was filed): on a conflict it is read again
-// and the approval applied to what it is now, unless it already carries an Approved or Denied
-// condition (then the wait that follows reports it).
+// and the approval applied to what it is now, unless it is no longer Pending (then the wait
+// that follows reports what it is).
 func approve(ctx context.Context, csrs certclient.CertificateSigningRequestInterface, name string, a certificatesv1.CertificateSigningRequestCondition) error {
 	a.Type, a.Status = certificatesv1.CertificateApproved, corev1.ConditionTrue
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -186,10 +201,8 @@ func approve(ctx context.Context, csrs certclient.CertificateSigningRequestInter
 		if err != nil {
 			return fmt.Errorf("read the CSR %s: %w", name, err)
 		}
-		for _, cond := range c.Status.Conditions {
-			if cond.Type == certificatesv1.CertificateApproved || cond.Type == certificatesv1.CertificateDenied {
-				return nil
-			}
+		if !Pending(c) {
+			return nil
 		}
 		c.Status.Conditions = append(c.Status.Conditions, a)
 		_, err = csrs.UpdateApproval(ctx, name, c, metav1.UpdateOptions{})

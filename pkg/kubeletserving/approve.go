@@ -19,6 +19,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/certctl/certctl/pkg/csrwait"
 )
 
 // Actions a Decision reports.
@@ -64,20 +66,6 @@ type OtherSignerError struct{ CSR, Signer string }
 func (e *OtherSignerError) Error() string {
 	return fmt.Sprintf("CSR %s is for signer %s, not %s: certctl approves or denies only kubelet serving certificates and left it untouched; decide it with kubectl certificate approve|deny %s",
 		e.CSR, e.Signer, certv1.KubeletServingSignerName, e.CSR)
-}
-
-// Pending reports whether csr is still waiting for a decision.
-func Pending(csr *certv1.CertificateSigningRequest) bool {
-	if len(csr.Status.Certificate) > 0 {
-		return false
-	}
-	for _, c := range csr.Status.Conditions {
-		switch c.Type {
-		case certv1.CertificateApproved, certv1.CertificateDenied, certv1.CertificateFailed:
-			return false
-		}
-	}
-	return true
 }
 
 // servingSelector selects the CSRs of the kubelet serving signer.
@@ -131,7 +119,7 @@ func Approve(ctx context.Context, cs kubernetes.Interface, o ApproveOptions) ([]
 // signer or requestor, already decided), unless explicit asks to report them.
 func decideOne(ctx context.Context, cs kubernetes.Interface, csr *certv1.CertificateSigningRequest, o ApproveOptions, explicit bool) (Decision, bool, error) {
 	d := Decision{CSR: csr.Name, Requestor: csr.Spec.Username}
-	if !Pending(csr) {
+	if !csrwait.Pending(csr) {
 		d.Action, d.Reason = ActionSkipped, "already decided"
 		return d, explicit, nil
 	}
@@ -206,7 +194,7 @@ func setCondition(ctx context.Context, cs kubernetes.Interface, csr *certv1.Cert
 		if gerr != nil {
 			return gerr
 		}
-		if !Pending(now) {
+		if !csrwait.Pending(now) {
 			return errDecidedMeanwhile
 		}
 		csr = now

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/internal/testenv"
+	"github.com/certctl/certctl/pkg/csrwait"
 	"github.com/certctl/certctl/pkg/kubeletserving"
 	"github.com/certctl/certctl/pkg/pki"
 	certv1 "k8s.io/api/certificates/v1"
@@ -255,7 +256,7 @@ func TestNoDenyAndWatch(t *testing.T) {
 		t.Fatalf("no-deny: %+v %v", ds, err)
 	}
 	csr, _ := c.admin.CertificatesV1().CertificateSigningRequests().Get(context.Background(), "bad", metav1.GetOptions{})
-	if !kubeletserving.Pending(csr) {
+	if !csrwait.Pending(csr) {
 		t.Fatalf("--no-deny changed the CSR: %+v", csr.Status)
 	}
 

@@ -290,7 +290,7 @@ func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
 		return res, err
 	}
 	res.CSR = csr.Name
-	if Pending(csr) {
+	if csrwait.Pending(csr) {
 		if !o.Approve {
 			logf("CSR %s is pending; approve it after checking it:\n  certctl kubelet-serving approve %s\n  (or kubectl certificate approve %s)", csr.Name, csr.Name, csr.Name)
 			return res, nil

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/certctl/certctl/pkg/csrwait"
 	"github.com/certctl/certctl/pkg/kubeletserving"
 	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -47,7 +48,7 @@ func TestApproveByNameRefusesOtherSigner(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !kubeletserving.Pending(csr) {
+		if !csrwait.Pending(csr) {
 			t.Errorf("%s: conditions %+v, want it still pending", name, csr.Status.Conditions)
 		}
 	}
@@ -56,7 +57,7 @@ func TestApproveByNameRefusesOtherSigner(t *testing.T) {
 	if err != nil || len(d) != 1 || d[0].CSR != "serving-a" || d[0].Action != kubeletserving.ActionApproved {
 		t.Fatalf("--all: %+v, %v; want only serving-a approved", d, err)
 	}
-	if csr, _ := c.admin.CertificatesV1().CertificateSigningRequests().Get(ctx, "someones-client-cert", metav1.GetOptions{}); !kubeletserving.Pending(csr) {
+	if csr, _ := c.admin.CertificatesV1().CertificateSigningRequests().Get(ctx, "someones-client-cert", metav1.GetOptions{}); !csrwait.Pending(csr) {
 		t.Errorf("--all decided another signer's CSR: %+v", csr.Status.Conditions)
 	}
 }

@@ -125,7 +125,7 @@ func TestEnableFailedCSREndsAtOnce(t *testing.T) {
 			}
 			for i := range list.Items {
 				csr := &list.Items[i]
-				if csr.Spec.Username != "system:node:node-f" || kubeletserving.Pending(csr) {
+				if csr.Spec.Username != "system:node:node-f" || csrwait.Pending(csr) {
 					continue
 				}
 				csr.Status.Conditions = append(csr.Status.Conditions, certv1.CertificateSigningRequestCondition{

@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/certctl/certctl/pkg/csrwait"
 	"github.com/certctl/certctl/pkg/live"
 	"github.com/certctl/certctl/pkg/render"
 )
@@ -71,7 +72,7 @@ func GetStatus(ctx context.Context, cs kubernetes.Interface, o StatusOptions) (*
 	}
 	st := &Status{Nodes: Survey(ctx, nodes.Items, o), Pending: []PendingCSR{}}
 	for _, c := range csrs.Items {
-		if c.Spec.SignerName == certv1.KubeletServingSignerName && Pending(&c) {
+		if c.Spec.SignerName == certv1.KubeletServingSignerName && csrwait.Pending(&c) {
 			st.Pending = append(st.Pending, PendingCSR{Name: c.Name, Requestor: c.Spec.Username, Created: c.CreationTimestamp.UTC()})
 		}
 	}
