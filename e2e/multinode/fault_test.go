@@ -53,7 +53,7 @@ func TestFaultOrchestratorKilled(t *testing.T) {
 	}
 
 	const kills = 2
-	report, _ := killRuns(t, cs, args, kills, 60*time.Second, func() string {
+	report, _ := killRuns(t, cs, args, kills, killAt{Window: 60 * time.Second}, func() string {
 		var done []string // the nodes the progress record has done
 		if cm, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{}); err == nil {
 			for k := range cm.Data {
@@ -129,7 +129,7 @@ func TestFaultOrchestratorKilledEndpoint(t *testing.T) {
 	watch := watchNodes(cs, 15*time.Minute)
 
 	const kills = 2
-	report, _ := killRuns(t, cs, args, kills, 30*time.Second, func() string {
+	report, _ := killRuns(t, cs, args, kills, killAt{Window: 30 * time.Second}, func() string {
 		rec, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.EndpointRecordName, metav1.GetOptions{})
 		if err != nil {
 			return "no endpoint record"
@@ -193,12 +193,21 @@ func TestFaultOrchestratorKilledEndpoint(t *testing.T) {
 	}
 }
 
-// killRuns starts `certctl args...` kills times in a row and SIGKILLs each run at a random
-// instant within window after it took the Lease (from then on a kill leaves work behind: a
-// Job running, a record half-written). state says what the killed run left (logged). It
-// returns one line per run, and whether a run finished the whole operation before its kill
-// (a run that took over quickly may: a success, not a failure to kill; no run follows it).
-func killRuns(t *testing.T, cs kubernetes.Interface, args []string, kills int, window time.Duration, state func() string) (report []string, finished bool) {
+// killAt is when killRuns kills a run, after it took the Lease (from then on a kill leaves
+// work behind: a Job running, a record half-written): at a random instant within Window, or,
+// When set, as soon as When holds (polled every 200 ms; a run that ends before is a failure,
+// the fault not injected).
+type killAt struct {
+	Window time.Duration
+	When   func(context.Context) bool
+	What   string // what When waits for, for the log
+}
+
+// killRuns starts `certctl args...` kills times in a row and SIGKILLs each run at its instant
+// (at). state says what the killed run left (logged). It returns one line per run, and whether
+// a run finished the whole operation before its random kill (a run that took over quickly may:
+// a success, not a failure to kill; no run follows it).
+func killRuns(t *testing.T, cs kubernetes.Interface, args []string, kills int, at killAt, state func() string) (report []string, finished bool) {
 	t.Helper()
 	ctx := context.Background()
 	seed := uint64(time.Now().UnixNano())
@@ -209,16 +218,9 @@ func killRuns(t *testing.T, cs kubernetes.Interface, args []string, kills int, w
 		t.Fatal(err)
 	}
 	for i := 1; i <= kills && !finished; i++ {
-		var out bytes.Buffer
-		cmd := exec.Command(testenv.Certctl(t), args...)
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, out, exited := startCertctl(t, args...)
 		// It holds the Lease (as host/PID/...): from then on a kill leaves work behind.
 		mine := fmt.Sprintf("%s/%d/", host, cmd.Process.Pid)
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
 		if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 			l, err := cs.CoordinationV1().Leases(lease.Namespace).Get(ctx, lease.Name, metav1.GetOptions{})
 			return err == nil && strings.HasPrefix(ptr.Deref(l.Spec.HolderIdentity, ""), mine), nil
@@ -227,25 +229,40 @@ func killRuns(t *testing.T, cs kubernetes.Interface, args []string, kills int, w
 			<-exited
 			t.Fatalf("run %d did not take the Lease (an earlier run's dead holder not taken over?): %v\n%s", i, err, out.String())
 		}
-		after := time.Duration(rng.Int64N(int64(window)))
+		took := time.Now()
+		var fire <-chan time.Time
+		pctx, stop := context.WithCancel(ctx)
+		if at.When != nil {
+			fire = pollFor(pctx, at.When)
+		} else {
+			fire = time.After(time.Duration(rng.Int64N(int64(at.Window))))
+		}
+		var after time.Duration
 		select {
 		case err := <-exited:
+			after = time.Since(took)
 			if err != nil {
-				t.Fatalf("run %d failed before its kill at +%s: %v\n%s", i, after, err, out.String())
+				t.Fatalf("run %d failed before its kill, +%s: %v\n%s", i, after, err, out.String())
 			}
-			line := fmt.Sprintf("run %d finished the operation before its kill at +%s", i, after.Round(100*time.Millisecond))
+			if at.When != nil {
+				t.Fatalf("run %d finished the operation after +%s without %s: the fault was not injected\n%s", i, after.Round(100*time.Millisecond), at.What, out.String())
+			}
+			line := fmt.Sprintf("run %d finished the operation before its kill, +%s", i, after.Round(100*time.Millisecond))
 			report = append(report, line)
 			t.Logf("%s:\n%s", line, out.String())
 			finished = true
+			stop()
 			continue
-		case <-time.After(after):
+		case <-fire:
+			after = time.Since(took)
 		}
+		stop()
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		<-exited
 		jobs, _ := cs.BatchV1().Jobs("kube-system").List(ctx, metav1.ListOptions{LabelSelector: cluster.LabelName + "=certctl"})
-		line := fmt.Sprintf("kill %d at +%s after the Lease was taken: %s, %d Job(s) left running", i, after.Round(100*time.Millisecond), state(), len(jobs.Items))
+		line := fmt.Sprintf("kill %d at +%s after the Lease was taken%s: %s, %d Job(s) left running", i, after.Round(100*time.Millisecond), map[bool]string{true: ", " + at.What}[at.When != nil], state(), len(jobs.Items))
 		report = append(report, line)
 		t.Log(line)
 		t.Logf("run %d's output until the kill:\n%s", i, out.String())
@@ -253,15 +270,38 @@ func killRuns(t *testing.T, cs kubernetes.Interface, args []string, kills int, w
 	return report, finished
 }
 
-// TestFaultLoadBalancerDown is issue 21's fifth fault: with haproxy stopped, the commands that
-// reach the API through it (an operator's kubeconfig naming the balancer) refuse before they
-// change anything: no Job, no progress record, no rotation Secret, every apiserver serving the
-// certificate it served before; case C's message says what to run on a node instead.
-func TestFaultLoadBalancerDown(t *testing.T) {
-	nodes := requireLab(t)
-	cps := controlPlanes(nodes)
-	// The operator's kubeconfig through the balancer (the lab's admin.conf names cp1, as case
-	// B's cluster does; "kubernetes" is a SAN of every apiserver certificate).
+// startCertctl starts `certctl args...` here, its stdout and stderr into out; exited gets
+// its end.
+func startCertctl(t *testing.T, args ...string) (cmd *exec.Cmd, out *bytes.Buffer, exited <-chan error) {
+	t.Helper()
+	out = &bytes.Buffer{}
+	cmd = exec.Command(testenv.Certctl(t), args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := make(chan error, 1)
+	go func() { c <- cmd.Wait() }()
+	return cmd, out, c
+}
+
+// pollFor returns a channel that receives once cond holds, polled every 200 ms (until ctx
+// ends).
+func pollFor(ctx context.Context, cond func(context.Context) bool) <-chan time.Time {
+	c := make(chan time.Time, 1)
+	go func() {
+		if wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) { return cond(ctx), nil }) == nil {
+			c <- time.Now()
+		}
+	}()
+	return c
+}
+
+// balancerKubeconfig is a copy of the lab's admin kubeconfig naming the balancer (the lab's
+// admin.conf names cp1, as case B's cluster does; "kubernetes" is a SAN of every apiserver
+// certificate), and a client of it.
+func balancerKubeconfig(t *testing.T) (string, *kubernetes.Clientset) {
+	t.Helper()
 	viaLB := adminCopy(t)
 	kc, err := clientcmd.LoadFromFile(viaLB)
 	if err != nil {
@@ -273,13 +313,22 @@ func TestFaultLoadBalancerDown(t *testing.T) {
 	if err := clientcmd.WriteToFile(*kc, viaLB); err != nil {
 		t.Fatal(err)
 	}
-	lbCS := func() *kubernetes.Clientset {
-		cfg, err := clientcmd.BuildConfigFromFlags("", viaLB)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return kubernetes.NewForConfigOrDie(cfg)
-	}()
+	cfg, err := clientcmd.BuildConfigFromFlags("", viaLB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return viaLB, kubernetes.NewForConfigOrDie(cfg)
+}
+
+// TestFaultLoadBalancerDown is issue 21's fifth fault: with haproxy stopped, the commands that
+// reach the API through it (an operator's kubeconfig naming the balancer) refuse before they
+// change anything: no Job, no progress record, no rotation Secret, every apiserver serving the
+// certificate it served before; case C's message says what to run on a node instead.
+func TestFaultLoadBalancerDown(t *testing.T) {
+	nodes := requireLab(t)
+	cps := controlPlanes(nodes)
+	// The operator's kubeconfig through the balancer.
+	viaLB, lbCS := balancerKubeconfig(t)
 	if _, err := lbCS.Discovery().ServerVersion(); err != nil {
 		t.Fatalf("the API through the balancer before it is stopped: %v", err)
 	}
@@ -417,15 +466,8 @@ func TestFaultNodeNetworkCut(t *testing.T) {
 	cut, last := cps[1], cps[len(cps)-1]
 	args := []string{"cluster", "renew", "all", "--node", cut.Name, "--node", last.Name, "--image", multilab.Image, "--kubeconfig", multilab.AdminKubeconfig()}
 
-	var out bytes.Buffer
-	cmd := exec.Command(testenv.Certctl(t), append(slices.Clone(args), "--job-timeout", "60s")...)
-	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	cmd, out, exited := startCertctl(t, append(slices.Clone(args), "--job-timeout", "60s")...)
 	sel := cluster.LabelName + "=certctl," + cluster.LabelNode + "=" + cut.Name
 	var pod string
 	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {

@@ -158,7 +158,7 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 	r.rep = &CARotateReport{Phase: o.Phase, CAs: cas, NewCA: map[string]string{}}
 	// Every phase of etcd-ca (and its rollback) restarts etcd on each control-plane node:
 	// refused before anything changes while a member is down.
-	if r.rep.Etcd, err = CheckEtcdForRotation(ctx, cs, cas, o.DryRun); err != nil {
+	if r.rep.Etcd, err = o.etcdForRotation(ctx, cs, cas, o.DryRun); err != nil {
 		return r.rep, err
 	}
 	r.plan()

@@ -2,12 +2,16 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -50,16 +54,9 @@ func (e *EtcdNotReadyError) NotReady() []EtcdMemberState {
 }
 
 func (e *EtcdNotReadyError) Error() string {
-	var all []string
-	for _, m := range e.Members {
-		all = append(all, m.String())
-	}
-	names := make([]string, 0, len(e.NotReady()))
-	for _, m := range e.NotReady() {
-		names = append(names, m.Node)
-	}
+	down := e.NotReady()
 	return fmt.Sprintf("the etcd member of %s is not ready, and this operation restarts etcd on every control-plane node: one more member down could cost the quorum (members: %s). Bring the member back (kubectl -n kube-system describe pod etcd-%s; its kubelet's log), then run the same command again; nothing was changed",
-		strings.Join(names, ", "), strings.Join(all, "; "), names[0])
+		memberNodes(down), memberList(e.Members), down[0].Node)
 }
 
 // CheckEtcdMembers reads the state of each control-plane node's etcd member from its mirror
@@ -135,4 +132,119 @@ func CheckEtcdForRotation(ctx context.Context, cs kubernetes.Interface, cas []st
 		return nil, err
 	}
 	return CheckEtcdMembers(ctx, cs, cps)
+}
+
+// etcdSettle is how long a member is given, after the last certctl Job on its node ended, for
+// its kubelet to report the etcd pod ready again (Runner.etcdForRotation).
+const etcdSettle = time.Minute
+
+// etcdForRotation is CheckEtcdForRotation for a run that may follow a killed one. A member
+// not ready on a node where a certctl Job still runs is that Job's doing: an earlier run of the
+// command was killed while its Job restarted the node's etcd (seen in CI: the run after a
+// killed trust found cp1's etcd pod gone and refused, while the Job it would have adopted was
+// bringing it back). Such a member is waited for, polling the API, until the Jobs on its node
+// have ended (their deadline bounds it) and its pod is ready, or etcdSettle after they ended;
+// then the check decides. A member down with no certctl Job on its node is refused at once.
+func (r *Runner) etcdForRotation(ctx context.Context, cs kubernetes.Interface, cas []string, dryRun bool) ([]EtcdMemberState, error) {
+	states, err := CheckEtcdForRotation(ctx, cs, cas, dryRun)
+	var nr *EtcdNotReadyError
+	if !errors.As(err, &nr) {
+		return states, err
+	}
+	settle := r.etcdSettle
+	if settle <= 0 {
+		settle = etcdSettle
+	}
+	var quiet time.Time // when the not-ready members' nodes were first seen without a running Job
+	waited := false
+	for {
+		busy, until, lerr := r.runningJobs(ctx, cs, nr.NotReady())
+		if lerr != nil {
+			return states, errors.Join(err, lerr)
+		}
+		now := time.Now()
+		switch {
+		case len(busy) > 0 && now.Before(until.Add(settle)):
+			quiet = time.Time{}
+		case len(busy) > 0:
+			return states, err // a Job past its deadline and settle: the check decides
+		case !waited:
+			return states, err // nothing of certctl's runs there: refused at once
+		case quiet.IsZero():
+			quiet = now
+		case now.Sub(quiet) > settle:
+			return states, err
+		}
+		if !waited && len(busy) > 0 {
+			r.logf("the etcd member of %s is not ready while certctl's Job %s runs there (an earlier run of this command, killed?): waiting for it to end and the member to be ready again (its deadline %s, then %s)",
+				memberNodes(nr.NotReady()), strings.Join(busy, ", "), until.UTC().Format(time.RFC3339), settle)
+			waited = true
+		}
+		select {
+		case <-ctx.Done():
+			return states, errors.Join(err, ctx.Err())
+		case <-time.After(2 * time.Second):
+		}
+		states, err = CheckEtcdForRotation(ctx, cs, cas, dryRun)
+		if !errors.As(err, &nr) {
+			if err == nil {
+				r.logf("the etcd members are ready again: %s", memberList(states))
+			}
+			return states, err
+		}
+	}
+}
+
+// runningJobs lists the certctl Jobs (any command's) that have not ended on the nodes of
+// members, and the latest deadline among them (creation + activeDeadlineSeconds).
+func (r *Runner) runningJobs(ctx context.Context, cs kubernetes.Interface, members []EtcdMemberState) ([]string, time.Time, error) {
+	var busy []string
+	var until time.Time
+	for _, m := range members {
+		jobs, err := cs.BatchV1().Jobs(r.Namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(labels.Set{LabelName: "certctl", LabelNode: m.Node}).String()})
+		if err != nil {
+			return nil, until, fmt.Errorf("list the certctl jobs of node %s in namespace %s (is one of an earlier run restarting its etcd?): %w", m.Node, r.Namespace, err)
+		}
+		for i := range jobs.Items {
+			j := &jobs.Items[i]
+			if j.DeletionTimestamp != nil || jobEnded(j) {
+				continue
+			}
+			busy = append(busy, j.Name)
+			end := j.CreationTimestamp.Time
+			if d := j.Spec.ActiveDeadlineSeconds; d != nil {
+				end = end.Add(time.Duration(*d) * time.Second)
+			}
+			if end.After(until) {
+				until = end
+			}
+		}
+	}
+	return busy, until, nil
+}
+
+// jobEnded: the Job's Complete or Failed condition is set.
+func jobEnded(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+func memberNodes(ms []EtcdMemberState) string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Node)
+	}
+	return strings.Join(out, ", ")
+}
+
+func memberList(ms []EtcdMemberState) string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.String())
+	}
+	return strings.Join(out, "; ")
 }

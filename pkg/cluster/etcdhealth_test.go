@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 
 	"github.com/certctl/certctl/pkg/cluster"
 	"github.com/certctl/certctl/pkg/pki"
@@ -113,6 +117,120 @@ func TestCheckEtcdMembers(t *testing.T) {
 			}
 			if len(nr.Members) != 3 {
 				t.Errorf("the error holds %d members, want all 3: %v", len(nr.Members), err)
+			}
+		})
+	}
+	etcdWaitsForItsJob(t, admin)
+}
+
+// signal is a progress writer that closes wrote at its first line: the check has decided to
+// wait (it writes nothing otherwise).
+type signal struct {
+	once  sync.Once
+	wrote chan struct{}
+	t     *testing.T
+}
+
+func (s *signal) Write(p []byte) (int, error) {
+	s.t.Logf("progress: %s", strings.TrimSpace(string(p)))
+	s.once.Do(func() { close(s.wrote) })
+	return len(p), nil
+}
+
+// etcdWaitsForItsJob: the run after a killed one (CI: the orchestrator of ca-rotate's trust
+// killed while cp1's Job restarted its etcd) finds the member down while the Job it would
+// adopt still runs on that node: it waits for that Job to end and the member to be ready,
+// rather than refusing; a member down where no certctl Job runs is refused at once, and one
+// that stays down after its node's Job ended is refused once settle has passed.
+func etcdWaitsForItsJob(t *testing.T, admin kubernetes.Interface) {
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		jobOn   string        // the node (of cp1..cp3) with a running certctl Job, "" none
+		jobDead time.Duration // the Job's activeDeadlineSeconds
+		back    bool          // the member comes back (pod ready, Job deleted) once the check waits
+		waits   bool          // the check waits (writes progress) before deciding
+		refused bool
+	}{
+		{name: "a killed run's job restarting the member", jobOn: "cp3", jobDead: 10 * time.Minute, back: true, waits: true},
+		{name: "the job's deadline passed, the member still down", jobOn: "cp3", jobDead: time.Second, waits: true, refused: true},
+		{name: "a job on another node", jobOn: "cp2", jobDead: 10 * time.Minute, refused: true},
+		{name: "no job", refused: true},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			node := func(p string) string { return fmt.Sprintf("w%s-%d", p, i) }
+			for _, p := range []string{"cp1", "cp2", "cp3"} {
+				if _, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node(p),
+					Labels: map[string]string{pki.ControlPlaneLabel: ""}}}, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				if p != "cp3" {
+					etcdPod(t, admin, node(p), corev1.ConditionTrue)
+				}
+			}
+			var job string
+			if tc.jobOn != "" {
+				j, err := admin.BatchV1().Jobs("kube-system").Create(ctx, cluster.JobSpec{Namespace: "kube-system", Node: node(tc.jobOn), Image: "localhost/certctl:dev",
+					Component: "carotate", Deadline: tc.jobDead, Privileged: true}.Job(), metav1.CreateOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				job = j.Name
+			}
+			t.Cleanup(func() {
+				for _, p := range []string{"cp1", "cp2", "cp3"} {
+					_ = admin.CoreV1().Nodes().Delete(ctx, node(p), metav1.DeleteOptions{})
+					_ = admin.CoreV1().Pods("kube-system").Delete(ctx, "etcd-"+node(p), metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+				}
+				if job != "" {
+					_ = admin.BatchV1().Jobs("kube-system").Delete(ctx, job, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)})
+				}
+			})
+			sig := &signal{wrote: make(chan struct{}), t: t}
+			type result struct {
+				states []cluster.EtcdMemberState
+				err    error
+			}
+			done := make(chan result, 1)
+			go func() {
+				states, err := cluster.EtcdForRotation(ctx, admin, cluster.Runner{Namespace: "kube-system", Progress: sig}, 3*time.Second, []string{"etcd-ca"})
+				done <- result{states, err}
+			}()
+			var r result
+			select {
+			case r = <-done:
+				if tc.waits {
+					t.Fatalf("decided without waiting: %v", r.err)
+				}
+			case <-sig.wrote:
+				if !tc.waits {
+					t.Fatalf("waits, with no certctl Job on the member's node")
+				}
+				if tc.back {
+					etcdPod(t, admin, node("cp3"), corev1.ConditionTrue)
+					if err := admin.BatchV1().Jobs("kube-system").Delete(ctx, job, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				select {
+				case r = <-done:
+				case <-time.After(time.Minute):
+					t.Fatal("still waiting a minute later")
+				}
+			case <-time.After(time.Minute):
+				t.Fatal("neither decided nor waiting after a minute")
+			}
+			var nr *cluster.EtcdNotReadyError
+			switch {
+			case tc.refused && !errors.As(r.err, &nr):
+				t.Fatalf("err %v, want an EtcdNotReadyError", r.err)
+			case tc.refused && (len(nr.NotReady()) != 1 || nr.NotReady()[0].Node != node("cp3")):
+				t.Errorf("refused for %v, want %s alone", nr.NotReady(), node("cp3"))
+			case !tc.refused && r.err != nil:
+				t.Fatalf("refused: %v", r.err)
+			case !tc.refused && len(r.states) != 3:
+				t.Errorf("%d member states, want 3", len(r.states))
 			}
 		})
 	}

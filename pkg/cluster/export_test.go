@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 
@@ -15,4 +16,12 @@ func MoveNode(ctx context.Context, cs kubernetes.Interface, o EndpointOptions, n
 	o.defaults()
 	out := &NodeOutcome{Node: node}
 	return o.moveNode(ctx, cs, out, noderequest.Request{Op: noderequest.SetServer, Server: to, From: from})
+}
+
+// EtcdForRotation is the check CARotate makes before anything changes for a rotation of cas
+// (Runner.etcdForRotation), a member given settle after the Jobs on its node ended.
+func EtcdForRotation(ctx context.Context, cs kubernetes.Interface, r Runner, settle time.Duration, cas []string) ([]EtcdMemberState, error) {
+	r.defaults(time.Minute)
+	r.etcdSettle = settle
+	return r.etcdForRotation(ctx, cs, cas, false)
 }

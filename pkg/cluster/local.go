@@ -150,7 +150,8 @@ func CARotateHere(ctx context.Context, connect Connect, o CARotateOptions, local
 	if clusterCA && o.Phase == carotate.PhaseDrop && !o.DryRun && !o.Rollback {
 		// CARotate refuses a rotation of etcd-ca while an etcd member is down; drop changes
 		// this command's own credentials first, so the check comes before.
-		if _, err := CheckEtcdForRotation(ctx, cs, o.CAs, false); err != nil {
+		o.defaults()
+		if _, err := o.etcdForRotation(ctx, cs, o.CAs, false); err != nil {
 			return nil, err
 		}
 		if said, err = local.Reissue(ctx, cs, o.Namespace); err != nil {

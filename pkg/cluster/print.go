@@ -58,11 +58,7 @@ func (r *EndpointReport) Print(w io.Writer) {
 func (r *CARotateReport) Print(w io.Writer) {
 	fmt.Fprintf(w, "phase %s of %s\n", r.Phase, strings.Join(r.CAs, ", "))
 	if len(r.Etcd) > 0 {
-		var ms []string
-		for _, m := range r.Etcd {
-			ms = append(ms, m.String())
-		}
-		fmt.Fprintf(w, "etcd members before: %s\n", strings.Join(ms, "; "))
+		fmt.Fprintf(w, "etcd members before: %s\n", memberList(r.Etcd))
 	}
 	for _, ca := range r.CAs {
 		if sum := r.NewCA[ca]; sum != "" {

@@ -32,6 +32,9 @@ type Runner struct {
 	JobsPerSecond float32
 
 	jobs flowcontrol.RateLimiter
+	// etcdSettle: how long a member is given to be ready after the certctl Jobs on its node
+	// ended (etcdForRotation); default etcdSettle.
+	etcdSettle time.Duration
 }
 
 // defaults fills what is unset; jobTimeout is the command's default for JobTimeout.
