@@ -207,7 +207,7 @@ func (r *Runner) runningJobs(ctx context.Context, cs kubernetes.Interface, membe
 		}
 		for i := range jobs.Items {
 			j := &jobs.Items[i]
-			if j.DeletionTimestamp != nil || jobEnded(j) {
+			if j.DeletionTimestamp != nil || jobHas(j, batchv1.JobComplete, batchv1.JobFailed) {
 				continue
 			}
 			busy = append(busy, j.Name)
@@ -221,16 +221,6 @@ func (r *Runner) runningJobs(ctx context.Context, cs kubernetes.Interface, membe
 		}
 	}
 	return busy, until, nil
-}
-
-// jobEnded: the Job's Complete or Failed condition is set.
-func jobEnded(j *batchv1.Job) bool {
-	for _, c := range j.Status.Conditions {
-		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
-			return true
-		}
-	}
-	return false
 }
 
 func memberNodes(ms []EtcdMemberState) string {

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -319,7 +320,7 @@ func adoptable(ctx context.Context, cs kubernetes.Interface, s JobSpec) (*batchv
 		if j.Annotations[AnnotationWork] != want || j.DeletionTimestamp != nil {
 			continue
 		}
-		if jobFailed(j) {
+		if jobHas(j, batchv1.JobFailed) {
 			_ = cs.BatchV1().Jobs(s.Namespace).Delete(ctx, j.Name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)})
 			continue
 		}
@@ -330,10 +331,11 @@ func adoptable(ctx context.Context, cs kubernetes.Interface, s JobSpec) (*batchv
 	return found, nil
 }
 
-// jobFailed: the Job's Failed condition is set.
-func jobFailed(j *batchv1.Job) bool {
+// jobHas: one of the Job's conditions of the types given is true (JobFailed: it failed;
+// JobComplete or JobFailed: it ended).
+func jobHas(j *batchv1.Job, types ...batchv1.JobConditionType) bool {
 	for _, c := range j.Status.Conditions {
-		if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue {
+		if slices.Contains(types, c.Type) && c.Status == corev1.ConditionTrue {
 			return true
 		}
 	}
