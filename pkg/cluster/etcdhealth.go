@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -157,42 +158,44 @@ func (r *Runner) etcdForRotation(ctx context.Context, cs kubernetes.Interface, c
 	}
 	var quiet time.Time // when the not-ready members' nodes were first seen without a running Job
 	waited := false
-	for {
+	perr := wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
+		if waited {
+			if states, err = CheckEtcdForRotation(ctx, cs, cas, dryRun); !errors.As(err, &nr) {
+				if err == nil {
+					r.logf("the etcd members are ready again: %s", memberList(states))
+				}
+				return true, nil
+			}
+		}
 		busy, until, lerr := r.runningJobs(ctx, cs, nr.NotReady())
 		if lerr != nil {
-			return states, errors.Join(err, lerr)
+			err = errors.Join(err, lerr)
+			return true, nil
 		}
 		now := time.Now()
 		switch {
 		case len(busy) > 0 && now.Before(until.Add(settle)):
 			quiet = time.Time{}
 		case len(busy) > 0:
-			return states, err // a Job past its deadline and settle: the check decides
+			return true, nil // a Job past its deadline and settle: the check decides
 		case !waited:
-			return states, err // nothing of certctl's runs there: refused at once
+			return true, nil // nothing of certctl's runs there: refused at once
 		case quiet.IsZero():
 			quiet = now
 		case now.Sub(quiet) > settle:
-			return states, err
+			return true, nil
 		}
-		if !waited && len(busy) > 0 {
+		if !waited {
 			r.logf("the etcd member of %s is not ready while certctl's Job %s runs there (an earlier run of this command, killed?): waiting for it to end and the member to be ready again (its deadline %s, then %s)",
 				memberNodes(nr.NotReady()), strings.Join(busy, ", "), until.UTC().Format(time.RFC3339), settle)
 			waited = true
 		}
-		select {
-		case <-ctx.Done():
-			return states, errors.Join(err, ctx.Err())
-		case <-time.After(2 * time.Second):
-		}
-		states, err = CheckEtcdForRotation(ctx, cs, cas, dryRun)
-		if !errors.As(err, &nr) {
-			if err == nil {
-				r.logf("the etcd members are ready again: %s", memberList(states))
-			}
-			return states, err
-		}
+		return false, nil
+	})
+	if perr != nil {
+		return states, errors.Join(err, perr)
 	}
+	return states, err
 }
 
 // runningJobs lists the certctl Jobs (any command's) that have not ended on the nodes of
