@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -118,13 +119,8 @@ func TestFaultOrchestratorKilledEndpoint(t *testing.T) {
 	roots := caPool(t)
 	cs := clientset(t)
 	ctx := context.Background()
-	from := controlPlaneEndpoint(t, cs)
-	to := multilab.LBAddr
-	if from == multilab.LBAddr {
-		to = nodes[0].APIServer()
-	}
-	local := adminCopy(t)
-	args := []string{"cluster", "endpoint", to, "--kubeconfig", local, "--image", multilab.Image}
+	m := newEndpointMove(t, cs, nodes)
+	to, args := m.to, m.args
 	lb := startPoller(t, multilab.LBAddr, roots, 50*time.Millisecond, 15*time.Minute)
 	watch := watchNodes(cs, 15*time.Minute)
 
@@ -156,23 +152,52 @@ func TestFaultOrchestratorKilledEndpoint(t *testing.T) {
 	if len(notReady) > 0 {
 		t.Errorf("nodes NotReady during the killed move: %v", notReady)
 	}
-	if ep := controlPlaneEndpoint(t, cs); ep != to {
-		t.Errorf("kubeadm-config controlPlaneEndpoint is %s, want %s", ep, to)
+	m.checkDone(t, cs, nodes)
+	m.back(t, cs)
+}
+
+// endpointMove is the move of the endpoint fault tests: the whole cluster from the endpoint
+// kubeadm-config names to the other one (cp1's address when the lab is on the balancer, as
+// TestClusterEndpoint leaves it; onto the balancer otherwise), by `cluster endpoint` with a
+// copy of the admin kubeconfig.
+type endpointMove struct {
+	from, to, local string
+	args            []string // cluster endpoint TO --kubeconfig LOCAL --image ...
+}
+
+func newEndpointMove(t *testing.T, cs kubernetes.Interface, nodes []multilab.Node) endpointMove {
+	t.Helper()
+	m := endpointMove{from: controlPlaneEndpoint(t, cs), to: multilab.LBAddr, local: adminCopy(t)}
+	if m.from == multilab.LBAddr {
+		m.to = nodes[0].APIServer()
+	}
+	m.args = []string{"cluster", "endpoint", m.to, "--kubeconfig", m.local, "--image", multilab.Image}
+	return m
+}
+
+// checkDone checks the move finished: kubeadm-config, cluster-info and every node's
+// kubeconfigs name the new endpoint, every node is Ready with every certificate matching its
+// key, and nothing is left (no Job, no endpoint record, the Lease free).
+func (m endpointMove) checkDone(t *testing.T, cs kubernetes.Interface, nodes []multilab.Node) {
+	t.Helper()
+	ctx := context.Background()
+	if ep := controlPlaneEndpoint(t, cs); ep != m.to {
+		t.Errorf("kubeadm-config controlPlaneEndpoint is %s, want %s", ep, m.to)
 	}
 	ci, err := cs.CoreV1().ConfigMaps("kube-public").Get(ctx, "cluster-info", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg, err := clientcmd.Load([]byte(ci.Data["kubeconfig"])); err != nil || strings.Join(kubeconfig.Servers(cfg), ",") != "https://"+to {
-		t.Errorf("kube-public/cluster-info does not name %s: %v", to, err)
+	if cfg, err := clientcmd.Load([]byte(ci.Data["kubeconfig"])); err != nil || strings.Join(kubeconfig.Servers(cfg), ",") != "https://"+m.to {
+		t.Errorf("kube-public/cluster-info does not name %s: %v", m.to, err)
 	}
 	for _, n := range nodes {
 		file := "/etc/kubernetes/kubelet.conf" // a control-plane node's kubelet keeps its own apiserver
 		if n.ControlPlane() {
 			file = "/etc/kubernetes/admin.conf"
 		}
-		if got := serverOf(t, n, file); got != "https://"+to {
-			t.Errorf("[%s] %s names %s, want https://%s", n.Name, file, got, to)
+		if got := serverOf(t, n, file); got != "https://"+m.to {
+			t.Errorf("[%s] %s names %s, want https://%s", n.Name, file, got, m.to)
 		}
 		waitNodeReady(t, cs, n.Name, 2*time.Minute)
 		checkPairs(t, n)
@@ -184,12 +209,16 @@ func TestFaultOrchestratorKilledEndpoint(t *testing.T) {
 	if l, err := cs.CoordinationV1().Leases(lease.Namespace).Get(ctx, lease.Name, metav1.GetOptions{}); err != nil || l.Spec.HolderIdentity != nil {
 		t.Errorf("the Lease is not free after the last run: %v %v", err, l)
 	}
-	// Back where the lab was, for the tests after this one.
-	if r := certctlWith(t, local, "cluster", "endpoint", from); r.Code != 0 {
-		t.Fatalf("cluster endpoint %s (back): %s", from, r)
+}
+
+// back moves the cluster back where the lab was, for the tests after this one.
+func (m endpointMove) back(t *testing.T, cs kubernetes.Interface) {
+	t.Helper()
+	if r := certctlWith(t, m.local, "cluster", "endpoint", m.from); r.Code != 0 {
+		t.Fatalf("cluster endpoint %s (back): %s", m.from, r)
 	}
-	if ep := controlPlaneEndpoint(t, cs); ep != from {
-		t.Fatalf("the cluster was not moved back: controlPlaneEndpoint %s, want %s", ep, from)
+	if ep := controlPlaneEndpoint(t, cs); ep != m.from {
+		t.Fatalf("the cluster was not moved back: controlPlaneEndpoint %s, want %s", ep, m.from)
 	}
 }
 
@@ -489,25 +518,10 @@ func TestFaultNodeNetworkCut(t *testing.T) {
 		<-exited
 		t.Fatalf("%s's Job never started certctl: %v\n%s", cut.Name, err, out.String())
 	}
-	lab(t, "net", cut.Name, "cut")
+	restore := cutNetwork(t, cut.Name)
 	cutAt := time.Now()
-	restored := false
-	restore := func() {
-		if !restored {
-			restored = true
-			lab(t, "net", cut.Name, "restore")
-		}
-	}
-	t.Cleanup(restore)
 	t.Logf("%s's network cut %s after the command started (its pod %s had started certctl)", cut.Name, cutAt.Sub(start).Round(100*time.Millisecond), pod)
-	var err error
-	select {
-	case err = <-exited:
-	case <-time.After(5 * time.Minute):
-		_ = cmd.Process.Kill()
-		<-exited
-		t.Fatalf("cluster renew still runs 5 min after %s's network was cut (--job-timeout 60s)\n%s", cut.Name, out.String())
-	}
+	err := endsWithin(t, cmd, out, exited, 5*time.Minute, "cluster renew, "+cut.Name+"'s network cut (--job-timeout 60s),")
 	stopped := time.Since(cutAt)
 	t.Logf("the command ended %s after the cut: %v\n%s", stopped.Round(100*time.Millisecond), err, out.String())
 	if err == nil || !strings.Contains(out.String(), "node "+cut.Name) {
@@ -534,6 +548,111 @@ func TestFaultNodeNetworkCut(t *testing.T) {
 	assertNoJobs(t)
 	if _, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{}); err == nil {
 		t.Errorf("the progress record %s is left after the run that finished", cluster.ProgressName)
+	}
+}
+
+// TestFaultWorkerNetworkCut is issue 21's second fault on a worker: `cluster endpoint` moves the
+// whole cluster to another endpoint and worker1's network is cut while its Job runs, at the
+// worst instant: kubelet.conf already names the new endpoint and certctl is about to restart
+// the kubelet (the lab's certctl, built with -tags failpoints, holds there until the test lets
+// it go, once the link is down). The command stops at the worker naming it, within
+// --job-timeout; the worker's certctl goes on alone (the kubelet restarted, healthy, on the new
+// endpoint it cannot reach yet). With the network back, the worker is Ready again through the
+// new endpoint and the same command finishes; nothing is left behind. Then the cluster is
+// moved back.
+func TestFaultWorkerNetworkCut(t *testing.T) {
+	nodes := requireLab(t)
+	ws := workers(nodes)
+	if len(ws) == 0 {
+		t.Fatal("the lab has no worker")
+	}
+	w := ws[0]
+	cs := clientset(t)
+	ctx := context.Background()
+	m := newEndpointMove(t, cs, nodes)
+	to, args := m.to, m.args
+	state := filepath.Join(w.Dir(), "etc-kubernetes", ".certctl")
+	fp, release := filepath.Join(state, "failpoints"), filepath.Join(state, "release")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fp, []byte("before-restart kubelet hold-until /etc/kubernetes/.certctl/release\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = os.Remove(fp)
+		if t.Failed() {
+			_ = os.WriteFile(release, nil, 0o600) // a hold the test did not reach: let it go
+		}
+	})
+
+	start := time.Now()
+	cmd, out, exited := startCertctl(t, append(slices.Clone(args), "--job-timeout", "60s")...)
+	// The failpoint fired (its line gone): the worker's certctl holds before the kubelet's
+	// restart, kubelet.conf written.
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 3*time.Minute, true, func(context.Context) (bool, error) {
+		data, err := os.ReadFile(fp)
+		return err == nil && len(bytes.TrimSpace(data)) == 0, nil
+	}); err != nil {
+		_ = cmd.Process.Kill()
+		<-exited
+		t.Fatalf("%s's certctl never reached the kubelet's restart: %v\n%s", w.Name, err, out.String())
+	}
+	restore := cutNetwork(t, w.Name)
+	cutAt := time.Now()
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s's network cut %s after the command started, as its certctl restarts the kubelet on %s", w.Name, cutAt.Sub(start).Round(100*time.Millisecond), to)
+	err := endsWithin(t, cmd, out, exited, 5*time.Minute, "cluster endpoint, "+w.Name+"'s network cut (--job-timeout 60s),")
+	t.Logf("the command ended %s after the cut: %v\n%s", time.Since(cutAt).Round(100*time.Millisecond), err, out.String())
+	if err == nil || !strings.Contains(out.String(), "node "+w.Name+" failed") {
+		t.Fatalf("with %s's network cut, the command must stop naming it as the node failed: %v\n%s", w.Name, err, out.String())
+	}
+	// On the worker, certctl went on without the API: kubelet.conf names the new endpoint.
+	if got := serverOf(t, w, "/etc/kubernetes/kubelet.conf"); got != "https://"+to {
+		t.Errorf("[%s] kubelet.conf names %s after the cut run, want https://%s (written before the cut)", w.Name, got, to)
+	}
+	restore()
+	t.Logf("%s Ready again %s after its network came back", w.Name, waitNodeReady(t, cs, w.Name, 3*time.Minute).Round(time.Second))
+	r, err := multilab.Run(exec.Command(testenv.Certctl(t), args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the run with %s's network back: %s", w.Name, r)
+	if r.Code != 0 {
+		t.Fatalf("cluster endpoint %s with %s's network back: %s", to, w.Name, r)
+	}
+	m.checkDone(t, cs, nodes)
+	if err := os.Remove(release); err != nil {
+		t.Error(err)
+	}
+	m.back(t, cs)
+}
+
+// cutNetwork cuts node's link to the lab's bridge (multi.sh net NODE cut) and returns what
+// restores it, once (also at the test's end, whatever happened).
+func cutNetwork(t *testing.T, node string) (restore func()) {
+	t.Helper()
+	lab(t, "net", node, "cut")
+	var once sync.Once
+	restore = func() { once.Do(func() { lab(t, "net", node, "restore") }) }
+	t.Cleanup(restore)
+	return restore
+}
+
+// endsWithin is how the command startCertctl started ended, waited for at most max; one still
+// running then is killed and fails the test (what names it).
+func endsWithin(t *testing.T, cmd *exec.Cmd, out *bytes.Buffer, exited <-chan error, max time.Duration, what string) error {
+	t.Helper()
+	select {
+	case err := <-exited:
+		return err
+	case <-time.After(max):
+		_ = cmd.Process.Kill()
+		<-exited
+		t.Fatalf("%s still runs after %s\n%s", what, max, out.String())
+		return nil
 	}
 }
 

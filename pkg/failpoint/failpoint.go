@@ -9,8 +9,16 @@
 //
 // before-start fires in a restart after COMPONENT stopped, before its manifest goes back:
 // break-key replaces the key file PATH (a node path) with a new key that matches no
-// certificate, as a renewal that wrote a broken key would leave it. A line fires once and is
-// removed from the file when it does, so the restart of a rollback finds it gone.
+// certificate, as a renewal that wrote a broken key would leave it.
+//
+//	before-restart kubelet hold-until PATH
+//
+// before-restart fires right before certctl restarts the kubelet (its new files written):
+// hold-until waits there until the file PATH (a node path) exists, so that a test can cut the
+// node off at that instant (a worker's network cut while its Job runs) and then let it go on.
+//
+// A line fires once and is removed from the file when it does (the restart of a rollback finds
+// it gone; a test sees it fired).
 package failpoint
 
 import (

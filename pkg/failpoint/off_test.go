@@ -3,6 +3,7 @@
 package failpoint_test
 
 import (
+	"context"
 	"crypto/tls"
 	"os"
 	"path/filepath"
@@ -24,12 +25,16 @@ func TestReleaseBuildIgnoresTheFile(t *testing.T) {
 	if err := os.MkdirAll(l.StateDir(), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	line := []byte("before-start apiserver break-key /etc/kubernetes/pki/apiserver.key\n")
+	line := []byte("before-start apiserver break-key /etc/kubernetes/pki/apiserver.key\n" +
+		"before-restart kubelet hold-until /etc/kubernetes/.certctl/never\n")
 	if err := os.WriteFile(failpoint.Path(l), line, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if f, err := failpoint.BeforeStart(l, pki.CompAPIServer); f != nil || err != nil {
 		t.Fatalf("BeforeStart in a release build = %+v, %v", f, err)
+	}
+	if f, err := failpoint.BeforeRestart(context.Background(), l, "kubelet"); f != nil || err != nil {
+		t.Fatalf("BeforeRestart in a release build = %+v, %v (its file never made: it would hold)", f, err)
 	}
 	if _, err := tls.LoadX509KeyPair(filepath.Join(l.PKIDir, "apiserver.crt"), filepath.Join(l.PKIDir, "apiserver.key")); err != nil {
 		t.Errorf("the apiserver's pair: %v", err)

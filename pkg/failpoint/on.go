@@ -4,11 +4,15 @@ package failpoint
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/pki"
@@ -32,6 +36,36 @@ func BeforeStart(l pki.Layout, component string) (*Fired, error) {
 	default:
 		return f, fmt.Errorf("failpoint %s: unknown action %q (want break-key)", Path(l), f.Action)
 	}
+}
+
+// BeforeRestart fires the first line of the node's failpoint file that names point
+// before-restart and component, and removes that line.
+func BeforeRestart(ctx context.Context, l pki.Layout, component string) (*Fired, error) {
+	f, err := take(l, "before-restart", component)
+	if err != nil || f == nil {
+		return f, err
+	}
+	switch f.Action {
+	case "hold-until":
+		if len(f.Args) != 1 {
+			return f, fmt.Errorf("failpoint %s: hold-until wants one file path, got %q", Path(l), f.Args)
+		}
+		return f, holdUntil(ctx, pki.UnderRoot(l.Root, f.Args[0]))
+	default:
+		return f, fmt.Errorf("failpoint %s: unknown action %q (want hold-until)", Path(l), f.Action)
+	}
+}
+
+// holdUntil waits, polling, until path exists or ctx ends.
+func holdUntil(ctx context.Context, path string) error {
+	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(context.Context) (bool, error) {
+		_, err := os.Stat(path)
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("failpoint hold-until %s: %w", path, err)
+	}
+	return nil
 }
 
 // take removes and returns the first line for point and component.

@@ -3,10 +3,15 @@
 package failpoint_test
 
 import (
+	"context"
 	"crypto/tls"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/failpoint"
@@ -63,5 +68,77 @@ func TestBeforeStart(t *testing.T) {
 	}
 	if want := "before-start etcd break-key /etc/kubernetes/pki/etcd/server.key\n"; string(left) != want {
 		t.Errorf("left in the file: %q, want %q", left, want)
+	}
+}
+
+// TestBeforeRestart, in a build with the failpoints tag: hold-until keeps the restart from
+// going on until its file exists (then the line is gone, fired once), ends with the context,
+// and an unknown action or a missing path is an error.
+func TestBeforeRestart(t *testing.T) {
+	tests := []struct {
+		name    string
+		line    string
+		release bool // the held file is made while it holds
+		cancel  bool // the context ends while it holds
+		wantErr bool
+	}{
+		{name: "held until the file exists", line: "before-restart kubelet hold-until /etc/kubernetes/.certctl/release", release: true},
+		{name: "held until the context ends", line: "before-restart kubelet hold-until /etc/kubernetes/.certctl/release", cancel: true, wantErr: true},
+		{name: "another component", line: "before-restart apiserver hold-until /etc/kubernetes/.certctl/release"},
+		{name: "unknown action", line: "before-restart kubelet explode", wantErr: true},
+		{name: "no path", line: "before-restart kubelet hold-until", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l := pki.NewLayout(pki.LayoutOptions{Root: t.TempDir()}) // a node's root, nothing else needed
+			if err := os.MkdirAll(l.StateDir(), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(failpoint.Path(l), []byte(tc.line+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			type ret struct {
+				f   *failpoint.Fired
+				err error
+			}
+			done := make(chan ret, 1)
+			go func() {
+				f, err := failpoint.BeforeRestart(ctx, l, "kubelet")
+				done <- ret{f, err}
+			}()
+			if tc.release || tc.cancel {
+				// Holding: its line is gone (fired) and it has not returned.
+				if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+					data, err := os.ReadFile(failpoint.Path(l))
+					return err == nil && !strings.Contains(string(data), "before-restart"), nil
+				}); err != nil {
+					t.Fatalf("the line did not fire: %v", err)
+				}
+				select {
+				case r := <-done:
+					t.Fatalf("returned before its file exists: %+v", r)
+				default:
+				}
+				if tc.release {
+					if err := os.WriteFile(filepath.Join(l.StateDir(), "release"), nil, 0o600); err != nil {
+						t.Fatal(err)
+					}
+				} else {
+					cancel()
+				}
+			}
+			var r ret
+			select {
+			case r = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("still holding 10 s after its file was made or its context ended")
+			}
+			fires := strings.HasPrefix(tc.line, "before-restart kubelet")
+			if (r.f != nil) != fires || (r.err != nil) != tc.wantErr {
+				t.Errorf("BeforeRestart = %+v, %v; want fired %v, error %v", r.f, r.err, fires, tc.wantErr)
+			}
+		})
 	}
 }

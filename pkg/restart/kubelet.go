@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/certctl/certctl/pkg/failpoint"
 	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/pki"
 )
@@ -70,6 +71,9 @@ func (k KubeletRestarter) Restart(ctx context.Context) error {
 	}
 	how, err := k.manager(n)
 	if err != nil {
+		return err
+	}
+	if _, err := failpoint.BeforeRestart(ctx, k.Layout, "kubelet"); err != nil {
 		return err
 	}
 	switch how {
