@@ -6,12 +6,12 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -85,19 +85,7 @@ func TestRestartEtcdEachNode(t *testing.T) {
 	// changes, naming cp3; no Job, no rotation Secret.
 	cs := clientset(t)
 	if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		p, err := cs.CoreV1().Pods("kube-system").Get(ctx, "etcd-"+cp3.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return true, nil
-		}
-		if err != nil {
-			return false, nil
-		}
-		for _, c := range p.Status.Conditions {
-			if c.Type == corev1.PodReady && c.Status != corev1.ConditionTrue {
-				return true, nil
-			}
-		}
-		return false, nil
+		return slices.Contains(etcdNotReady(ctx, cs), cp3.Name), nil
 	}); err != nil {
 		t.Fatalf("%s's kubelet still reports its etcd pod ready: %v", cp3.Name, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,6 +23,7 @@ import (
 	"github.com/certctl/certctl/internal/apipoll"
 	"github.com/certctl/certctl/internal/multilab"
 	"github.com/certctl/certctl/internal/testenv"
+	"github.com/certctl/certctl/pkg/cluster"
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubeadmconfig"
 )
@@ -305,4 +307,20 @@ func controlPlaneEndpoint(t *testing.T, cs kubernetes.Interface) string {
 		t.Fatalf("kubeadm-config has no controlPlaneEndpoint (%v)", err)
 	}
 	return endpoint
+}
+
+// etcdNotReady names the control-plane nodes whose etcd member is not ready, as certctl's own
+// check before a rotation of etcd-ca sees them (cluster.CheckEtcdForRotation: each node's
+// etcd mirror pod); none when every member is ready or the API does not answer.
+func etcdNotReady(ctx context.Context, cs kubernetes.Interface) []string {
+	_, err := cluster.CheckEtcdForRotation(ctx, cs, []string{"etcd-ca"}, false)
+	var nr *cluster.EtcdNotReadyError
+	if !errors.As(err, &nr) {
+		return nil
+	}
+	var out []string
+	for _, m := range nr.NotReady() {
+		out = append(out, m.Node)
+	}
+	return out
 }

@@ -11,7 +11,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -117,11 +116,7 @@ func TestClusterCARotate(t *testing.T) {
 	viaLB, lbCS := balancerKubeconfig(t)
 	// A member down as the run after the kill will see it: the check it makes (an API that does
 	// not answer is not this moment).
-	etcdDown := func(ctx context.Context) bool {
-		_, err := cluster.CheckEtcdForRotation(ctx, lbCS, []string{"etcd-ca"}, false)
-		var nr *cluster.EtcdNotReadyError
-		return errors.As(err, &nr)
-	}
+	etcdDown := func(ctx context.Context) bool { return len(etcdNotReady(ctx, lbCS)) > 0 }
 	killed, _ := killRuns(t, lbCS, trust, 1, killAt{What: "a node's etcd member down (its Job restarting it)", When: etcdDown}, func() string {
 		sec, err := lbCS.CoreV1().Secrets("kube-system").Get(ctx, "certctl-ca-rotation", metav1.GetOptions{})
 		if err != nil {
@@ -235,8 +230,36 @@ func TestClusterCARotate(t *testing.T) {
 			{"list", startPollerAs(t, multilab.LBAddr, listPath, roots, clientCert(t, local), 50*time.Millisecond, 20*time.Minute)},
 		}
 		start := time.Now()
-		r := here("cluster", "ca-rotate", "all", "--phase", phase)
+		args := []string{"cluster", "ca-rotate", "all", "--phase", phase}
+		// Issue 21: the orchestrator killed in issue and drop too (trust's kill is above), once
+		// each, then the same command again to the phase's end: issue at the instant the
+		// worker's new kubelet client key waits in a Secret for its Job (the run after must
+		// finish the worker and leave no key behind), drop at random within its first minute.
+		var killed []string
+		finished := false
+		if phase != "trust" {
+			_, phaseCS := balancerKubeconfig(t) // the lab's admin.conf follows the command's kubeconfig
+			at := killAt{Window: time.Minute}
+			if phase == "issue" {
+				handover := "certctl-kubelet-client-" + w.Name
+				at = killAt{What: "the new kubelet client key of " + w.Name + " in the Secret " + handover, When: func(ctx context.Context) bool {
+					_, err := phaseCS.CoreV1().Secrets("kube-system").Get(ctx, handover, metav1.GetOptions{})
+					return err == nil
+				}}
+			}
+			killed, finished = killRuns(t, phaseCS, append(slices.Clone(args), "--kubeconfig", local, "--image", multilab.Image), 1, at, func() string {
+				left, err := certctlSecrets(phaseCS)
+				return fmt.Sprintf("certctl's Secrets left: %v %v", left, err)
+			})
+		}
+		r := multilab.Result{} // a run that finished the phase before its kill leaves nothing to run
+		if !finished {
+			r = here(args...)
+		}
 		took := time.Since(start).Round(100 * time.Millisecond)
+		for _, l := range killed {
+			t.Logf("phase %s: %s", phase, l)
+		}
 		for _, pl := range pollers {
 			ok, fail, errs := pl.p.Stop()
 			t.Logf("phase %s: %s; through the balancer %s %d ok, %d failed %v; down windows %s", phase, took, pl.what, ok, fail, errs, windowsText(pl.p.Windows()))
@@ -260,6 +283,9 @@ func TestClusterCARotate(t *testing.T) {
 		followLab(t, local)
 		assertNoJobs(t)
 		cs = localCS()
+		if left, err := certctlSecrets(cs); err != nil || len(left) > 0 {
+			t.Errorf("after phase %s certctl's Secrets are left in kube-system: %v %v", phase, left, err)
+		}
 		if phase == "trust" {
 			sa = saProbe{old: mintSAToken(t, cs, oldSAKey), new: mintSAToken(t, cs, readSAKey(t, saKeyPath(pkiDir, true)))}
 		}
@@ -418,6 +444,22 @@ func followLab(t *testing.T, local string) {
 	if err := multilab.Follow(local); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// certctlSecrets names the Secrets certctl made in kube-system other than the rotation's own
+// (the new CAs, kept from trust to drop): a worker's kubelet client key handed to its Job.
+func certctlSecrets(cs kubernetes.Interface) ([]string, error) {
+	secs, err := cs.CoreV1().Secrets("kube-system").List(context.Background(), metav1.ListOptions{LabelSelector: cluster.LabelName + "=certctl"})
+	if err != nil {
+		return nil, fmt.Errorf("list certctl's Secrets: %w", err)
+	}
+	var out []string
+	for _, s := range secs.Items {
+		if s.Name != cluster.CARotationSecret {
+			out = append(out, s.Name)
+		}
+	}
+	return out, nil
 }
 
 // readCA reads the CA pair pkiDir/base.crt, .key (base: ca, etcd/ca, front-proxy-ca).
