@@ -15,20 +15,12 @@ func newBackupCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "backup",
 		Short: "List the backups certctl made before changing files",
-		Long: `Before certctl changes a file (renew, restore, restart) it copies it to a timestamped
-directory under <kubeconfig dir>/certctl-backups/ (/etc/kubernetes/certctl-backups by
-default) with a manifest.json: the backup id, the time, the command, and every file with its
-original path, mode and SHA-256. 'certctl restore ID' puts them back. See docs/renew.md.`,
-		Example: `  certctl backup list
-  certctl restore 20261125T023512Z-3fa1c2`,
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "list",
 		Short: "List complete backups, oldest first",
-		Example: `  certctl backup list
-  certctl --root /tmp/node backup list`,
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			list, err := backup.List(g.Layout())
 			if err != nil {
@@ -53,17 +45,7 @@ func newRestoreCmd(g *Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "restore ID",
 		Short: "Put the files of a backup back in place",
-		Long: `restore checks every file of backup ID against the SHA-256 in its manifest (a damaged
-backup restores nothing), backs up the current files first (so a restore can itself be
-undone), then writes the files back with their original modes as one journaled change
-under the node lock (the lock renew and restart hold): killed at any instant, the next
-certctl command completes or undoes it, so a key never sits beside another certificate.
-Files that did not exist when the backup was made are removed.
-
-Running components keep the certificates they loaded in memory: restart them afterwards.`,
-		Example: `  certctl backup list
-  certctl restore 20261125T023512Z-3fa1c2`,
-		Args: cobra.ExactArgs(1),
+		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			res, err := backup.RestoreLocked(g.Layout(), args[0], 30*time.Second, g.Streams.ErrOut)
 			if err != nil {

@@ -26,16 +26,6 @@ func newCAShowCmd(g *Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show [ca|etcd-ca|front-proxy-ca|sa|all]...",
 		Short: "Print the CA certificates (and the service-account public key) this node signs with (PEM)",
-		Long: `show prints, for each CA named (all when none), the certificate this node signs with: a
-comment line "# CA: PATH (subject, key algorithm, expiry)" and the certificate in PEM, which
-openssl and every PEM reader take as is. A CA that is not on this node (no etcd CA on a worker)
-gets a comment line saying so. For "sa", the service-account key pair, it prints the public key
-(sa.pub) in PEM. 'certctl cluster ca-rotate etcd-ca' runs it on every
-control-plane node (with the hidden --record: one typed record line instead of the PEM) to
-make the new CA like the old one and to check that every node holds the same CA.`,
-		Example: `  certctl ca show ca
-  certctl ca show etcd-ca | openssl x509 -noout -subject -enddate
-  certctl ca show`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cas, err := carotate.ExpandAll(args)
 			if err != nil {
@@ -77,69 +67,6 @@ func newCARotateCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rotate [ca|etcd-ca|front-proxy-ca|sa|all]... --phase trust|issue|drop",
 		Short: "Replace a CA (or the service-account key) before it expires or leaks, in three phases, on this node",
-		Long: `rotate replaces CAs of this node (the cluster CA "ca", "etcd-ca", "front-proxy-ca", the
-service-account signing key pair "sa", several of them, or "all") with new ones, in three phases
-run one at a time with --phase; each phase is
-resumable (running a done phase again changes nothing), --dry-run lists the files it would
-change, and --rollback undoes the last phase applied (from the backup taken before it).
-
-  trust  a new CA beside the old one in <pki>/rotation/<ca>/ (etcd: <pki>/etcd/rotation/etcd-ca/,
-         which etcd's pod mounts): new.crt, new.key, bundle.crt = old + new. Every place on
-         the node that verifies with the CA reads the bundle: kube-apiserver --client-ca-file,
-         --kubelet-certificate-authority, --requestheader-client-ca-file, --etcd-cafile;
-         kube-controller-manager --root-ca-file, --client-ca-file,
-         --requestheader-client-ca-file; kube-scheduler's if set; etcd --trusted-ca-file,
-         --peer-trusted-ca-file; the kubelet's clientCAFile; the certificate-authority-data of
-         every kubeconfig. The old CA still signs.
-  issue  ca.crt/ca.key become the new CA (the old pair kept as old.crt/old.key); every leaf
-         and kubeconfig client certificate it signed is re-issued by the new CA keeping
-         subject, SANs and usages (as certctl renew does), the kubelet's client certificate
-         too; verification stays on the bundle.
-  drop   verification back to kubeadm's defaults (ca.crt, now the new CA alone); refused
-         while any certificate on the node is still signed by the old CA.
-
-For "sa" (sa.key, sa.pub: what service-account tokens are signed and verified with), in
-<pki>/rotation/sa/: trust puts new.key, new.pub and bundle.pub = old + new public key there and
-points kube-apiserver --service-account-key-file at the bundle (tokens of either key verify;
-/openid/v1/jwks publishes both); issue makes sa.key/sa.pub the new pair (the apiserver and the
-controller-manager sign with it); drop points the flag at sa.pub again, and is refused while a
-pod's projected token on the node is still signed by the old key (certctl ca tokens --refresh
-has the kubelet re-request them; --ignore-old-tokens goes on anyway, and those pods get 401
-until their kubelet refreshes the token).
-
-The new CA must be the same on every node. On the first control-plane node, phase trust
---generate makes it (same key algorithm and subject as the old CA, --days validity); on
-every other control-plane node give the first node's <pki>/rotation/<ca>/new.crt and
-new.key with --new-ca-cert/--new-ca-key (or, for several CAs, a directory of CA.crt and
-CA.key files with --new-ca-dir); a worker needs only --new-ca-cert. Run each phase
-on every node, and restart the components it names, before the next phase anywhere.
-
-This command works on this node only (--root); with --restart it restarts the components the
-phase names, otherwise that is left to you (certctl restart ...). 'certctl cluster ca-rotate'
-runs it on every node in turn. See docs/ca-rotation.md.`,
-		Example: `  # first control-plane node: what phase trust would change, then do it
-  certctl ca rotate ca --phase trust --generate --dry-run
-  certctl ca rotate ca --phase trust --generate
-  certctl restart apiserver controller-manager scheduler kubelet
-
-  # the other control-plane nodes, with the first node's files copied over
-  certctl ca rotate ca --phase trust --new-ca-cert /tmp/ca-new.crt --new-ca-key /tmp/ca-new.key
-
-  # a worker
-  certctl ca rotate ca --phase trust --new-ca-cert /tmp/ca-new.crt
-
-  # then, on every node in turn
-  certctl ca rotate ca --phase issue
-  certctl ca rotate ca --phase drop
-
-  # undo the last phase applied on this node
-  certctl ca rotate ca --rollback
-
-  # the service-account key, on a single control-plane node
-  certctl ca rotate sa --phase trust --generate --restart
-  certctl ca rotate sa --phase issue --restart
-  certctl ca tokens --refresh
-  certctl ca rotate sa --phase drop --restart`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context() // ends on SIGINT and SIGTERM (Execute)
 			return o.run(ctx, args)

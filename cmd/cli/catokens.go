@@ -28,34 +28,6 @@ func newCATokensCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "tokens [--refresh]",
 		Short: "List the pods' service-account tokens on this node and the key that signed each; --refresh has the kubelet re-request them",
-		Long: `tokens reads the projected service-account tokens the kubelet keeps for the pods of this node
-(<kubelet dir>/pods/UID/volumes/kubernetes.io~projected/) and says which key signed each: the
-key the apiservers sign with now, or another (the old key of a service-account key rotation,
-certctl ca rotate sa). It reads the tokens to check their signatures; it never prints them.
-
-The keys: with --key, the public-key files given (the first is the one the apiservers sign
-with; files on this machine, not under --root: a Job mounts them); otherwise this node's
-<pki>/sa.pub and, during a rotation, the rotation's other key (<pki>/rotation/sa/old.pub or
-new.pub).
-
---refresh: when a token is not signed by the first key, the kubelet is restarted (its token
-cache is in memory: a new kubelet re-requests every pod's token at its next pod sync, in
-seconds; no container restarts), then certctl waits until every token is signed by that key
-and, once they are, until a minute has passed since the newest was written (client-go in the
-pods re-reads its token file once a minute). Run it on every node after phase issue of the
-service-account key rotation has run on every control-plane node, before phase drop:
-'certctl cluster ca-rotate sa --phase drop' does it on every node first.
-
-Exit code: 0 every token is signed by the first key; 1 some are not (without --refresh);
-3 --refresh did not get there within --timeout.`,
-		Example: `  # which key signed the pods' tokens on this node
-  certctl ca tokens
-
-  # after phase issue on every control-plane node: have the kubelet re-request them now
-  certctl ca tokens --refresh
-
-  # on a worker (no sa.pub there), with the new public key copied over
-  certctl ca tokens --refresh --key /tmp/sa-new.pub`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context() // ends on SIGINT and SIGTERM (Execute)
 			return o.run(ctx)

@@ -65,15 +65,6 @@ func newClusterCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cluster",
 		Short: "Every node's certificates, through Kubernetes itself (Jobs pinned to nodes)",
-		Long: `cluster runs certctl on every node through Kubernetes: one short-lived Job per node,
-pinned with nodeName and tolerating every taint, with the node's / at /host. No SSH and no
-agent: the image (--image) is certctl itself. See docs/cluster.md for what runs where and
-the RBAC.
-
-  status   every node's certificates in one table, plus what each kubelet serves
-  renew    renew the control-plane nodes one at a time, each verified before the next
-  endpoint move the cluster onto its load balancer (case B), one node at a time
-  ca-rotate  replace the cluster's CAs on every node, phase by phase, the API never down`,
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig to reach the API server (default admin.conf, then ~/.kube/config)")
@@ -93,23 +84,7 @@ func newClusterStatusCmd(o *clusterOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Every node's certificates in one table",
-		Long: `status runs 'certctl inspect' (its report as a typed record) on every node through a Job pinned
-to it (host / mounted read-only, no service-account token, deleted afterwards), at most
---concurrency at a time, and prints one table: node, certificate, expiry, residual time,
-status, findings; then each kubelet's serving certificate as 'kubelet-serving status' sees it.
-A node whose Job cannot run (NotReady, image missing, no answer within --timeout) is listed
-with the reason.
-
-Every warning or critical finding is also recorded as an Event on its Node (reason
-CertificateExpiring, CertificateExpired, ...; 'kubectl get events -n default'), the same finding
-counting up one Event run after run (--events=false: none; docs/monitoring.md).
-
-Exit codes as inspect: 0 healthy, 1 warnings, 2 critical (a node that did not report counts
-as critical), 3 error.`,
-		Example: `  certctl cluster status
-  certctl cluster status -o json | jq '.nodes[] | select(.ran | not)'
-  certctl cluster status --image registry.example.com/certctl:v1 --timeout 2m`,
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := inspect.ValidFormat(output); err != nil || output == "prometheus" {
 				return fmt.Errorf("unknown output format %q (want table, wide, json or yaml)", output)
@@ -158,34 +133,6 @@ func newClusterRenewCmd(o *clusterOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "renew [NAME...|all]",
 		Short: "Renew the control-plane nodes one at a time, the API never down",
-		Long: `renew renews the certificates of every control-plane node, one node at a time. For each
-node a privileged Job pinned to it runs 'certctl renew NAMES ... --restart --yes' there
-(the host's PID and network namespaces, the host's / at /host); then certctl checks from here
-that the node's own apiserver (https://NODE_IP:6443) is ready and serves a certificate that
-verifies against the cluster CA, covers every --san and is the renewed one, before the next
-node starts. It stops at the first node that fails (that node rolled back by its own
-renewal, the others untouched) and says which and why; the same command again resumes there.
-If this command is killed (its terminal gone), the same command again takes the Lease over at
-once from its dead holder on this machine, and waits for the node Job the killed run left and
-takes its result instead of renewing that node twice.
-
---san is also recorded in kube-system/kubeadm-config (ClusterConfiguration.apiServer.certSANs,
-or etcd.local.serverCertSANs/peerCertSANs for those names) once, by this command, before the
-first node; the nodes' Jobs run with --skip-kubeadm-config. --dry-run shows that change without
-making it; --skip-kubeadm-config leaves the ConfigMap alone.
-
-A Lease (kube-system/certctl-renew) keeps two runs, or a run and a scheduled CronJob of
-'certctl schedule manifest' (certctl renew --lease), from working at once; the nodes' Jobs take
-no Lease, this command holds it for them. Workers are not touched. When the API is unreachable (every apiserver
-certificate expired), the command prints what to run on each node instead.`,
-		Example: `  # case B on every control-plane node: the load balancer's address added
-  certctl cluster renew apiserver --san 10.2.1.139
-
-  # everything that expires within 30 days, 1 year validity
-  certctl cluster renew all --if-expiring-within 30d
-
-  # the plan of every node, nothing changed
-  certctl cluster renew all --days 3650 --dry-run`,
 		RunE: func(c *cobra.Command, args []string) error {
 			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			parsed, err := pki.ParseSANs(sans)
@@ -238,39 +185,7 @@ func newClusterEndpointCmd(o *clusterOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "endpoint HOST:PORT",
 		Short: "Move the whole cluster onto a load balancer's address (case B), the API never down",
-		Long: `endpoint moves a cluster made with controlPlaneEndpoint on its first node onto the load
-balancer put in front of its apiservers later, so that the first node stops being a single
-point of failure. In order, under the Lease kube-system/certctl-renew:
-
-  1. refuses unless every control-plane node's apiserver is ready and HOST:PORT already serves
-     the cluster (a certificate chaining to the cluster CA);
-  2. adds HOST to the apiserver certificate of every control-plane node that lacks it (as
-     'certctl cluster renew apiserver --san HOST': one node at a time, each verified);
-  3. sets controlPlaneEndpoint in kube-system/kubeadm-config (what later joins and upgrades
-     use) and the server of kube-public/cluster-info (what 'kubeadm join' discovers), and of
-     kube-system/kube-proxy's kubeconfig when the cluster has one;
-  4. on every node, the control-plane nodes one at a time, then the workers in waves of
-     --max-parallel: a Job runs 'certctl kubeconfig set-server HOST:PORT' (admin.conf,
-     super-admin.conf, kubelet.conf; backed up, atomic), which restarts the kubelet; the next
-     node (wave) starts when the kubelets report again (node Lease renewed, Node Ready)
-     through the new endpoint;
-  5. points the kubeconfig this command used (and ~/.kube/config) at HOST:PORT when they used
-     the old endpoint.
-
-Files that name another server (controller-manager.conf and scheduler.conf point at the
-node's own apiserver) are left alone. A run that fails stops at that node; the nodes before it
-use the new endpoint, the others the old one (both work once the SAN is in place); the same
-command again goes on (a wave in which workers failed names each; the others of that wave are
-done). --dry-run prints every node's plan and changes nothing.`,
-		Example: `  # what would change, on every node
-  certctl cluster endpoint 10.2.1.139:6443 --dry-run
-
-  # move the cluster onto its load balancer
-  certctl cluster endpoint 10.2.1.139:6443
-
-  # a large cluster: 50 workers at a time
-  certctl cluster endpoint 10.2.1.139:6443 --max-parallel 50`,
-		Args: cobra.ExactArgs(1),
+		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			cs, roots, err := o.clients()
@@ -310,78 +225,6 @@ func newClusterCARotateCmd(o *clusterOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ca-rotate [ca|etcd-ca|front-proxy-ca|sa|all]... --phase trust|issue|drop",
 		Short: "Replace the cluster's CAs (and service-account key) on every node, one phase at a time, the API never down",
-		Long: `ca-rotate runs one phase of the rotation of the CAs named ('certctl ca rotate CA...'; default
-the cluster CA "ca"; "sa" is the service-account signing key pair; "all" is ca, etcd-ca,
-front-proxy-ca and sa together) on every node that holds them (the cluster CA: every node;
-etcd-ca, front-proxy-ca and sa: the control-plane nodes only)
-through Jobs pinned to them: the control-plane nodes one at a time, then the workers in waves
-of --max-parallel (default 25% of the workers, at least 4), each node's components restarted by its Job and
-verified from here before the next node or wave starts (its apiserver ready and serving a
-certificate of the expected CA, its kubelet reporting again; a wave in which workers failed
-stops the run naming each), under the Lease kube-system/certctl-renew. Run the phases in
-order, each on the whole cluster before the next:
-
-  trust  a new CA per CA named (same subject and key algorithm as the old one, --days) is made
-         here and kept in the Secret certctl-ca-rotation of --namespace (the old etcd and
-         front-proxy CAs are read from every control-plane node with 'certctl ca show', and must
-         be the same on all); each control-plane node's Job mounts the certificates and keys,
-         each worker's the cluster CA's certificate only; every verifier on every node trusts
-         old + new; for the cluster CA kube-public/cluster-info carries both, and certctl waits
-         until the controller-manager has published both in every namespace's kube-root-ca.crt
-         (what pods' service-account ca.crt is), so pods keep talking to the API.
-  issue  every node's certificates re-issued by the new CA (the control-plane nodes sign with
-         it from now on); a worker's kubelet client certificate through a CSR signed by the
-         controller-manager and handed to the node in a Secret of its own, its serving
-         certificate (when the old CA signed it) through the kubelet's own CSR. The apiservers
-         serve the new CA cross-signed by the old after their certificates, so pods whose
-         client read only the old CA keep talking to the API: no pod is restarted.
-  drop   every verifier back to the new CA alone; cluster-info and kube-root-ca.crt too; the
-         Secret deleted. A certificate of the old CA is refused from then on.
-
-For sa: trust makes every apiserver verify tokens of the old and the new key (its JWKS
-publishes both), issue makes them and the controller-managers sign with the new key, drop
-removes the old key. Before drop, every legacy service-account token Secret must hold a token
-of the new key (refused otherwise, each named, with the command that re-issues it), and every
-node (workers too) runs 'certctl ca tokens --refresh': its kubelet re-requests the pods'
-tokens, signed by the new key, and the clients get a minute to read them. Each apiserver is
-checked at its own address after its node's Job (its JWKS, and the key of a token it issues).
-
-After each phase certctl waits until kube-system/extension-apiserver-authentication (what
-extension API servers such as metrics-server verify clients with: client-ca-file for the
-cluster CA, requestheader-client-ca-file for front-proxy-ca) carries what the apiservers now
-verify with; the apiservers only ever add to it, so after drop certctl takes the old CA out.
-
-Each node's apiserver is taken out of the load balancer before it or its etcd restarts
-(--lb-drain). Every phase of etcd-ca restarts etcd on each control-plane node: it is refused
-before anything changes while a control-plane node's etcd pod is missing or not ready (every
-member's state is printed), and each node's Job asks etcd itself again before its member
-stops. A run that was killed is run again as it was: it takes the Lease over from its dead
-holder on the same machine at once, and waits for the node Job the killed run left instead of
-running it twice. After each phase the kubeconfig this command used (and ~/.kube/config) trust what the cluster now
-serves. --dry-run prints every node's plan. --rollback undoes trust or issue on every node where
-it is the last phase applied (in reverse order; --phase names it, otherwise the cluster shows
-it); after trust's rollback cluster-info and kube-root-ca.crt hold the old CA alone again and the
-Secret is deleted (rolling back etcd-ca or front-proxy-ca needs --phase). After drop, roll back
-node by node. Run the phases of one rotation with the same CAs; one rotation at a time. See
-docs/ca-rotation.md.`,
-		Example: `  certctl cluster ca-rotate --phase trust --dry-run
-  certctl cluster ca-rotate --phase trust
-  certctl cluster ca-rotate --phase issue
-  certctl cluster ca-rotate --phase drop
-  certctl cluster ca-rotate --rollback              # undo the last phase (trust or issue)
-
-  # 1,000 workers, 100 at a time
-  certctl cluster ca-rotate --phase trust --max-parallel 10%
-
-  # the service-account signing key (sa.key, sa.pub)
-  certctl cluster ca-rotate sa --phase trust
-  certctl cluster ca-rotate sa --phase issue
-  certctl cluster ca-rotate sa --phase drop
-
-  # the etcd and front-proxy CAs together, on the control-plane nodes
-  certctl cluster ca-rotate etcd-ca front-proxy-ca --phase trust
-  certctl cluster ca-rotate etcd-ca front-proxy-ca --phase issue
-  certctl cluster ca-rotate etcd-ca front-proxy-ca --phase drop`,
 		RunE: func(c *cobra.Command, args []string) error {
 			cas, err := cluster.RotatedCAs(args)
 			if err != nil {

@@ -33,30 +33,8 @@ func newInspectCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "inspect",
 		Short: "Show every certificate of the node and what is wrong with it",
-		Long: `inspect lists every certificate of the node: the cluster, etcd and front-proxy CAs and
-their leaves, the service-account key pair, the client certificates of the kubeconfigs
-(admin.conf, super-admin.conf, controller-manager.conf, scheduler.conf, kubelet.conf and
-~/.kube/config), and the kubelet's serving and client certificates. For each it shows expiry
-and residual time and its findings: a stable code, a severity and the command that fixes it.
-See docs/inspect.md for every code.
-
-Exit codes: 0 no finding above info, 1 warnings, 2 critical findings, 3 error.`,
-		Example: `  certctl inspect
-  certctl inspect -o wide
-  certctl inspect -o json | jq '.certificates[] | select(.findings != [])'
-  # does the apiserver certificate cover the load balancer? (case B)
-  certctl inspect --check-san 10.2.1.139 --check-san 10.2.0.100
-  # does a running component still serve an old certificate? (case D)
-  certctl inspect --live
-  # ask the API server what it allows the certificates' identities (kubelet-api-forbidden)
-  certctl inspect --api
-  # a host mounted into a container
-  certctl --root /host inspect --warn 60d
-  # for node_exporter's textfile collector (docs/monitoring.md: the metrics, alert rules, dashboard)
-  certctl inspect -o prometheus
-  certctl inspect --textfile-dir /var/lib/node_exporter/textfile_collector > /dev/null`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context()) },
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context()) },
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.Output, "output", "o", "table", "output format: table, wide, json, yaml, prometheus")

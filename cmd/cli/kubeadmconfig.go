@@ -42,26 +42,12 @@ func newKubeadmConfigCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "kubeadm-config",
 		Short: "Edit the ClusterConfiguration kubeadm keeps in kube-system/kubeadm-config",
-		Long: `kubeadm makes certificates from the ClusterConfiguration in the kube-system/kubeadm-config
-ConfigMap (the next control-plane join, 'kubeadm init phase certs', 'kubeadm upgrade'). A SAN
-added to a certificate but not there is dropped again the next time. 'certctl renew --san'
-records the SAN there itself when the API is reachable; this command does it later.`,
 	}
 	add := &cobra.Command{
 		Use:   "add-san SAN...",
 		Short: "Add SANs to apiServer.certSANs (or etcd.local.serverCertSANs / peerCertSANs)",
-		Long: `add-san adds IPs or DNS names to the certificate's SAN list in the ClusterConfiguration of
-kube-system/kubeadm-config, keeping everything else in the document (fields, order,
-comments), and retrying if someone else changes the ConfigMap at the same time. SANs already
-listed are left alone. It changes no certificate: certctl renew --san does that.`,
-		Example: `  # after 'certctl renew --san 10.2.1.139' warned that the API was unreachable
-  certctl kubeadm-config add-san 10.2.1.139
-  # the etcd serving certificate's list
-  certctl kubeadm-config add-san etcd-1.example.com --cert etcd-server
-  # look first
-  certctl kubeadm-config add-san 10.2.1.139 --dry-run`,
-		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return o.addSAN(cmd.Context(), args) },
+		Args:  cobra.MinimumNArgs(1),
+		RunE:  func(cmd *cobra.Command, args []string) error { return o.addSAN(cmd.Context(), args) },
 	}
 	cmd.PersistentFlags().StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig to reach the API server (default: the node's admin.conf)")
 	cmd.PersistentFlags().DurationVar(&o.Timeout, "timeout", kubeadmconfig.DefaultTimeout, "per-request timeout")

@@ -17,18 +17,7 @@ func newKubeconfigCmd(g *Globals) *cobra.Command {
 	refresh := &cobra.Command{
 		Use:   "refresh",
 		Short: "Update ~/.kube/config from admin.conf, replacing only this cluster's entries",
-		Long: `refresh copies the current credentials of admin.conf into ~/.kube/config (or --to): the
-cluster's server and CA data, and the client certificate and key of every user that a context
-pairs with this cluster (found by the same server or the same CA data). Other clusters, users,
-contexts and the current context are kept; a missing or empty file becomes a copy of
-admin.conf. The old file is backed up first (certctl backup list) and the new one written
-atomically, keeping the file's owner, group and mode: refreshing /home/ops/.kube/config as
-root leaves it ops's. A new file is 0600 and belongs to the owner of its directory. --to and
---from are node paths, resolved under --root. This is the runbook's
-"cp /etc/kubernetes/admin.conf ~/.kube/config" without losing the other clusters.`,
-		Example: `  certctl kubeconfig refresh
-  certctl kubeconfig refresh --to /home/ops/.kube/config`,
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			l := g.Layout()
 			o := renew.RefreshOptions{Src: filepath.Join(l.KubeconfigDir, "admin.conf"), Dst: l.UserKubeconfig, Command: "kubeconfig refresh"}
@@ -57,21 +46,7 @@ func newSetServerCmd(g *Globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "set-server HOST:PORT",
 		Short: "Point this node's kubeconfigs at another API server address (a load balancer)",
-		Long: `set-server replaces the API server address in this node's admin.conf, super-admin.conf,
-kubelet.conf and bootstrap-kubelet.conf: every cluster entry that uses --from (default: the
-server kubelet.conf uses) gets HOST:PORT. Entries that name another server, and
-controller-manager.conf and scheduler.conf (kubeadm points them at the node's own apiserver),
-are left alone. The files are backed up first (certctl backup list) and written atomically,
-keeping owner and mode. When kubelet.conf changed, the kubelet is restarted (through systemd,
-or the supervisor that runs it) and certctl waits until it is healthy.
-
-This is the node's part of 'certctl cluster endpoint', which runs it on every node, one at a
-time, after checking that the new address serves the cluster; run it by hand only on a node
-the cluster command cannot reach.`,
-		Example: `  certctl kubeconfig set-server 10.2.1.139:6443 --dry-run
-  certctl kubeconfig set-server 10.2.1.139:6443 --from https://10.2.1.151:6443
-  certctl --root /host kubeconfig set-server lb.example.com:6443 --no-restart`,
-		Args: cobra.ExactArgs(1),
+		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Layout, o.To, o.Out = g.Layout(), args[0], g.Streams.Out
 			o.Restart = restart.KubeletRestarter{Layout: o.Layout}

@@ -43,17 +43,6 @@ func newKubeletClientCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "kubelet-client",
 		Short: "Repair the kubelet's own client certificate in place (no kubeadm reset, no re-join)",
-		Long: `The kubelet authenticates to the apiserver with /var/lib/kubelet/pki/kubelet-client-current.pem
-(kubelet.conf points at it). When it has expired or is missing, the node goes NotReady and the
-kubelet cannot rotate it any more. These commands repair it without resetting the node: only
-kubelet files change and only the kubelet restarts; the running containers stay
-(see docs/kubelet-client.md):
-
-  renew    on a control-plane node: sign a new one with the cluster CA;
-           on a worker (--server/--token/--discovery-token-ca-cert-hash): let the kubelet
-           bootstrap a new one with a token, as kubeadm join does
-  issue    sign one for a node into a file (on a control-plane node)
-  install  install such a file on the node (a worker without bootstrap tokens)`,
 	}
 	cmd.PersistentFlags().StringVar(&o.kubeconfig, "kubeconfig", "", "admin kubeconfig to watch the Node with (default admin.conf when present; otherwise the node's own new credentials)")
 	cmd.AddCommand(newKCRenewCmd(o), newKCIssueCmd(o), newKCInstallCmd(o))
@@ -72,31 +61,7 @@ func newKCRenewCmd(o *kubeletClientOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "renew",
 		Short: "Give the kubelet a new client certificate and restart it",
-		Long: `renew repairs the kubelet's client certificate.
-
-On a control-plane node (ca.key present) it signs a new certificate for system:node:<node> in
-group system:nodes with the cluster CA (what 'kubeadm kubeconfig user --org system:nodes
---client-name system:node:<node>' makes), writes it as the kubelet does
-(/var/lib/kubelet/pki/kubelet-client-<YYYY-MM-DD-HH-MM-SS>.pem, certificate and key, 0600, and
-the kubelet-client-current.pem link), makes kubelet.conf point at that link, restarts the
-kubelet and waits until the Node is Ready. The node name comes from the old certificate (even
-expired, or the newest kubelet-client-*.pem left), else kubelet.conf, else --node.
-
-On a worker, give what 'kubeadm token create --print-join-command' prints: the cluster CA is
-verified against the hash exactly as kubeadm join does, bootstrap-kubelet.conf is written,
-kubelet.conf and the old certificate are set aside (backup first), and the restarted kubelet
-requests a new certificate that the cluster approves as for a join. The token file is removed
-once the kubelet has its certificate.
-
-Everything is backed up first ('certctl backup list', 'certctl restore ID').`,
-		Example: `  # control-plane node
-  certctl kubelet-client renew
-  # worker
-  certctl kubelet-client renew --server 10.2.1.139:6443 --token abcdef.0123456789abcdef \
-    --discovery-token-ca-cert-hash sha256:1f0c...
-  # the kubelet is not a systemd unit here: restart it yourself when told
-  certctl kubelet-client renew --no-restart`,
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			r, err := o.options()
@@ -125,13 +90,7 @@ func newKCIssueCmd(o *kubeletClientOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "issue NODE -o FILE",
 		Short: "Sign a kubelet client certificate for NODE into FILE (control-plane node)",
-		Long: `issue signs a client certificate for system:node:NODE in group system:nodes with the cluster CA
-(needs ca.key) and writes certificate and key into FILE (0600): the format of the kubelet's
-kubelet-client-*.pem. Copy it to the node over a secure channel and run 'certctl
-kubelet-client install FILE' there; then delete it. For clusters without bootstrap tokens.`,
-		Example: `  certctl kubelet-client issue worker-1 -o /root/worker-1-client.pem
-  scp /root/worker-1-client.pem worker-1:/root/ && ssh worker-1 certctl kubelet-client install /root/worker-1-client.pem`,
-		Args: cobra.ExactArgs(1),
+		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if out == "" {
 				return fmt.Errorf("-o FILE is required")
@@ -161,14 +120,7 @@ func newKCInstallCmd(o *kubeletClientOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "install FILE",
 		Short: "Install a kubelet client certificate issued by 'kubelet-client issue' and restart the kubelet",
-		Long: `install checks FILE (certificate and key match, CN system:node:<this node>, O system:nodes,
-client auth, valid now, signed by the cluster CA kubelet.conf trusts), writes it as the kubelet
-does (kubelet-client-<time>.pem and the kubelet-client-current.pem link; backup first), makes
-kubelet.conf point at the link, restarts the kubelet and waits until the Node is Ready (with
-the node's own new credentials when there is no admin.conf).`,
-		Example: `  certctl kubelet-client install /root/worker-1-client.pem
-  certctl kubelet-client install /root/worker-1-client.pem --no-restart`,
-		Args: cobra.ExactArgs(1),
+		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			r, err := o.options()

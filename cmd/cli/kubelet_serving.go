@@ -34,15 +34,6 @@ func newKubeletServingCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "kubelet-serving",
 		Short: "CA-signed kubelet serving certificates (metrics-server without --kubelet-insecure-tls)",
-		Long: `The kubelet serves :10250 with a self-signed certificate that has no IP SANs unless told
-otherwise, so metrics-server fails with "x509: cannot validate certificate for <IP> because it
-doesn't contain any IP SANs". These commands fix it the secure way (see docs/kubelet-serving.md):
-
-  enable   serverTLSBootstrap: true, restart the kubelet, approve its CSR, check what it serves
-  approve  approve pending kubelet-serving CSRs that pass strict checks, deny the others
-  issue    sign a serving certificate for a node with the cluster CA and install it
-  status   what every node's kubelet serves, and where metrics-server would fail
-  manifest the in-cluster approver (Deployment, RBAC) for nodes that join later`,
 	}
 	cmd.PersistentFlags().StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig to reach the API server (default admin.conf, then ~/.kube/config)")
 	cmd.AddCommand(newKSEnableCmd(o), newKSApproveCmd(o), newKSIssueCmd(o), newKSStatusCmd(o), newKSManifestCmd(o))
@@ -63,30 +54,7 @@ func newKSEnableCmd(o *kubeletServingOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "enable",
 		Short: "Turn on serverTLSBootstrap, restart the kubelet, approve its CSR, verify what it serves",
-		Long: `enable sets serverTLSBootstrap: true in /var/lib/kubelet/config.yaml (comments and order kept,
-backup first, a no-op when already set), restarts the kubelet (systemctl), waits for the
-node's kubernetes.io/kubelet-serving CSR, validates and approves it (--approve; otherwise it
-prints the command), then waits until the kubelet serves a certificate signed by the cluster
-CA that covers the node's addresses.
-
-On a node without admin credentials (a worker: no admin.conf, no --kubeconfig) it does the
-node's part (the config edit, the kubelet restart; the kubelet then files its CSR) and says
-where the CSR is approved: by the in-cluster approver, or with 'certctl kubelet-serving
-approve --node NAME' on a control-plane node.
-
---cluster also sets it in kube-system/kubelet-config for nodes that join later, and checks
-that something approves their CSRs: the in-cluster approver (installed with
---install-approver --image IMAGE), or it says that nothing does.`,
-		Example: `  certctl kubelet-serving enable --approve
-  # on a worker (no admin.conf): then approve on a control-plane node
-  certctl kubelet-serving enable
-  # also for nodes that join later, with the in-cluster approver
-  certctl kubelet-serving enable --approve --cluster --install-approver --image registry.example/certctl:v1
-  # also for nodes that join later (kube-system/kubelet-config)
-  certctl kubelet-serving enable --approve --cluster
-  # no systemd here: restart the kubelet yourself, then
-  certctl kubelet-serving enable --approve --no-restart`,
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			cs, err := o.client()
@@ -133,16 +101,7 @@ func newKSManifestCmd(o *kubeletServingOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "manifest --image IMAGE",
 		Short: "Print the in-cluster approver: Deployment, ServiceAccount and minimal RBAC",
-		Long: `manifest prints the in-cluster approver of kubelet serving certificates: a Deployment of two
-replicas running 'certctl kubelet-serving approve --watch --leader-elect' (one leads, on a
-Lease; the other takes over when it goes), its ServiceAccount, and the minimal RBAC: get, list
-and watch CSRs and Nodes, update certificatesigningrequests/approval, the approve verb on the
-kubernetes.io/kubelet-serving signer only, and its own Lease. Prometheus metrics on
-:9402/metrics (approved, denied by reason). Nodes that join after 'enable --cluster' then get
-their serving certificates with no command run.`,
-		Example: `  certctl kubelet-serving manifest --image registry.example/certctl:v1 | kubectl apply -f -
-  kubectl -n kube-system logs deploy/certctl-kubelet-serving-approver`,
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			out, err := kubeletserving.Manifest(mo)
 			if err != nil {
@@ -177,27 +136,6 @@ func newKSApproveCmd(o *kubeletServingOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "approve [CSR...]",
 		Short: "Approve pending kubelet-serving CSRs that pass strict checks; deny the others",
-		Long: `approve decides pending kubernetes.io/kubelet-serving CSRs. One is approved only when all of
-these hold: the signer is kubernetes.io/kubelet-serving; the requestor is system:node:<name>
-in group system:nodes; the subject CN is the requestor and O is system:nodes; the usages are
-exactly digital signature and server auth (plus key encipherment for RSA keys); every IP SAN
-is one of that Node's addresses and every DNS SAN one of its names (or matches
---dns-pattern); there is no email or URI SAN; the Node exists. Anything else is denied (or
-left pending with --no-deny), with the reason printed and written into the CSR's condition.
-A node must never get a certificate for another node's address.
-
-A CSR of another signer is never decided: --all passes over it, and naming one is refused
-with an error (nothing is decided then), leaving it to kubectl certificate approve|deny.`,
-		Example: `  certctl kubelet-serving approve --all --dry-run
-  certctl kubelet-serving approve --all --dry-run -o json | jq -r 'select(.action=="would-deny") | .csr'
-  certctl kubelet-serving approve --all
-  certctl kubelet-serving approve csr-8xk2p
-  # the CSR of one node (after 'enable' on that worker)
-  certctl kubelet-serving approve --node worker-1
-  # keep approving as CSRs arrive
-  certctl kubelet-serving approve --watch --no-deny
-  # as the in-cluster approver does (see 'certctl kubelet-serving manifest')
-  certctl kubelet-serving approve --watch --leader-elect --metrics-addr :9402`,
 		RunE: func(c *cobra.Command, args []string) error {
 			if output != "text" && output != "json" {
 				return fmt.Errorf("unknown output format %q (want text or json)", output)
@@ -263,15 +201,7 @@ func newKSIssueCmd(o *kubeletServingOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "issue --node NAME --ip IP [--dns NAME]...",
 		Short: "Sign a kubelet serving certificate with the cluster CA and install it",
-		Long: `issue signs a serving certificate for a node with the cluster CA (CN system:node:NAME,
-O system:nodes, the SANs given), installs it as /var/lib/kubelet/pki/kubelet-server-certctl.{crt,key}
-(backup first, key 0600), points tlsCertFile/tlsPrivateKeyFile at it in the kubelet config, and
-restarts the kubelet. Run it on a control-plane node (it needs ca.key), for a worker with
---root pointing at that worker's files, or copy the two files over. The certificate does not
-rotate by itself: renew it before it expires, or prefer 'enable'.`,
-		Example: `  certctl kubelet-serving issue --node worker-1 --ip 10.2.1.198 --dns worker-1
-  certctl --root /mnt/worker-1 kubelet-serving issue --node worker-1 --ip 10.2.1.198 --no-restart`,
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var err error
 			if opts.IPs, err = pki.ParseIPs(ips); err != nil {
@@ -325,14 +255,7 @@ func newKSStatusCmd(o *kubeletServingOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "What every node's kubelet serves, and where metrics-server would fail",
-		Long: `status lists the Nodes, dials each one's InternalIP:10250 over TLS (--concurrency at a
-time, --timeout each) and reports whether the certificate is signed by the cluster CA, when it
-expires, which of the node's addresses it does not cover, and whether a verifying
-metrics-server (without --kubelet-insecure-tls) would fail on it; then the pending
-kubelet-serving CSRs.`,
-		Example: `  certctl kubelet-serving status
-  certctl kubelet-serving status -o json | jq '.nodes[] | select(.metricsServerFails)'`,
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" && output != "yaml" {
 				return fmt.Errorf("unknown output format %q (want table, json or yaml)", output)

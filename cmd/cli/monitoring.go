@@ -15,14 +15,6 @@ func newMonitoringCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "monitoring",
 		Short: "Prometheus alert rules and a Grafana dashboard on certctl's metrics",
-		Long: `monitoring prints what Prometheus and Grafana need to watch the certificates certctl exports
-('certctl inspect -o prometheus' or --textfile-dir on every node, the approver's /metrics):
-
-  rules      alert rules: a Prometheus rules file, or a PrometheusRule (the Prometheus operator)
-  dashboard  the Grafana dashboard: JSON, a provisioning file, or a ConfigMap for the sidecar
-
-Every alert names the certctl command that fixes it (annotation fix). See docs/monitoring.md
-for the metrics, every alert, and how to wire both into kube-prometheus-stack.`,
 	}
 	cmd.AddCommand(newMonitoringRulesCmd(g), newMonitoringDashboardCmd(g))
 	return cmd
@@ -37,19 +29,7 @@ func newMonitoringRulesCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rules",
 		Short: "Print the alert rules: a Prometheus rules file or a PrometheusRule",
-		Long: `rules prints certctl's alert rules (docs/monitoring.md lists them): a certificate or kubeconfig
-expiring within 30 days (warning) or 7 days (critical), expired, served from an old certificate
-(case D), the apiserver certificate without the configured address (case B), the kubelet serving
-certificate without the node's IP (case A), a stale ~/.kube/config, any other finding of
-inspect, the last renewal failed or the schedule did not run, a CA expiring within a year, a CA
-rotation left half done. Each alert's 'fix' annotation is the certctl command that fixes it.
-
--o rules (default) is a file for Prometheus' rule_files; -o prometheusrule a
-monitoring.coreos.com/v1 PrometheusRule for the Prometheus operator: give it the labels your
-Prometheus selects rules by (kube-prometheus-stack: release=<its release name>).`,
-		Example: `  certctl monitoring rules > /etc/prometheus/rules/certctl.yaml && promtool check rules /etc/prometheus/rules/certctl.yaml
-  certctl monitoring rules -o prometheusrule --namespace monitoring --label release=kube-prometheus-stack | kubectl apply -f -`,
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var (
 				out []byte
@@ -86,19 +66,7 @@ func newMonitoringDashboardCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dashboard",
 		Short: "Print the Grafana dashboard (JSON, a provisioning file, or a ConfigMap)",
-		Long: `dashboard prints certctl's Grafana dashboard: every node's certificates by residual time, the
-nearest expiry per cluster, findings by kind and per node, the scheduled runs, CA rotations,
-and the kubelet serving CSR approver's decisions. Its data source is a variable (any
-Prometheus); its Node variable filters by the instance label.
-
-  -o json         the dashboard, for a file provisioned by Grafana or an import
-  -o provider     a Grafana provisioning file (provisioning/dashboards/) loading --dir
-  -o configmap    a ConfigMap labelled grafana_dashboard=1, which kube-prometheus-stack's
-                  Grafana sidecar loads by itself`,
-		Example: `  certctl monitoring dashboard > /var/lib/grafana/dashboards/certctl/certctl.json
-  certctl monitoring dashboard -o provider --dir /var/lib/grafana/dashboards/certctl > /etc/grafana/provisioning/dashboards/certctl.yaml
-  certctl monitoring dashboard -o configmap --namespace monitoring | kubectl apply -f -`,
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var (
 				out []byte

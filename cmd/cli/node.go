@@ -18,12 +18,7 @@ func newNodeCmd(g *Globals) *cobra.Command {
 	run := &cobra.Command{
 		Use:   "run --request JSON",
 		Short: "Run one typed node request (pkg/noderequest) on this node",
-		Long: `run decodes a node request, refuses one of another version (an orchestrator of another
-certctl release) naming both, and runs the certctl command it means on this node, with the
-global flags given here; its result goes to the container's termination message and its
-record to the log when the request asks. See docs/cluster.md ("The contract").`,
-		Example: `  certctl --root /host node run --request '{"version":"certctl.io/node-request/v1","op":"inspect","record":true}'`,
-		Args:    cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			req, err := noderequest.Decode(request)
 			if err != nil {

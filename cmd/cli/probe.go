@@ -24,17 +24,8 @@ func newProbeCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "probe HOST:PORT",
 		Short: "Check an endpoint the way a strict client (kubeadm join) does",
-		Long: `probe dials HOST:PORT, verifies the certificate it serves against the cluster CA and
-the name or IP dialled, exactly as kubeadm join or kubectl would, and explains a failure in
-plain words with the command that fixes it.
-
-Exit codes: 0 the endpoint verifies, 2 it does not, 3 error.`,
-		Example: `  # joining through the load balancer hangs? (case B)
-  certctl probe 10.2.1.139:6443
-  # another CA file, or a name instead of the dialled address
-  certctl probe 10.2.1.151:6443 --ca /etc/kubernetes/pki/ca.crt --server-name kubernetes.default`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context(), args[0]) },
+		Args:  cobra.ExactArgs(1),
+		RunE:  func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context(), args[0]) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.CAFile, "ca", "", "CA bundle to verify against, a node path under --root (default: the cluster CA, ca.crt in the PKI dir)")

@@ -50,68 +50,7 @@ func newRenewCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "renew [NAME...|all]",
 		Short: "Re-issue certificates from the cluster's own CAs, with extra SANs and custom validity",
-		Long: `renew re-issues leaf certificates and the client certificates embedded in kubeconfigs,
-each from its own CA (ca, etcd/ca, front-proxy-ca), keeping exactly what the old
-certificate had (raw subject, DNS/IP/email/URI SANs, key usages) and adding --san values.
-
-Names (from 'certctl inspect'): apiserver, apiserver-kubelet-client, apiserver-etcd-client,
-front-proxy-client, etcd-server, etcd-peer, etcd-healthcheck-client, admin.conf,
-super-admin.conf, controller-manager.conf, scheduler.conf. No name, or "all", means all of
-them. kubelet.conf pointing at kubelet-client-current.pem is left alone (the kubelet
-rotates it). --san goes to the apiserver certificate, or to the named serving certificates.
-
-Validity is --days from now (NotBefore 5 minutes back), capped at the issuing CA's expiry
-(the plan says so). --key rotate (default, as kubeadm) makes new keys, of the old key's
-algorithm unless --key-algorithm says otherwise; --key reuse keeps the keys.
-
-The plan is printed before anything changes. --dry-run stops there. Without --yes certctl
-asks on a terminal, and refuses when there is no terminal to ask.
-
-Safety: every file is backed up first (certctl backup list, certctl restore ID); writes are
-atomic and journaled, so a kill at any instant leaves every pair old or new, or is repaired
-by the next certctl run; a lock keeps two renewals apart.
-
-With an external CA (no ca.key), --csr-only writes new keys and certificate requests for
-your CA to sign; nothing in the tree changes.
-
---san is also recorded in kube-system/kubeadm-config (ClusterConfiguration.apiServer.certSANs,
-or etcd.local.serverCertSANs/peerCertSANs) through admin.conf, so the next kubeadm join or
-'kubeadm init phase certs' keeps it; the plan shows it, --dry-run only reads it. When the API
-is unreachable the certificates are still renewed and a warning names the command to run
-later (certctl kubeadm-config add-san ...). --skip-kubeadm-config leaves it alone.
-
-A ~/.kube/config that is a copy of admin.conf (same client certificate) is refreshed from the
-renewed admin.conf, after a backup, keeping its other clusters; other kubeconfigs: certctl
-kubeconfig refresh --to PATH.
-
-Renewed certificates are used only once the components restart: --restart restarts exactly
-those that need it, verified over TLS, with rollback (docs/restart.md).
-
---lease NAMESPACE/NAME takes that coordination.k8s.io Lease before the plan and gives it up at
-the end, waiting up to --lease-wait while another holder has it (then it fails naming the
-holder, nothing renewed). 'certctl cluster renew' holds kube-system/certctl-renew for its
-whole rollout, and the CronJobs of 'certctl schedule manifest' pass --lease with it, so no two
-of them restart control-plane nodes at once; a holder that died loses the Lease 60s after its
-last renewal. The client is --kubeconfig, else the pod's service account when certctl runs
-in a pod, else the node's admin.conf.`,
-		Example: `  # case B and C at once: 10 years, the load balancer's IP added to the apiserver cert
-  certctl renew --days 3650 --san 10.2.1.139
-
-  # case B: only the apiserver certificate, with the VIP (also added to kubeadm-config)
-  certctl renew apiserver --san 10.2.0.100
-
-  # what cron runs: only what expires within 30 days, no questions
-  certctl renew all --if-expiring-within 30d --yes
-
-  # look first
-  certctl renew all --dry-run
-
-  # what the CronJobs of 'schedule manifest' run: the shared Lease first
-  certctl --root /host renew all --if-expiring-within 30d --yes --lease kube-system/certctl-renew --lease-wait 30m --events-node cp-1
-
-  # external CA: keys and CSRs for your CA to sign
-  certctl renew all --csr-only --csr-dir /root/csr`,
-		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context(), args) },
+		RunE:  func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context(), args) },
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&o.SANs, "san", nil, "IP or DNS name to add (repeatable, comma-separated); goes to apiserver unless names are given")

@@ -86,44 +86,6 @@ func newRestartCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "restart [etcd|apiserver|controller-manager|scheduler|kubelet|all]...",
 		Short: "Restart control-plane components so they serve the certificates on disk",
-		Long: `restart restarts static-pod components the careful way: one at a time (etcd, apiserver,
-controller-manager, scheduler), each by moving its manifest out of /etc/kubernetes/manifests into
-certctl's staging dir, stopping its container through the kubelet's CRI socket (containerd,
-CRI-O; StopContainer with a short grace, see --stop-grace) and waiting until the kubelet has
-torn the pod down (without a CRI socket: the process, found in /proc, gets its grace and is
-killed), waiting until its port is closed, moving the manifest back, and
-waiting until the kubelet's own probe answers healthy AND, for the apiserver and etcd, the
-certificate served over TLS is the file on disk. No fixed sleeps: every wait polls with a
-deadline (--timeout). The downtime of each component is reported.
-
-restart acts only on the node whose manifests it moves: it first finds the kubelet process
-whose staticPodPath is the manifests dir (under --root), and refuses at once when there is
-none ("no kubelet runs the static pods in DIR: nothing to restart"). Containers are stopped
-through THAT kubelet's CRI socket; a process is killed only when it shares that kubelet's
-network namespace (several nodes may share one machine). certctl needs the host's PID
-namespace for this (run it on the node, or in a pod with hostPID: true).
-
-It holds the node lock (the one renew and restore take). A manifest is never lost: if
-certctl is killed while one is staged, the next certctl command puts it back (while the
-restart that staged it still runs, other certctl commands leave it alone).
-
-etcd restarts only while every other etcd member is healthy (waiting up to a minute for
-them, then refusing with the member named: a restart could cost the quorum); a member that
-leads hands its leadership to a healthy peer first, and with --lb-drain the node leaves the
-load balancer before etcd stops, until its apiserver is ready again.
-
-"kubelet" restarts the kubelet through systemd and waits for its health endpoint. "all" is
-the four static pods. See docs/restart.md.`,
-		Example: `  certctl restart apiserver
-  certctl restart all --timeout 5m
-  # behind a load balancer (HAProxy inter 1s fall 2): out of it while etcd restarts
-  certctl restart etcd --lb-drain 3s
-  # give the apiserver 5 s to finish in-flight requests (more downtime)
-  certctl restart apiserver --stop-grace 5s
-  # a node whose files are mounted elsewhere (its kubelet must run them)
-  certctl --root /host restart controller-manager scheduler
-  # renew and restart exactly what needs it, with rollback on failure
-  certctl renew all --restart --yes`,
 		RunE: func(c *cobra.Command, args []string) error {
 			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			if _, err := restart.Restart(ctx, o.request(g), args); err != nil {

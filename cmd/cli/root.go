@@ -129,24 +129,8 @@ func (g *Globals) where(kubeconfig string) kubeconfigpkg.Where {
 func NewRootCmd(s Streams) *cobra.Command {
 	g := &Globals{Streams: s}
 	root := &cobra.Command{
-		Use:   "certctl",
-		Short: "Keep the certificates of a kubeadm cluster alive",
-		Long: `certctl inspects, renews and rolls out the certificates of a kubeadm node: the
-control-plane PKI, the etcd PKI, the kubeconfigs' client certificates and the kubelet's.
-
-Every path resolves under --root, so certctl works on a copy of a node, in a test, or from
-a container with the host mounted at /host. Symlinks (the kubelet's absolute
-kubelet-client-current.pem link) and path flags are resolved inside the root: ".." and
-links never lead out of it, and nothing certctl writes lands outside it.`,
-		Example: `  # what is wrong with this node's certificates
-  certctl inspect
-
-  # a sandbox tree with the field cases' faults, inspected
-  certctl sandbox create /tmp/node --faults all
-  certctl --root /tmp/node inspect --check-san 10.2.1.139
-
-  # from a container with the host's / mounted at /host
-  certctl --root /host inspect`,
+		Use:           "certctl",
+		Short:         "Keep the certificates of a kubeadm cluster alive",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version.Get().String(),
@@ -205,6 +189,7 @@ links never lead out of it, and nothing certctl writes lands outside it.`,
 		newVersionCmd(g),
 		newNodeCmd(g),
 	)
+	applyHelp(root)
 	return root
 }
 
@@ -242,12 +227,7 @@ func newVersionCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print certctl's version, commit and Go version",
-		Long: `version prints the version, the commit and the Go version certctl was built with, from the
-build information the Go toolchain embeds in the binary. A binary built with -buildvcs=false,
-or outside a git checkout, has commit "unknown". certctl --version prints the same line.`,
-		Example: `  certctl version
-  certctl version -o json`,
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			in := version.Get()
 			switch output {

@@ -29,19 +29,7 @@ func newSandboxCmd(g *Globals) *cobra.Command {
 	create := &cobra.Command{
 		Use:   "create DIR",
 		Short: "Write a kubeadm node tree (PKI, kubeconfigs, manifests, kubelet files) under DIR",
-		Long: `create writes, freshly generated, what a kubeadm v1.37 control-plane node holds: /etc/kubernetes/pki
-(cluster, etcd and front-proxy CAs and their leaves, sa.key/sa.pub), the kubeconfigs, the
-static-pod manifests, /var/lib/kubelet (config.yaml, instance-config.yaml, kubeadm-flags.env, pki/) and
-/root/.kube/config, all under DIR. --faults plants the field cases' broken states:
-
-  apiserver-no-lb-san     apiserver.crt lacks the load balancer IP (case B)
-  apiserver-expired       apiserver.crt expired yesterday (case C)
-  kubelet-no-ip-sans      the kubelet serves a self-signed kubelet.crt without IP SANs (case A)
-  stale-user-kubeconfig   ~/.kube/config holds an old, expired admin certificate (case D)`,
-		Example: `  certctl sandbox create /tmp/node --faults all
-  certctl --root /tmp/node inspect --check-san 10.2.1.139
-  certctl sandbox create /tmp/healthy --faults none --key-algorithm ecdsa-p256`,
-		Args: cobra.ExactArgs(1),
+		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			faults, err := sandbox.ParseFaults(o.Faults)
 			if err != nil {

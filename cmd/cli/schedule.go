@@ -15,11 +15,6 @@ func newScheduleCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "schedule",
 		Short: "Renew on a schedule: systemd timer, cron, or a Kubernetes CronJob",
-		Long: `schedule installs a periodic 'certctl renew all --if-expiring-within THRESHOLD --yes' on this
-node (a systemd service and timer, or an /etc/cron.d entry), removes it, shows its status, or
-prints CronJobs that run it inside the cluster on every control-plane node. See
-docs/schedule.md; docs/monitoring.md has the metrics (inspect -o prometheus), the alert rules
-and the dashboard (certctl monitoring).`,
 	}
 	cmd.AddCommand(newScheduleInstallCmd(g), newScheduleRemoveCmd(g), newScheduleStatusCmd(g), newScheduleManifestCmd(g))
 	return cmd
@@ -33,17 +28,7 @@ func newScheduleInstallCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "install",
 		Short: "Install the scheduled renewal (systemd timer or cron)",
-		Long: `install writes /etc/systemd/system/certctl-renew.service and .timer (RandomizedDelaySec,
-Persistent=true) and enables the timer when systemd runs, or writes /etc/cron.d/certctl with
---method cron (spread by 'renew --random-delay'). All paths are under --root; where systemd
-does not run (or --root is not /) it prints what to run on the node. Each run renews only what
-expires within --threshold, is a no-op otherwise, and leaves a record that 'schedule status',
-'inspect' and 'inspect -o prometheus' show.`,
-		Example: `  certctl schedule install
-  certctl schedule install --when daily --threshold 60d --days 365
-  certctl schedule install --when 'Mon *-*-* 03:00:00' --jitter 2h
-  certctl schedule install --method cron --when '17 3 * * 1'`,
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			o.Defaults()
 			o.Location = schedule.NodeLocation(g.Layout())
@@ -91,10 +76,9 @@ expires within --threshold, is a no-op otherwise, and leaves a record that 'sche
 
 func newScheduleRemoveCmd(g *Globals) *cobra.Command {
 	return &cobra.Command{
-		Use:     "remove",
-		Short:   "Remove the scheduled renewal",
-		Example: `  certctl schedule remove`,
-		Args:    cobra.NoArgs,
+		Use:   "remove",
+		Short: "Remove the scheduled renewal",
+		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx := c.Context()
 			if ctx == nil {
@@ -120,14 +104,7 @@ func newScheduleStatusCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Is the scheduled renewal installed, when does it run next, how did the last run go",
-		Long: `status shows the installed schedule (method, expression, command, next run) and the record
-of the last renewal run. Exit code 2 when the last run failed.
-
-The next run is in the node's time zone, the one cron and systemd read the schedule in: $TZ
-when set, else the node's /etc/localtime (under --root), else the local zone.`,
-		Example: `  certctl schedule status
-  certctl schedule status -o json`,
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if output != "text" && output != "json" {
 				return fmt.Errorf("unknown output format %q (want text or json)", output)
@@ -157,29 +134,7 @@ func newScheduleManifestCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "manifest",
 		Short: "Print CronJobs that run the renewal inside the cluster, one per control-plane node",
-		Long: `manifest prints one CronJob per control-plane node, pinned to it (nodeName and a toleration
-for the control-plane taint), privileged, with the host's / mounted at /host, running
-'certctl --root /host renew all --if-expiring-within ... --yes --lease kube-system/certctl-renew'.
-The node names come from the API (nodes labelled node-role.kubernetes.io/control-plane) or
-from --node.
-
-Each run holds the Lease kube-system/certctl-renew while it renews, the Lease 'certctl cluster
-renew' holds for its whole rollout: no two of them restart control-plane nodes at once. A run
-that finds the Lease held waits up to --lease-wait, then fails naming the holder (the next
-scheduled run tries again); a holder that died loses the Lease 60s after its last renewal.
-The schedules are also staggered (an hour apart).
-
-Before the CronJobs the output has what they need, and nothing more (docs/schedule.md):
-  ServiceAccount certctl-renew   (in --namespace; no token unless a pod asks, as the CronJobs do)
-  Lease kube-system/certctl-renew (created here, so no 'create' permission is needed)
-  Role and RoleBinding kube-system/certctl-renew-lease: get and update on that one Lease
-  Role and RoleBinding default/certctl-renew-events: create and patch events (each run
-    records an Event on its Node for every warning or critical finding: --events-node)`,
-		Example: `  certctl schedule manifest --image registry.example.com/certctl:v1 | kubectl apply -f -
-  certctl schedule manifest --image registry.example.com/certctl:v1 --node cp-1 --node cp-2 --schedule '0 2 * * 0'
-  # wait at most 10 minutes for a running 'cluster renew' before giving up this week's run
-  certctl schedule manifest --image registry.example.com/certctl:v1 --lease-wait 10m`,
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if o.Restart && !renewHasRestart(g) {
 				return fmt.Errorf("--restart: this certctl's renew command has no --restart yet")
