@@ -60,16 +60,7 @@ func TestRestartEtcdEachNode(t *testing.T) {
 	// cp3's etcd away: cp1 refuses to restart its own, naming cp3.
 	cp1, cp3 := cps[0], cps[len(cps)-1]
 	ctx := context.Background()
-	const away = "/etc/kubernetes/etcd.yaml.away"
-	mustRun(t, multilab.Command(ctx, cp3, "mv", "/etc/kubernetes/manifests/etcd.yaml", away))
-	back := func() {
-		_, _ = multilab.Run(multilab.Command(context.Background(), cp3, "sh", "-c", "test -f "+away+" && mv "+away+" /etc/kubernetes/manifests/etcd.yaml"))
-	}
-	t.Cleanup(back)
-	etcdAddr := net.JoinHostPort(cp3.IP, "2379")
-	if err := waitTCP(ctx, etcdAddr, false, 2*time.Minute); err != nil {
-		t.Fatalf("cp3's etcd did not stop: %v", err)
-	}
+	etcdAddr, back := stopEtcd(t, cp3)
 	r := certctlOn(t, cp1, "restart", "etcd", "--lb-drain", "3s")
 	if r.Code == 0 {
 		t.Fatalf("restart etcd on %s with %s's etcd stopped: want a refusal, got %s", cp1.Name, cp3.Name, r)
@@ -98,12 +89,35 @@ func TestRestartEtcdEachNode(t *testing.T) {
 	}
 	assertNoJobs(t)
 	back()
-	if err := waitTCP(ctx, etcdAddr, true, 3*time.Minute); err != nil {
-		t.Fatalf("cp3's etcd did not come back: %v", err)
-	}
 	// Back in the cluster: a restart on cp1 is allowed again (it waits for cp3 to be healthy).
 	if r := certctlOn(t, cp1, "restart", "etcd", "--lb-drain", "3s"); r.Code != 0 {
 		t.Errorf("restart etcd on %s after %s came back: %s", cp1.Name, cp3.Name, r)
+	}
+}
+
+// stopEtcd stops node's etcd member (its static pod's manifest moved out) and waits until its
+// client port refuses connections; it returns that address, and back, which puts the manifest
+// back and waits until the member accepts connections again (also at the test's end, without
+// the wait).
+func stopEtcd(t *testing.T, node multilab.Node) (addr string, back func()) {
+	t.Helper()
+	ctx := context.Background()
+	const away = "/etc/kubernetes/etcd.yaml.away"
+	mustRun(t, multilab.Command(ctx, node, "mv", "/etc/kubernetes/manifests/etcd.yaml", away))
+	put := func() {
+		_, _ = multilab.Run(multilab.Command(context.Background(), node, "sh", "-c", "test -f "+away+" && mv "+away+" /etc/kubernetes/manifests/etcd.yaml"))
+	}
+	t.Cleanup(put)
+	addr = net.JoinHostPort(node.IP, "2379")
+	if err := waitTCP(ctx, addr, false, 2*time.Minute); err != nil {
+		t.Fatalf("%s's etcd did not stop: %v", node.Name, err)
+	}
+	return addr, func() {
+		t.Helper()
+		put()
+		if err := waitTCP(ctx, addr, true, 3*time.Minute); err != nil {
+			t.Fatalf("%s's etcd did not come back: %v", node.Name, err)
+		}
 	}
 }
 

@@ -3,7 +3,9 @@ package multinode
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -571,38 +573,20 @@ func TestFaultWorkerNetworkCut(t *testing.T) {
 	ctx := context.Background()
 	m := newEndpointMove(t, cs, nodes)
 	to, args := m.to, m.args
-	state := filepath.Join(w.Dir(), "etc-kubernetes", ".certctl")
-	fp, release := filepath.Join(state, "failpoints"), filepath.Join(state, "release")
-	if err := os.MkdirAll(state, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(fp, []byte("before-restart kubelet hold-until /etc/kubernetes/.certctl/release\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = os.Remove(fp)
-		if t.Failed() {
-			_ = os.WriteFile(release, nil, 0o600) // a hold the test did not reach: let it go
-		}
-	})
+	h := newHold(t, w, "before-restart kubelet")
 
 	start := time.Now()
 	cmd, out, exited := startCertctl(t, append(slices.Clone(args), "--job-timeout", "60s")...)
-	// The failpoint fired (its line gone): the worker's certctl holds before the kubelet's
-	// restart, kubelet.conf written.
-	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 3*time.Minute, true, func(context.Context) (bool, error) {
-		data, err := os.ReadFile(fp)
-		return err == nil && len(bytes.TrimSpace(data)) == 0, nil
-	}); err != nil {
+	// The failpoint fired: the worker's certctl holds before the kubelet's restart, kubelet.conf
+	// written.
+	if err := h.fired(ctx, 3*time.Minute); err != nil {
 		_ = cmd.Process.Kill()
 		<-exited
 		t.Fatalf("%s's certctl never reached the kubelet's restart: %v\n%s", w.Name, err, out.String())
 	}
 	restore := cutNetwork(t, w.Name)
 	cutAt := time.Now()
-	if err := os.WriteFile(release, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	h.let(t)
 	t.Logf("%s's network cut %s after the command started, as its certctl restarts the kubelet on %s", w.Name, cutAt.Sub(start).Round(100*time.Millisecond), to)
 	err := endsWithin(t, cmd, out, exited, 5*time.Minute, "cluster endpoint, "+w.Name+"'s network cut (--job-timeout 60s),")
 	t.Logf("the command ended %s after the cut: %v\n%s", time.Since(cutAt).Round(100*time.Millisecond), err, out.String())
@@ -624,10 +608,57 @@ func TestFaultWorkerNetworkCut(t *testing.T) {
 		t.Fatalf("cluster endpoint %s with %s's network back: %s", to, w.Name, r)
 	}
 	m.checkDone(t, cs, nodes)
-	if err := os.Remove(release); err != nil {
-		t.Error(err)
-	}
 	m.back(t, cs)
+}
+
+// hold is a failpoint line "POINT hold-until PATH" in a node's failpoint file (the lab's
+// certctl is built with -tags failpoints): certctl on that node holds at the point until the
+// test lets it go.
+type hold struct {
+	fp, release string // the node's failpoint file; the file whose existence lets it go (here)
+}
+
+// newHold writes node's failpoint file with one line holding at point (e.g. "before-restart
+// kubelet"). At the test's end the line and the release are removed, and a hold the test did
+// not let go (it failed) is let go.
+func newHold(t *testing.T, node multilab.Node, point string) hold {
+	t.Helper()
+	state := filepath.Join(node.Dir(), "etc-kubernetes", ".certctl")
+	h := hold{fp: filepath.Join(state, "failpoints"), release: filepath.Join(state, "release")}
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(h.release); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(h.fp, []byte(point+" hold-until /etc/kubernetes/.certctl/release\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = os.Remove(h.fp)
+		if t.Failed() {
+			_ = os.WriteFile(h.release, nil, 0o600)
+			return
+		}
+		_ = os.Remove(h.release)
+	})
+	return h
+}
+
+// fired waits until the line has fired (gone from the file): certctl holds there.
+func (h hold) fired(ctx context.Context, timeout time.Duration) error {
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		data, err := os.ReadFile(h.fp)
+		return err == nil && len(bytes.TrimSpace(data)) == 0, nil
+	})
+}
+
+// let lets the hold go.
+func (h hold) let(t *testing.T) {
+	t.Helper()
+	if err := os.WriteFile(h.release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // cutNetwork cuts node's link to the lab's bridge (multi.sh net NODE cut) and returns what

@@ -153,11 +153,8 @@ func TestClusterCARotate(t *testing.T) {
 	authCAs(t, cs, "client-ca-file", oldCA, false)
 	authCAs(t, cs, "requestheader-client-ca-file", oldFPCA, false)
 	start = time.Now()
-	r = here("cluster", "ca-rotate", "all", "--rollback")
-	t.Logf("rollback of trust: %s", time.Since(start).Round(100*time.Millisecond))
-	if r.Code != 0 || !strings.Contains(r.Stdout, "phase rollback of trust") {
-		t.Fatalf("cluster ca-rotate --rollback after trust: %s", r)
-	}
+	rollbackWithFaults(t, nodes, local, lbCS)
+	t.Logf("rollback of trust, its faults included: %s", time.Since(start).Round(100*time.Millisecond))
 	followLab(t, local)
 	cs = localCS()
 	oldOnly := func(what string, data []byte) {
@@ -262,7 +259,7 @@ func TestClusterCARotate(t *testing.T) {
 		}
 		for _, pl := range pollers {
 			ok, fail, errs := pl.p.Stop()
-			t.Logf("phase %s: %s; through the balancer %s %d ok, %d failed %v; down windows %s", phase, took, pl.what, ok, fail, errs, windowsText(pl.p.Windows()))
+			t.Logf("phase %s: %s; through the balancer %s %d ok, %d failed, %d across a pause of the whole machine (not counted) %v; down windows %s", phase, took, pl.what, ok, fail, pl.p.Paused(), errs, windowsText(pl.p.Windows()))
 			if ok == 0 {
 				t.Errorf("phase %s: no %s through the balancer succeeded", phase, pl.what)
 			}
@@ -553,4 +550,95 @@ func mustRun(t *testing.T, cmd *exec.Cmd) multilab.Result {
 		t.Fatalf("%v: %v %s", cmd.Args, err, r)
 	}
 	return r
+}
+
+// rollbackWithFaults runs `cluster ca-rotate all --rollback` (of trust) through issue 21's
+// faults 3 and 1: an etcd member stopped in the middle of the rotation, then the orchestrator
+// killed; then to its end. The rollback goes through the nodes in reverse (the workers, then
+// the control-plane nodes from the last by name): the second control-plane node it reaches
+// (held) holds before its quorum check (a failpoint: the lab's certctl is built with -tags
+// failpoints) while the test stops the etcd member of the one before it (stopped), already
+// rolled back. held's Job then refuses before changing anything (its etcd restart would leave
+// one member of three), the command stops there naming stopped's member, and no etcd member
+// restarts while one is down: the quorum is never lost. With the member back, the same command
+// is killed once at random within a minute, and run again to the end.
+func rollbackWithFaults(t *testing.T, nodes []multilab.Node, local string, cs kubernetes.Interface) {
+	t.Helper()
+	ctx := context.Background()
+	cps := controlPlanes(nodes)
+	slices.SortFunc(cps, func(a, b multilab.Node) int { return strings.Compare(a.Name, b.Name) })
+	if len(cps) < 3 {
+		t.Fatalf("the fault needs three control-plane nodes, the lab has %d", len(cps))
+	}
+	stopped, held := cps[len(cps)-1], cps[len(cps)-2]
+	args := []string{"cluster", "ca-rotate", "all", "--rollback", "--kubeconfig", local, "--image", multilab.Image}
+
+	// Fault 3: held's Job holds before its quorum check; stopped's member goes away meanwhile.
+	h := newHold(t, held, "before-check etcd")
+	etcdOf := func() map[string]string { // each control-plane node's etcd container
+		out := map[string]string{}
+		for _, n := range cps {
+			if p, err := cs.CoreV1().Pods("kube-system").Get(ctx, "etcd-"+n.Name, metav1.GetOptions{}); err == nil && len(p.Status.ContainerStatuses) > 0 {
+				out[n.Name] = p.Status.ContainerStatuses[0].ContainerID
+			}
+		}
+		return out
+	}
+	start := time.Now()
+	cmd, out, exited := startCertctl(t, args...)
+	if err := h.fired(ctx, 6*time.Minute); err != nil {
+		_ = cmd.Process.Kill()
+		<-exited
+		t.Fatalf("%s's rollback never reached its etcd check: %v\n%s", held.Name, err, out.String())
+	}
+	before := etcdOf()
+	etcdAddr, back := stopEtcd(t, stopped)
+	stopAt := time.Now()
+	h.let(t)
+	t.Logf("%s's etcd member stopped %s after the rollback started, as %s's Job reaches its quorum check", stopped.Name, stopAt.Sub(start).Round(100*time.Millisecond), held.Name)
+	err := endsWithin(t, cmd, out, exited, 5*time.Minute, "cluster ca-rotate --rollback, "+stopped.Name+"'s etcd stopped,")
+	t.Logf("the command ended %s after the member stopped: %v\n%s", time.Since(stopAt).Round(100*time.Millisecond), err, out.String())
+	if err == nil || !strings.Contains(out.String(), "node "+held.Name+" failed") || !strings.Contains(out.String(), etcdAddr) {
+		t.Fatalf("with %s's etcd member stopped, the rollback must stop at %s naming that member (%s): %v\n%s", stopped.Name, held.Name, etcdAddr, err, out.String())
+	}
+	// Nothing changed on held and after it: their rotation state is still trust's, their etcd
+	// members never restarted while one was down (the quorum kept: 2 of 3 all along).
+	for _, n := range cps[:len(cps)-1] {
+		if _, err := os.Stat(filepath.Join(n.Dir(), "etc-kubernetes", "pki", "etcd", "rotation", "etcd-ca", "state.json")); err != nil {
+			t.Errorf("%s, not reached or refused, lost its etcd-ca rotation state: %v", n.Name, err)
+		}
+	}
+	after := etcdOf()
+	for _, n := range cps[:len(cps)-1] {
+		if before[n.Name] == "" || after[n.Name] != before[n.Name] {
+			t.Errorf("%s's etcd container changed while %s's member was down (%q, then %q): a restart that could cost the quorum", n.Name, stopped.Name, before[n.Name], after[n.Name])
+		}
+	}
+	if _, err := cs.CoreV1().ConfigMaps("kube-system").List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+		t.Errorf("a list with %s's member down (2 of 3: the quorum kept): %v", stopped.Name, err)
+	}
+	back()
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		return len(etcdNotReady(ctx, cs)) == 0, nil
+	}); err != nil {
+		t.Fatalf("the etcd members not all ready again: %v (%v)", err, etcdNotReady(ctx, cs))
+	}
+	t.Logf("%s's etcd member back and ready %s after it stopped", stopped.Name, time.Since(stopAt).Round(100*time.Millisecond))
+
+	// Fault 1 in a rollback: the same command killed at random within its first minute, then
+	// run to the end.
+	killed, finished := killRuns(t, cs, args, 1, killAt{Window: time.Minute}, func() string {
+		_, err := cs.CoreV1().Secrets("kube-system").Get(ctx, cluster.CARotationSecret, metav1.GetOptions{})
+		return fmt.Sprintf("the rotation Secret there: %v", err == nil)
+	})
+	for _, l := range killed {
+		t.Log(l)
+	}
+	if finished {
+		return
+	}
+	r := certctlWith(t, local, "cluster", "ca-rotate", "all", "--rollback")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "phase rollback of trust") {
+		t.Fatalf("cluster ca-rotate --rollback after trust (after a refusal and a kill): %s", r)
+	}
 }

@@ -17,6 +17,12 @@
 // hold-until waits there until the file PATH (a node path) exists, so that a test can cut the
 // node off at that instant (a worker's network cut while its Job runs) and then let it go on.
 //
+//	before-check etcd hold-until PATH
+//
+// before-check fires in a node's rotation of etcd-ca right before its quorum check (the other
+// members healthy?), before anything changes: hold-until as above, so that a test can stop
+// another member at that instant (etcd short of a member in the middle of the rotation).
+//
 // A line fires once and is removed from the file when it does (the restart of a rollback finds
 // it gone; a test sees it fired).
 package failpoint

@@ -17,3 +17,6 @@ func BeforeStart(pki.Layout, string) (*Fired, error) { return nil, nil }
 // BeforeRestart is the point before certctl restarts a component (the kubelet): nothing in
 // this build.
 func BeforeRestart(context.Context, pki.Layout, string) (*Fired, error) { return nil, nil }
+
+// BeforeCheck is the point before a node's etcd quorum check: nothing in this build.
+func BeforeCheck(context.Context, pki.Layout, string) (*Fired, error) { return nil, nil }

@@ -26,7 +26,8 @@ func TestReleaseBuildIgnoresTheFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	line := []byte("before-start apiserver break-key /etc/kubernetes/pki/apiserver.key\n" +
-		"before-restart kubelet hold-until /etc/kubernetes/.certctl/never\n")
+		"before-restart kubelet hold-until /etc/kubernetes/.certctl/never\n" +
+		"before-check etcd hold-until /etc/kubernetes/.certctl/never\n")
 	if err := os.WriteFile(failpoint.Path(l), line, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -35,6 +36,9 @@ func TestReleaseBuildIgnoresTheFile(t *testing.T) {
 	}
 	if f, err := failpoint.BeforeRestart(context.Background(), l, "kubelet"); f != nil || err != nil {
 		t.Fatalf("BeforeRestart in a release build = %+v, %v (its file never made: it would hold)", f, err)
+	}
+	if f, err := failpoint.BeforeCheck(context.Background(), l, pki.CompEtcd); f != nil || err != nil {
+		t.Fatalf("BeforeCheck in a release build = %+v, %v (its file never made: it would hold)", f, err)
 	}
 	if _, err := tls.LoadX509KeyPair(filepath.Join(l.PKIDir, "apiserver.crt"), filepath.Join(l.PKIDir, "apiserver.key")); err != nil {
 		t.Errorf("the apiserver's pair: %v", err)

@@ -41,7 +41,19 @@ func BeforeStart(l pki.Layout, component string) (*Fired, error) {
 // BeforeRestart fires the first line of the node's failpoint file that names point
 // before-restart and component, and removes that line.
 func BeforeRestart(ctx context.Context, l pki.Layout, component string) (*Fired, error) {
-	f, err := take(l, "before-restart", component)
+	return hold(ctx, l, "before-restart", component)
+}
+
+// BeforeCheck fires the first line of the node's failpoint file that names point before-check
+// and component (etcd: the quorum check before a rotation restarts the node's etcd member), and
+// removes that line.
+func BeforeCheck(ctx context.Context, l pki.Layout, component string) (*Fired, error) {
+	return hold(ctx, l, "before-check", component)
+}
+
+// hold fires a point whose one action is hold-until.
+func hold(ctx context.Context, l pki.Layout, point, component string) (*Fired, error) {
+	f, err := take(l, point, component)
 	if err != nil || f == nil {
 		return f, err
 	}

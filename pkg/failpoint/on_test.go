@@ -74,19 +74,32 @@ func TestBeforeStart(t *testing.T) {
 // TestBeforeRestart, in a build with the failpoints tag: hold-until keeps the restart from
 // going on until its file exists (then the line is gone, fired once), ends with the context,
 // and an unknown action or a missing path is an error.
+// TestBeforeRestart covers the hold points: before-restart (the kubelet) and before-check (etcd).
 func TestBeforeRestart(t *testing.T) {
+	points := map[string]func(context.Context, pki.Layout) (*failpoint.Fired, error){
+		"before-restart kubelet": func(ctx context.Context, l pki.Layout) (*failpoint.Fired, error) {
+			return failpoint.BeforeRestart(ctx, l, "kubelet")
+		},
+		"before-check etcd": func(ctx context.Context, l pki.Layout) (*failpoint.Fired, error) {
+			return failpoint.BeforeCheck(ctx, l, "etcd")
+		},
+	}
 	tests := []struct {
 		name    string
+		point   string // what the code reaches
 		line    string
 		release bool // the held file is made while it holds
 		cancel  bool // the context ends while it holds
 		wantErr bool
 	}{
-		{name: "held until the file exists", line: "before-restart kubelet hold-until /etc/kubernetes/.certctl/release", release: true},
-		{name: "held until the context ends", line: "before-restart kubelet hold-until /etc/kubernetes/.certctl/release", cancel: true, wantErr: true},
-		{name: "another component", line: "before-restart apiserver hold-until /etc/kubernetes/.certctl/release"},
-		{name: "unknown action", line: "before-restart kubelet explode", wantErr: true},
-		{name: "no path", line: "before-restart kubelet hold-until", wantErr: true},
+		{name: "held until the file exists", point: "before-restart kubelet", line: "before-restart kubelet hold-until /etc/kubernetes/.certctl/release", release: true},
+		{name: "held until the context ends", point: "before-restart kubelet", line: "before-restart kubelet hold-until /etc/kubernetes/.certctl/release", cancel: true, wantErr: true},
+		{name: "another component", point: "before-restart kubelet", line: "before-restart apiserver hold-until /etc/kubernetes/.certctl/release"},
+		{name: "unknown action", point: "before-restart kubelet", line: "before-restart kubelet explode", wantErr: true},
+		{name: "no path", point: "before-restart kubelet", line: "before-restart kubelet hold-until", wantErr: true},
+		{name: "etcd check held until the file exists", point: "before-check etcd", line: "before-check etcd hold-until /etc/kubernetes/.certctl/release", release: true},
+		{name: "etcd check: a restart's line does not fire", point: "before-check etcd", line: "before-restart etcd hold-until /etc/kubernetes/.certctl/release"},
+		{name: "etcd check: unknown action", point: "before-check etcd", line: "before-check etcd break-key /x", wantErr: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -105,14 +118,14 @@ func TestBeforeRestart(t *testing.T) {
 			}
 			done := make(chan ret, 1)
 			go func() {
-				f, err := failpoint.BeforeRestart(ctx, l, "kubelet")
+				f, err := points[tc.point](ctx, l)
 				done <- ret{f, err}
 			}()
 			if tc.release || tc.cancel {
 				// Holding: its line is gone (fired) and it has not returned.
 				if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 					data, err := os.ReadFile(failpoint.Path(l))
-					return err == nil && !strings.Contains(string(data), "before-restart"), nil
+					return err == nil && !strings.Contains(string(data), tc.point), nil
 				}); err != nil {
 					t.Fatalf("the line did not fire: %v", err)
 				}
@@ -135,9 +148,9 @@ func TestBeforeRestart(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("still holding 10 s after its file was made or its context ended")
 			}
-			fires := strings.HasPrefix(tc.line, "before-restart kubelet")
+			fires := strings.HasPrefix(tc.line, tc.point+" ")
 			if (r.f != nil) != fires || (r.err != nil) != tc.wantErr {
-				t.Errorf("BeforeRestart = %+v, %v; want fired %v, error %v", r.f, r.err, fires, tc.wantErr)
+				t.Errorf("%s = %+v, %v; want fired %v, error %v", tc.point, r.f, r.err, fires, tc.wantErr)
 			}
 		})
 	}

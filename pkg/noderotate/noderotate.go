@@ -10,7 +10,9 @@ import (
 	"slices"
 
 	"github.com/certctl/certctl/pkg/carotate"
+	"github.com/certctl/certctl/pkg/failpoint"
 	"github.com/certctl/certctl/pkg/noderesult"
+	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/restart"
 )
 
@@ -37,6 +39,9 @@ func Run(ctx context.Context, o Options) (noderesult.Result, error) {
 	nr := noderesult.Result{Command: "ca rotate"}
 	restarting := o.Restart != nil && !o.Rotate.DryRun
 	if restarting && slices.Contains(o.CAs, "etcd-ca") {
+		if _, err := failpoint.BeforeCheck(ctx, o.Restart.Layout, pki.CompEtcd); err != nil {
+			return nr, err
+		}
 		if err := restart.CheckStackedEtcd(ctx, o.Restart.Layout, o.Restart.Progress); err != nil {
 			return nr, fmt.Errorf("%w; nothing was changed", err)
 		}
