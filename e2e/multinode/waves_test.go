@@ -2,6 +2,7 @@ package multinode
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
@@ -172,4 +174,49 @@ func TestWorkerWaves(t *testing.T) {
 		t.Errorf("worker6 not done by the run after %s came back", w5)
 	}
 	assertNoJobs(t)
+
+	// Issue 21's fault 2 in a wave: worker5's network cut as soon as its Job is made, worker1's
+	// running beside it. The command stops naming worker5 (within --job-timeout), worker1 runs
+	// to its end, worker6 gets no Job; with the network back the same command finishes.
+	jt = watchJobs(t, cs, "endpoint")
+	start := time.Now()
+	cmd, out, exited := startCertctl(t, append(slices.Clone(args), "--kubeconfig", multilab.AdminKubeconfig(), "--job-timeout", "60s")...)
+	if err := jt.made(w5, 3*time.Minute); err != nil {
+		_ = cmd.Process.Kill()
+		<-exited
+		t.Fatalf("%s's Job never made: %v\n%s", w5, err, out.String())
+	}
+	restore := cutNetwork(t, w5)
+	cutAt := time.Now()
+	t.Logf("%s's network cut %s after the command started, its Job made, worker1's in the same wave", w5, cutAt.Sub(start).Round(100*time.Millisecond))
+	err = endsWithin(t, cmd, out, exited, 5*time.Minute, "cluster endpoint, "+w5+"'s network cut in its wave (--job-timeout 60s),")
+	jt.Stop(t)
+	t.Logf("the command ended %s after the cut: %v\n%s", time.Since(cutAt).Round(100*time.Millisecond), err, out.String())
+	if err == nil || !strings.Contains(out.String(), "node "+w5+" failed") || strings.Contains(out.String(), "node "+w1+" failed") {
+		t.Fatalf("with %s's network cut in its wave, the command must stop naming it alone: %v\n%s", w5, err, out.String())
+	}
+	if jt.ended[w1].IsZero() || jt.failed[w1] {
+		t.Errorf("worker1, in the wave of the node cut off, did not run to its end: created %v, ended %v, failed %v", jt.created[w1], jt.ended[w1], jt.failed[w1])
+	}
+	if !jt.created[w6].IsZero() {
+		t.Errorf("worker6, in the wave after the failed one, got a Job")
+	}
+	restore()
+	t.Logf("%s Ready again %s after its network came back", w5, waitNodeReady(t, cs, w5, 3*time.Minute).Round(time.Second))
+	jt = watchJobs(t, cs, "endpoint")
+	r = certctlHere(t, args...)
+	jt.Stop(t)
+	if r.Code != 0 || jt.ended[w6].IsZero() || jt.failed[w6] {
+		t.Fatalf("cluster endpoint with %s's network back: worker6 ended %v failed %v: %s", w5, jt.ended[w6], jt.failed[w6], r)
+	}
+	assertNoJobs(t)
+}
+
+// made waits until node's Job has been seen created.
+func (jt *jobTimes) made(node string, timeout time.Duration) error {
+	return wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		jt.mu.Lock()
+		defer jt.mu.Unlock()
+		return !jt.created[node].IsZero(), nil
+	})
 }

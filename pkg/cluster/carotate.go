@@ -316,7 +316,7 @@ func (r *rotation) newCAs(ctx context.Context) error {
 		}
 		r.bundle = append(slices.Clone(r.oldPEM), r.newPEM...)
 		if o.Rollback && o.Phase == "" {
-			if o.Phase, err = undone(ctx, r.cps, o.Port, r.newCert); err != nil {
+			if o.Phase, err = undone(ctx, r.cps, o.Port, r.newCert, o.VerifyTimeout); err != nil {
 				return err
 			}
 		}
@@ -984,19 +984,40 @@ func ReissueClientCert(ctx context.Context, cs kubernetes.Interface, path string
 }
 
 // undone is the phase a cluster-wide --rollback undoes, as the cluster shows it: issue when a
-// control-plane apiserver serves a certificate of the new CA, trust otherwise.
-func undone(ctx context.Context, cps []corev1.Node, port int, newCA *x509.Certificate) (string, error) {
+// control-plane apiserver serves a certificate of the new CA, trust when every one serves the
+// old. An apiserver that does not answer is asked again every half second for up to timeout:
+// it may be restarting under the Job of a run that was killed (the run after the kill adopts
+// that Job), and the phase is trust only once every apiserver has said so.
+func undone(ctx context.Context, cps []corev1.Node, port int, newCA *x509.Certificate, timeout time.Duration) (string, error) {
+	pending := make([]string, len(cps))
 	for i := range cps {
-		addr := net.JoinHostPort(internalIP(&cps[i]), strconv.Itoa(port))
-		c, err := servedLeaf(ctx, addr)
-		if err != nil {
-			return "", fmt.Errorf("what %s serves (to tell which phase to roll back: or give --phase): %w", addr, err)
-		}
-		if c.CheckSignatureFrom(newCA) == nil {
-			return "issue", nil
-		}
+		pending[i] = net.JoinHostPort(internalIP(&cps[i]), strconv.Itoa(port))
 	}
-	return "trust", nil
+	phase := carotate.PhaseTrust
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		var still []string
+		for _, addr := range pending {
+			c, err := servedLeaf(ctx, addr)
+			switch {
+			case err != nil:
+				last = fmt.Errorf("what %s serves: %w", addr, err)
+				still = append(still, addr)
+			case c.CheckSignatureFrom(newCA) == nil:
+				phase = carotate.PhaseIssue
+				return true, nil
+			}
+		}
+		pending = still
+		return len(pending) == 0, nil
+	})
+	if phase == carotate.PhaseIssue {
+		return phase, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("which phase to roll back (or give --phase): %s did not answer within %s: %w", strings.Join(pending, ", "), timeout, last)
+	}
+	return phase, nil
 }
 
 // csrRequest is a client certificate to get through the certificates API.
