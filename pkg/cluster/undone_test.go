@@ -1,68 +1,16 @@
 package cluster
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/certctl/certctl/pkg/carotate"
 )
-
-// testCA is a CA that signs the loopback apiservers' serving certificates.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newTestCA(t *testing.T, serial int64) testCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "kubernetes"}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return testCA{c, key}
-}
-
-// serve starts a TLS listener on ip:port with a serving certificate of ca (it may be called
-// from another goroutine: it reports with t.Error).
-func (ca testCA) serve(t *testing.T, ip net.IP, port int) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "kube-apiserver"},
-		IPAddresses: []net.IP{ip}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), strconv.Itoa(port)))
-	if err != nil {
-		t.Errorf("listen on %s port %d: %v", ip, port, err)
-		return
-	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }))
-	srv.Listener = ln
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-}
 
 // TestUndone: the phase a --rollback without --phase undoes, from what the control-plane
 // apiservers (real TLS listeners on loopback) serve. An apiserver that does not answer yet (a
@@ -96,19 +44,19 @@ func TestUndone(t *testing.T) {
 			}
 			port := ln.Addr().(*net.TCPAddr).Port
 			ln.Close()
+			ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 			var nodes []corev1.Node
 			for i, s := range tc.serve {
 				ip := net.IPv4(127, 0, 8, byte(i+1))
 				switch s {
 				case old:
-					olds.serve(t, ip, port)
+					olds.serve(t, ip, port, ok)
 				case newCA:
-					news.serve(t, ip, port)
+					news.serve(t, ip, port, ok)
 				case late:
-					time.AfterFunc(time.Second, func() { olds.serve(t, ip, port) })
+					time.AfterFunc(time.Second, func() { olds.serve(t, ip, port, ok) })
 				}
-				nodes = append(nodes, corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "cp" + strconv.Itoa(i+1)},
-					Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip.String()}}}})
+				nodes = append(nodes, cpNode(i, ip))
 			}
 			got, err := undone(t.Context(), nodes, port, news.cert, 3*time.Second)
 			if got != tc.want || (err == nil) != (tc.wantErr == "") || err != nil && !strings.Contains(err.Error(), tc.wantErr) {
