@@ -53,7 +53,7 @@ demo: build
 # every failed test, and every skipped test with its reason (plain go test hides skips).
 test: lint k8s-bins testreport
 	bash -o pipefail -c '$(GO) test -count=1 -timeout 40m -json ./... | bin/testreport'
-	bash -o pipefail -c '$(GO) test -count=1 -tags failpoints -json ./pkg/failpoint | bin/testreport'
+	bash -o pipefail -c '$(GO) test -count=1 -tags failpoints -json ./pkg/failpoint ./pkg/noderotate | bin/testreport'
 
 unit: lint
 	$(GO) test -count=1 -short ./...
@@ -62,7 +62,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) vet -tags failpoints ./pkg/failpoint ./pkg/restart
+	$(GO) vet -tags failpoints ./pkg/failpoint ./pkg/restart ./pkg/noderotate
 
 # Go native fuzzing of every parser of node and API input (docs/fuzzing.md): each `func FuzzX`
 # of a _test.go under pkg/, one after another, FUZZTIME each (`FUZZTIME=5m make fuzz`). A crash

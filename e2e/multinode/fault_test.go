@@ -790,14 +790,7 @@ func TestFaultAPIServerNotBack(t *testing.T) {
 	cs := clientset(t)
 	ctx := context.Background()
 	before := freshRenew(t, cs, cps)
-	fp := filepath.Join(broken.Dir(), "etc-kubernetes", ".certctl", "failpoints")
-	if err := os.MkdirAll(filepath.Dir(fp), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(fp, []byte("before-start apiserver break-key /etc/kubernetes/pki/apiserver.key\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.Remove(fp) })
+	fp := setFailpoint(t, broken, "before-start apiserver break-key /etc/kubernetes/pki/apiserver.key")
 
 	lb := startPoller(t, multilab.LBAddr, roots, 50*time.Millisecond, 20*time.Minute)
 	list := startPollerAs(t, multilab.LBAddr, listPath, roots, clientCert(t, multilab.AdminKubeconfig()), 50*time.Millisecond, 20*time.Minute)
@@ -881,6 +874,123 @@ func TestFaultAPIServerNotBack(t *testing.T) {
 	if _, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{}); err == nil {
 		t.Errorf("the progress record %s is left after the run that finished", cluster.ProgressName)
 	}
+}
+
+// TestFaultAPIServerNotBackCARotate is issue 21's fourth fault in a phase of `cluster
+// ca-rotate`: phase trust of front-proxy-ca, with the bundle it wrote on the second
+// control-plane node broken (failpoint break-file, right before that node's apiserver starts on
+// it). That apiserver exits at every start; certctl on the node sees it, rolls the phase back on
+// the node (every file as before it: its apiserver's manifest byte for byte, no rotation state)
+// and brings the apiserver back on the old files; the command stops at that node, the node
+// after it untouched, the one before it at trust; through the balancer the API never failed.
+// Then the operator's rollback of the rotation leaves the cluster as before it: no rotation on
+// any node, no Job.
+func TestFaultAPIServerNotBackCARotate(t *testing.T) {
+	nodes := requireLab(t)
+	cps := controlPlanes(nodes)
+	if len(cps) < 3 {
+		t.Fatalf("the lab has %d control-plane nodes, want 3", len(cps))
+	}
+	first, broken, last := cps[0], cps[1], cps[2]
+	const bundle = "/etc/kubernetes/pki/rotation/front-proxy-ca/bundle.crt"
+	state := func(n multilab.Node) string {
+		return filepath.Join(n.Dir(), "etc-kubernetes", "pki", "rotation", "front-proxy-ca", "state.json")
+	}
+	manifest := func(n multilab.Node) []byte {
+		data, err := os.ReadFile(filepath.Join(n.Dir(), "etc-kubernetes", "manifests", "kube-apiserver.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	for _, n := range cps {
+		if _, err := os.Stat(state(n)); err == nil {
+			t.Fatalf("%s has a rotation of front-proxy-ca before the test", n.Name)
+		}
+	}
+	brokenBefore, lastBefore := manifest(broken), manifest(last)
+	fp := setFailpoint(t, broken, "before-start apiserver break-file "+bundle)
+	roots := caPool(t)
+	cs := clientset(t)
+	local := adminCopy(t)
+	lb := startPoller(t, multilab.LBAddr, roots, 50*time.Millisecond, 20*time.Minute)
+	list := startPollerAs(t, multilab.LBAddr, listPath, roots, clientCert(t, multilab.AdminKubeconfig()), 50*time.Millisecond, 20*time.Minute)
+	own := startPoller(t, broken.APIServer(), roots, 50*time.Millisecond, 20*time.Minute)
+
+	start := time.Now()
+	r := certctlWith(t, local, "cluster", "ca-rotate", "front-proxy-ca", "--phase", "trust")
+	t.Logf("trust with %s's bundle broken: %s", broken.Name, time.Since(start).Round(100*time.Millisecond))
+	if r.Code == 0 {
+		t.Fatalf("cluster ca-rotate trust succeeded with %s's bundle broken", broken.Name)
+	}
+	if !strings.Contains(r.Stdout+r.Stderr, broken.Name) {
+		t.Errorf("the failed run does not name %s", broken.Name)
+	}
+	if left, err := os.ReadFile(fp); err != nil || len(bytes.TrimSpace(left)) != 0 {
+		t.Fatalf("the failpoint on %s did not fire: %q %v", broken.Name, left, err)
+	}
+	if _, err := os.Stat(state(first)); err != nil {
+		t.Errorf("%s, before the broken node, is not at trust: %v", first.Name, err)
+	}
+	for _, n := range []multilab.Node{broken, last} {
+		if _, err := os.Stat(state(n)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s has a rotation state after the stopped run (rolled back / untouched): %v", n.Name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(broken.Dir(), "etc-kubernetes", "pki", "rotation", "front-proxy-ca", "bundle.crt")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the broken bundle is still on %s: %v", broken.Name, err)
+	}
+	if !bytes.Equal(manifest(broken), brokenBefore) {
+		t.Errorf("%s's apiserver manifest is not the one from before the phase", broken.Name)
+	}
+	if !bytes.Equal(manifest(last), lastBefore) {
+		t.Errorf("%s, after the broken node, had its apiserver manifest changed", last.Name)
+	}
+	ownOK, _, _ := own.Stop()
+	t.Logf("%s's own /readyz: %d ok, down %s", broken.Name, ownOK, windowsText(own.Windows()))
+	// Its kubelet reports through its own apiserver, down while it crash-looped.
+	t.Logf("%s Ready again %s after the run", broken.Name, waitNodeReady(t, cs, broken.Name, 3*time.Minute).Round(100*time.Millisecond))
+
+	// The operator's rollback of the rotation: the first node back, the others have nothing.
+	start = time.Now()
+	r2 := certctlWith(t, local, "cluster", "ca-rotate", "front-proxy-ca", "--rollback", "--phase", "trust")
+	t.Logf("the rollback: %s", time.Since(start).Round(100*time.Millisecond))
+	ok, fail, errs := lb.Stop()
+	listOK, listFail, listErrs := list.Stop()
+	if r2.Code != 0 {
+		t.Fatalf("cluster ca-rotate --rollback after the fault: %s", r2)
+	}
+	for _, n := range cps {
+		if _, err := os.Stat(state(n)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s has a rotation of front-proxy-ca after the rollback: %v", n.Name, err)
+		}
+	}
+	t.Logf("through the balancer, both runs: /readyz %d ok, %d failed %v; a list %d ok, %d failed %v; down windows %s", ok, fail, errs, listOK, listFail, listErrs, windowsText(lb.Windows()))
+	if fail != 0 || listFail != 0 {
+		t.Errorf("requests through the balancer failed: /readyz %d %v, list %d %v", fail, errs, listFail, listErrs)
+	}
+	for _, n := range cps {
+		checkPairs(t, n)
+	}
+	assertNoJobs(t)
+	if _, err := cs.CoreV1().Secrets("kube-system").Get(context.Background(), cluster.CARotationSecret, metav1.GetOptions{}); err == nil {
+		t.Errorf("the rotation Secret %s is left after the rollback", cluster.CARotationSecret)
+	}
+}
+
+// setFailpoint writes line as the node's failpoint file (removed at the test's end) and returns
+// its path.
+func setFailpoint(t *testing.T, n multilab.Node, line string) string {
+	t.Helper()
+	fp := filepath.Join(n.Dir(), "etc-kubernetes", ".certctl", "failpoints")
+	if err := os.MkdirAll(filepath.Dir(fp), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fp, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(fp) })
+	return fp
 }
 
 // stopAll stops the pollers of each node's own apiserver and returns their down windows, each

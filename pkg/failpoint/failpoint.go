@@ -11,6 +11,11 @@
 // break-key replaces the key file PATH (a node path) with a new key that matches no
 // certificate, as a renewal that wrote a broken key would leave it.
 //
+//	before-start COMPONENT break-file PATH
+//
+// break-file replaces the file PATH (a node path: a CA bundle a rotation wrote) with text that
+// holds no PEM block, as a phase that wrote a broken file would leave it.
+//
 //	before-restart kubelet hold-until PATH
 //
 // before-restart fires right before certctl restarts the kubelet (its new files written):

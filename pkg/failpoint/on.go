@@ -33,9 +33,24 @@ func BeforeStart(l pki.Layout, component string) (*Fired, error) {
 			return f, fmt.Errorf("failpoint %s: break-key wants one key path, got %q", Path(l), f.Args)
 		}
 		return f, breakKey(pki.UnderRoot(l.Root, f.Args[0]))
+	case "break-file":
+		if len(f.Args) != 1 {
+			return f, fmt.Errorf("failpoint %s: break-file wants one file path, got %q", Path(l), f.Args)
+		}
+		return f, breakFile(pki.UnderRoot(l.Root, f.Args[0]))
 	default:
-		return f, fmt.Errorf("failpoint %s: unknown action %q (want break-key)", Path(l), f.Action)
+		return f, fmt.Errorf("failpoint %s: unknown action %q (want break-key or break-file)", Path(l), f.Action)
 	}
+}
+
+// breakFile writes, over the file at path, text that holds no PEM block: a certificate or CA
+// bundle no component can load.
+func breakFile(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("failpoint break-file: %w", err)
+	}
+	return fsutil.WriteFileAtomic(path, []byte("broken by a certctl failpoint: no PEM block here\n"), st.Mode().Perm())
 }
 
 // BeforeRestart fires the first line of the node's failpoint file that names point

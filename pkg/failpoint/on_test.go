@@ -19,8 +19,9 @@ import (
 )
 
 // TestBeforeStart, in a build with the failpoints tag, on a tree of the newest kubeadm: the
-// line naming the component fires once (the apiserver's key no longer matches its certificate)
-// and is removed; the other lines stay; a line with an unknown action is an error.
+// line naming the component fires once (the apiserver's key no longer matches its certificate;
+// break-file leaves front-proxy-ca.crt with no certificate, its mode kept) and is removed; the
+// other lines stay; a line with an unknown action is an error.
 func TestBeforeStart(t *testing.T) {
 	if !failpoint.Enabled {
 		t.Fatal("built without the failpoints tag")
@@ -36,6 +37,7 @@ func TestBeforeStart(t *testing.T) {
 	}
 	lines := "before-start etcd break-key /etc/kubernetes/pki/etcd/server.key\n" +
 		"before-start apiserver break-key /etc/kubernetes/pki/apiserver.key\n" +
+		"before-start controller-manager break-file /etc/kubernetes/pki/front-proxy-ca.crt\n" +
 		"before-start scheduler explode\n"
 	if err := os.WriteFile(failpoint.Path(l), []byte(lines), 0o600); err != nil {
 		t.Fatal(err)
@@ -47,6 +49,7 @@ func TestBeforeStart(t *testing.T) {
 	}{
 		{pki.CompAPIServer, true, false},
 		{pki.CompAPIServer, false, false}, // fired once, gone
+		{pki.CompControllerManager, true, false},
 		{pki.CompControllerManager, false, false},
 		{pki.CompScheduler, true, true},
 	}
@@ -58,6 +61,15 @@ func TestBeforeStart(t *testing.T) {
 	}
 	if _, err := tls.LoadX509KeyPair(crt, key); err == nil {
 		t.Errorf("%s still matches %s after break-key", key, crt)
+	}
+	fp := filepath.Join(l.PKIDir, "front-proxy-ca.crt")
+	if data, err := os.ReadFile(fp); err != nil || strings.Contains(string(data), "-----BEGIN") {
+		t.Errorf("%s after break-file: %v %q", fp, err, data)
+	}
+	if st, err := os.Stat(fp); err != nil {
+		t.Error(err)
+	} else if st.Mode().Perm() != 0o644 {
+		t.Errorf("%s after break-file: mode %v, want 0644 kept", fp, st.Mode().Perm())
 	}
 	if _, err := tls.LoadX509KeyPair(filepath.Join(l.PKIDir, "etcd", "server.crt"), filepath.Join(l.PKIDir, "etcd", "server.key")); err != nil {
 		t.Errorf("etcd's pair, whose line did not fire: %v", err)

@@ -5,9 +5,11 @@ package noderotate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 
 	"github.com/certctl/certctl/pkg/carotate"
 	"github.com/certctl/certctl/pkg/failpoint"
@@ -71,8 +73,64 @@ func Run(ctx context.Context, o Options) (noderesult.Result, error) {
 		}
 	}
 	if err := restart.Changed(ctx, *o.Restart, comps); err != nil {
-		return nr, err
+		var failed *restart.FailedError
+		if o.Rollback || !errors.As(err, &failed) {
+			return nr, err
+		}
+		return nr, rollBack(ctx, o, results, failed)
 	}
 	nr.Components, nr.KubeletRestarted = comps, slices.Contains(comps, restart.Kubelet)
 	return nr, nil
+}
+
+// RolledBackError: Component did not come back healthy on the files of the phase (Cause), so
+// the phase was rolled back on the node and Restarted (Component included) run again, healthy,
+// on the files from before it.
+type RolledBackError struct {
+	Phase     string
+	CAs       []string
+	Component string
+	Restarted []string
+	Cause     error
+}
+
+func (e *RolledBackError) Error() string {
+	return fmt.Sprintf("phase %s of %s: %v; rolled back on this node (every file as before the phase; %s restarted on them and healthy): fix the cause and run the phase again",
+		e.Phase, strings.Join(e.CAs, " "), e.Cause, strings.Join(e.Restarted, ", "))
+}
+
+func (e *RolledBackError) Unwrap() error { return e.Cause }
+
+// rollBack undoes a forward phase on the node after a component did not come back on its files
+// (a static pod: the kubelet-only restart of a worker fails without undoing): the manifests no
+// restart took yet are dropped, the phase's rollback restores every file it changed for the CAs
+// it changed, and every component that restarted on the new files (the failed one included)
+// restarts on the old ones, verified as in the phase. Without this, the component that failed
+// would stay down, the ones after it would get their new manifests from the kubelet unverified.
+func rollBack(ctx context.Context, o Options, results []*carotate.Result, failed *restart.FailedError) error {
+	var cas []string
+	for _, r := range results {
+		if !r.Skipped && !r.AlreadyDone {
+			cas = append(cas, r.CA)
+		}
+	}
+	comps := slices.Clone(failed.Restarted)
+	if !slices.Contains(comps, failed.Component) {
+		comps = append(comps, failed.Component)
+	}
+	fmt.Fprintf(o.Out, "%s did not come back on the files of phase %s: rolling the phase back on this node and restarting %s\n", failed.Component, o.Phase, strings.Join(comps, ", "))
+	if _, err := restart.DropPending(o.Rotate.Layout); err != nil {
+		return fmt.Errorf("%w; and the rollback could not start: %w", failed, err)
+	}
+	ro := o.Rotate
+	ro.DeferManifests = false
+	back, err := carotate.Run(ro, cas, o.Phase, true)
+	carotate.Render(o.Out, back)
+	if err != nil {
+		return fmt.Errorf("%w; and rolling phase %s back failed: %w (certctl ca rotate %s --rollback)", failed, o.Phase, err, strings.Join(cas, " "))
+	}
+	if err := restart.Changed(ctx, *o.Restart, comps); err != nil {
+		return fmt.Errorf("%w; phase %s rolled back, but restarting %s on the old files failed: %w", failed, o.Phase, strings.Join(comps, ", "), err)
+	}
+	return &RolledBackError{Phase: o.Phase, CAs: cas, Component: failed.Component, Restarted: comps, Cause: failed}
 }

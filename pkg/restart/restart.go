@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -313,11 +314,34 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 		if err != nil {
 			res.Error = err.Error()
 			results = append(results, res)
-			return results, fmt.Errorf("%s: %w", c.name, err)
+			return results, &FailedError{Component: c.name, Restarted: namesOf(restarted), Err: err}
 		}
 		results = append(results, res)
 	}
 	return results, nil
+}
+
+// FailedError: Component did not come back healthy on its new files (or did not stop), with no
+// rollback asked; Restarted are the components this run restarted before it, in order, now
+// running on the new files. The caller that changed the files decides what to undo.
+type FailedError struct {
+	Component string
+	Restarted []string
+	Err       error
+}
+
+func (e *FailedError) Error() string { return fmt.Sprintf("%s: %v", e.Component, e.Err) }
+
+func (e *FailedError) Unwrap() error { return e.Err }
+
+func namesOf(cs []*component) []string {
+	var names []string
+	for _, c := range cs {
+		if c.name != "" && !slices.Contains(names, c.name) {
+			names = append(names, c.name)
+		}
+	}
+	return names
 }
 
 // InterruptedError: the run's context ended (SIGTERM, SIGINT) while Component restarted. Its
