@@ -575,11 +575,27 @@ func rollbackWithFaults(t *testing.T, nodes []multilab.Node, local string, cs ku
 
 	// Fault 3: held's Job holds before its quorum check; stopped's member goes away meanwhile.
 	h := newHold(t, held, "before-check etcd")
-	etcdOf := func() map[string]string { // each control-plane node's etcd container
+	// The etcd container of each control-plane node but stopped's, as its mirror pod shows it.
+	// Asked again until the API answers with one: with a member down a request can fail (CI's
+	// run of 329770d read "" for cp1, untouched, and took it for a restart).
+	etcdOf := func() map[string]string {
 		out := map[string]string{}
-		for _, n := range cps {
-			if p, err := cs.CoreV1().Pods("kube-system").Get(ctx, "etcd-"+n.Name, metav1.GetOptions{}); err == nil && len(p.Status.ContainerStatuses) > 0 {
-				out[n.Name] = p.Status.ContainerStatuses[0].ContainerID
+		for _, n := range cps[:len(cps)-1] {
+			var last error
+			if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+				p, err := cs.CoreV1().Pods("kube-system").Get(ctx, "etcd-"+n.Name, metav1.GetOptions{})
+				switch {
+				case err != nil:
+					last = err
+				case len(p.Status.ContainerStatuses) == 0 || p.Status.ContainerStatuses[0].ContainerID == "":
+					last = fmt.Errorf("pod %s shows no etcd container yet", p.Name)
+				default:
+					out[n.Name] = p.Status.ContainerStatuses[0].ContainerID
+					return true, nil
+				}
+				return false, nil
+			}); err != nil {
+				t.Fatalf("%s's etcd container: %v (%v)", n.Name, last, err)
 			}
 		}
 		return out
@@ -610,7 +626,7 @@ func rollbackWithFaults(t *testing.T, nodes []multilab.Node, local string, cs ku
 	}
 	after := etcdOf()
 	for _, n := range cps[:len(cps)-1] {
-		if before[n.Name] == "" || after[n.Name] != before[n.Name] {
+		if after[n.Name] != before[n.Name] {
 			t.Errorf("%s's etcd container changed while %s's member was down (%q, then %q): a restart that could cost the quorum", n.Name, stopped.Name, before[n.Name], after[n.Name])
 		}
 	}
