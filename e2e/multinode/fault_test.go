@@ -893,9 +893,10 @@ func TestFaultAPIServerNotBackCARotate(t *testing.T) {
 	}
 	first, broken, last := cps[0], cps[1], cps[2]
 	const bundle = "/etc/kubernetes/pki/rotation/front-proxy-ca/bundle.crt"
-	state := func(n multilab.Node) string {
-		return filepath.Join(n.Dir(), "etc-kubernetes", "pki", "rotation", "front-proxy-ca", "state.json")
+	rotation := func(n multilab.Node, file string) string {
+		return filepath.Join(n.Dir(), "etc-kubernetes", "pki", "rotation", "front-proxy-ca", file)
 	}
+	state := func(n multilab.Node) string { return rotation(n, "state.json") }
 	manifest := func(n multilab.Node) []byte {
 		data, err := os.ReadFile(filepath.Join(n.Dir(), "etc-kubernetes", "manifests", "kube-apiserver.yaml"))
 		if err != nil {
@@ -937,7 +938,7 @@ func TestFaultAPIServerNotBackCARotate(t *testing.T) {
 			t.Errorf("%s has a rotation state after the stopped run (rolled back / untouched): %v", n.Name, err)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(broken.Dir(), "etc-kubernetes", "pki", "rotation", "front-proxy-ca", "bundle.crt")); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(rotation(broken, "bundle.crt")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the broken bundle is still on %s: %v", broken.Name, err)
 	}
 	if !bytes.Equal(manifest(broken), brokenBefore) {

@@ -102,11 +102,12 @@ func (e *RolledBackError) Error() string {
 func (e *RolledBackError) Unwrap() error { return e.Cause }
 
 // rollBack undoes a forward phase on the node after a component did not come back on its files
-// (a static pod: the kubelet-only restart of a worker fails without undoing): the manifests no
-// restart took yet are dropped, the phase's rollback restores every file it changed for the CAs
-// it changed, and every component that restarted on the new files (the failed one included)
-// restarts on the old ones, verified as in the phase. Without this, the component that failed
-// would stay down, the ones after it would get their new manifests from the kubelet unverified.
+// (a static pod: the kubelet-only restart of a worker fails without undoing): the phase's
+// rollback restores every file it changed for the CAs it changed (the pending manifests no
+// restart took yet are in its backup as absent: removed, never installed), and every component
+// that restarted on the new files (the failed one included) restarts on the old ones, verified
+// as in the phase. Without this, the component that failed would stay down, the ones after it
+// would get their new manifests from the kubelet unverified.
 func rollBack(ctx context.Context, o Options, results []*carotate.Result, failed *restart.FailedError) error {
 	var cas []string
 	for _, r := range results {
@@ -114,14 +115,8 @@ func rollBack(ctx context.Context, o Options, results []*carotate.Result, failed
 			cas = append(cas, r.CA)
 		}
 	}
-	comps := slices.Clone(failed.Restarted)
-	if !slices.Contains(comps, failed.Component) {
-		comps = append(comps, failed.Component)
-	}
+	comps := failed.Restarted
 	fmt.Fprintf(o.Out, "%s did not come back on the files of phase %s: rolling the phase back on this node and restarting %s\n", failed.Component, o.Phase, strings.Join(comps, ", "))
-	if _, err := restart.DropPending(o.Rotate.Layout); err != nil {
-		return fmt.Errorf("%w; and the rollback could not start: %w", failed, err)
-	}
 	ro := o.Rotate
 	ro.DeferManifests = false
 	back, err := carotate.Run(ro, cas, o.Phase, true)

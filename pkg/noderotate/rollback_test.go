@@ -5,18 +5,14 @@ package noderotate_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/carotate"
@@ -104,22 +100,12 @@ func TestRunRollsBackWhenAComponentDoesNotComeBack(t *testing.T) {
 	waitReady(t, ready, 10*time.Second)
 }
 
-// waitReady polls url until it answers 200 or timeout passes.
+// waitReady waits, up to timeout, until url answers 200.
 func waitReady(t *testing.T, url string, timeout time.Duration) {
 	t.Helper()
-	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // a probe
-	var last error
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
-		resp, err := client.Get(url)
-		if err != nil {
-			last = err
-			return false, nil
-		}
-		resp.Body.Close()
-		last = fmt.Errorf("HTTP %d", resp.StatusCode)
-		return resp.StatusCode == http.StatusOK, nil
-	})
-	if err != nil {
-		t.Fatalf("%s not ready within %s: %v", url, timeout, last)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := testenv.WaitOK(ctx, url); err != nil {
+		t.Fatalf("not ready within %s: %v", timeout, err)
 	}
 }

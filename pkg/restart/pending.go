@@ -78,39 +78,23 @@ func RecoverPending(l pki.Layout, w io.Writer) error {
 	return err
 }
 
-// DropPending removes the pending manifests no restart took (the change that wrote them is
-// being undone: they must never be installed) and returns their paths.
-func DropPending(l pki.Layout) ([]string, error) {
-	dir := l.PendingManifestsDir()
-	names, err := pendingFiles(dir)
-	if err != nil || len(names) == 0 {
-		return nil, err
-	}
-	var dropped []string
-	for _, name := range names {
-		p := filepath.Join(dir, name)
-		if err := os.Remove(p); err != nil {
-			return dropped, fmt.Errorf("drop the pending %s: %w", p, err)
-		}
-		dropped = append(dropped, p)
-	}
-	return dropped, syncDirs(dir)
-}
-
 // installPending moves every pending manifest into the manifests dir.
 func installPending(l pki.Layout, w io.Writer) ([]string, error) {
 	dir := l.PendingManifestsDir()
-	names, err := pendingFiles(dir)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read %s: %w", dir, err)
 	}
 	var done []string
-	for _, name := range names {
-		if fsutil.IsTemp(name) {
+	for _, e := range entries {
+		if e.IsDir() || fsutil.IsTemp(e.Name()) {
 			continue
 		}
-		manifest := filepath.Join(l.ManifestsDir, name)
-		if err := os.Rename(filepath.Join(dir, name), manifest); err != nil {
+		manifest := filepath.Join(l.ManifestsDir, e.Name())
+		if err := os.Rename(filepath.Join(dir, e.Name()), manifest); err != nil {
 			return done, fmt.Errorf("install the pending %s: %w", manifest, err)
 		}
 		if err := syncDirs(l.ManifestsDir, dir); err != nil {
@@ -120,24 +104,6 @@ func installPending(l pki.Layout, w io.Writer) ([]string, error) {
 		done = append(done, manifest)
 	}
 	return done, nil
-}
-
-// pendingFiles names the files in the pending manifests dir dir (none when it does not exist).
-func pendingFiles(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", dir, err)
-	}
-	var names []string
-	for _, e := range entries {
-		if !e.IsDir() {
-			names = append(names, e.Name())
-		}
-	}
-	return names, nil
 }
 
 // takePending replaces the staged copy of manifest by its pending new content, if there is

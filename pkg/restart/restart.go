@@ -314,7 +314,7 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 		if err != nil {
 			res.Error = err.Error()
 			results = append(results, res)
-			return results, &FailedError{Component: c.name, Restarted: namesOf(restarted), Err: err}
+			return results, &FailedError{Component: c.name, Restarted: namesOf(onNewFiles(c, restarted)), Err: err}
 		}
 		results = append(results, res)
 	}
@@ -322,8 +322,9 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 }
 
 // FailedError: Component did not come back healthy on its new files (or did not stop), with no
-// rollback asked; Restarted are the components this run restarted before it, in order, now
-// running on the new files. The caller that changed the files decides what to undo.
+// rollback asked; Restarted are the components on the new files when it failed, in restart
+// order, Component included (as a RolledBackError's): what an undo must restart. The caller
+// that changed the files decides what to undo.
 type FailedError struct {
 	Component string
 	Restarted []string
@@ -334,12 +335,19 @@ func (e *FailedError) Error() string { return fmt.Sprintf("%s: %v", e.Component,
 
 func (e *FailedError) Unwrap() error { return e.Err }
 
+// onNewFiles are the components a run leaves on the new files when failed does not come back:
+// those it restarted, in order, and failed last (once).
+func onNewFiles(failed *component, restarted []*component) []*component {
+	if n := len(restarted); n > 0 && restarted[n-1].name == failed.name {
+		return restarted
+	}
+	return append(slices.Clone(restarted), failed)
+}
+
 func namesOf(cs []*component) []string {
 	var names []string
 	for _, c := range cs {
-		if c.name != "" && !slices.Contains(names, c.name) {
-			names = append(names, c.name)
-		}
+		names = append(names, c.name)
 	}
 	return names
 }
@@ -381,13 +389,8 @@ func (e *RolledBackError) Unwrap() error { return e.Cause }
 // restarted in this run (failed included): the backup holds all of the renewal's files, so
 // every component that loaded one of them must go back to the old ones, and only those.
 func (o *Options) rollback(ctx context.Context, failed *component, restarted []*component, res *Result, cause error) error {
-	var names []string
-	for _, c := range restarted {
-		names = append(names, c.name)
-	}
-	if len(names) == 0 || names[len(names)-1] != failed.name {
-		names, restarted = append(names, failed.name), append(restarted, failed)
-	}
+	restarted = onNewFiles(failed, restarted)
+	names := namesOf(restarted)
 	list := strings.Join(names, ", ")
 	o.Progress.Line(failed.name, "did not come back with its new certificate (%v): restoring the backup and restarting %s on the old files", cause, list)
 	if err := o.Rollback(failed.name); err != nil {

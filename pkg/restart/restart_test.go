@@ -3,10 +3,8 @@ package restart_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,7 +55,6 @@ func (n *node) apiAddr() string { return fmt.Sprintf("127.0.0.1:%d", n.ports.API
 // waitReady polls until the four components answer their probes.
 func (n *node) waitReady(t testing.TB, timeout time.Duration) {
 	t.Helper()
-	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	urls := map[string]string{
 		"etcd.yaml":                    fmt.Sprintf("http://127.0.0.1:%d/health", n.ports.EtcdMetrics),
 		"kube-apiserver.yaml":          fmt.Sprintf("https://127.0.0.1:%d/readyz", n.ports.APIServer),
@@ -67,19 +64,8 @@ func (n *node) waitReady(t testing.TB, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for file, u := range urls {
-		var last error
-		err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(context.Context) (bool, error) {
-			resp, err := client.Get(u)
-			if err != nil {
-				last = err
-				return false, nil
-			}
-			resp.Body.Close()
-			last = fmt.Errorf("HTTP %d", resp.StatusCode)
-			return resp.StatusCode == 200, nil
-		})
-		if err != nil {
-			t.Fatalf("%s not ready: %v\n%s", file, last, n.k.Log(file))
+		if err := testenv.WaitOK(ctx, u); err != nil {
+			t.Fatalf("%s not ready: %v\n%s", file, err, n.k.Log(file))
 		}
 	}
 }
