@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -126,13 +127,15 @@ func TestProcessStopperOnlyItsNode(t *testing.T) {
 	}
 }
 
-// waitCmdline waits until pid's command line carries arg (a shell may still be exec'ing it).
+// waitCmdline waits until pid runs kube-apiserver with arg: until unshare and the shell have
+// exec'd it (their own command lines carry both words too, so only argv[0] tells).
 func waitCmdline(t *testing.T, pid int, arg string) {
 	t.Helper()
 	var b []byte
 	err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 		b, _ = os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
-		return strings.Contains(string(b), arg) && strings.Contains(string(b), "kube-apiserver"), nil
+		args := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+		return filepath.Base(args[0]) == "kube-apiserver" && slices.Contains(args[1:], arg), nil
 	})
 	if err != nil {
 		t.Fatalf("process %d never ran with %s: %q", pid, arg, b)
