@@ -56,7 +56,7 @@ func TestInspectExitCodes(t *testing.T) {
 		{"bad --warn", []string{"--root", healthy, "inspect", "--warn", "soon"}, ExitError, "", `--warn: invalid duration "soon"`},
 		{"bad --check-san", []string{"--root", healthy, "inspect", "--check-san", "10.2.1.1390"}, ExitError, "", `"10.2.1.1390" is not a valid IP address`},
 		{"bad --check-san name", []string{"--root", healthy, "inspect", "--check-san", "bad_name!"}, ExitError, "", "neither an IP address nor a valid DNS name"},
-		{"bad --node-ip", []string{"--root", healthy, "inspect", "--node-ip", "node1"}, ExitError, "", `--node-ip: "node1" is not an IP address`},
+		{"bad --node-ip", []string{"--root", healthy, "inspect", "--node-ip", "node1"}, ExitError, "", `invalid argument "node1" for "--node-ip" flag`},
 		{"unknown flag", []string{"inspect", "--nope"}, ExitError, "", "unknown flag: --nope"},
 		{"empty root: everything absent, healthy", []string{"--root", t.TempDir(), "inspect"}, ExitOK, "absent", ""},
 	}
@@ -95,7 +95,7 @@ func TestSandboxCreate(t *testing.T) {
 	}{
 		{[]string{"sandbox", "create", dir}, "already holds a PKI"},
 		{[]string{"sandbox", "create", t.TempDir(), "--faults", "bogus"}, `unknown fault "bogus"`},
-		{[]string{"sandbox", "create", t.TempDir(), "--node-ip", "x"}, `--node-ip: "x" is not an IP address`},
+		{[]string{"sandbox", "create", t.TempDir(), "--node-ip", "x"}, `invalid argument "x" for "--node-ip" flag`},
 		{[]string{"sandbox", "create", t.TempDir(), "--key-algorithm", "dsa"}, `unknown key algorithm "dsa"`},
 	} {
 		code, _, errOut := run(t, tc.args...)
@@ -121,5 +121,86 @@ func TestSandboxRelativeDir(t *testing.T) {
 	code, out, _ := run(t, "--root", "node", "inspect")
 	if code != ExitOK || !strings.Contains(out, "No findings.") {
 		t.Fatalf("relative sandbox: exit %d\n%s", code, out)
+	}
+}
+
+// TestRenewRestartRefusesFirst: renew --restart on a node whose static pods no kubelet runs (a
+// sandbox tree) refuses before anything is renewed; a bad --stop-grace is refused the same way.
+func TestRenewRestartRefusesFirst(t *testing.T) {
+	root := sandboxTree(t, sandbox.Options{})
+	crt := root + "/etc/kubernetes/pki/apiserver.crt"
+	before, err := os.ReadFile(crt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args   []string
+		stderr string
+	}{
+		{[]string{"--root", root, "renew", "apiserver", "--yes", "--restart"}, "nothing was renewed"},
+		{[]string{"--root", root, "renew", "apiserver", "--yes", "--restart", "--stop-grace=-1s"}, "--stop-grace -1s: want a duration >= 0"},
+	} {
+		code, _, errOut := run(t, tc.args...)
+		if code != ExitError || !strings.Contains(errOut, tc.stderr) {
+			t.Errorf("%v: exit %d, stderr %q; want 3 and %q", tc.args, code, errOut, tc.stderr)
+		}
+		if after, _ := os.ReadFile(crt); !bytes.Equal(after, before) {
+			t.Fatalf("%v changed %s", tc.args, crt)
+		}
+	}
+	// Without --restart (and on a dry run) the same tree renews: the refusal is --restart's.
+	if code, _, errOut := run(t, "--root", root, "renew", "apiserver", "--dry-run", "--restart"); code != ExitOK {
+		t.Fatalf("renew --dry-run --restart: exit %d: %s", code, errOut)
+	}
+}
+
+// TestBackupListRestore: a renewal's backup is listed and restored through the CLI, and the
+// restore says where the files it replaced went.
+func TestBackupListRestore(t *testing.T) {
+	root := sandboxTree(t, sandbox.Options{})
+	if code, out, _ := run(t, "--root", root, "backup", "list"); code != ExitOK || !strings.Contains(out, "no backups under") {
+		t.Fatalf("backup list on a new tree: exit %d\n%s", code, out)
+	}
+	crt := root + "/etc/kubernetes/pki/apiserver.crt"
+	before, err := os.ReadFile(crt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := run(t, "--root", root, "renew", "apiserver", "--yes"); code != ExitOK {
+		t.Fatalf("renew: exit %d: %s", code, errOut)
+	}
+	code, out, _ := run(t, "--root", root, "backup", "list")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != ExitOK || len(lines) != 2 || !strings.HasPrefix(lines[0], "ID") || !strings.Contains(lines[1], "certctl") {
+		t.Fatalf("backup list after a renewal: exit %d\n%s", code, out)
+	}
+	id := strings.Fields(lines[1])[0]
+	code, out, errOut := run(t, "--root", root, "restore", id)
+	if code != ExitOK || !strings.Contains(out, "restored backup "+id) || !strings.Contains(out, "apiserver.crt") || !strings.Contains(out, "the previous files are in backup ") {
+		t.Fatalf("restore %s: exit %d\n%s%s", id, code, out, errOut)
+	}
+	if after, _ := os.ReadFile(crt); !bytes.Equal(after, before) {
+		t.Errorf("restore %s did not put apiserver.crt back", id)
+	}
+}
+
+func TestMonitoringOutputs(t *testing.T) {
+	for _, tc := range []struct {
+		args         []string
+		code         int
+		stdout, errs string
+	}{
+		{[]string{"monitoring", "rules"}, ExitOK, "groups:", ""},
+		{[]string{"monitoring", "rules", "-o", "prometheusrule", "--label", "release=kps", "--namespace", "mon"}, ExitOK, "release: kps", ""},
+		{[]string{"monitoring", "rules", "-o", "prometheusrule", "--label", "release"}, ExitError, "", `"--label" flag`},
+		{[]string{"monitoring", "rules", "-o", "xml"}, ExitError, "", `unknown output format "xml" (want rules or prometheusrule)`},
+		{[]string{"monitoring", "dashboard", "-o", "configmap", "--namespace", "grafana"}, ExitOK, "namespace: grafana", ""},
+		{[]string{"monitoring", "dashboard", "-o", "provider", "--dir", "/d"}, ExitOK, "/d", ""},
+		{[]string{"monitoring", "dashboard", "-o", "xml"}, ExitError, "", `unknown output format "xml" (want json, provider or configmap)`},
+	} {
+		code, out, errOut := run(t, tc.args...)
+		if code != tc.code || !strings.Contains(out, tc.stdout) || !strings.Contains(errOut, tc.errs) {
+			t.Errorf("%v: exit %d, stdout %.200q, stderr %q", tc.args, code, out, errOut)
+		}
 	}
 }

@@ -7,14 +7,13 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/certctl/certctl/pkg/apiretry"
 	"github.com/certctl/certctl/pkg/cluster"
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/lease"
-	"github.com/certctl/certctl/pkg/monitoring"
 	"github.com/certctl/certctl/pkg/pki"
 )
 
@@ -31,33 +30,10 @@ type clusterOptions struct {
 	APIWait time.Duration
 }
 
-// restConfig is the kubeconfig's client configuration, its requests waiting out an apiserver
-// restart (pkg/apiretry) for up to --api-wait, said on stderr.
-func (o *clusterOptions) restConfig() (*rest.Config, error) {
-	rc, err := o.where(o.Kubeconfig).Config()
-	if err != nil {
-		return nil, err
-	}
-	apiretry.Wrap(rc, apiretry.Options{Wait: o.APIWait, Logf: func(format string, a ...any) {
-		fmt.Fprintf(o.Streams.ErrOut, "certctl: "+format+"\n", a...)
-	}})
-	return rc, nil
-}
-
+// clients connect the command to the cluster (cluster.Dial).
 func (o *clusterOptions) clients() (kubernetes.Interface, *x509.CertPool, error) {
-	cs, roots, _, err := o.connect()
+	cs, roots, _, err := cluster.Dial(o.where(o.Kubeconfig), o.APIWait, o.Streams.ErrOut)
 	return cs, roots, err
-}
-
-// connect is clients with the client configuration they were made from (one read of the
-// kubeconfig).
-func (o *clusterOptions) connect() (kubernetes.Interface, *x509.CertPool, *rest.Config, error) {
-	rc, err := o.restConfig()
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	cs, roots, err := cluster.Clients(rc)
-	return cs, roots, rc, err
 }
 
 func newClusterCmd(g *Globals) *cobra.Command {
@@ -89,25 +65,17 @@ func newClusterStatusCmd(o *clusterOptions) *cobra.Command {
 			if err := inspect.ValidFormat(output); err != nil || output == "prometheus" {
 				return fmt.Errorf("unknown output format %q (want table, wide, json or yaml)", output)
 			}
-			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			cs, roots, err := o.clients()
 			if err != nil {
 				return err
 			}
 			opts.Namespace, opts.Image, opts.Roots = o.Namespace, o.Image, roots
-			rep, err := cluster.Status(ctx, cs, opts)
+			rep, err := cluster.Status(c.Context(), cs, opts)
 			if err != nil {
 				return err
 			}
 			if events {
-				for _, n := range rep.Nodes {
-					if !n.Ran {
-						continue
-					}
-					if _, err := monitoring.Record(ctx, cs, monitoring.RecordOptions{Node: n.Node, Report: n.Report}); err != nil {
-						fmt.Fprintf(o.Streams.ErrOut, "warning: events on node %s: %v\n", n.Node, err)
-					}
-				}
+				rep.RecordEvents(c.Context(), cs, o.Streams.ErrOut)
 			}
 			if err := rep.Render(o.Streams.Out, output); err != nil {
 				return err
@@ -134,7 +102,6 @@ func newClusterRenewCmd(o *clusterOptions) *cobra.Command {
 		Use:   "renew [NAME...|all]",
 		Short: "Renew the control-plane nodes one at a time, the API never down",
 		RunE: func(c *cobra.Command, args []string) error {
-			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			parsed, err := pki.ParseSANs(sans)
 			if err != nil {
 				return err
@@ -152,7 +119,7 @@ func newClusterRenewCmd(o *clusterOptions) *cobra.Command {
 				return err
 			}
 			opts.Namespace, opts.Image, opts.Roots, opts.Progress = o.Namespace, o.Image, roots, o.Streams.ErrOut
-			rep, err := cluster.Renew(ctx, cs, opts)
+			rep, err := cluster.Renew(c.Context(), cs, opts)
 			if rep != nil {
 				rep.Print(o.Streams.Out)
 			}
@@ -172,11 +139,7 @@ func newClusterRenewCmd(o *clusterOptions) *cobra.Command {
 	f.StringVar(&threshold, "if-expiring-within", "", "renew only what expires within this window (e.g. 30d)")
 	f.BoolVar(&opts.SkipKubeadmConfig, "skip-kubeadm-config", false, "do not record --san in kube-system/kubeadm-config")
 	f.StringSliceVar(&opts.Nodes, "node", nil, "only these control-plane nodes, in this order (default: all, by name)")
-	f.BoolVar(&opts.DryRun, "dry-run", false, "print every node's plan, change nothing")
-	f.DurationVar(&opts.JobTimeout, "job-timeout", 10*time.Minute, "one node's renewal")
-	f.DurationVar(&opts.VerifyTimeout, "verify-timeout", 3*time.Minute, "a node's apiserver ready with its renewed certificate, after its Job")
-	f.DurationVar(&opts.StopGrace, "stop-grace", 3*time.Second, "passed to each node's restart: an old apiserver finishes the requests in flight (the load balancer sends new ones elsewhere) before it is killed")
-	f.DurationVar(&opts.LBDrain, "lb-drain", 3*time.Second, lbDrainHelp)
+	rolloutFlags(f, &opts.Runner, &opts.Checks, &opts.RestartFlags, &opts.DryRun)
 	return cmd
 }
 
@@ -187,13 +150,12 @@ func newClusterEndpointCmd(o *clusterOptions) *cobra.Command {
 		Short: "Move the whole cluster onto a load balancer's address (case B), the API never down",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			cs, roots, err := o.clients()
 			if err != nil {
 				return err
 			}
 			opts.Endpoint, opts.Namespace, opts.Image, opts.Roots, opts.Progress = args[0], o.Namespace, o.Image, roots, o.Streams.ErrOut
-			rep, err := cluster.Endpoint(ctx, cs, opts)
+			rep, err := cluster.Endpoint(c.Context(), cs, opts)
 			if err == nil && !opts.DryRun {
 				rep.Local, err = o.local().MoveServer(rep.From, rep.To)
 			}
@@ -204,12 +166,8 @@ func newClusterEndpointCmd(o *clusterOptions) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&opts.DryRun, "dry-run", false, "print every node's plan and what would change in the cluster, change nothing")
-	f.DurationVar(&opts.JobTimeout, "job-timeout", 10*time.Minute, "one node's Job")
-	f.DurationVar(&opts.VerifyTimeout, "verify-timeout", 3*time.Minute, "an apiserver ready with its new SAN, after its Job")
+	rolloutFlags(f, &opts.Runner, &opts.Checks, &opts.RestartFlags, &opts.DryRun)
 	f.DurationVar(&opts.ReadyTimeout, "ready-timeout", 2*time.Minute, "a node's kubelet reporting again after its restart")
-	f.DurationVar(&opts.StopGrace, "stop-grace", 3*time.Second, "as for cluster renew, when the SAN is added")
-	f.DurationVar(&opts.LBDrain, "lb-drain", 3*time.Second, "as for cluster renew, when the SAN is added")
 	f.Var(&opts.MaxParallel, "max-parallel", maxParallelHelp)
 	return cmd
 }
@@ -230,13 +188,12 @@ func newClusterCARotateCmd(o *clusterOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			opts.CAs, opts.Namespace, opts.Image, opts.Progress = cas, o.Namespace, o.Image, o.Streams.ErrOut
 			connect := func() (kubernetes.Interface, *rest.Config, error) {
-				cs, _, rc, err := o.connect()
+				cs, _, rc, err := cluster.Dial(o.where(o.Kubeconfig), o.APIWait, o.Streams.ErrOut)
 				return cs, rc, err
 			}
-			rep, err := cluster.CARotateHere(ctx, connect, opts, o.local())
+			rep, err := cluster.CARotateHere(c.Context(), connect, opts, o.local())
 			if rep != nil {
 				rep.Print(o.Streams.Out)
 			}
@@ -247,12 +204,8 @@ func newClusterCARotateCmd(o *clusterOptions) *cobra.Command {
 	f.StringVar(&opts.Phase, "phase", "", "the phase to run on every node: trust, issue or drop")
 	f.BoolVar(&opts.Rollback, "rollback", false, "undo a phase on every node where it is the last one applied, in reverse order, and the cluster's copies of the CA (trust or issue: --phase, or the phase the cluster shows)")
 	f.IntVar(&opts.Days, "days", 3650, "validity of the new CA, in days (phase trust)")
-	f.BoolVar(&opts.DryRun, "dry-run", false, "print every node's plan, change nothing")
-	f.DurationVar(&opts.JobTimeout, "job-timeout", 10*time.Minute, "one node's Job")
-	f.DurationVar(&opts.VerifyTimeout, "verify-timeout", 3*time.Minute, "a control-plane node's apiserver ready again, after its Job")
+	rolloutFlags(f, &opts.Runner, &opts.Checks, &opts.RestartFlags, &opts.DryRun)
 	f.DurationVar(&opts.ReadyTimeout, "ready-timeout", 3*time.Minute, "a kubelet reporting again; the kube-root-ca.crt ConfigMaps updated")
-	f.DurationVar(&opts.StopGrace, "stop-grace", 3*time.Second, "passed to each node's restart: an old apiserver finishes the requests in flight before it is killed")
-	f.DurationVar(&opts.LBDrain, "lb-drain", 3*time.Second, lbDrainHelp)
 	f.Var(&opts.MaxParallel, "max-parallel", maxParallelHelp)
 	return cmd
 }
@@ -260,5 +213,12 @@ func newClusterCARotateCmd(o *clusterOptions) *cobra.Command {
 // maxParallelHelp is --max-parallel's help on the cluster commands that change workers.
 const maxParallelHelp = "workers changed at once (a count, or a percentage of the workers), each wave verified, every kubelet reporting again, before the next; control-plane nodes always go one at a time (default: 25% of the workers, at least 4, at most 250)"
 
-// lbDrainHelp is --lb-drain's help on the cluster commands.
-const lbDrainHelp = "passed to each node's restart: its apiserver refuses new connections from other machines for this long before it, or its etcd, is stopped, so that the load balancer's health check takes it out first (the balancer's detection time: HAProxy fall x inter; 0: off)"
+// rolloutFlags are the flags of a cluster command that changes the nodes one at a time (the
+// workers in waves), each verified.
+func rolloutFlags(f *pflag.FlagSet, r *cluster.Runner, ch *cluster.Checks, rf *cluster.RestartFlags, dryRun *bool) {
+	f.BoolVar(dryRun, "dry-run", false, "print every node's plan (and what would change in the cluster), change nothing")
+	f.DurationVar(&r.JobTimeout, "job-timeout", 10*time.Minute, "one node's Job")
+	f.DurationVar(&ch.VerifyTimeout, "verify-timeout", 3*time.Minute, "a control-plane node's apiserver ready again (with its new certificate), after its Job")
+	f.DurationVar(&rf.StopGrace, "stop-grace", 3*time.Second, "passed to each node's restart: an old apiserver finishes the requests in flight (the load balancer sends new ones elsewhere) before it is killed")
+	f.DurationVar(&rf.LBDrain, "lb-drain", 3*time.Second, "passed to each node's restart: its apiserver refuses new connections from other machines for this long before it, or its etcd, is stopped, so that the load balancer's health check takes it out first (the balancer's detection time: HAProxy fall x inter; 0: off)")
+}

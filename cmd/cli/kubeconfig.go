@@ -57,14 +57,7 @@ func newSetServerCmd(g *Globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r := noderesult.Result{Command: "kubeconfig set-server", KubeletRestarted: res.KubeletRestarted}
-			if res.KubeletRestarted {
-				r.Components = []string{restart.Kubelet}
-			}
-			if err := noderesult.Write(g.ResultFile, r); err != nil {
-				return err
-			}
-			return nil
+			return noderesult.Write(g.ResultFile, noderesult.KubeletOnly("kubeconfig set-server", res.KubeletRestarted))
 		},
 	}
 	f := c.Flags()

@@ -1,17 +1,15 @@
 package cli
 
 import (
-	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/kubeletclient"
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/restart"
 )
 
 type kubeletClientOptions struct {
@@ -27,7 +25,7 @@ func (o *kubeletClientOptions) options() (kubeletclient.RenewOptions, error) {
 	r.Out = o.Streams.Out
 	r.Validity = time.Duration(o.days) * 24 * time.Hour
 	if !r.NoRestart {
-		r.Restart = restartKubelet{r.Layout}
+		r.Restart = restart.KubeletRestarter{Layout: r.Layout}
 	}
 	// admin.conf (or --kubeconfig) reads the Node; a worker has none: its new credentials do.
 	rc, err := o.where(o.kubeconfig).AdminConfig()
@@ -63,15 +61,11 @@ func newKCRenewCmd(o *kubeletClientOptions) *cobra.Command {
 		Short: "Give the kubelet a new client certificate and restart it",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			r, err := o.options()
-			if err != nil {
-				return err
+			if err == nil {
+				_, err = kubeletclient.Renew(c.Context(), r)
 			}
-			if _, err := kubeletclient.Renew(ctx, r); err != nil {
-				return err
-			}
-			return nil
+			return err
 		},
 	}
 	addKCNodeFlags(cmd, o)
@@ -92,21 +86,7 @@ func newKCIssueCmd(o *kubeletClientOptions) *cobra.Command {
 		Short: "Sign a kubelet client certificate for NODE into FILE (control-plane node)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if out == "" {
-				return fmt.Errorf("-o FILE is required")
-			}
-			issued, err := kubeletclient.Issue(kubeletclient.IssueOptions{Layout: o.Layout(), Node: args[0], Validity: time.Duration(o.days) * 24 * time.Hour, KeyAlgorithm: o.renew.KeyAlgorithm})
-			if err != nil {
-				return err
-			}
-			if err := fsutil.WriteFileAtomic(out, issued.PEM, 0o600); err != nil {
-				return err
-			}
-			fmt.Fprintf(o.Streams.Out, "wrote %s: %s, valid until %s\ninstall it on %s: certctl kubelet-client install %s\n", out, issued.Cert.Subject.CommonName, issued.Cert.NotAfter.UTC().Format(time.RFC3339), args[0], filepath.Base(out))
-			if issued.Capped {
-				fmt.Fprintln(o.Streams.Out, "note: the validity was cut at the cluster CA's expiry")
-			}
-			return nil
+			return kubeletclient.IssueFile(kubeletclient.IssueOptions{Layout: o.Layout(), Node: args[0], Validity: time.Duration(o.days) * 24 * time.Hour, KeyAlgorithm: o.renew.KeyAlgorithm}, out, o.Streams.Out)
 		},
 	}
 	f := cmd.Flags()
@@ -122,15 +102,11 @@ func newKCInstallCmd(o *kubeletClientOptions) *cobra.Command {
 		Short: "Install a kubelet client certificate issued by 'kubelet-client issue' and restart the kubelet",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			r, err := o.options()
-			if err != nil {
-				return err
+			if err == nil {
+				_, err = kubeletclient.InstallFile(c.Context(), r, args[0])
 			}
-			if _, err := kubeletclient.InstallFile(ctx, r, args[0]); err != nil {
-				return err
-			}
-			return nil
+			return err
 		},
 	}
 	addKCNodeFlags(cmd, o)

@@ -13,6 +13,7 @@ import (
 	kubeconfigpkg "github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/kubeletserving"
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/restart"
 )
 
 type kubeletServingOptions struct {
@@ -20,13 +21,9 @@ type kubeletServingOptions struct {
 	Kubeconfig string
 }
 
-// client builds a clientset the way kubectl on a control-plane node would (restConfig).
+// client builds a clientset the way kubectl on a control-plane node would.
 func (o *kubeletServingOptions) client() (kubernetes.Interface, error) {
-	rc, err := o.where(o.Kubeconfig).Config()
-	if err != nil {
-		return nil, err
-	}
-	return kubernetes.NewForConfig(rc)
+	return o.clientset(o.Kubeconfig)
 }
 
 func newKubeletServingCmd(g *Globals) *cobra.Command {
@@ -42,55 +39,44 @@ func newKubeletServingCmd(g *Globals) *cobra.Command {
 
 func newKSEnableCmd(o *kubeletServingOptions) *cobra.Command {
 	var (
-		node             string
-		approve, cluster bool
-		noRestart        bool
-		newCert          bool
-		timeout          time.Duration
-		patterns         []string
-		installApprover  bool
-		image            string
+		eo              = kubeletserving.EnableOptions{Out: o.Streams.Out}
+		installApprover bool
+		image           string
 	)
 	cmd := &cobra.Command{
 		Use:   "enable",
 		Short: "Turn on serverTLSBootstrap, restart the kubelet, approve its CSR, verify what it serves",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
-			cs, err := o.client()
+			var err error
+			eo.Client, err = o.client()
 			switch {
-			case errors.Is(err, kubeconfigpkg.ErrNotFound) && !cluster && o.Kubeconfig == "":
-				cs = nil // a worker: the node's part only; approval happens elsewhere
+			case errors.Is(err, kubeconfigpkg.ErrNotFound) && !eo.Cluster && o.Kubeconfig == "":
+				eo.Client = nil // a worker: the node's part only; approval happens elsewhere
 			case err != nil:
 				return err
 			}
-			var manifest []byte
 			if installApprover {
-				if !cluster {
+				if !eo.Cluster {
 					return errors.New("--install-approver goes with --cluster")
 				}
-				if manifest, err = kubeletserving.Manifest(kubeletserving.ManifestOptions{Image: image, DNSPatterns: patterns}); err != nil {
+				if eo.ApproverManifest, err = kubeletserving.Manifest(kubeletserving.ManifestOptions{Image: image, DNSPatterns: eo.Policy.DNSPatterns}); err != nil {
 					return err
 				}
 			}
-			_, err = kubeletserving.Enable(ctx, kubeletserving.EnableOptions{
-				Layout: o.Layout(), NodeName: node, Client: cs, Approve: approve, Cluster: cluster, NoRestart: noRestart, NewCertificate: newCert,
-				Policy: kubeletserving.Policy{DNSPatterns: patterns}, Timeout: timeout, Out: o.Streams.Out, ApproverManifest: manifest,
-			})
-			if err != nil {
-				return err
-			}
-			return nil
+			eo.Layout = o.Layout()
+			_, err = kubeletserving.Enable(c.Context(), eo)
+			return err
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&node, "node-name", "", "this node's name (default: from the kubelet's client certificate)")
-	f.BoolVar(&approve, "approve", false, "approve the node's CSR once it passes the checks")
-	f.BoolVar(&cluster, "cluster", false, "also set serverTLSBootstrap in kube-system/kubelet-config for nodes that join later")
-	f.BoolVar(&noRestart, "no-restart", false, "do not restart the kubelet (you did)")
-	f.BoolVar(&newCert, "new-certificate", false, "set the kubelet's current serving certificate aside (backup) so that it requests a new one, e.g. from a new cluster CA")
-	f.DurationVar(&timeout, "timeout", 3*time.Minute, "how long to wait for the CSR and for the new certificate")
-	f.StringSliceVar(&patterns, "dns-pattern", nil, "extra DNS SAN patterns to allow (glob, e.g. *.nodes.example.com)")
+	f.StringVar(&eo.NodeName, "node-name", "", "this node's name (default: from the kubelet's client certificate)")
+	f.BoolVar(&eo.Approve, "approve", false, "approve the node's CSR once it passes the checks")
+	f.BoolVar(&eo.Cluster, "cluster", false, "also set serverTLSBootstrap in kube-system/kubelet-config for nodes that join later")
+	f.BoolVar(&eo.NoRestart, "no-restart", false, "do not restart the kubelet (you did)")
+	f.BoolVar(&eo.NewCertificate, "new-certificate", false, "set the kubelet's current serving certificate aside (backup) so that it requests a new one, e.g. from a new cluster CA")
+	f.DurationVar(&eo.Timeout, "timeout", 3*time.Minute, "how long to wait for the CSR and for the new certificate")
+	f.StringSliceVar(&eo.Policy.DNSPatterns, "dns-pattern", nil, "extra DNS SAN patterns to allow (glob, e.g. *.nodes.example.com)")
 	f.BoolVar(&installApprover, "install-approver", false, "with --cluster: install the in-cluster approver when it is not there (needs --image)")
 	f.StringVar(&image, "image", "", "with --install-approver: an image with certctl at its entrypoint")
 	return cmd
@@ -103,12 +89,7 @@ func newKSManifestCmd(o *kubeletServingOptions) *cobra.Command {
 		Short: "Print the in-cluster approver: Deployment, ServiceAccount and minimal RBAC",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			out, err := kubeletserving.Manifest(mo)
-			if err != nil {
-				return err
-			}
-			_, err = o.Streams.Out.Write(out)
-			return err
+			return o.write(kubeletserving.Manifest(mo))
 		},
 	}
 	f := cmd.Flags()
@@ -124,71 +105,37 @@ func newKSManifestCmd(o *kubeletServingOptions) *cobra.Command {
 
 func newKSApproveCmd(o *kubeletServingOptions) *cobra.Command {
 	var (
-		opts     kubeletserving.ApproveOptions
-		watch    bool
-		output   string
-		patterns []string
+		r        = kubeletserving.ApproveRun{Out: o.Streams.Out, ErrOut: o.Streams.ErrOut}
 		nodeName string
-		le       kubeletserving.ApproverOptions
-		leader   bool
-		metrics  string
 	)
 	cmd := &cobra.Command{
 		Use:   "approve [CSR...]",
 		Short: "Approve pending kubelet-serving CSRs that pass strict checks; deny the others",
 		RunE: func(c *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("unknown output format %q (want text or json)", output)
-			}
-			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			cs, err := o.client()
 			if err != nil {
 				return err
 			}
-			opts.Names = args
-			opts.Policy.DNSPatterns = patterns
+			r.Client, r.Approve.Names = cs, args
 			if nodeName != "" {
-				opts.Requestor = kubeletserving.NodeUserPrefix + nodeName
+				r.Approve.Requestor = kubeletserving.NodeUserPrefix + nodeName
 			}
-			print := func(d kubeletserving.Decision) {
-				if err := kubeletserving.WriteDecision(o.Streams.Out, output, d); err != nil {
-					fmt.Fprintf(o.Streams.ErrOut, "warning: %v\n", err)
-				}
-			}
-			if (leader || metrics != "") && !watch {
-				return errors.New("--leader-elect and --metrics-addr go with --watch")
-			}
-			if watch {
-				le.Client, le.Approve, le.Report = cs, opts, print
-				le.Log = func(format string, a ...any) { fmt.Fprintf(o.Streams.ErrOut, format+"\n", a...) }
-				return kubeletserving.Serve(ctx, kubeletserving.ServeOptions{ApproverOptions: le, LeaderElect: leader, MetricsAddr: metrics})
-			}
-			ds, err := kubeletserving.Approve(ctx, cs, opts)
-			for _, d := range ds {
-				print(d)
-			}
-			if err != nil {
-				return err
-			}
-			if len(ds) == 0 && output == "text" {
-				fmt.Fprintln(o.Streams.Out, "no pending kubelet-serving CSR")
-			}
-			return nil
+			return r.Run(c.Context())
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&opts.All, "all", false, "decide every pending kubelet-serving CSR")
-	f.BoolVar(&opts.DryRun, "dry-run", false, "say what would be decided, change nothing")
-	f.BoolVar(&opts.NoDeny, "no-deny", false, "leave invalid CSRs pending instead of denying them")
-	f.BoolVar(&watch, "watch", false, "keep deciding CSRs as they arrive, until interrupted")
-	f.StringSliceVar(&patterns, "dns-pattern", nil, "extra DNS SAN patterns to allow (glob)")
-	f.StringVarP(&output, "output", "o", "text", "output format: text (csr, requestor, action, reason; tab-separated) or json (one object per decision and line)")
+	f.BoolVar(&r.Approve.All, "all", false, "decide every pending kubelet-serving CSR")
+	f.BoolVar(&r.Approve.DryRun, "dry-run", false, "say what would be decided, change nothing")
+	f.BoolVar(&r.Approve.NoDeny, "no-deny", false, "leave invalid CSRs pending instead of denying them")
+	f.BoolVar(&r.Watch, "watch", false, "keep deciding CSRs as they arrive, until interrupted")
+	f.StringSliceVar(&r.Approve.Policy.DNSPatterns, "dns-pattern", nil, "extra DNS SAN patterns to allow (glob)")
+	f.StringVarP(&r.Output, "output", "o", "text", "output format: text (csr, requestor, action, reason; tab-separated) or json (one object per decision and line)")
 	f.StringVar(&nodeName, "node", "", "only the CSRs of this node (requestor system:node:NAME)")
-	f.BoolVar(&leader, "leader-elect", false, "with --watch: decide only while holding the Lease (run several replicas)")
-	f.StringVar(&le.LeaseNamespace, "lease-namespace", kubeletserving.ApproverNamespace, "namespace of the leader-election Lease")
-	f.StringVar(&le.LeaseName, "lease-name", kubeletserving.ApproverName, "name of the leader-election Lease")
-	f.StringVar(&le.Identity, "identity", "", "this replica's name in the Lease (default $POD_NAME, else the hostname)")
-	f.StringVar(&metrics, "metrics-addr", "", "with --watch: serve Prometheus /metrics and /healthz on this address (e.g. :9402)")
+	f.BoolVar(&r.LeaderElect, "leader-elect", false, "with --watch: decide only while holding the Lease (run several replicas)")
+	f.StringVar(&r.LeaseNamespace, "lease-namespace", kubeletserving.ApproverNamespace, "namespace of the leader-election Lease")
+	f.StringVar(&r.LeaseName, "lease-name", kubeletserving.ApproverName, "name of the leader-election Lease")
+	f.StringVar(&r.Identity, "identity", "", "this replica's name in the Lease (default $POD_NAME, else the hostname)")
+	f.StringVar(&r.MetricsAddr, "metrics-addr", "", "with --watch: serve Prometheus /metrics and /healthz on this address (e.g. :9402)")
 	return cmd
 }
 
@@ -217,23 +164,15 @@ func newKSIssueCmd(o *kubeletServingOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w := o.Streams.Out
-			fmt.Fprintf(w, "issued %s (and %s), valid until %s, backup %s\n", res.CertPath, res.KeyPath, res.Cert.NotAfter.UTC().Format(time.RFC3339), res.BackupID)
-			if res.Capped {
-				fmt.Fprintln(w, "note: the validity was cut at the cluster CA's expiry")
-			}
-			if res.BootstrapOn {
-				fmt.Fprintln(w, "warning: serverTLSBootstrap is true in the kubelet config: the kubelet then ignores tlsCertFile; set it to false to use this certificate")
-			}
+			res.Render(o.Streams.Out)
 			if noRestart {
-				fmt.Fprintln(w, "restart the kubelet to load it: systemctl restart kubelet")
+				fmt.Fprintln(o.Streams.Out, "restart the kubelet to load it: systemctl restart kubelet")
 				return nil
 			}
-			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
-			if err := (restartKubelet{o.Layout()}).Restart(ctx); err != nil {
+			if err := (restart.KubeletRestarter{Layout: opts.Layout}).Restart(c.Context()); err != nil {
 				return err
 			}
-			fmt.Fprintln(w, "kubelet restarted")
+			fmt.Fprintln(o.Streams.Out, "kubelet restarted")
 			return nil
 		},
 	}
@@ -260,7 +199,6 @@ func newKSStatusCmd(o *kubeletServingOptions) *cobra.Command {
 			if output != "table" && output != "json" && output != "yaml" {
 				return fmt.Errorf("unknown output format %q (want table, json or yaml)", output)
 			}
-			ctx := c.Context() // ends on SIGINT and SIGTERM (Execute)
 			cs, err := o.client()
 			if err != nil {
 				return err
@@ -270,7 +208,7 @@ func newKSStatusCmd(o *kubeletServingOptions) *cobra.Command {
 				return err
 			}
 			opts.Roots = roots
-			st, err := kubeletserving.GetStatus(ctx, cs, opts)
+			st, err := kubeletserving.GetStatus(c.Context(), cs, opts)
 			if err != nil {
 				return err
 			}

@@ -140,19 +140,14 @@ func NewRootCmd(s Streams) *cobra.Command {
 		if c.Name() == "version" || c.HasParent() && c.Parent().Name() == "node" {
 			return nil // reads nothing of the node; node run's command recovers itself
 		}
-		// Put back a manifest an interrupted restart left in staging: the component is down
-		// until then.
-		if err := restart.Recover(g.Layout(), s.ErrOut); err != nil {
-			fmt.Fprintln(s.ErrOut, "warning:", err)
-		}
-		// Install the new manifests a ca rotate killed before its restart had written.
-		if err := restart.RecoverPending(g.Layout(), s.ErrOut); err != nil {
-			fmt.Fprintln(s.ErrOut, "warning:", err)
-		}
-		// Finish or roll back an interrupted renewal. A journal it cannot act on is a
+		// Put back a manifest an interrupted restart left in staging (the component is down
+		// until then); install the new manifests a ca rotate killed before its restart had
+		// written; finish or roll back an interrupted renewal. What one cannot act on is a
 		// warning here (restore must still work); renew itself refuses to proceed.
-		if err := renew.Recover(g.Layout(), s.ErrOut); err != nil {
-			fmt.Fprintln(s.ErrOut, "warning:", err)
+		for _, recover := range []func(pki.Layout, io.Writer) error{restart.Recover, restart.RecoverPending, renew.Recover} {
+			if err := recover(g.Layout(), s.ErrOut); err != nil {
+				fmt.Fprintln(s.ErrOut, "warning:", err)
+			}
 		}
 		return nil
 	}
@@ -243,4 +238,12 @@ func newVersionCmd(g *Globals) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+// write puts a command's output, made by a pkg function, on stdout.
+func (g *Globals) write(out []byte, err error) error {
+	if err == nil {
+		_, err = g.Streams.Out.Write(out)
+	}
+	return err
 }

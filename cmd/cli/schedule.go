@@ -20,9 +20,6 @@ func newScheduleCmd(g *Globals) *cobra.Command {
 	return cmd
 }
 
-// renewHasRestart reports whether this certctl's renew command takes --restart.
-func renewHasRestart(g *Globals) bool { return newRenewCmd(g).Flags().Lookup("restart") != nil }
-
 func newScheduleInstallCmd(g *Globals) *cobra.Command {
 	var o schedule.Options
 	cmd := &cobra.Command{
@@ -32,35 +29,14 @@ func newScheduleInstallCmd(g *Globals) *cobra.Command {
 		RunE: func(c *cobra.Command, _ []string) error {
 			o.Defaults()
 			o.Location = schedule.NodeLocation(g.Layout())
-			if o.Restart && !renewHasRestart(g) {
-				return fmt.Errorf("--restart: this certctl's renew command has no --restart yet; install without it and restart the components after a renewal (certctl inspect --live shows which)")
-			}
 			if err := o.Validate(schedule.SystemdAnalyze()); err != nil {
 				return err
 			}
-			ctx := c.Context()
-			if ctx == nil {
-				ctx = context.Background()
+			res, err := schedule.Install(c.Context(), g.Layout(), o)
+			if err == nil {
+				res.Render(g.Streams.Out, &o, time.Now(), schedule.SystemdAnalyze())
 			}
-			res, err := schedule.Install(ctx, g.Layout(), o)
-			if err != nil {
-				return err
-			}
-			w := g.Streams.Out
-			for _, f := range res.Files {
-				fmt.Fprintln(w, "wrote", f)
-			}
-			fmt.Fprintln(w, "runs:", o.Command())
-			if next, err := o.Next(time.Now(), schedule.SystemdAnalyze()); err == nil {
-				fmt.Fprintf(w, "next run: %s (plus up to %s of random delay)\n", next.Format(schedule.NextRunFormat), o.Jitter)
-			}
-			if res.Enabled {
-				fmt.Fprintln(w, "enabled", schedule.TimerUnit)
-			}
-			if res.Todo != "" {
-				fmt.Fprintln(w, res.Todo)
-			}
-			return nil
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -80,11 +56,7 @@ func newScheduleRemoveCmd(g *Globals) *cobra.Command {
 		Short: "Remove the scheduled renewal",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			ctx := c.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
-			removed, err := schedule.Remove(ctx, g.Layout())
+			removed, err := schedule.Remove(c.Context(), g.Layout())
 			for _, f := range removed {
 				fmt.Fprintln(g.Streams.Out, "removed", f)
 			}
@@ -136,30 +108,18 @@ func newScheduleManifestCmd(g *Globals) *cobra.Command {
 		Short: "Print CronJobs that run the renewal inside the cluster, one per control-plane node",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if o.Restart && !renewHasRestart(g) {
-				return fmt.Errorf("--restart: this certctl's renew command has no --restart yet")
-			}
-			if o.Image == "" {
-				return fmt.Errorf("--image is required: an image with certctl as its entrypoint")
-			}
-			if len(o.Nodes) == 0 {
-				ks := &kubeletServingOptions{Globals: g, Kubeconfig: kubeconfig}
-				cs, err := ks.client()
+			if len(o.Nodes) == 0 && o.Image != "" {
+				cs, err := g.clientset(kubeconfig)
 				if err != nil {
 					return fmt.Errorf("%w (or name the control-plane nodes with --node)", err)
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				ctx, cancel := context.WithTimeout(c.Context(), 30*time.Second)
 				defer cancel()
 				if o.Nodes, err = schedule.ControlPlaneNodes(ctx, cs); err != nil {
 					return err
 				}
 			}
-			out, err := schedule.Manifests(o)
-			if err != nil {
-				return err
-			}
-			_, err = g.Streams.Out.Write(out)
-			return err
+			return g.write(schedule.Manifests(o))
 		},
 	}
 	f := cmd.Flags()

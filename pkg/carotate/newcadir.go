@@ -34,3 +34,25 @@ func ReadNewCADir(dir string, cas []string) (map[string]*NewCA, error) {
 	}
 	return out, nil
 }
+
+// ReadGiven sets o's new CA as certctl ca rotate's flags give it: dir (--new-ca-dir, not under
+// the root: CA.crt and CA.key of each of cas), or cert and key (--new-ca-cert, --new-ca-key:
+// node paths, under o.Layout's root); none given leaves it to the phase (generate, or read
+// new.crt).
+func (o *Options) ReadGiven(dir, cert, key string, cas []string) error {
+	var err error
+	switch {
+	case dir != "" && cert != "":
+		return errors.New("--new-ca-dir and --new-ca-cert exclude each other")
+	case dir != "":
+		o.NewCAs, err = ReadNewCADir(dir, cas)
+	case cert != "":
+		if key != "" {
+			key = o.Layout.Resolve(key)
+		}
+		o.NewCA, err = ReadNewCA(o.Layout.Resolve(cert), key)
+	case key != "":
+		return errors.New("--new-ca-key needs --new-ca-cert")
+	}
+	return err
+}

@@ -5,14 +5,17 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/certctl/certctl/pkg/apiretry"
 	"github.com/certctl/certctl/pkg/carotate"
 	"github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/pki"
@@ -126,6 +129,21 @@ func Clients(rc *rest.Config) (kubernetes.Interface, *x509.CertPool, error) {
 		return nil, nil, errors.New("the kubeconfig names no cluster CA (certificate-authority-data): certctl verifies what the apiservers and kubelets serve against it")
 	}
 	return cs, roots, nil
+}
+
+// Dial is the command's connection through the kubeconfig w finds: its client configuration,
+// each request waiting out an apiserver that refuses connections or is not ready for up to
+// wait (apiretry), said on log; the clientset and the roots it trusts (Clients).
+func Dial(w kubeconfig.Where, wait time.Duration, log io.Writer) (kubernetes.Interface, *x509.CertPool, *rest.Config, error) {
+	rc, err := w.Config()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	apiretry.Wrap(rc, apiretry.Options{Wait: wait, Logf: func(format string, a ...any) {
+		fmt.Fprintf(log, "certctl: "+format+"\n", a...)
+	}})
+	cs, roots, err := Clients(rc)
+	return cs, roots, rc, err
 }
 
 // Connect makes the command's client, again after its credentials changed.

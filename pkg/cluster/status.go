@@ -18,6 +18,7 @@ import (
 
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/kubeletserving"
+	"github.com/certctl/certctl/pkg/monitoring"
 	"github.com/certctl/certctl/pkg/noderequest"
 	"github.com/certctl/certctl/pkg/noderesult"
 	"github.com/certctl/certctl/pkg/pki"
@@ -335,4 +336,17 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// RecordEvents records an Event on each Node certctl ran on for its warning and critical
+// findings (monitoring.Record); a node whose Events fail is a warning on log.
+func (r *StatusReport) RecordEvents(ctx context.Context, cs kubernetes.Interface, log io.Writer) {
+	for _, n := range r.Nodes {
+		if !n.Ran {
+			continue
+		}
+		if _, err := monitoring.Record(ctx, cs, monitoring.RecordOptions{Node: n.Node, Report: n.Report}); err != nil {
+			fmt.Fprintf(log, "warning: events on node %s: %v\n", n.Node, err)
+		}
+	}
 }

@@ -227,3 +227,19 @@ func TestSetControlPlaneEndpoint(t *testing.T) {
 		})
 	}
 }
+
+func TestChangeString(t *testing.T) {
+	for _, tc := range []struct {
+		c    kubeadmconfig.Change
+		want string
+	}{
+		{kubeadmconfig.Change{Field: kubeadmconfig.APIServerSANs, Asked: []string{"a", "b"}, Added: []string{"b"}}, "kube-system/kubeadm-config: added b to apiServer.certSANs"},
+		{kubeadmconfig.Change{Field: kubeadmconfig.APIServerSANs, Asked: []string{"a", "b"}}, "kube-system/kubeadm-config: apiServer.certSANs already lists a, b: nothing changed"},
+		{kubeadmconfig.Change{Field: kubeadmconfig.APIServerSANs, Asked: []string{"a"}, Added: []string{"a"}, DryRun: true}, "kube-system/kubeadm-config: would add a to apiServer.certSANs; dry run: nothing changed"},
+		{kubeadmconfig.Change{Field: kubeadmconfig.APIServerSANs, Asked: []string{"a"}, DryRun: true}, "kube-system/kubeadm-config: apiServer.certSANs already lists a; dry run: nothing changed"},
+	} {
+		if got := tc.c.String(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.c, got, tc.want)
+		}
+	}
+}

@@ -4,7 +4,8 @@
 // SAN added to a certificate but not to apiServer.certSANs there is dropped again later.
 //
 // Edits go through yaml.v3 nodes: everything else in the document (other fields, their
-// order, comments) is kept. Writes retry on conflict (retry.RetryOnConflict). It never prints.
+// order, comments) is kept. Writes retry on conflict (retry.RetryOnConflict). It never prints
+// (Change says what an edit did).
 package kubeadmconfig
 
 import (
@@ -404,4 +405,50 @@ func encode(root *yaml.Node) (string, error) {
 		return "", fmt.Errorf("write %s: %w", Key, err)
 	}
 	return buf.String(), nil
+}
+
+// Change is what adding SANs to one field did to the ConfigMap, or on a dry run would do.
+type Change struct {
+	Field  Field
+	Asked  []string // the SANs asked for
+	Added  []string // added (on a dry run: missing); empty when the field listed them all
+	DryRun bool
+}
+
+// String is the change as certctl kubeadm-config add-san says it.
+func (c Change) String() string {
+	cm := Namespace + "/" + Name
+	switch {
+	case len(c.Added) == 0 && c.DryRun:
+		return fmt.Sprintf("%s: %s already lists %s; dry run: nothing changed", cm, c.Field, strings.Join(c.Asked, ", "))
+	case len(c.Added) == 0:
+		return fmt.Sprintf("%s: %s already lists %s: nothing changed", cm, c.Field, strings.Join(c.Asked, ", "))
+	case c.DryRun:
+		return fmt.Sprintf("%s: would add %s to %s; dry run: nothing changed", cm, strings.Join(c.Added, ", "), c.Field)
+	}
+	return fmt.Sprintf("%s: added %s to %s", cm, strings.Join(c.Added, ", "), c.Field)
+}
+
+// AddTo adds sans to field (Apply); on a dry run it only reads what is missing (Missing).
+func AddTo(ctx context.Context, cs kubernetes.Interface, field Field, sans []string, dryRun bool) (Change, error) {
+	c := Change{Field: field, Asked: sans, DryRun: dryRun}
+	edits := []Edit{{Field: field, SANs: sans}}
+	if dryRun {
+		doc, _, err := Read(ctx, cs)
+		if err != nil {
+			return c, err
+		}
+		missing, err := Missing(doc, edits)
+		if err != nil || len(missing) == 0 {
+			return c, err
+		}
+		c.Added = missing[0].SANs
+		return c, nil
+	}
+	res, err := Apply(ctx, cs, edits)
+	if err != nil || len(res.Added) == 0 {
+		return c, err
+	}
+	c.Added = res.Added[0].SANs
+	return c, nil
 }

@@ -3,10 +3,13 @@ package kubeletclient
 import (
 	"crypto/x509"
 	"fmt"
+	"io"
+	"path/filepath"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/pki"
 )
 
@@ -71,3 +74,23 @@ func Issue(o IssueOptions) (*Issued, error) {
 
 // noCAKey is what to do on a node without the cluster CA's key (a worker).
 const noCAKey = "on a worker give --server, --token and --discovery-token-ca-cert-hash (kubeadm token create --print-join-command on a control-plane node prints them), or run 'certctl kubelet-client issue NODE -o FILE' there and 'certctl kubelet-client install FILE' here"
+
+// IssueFile is certctl kubelet-client issue: Issue, the certificate and key written to file
+// (0600, atomically), and what to do with it said on w.
+func IssueFile(o IssueOptions, file string, w io.Writer) error {
+	if file == "" {
+		return fmt.Errorf("-o FILE is required")
+	}
+	issued, err := Issue(o)
+	if err != nil {
+		return err
+	}
+	if err := fsutil.WriteFileAtomic(file, issued.PEM, 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "wrote %s: %s, valid until %s\ninstall it on %s: certctl kubelet-client install %s\n", file, issued.Cert.Subject.CommonName, issued.Cert.NotAfter.UTC().Format(time.RFC3339), o.Node, filepath.Base(file))
+	if issued.Capped {
+		fmt.Fprintln(w, "note: the validity was cut at the cluster CA's expiry")
+	}
+	return nil
+}

@@ -118,3 +118,17 @@ func DashboardConfigMap(namespace string) ([]byte, error) {
 	}
 	return append([]byte("# certctl's Grafana dashboard for the kube-prometheus-stack Grafana sidecar (label grafana_dashboard=1); docs/monitoring.md\n"), data...), nil
 }
+
+// DashboardAs is the dashboard in format "json" (Dashboard), "provider" (DashboardProvider of
+// dir) or "configmap" (DashboardConfigMap in namespace).
+func DashboardAs(format, namespace, dir string) ([]byte, error) {
+	switch format {
+	case "json":
+		return Dashboard()
+	case "provider":
+		return DashboardProvider(dir)
+	case "configmap":
+		return DashboardConfigMap(namespace)
+	}
+	return nil, fmt.Errorf("unknown output format %q (want json, provider or configmap)", format)
+}

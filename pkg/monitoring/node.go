@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"path/filepath"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/inspect"
@@ -66,4 +68,22 @@ func InspectNode(ctx context.Context, o NodeOptions) (rep *inspect.Report, warni
 func RecordNode(ctx context.Context, cs kubernetes.Interface, l pki.Layout, node string) ([]NodeEvent, error) {
 	rep := inspect.Diagnose(pki.Load(l, pki.Default()), inspect.Options{})
 	return Record(ctx, cs, RecordOptions{Node: node, Report: rep})
+}
+
+// RecordNodeWith is RecordNode with a client of config, its outcome said on log: a failure is
+// a warning there (a renewal's outcome stands whatever the Events).
+func RecordNodeWith(ctx context.Context, config func() (*rest.Config, error), l pki.Layout, node string, log io.Writer) {
+	var evs []NodeEvent
+	rc, err := config()
+	if err == nil {
+		var cs kubernetes.Interface
+		if cs, err = kubernetes.NewForConfig(rc); err == nil {
+			evs, err = RecordNode(ctx, cs, l, node)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(log, "warning: events on node %s: %v\n", node, err)
+		return
+	}
+	fmt.Fprintf(log, "recorded %d event(s) on node %s\n", len(evs), node)
 }

@@ -256,3 +256,15 @@ func PrometheusRule(o PrometheusRuleOptions) ([]byte, error) {
 	buf.Write(data)
 	return buf.Bytes(), nil
 }
+
+// RulesAs is the alert rules in format "rules" (a Prometheus rules file) or "prometheusrule"
+// (PrometheusRule).
+func RulesAs(format string, o PrometheusRuleOptions) ([]byte, error) {
+	switch format {
+	case "rules":
+		return RulesFile()
+	case "prometheusrule":
+		return PrometheusRule(o)
+	}
+	return nil, fmt.Errorf("unknown output format %q (want rules or prometheusrule)", format)
+}

@@ -27,6 +27,16 @@ const Path = "/dev/termination-log"
 // maxSize is what the kubelet keeps of a termination message (4096 bytes).
 const maxSize = 4096
 
+// KubeletOnly is the result of command, which changed nothing else than, when restarted,
+// the kubelet (kubeconfig set-server, ca tokens).
+func KubeletOnly(command string, restarted bool) Result {
+	r := Result{Command: command, KubeletRestarted: restarted}
+	if restarted {
+		r.Components = []string{"kubelet"}
+	}
+	return r
+}
+
 // Result is what a node command did that its orchestrator must know.
 type Result struct {
 	Version string `json:"version"`

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -49,5 +50,17 @@ func TestParseRefuses(t *testing.T) {
 				t.Errorf("empty: %v, want ErrNone", err)
 			}
 		})
+	}
+}
+
+func TestKubeletOnly(t *testing.T) {
+	for _, tc := range []struct {
+		restarted bool
+		want      []string
+	}{{false, nil}, {true, []string{"kubelet"}}} {
+		r := noderesult.KubeletOnly("ca tokens", tc.restarted)
+		if r.Command != "ca tokens" || r.KubeletRestarted != tc.restarted || !slices.Equal(r.Components, tc.want) || r.Touches("kubelet") != tc.restarted {
+			t.Errorf("KubeletOnly(%v) = %+v", tc.restarted, r)
+		}
 	}
 }

@@ -549,3 +549,17 @@ func kubeletConf(server, node string, caPEM []byte) []byte {
 	data, _ := kubeconfig.Marshal(cfg)
 	return data
 }
+
+// Describe says what Create wrote at l: the node, where, and the faults planted.
+func (o Options) Describe(l pki.Layout) string {
+	o.defaults()
+	fault := "none"
+	if len(o.Faults) > 0 {
+		names := make([]string, len(o.Faults))
+		for i, f := range o.Faults {
+			names[i] = string(f)
+		}
+		fault = strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("sandbox node %s (%s) written under %s\nPKI: %s\nfaults: %s", o.NodeName, o.NodeIP, l.Root, l.PKIDir, fault)
+}

@@ -248,6 +248,24 @@ type InstallResult struct {
 	Todo string
 }
 
+// Render says what Install wrote for o, what it runs and when next (now on, analyze as for
+// Next), and what is left to do.
+func (r *InstallResult) Render(w io.Writer, o *Options, now time.Time, analyze CalendarAnalyzer) {
+	for _, f := range r.Files {
+		fmt.Fprintln(w, "wrote", f)
+	}
+	fmt.Fprintln(w, "runs:", o.Command())
+	if next, err := o.Next(now, analyze); err == nil {
+		fmt.Fprintf(w, "next run: %s (plus up to %s of random delay)\n", next.Format(NextRunFormat), o.Jitter)
+	}
+	if r.Enabled {
+		fmt.Fprintln(w, "enabled", TimerUnit)
+	}
+	if r.Todo != "" {
+		fmt.Fprintln(w, r.Todo)
+	}
+}
+
 // systemdRuns reports whether certctl may drive systemd: the real root, systemd booted.
 func systemdRuns(l pki.Layout) bool {
 	if l.Root != "/" {

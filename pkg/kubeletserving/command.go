@@ -1,0 +1,57 @@
+package kubeletserving
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// ApproveRun is certctl kubelet-serving approve: decide the CSRs once, or with Watch keep
+// deciding them as they arrive (Serve), each decision written to Out in Output (text, json).
+type ApproveRun struct {
+	ServeOptions
+	Watch       bool
+	Output      string
+	Out, ErrOut io.Writer
+}
+
+// Run decides; Client and Approve of ServeOptions say what with and how.
+func (r ApproveRun) Run(ctx context.Context) error {
+	if r.Output != "text" && r.Output != "json" {
+		return fmt.Errorf("unknown output format %q (want text or json)", r.Output)
+	}
+	if (r.LeaderElect || r.MetricsAddr != "") && !r.Watch {
+		return errors.New("--leader-elect and --metrics-addr go with --watch")
+	}
+	report := func(d Decision) {
+		if err := WriteDecision(r.Out, r.Output, d); err != nil {
+			fmt.Fprintf(r.ErrOut, "warning: %v\n", err)
+		}
+	}
+	if r.Watch {
+		r.Report = report
+		r.Log = func(format string, a ...any) { fmt.Fprintf(r.ErrOut, format+"\n", a...) }
+		return Serve(ctx, r.ServeOptions)
+	}
+	ds, err := Approve(ctx, r.Client, r.Approve)
+	for _, d := range ds {
+		report(d)
+	}
+	if err == nil && len(ds) == 0 && r.Output == "text" {
+		fmt.Fprintln(r.Out, "no pending kubelet-serving CSR")
+	}
+	return err
+}
+
+// Render says what Issue wrote, and what stands between it and the kubelet serving it.
+func (r *IssueResult) Render(w io.Writer) {
+	fmt.Fprintf(w, "issued %s (and %s), valid until %s, backup %s\n", r.CertPath, r.KeyPath, r.Cert.NotAfter.UTC().Format(time.RFC3339), r.BackupID)
+	if r.Capped {
+		fmt.Fprintln(w, "note: the validity was cut at the cluster CA's expiry")
+	}
+	if r.BootstrapOn {
+		fmt.Fprintln(w, "warning: serverTLSBootstrap is true in the kubelet config: the kubelet then ignores tlsCertFile; set it to false to use this certificate")
+	}
+}
