@@ -460,7 +460,7 @@ func TestFaultNodeAway(t *testing.T) {
 	}
 	lab(t, "kubelet", away.Name, "start")
 	back = true
-	t.Logf("%s Ready again after %s", away.Name, waitNodeReady(t, cs, away.Name, 3*time.Minute).Round(time.Second))
+	t.Logf("%s Ready again after %s", away.Name, waitNodeBack(t, cs, away.Name, 3*time.Minute).Round(time.Second))
 	r = certctlHere(t, args...)
 	if r.Code != 0 {
 		t.Fatalf("cluster renew all with %s back: %s", away.Name, r)
@@ -533,7 +533,7 @@ func TestFaultNodeNetworkCut(t *testing.T) {
 		t.Errorf("%s, after the node whose network was cut, was changed", last.Name)
 	}
 	restore()
-	t.Logf("%s Ready again %s after its network came back", cut.Name, waitNodeReady(t, cs, cut.Name, 3*time.Minute).Round(time.Second))
+	t.Logf("%s Ready again %s after its network came back", cut.Name, waitNodeBack(t, cs, cut.Name, 3*time.Minute).Round(time.Second))
 	apiserversReady(t, nodes)
 	r := certctlHere(t, args[:len(args)-2]...)
 	if r.Code != 0 {
@@ -598,7 +598,7 @@ func TestFaultWorkerNetworkCut(t *testing.T) {
 		t.Errorf("[%s] kubelet.conf names %s after the cut run, want https://%s (written before the cut)", w.Name, got, to)
 	}
 	restore()
-	t.Logf("%s Ready again %s after its network came back", w.Name, waitNodeReady(t, cs, w.Name, 3*time.Minute).Round(time.Second))
+	t.Logf("%s Ready again %s after its network came back", w.Name, waitNodeBack(t, cs, w.Name, 3*time.Minute).Round(time.Second))
 	r, err := multilab.Run(exec.Command(testenv.Certctl(t), args...))
 	if err != nil {
 		t.Fatal(err)
@@ -839,7 +839,7 @@ func TestFaultAPIServerNotBack(t *testing.T) {
 
 	// The broken node's kubelet reports through its own apiserver, down while it crash-looped:
 	// the next run makes no Job on a node that is not Ready (30 s), so wait as an operator would.
-	t.Logf("%s Ready again %s after the run", broken.Name, waitNodeReady(t, cs, broken.Name, 3*time.Minute).Round(100*time.Millisecond))
+	t.Logf("%s Ready again %s after the run", broken.Name, waitNodeBack(t, cs, broken.Name, 3*time.Minute).Round(100*time.Millisecond))
 
 	// Again: the fault fired once, so the node renews now; the first node is not done again.
 	r2, err := multilab.Run(exec.Command(testenv.Certctl(t), args...))
@@ -960,7 +960,7 @@ func TestFaultAPIServerNotBackCARotate(t *testing.T) {
 	ownOK, _, _ := own.Stop()
 	t.Logf("%s's own /readyz: %d ok, down %s", broken.Name, ownOK, windowsText(own.Windows()))
 	// Its kubelet reports through its own apiserver, down while it crash-looped.
-	t.Logf("%s Ready again %s after the run", broken.Name, waitNodeReady(t, cs, broken.Name, 3*time.Minute).Round(100*time.Millisecond))
+	t.Logf("%s Ready again %s after the run", broken.Name, waitNodeBack(t, cs, broken.Name, 3*time.Minute).Round(100*time.Millisecond))
 
 	// The operator's rollback of the rotation: the first node back, the others have nothing.
 	start = time.Now()

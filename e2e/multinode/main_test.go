@@ -174,6 +174,35 @@ func waitNodeReady(t *testing.T, cs kubernetes.Interface, name string, timeout t
 	return time.Since(start)
 }
 
+// waitNodeBack waits until the kubelet of node name, cut off by a fault that just ended, reaches
+// the API again (its Lease renewed after this call) and its Node is Ready, and returns how long
+// that took. Ready alone is not enough: a Node the fault left Ready until now (the node
+// controller marks it Unknown only after its grace period, 50 s) turns Unknown a moment later
+// if the kubelet has not renewed its Lease meanwhile, and the next command then rightly refuses
+// it (CI's run of e80ce08, TestFaultNodeNetworkCut).
+func waitNodeBack(t *testing.T, cs kubernetes.Interface, name string, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var last string
+	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		l, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case err != nil:
+			last = err.Error()
+			return false, nil
+		case l.Spec.RenewTime == nil || !l.Spec.RenewTime.After(start):
+			last = "its Lease not renewed since the fault ended"
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("node %s's kubelet not back after %s: %s", name, timeout, last)
+	}
+	waitNodeReady(t, cs, name, timeout-time.Since(start)+time.Second)
+	return time.Since(start)
+}
+
 // inspectJSON runs `certctl inspect -o json` on n with extra args and decodes the report.
 func inspectJSON(t *testing.T, n multilab.Node, args ...string) (inspect.Report, multilab.Result) {
 	t.Helper()
