@@ -598,7 +598,7 @@ func TestFaultWorkerNetworkCut(t *testing.T) {
 		t.Errorf("[%s] kubelet.conf names %s after the cut run, want https://%s (written before the cut)", w.Name, got, to)
 	}
 	restore()
-	t.Logf("%s Ready again %s after its network came back", w.Name, waitNodeBack(t, cs, w.Name, 3*time.Minute).Round(time.Second))
+	t.Logf("%s Ready again %s after its network came back", w.Name, waitNodeReady(t, cs, w.Name, 3*time.Minute).Round(time.Second))
 	r, err := multilab.Run(exec.Command(testenv.Certctl(t), args...))
 	if err != nil {
 		t.Fatal(err)

@@ -179,7 +179,11 @@ func waitNodeReady(t *testing.T, cs kubernetes.Interface, name string, timeout t
 // that took. Ready alone is not enough: a Node the fault left Ready until now (the node
 // controller marks it Unknown only after its grace period, 50 s) turns Unknown a moment later
 // if the kubelet has not renewed its Lease meanwhile, and the next command then rightly refuses
-// it (CI's run of e80ce08, TestFaultNodeNetworkCut).
+// it (CI's run of e80ce08, TestFaultNodeNetworkCut). Used for the faults that cut a node's
+// kubelet off from the API while it kept running; not after a worker's kubelet restarted
+// during its fault: its Lease renewed so early, that kubelet may still be listing the Services
+// a pod's environment needs, and the next Job fails with CreateContainerConfigError (seen on the
+// lab with TestFaultWorkerNetworkCut; certctl takes that reason as final: left for issue 21).
 func waitNodeBack(t *testing.T, cs kubernetes.Interface, name string, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()

@@ -163,7 +163,7 @@ func TestWorkerWaves(t *testing.T) {
 
 	lab(t, "kubelet", w5, "start")
 	back = true
-	waitNodeBack(t, cs, w5, 3*time.Minute)
+	waitNodeReady(t, cs, w5, 3*time.Minute)
 	jt = watchJobs(t, cs, "endpoint")
 	r = certctlHere(t, args...)
 	jt.Stop(t)
@@ -202,7 +202,7 @@ func TestWorkerWaves(t *testing.T) {
 		t.Errorf("worker6, in the wave after the failed one, got a Job")
 	}
 	restore()
-	t.Logf("%s Ready again %s after its network came back", w5, waitNodeBack(t, cs, w5, 3*time.Minute).Round(time.Second))
+	t.Logf("%s Ready again %s after its network came back", w5, waitNodeReady(t, cs, w5, 3*time.Minute).Round(time.Second))
 	jt = watchJobs(t, cs, "endpoint")
 	r = certctlHere(t, args...)
 	jt.Stop(t)
