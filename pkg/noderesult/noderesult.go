@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"os"
 	"slices"
+
+	"github.com/certctl/certctl/pkg/pki"
 )
 
 // Version is the record's schema. A change that an older reader would misread gets a new one.
@@ -32,7 +34,7 @@ const maxSize = 4096
 func KubeletOnly(command string, restarted bool) Result {
 	r := Result{Command: command, KubeletRestarted: restarted}
 	if restarted {
-		r.Components = []string{"kubelet"}
+		r.Components = []string{pki.CompKubelet}
 	}
 	return r
 }

@@ -44,27 +44,24 @@ func (e *StaleTokensError) Unwrap() error { return e.Stale }
 // signed each, written to Out; with Refresh the kubelet re-requests those of another key. The
 // result says whether the kubelet restarted (what the orchestrator's sa drop waits on).
 func Tokens(ctx context.Context, o TokensOptions) (noderesult.Result, error) {
-	var nr noderesult.Result
 	keys, err := carotate.TokenKeys(o.Layout, o.Keys)
 	if err != nil && len(o.Keys) > 0 {
-		return nr, fmt.Errorf("--key: %w", err)
+		return noderesult.Result{}, fmt.Errorf("--key: %w", err)
 	}
 	if err != nil {
-		return nr, err
+		return noderesult.Result{}, err
 	}
 	ro := satoken.RefreshOptions{Layout: o.Layout, Want: keys[0].Key, Timeout: o.Timeout, Settle: o.Refresh}
 	names := []string{keys[0].Path}
 	for _, k := range keys[1:] {
 		ro.Others, names = append(ro.Others, k.Key), append(names, k.Path)
 	}
-	restarted := false
 	if o.Refresh {
 		ro.RestartKubelet = func(ctx context.Context) error {
 			fmt.Fprintln(o.Out, "a token is not signed by", keys[0].Path+": restarting the kubelet, which re-requests every pod's token")
 			if err := (restart.KubeletRestarter{Layout: o.Layout}).Restart(ctx); err != nil {
 				return err
 			}
-			restarted = true
 			return kubelet.WaitHealthy(ctx, kubelet.WaitOptions{})
 		}
 	}
@@ -75,12 +72,12 @@ func Tokens(ctx context.Context, o TokensOptions) (noderesult.Result, error) {
 	var stale *satoken.StaleTokensError
 	switch {
 	case errors.As(err, &stale) && !o.Refresh:
-		return nr, &StaleTokensError{Key: keys[0].Path, Stale: stale}
+		return noderesult.Result{}, &StaleTokensError{Key: keys[0].Path, Stale: stale}
 	case err != nil:
-		return nr, err
+		return noderesult.Result{}, err
 	}
 	if res.KubeletRestarted {
 		fmt.Fprintf(o.Out, "every token is signed by %s now (%s, the pods' clients have read them)\n", keys[0].Path, res.Took.Round(time.Second))
 	}
-	return noderesult.KubeletOnly("ca tokens", restarted), nil
+	return noderesult.KubeletOnly("ca tokens", res.KubeletRestarted), nil
 }
