@@ -53,7 +53,7 @@ func TestInspectExitCodes(t *testing.T) {
 		{"record", []string{"--root", broken, "--record", "inspect"}, ExitCritical, noderesult.RecordVersion + " inspect {", ""},
 		{"wide shows SANs", []string{"--root", healthy, "inspect", "-o", "wide"}, ExitOK, "kubernetes.default.svc.cluster.local", ""},
 		{"unknown format", []string{"--root", healthy, "inspect", "-o", "xml"}, ExitError, "", `unknown output format "xml"`},
-		{"bad --warn", []string{"--root", healthy, "inspect", "--warn", "soon"}, ExitError, "", `--warn: invalid duration "soon"`},
+		{"bad --warn", []string{"--root", healthy, "inspect", "--warn", "soon"}, ExitError, "", `"--warn" flag: invalid duration "soon"`},
 		{"bad --check-san", []string{"--root", healthy, "inspect", "--check-san", "10.2.1.1390"}, ExitError, "", `"10.2.1.1390" is not a valid IP address`},
 		{"bad --check-san name", []string{"--root", healthy, "inspect", "--check-san", "bad_name!"}, ExitError, "", "neither an IP address nor a valid DNS name"},
 		{"bad --node-ip", []string{"--root", healthy, "inspect", "--node-ip", "node1"}, ExitError, "", `invalid argument "node1" for "--node-ip" flag`},

@@ -3,7 +3,6 @@ package cli
 import (
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,9 +11,9 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/certctl/certctl/pkg/cluster"
+	"github.com/certctl/certctl/pkg/flagvalue"
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/lease"
-	"github.com/certctl/certctl/pkg/pki"
 )
 
 // DefaultImage is the image `make image` builds and the lab imports into every node.
@@ -62,9 +61,6 @@ func newClusterStatusCmd(o *clusterOptions) *cobra.Command {
 		Short: "Every node's certificates in one table",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := inspect.ValidFormat(output); err != nil || output == "prometheus" {
-				return fmt.Errorf("unknown output format %q (want table, wide, json or yaml)", output)
-			}
 			cs, roots, err := o.clients()
 			if err != nil {
 				return err
@@ -84,7 +80,7 @@ func newClusterStatusCmd(o *clusterOptions) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&output, "output", "o", "table", "output format: table, wide, json, yaml")
+	flagvalue.FormatVarP(f, &output, "output", "o", []string{"table", "wide", "json", "yaml"}, "")
 	f.DurationVar(&opts.JobTimeout, "timeout", 60*time.Second, "per node: from creating its Job to its result")
 	f.IntVar(&opts.Concurrency, "concurrency", 16, "nodes at once")
 	f.StringSliceVar(&opts.Nodes, "node", nil, "only these nodes (repeatable)")
@@ -93,27 +89,12 @@ func newClusterStatusCmd(o *clusterOptions) *cobra.Command {
 }
 
 func newClusterRenewCmd(o *clusterOptions) *cobra.Command {
-	var (
-		opts      cluster.RenewOptions
-		sans      []string
-		threshold string
-	)
+	var opts cluster.RenewOptions
 	cmd := &cobra.Command{
 		Use:   "renew [NAME...|all]",
 		Short: "Renew the control-plane nodes one at a time, the API never down",
 		RunE: func(c *cobra.Command, args []string) error {
-			parsed, err := pki.ParseSANs(sans)
-			if err != nil {
-				return err
-			}
-			opts.SANs, opts.Names = parsed, args
-			if threshold != "" {
-				d, err := inspect.ParseDuration(threshold)
-				if err != nil || d <= 0 {
-					return fmt.Errorf("--if-expiring-within %q: want a positive duration such as 30d", threshold)
-				}
-				opts.IfExpiringWithin, opts.IfExpiringArg = d, threshold
-			}
+			opts.Names = args
 			cs, roots, err := o.clients()
 			if err != nil {
 				return err
@@ -134,9 +115,9 @@ func newClusterRenewCmd(o *clusterOptions) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&sans, "san", nil, "IP or DNS name to add to the apiserver certificate of every control-plane node")
+	flagvalue.SANsVar(f, &opts.SANs, "san", "IP or DNS name to add to the apiserver certificate of every control-plane node")
 	f.IntVar(&opts.Days, "days", 0, "validity in days (default: certctl renew's)")
-	f.StringVar(&threshold, "if-expiring-within", "", "renew only what expires within this window (e.g. 30d)")
+	flagvalue.WindowVar(f, &opts.IfExpiringWithin, &opts.IfExpiringArg, "if-expiring-within", "", true, "renew only what expires within this window (e.g. 30d)")
 	f.BoolVar(&opts.SkipKubeadmConfig, "skip-kubeadm-config", false, "do not record --san in kube-system/kubeadm-config")
 	f.StringSliceVar(&opts.Nodes, "node", nil, "only these control-plane nodes, in this order (default: all, by name)")
 	rolloutFlags(f, &opts.Runner, &opts.Checks, &opts.RestartFlags, &opts.DryRun)

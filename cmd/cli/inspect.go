@@ -7,35 +7,24 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/certctl/certctl/pkg/flagvalue"
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/monitoring"
 	"github.com/certctl/certctl/pkg/noderesult"
-	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/schedule"
 )
 
 func newInspectCmd(g *Globals) *cobra.Command {
 	var (
 		no                       monitoring.NodeOptions
-		output, warn, kubeconfig string
-		checkSANs                []string
-		api                      bool
+		output, kubeconfig string
+		api                bool
 	)
 	cmd := &cobra.Command{
 		Use:   "inspect",
 		Short: "Show every certificate of the node and what is wrong with it",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := inspect.ValidFormat(output); err != nil {
-				return err
-			}
-			var err error
-			if no.Diagnose.Warn, err = inspect.ParseDuration(warn); err != nil {
-				return fmt.Errorf("--warn: %w", err)
-			}
-			if no.Diagnose.CheckSANs, err = pki.ParseSANs(checkSANs); err != nil {
-				return fmt.Errorf("--check-san: %w", err)
-			}
 			no.Layout, no.Analyze = g.Layout(), schedule.SystemdAnalyze()
 			if api {
 				cs, err := g.clientset(kubeconfig)
@@ -63,10 +52,10 @@ func newInspectCmd(g *Globals) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&output, "output", "o", "table", "output format: table, wide, json, yaml, prometheus")
+	flagvalue.FormatVarP(f, &output, "output", "o", inspect.Formats, "")
 	f.StringVar(&no.Textfile, "textfile-dir", "", "also write certctl.prom (Prometheus format) into this directory atomically, for node_exporter's textfile collector")
-	f.StringVar(&warn, "warn", "30d", "warn about certificates expiring within this window (e.g. 30d, 2w, 720h)")
-	f.StringSliceVar(&checkSANs, "check-san", nil, "an IP or DNS name the apiserver certificate must cover (repeatable, comma-separated)")
+	flagvalue.WindowVar(f, &no.Diagnose.Warn, nil, "warn", "30d", false, "warn about certificates expiring within this window (e.g. 30d, 2w, 720h)")
+	flagvalue.SANsVar(f, &no.Diagnose.CheckSANs, "check-san", "an IP or DNS name the apiserver certificate must cover (repeatable, comma-separated)")
 	f.IPSliceVar(&no.Diagnose.NodeIPs, "node-ip", nil, "the node's IP the kubelet serving certificate must cover (default: from kubeadm-flags.env or the apiserver manifest)")
 	f.BoolVar(&no.Live, "live", false, "also dial the local endpoints and compare what they serve with the files on disk")
 	f.DurationVar(&no.LiveTimeout, "timeout", 3*time.Second, "per-endpoint dial timeout for --live")

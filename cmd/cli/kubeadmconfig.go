@@ -2,30 +2,13 @@ package cli
 
 import (
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/certctl/certctl/pkg/kubeadmconfig"
 	"github.com/certctl/certctl/pkg/pki"
-	"github.com/certctl/certctl/pkg/renew"
 )
-
-// kubeadmConfigKubeconfig is the kubeconfig certctl edits kubeadm-config with: --kubeconfig,
-// else the node's admin.conf.
-func kubeadmConfigKubeconfig(l pki.Layout, flag string) string {
-	if flag != "" {
-		return pki.UnderRoot(l.Root, flag)
-	}
-	return filepath.Join(l.KubeconfigDir, "admin.conf")
-}
-
-// kubeadmConfigTarget is renew's way to kube-system/kubeadm-config.
-func kubeadmConfigTarget(l pki.Layout, kubeconfig string, timeout time.Duration) *renew.KubeadmConfigOptions {
-	cs, err := kubeadmconfig.NewClientset(kubeadmConfigKubeconfig(l, kubeconfig), timeout)
-	return &renew.KubeadmConfigOptions{Client: cs, ClientErr: err, Timeout: timeout}
-}
 
 func newKubeadmConfigCmd(g *Globals) *cobra.Command {
 	var (
@@ -50,7 +33,7 @@ func newKubeadmConfigCmd(g *Globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cs, err := kubeadmconfig.NewClientset(kubeadmConfigKubeconfig(g.Layout(), kubeconfig), timeout)
+			cs, err := kubeadmconfig.NewClientset(g.where(kubeconfig).AdminPath(), timeout)
 			if err != nil {
 				return err
 			}

@@ -2,18 +2,17 @@ package cli
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/certctl/certctl/pkg/flagvalue"
 	"github.com/certctl/certctl/pkg/inspect"
 	kubeconfigpkg "github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/kubeletserving"
 	"github.com/certctl/certctl/pkg/pki"
-	"github.com/certctl/certctl/pkg/restart"
 )
 
 type kubeletServingOptions struct {
@@ -129,7 +128,7 @@ func newKSApproveCmd(o *kubeletServingOptions) *cobra.Command {
 	f.BoolVar(&r.Approve.NoDeny, "no-deny", false, "leave invalid CSRs pending instead of denying them")
 	f.BoolVar(&r.Watch, "watch", false, "keep deciding CSRs as they arrive, until interrupted")
 	f.StringSliceVar(&r.Approve.Policy.DNSPatterns, "dns-pattern", nil, "extra DNS SAN patterns to allow (glob)")
-	f.StringVarP(&r.Output, "output", "o", "text", "output format: text (csr, requestor, action, reason; tab-separated) or json (one object per decision and line)")
+	flagvalue.FormatVarP(f, &r.Output, "output", "o", []string{"text", "json"}, "output format: text (csr, requestor, action, reason; tab-separated) or json (one object per decision and line)")
 	f.StringVar(&nodeName, "node", "", "only the CSRs of this node (requestor system:node:NAME)")
 	f.BoolVar(&r.LeaderElect, "leader-elect", false, "with --watch: decide only while holding the Lease (run several replicas)")
 	f.StringVar(&r.LeaseNamespace, "lease-namespace", kubeletserving.ApproverNamespace, "namespace of the leader-election Lease")
@@ -142,7 +141,6 @@ func newKSApproveCmd(o *kubeletServingOptions) *cobra.Command {
 func newKSIssueCmd(o *kubeletServingOptions) *cobra.Command {
 	var (
 		opts      kubeletserving.IssueOptions
-		ips       []string
 		noRestart bool
 	)
 	cmd := &cobra.Command{
@@ -150,36 +148,14 @@ func newKSIssueCmd(o *kubeletServingOptions) *cobra.Command {
 		Short: "Sign a kubelet serving certificate with the cluster CA and install it",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			var err error
-			if opts.IPs, err = pki.ParseIPs(ips); err != nil {
-				return fmt.Errorf("--ip: %w", err)
-			}
-			if len(opts.DNSNames) > 0 {
-				if opts.DNSNames, err = pki.ParseSANs(opts.DNSNames); err != nil {
-					return fmt.Errorf("--dns: %w", err)
-				}
-			}
 			opts.Layout = o.Layout()
-			res, err := kubeletserving.Issue(opts)
-			if err != nil {
-				return err
-			}
-			res.Render(o.Streams.Out)
-			if noRestart {
-				fmt.Fprintln(o.Streams.Out, "restart the kubelet to load it: systemctl restart kubelet")
-				return nil
-			}
-			if err := (restart.KubeletRestarter{Layout: opts.Layout}).Restart(c.Context()); err != nil {
-				return err
-			}
-			fmt.Fprintln(o.Streams.Out, "kubelet restarted")
-			return nil
+			return kubeletserving.IssueAndLoad(c.Context(), opts, noRestart, o.Streams.Out)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Node, "node", "", "the node's name")
-	f.StringSliceVar(&ips, "ip", nil, "the node's IP addresses (repeatable, comma-separated)")
-	f.StringSliceVar(&opts.DNSNames, "dns", nil, "DNS names to include (repeatable, comma-separated)")
+	f.IPSliceVar(&opts.IPs, "ip", nil, "the node's IP addresses (repeatable, comma-separated)")
+	flagvalue.SANsVar(f, &opts.DNSNames, "dns", "DNS names to include (repeatable, comma-separated)")
 	f.IntVar(&opts.Days, "days", 365, "validity in days (capped at the CA's expiry)")
 	f.StringVar(&opts.KeyAlgorithm, "key-algorithm", pki.AlgECDSAP256, "key algorithm: "+strings.Join(pki.KeyAlgorithms, ", "))
 	f.BoolVar(&noRestart, "no-restart", false, "do not restart the kubelet")
@@ -196,9 +172,6 @@ func newKSStatusCmd(o *kubeletServingOptions) *cobra.Command {
 		Short: "What every node's kubelet serves, and where metrics-server would fail",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if output != "table" && output != "json" && output != "yaml" {
-				return fmt.Errorf("unknown output format %q (want table, json or yaml)", output)
-			}
 			cs, err := o.client()
 			if err != nil {
 				return err
@@ -212,21 +185,16 @@ func newKSStatusCmd(o *kubeletServingOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := kubeletserving.RenderStatus(o.Streams.Out, st, output); err != nil {
+			if err := kubeletserving.RenderStatus(o.Streams.Out, st, output); err != nil || !st.Fails() {
 				return err
 			}
-			for _, n := range st.Nodes {
-				if n.MetricsServerFails {
-					return verdict(inspect.SevCritical, nil)
-				}
-			}
-			return nil
+			return verdict(inspect.SevCritical, nil)
 		},
 	}
 	f := cmd.Flags()
 	f.IntVar(&opts.Port, "port", 10250, "the kubelets' port")
 	f.IntVar(&opts.Concurrency, "concurrency", 64, "dials at once")
 	f.DurationVar(&opts.Timeout, "timeout", 3*time.Second, "per-dial timeout")
-	f.StringVarP(&output, "output", "o", "table", "output format: table, json, yaml")
+	flagvalue.FormatVarP(f, &output, "output", "o", []string{"table", "json", "yaml"}, "")
 	return cmd
 }

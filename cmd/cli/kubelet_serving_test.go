@@ -15,8 +15,8 @@ func TestKubeletServingBadInput(t *testing.T) {
 	}{
 		{[]string{"kubelet-serving", "status", "-o", "xml"}, `unknown output format "xml"`},
 		{[]string{"kubelet-serving", "issue", "--node", "master-1"}, "give the node's IP with --ip"},
-		{[]string{"kubelet-serving", "issue", "--node", "master-1", "--ip", "10.2.1.300"}, `--ip: "10.2.1.300" is not an IP address`},
-		{[]string{"kubelet-serving", "issue", "--node", "master-1", "--ip", "10.2.1.151", "--dns", "bad_name"}, "--dns:"},
+		{[]string{"kubelet-serving", "issue", "--node", "master-1", "--ip", "10.2.1.300"}, `invalid argument "10.2.1.300" for "--ip" flag`},
+		{[]string{"kubelet-serving", "issue", "--node", "master-1", "--ip", "10.2.1.151", "--dns", "bad_name"}, `invalid argument "bad_name" for "--dns" flag`},
 		{[]string{"kubelet-serving", "issue", "--node", "master-1", "--ip", "10.2.1.151", "--key-algorithm", "dsa"}, `unknown key algorithm "dsa"`},
 		{[]string{"kubelet-serving", "approve"}, "name the CSRs to decide, or pass --all"},
 		{[]string{"kubelet-serving", "approve", "--all", "--kubeconfig", "/nope.conf"}, "no kubeconfig found (tried " + root + "/nope.conf)"},

@@ -3,6 +3,7 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/certctl/certctl/pkg/flagvalue"
 	"github.com/certctl/certctl/pkg/monitoring"
 )
 
@@ -29,7 +30,7 @@ func newMonitoringRulesCmd(g *Globals) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&output, "output", "o", "rules", "rules (a Prometheus rules file) or prometheusrule (the Prometheus operator's resource)")
+	flagvalue.FormatVarP(f, &output, "output", "o", []string{"rules", "prometheusrule"}, "rules (a Prometheus rules file) or prometheusrule (the Prometheus operator's resource)")
 	f.StringVar(&o.Namespace, "namespace", "monitoring", "namespace of the PrometheusRule")
 	f.StringVar(&o.Name, "name", "certctl", "name of the PrometheusRule")
 	f.StringToStringVar(&o.Labels, "label", nil, "KEY=VALUE label of the PrometheusRule, for the operator's ruleSelector (repeatable)")
@@ -47,7 +48,7 @@ func newMonitoringDashboardCmd(g *Globals) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&output, "output", "o", "json", "json, provider or configmap")
+	flagvalue.FormatVarP(f, &output, "output", "o", []string{"json", "provider", "configmap"}, "json, provider or configmap")
 	f.StringVar(&namespace, "namespace", "monitoring", "namespace of the ConfigMap (-o configmap)")
 	f.StringVar(&dir, "dir", "/var/lib/grafana/dashboards/certctl", "directory Grafana loads the dashboard from (-o provider)")
 	return cmd

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/certctl/certctl/pkg/noderequest"
 	"github.com/certctl/certctl/pkg/noderesult"
@@ -25,7 +26,12 @@ func newNodeCmd(g *Globals) *cobra.Command {
 				return err
 			}
 			args, _ := req.Args() // Decode checked them
-			full := g.flags()
+			var full []string // the global flags given, for the command run on the same node
+			c.Root().PersistentFlags().VisitAll(func(f *pflag.Flag) {
+				if f.Changed {
+					full = append(full, "--"+f.Name+"="+f.Value.String())
+				}
+			})
 			if req.Result {
 				path := noderesult.Path // the container's termination message
 				if g.ResultFile != "" {
@@ -45,18 +51,4 @@ func newNodeCmd(g *Globals) *cobra.Command {
 	_ = run.MarkFlagRequired("request")
 	cmd.AddCommand(run)
 	return cmd
-}
-
-// flags are g's global flags as given, for a command run on the same node.
-func (g *Globals) flags() []string {
-	var out []string
-	for _, f := range []struct{ name, v string }{
-		{"root", g.Root}, {"pki-dir", g.PKIDir}, {"kubeconfig-dir", g.KubeconfigDir}, {"manifests-dir", g.ManifestsDir},
-		{"kubelet-dir", g.KubeletDir}, {"user-kubeconfig", g.UserKubeconfig},
-	} {
-		if f.v != "" {
-			out = append(out, "--"+f.name, f.v)
-		}
-	}
-	return out
 }

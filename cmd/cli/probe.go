@@ -1,11 +1,11 @@
 package cli
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/certctl/certctl/pkg/flagvalue"
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/live"
 )
@@ -20,9 +20,6 @@ func newProbeCmd(g *Globals) *cobra.Command {
 		Short: "Check an endpoint the way a strict client (kubeadm join) does",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("unknown output format %q (want text or json)", output)
-			}
 			o.Addr = args[0]
 			rep, err := live.ProbeEndpoint(c.Context(), g.Layout(), o)
 			if err != nil {
@@ -38,6 +35,6 @@ func newProbeCmd(g *Globals) *cobra.Command {
 	f.StringVar(&o.CAFile, "ca", "", "CA bundle to verify against, a node path under --root (default: the cluster CA, ca.crt in the PKI dir)")
 	f.StringVar(&o.ServerName, "server-name", "", "name or IP to verify (default: the host dialled)")
 	f.DurationVar(&o.Timeout, "timeout", 5*time.Second, "dial timeout")
-	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
+	flagvalue.FormatVarP(f, &output, "output", "o", []string{"text", "json"}, "")
 	return cmd
 }

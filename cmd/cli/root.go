@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/certctl/certctl/pkg/flagvalue"
 	"github.com/certctl/certctl/pkg/inspect"
 	kubeconfigpkg "github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/pki"
@@ -90,12 +91,7 @@ type Streams struct {
 
 // Globals are the flags every command shares: where the node's files are.
 type Globals struct {
-	Root           string
-	PKIDir         string
-	KubeconfigDir  string
-	ManifestsDir   string
-	KubeletDir     string
-	UserKubeconfig string
+	pki.LayoutOptions
 	// ResultFile is where a command run in a node Job writes its typed result (noderesult):
 	// the container's termination message file. Hidden: the cluster commands set it.
 	ResultFile string
@@ -107,12 +103,7 @@ type Globals struct {
 }
 
 // Layout resolves the global flags.
-func (g *Globals) Layout() pki.Layout {
-	return pki.NewLayout(pki.LayoutOptions{
-		Root: g.Root, PKIDir: g.PKIDir, KubeconfigDir: g.KubeconfigDir, ManifestsDir: g.ManifestsDir,
-		KubeletDir: g.KubeletDir, UserKubeconfig: g.UserKubeconfig,
-	})
-}
+func (g *Globals) Layout() pki.Layout { return pki.NewLayout(g.LayoutOptions) }
 
 // where is where a command finds its API client: --kubeconfig (under --root), else admin.conf,
 // else the user's kubeconfig.
@@ -224,19 +215,14 @@ func newVersionCmd(g *Globals) *cobra.Command {
 		Short: "Print certctl's version, commit and Go version",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			in := version.Get()
-			switch output {
-			case "text":
-				fmt.Fprintln(g.Streams.Out, in.String())
-			case "json":
-				return render.JSON(g.Streams.Out, in)
-			default:
-				return fmt.Errorf("unknown output format %q (want text or json)", output)
+			if output == "json" {
+				return render.JSON(g.Streams.Out, version.Get())
 			}
-			return nil
+			_, err := fmt.Fprintln(g.Streams.Out, version.Get())
+			return err
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	flagvalue.FormatVarP(cmd.Flags(), &output, "output", "o", []string{"text", "json"}, "")
 	return cmd
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/certctl/certctl/pkg/flagvalue"
 	"github.com/certctl/certctl/pkg/inspect"
 	"github.com/certctl/certctl/pkg/schedule"
 )
@@ -78,9 +79,6 @@ func newScheduleStatusCmd(g *Globals) *cobra.Command {
 		Short: "Is the scheduled renewal installed, when does it run next, how did the last run go",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("unknown output format %q (want text or json)", output)
-			}
 			st, err := schedule.GetStatus(g.Layout(), time.Now(), schedule.SystemdAnalyze())
 			if err != nil {
 				return err
@@ -94,7 +92,7 @@ func newScheduleStatusCmd(g *Globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	flagvalue.FormatVarP(cmd.Flags(), &output, "output", "o", []string{"text", "json"}, "")
 	return cmd
 }
 

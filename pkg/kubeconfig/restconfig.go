@@ -48,6 +48,14 @@ type Where struct {
 	Admin, User string
 }
 
+// AdminPath is the kubeconfig an admin-only edit (kubeadm-config) uses: Flag, else Admin.
+func (w Where) AdminPath() string {
+	if w.Flag != "" {
+		return w.Flag
+	}
+	return w.Admin
+}
+
 // Config is the client kubectl on a control-plane node would use: Flag, else Admin, else
 // User; in a pod with none of them (the in-cluster approver), its service account.
 func (w Where) Config() (*rest.Config, error) {

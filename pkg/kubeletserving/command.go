@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/certctl/certctl/pkg/restart"
 )
 
 // ApproveRun is certctl kubelet-serving approve: decide the CSRs once, or with Watch keep
@@ -54,4 +56,33 @@ func (r *IssueResult) Render(w io.Writer) {
 	if r.BootstrapOn {
 		fmt.Fprintln(w, "warning: serverTLSBootstrap is true in the kubelet config: the kubelet then ignores tlsCertFile; set it to false to use this certificate")
 	}
+}
+
+// IssueAndLoad is certctl kubelet-serving issue: Issue, say what was written, then restart the
+// kubelet so that it serves the certificate (with noRestart, say how to).
+func IssueAndLoad(ctx context.Context, o IssueOptions, noRestart bool, out io.Writer) error {
+	res, err := Issue(o)
+	if err != nil {
+		return err
+	}
+	res.Render(out)
+	if noRestart {
+		fmt.Fprintln(out, "restart the kubelet to load it: systemctl restart kubelet")
+		return nil
+	}
+	if err := (restart.KubeletRestarter{Layout: o.Layout}).Restart(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "kubelet restarted")
+	return nil
+}
+
+// Fails reports whether metrics-server, verifying, fails on any node.
+func (s *Status) Fails() bool {
+	for _, n := range s.Nodes {
+		if n.MetricsServerFails {
+			return true
+		}
+	}
+	return false
 }
