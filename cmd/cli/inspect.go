@@ -16,7 +16,7 @@ import (
 
 func newInspectCmd(g *Globals) *cobra.Command {
 	var (
-		no                       monitoring.NodeOptions
+		no                 monitoring.NodeOptions
 		output, kubeconfig string
 		api                bool
 	)

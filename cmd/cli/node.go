@@ -26,7 +26,7 @@ func newNodeCmd(g *Globals) *cobra.Command {
 				return err
 			}
 			args, _ := req.Args() // Decode checked them
-			var full []string // the global flags given, for the command run on the same node
+			var full []string     // the global flags given, for the command run on the same node
 			c.Root().PersistentFlags().VisitAll(func(f *pflag.Flag) {
 				if f.Changed {
 					full = append(full, "--"+f.Name+"="+f.Value.String())
