@@ -76,7 +76,34 @@ type JobSpec struct {
 	// Unknown after its grace period (50s), so such a node is noticed about NodeLost after
 	// that. Once certctl has started on the node only the timeout ends the wait. Default 30s.
 	NodeLost time.Duration
+	// ContainerErrorGrace: how long the kubelet may fail to create certctl's container
+	// (CreateContainerConfigError, CreateContainerError, RunContainerError) before RunJob takes
+	// it as final (*ContainerError). The kubelet retries these, and some pass by themselves (a
+	// kubelet restarted a moment ago has not listed the Services it builds the container's
+	// environment from); a missing Secret does not. Default 45s.
+	ContainerErrorGrace time.Duration
 }
+
+func (s JobSpec) containerErrorGrace() time.Duration {
+	if s.ContainerErrorGrace > 0 {
+		return s.ContainerErrorGrace
+	}
+	return 45 * time.Second
+}
+
+// ContainerError: the node's kubelet could not create or run certctl's container for Grace
+// (ContainerErrorGrace), with Reason (the container's waiting reason) all that time. It wraps
+// ErrNotRun: certctl did not run on the node.
+type ContainerError struct {
+	Node, Reason, Message string
+	Grace                 time.Duration
+}
+
+func (e *ContainerError) Error() string {
+	return fmt.Sprintf("%v: its kubelet could not create the container for %s (%s: %s)", ErrNotRun, e.Grace, e.Reason, e.Message)
+}
+
+func (e *ContainerError) Unwrap() error { return ErrNotRun }
 
 func (s JobSpec) readyWait() time.Duration {
 	if s.ReadyWait > 0 {
@@ -367,6 +394,11 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 	var pod *corev1.Pod
 	var running atomic.Bool // certctl has started on the node (watchNode then stops looking)
 	why := "no pod created yet"
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	lctx, lost := context.WithCancelCause(wctx)
+	defer lost(nil)
+	errs := &containerErrors{node: s.Node, grace: s.containerErrorGrace(), final: lost}
 	check := func(obj any) (bool, error) {
 		p, ok := obj.(*corev1.Pod)
 		if !ok {
@@ -376,17 +408,14 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 		if started(p) {
 			running.Store(true)
 		}
-		done, reason, fatal := podState(p, s.Image)
-		why = reason
-		if fatal {
-			return false, fmt.Errorf("%w: %s", ErrNotRun, reason)
+		st := podState(p, s.Image)
+		why = st.why
+		errs.see(st.containerErr)
+		if st.fatal {
+			return false, fmt.Errorf("%w: %s", ErrNotRun, st.why)
 		}
-		return done, nil
+		return st.done, nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	lctx, lost := context.WithCancelCause(wctx)
-	defer lost(nil)
 	go watchNode(lctx, cs, s.Node, s.nodeLost(), &running, lost)
 	wctx = lctx
 	// The watch reconnects by itself (the Job may restart this node's apiserver): client-go's
@@ -408,11 +437,14 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 			return check(ev.Object)
 		})
 	var notReady *NodeNotReadyError
+	var containerErr *ContainerError
 	switch {
 	case err == nil:
 		return pod, nil
 	case errors.Is(err, ErrNotRun):
 		return nil, err
+	case errors.As(context.Cause(lctx), &containerErr):
+		return nil, containerErr
 	case errors.As(context.Cause(lctx), &notReady):
 		notReady.Pod = why
 		return nil, notReady
@@ -544,42 +576,77 @@ func watchNode(ctx context.Context, cs kubernetes.Interface, node string, lostAf
 	})
 }
 
-// podState says whether the pod's certctl container has terminated, why not, and whether it
-// never will (the image cannot be had, the pod was rejected).
-func podState(p *corev1.Pod, image string) (done bool, why string, fatal bool) {
+// containerErrors follows the error the kubelet has creating certctl's container, as the pod
+// shows it: one that keeps its reason for grace is final (its *ContainerError given to final).
+type containerErrors struct {
+	cur   atomic.Pointer[ContainerError]
+	node  string
+	grace time.Duration
+	final context.CancelCauseFunc
+}
+
+// see is the pod's container error now (nil: none).
+func (c *containerErrors) see(w *corev1.ContainerStateWaiting) {
+	if cur := c.cur.Load(); cur != nil && w != nil && cur.Reason == w.Reason {
+		return // the same error goes on; its timer runs
+	}
+	if w == nil {
+		c.cur.Store(nil)
+		return
+	}
+	e := &ContainerError{Node: c.node, Reason: w.Reason, Message: w.Message, Grace: c.grace}
+	c.cur.Store(e)
+	time.AfterFunc(c.grace, func() {
+		if c.cur.Load() == e {
+			c.final(e)
+		}
+	})
+}
+
+// podStatus is what a pod's status says of certctl's container: it has terminated (done), why
+// not, whether it never will (fatal: the image cannot be had, the pod was rejected), or the
+// error the kubelet has creating it (containerErr), final only if it lasts.
+type podStatus struct {
+	done, fatal  bool
+	why          string
+	containerErr *corev1.ContainerStateWaiting
+}
+
+// podState reads p's status.
+func podState(p *corev1.Pod, image string) podStatus {
 	for _, st := range p.Status.ContainerStatuses {
 		if st.Name != containerName {
 			continue
 		}
 		if st.State.Terminated != nil {
-			return true, "terminated", false
+			return podStatus{done: true, why: "terminated"}
 		}
 		if w := st.State.Waiting; w != nil {
 			switch w.Reason {
 			case "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName":
-				return false, fmt.Sprintf("the node cannot get the image %s (%s: %s): load it into the node's runtime or pass --image", image, w.Reason, w.Message), true
+				return podStatus{fatal: true, why: fmt.Sprintf("the node cannot get the image %s (%s: %s): load it into the node's runtime or pass --image", image, w.Reason, w.Message)}
 			case "CreateContainerConfigError", "CreateContainerError", "RunContainerError":
-				return false, fmt.Sprintf("%s: %s", w.Reason, w.Message), true
+				return podStatus{why: fmt.Sprintf("%s: %s (the kubelet retries)", w.Reason, w.Message), containerErr: w}
 			}
-			return false, "waiting: " + w.Reason, false
+			return podStatus{why: "waiting: " + w.Reason}
 		}
 		if st.State.Running != nil {
-			return false, "running", false
+			return podStatus{why: "running"}
 		}
 	}
 	switch p.Status.Phase {
 	case corev1.PodFailed:
 		// Failed without a terminated container: rejected by the kubelet or past its deadline.
-		return false, fmt.Sprintf("pod failed: %s %s", p.Status.Reason, p.Status.Message), true
+		return podStatus{fatal: true, why: fmt.Sprintf("pod failed: %s %s", p.Status.Reason, p.Status.Message)}
 	case corev1.PodPending:
 		for _, c := range p.Status.Conditions {
 			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
-				return false, "not scheduled: " + c.Message, false
+				return podStatus{why: "not scheduled: " + c.Message}
 			}
 		}
-		return false, "pending", false
+		return podStatus{why: "pending"}
 	}
-	return false, string(p.Status.Phase), false
+	return podStatus{why: string(p.Status.Phase)}
 }
 
 // Record decodes the node command's record of kind from its log into v (Request.Record):

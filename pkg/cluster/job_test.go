@@ -276,6 +276,46 @@ func TestRunJobWatchesThePod(t *testing.T) {
 		t.Logf("image cannot be pulled: RunJob returned %s after the pod said so", o.returned.Sub(at).Round(time.Millisecond))
 	})
 
+	// A container the kubelet cannot create is final only when that lasts: a kubelet restarted
+	// a moment ago fails with CreateContainerConfigError until it has listed the Services, then
+	// runs the container; a missing Secret fails until the grace has passed.
+	t.Run("container error that passes", func(t *testing.T) {
+		s := spec("cerr-passes")
+		s.ContainerErrorGrace = time.Minute
+		done := run(s, 2*time.Minute)
+		pod := jobPod(t, cp, cs, "cerr-passes")
+		setStatus(t, cs, pod, corev1.PodPending, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{
+			Reason: "CreateContainerConfigError", Message: "services have not yet been read at least once, cannot construct envvars"}})
+		// The error stands a second (the code before ended on it at once), then passes.
+		select {
+		case o := <-done:
+			t.Fatalf("RunJob ended on a container error within its grace: %v", o.err)
+		case <-time.After(time.Second):
+		}
+		now := metav1.Now()
+		setStatusLatest(t, cs, pod, corev1.PodSucceeded, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, StartedAt: now, FinishedAt: now}})
+		if o := await(done); o.err != nil || o.res.ExitCode != 0 {
+			t.Fatalf("RunJob after the container error passed: %+v, %v; want certctl's result", o.res, o.err)
+		}
+	})
+	t.Run("container error that lasts", func(t *testing.T) {
+		s := spec("cerr-lasts")
+		s.ContainerErrorGrace = 2 * time.Second
+		done := run(s, 2*time.Minute)
+		pod := jobPod(t, cp, cs, "cerr-lasts")
+		at := setStatus(t, cs, pod, corev1.PodPending, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{
+			Reason: "CreateContainerConfigError", Message: `secret "certctl-ca-rotation" not found`}})
+		o := await(done)
+		var cerr *cluster.ContainerError
+		if !errors.As(o.err, &cerr) || !errors.Is(o.err, cluster.ErrNotRun) || cerr.Reason != "CreateContainerConfigError" || cerr.Node != node {
+			t.Fatalf("RunJob: %v, want a ContainerError (CreateContainerConfigError on %s) wrapping ErrNotRun", o.err, node)
+		}
+		if took := o.returned.Sub(at); took < s.ContainerErrorGrace || took > time.Minute {
+			t.Errorf("ended %s after the error, want after its grace (%s)", took, s.ContainerErrorGrace)
+		}
+		t.Logf("container error that lasts: RunJob ended %s after it was shown (grace %s): %v", o.returned.Sub(at).Round(time.Millisecond), s.ContainerErrorGrace, o.err)
+	})
+
 	// Issue 21's node gone: a node not Ready gets no Job, and RunJob says so within
 	// ReadyWait instead of at the Job's timeout; a node that goes away while its Job runs
 	// ends the wait once it has been not Ready for NodeLost, the Job left for the next run,
