@@ -1,14 +1,11 @@
 package cli
 
 import (
-	"crypto/x509"
 	"errors"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/certctl/certctl/pkg/cluster"
 	"github.com/certctl/certctl/pkg/flagvalue"
@@ -29,10 +26,9 @@ type clusterOptions struct {
 	APIWait time.Duration
 }
 
-// clients connect the command to the cluster (cluster.Dial).
-func (o *clusterOptions) clients() (kubernetes.Interface, *x509.CertPool, error) {
-	cs, roots, _, err := cluster.Dial(o.where(o.Kubeconfig), o.APIWait, o.Streams.ErrOut)
-	return cs, roots, err
+// dialer connects the command to the cluster.
+func (o *clusterOptions) dialer() cluster.Dialer {
+	return cluster.Dialer{Where: o.where(o.Kubeconfig), Wait: o.APIWait, Log: o.Streams.ErrOut}
 }
 
 func newClusterCmd(g *Globals) *cobra.Command {
@@ -61,7 +57,7 @@ func newClusterStatusCmd(o *clusterOptions) *cobra.Command {
 		Short: "Every node's certificates in one table",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cs, roots, err := o.clients()
+			cs, roots, _, err := o.dialer().Dial()
 			if err != nil {
 				return err
 			}
@@ -95,7 +91,7 @@ func newClusterRenewCmd(o *clusterOptions) *cobra.Command {
 		Short: "Renew the control-plane nodes one at a time, the API never down",
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Names = args
-			cs, roots, err := o.clients()
+			cs, roots, _, err := o.dialer().Dial()
 			if err != nil {
 				return err
 			}
@@ -131,7 +127,7 @@ func newClusterEndpointCmd(o *clusterOptions) *cobra.Command {
 		Short: "Move the whole cluster onto a load balancer's address (case B), the API never down",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cs, roots, err := o.clients()
+			cs, roots, _, err := o.dialer().Dial()
 			if err != nil {
 				return err
 			}
@@ -170,11 +166,7 @@ func newClusterCARotateCmd(o *clusterOptions) *cobra.Command {
 				return err
 			}
 			opts.CAs, opts.Namespace, opts.Image, opts.Progress = cas, o.Namespace, o.Image, o.Streams.ErrOut
-			connect := func() (kubernetes.Interface, *rest.Config, error) {
-				cs, _, rc, err := cluster.Dial(o.where(o.Kubeconfig), o.APIWait, o.Streams.ErrOut)
-				return cs, rc, err
-			}
-			rep, err := cluster.CARotateHere(c.Context(), connect, opts, o.local())
+			rep, err := cluster.CARotateHere(c.Context(), o.dialer().Connect, opts, o.local())
 			if rep != nil {
 				rep.Print(o.Streams.Out)
 			}

@@ -5,11 +5,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/certctl/certctl/pkg/kubeletclient"
 	"github.com/certctl/certctl/pkg/pki"
-	"github.com/certctl/certctl/pkg/restart"
 )
 
 type kubeletClientOptions struct {
@@ -19,20 +17,13 @@ type kubeletClientOptions struct {
 	kubeconfig string
 }
 
+// options are the flags as kubeletclient's options; an admin kubeconfig (admin.conf or
+// --kubeconfig) reads the Node, on a worker its new credentials do.
 func (o *kubeletClientOptions) options() (kubeletclient.RenewOptions, error) {
 	r := o.renew
-	r.Layout = o.Layout()
-	r.Out = o.Streams.Out
-	r.Validity = time.Duration(o.days) * 24 * time.Hour
-	if !r.NoRestart {
-		r.Restart = restart.KubeletRestarter{Layout: r.Layout}
-	}
-	// admin.conf (or --kubeconfig) reads the Node; a worker has none: its new credentials do.
-	rc, err := o.where(o.kubeconfig).AdminConfig()
-	if err != nil || rc == nil {
-		return r, err
-	}
-	r.Client, err = kubernetes.NewForConfig(rc)
+	r.Layout, r.Out, r.Validity = o.Layout(), o.Streams.Out, time.Duration(o.days)*24*time.Hour
+	var err error
+	r.Client, err = o.where(o.kubeconfig).AdminClient()
 	return r, err
 }
 

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/certctl/certctl/pkg/flagvalue"
 	"github.com/certctl/certctl/pkg/inspect"
@@ -18,11 +17,6 @@ import (
 type kubeletServingOptions struct {
 	*Globals
 	Kubeconfig string
-}
-
-// client builds a clientset the way kubectl on a control-plane node would.
-func (o *kubeletServingOptions) client() (kubernetes.Interface, error) {
-	return o.clientset(o.Kubeconfig)
 }
 
 func newKubeletServingCmd(g *Globals) *cobra.Command {
@@ -48,7 +42,7 @@ func newKSEnableCmd(o *kubeletServingOptions) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var err error
-			eo.Client, err = o.client()
+			eo.Client, err = o.clientset(o.Kubeconfig)
 			switch {
 			case errors.Is(err, kubeconfigpkg.ErrNotFound) && !eo.Cluster && o.Kubeconfig == "":
 				eo.Client = nil // a worker: the node's part only; approval happens elsewhere
@@ -111,7 +105,7 @@ func newKSApproveCmd(o *kubeletServingOptions) *cobra.Command {
 		Use:   "approve [CSR...]",
 		Short: "Approve pending kubelet-serving CSRs that pass strict checks; deny the others",
 		RunE: func(c *cobra.Command, args []string) error {
-			cs, err := o.client()
+			cs, err := o.clientset(o.Kubeconfig)
 			if err != nil {
 				return err
 			}
@@ -172,7 +166,7 @@ func newKSStatusCmd(o *kubeletServingOptions) *cobra.Command {
 		Short: "What every node's kubelet serves, and where metrics-server would fail",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cs, err := o.client()
+			cs, err := o.clientset(o.Kubeconfig)
 			if err != nil {
 				return err
 			}

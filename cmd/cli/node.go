@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"cmp"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -33,11 +35,8 @@ func newNodeCmd(g *Globals) *cobra.Command {
 				}
 			})
 			if req.Result {
-				path := noderesult.Path // the container's termination message
-				if g.ResultFile != "" {
-					path = g.ResultFile
-				}
-				full = append(full, "--result-file", path)
+				// The container's termination message, unless given.
+				full = append(full, "--result-file", cmp.Or(g.ResultFile, noderesult.Path))
 			}
 			if req.Record {
 				full = append(full, "--record")

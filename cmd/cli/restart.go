@@ -1,9 +1,6 @@
 package cli
 
 import (
-	"fmt"
-	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,38 +11,24 @@ import (
 
 // restartOptions are the flags of a restart, on restart, renew and ca rotate.
 type restartOptions struct {
-	timeout, reloadTimeout, stopGrace, lbDrain time.Duration
-	grace                                      *pflag.Flag // --stop-grace, unset: each component's default
+	restart.Settings
+	grace *pflag.Flag // --stop-grace: Changed says it was given
 }
 
 // flags registers the restart flags on cmd.
 func (o *restartOptions) flags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.DurationVar(&o.timeout, "timeout", 3*time.Minute, "how long each component may take to stop, and to come back healthy")
-	f.DurationVar(&o.stopGrace, "stop-grace", 0, "how long an old container may take to exit after SIGTERM before it is killed (default: apiserver 0s, etcd 10s, controller-manager and scheduler 2s)")
+	f.DurationVar(&o.Timeout, "timeout", 3*time.Minute, "how long each component may take to stop, and to come back healthy")
+	f.DurationVar(&o.StopGrace, "stop-grace", 0, "how long an old container may take to exit after SIGTERM before it is killed (default: apiserver 0s, etcd 10s, controller-manager and scheduler 2s)")
 	o.grace = f.Lookup("stop-grace")
-	f.DurationVar(&o.reloadTimeout, "reload-timeout", 30*time.Second, "how long to wait for a component to serve a renewed file by itself before restarting it")
-	f.DurationVar(&o.lbDrain, "lb-drain", 0, "behind a load balancer: before stopping the apiserver or its etcd, refuse new connections to the apiserver's port from other machines for this long (an nftables table, "+restart.DrainTable+"), so the balancer's health check takes the node out first; removed once the apiserver is healthy again (after etcd: ready, /readyz). Give the balancer's detection time (HAProxy: fall x inter, e.g. 3s); 0: off")
+	f.DurationVar(&o.ReloadTimeout, "reload-timeout", 30*time.Second, "how long to wait for a component to serve a renewed file by itself before restarting it")
+	f.DurationVar(&o.LBDrain, "lb-drain", 0, "behind a load balancer: before stopping the apiserver or its etcd, refuse new connections to the apiserver's port from other machines for this long (an nftables table, "+restart.DrainTable+"), so the balancer's health check takes the node out first; removed once the apiserver is healthy again (after etcd: ready, /readyz). Give the balancer's detection time (HAProxy: fall x inter, e.g. 3s); 0: off")
 }
 
 // request turns the flags into a restart.Request.
 func (o *restartOptions) request(g *Globals) (restart.Request, error) {
-	r := restart.Request{Layout: g.Layout(), Timeout: o.timeout, ReloadTimeout: o.reloadTimeout, Out: g.Streams.Out, Progress: progressFor(g.Streams.Out)}
-	if o.stopGrace < 0 {
-		return r, fmt.Errorf("--stop-grace %s: want a duration >= 0 such as 0s, 1s or 10s", o.stopGrace)
-	}
-	if o.grace.Changed {
-		r.Grace = restart.UniformStopGrace(o.stopGrace)
-	}
-	if o.lbDrain > 0 {
-		r.Drain = &restart.Drain{Wait: o.lbDrain}
-	}
-	return r, nil
-}
-
-func progressFor(w io.Writer) *restart.Progress {
-	f, ok := w.(*os.File)
-	return restart.NewProgress(w, ok && isTerminal(f))
+	o.StopGraceSet = o.grace.Changed
+	return o.Settings.Request(g.Layout(), g.Streams.Out)
 }
 
 func newRestartCmd(g *Globals) *cobra.Command {

@@ -1,11 +1,10 @@
 package cli
 
 import (
-	"context"
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/certctl/certctl/pkg/flagvalue"
 	"github.com/certctl/certctl/pkg/inspect"
@@ -58,16 +57,7 @@ func newScheduleRemoveCmd(g *Globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			removed, err := schedule.Remove(c.Context(), g.Layout())
-			for _, f := range removed {
-				fmt.Fprintln(g.Streams.Out, "removed", f)
-			}
-			if err != nil {
-				return err
-			}
-			if len(removed) == 0 {
-				fmt.Fprintln(g.Streams.Out, "no scheduled renewal was installed")
-			}
-			return nil
+			return schedule.RenderRemoved(g.Streams.Out, removed, err)
 		},
 	}
 }
@@ -106,18 +96,8 @@ func newScheduleManifestCmd(g *Globals) *cobra.Command {
 		Short: "Print CronJobs that run the renewal inside the cluster, one per control-plane node",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if len(o.Nodes) == 0 && o.Image != "" {
-				cs, err := g.clientset(kubeconfig)
-				if err != nil {
-					return fmt.Errorf("%w (or name the control-plane nodes with --node)", err)
-				}
-				ctx, cancel := context.WithTimeout(c.Context(), 30*time.Second)
-				defer cancel()
-				if o.Nodes, err = schedule.ControlPlaneNodes(ctx, cs); err != nil {
-					return err
-				}
-			}
-			return g.write(schedule.Manifests(o))
+			client := func() (kubernetes.Interface, error) { return g.clientset(kubeconfig) }
+			return g.write(schedule.ManifestsFor(c.Context(), o, client))
 		},
 	}
 	f := cmd.Flags()

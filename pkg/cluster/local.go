@@ -131,19 +131,32 @@ func Clients(rc *rest.Config) (kubernetes.Interface, *x509.CertPool, error) {
 	return cs, roots, nil
 }
 
-// Dial is the command's connection through the kubeconfig w finds: its client configuration,
-// each request waiting out an apiserver that refuses connections or is not ready for up to
-// wait (apiretry), said on log; the clientset and the roots it trusts (Clients).
-func Dial(w kubeconfig.Where, wait time.Duration, log io.Writer) (kubernetes.Interface, *x509.CertPool, *rest.Config, error) {
-	rc, err := w.Config()
+// Dialer is a command's connection through the kubeconfig Where finds, each request waiting
+// out an apiserver that refuses connections or is not ready for up to Wait (apiretry), said on
+// Log.
+type Dialer struct {
+	Where kubeconfig.Where
+	Wait  time.Duration
+	Log   io.Writer
+}
+
+// Dial is the client configuration, the clientset and the roots it trusts (Clients).
+func (d Dialer) Dial() (kubernetes.Interface, *x509.CertPool, *rest.Config, error) {
+	rc, err := d.Where.Config()
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	apiretry.Wrap(rc, apiretry.Options{Wait: wait, Logf: func(format string, a ...any) {
-		fmt.Fprintf(log, "certctl: "+format+"\n", a...)
+	apiretry.Wrap(rc, apiretry.Options{Wait: d.Wait, Logf: func(format string, a ...any) {
+		fmt.Fprintf(d.Log, "certctl: "+format+"\n", a...)
 	}})
 	cs, roots, err := Clients(rc)
 	return cs, roots, rc, err
+}
+
+// Connect is Dial as a Connect.
+func (d Dialer) Connect() (kubernetes.Interface, *rest.Config, error) {
+	cs, _, rc, err := d.Dial()
+	return cs, rc, err
 }
 
 // Connect makes the command's client, again after its credentials changed.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -93,4 +94,14 @@ func (w Where) AdminConfig() (*rest.Config, error) {
 		return nil, nil
 	}
 	return rc, err
+}
+
+// AdminClient is a client of AdminConfig; nil and no error when the node has no admin
+// kubeconfig.
+func (w Where) AdminClient() (kubernetes.Interface, error) {
+	rc, err := w.AdminConfig()
+	if err != nil || rc == nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(rc)
 }

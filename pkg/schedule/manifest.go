@@ -49,6 +49,23 @@ const (
 	EventsNamespace = "default"
 )
 
+// ManifestsFor is Manifests for o's nodes or, when o names none, the cluster's control-plane
+// nodes, listed through the client client makes.
+func ManifestsFor(ctx context.Context, o ManifestOptions, client func() (kubernetes.Interface, error)) ([]byte, error) {
+	if len(o.Nodes) == 0 && o.Image != "" {
+		cs, err := client()
+		if err != nil {
+			return nil, fmt.Errorf("%w (or name the control-plane nodes with --node)", err)
+		}
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if o.Nodes, err = ControlPlaneNodes(ctx, cs); err != nil {
+			return nil, err
+		}
+	}
+	return Manifests(o)
+}
+
 // ControlPlaneNodes lists the nodes labelled as control plane.
 func ControlPlaneNodes(ctx context.Context, cs kubernetes.Interface) ([]string, error) {
 	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: ControlPlaneLabel})

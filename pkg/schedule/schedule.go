@@ -316,6 +316,18 @@ func Install(ctx context.Context, l pki.Layout, o Options) (*InstallResult, erro
 	return res, nil
 }
 
+// RenderRemoved says what Remove removed (or that nothing was installed), even when it then
+// failed, on w.
+func RenderRemoved(w io.Writer, removed []string, err error) error {
+	for _, f := range removed {
+		fmt.Fprintln(w, "removed", f)
+	}
+	if err == nil && len(removed) == 0 {
+		fmt.Fprintln(w, "no scheduled renewal was installed")
+	}
+	return err
+}
+
 // Remove deletes the installed files (and disables the timer with systemd).
 func Remove(ctx context.Context, l pki.Layout) ([]string, error) {
 	if systemdRuns(l) {
