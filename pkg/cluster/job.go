@@ -374,23 +374,8 @@ func jobHas(j *batchv1.Job, types ...batchv1.JobConditionType) bool {
 // did not start within timeout (saying what was seen last); or ErrNoResult: certctl started
 // but did not end within timeout, as far as the API knows.
 func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string, timeout time.Duration) (*corev1.Pod, error) {
-	pods := cs.CoreV1().Pods(s.Namespace)
-	sel := "job-name=" + job
 	var listErr atomic.Pointer[error] // the last refused list, from the reflector's goroutine
-	lw := cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.LabelSelector = sel
-			l, err := pods.List(ctx, o)
-			if err != nil {
-				listErr.Store(&err)
-			}
-			return l, err
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = sel
-			return pods.Watch(ctx, o)
-		},
-	}, cs)
+	lw := jobPods(cs, s.Namespace, job, &listErr)
 	var pod *corev1.Pod
 	var running atomic.Bool // certctl has started on the node (watchNode then stops looking)
 	why := "no pod created yet"
@@ -458,6 +443,27 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 		}
 	}
 	return nil, fmt.Errorf("%w: no result within %s (%s)", ErrNotRun, timeout, why)
+}
+
+// jobPods lists and watches the pods of the Job named job, the last refused list kept in
+// listErr.
+func jobPods(cs kubernetes.Interface, namespace, job string, listErr *atomic.Pointer[error]) cache.ListerWatcher {
+	pods := cs.CoreV1().Pods(namespace)
+	sel := "job-name=" + job
+	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = sel
+			l, err := pods.List(ctx, o)
+			if err != nil {
+				listErr.Store(&err)
+			}
+			return l, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = sel
+			return pods.Watch(ctx, o)
+		},
+	}, cs)
 }
 
 // NodeNotReadyError: the node's Ready condition is not True (its kubelet stopped posting, its
