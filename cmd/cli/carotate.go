@@ -1,9 +1,7 @@
 package cli
 
 import (
-	"cmp"
-	"errors"
-	"strings"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,24 +29,20 @@ func newCAShowCmd(g *Globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.Record {
-				shown, err := carotate.Show(g.Layout(), cas)
-				if err != nil {
-					return err
-				}
-				return noderesult.WriteRecord(g.Streams.Out, noderesult.KindCAShow, shown)
+			shown, err := carotate.Show(g.Layout(), cas)
+			if err != nil {
+				return err
 			}
-			return carotate.WriteShown(g.Streams.Out, g.Layout(), cas)
+			return g.show(noderesult.KindCAShow, shown, func(w io.Writer) error { return carotate.WriteShown(w, g.Layout(), cas) })
 		},
 	}
 }
 
 func newCARotateCmd(g *Globals) *cobra.Command {
 	var (
-		no                       noderotate.Options
-		newCACert, newCAKey, dir string
-		withRestart              bool
-		ro                       restartOptions
+		no          noderotate.Options
+		withRestart bool
+		ro          restartOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "rotate [ca|etcd-ca|front-proxy-ca|sa|all]... --phase trust|issue|drop",
@@ -58,17 +52,8 @@ func newCARotateCmd(g *Globals) *cobra.Command {
 			if no.CAs, err = carotate.ExpandAll(args); err != nil {
 				return err
 			}
-			if no.Phase == "" && !no.Rollback {
-				return errors.New("give --phase trust, issue or drop (one phase at a time, on every node), or --rollback")
-			}
 			r := &no.Rotate
-			r.Layout, r.Log, r.Command = g.Layout(), g.Streams.ErrOut, "certctl ca rotate "+cmp.Or(strings.Join(args, " "), "all")+" --phase "+no.Phase
-			if no.Rollback {
-				r.Command = "certctl ca rotate " + cmp.Or(strings.Join(args, " "), "all") + " --rollback"
-			}
-			if err := r.ReadGiven(dir, newCACert, newCAKey, no.CAs); err != nil {
-				return err
-			}
+			r.Layout, r.Log, r.Command = g.Layout(), g.Streams.ErrOut, noderotate.CommandLine(args, no.Phase, no.Rollback)
 			no.Out, no.Log = g.Streams.Out, g.Streams.ErrOut
 			if withRestart {
 				req, err := ro.request(g)
@@ -90,11 +75,11 @@ func newCARotateCmd(g *Globals) *cobra.Command {
 	f.IntVar(&no.Rotate.Days, "days", carotate.DefaultDays, "validity of a generated new CA, in days")
 	f.BoolVar(&no.Rotate.DryRun, "dry-run", false, "list the files the phase would change; change nothing")
 	f.BoolVar(&no.Rollback, "rollback", false, "undo the last phase applied on this node (with --phase: undo that phase only, where it is the last one applied)")
-	f.StringVar(&newCACert, "new-ca-cert", "", "the new CA certificate (new.crt of the node that generated it)")
-	f.StringVar(&newCAKey, "new-ca-key", "", "the new CA key (new.key of the node that generated it); not on workers")
+	f.StringVar(&no.NewCACert, "new-ca-cert", "", "the new CA certificate (new.crt of the node that generated it)")
+	f.StringVar(&no.NewCAKey, "new-ca-key", "", "the new CA key (new.key of the node that generated it); not on workers")
 	f.BoolVar(&no.Rotate.Generate, "generate", false, "generate the new CA here (phase trust on the first control-plane node)")
 	f.DurationVar(&no.Rotate.LockTimeout, "lock-timeout", 30*time.Second, "how long to wait for another certctl run")
-	f.StringVar(&dir, "new-ca-dir", "", "a directory (not under --root) with CA.crt and CA.key of the new CA, as certctl cluster ca-rotate's Jobs mount it")
+	f.StringVar(&no.NewCADir, "new-ca-dir", "", "a directory (not under --root) with CA.crt and CA.key of the new CA, as certctl cluster ca-rotate's Jobs mount it")
 	f.BoolVar(&no.Rotate.IgnoreTokens, "ignore-old-tokens", false, "phase drop of sa: go on while pods' tokens of the old key are on this node (they get 401 until the kubelet refreshes them)")
 	f.BoolVar(&withRestart, "restart", false, "then restart the components the phase names (static pods through the kubelet and the container runtime, the kubelet through systemd or its supervisor), each verified")
 	return cmd

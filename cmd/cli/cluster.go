@@ -151,8 +151,7 @@ func newClusterEndpointCmd(o *clusterOptions) *cobra.Command {
 
 // local is the kubeconfig the command used and the user's, those that exist.
 func (o *clusterOptions) local() cluster.Local {
-	l := o.Layout()
-	return cluster.LocalKubeconfigs(l.Root, o.Kubeconfig, l.UserKubeconfig)
+	return cluster.LocalKubeconfigs(o.Layout().Root, o.Kubeconfig, o.Layout().UserKubeconfig)
 }
 
 func newClusterCARotateCmd(o *clusterOptions) *cobra.Command {

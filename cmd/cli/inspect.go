@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -40,12 +41,8 @@ func newInspectCmd(g *Globals) *cobra.Command {
 			for _, err := range warnings {
 				fmt.Fprintf(g.Streams.ErrOut, "warning: %v\n", err)
 			}
-			if g.Record {
-				err = noderesult.WriteRecord(g.Streams.Out, noderesult.KindInspect, rep)
-			} else {
-				err = inspect.Render(g.Streams.Out, rep, output)
-			}
-			if err != nil {
+			human := func(w io.Writer) error { return inspect.Render(w, rep, output) }
+			if err := g.show(noderesult.KindInspect, rep, human); err != nil {
 				return err
 			}
 			return verdict(rep.Worst(), nil)

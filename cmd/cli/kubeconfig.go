@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"path/filepath"
-
 	"github.com/spf13/cobra"
 
 	"github.com/certctl/certctl/pkg/endpoint"
@@ -19,20 +17,7 @@ func newKubeconfigCmd(g *Globals) *cobra.Command {
 		Short: "Update ~/.kube/config from admin.conf, replacing only this cluster's entries",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			l := g.Layout()
-			o := renew.RefreshOptions{Src: filepath.Join(l.KubeconfigDir, "admin.conf"), Dst: l.UserKubeconfig, Command: "kubeconfig refresh"}
-			if from != "" {
-				o.Src = from
-			}
-			if to != "" {
-				o.Dst = to
-			}
-			res, err := renew.RefreshKubeconfig(l, o)
-			if err != nil {
-				return err
-			}
-			res.Render(g.Streams.Out, l.Resolve(o.Src), l.Resolve(o.Dst))
-			return nil
+			return renew.RefreshUser(g.Layout(), from, to, g.Streams.Out)
 		},
 	}
 	refresh.Flags().StringVar(&to, "to", "", "kubeconfig to update (default $HOME/.kube/config, under --root)")

@@ -1,15 +1,14 @@
 package cli
 
 import (
-	"errors"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/certctl/certctl/pkg/flagvalue"
 	"github.com/certctl/certctl/pkg/inspect"
-	kubeconfigpkg "github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/kubeletserving"
 	"github.com/certctl/certctl/pkg/pki"
 )
@@ -31,47 +30,27 @@ func newKubeletServingCmd(g *Globals) *cobra.Command {
 }
 
 func newKSEnableCmd(o *kubeletServingOptions) *cobra.Command {
-	var (
-		eo              = kubeletserving.EnableOptions{Out: o.Streams.Out}
-		installApprover bool
-		image           string
-	)
+	r := kubeletserving.EnableRun{EnableOptions: kubeletserving.EnableOptions{Out: o.Streams.Out}}
 	cmd := &cobra.Command{
 		Use:   "enable",
 		Short: "Turn on serverTLSBootstrap, restart the kubelet, approve its CSR, verify what it serves",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			var err error
-			eo.Client, err = o.clientset(o.Kubeconfig)
-			switch {
-			case errors.Is(err, kubeconfigpkg.ErrNotFound) && !eo.Cluster && o.Kubeconfig == "":
-				eo.Client = nil // a worker: the node's part only; approval happens elsewhere
-			case err != nil:
-				return err
-			}
-			if installApprover {
-				if !eo.Cluster {
-					return errors.New("--install-approver goes with --cluster")
-				}
-				if eo.ApproverManifest, err = kubeletserving.Manifest(kubeletserving.ManifestOptions{Image: image, DNSPatterns: eo.Policy.DNSPatterns}); err != nil {
-					return err
-				}
-			}
-			eo.Layout = o.Layout()
-			_, err = kubeletserving.Enable(c.Context(), eo)
-			return err
+			r.Layout = o.Layout()
+			client := func() (kubernetes.Interface, error) { return o.clientset(o.Kubeconfig) }
+			return r.Run(c.Context(), client, o.Kubeconfig != "")
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&eo.NodeName, "node-name", "", "this node's name (default: from the kubelet's client certificate)")
-	f.BoolVar(&eo.Approve, "approve", false, "approve the node's CSR once it passes the checks")
-	f.BoolVar(&eo.Cluster, "cluster", false, "also set serverTLSBootstrap in kube-system/kubelet-config for nodes that join later")
-	f.BoolVar(&eo.NoRestart, "no-restart", false, "do not restart the kubelet (you did)")
-	f.BoolVar(&eo.NewCertificate, "new-certificate", false, "set the kubelet's current serving certificate aside (backup) so that it requests a new one, e.g. from a new cluster CA")
-	f.DurationVar(&eo.Timeout, "timeout", 3*time.Minute, "how long to wait for the CSR and for the new certificate")
-	f.StringSliceVar(&eo.Policy.DNSPatterns, "dns-pattern", nil, "extra DNS SAN patterns to allow (glob, e.g. *.nodes.example.com)")
-	f.BoolVar(&installApprover, "install-approver", false, "with --cluster: install the in-cluster approver when it is not there (needs --image)")
-	f.StringVar(&image, "image", "", "with --install-approver: an image with certctl at its entrypoint")
+	f.StringVar(&r.NodeName, "node-name", "", "this node's name (default: from the kubelet's client certificate)")
+	f.BoolVar(&r.Approve, "approve", false, "approve the node's CSR once it passes the checks")
+	f.BoolVar(&r.Cluster, "cluster", false, "also set serverTLSBootstrap in kube-system/kubelet-config for nodes that join later")
+	f.BoolVar(&r.NoRestart, "no-restart", false, "do not restart the kubelet (you did)")
+	f.BoolVar(&r.NewCertificate, "new-certificate", false, "set the kubelet's current serving certificate aside (backup) so that it requests a new one, e.g. from a new cluster CA")
+	f.DurationVar(&r.Timeout, "timeout", 3*time.Minute, "how long to wait for the CSR and for the new certificate")
+	f.StringSliceVar(&r.Policy.DNSPatterns, "dns-pattern", nil, "extra DNS SAN patterns to allow (glob, e.g. *.nodes.example.com)")
+	f.BoolVar(&r.InstallApprover, "install-approver", false, "with --cluster: install the in-cluster approver when it is not there (needs --image)")
+	f.StringVar(&r.Image, "image", "", "with --install-approver: an image with certctl at its entrypoint")
 	return cmd
 }
 

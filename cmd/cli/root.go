@@ -9,18 +9,16 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/certctl/certctl/pkg/flagvalue"
 	"github.com/certctl/certctl/pkg/inspect"
-	kubeconfigpkg "github.com/certctl/certctl/pkg/kubeconfig"
+	"github.com/certctl/certctl/pkg/kubeconfig"
+	"github.com/certctl/certctl/pkg/noderesult"
 	"github.com/certctl/certctl/pkg/pki"
-	"github.com/certctl/certctl/pkg/render"
-	"github.com/certctl/certctl/pkg/renew"
-	"github.com/certctl/certctl/pkg/restart"
+	"github.com/certctl/certctl/pkg/recovery"
 	"github.com/certctl/certctl/pkg/version"
 )
 
@@ -105,16 +103,8 @@ type Globals struct {
 // Layout resolves the global flags.
 func (g *Globals) Layout() pki.Layout { return pki.NewLayout(g.LayoutOptions) }
 
-// where is where a command finds its API client: --kubeconfig (under --root), else admin.conf,
-// else the user's kubeconfig.
-func (g *Globals) where(kubeconfig string) kubeconfigpkg.Where {
-	l := g.Layout()
-	w := kubeconfigpkg.Where{Admin: filepath.Join(l.KubeconfigDir, "admin.conf"), User: l.UserKubeconfig}
-	if kubeconfig != "" {
-		w.Flag = pki.UnderRoot(l.Root, kubeconfig)
-	}
-	return w
-}
+// where is where a command finds its API client (pki.Layout.Where).
+func (g *Globals) where(flag string) kubeconfig.Where { return g.Layout().Where(flag) }
 
 // NewRootCmd builds the command tree.
 func NewRootCmd(s Streams) *cobra.Command {
@@ -131,15 +121,7 @@ func NewRootCmd(s Streams) *cobra.Command {
 		if c.Name() == "version" || c.HasParent() && c.Parent().Name() == "node" {
 			return nil // reads nothing of the node; node run's command recovers itself
 		}
-		// Put back a manifest an interrupted restart left in staging (the component is down
-		// until then); install the new manifests a ca rotate killed before its restart had
-		// written; finish or roll back an interrupted renewal. What one cannot act on is a
-		// warning here (restore must still work); renew itself refuses to proceed.
-		for _, recover := range []func(pki.Layout, io.Writer) error{restart.Recover, restart.RecoverPending, renew.Recover} {
-			if err := recover(g.Layout(), s.ErrOut); err != nil {
-				fmt.Fprintln(s.ErrOut, "warning:", err)
-			}
-		}
+		recovery.Run(g.Layout(), s.ErrOut) // what an interrupted certctl left
 		return nil
 	}
 	root.SetIn(s.In)
@@ -215,15 +197,20 @@ func newVersionCmd(g *Globals) *cobra.Command {
 		Short: "Print certctl's version, commit and Go version",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			if output == "json" {
-				return render.JSON(g.Streams.Out, version.Get())
-			}
-			_, err := fmt.Fprintln(g.Streams.Out, version.Get())
-			return err
+			return version.Get().Render(g.Streams.Out, output)
 		},
 	}
 	flagvalue.FormatVarP(cmd.Flags(), &output, "output", "o", []string{"text", "json"}, "")
 	return cmd
+}
+
+// show prints v as the one record of kind (--record: what certctl cluster reads from a Job's
+// log), else for people (human).
+func (g *Globals) show(kind string, v any, human func(io.Writer) error) error {
+	if g.Record {
+		return noderesult.WriteRecord(g.Streams.Out, kind, v)
+	}
+	return human(g.Streams.Out)
 }
 
 // write puts a command's output, made by a pkg function, on stdout.

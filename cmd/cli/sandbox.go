@@ -16,19 +16,12 @@ func newSandboxCmd(g *Globals) *cobra.Command {
 		Use:   "sandbox",
 		Short: "Make a realistic kubeadm node tree to try certctl on",
 	}
-	var (
-		opts   sandbox.Options
-		faults string
-	)
+	opts := sandbox.Options{Faults: sandbox.AllFaults}
 	create := &cobra.Command{
 		Use:   "create DIR",
 		Short: "Write a kubeadm node tree (PKI, kubeconfigs, manifests, kubelet files) under DIR",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var err error
-			if opts.Faults, err = sandbox.ParseFaults(faults); err != nil {
-				return fmt.Errorf("--faults: %w", err)
-			}
 			opts.Dir = args[0]
 			l, err := sandbox.Create(opts)
 			if err == nil {
@@ -38,7 +31,10 @@ func newSandboxCmd(g *Globals) *cobra.Command {
 		},
 	}
 	f := create.Flags()
-	f.StringVar(&faults, "faults", "all", "faults to plant: all, none, or a comma-separated list")
+	f.Func("faults", "the faults to plant: all, none, or a comma-separated `LIST` (default all)", func(v string) (err error) {
+		opts.Faults, err = sandbox.ParseFaults(v)
+		return err
+	})
 	f.StringVar(&opts.NodeName, "node-name", "master-1", "the node's name")
 	f.IPVar(&opts.NodeIP, "node-ip", net.ParseIP("10.2.1.151"), "the node's IP (advertise address)")
 	f.IPVar(&opts.LBIP, "lb-ip", net.ParseIP("10.2.1.139"), "the load balancer's IP in front of the apiserver")

@@ -7,6 +7,9 @@ import (
 	"io"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/certctl/certctl/pkg/kubeconfig"
 	"github.com/certctl/certctl/pkg/restart"
 )
 
@@ -85,4 +88,37 @@ func (s *Status) Fails() bool {
 		}
 	}
 	return false
+}
+
+// EnableRun is certctl kubelet-serving enable: Enable with the admin's client where the node
+// has one (a worker has none: the node's part only, the CSR approved elsewhere) and, with
+// InstallApprover (and Cluster), the in-cluster approver of Image installed when it is not
+// there.
+type EnableRun struct {
+	EnableOptions
+	InstallApprover bool
+	Image           string
+}
+
+// Run enables; client makes the API client, named says a kubeconfig was named (then it must
+// be there).
+func (r EnableRun) Run(ctx context.Context, client func() (kubernetes.Interface, error), named bool) error {
+	cs, err := client()
+	switch {
+	case errors.Is(err, kubeconfig.ErrNotFound) && !r.Cluster && !named:
+		cs = nil
+	case err != nil:
+		return err
+	}
+	r.Client = cs
+	if r.InstallApprover {
+		if !r.Cluster {
+			return errors.New("--install-approver goes with --cluster")
+		}
+		if r.ApproverManifest, err = Manifest(ManifestOptions{Image: r.Image, DNSPatterns: r.Policy.DNSPatterns}); err != nil {
+			return err
+		}
+	}
+	_, err = Enable(ctx, r.EnableOptions)
+	return err
 }

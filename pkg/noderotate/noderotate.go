@@ -4,6 +4,7 @@
 package noderotate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,20 @@ type Options struct {
 	Restart *restart.Request
 	// Out gets the phase's results; Log warnings.
 	Out, Log io.Writer
+	// The new CA as certctl ca rotate's flags give it (carotate.Options.ReadGiven):
+	// --new-ca-dir, or --new-ca-cert and --new-ca-key; none: the phase generates it or reads
+	// new.crt.
+	NewCADir, NewCACert, NewCAKey string
+}
+
+// CommandLine is the command of a phase (or of its rollback) of cas as given (none: all), as
+// the backup and the journal name it.
+func CommandLine(cas []string, phase string, rollback bool) string {
+	line := "certctl ca rotate " + cmp.Or(strings.Join(cas, " "), "all")
+	if rollback {
+		return line + " --rollback"
+	}
+	return line + " --phase " + phase
 }
 
 // Run applies the phase (or its rollback) on the node and, with Restart, restarts what it
@@ -39,6 +54,12 @@ type Options struct {
 // manifests name: docs/ca-rotation.md).
 func Run(ctx context.Context, o Options) (noderesult.Result, error) {
 	nr := noderesult.Result{Command: "ca rotate"}
+	if o.Phase == "" && !o.Rollback {
+		return nr, errors.New("give --phase trust, issue or drop (one phase at a time, on every node), or --rollback")
+	}
+	if err := o.Rotate.ReadGiven(o.NewCADir, o.NewCACert, o.NewCAKey, o.CAs); err != nil {
+		return nr, err
+	}
 	restarting := o.Restart != nil && !o.Rotate.DryRun
 	if restarting && slices.Contains(o.CAs, "etcd-ca") {
 		if _, err := failpoint.BeforeCheck(ctx, o.Restart.Layout, pki.CompEtcd); err != nil {

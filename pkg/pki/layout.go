@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+
+	"github.com/certctl/certctl/pkg/kubeconfig"
 )
 
 // Layout says where a node's files are. Every path is absolute and already resolved under
@@ -149,4 +151,14 @@ func (l Layout) NodePath(p string) string {
 		return "/" + rel
 	}
 	return p
+}
+
+// Where is where a command on l's node finds its API client: flag (--kubeconfig, a node path
+// under the root) when given, else admin.conf, else the user's kubeconfig.
+func (l Layout) Where(flag string) kubeconfig.Where {
+	w := kubeconfig.Where{Admin: filepath.Join(l.KubeconfigDir, "admin.conf"), User: l.UserKubeconfig}
+	if flag != "" {
+		w.Flag = UnderRoot(l.Root, flag)
+	}
+	return w
 }

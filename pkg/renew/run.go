@@ -1,6 +1,7 @@
 package renew
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -209,6 +210,17 @@ type RefreshOptions struct {
 	BackedUp    bool   // the caller's backup holds Dst already
 	LockTimeout time.Duration
 	Command     string // recorded in the backup
+}
+
+// RefreshUser is certctl kubeconfig refresh: from's credentials (default admin.conf) into to
+// (default the user's kubeconfig), what changed said on out.
+func RefreshUser(l pki.Layout, from, to string, out io.Writer) error {
+	o := RefreshOptions{Src: cmp.Or(from, filepath.Join(l.KubeconfigDir, "admin.conf")), Dst: cmp.Or(to, l.UserKubeconfig), Command: "kubeconfig refresh"}
+	res, err := RefreshKubeconfig(l, o)
+	if err == nil {
+		res.Render(out, l.Resolve(o.Src), l.Resolve(o.Dst))
+	}
+	return err
 }
 
 // RefreshKubeconfig merges Src's credentials into Dst (kubeconfig.Refresh: Dst keeps its

@@ -5,8 +5,11 @@ package version
 
 import (
 	"fmt"
+	"io"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/certctl/certctl/pkg/render"
 )
 
 // Info is what `certctl version` prints.
@@ -63,4 +66,13 @@ func (in Info) String() string {
 		s += ", " + in.BuildTime
 	}
 	return s + ", " + in.GoVersion + ", " + in.Platform + ")"
+}
+
+// Render writes in as text (String's line) or json.
+func (in Info) Render(w io.Writer, format string) error {
+	if format == "json" {
+		return render.JSON(w, in)
+	}
+	_, err := fmt.Fprintln(w, in)
+	return err
 }
