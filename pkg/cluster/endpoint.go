@@ -305,20 +305,7 @@ func (o *EndpointOptions) dryRun(ctx context.Context, cs kubernetes.Interface, r
 	}
 	rep.KubeadmConfig = "would set controlPlaneEndpoint " + strings.TrimPrefix(rep.To, "https://")
 	rep.ClusterInfo = "would point its kubeconfig at " + rep.To
-	for i := range rep.Nodes {
-		out := &rep.Nodes[i]
-		res, err := o.Job(ctx, cs, JobSpec{Node: out.Node, Component: "plan", Request: req})
-		if err != nil {
-			out.State, out.Problem = "failed", err.Error()
-			return fmt.Errorf("plan on node %s: %w", out.Node, err)
-		}
-		out.State, out.Output = "planned", strings.TrimSpace(res.Logs)
-		if res.ExitCode != 0 {
-			out.State, out.Problem = "failed", fmt.Sprintf("certctl kubeconfig set-server --dry-run exited %d", res.ExitCode)
-			return fmt.Errorf("plan on node %s: %s: %s", out.Node, out.Problem, tail(res.Logs, 600))
-		}
-	}
-	return nil
+	return o.planNodes(ctx, cs, rep.Nodes, req, "certctl kubeconfig set-server --dry-run")
 }
 
 // servesCluster checks that addr answers TLS with a chain to the cluster CA (whatever names

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/certctl/certctl/internal/apipoll"
 	"github.com/certctl/certctl/pkg/apiretry"
 	"github.com/certctl/certctl/pkg/kubeadmconfig"
 	"github.com/certctl/certctl/pkg/lease"
@@ -312,16 +313,22 @@ func (o *RenewOptions) verify(ctx context.Context, addr string, before *x509.Cer
 }
 
 func (o *RenewOptions) dryRun(ctx context.Context, cs kubernetes.Interface, rep *RenewReport) error {
-	for i := range rep.Nodes {
-		out := &rep.Nodes[i]
-		res, err := o.Job(ctx, cs, JobSpec{Node: out.Node, Component: "plan", Request: o.nodeRequest()})
+	return o.planNodes(ctx, cs, rep.Nodes, o.nodeRequest(), "certctl renew --dry-run")
+}
+
+// planNodes runs req, a dry run, on each of nodes in turn, each node's plan (its log) in its
+// Output; what names the node command in a failure.
+func (r *Runner) planNodes(ctx context.Context, cs kubernetes.Interface, nodes []NodeOutcome, req noderequest.Request, what string) error {
+	for i := range nodes {
+		out := &nodes[i]
+		res, err := r.Job(ctx, cs, JobSpec{Node: out.Node, Component: "plan", Request: req})
 		if err != nil {
 			out.State, out.Problem = "failed", err.Error()
 			return fmt.Errorf("plan on node %s: %w", out.Node, err)
 		}
 		out.State, out.Output = "planned", strings.TrimSpace(res.Logs)
 		if res.ExitCode != 0 {
-			out.State, out.Problem = "failed", fmt.Sprintf("certctl renew --dry-run exited %d", res.ExitCode)
+			out.State, out.Problem = "failed", fmt.Sprintf("%s exited %d", what, res.ExitCode)
 			return fmt.Errorf("plan on node %s: %s: %s", out.Node, out.Problem, tail(res.Logs, 600))
 		}
 	}
@@ -577,17 +584,8 @@ func servedLeaf(ctx context.Context, addr string) (*x509.Certificate, error) {
 func readyz(ctx context.Context, addr string, roots *x509.CertPool) error {
 	host, _, _ := net.SplitHostPort(addr)
 	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: host}}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/readyz", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s/readyz: %s", addr, resp.Status)
+	if err := apipoll.Get(ctx, c, "https://"+addr+"/readyz"); err != nil {
+		return fmt.Errorf("%s/readyz: %w", addr, err)
 	}
 	return nil
 }

@@ -24,6 +24,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/certctl/certctl/pkg/manifest"
 )
 
 // Where kubeadm keeps its cluster configuration.
@@ -163,17 +165,7 @@ func sameSAN(a, b string) bool {
 }
 
 // value returns the value node of key in mapping m, or nil.
-func value(m *yaml.Node, key string) *yaml.Node {
-	if m == nil || m.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			return m.Content[i+1]
-		}
-	}
-	return nil
-}
+var value = manifest.MapValue
 
 // Missing returns, per edit, the SANs that doc does not list yet (edits with none left are
 // dropped).
