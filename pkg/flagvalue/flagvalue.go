@@ -41,8 +41,16 @@ func (s *sans) Set(v string) error {
 	return nil
 }
 
-func (s *sans) String() string { return "[" + strings.Join(*s.p, ",") + "]" }
-func (s *sans) Type() string   { return "strings" }
+// String is the list as pflag shows a default: "" when empty (or unbound), so that an empty
+// default is not printed.
+func (s *sans) String() string {
+	if s.p == nil || len(*s.p) == 0 {
+		return ""
+	}
+	return "[" + strings.Join(*s.p, ",") + "]"
+}
+
+func (s *sans) Type() string { return "strings" }
 
 // window is a duration as inspect.ParseDuration reads it (30d, 2w, 720h), positive when asked.
 type window struct {

@@ -113,3 +113,21 @@ func TestFormat(t *testing.T) {
 		})
 	}
 }
+
+// TestSANsHelp: a SAN list without a default shows none in the help; one with entries shows them.
+func TestSANsHelp(t *testing.T) {
+	var empty, set []string
+	set = []string{"10.2.1.139"}
+	f := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	SANsVar(f, &empty, "san", "a SAN")
+	SANsVar(f, &set, "check-san", "a SAN to check")
+	usage := f.FlagUsages()
+	for _, line := range strings.Split(usage, "\n") {
+		switch {
+		case strings.Contains(line, "--san ") && strings.Contains(line, "(default"):
+			t.Errorf("an empty SAN list shows a default: %q", line)
+		case strings.Contains(line, "--check-san ") && !strings.Contains(line, "(default [10.2.1.139])"):
+			t.Errorf("a SAN list with a default does not show it: %q", line)
+		}
+	}
+}
