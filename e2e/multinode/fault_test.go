@@ -947,10 +947,8 @@ func TestFaultAPIServerNotBackCARotate(t *testing.T) {
 	if !bytes.Equal(manifest(last), lastBefore) {
 		t.Errorf("%s, after the broken node, had its apiserver manifest changed", last.Name)
 	}
-	// Through the balancer over the faulted run. The operator's rollback below is not measured:
-	// a rollback puts the old manifests back in place, so the kubelet restarts that apiserver at
-	// once, racing the drain (a lab run of 6444ffe saw one /readyz answer 500 from cp1 then:
-	// docs/faults.md).
+	// Through the balancer over the faulted run, and then over the operator's rollback (which
+	// puts the old manifests back through the drained restart, not in place).
 	ok, fail, errs := lb.Stop()
 	listOK, listFail, listErrs := list.Stop()
 	t.Logf("through the balancer, the faulted run: /readyz %d ok, %d failed %v; a list %d ok, %d failed %v; down windows %s", ok, fail, errs, listOK, listFail, listErrs, windowsText(lb.Windows()))
@@ -963,11 +961,19 @@ func TestFaultAPIServerNotBackCARotate(t *testing.T) {
 	t.Logf("%s Ready again %s after the run", broken.Name, waitNodeBack(t, cs, broken.Name, 3*time.Minute).Round(100*time.Millisecond))
 
 	// The operator's rollback of the rotation: the first node back, the others have nothing.
+	lb = startPoller(t, multilab.LBAddr, roots, 50*time.Millisecond, 20*time.Minute)
+	list = startPollerAs(t, multilab.LBAddr, listPath, roots, clientCert(t, multilab.AdminKubeconfig()), 50*time.Millisecond, 20*time.Minute)
 	start = time.Now()
 	r2 := certctlWith(t, local, "cluster", "ca-rotate", "front-proxy-ca", "--rollback", "--phase", "trust")
 	t.Logf("the rollback: %s", time.Since(start).Round(100*time.Millisecond))
 	if r2.Code != 0 {
 		t.Fatalf("cluster ca-rotate --rollback after the fault: %s", r2)
+	}
+	ok, fail, errs = lb.Stop()
+	listOK, listFail, listErrs = list.Stop()
+	t.Logf("through the balancer, the rollback: /readyz %d ok, %d failed %v; a list %d ok, %d failed %v; down windows %s", ok, fail, errs, listOK, listFail, listErrs, windowsText(lb.Windows()))
+	if fail != 0 || listFail != 0 {
+		t.Errorf("requests through the balancer failed during the rollback: /readyz %d %v, list %d %v", fail, errs, listFail, listErrs)
 	}
 	for _, n := range cps {
 		if _, err := os.Stat(state(n)); !errors.Is(err, fs.ErrNotExist) {

@@ -600,6 +600,9 @@ func rollbackWithFaults(t *testing.T, nodes []multilab.Node, local string, cs ku
 		}
 		return out
 	}
+	// Through the balancer over the rollback: until the test stops a member (the fault itself
+	// takes that node's apiserver out, for the balancer to notice), and again once it is back.
+	measure := balancerClients(t, local)
 	start := time.Now()
 	cmd, out, exited := startCertctl(t, args...)
 	if err := h.fired(ctx, 6*time.Minute); err != nil {
@@ -608,6 +611,7 @@ func rollbackWithFaults(t *testing.T, nodes []multilab.Node, local string, cs ku
 		t.Fatalf("%s's rollback never reached its etcd check: %v\n%s", held.Name, err, out.String())
 	}
 	before := etcdOf()
+	measure("the rollback, up to " + stopped.Name + "'s member stopped")
 	etcdAddr, back := stopEtcd(t, stopped)
 	stopAt := time.Now()
 	h.let(t)
@@ -649,6 +653,12 @@ func rollbackWithFaults(t *testing.T, nodes []multilab.Node, local string, cs ku
 
 	// Fault 1 in a rollback: the same command killed at random within its first minute, then
 	// run to the end.
+	measure = balancerClients(t, local)
+	defer func() {
+		if !t.Failed() {
+			measure("the rollback, from " + stopped.Name + "'s member back to the end (a kill included)")
+		}
+	}()
 	killed, finished := killRuns(t, cs, args, 1, killAt{Window: time.Minute}, func() string {
 		_, err := cs.CoreV1().Secrets("kube-system").Get(ctx, cluster.CARotationSecret, metav1.GetOptions{})
 		return fmt.Sprintf("the rotation Secret there: %v", err == nil)
@@ -662,5 +672,45 @@ func rollbackWithFaults(t *testing.T, nodes []multilab.Node, local string, cs ku
 	r := certctlWith(t, local, "cluster", "ca-rotate", "all", "--rollback")
 	if r.Code != 0 || !strings.Contains(r.Stdout, "phase rollback of trust") {
 		t.Fatalf("cluster ca-rotate --rollback after trust (after a refusal and a kill): %s", r)
+	}
+}
+
+// balancerClients starts two clients through the balancer, every 50 ms: /readyz (its etcd
+// check included) and a list of a real object, trusting the CAs of kubeconfig and
+// authenticating with its client certificate. The function it returns stops them, logs what
+// they saw over what, and fails the test for any request failed (target 0) or any down window
+// of a second or more.
+func balancerClients(t *testing.T, kubeconfig string) func(what string) {
+	t.Helper()
+	roots := x509.NewCertPool()
+	if kc, err := clientcmd.LoadFromFile(kubeconfig); err == nil {
+		for _, c := range kc.Clusters {
+			roots.AppendCertsFromPEM(c.CertificateAuthorityData)
+		}
+	}
+	pollers := []struct {
+		what string
+		p    *poller
+	}{
+		{"/readyz", startPollerPath(t, multilab.LBAddr, "/readyz", roots, 50*time.Millisecond, 20*time.Minute)},
+		{"list", startPollerAs(t, multilab.LBAddr, listPath, roots, clientCert(t, kubeconfig), 50*time.Millisecond, 20*time.Minute)},
+	}
+	return func(over string) {
+		t.Helper()
+		for _, pl := range pollers {
+			ok, fail, errs := pl.p.Stop()
+			t.Logf("%s: through the balancer %s %d ok, %d failed, %d across a pause of the whole machine (not counted) %v; down windows %s", over, pl.what, ok, fail, pl.p.Paused(), errs, windowsText(pl.p.Windows()))
+			if ok == 0 {
+				t.Errorf("%s: no %s through the balancer succeeded", over, pl.what)
+			}
+			if fail > 0 {
+				t.Errorf("%s: %d requests (%s) through the balancer failed (target 0): %v", over, fail, pl.what, errs)
+			}
+			for _, win := range pl.p.Windows() {
+				if win.End.Sub(win.Start) >= time.Second {
+					t.Errorf("%s: %s through the balancer was down %s", over, pl.what, win.End.Sub(win.Start).Round(time.Millisecond))
+				}
+			}
+		}
 	}
 }

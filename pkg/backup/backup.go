@@ -248,10 +248,21 @@ func List(l pki.Layout) ([]Manifest, error) {
 // holds the node lock (txn.AcquireLock) and has run txn.RecoverLocked; RestoreLocked does
 // both. It returns the manifest.
 func Restore(w fsutil.Writer, l pki.Layout, id string) (*Manifest, error) {
+	return RestoreWith(w, l, id, nil)
+}
+
+// RestoreWith is Restore with each file's change passed through edit first (nil: none): edit
+// may send a file elsewhere (a static-pod manifest to the pending manifests, for a restart to
+// install) or drop it (false); extra changes go into the same journaled change.
+func RestoreWith(w fsutil.Writer, l pki.Layout, id string, edit func(txn.Change) (txn.Change, bool), extra ...txn.Change) (*Manifest, error) {
 	m, changes, err := load(l, id)
 	if err != nil {
 		return nil, err
 	}
+	if edit != nil {
+		changes = editChanges(changes, edit)
+	}
+	changes = append(changes, extra...)
 	j := txn.Journal{Kind: "restore", Started: time.Now().UTC(), Command: "certctl restore " + id, BackupID: id}
 	for _, f := range m.Files {
 		j.Items = append(j.Items, f.Path)
@@ -364,6 +375,42 @@ func (m *Manifest) Paths(l pki.Layout) []string {
 	out := make([]string, len(m.Files))
 	for i, f := range m.Files {
 		out[i] = pki.UnderRoot(l.Root, f.Path)
+	}
+	return out
+}
+
+// editChanges passes every change through edit. Where several end on one path, a file's own
+// stored copy wins over another file sent there, which wins over the file's removal: the path's
+// own state in the backup is the newer one (a pending manifest that held earlier edits), and a
+// file that was absent gets what is sent to it.
+func editChanges(changes []txn.Change, edit func(txn.Change) (txn.Change, bool)) []txn.Change {
+	rank := func(c txn.Change, own bool) int {
+		switch {
+		case c.Remove:
+			return 0
+		case own:
+			return 2
+		}
+		return 1
+	}
+	var out []txn.Change
+	var ranks []int
+	at := map[string]int{}
+	for _, c := range changes {
+		from := c.Path
+		c, keep := edit(c)
+		if !keep {
+			continue
+		}
+		r := rank(c, c.Path == from)
+		if i, ok := at[c.Path]; ok {
+			if r > ranks[i] {
+				out[i], ranks[i] = c, r
+			}
+			continue
+		}
+		at[c.Path] = len(out)
+		out, ranks = append(out, c), append(ranks, r)
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/txn"
 )
 
 func layout(t *testing.T) pki.Layout {
@@ -107,5 +108,71 @@ func TestListAndLoadErrors(t *testing.T) {
 		if _, err := Load(l, id); err == nil || !strings.Contains(err.Error(), "backup") {
 			t.Errorf("Load(%q) = %v", id, err)
 		}
+	}
+}
+
+// TestRestoreWith: RestoreWith sends files elsewhere or drops them as edit says; where several
+// end on one path, the path's own stored copy wins over a file sent there, which wins over the
+// path's removal.
+func TestRestoreWith(t *testing.T) {
+	l := layout(t)
+	dir := filepath.Join(l.KubeconfigDir, "manifests")
+	pending := filepath.Join(l.KubeconfigDir, "pending")
+	for _, d := range []string{dir, pending} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	pa, pb := filepath.Join(pending, "a.yaml"), filepath.Join(pending, "b.yaml")
+	keep := filepath.Join(l.PKIDir, "ca.crt")
+	write := func(p, s string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(a, "a before")
+	write(b, "b before")
+	write(pb, "b pending before") // pa absent in the backup, pb present
+	write(keep, "ca before")
+	m, err := Create(fsutil.OS{}, l, "test", []string{a, b, pa, pb, keep}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(a, "a after")
+	write(b, "b after")
+	write(pa, "a pending after")
+	write(pb, "b pending after")
+	write(keep, "ca after")
+	toPending := func(c txn.Change) (txn.Change, bool) {
+		if filepath.Dir(c.Path) == dir {
+			c.Path = filepath.Join(pending, filepath.Base(c.Path))
+		}
+		return c, true
+	}
+	if _, err := RestoreWith(fsutil.OS{}, l, m.ID, toPending); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{a, "a after"},           // sent elsewhere: left as it is
+		{b, "b after"},           // likewise
+		{pa, "a before"},         // absent in the backup, a sent there: a's copy
+		{pb, "b pending before"}, // its own copy wins over b's
+		{keep, "ca before"},      // not edited: restored
+	} {
+		got, err := os.ReadFile(tc.path)
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%s: %q %v, want %q", tc.path, got, err, tc.want)
+		}
+	}
+	// A dropped file is left as it is.
+	write(keep, "ca after")
+	drop := func(c txn.Change) (txn.Change, bool) { return c, c.Path != keep }
+	if _, err := RestoreWith(fsutil.OS{}, l, m.ID, drop); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(keep); string(got) != "ca after" {
+		t.Errorf("a dropped file was restored: %q", got)
 	}
 }

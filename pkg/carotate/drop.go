@@ -3,14 +3,19 @@ package carotate
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/certctl/certctl/pkg/backup"
 	"github.com/certctl/certctl/pkg/fsutil"
+	"github.com/certctl/certctl/pkg/manifest"
 	"github.com/certctl/certctl/pkg/pki"
+	"github.com/certctl/certctl/pkg/restart"
 	"github.com/certctl/certctl/pkg/txn"
 )
 
@@ -123,7 +128,9 @@ func reissue(s pki.Spec) string {
 // Rollback undoes the last phase applied to CA o.CA on this node: the phase's backup is put
 // back (files the phase created are removed, the state file included), and after phase issue
 // kubelet-client-current.pem points at the kubelet's previous certificate again. Dry-run: the
-// files it would put back.
+// files it would put back. With o.DeferManifests the static-pod manifests it puts back go to
+// the pending manifests, for the restart to install each as it restarts that component
+// (drained, verified), not in place where the kubelet would restart it at once.
 func Rollback(o Options) (*Result, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
@@ -183,7 +190,14 @@ func Rollback(o Options) (*Result, error) {
 	if err := txn.RecoverLocked(fsutil.OS{}, o.Layout, o.Log); err != nil {
 		return nil, err
 	}
-	if _, err := backup.Restore(fsutil.OS{}, o.Layout, step.BackupID); err != nil {
+	var edit func(txn.Change) (txn.Change, bool)
+	var extra []txn.Change
+	if o.DeferManifests {
+		if edit, extra, err = deferManifests(o.Layout, m, p); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := backup.RestoreWith(fsutil.OS{}, o.Layout, step.BackupID, edit, extra...); err != nil {
 		return nil, err
 	}
 	if err := unswing(o.Layout, step); err != nil {
@@ -194,4 +208,73 @@ func Rollback(o Options) (*Result, error) {
 		os.Remove(filepath.Dir(p.Dir))
 	}
 	return res, nil
+}
+
+// deferManifests is how a rollback restores through the restart: a static-pod manifest it
+// puts back goes to l's pending manifests (unless the one in place is that already: nothing to
+// restart it on), and the files the phase created that the manifests in place still name (the
+// rotation's bundles) stay until the restart has put the manifests from before in: their
+// removal, with the rotation directory's when it is left empty, goes into the pending removals
+// (restart.PendingRemovalsPath), written in the same journaled change (extra).
+func deferManifests(l pki.Layout, m *backup.Manifest, p Paths) (edit func(txn.Change) (txn.Change, bool), extra []txn.Change, err error) {
+	named, err := namedByManifests(l)
+	if err != nil {
+		return nil, nil, err
+	}
+	var later restart.PendingRemovals
+	if data, err := os.ReadFile(restart.PendingRemovalsPath(l)); err == nil {
+		if err := json.Unmarshal(data, &later); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", restart.PendingRemovalsPath(l), err)
+		}
+	}
+	deferred := map[string]bool{}
+	for _, f := range m.Files {
+		if path := l.Resolve(f.Path); f.Absent && named[path] {
+			deferred[path] = true
+			later.Files = append(later.Files, path)
+		}
+	}
+	if len(deferred) > 0 {
+		later.Dirs = append(later.Dirs, p.Dir, filepath.Dir(p.Dir))
+		data, err := json.Marshal(later)
+		if err != nil {
+			return nil, nil, err
+		}
+		extra = append(extra, txn.Change{Path: restart.PendingRemovalsPath(l), Data: data, Mode: 0o600})
+	}
+	edit = func(c txn.Change) (txn.Change, bool) {
+		if c.Remove {
+			return c, !deferred[c.Path]
+		}
+		if filepath.Dir(c.Path) != filepath.Clean(l.ManifestsDir) {
+			return c, true
+		}
+		if cur, err := os.ReadFile(c.Path); err == nil && bytes.Equal(cur, c.Data) {
+			return c, false
+		}
+		c.Path = filepath.Join(l.PendingManifestsDir(), filepath.Base(c.Path))
+		return c, true
+	}
+	return edit, extra, nil
+}
+
+// namedByManifests is the set of files (host paths) the flags of the static-pod manifests in
+// place name.
+func namedByManifests(l pki.Layout) (map[string]bool, error) {
+	named := map[string]bool{}
+	for _, name := range manifest.Files {
+		pod, err := manifest.Load(filepath.Join(l.ManifestsDir, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range pod.Flags() {
+			if filepath.IsAbs(v) {
+				named[l.Resolve(v)] = true
+			}
+		}
+	}
+	return named, nil
 }

@@ -16,11 +16,12 @@
 // break-file replaces the file PATH (a node path: a CA bundle a rotation wrote) with text that
 // holds no PEM block, as a phase that wrote a broken file would leave it.
 //
-//	before-restart kubelet hold-until PATH
+//	before-restart COMPONENT hold-until PATH
 //
-// before-restart fires right before certctl restarts the kubelet (its new files written):
-// hold-until waits there until the file PATH (a node path) exists, so that a test can cut the
-// node off at that instant (a worker's network cut while its Job runs) and then let it go on.
+// before-restart fires right before certctl restarts COMPONENT (the kubelet, its new files
+// written; a static pod, before its manifest moves out): hold-until waits there until the file
+// PATH (a node path) exists, so that a test can cut the node off at that instant (a worker's
+// network cut while its Job runs), or look at the node's files then, and let it go on.
 //
 //	before-check etcd hold-until PATH
 //

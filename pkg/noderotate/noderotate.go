@@ -69,7 +69,9 @@ func Run(ctx context.Context, o Options) (noderesult.Result, error) {
 			return nr, fmt.Errorf("%w; nothing was changed", err)
 		}
 	}
-	if restarting && !o.Rollback {
+	if restarting {
+		// A phase's manifests, and a rollback's, go to the pending manifests: the restart
+		// installs each as it restarts that component, drained and verified.
 		if err := restart.ClaimPending(o.Rotate.Layout); err != nil {
 			return nr, err
 		}
@@ -138,9 +140,7 @@ func rollBack(ctx context.Context, o Options, results []*carotate.Result, failed
 	}
 	comps := failed.Restarted
 	fmt.Fprintf(o.Out, "%s did not come back on the files of phase %s: rolling the phase back on this node and restarting %s\n", failed.Component, o.Phase, strings.Join(comps, ", "))
-	ro := o.Rotate
-	ro.DeferManifests = false
-	back, err := carotate.Run(ro, cas, o.Phase, true)
+	back, err := carotate.Run(o.Rotate, cas, o.Phase, true)
 	carotate.Render(o.Out, back)
 	if err != nil {
 		return fmt.Errorf("%w; and rolling phase %s back failed: %w (certctl ca rotate %s --rollback)", failed, o.Phase, err, strings.Join(cas, " "))

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/carotate"
 	"github.com/certctl/certctl/pkg/failpoint"
@@ -96,6 +98,63 @@ func TestRunRollsBackWhenAComponentDoesNotComeBack(t *testing.T) {
 	}
 	if st, err := carotate.LoadState(l, "front-proxy-ca"); err != nil || st == nil || st.Phase != carotate.PhaseTrust {
 		t.Errorf("rotation state after trust: %+v %v", st, err)
+	}
+	waitReady(t, ready, 10*time.Second)
+
+	// The operator rolls the phase back (ca rotate --rollback --restart): the manifest from
+	// before goes in through certctl's restart, drained and verified, not in place where the
+	// kubelet would restart the apiserver at once, undrained. Held right before certctl's
+	// restart of the apiserver, the manifest in place is still the phase's, the one from
+	// before is pending.
+	phaseManifest, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const goOn = "/etc/kubernetes/certctl-test-go-on"
+	if err := os.WriteFile(failpoint.Path(l), []byte("before-restart apiserver hold-until "+goOn+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out2, log2 bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		req := restart.Request{Layout: l, Timeout: 30 * time.Second, Out: &log2}
+		_, err := noderotate.Run(context.Background(), noderotate.Options{
+			Rotate: carotate.Options{Layout: l}, CAs: []string{"front-proxy-ca"}, Rollback: true, Restart: &req, Out: &out2, Log: &log2})
+		done <- err
+	}()
+	held := func(ctx context.Context) (bool, error) {
+		left, err := os.ReadFile(failpoint.Path(l))
+		return err == nil && len(bytes.TrimSpace(left)) == 0, nil
+	}
+	if err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, time.Minute, true, held); err != nil {
+		t.Fatalf("the rollback did not reach the apiserver's restart: %v", err)
+	}
+	if got, err := os.ReadFile(manifest); err != nil || !bytes.Equal(got, phaseManifest) {
+		t.Errorf("before certctl's restart the manifest in place changed (%v): the kubelet restarts the apiserver at once, undrained", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(l.PendingManifestsDir(), "kube-apiserver.yaml")); err != nil || !bytes.Equal(got, before) {
+		t.Errorf("before certctl's restart the pending manifest is not the one from before the phase (%v)", err)
+	}
+	if _, err := os.Stat(pki.UnderRoot(l.Root, bundle)); err != nil {
+		t.Errorf("before certctl's restart the bundle the manifest in place names is gone (%v): an apiserver the kubelet restarts then would not start", err)
+	}
+	if err := os.WriteFile(pki.UnderRoot(l.Root, goOn), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("rollback: %v\n%s\n%s", err, out2.String(), log2.String())
+	}
+	if got, err := os.ReadFile(manifest); err != nil || !bytes.Equal(got, before) {
+		t.Errorf("the apiserver's manifest after the rollback is not the one from before (%v):\n%s", err, got)
+	}
+	if left, _ := os.ReadDir(l.PendingManifestsDir()); len(left) != 0 {
+		t.Errorf("manifests left pending after the rollback: %v", left)
+	}
+	if st, err := carotate.LoadState(l, "front-proxy-ca"); err != nil || st != nil {
+		t.Errorf("rotation state after the rollback: %+v %v, want none", st, err)
+	}
+	if _, err := os.Stat(pki.UnderRoot(l.Root, bundle)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the bundle is still there after the rollback: %v", err)
 	}
 	waitReady(t, ready, 10*time.Second)
 }

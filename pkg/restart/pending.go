@@ -26,6 +26,55 @@ import (
 // installs what its restart did not); the pending manifests of a process that is gone are
 // installed in place by the next certctl command (RecoverPending).
 
+// Pending removals: a rollback that puts manifests back through the pending dir removes the
+// files the phase created; those the manifests in place still name (a rotation's bundles) must
+// stay until the manifests from before are in: an apiserver the kubelet restarts meanwhile (its
+// etcd restarting) would not start without them. The rollback writes their list to
+// PendingRemovalsPath, in the same journaled change as the rest of its restore; ReleasePending
+// removes them once every pending manifest is in, and with them the directories they leave
+// empty.
+
+// PendingRemovalsPath is the list (JSON, host paths) of the files to remove once the pending
+// manifests are in.
+func PendingRemovalsPath(l pki.Layout) string {
+	return filepath.Join(l.StateDir(), "pending-removals.json")
+}
+
+// PendingRemovals is the content of PendingRemovalsPath.
+type PendingRemovals struct {
+	Files []string `json:"files"`
+	// Dirs are removed too once the files are gone, when empty (deepest first).
+	Dirs []string `json:"dirs,omitempty"`
+}
+
+// removePending removes the pending removals, saying so on w, and their list.
+func removePending(l pki.Layout, w io.Writer) error {
+	data, err := os.ReadFile(PendingRemovalsPath(l))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", PendingRemovalsPath(l), err)
+	}
+	var r PendingRemovals
+	if err := json.Unmarshal(data, &r); err != nil {
+		return fmt.Errorf("%s: %w", PendingRemovalsPath(l), err)
+	}
+	for _, f := range r.Files {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove %s: %w", f, err)
+		}
+		fmt.Fprintf(w, "certctl: removed %s (the manifests that named it are replaced)\n", f)
+	}
+	for _, d := range r.Dirs {
+		_ = os.Remove(d) // only when empty
+	}
+	if err := os.Remove(PendingRemovalsPath(l)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("clear %s: %w", PendingRemovalsPath(l), err)
+	}
+	return nil
+}
+
 func pendingOwnerPath(l pki.Layout) string {
 	return filepath.Join(l.StateDir(), "pending-owner.json")
 }
@@ -53,10 +102,14 @@ func ClaimPending(l pki.Layout) error {
 
 // ReleasePending installs in place whatever pending manifest is left (a restart that did not
 // run, or stopped before that component: the kubelet then restarts it by itself, as on a
-// manifest edited in place) and drops the claim. It returns the manifests it installed.
+// manifest edited in place), then makes the pending removals, and drops the claim. It returns
+// the manifests it installed.
 func ReleasePending(l pki.Layout, w io.Writer) ([]string, error) {
 	installed, err := installPending(l, w)
 	if err != nil {
+		return installed, err
+	}
+	if err := removePending(l, w); err != nil {
 		return installed, err
 	}
 	if err := os.Remove(pendingOwnerPath(l)); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -474,6 +474,9 @@ func (o *Options) restartNow(ctx context.Context, c *component) (time.Duration, 
 	if err := ctx.Err(); err != nil {
 		return 0, "", err // a manifest moved out now would have no one to put it back
 	}
+	if _, err := failpoint.BeforeRestart(ctx, o.Layout, c.name); err != nil {
+		return 0, "", err
+	}
 	start := time.Now()
 	staged, err := stage(o.Layout, c.manifest)
 	if err != nil {
@@ -487,7 +490,7 @@ func (o *Options) restartNow(ctx context.Context, c *component) (time.Duration, 
 		}
 		return 0, "", err
 	} else if took {
-		o.Progress.Line(c.name, "its new %s goes in with this restart", filepath.Base(c.manifest))
+		o.Progress.Line(c.name, "the %s certctl wrote for this restart goes in with it", filepath.Base(c.manifest))
 	}
 	if o.Stopper != nil {
 		if err := o.Stopper.Stop(ctx, c.name); err != nil {
