@@ -98,10 +98,7 @@ func TestFaultOrchestratorKilled(t *testing.T) {
 		// Every certificate with its key, every kubeconfig parsing: nothing left half-done.
 		checkPairs(t, n)
 	}
-	assertNoJobs(t)
-	if _, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{}); err == nil {
-		t.Errorf("the progress record %s is left after the run that finished", cluster.ProgressName)
-	}
+	assertRenewDone(t, cs)
 	if l, err := cs.CoordinationV1().Leases(lease.Namespace).Get(ctx, lease.Name, metav1.GetOptions{}); err != nil || l.Spec.HolderIdentity != nil {
 		t.Errorf("the Lease is not free after the last run: %v %v", err, l)
 	}
@@ -415,6 +412,70 @@ func TestFaultLoadBalancerDown(t *testing.T) {
 	}
 }
 
+// TestFaultLoadBalancerDownMidCommand is issue 21's fifth fault in the middle of a command:
+// `cluster renew all` through the balancer, and the balancer stopped as soon as the second
+// control-plane node's Job is made. The command waits --api-wait for the API (20 s here), then
+// stops, saying the API cannot be reached, without blaming the node; on that node the Job goes
+// on by itself (its pod reaches the API without the balancer); the node after it is untouched.
+// With the balancer back the same command takes the dead run's Lease over, adopts or reads what
+// the node's Job did, renews the rest, and leaves nothing behind: every node renewed once, every
+// certificate with its key.
+func TestFaultLoadBalancerDownMidCommand(t *testing.T) {
+	nodes := requireLab(t)
+	cps := controlPlanes(nodes)
+	cs := clientset(t)
+	ctx := context.Background()
+	before := freshRenew(t, cs, cps)
+	mid, last := cps[1], cps[len(cps)-1]
+	viaLB, lbCS := balancerKubeconfig(t)
+	args := []string{"cluster", "renew", "all", "--api-wait", "20s", "--kubeconfig", viaLB, "--image", multilab.Image}
+	restarted := true
+	t.Cleanup(func() {
+		if !restarted {
+			lab(t, "lb", "start")
+		}
+	})
+	start := time.Now()
+	cmd, out, exited := startCertctl(t, args...)
+	waitJobMade(t, cs, cluster.LabelName + "=certctl," + cluster.LabelNode + "=" + mid.Name, cmd, out, exited)
+	lab(t, "lb", "stop")
+	restarted = false
+	stopped := time.Now()
+	t.Logf("the balancer stopped %s after the command started (%s's Job made)", stopped.Sub(start).Round(100*time.Millisecond), mid.Name)
+	err := endsWithin(t, cmd, out, exited, 5*time.Minute, "cluster renew all, the balancer stopped,")
+	t.Logf("the command ended %s after the balancer stopped: %v\n%s", time.Since(stopped).Round(100*time.Millisecond), err, out.String())
+	if err == nil {
+		t.Fatalf("cluster renew all went on with the balancer (its kubeconfig's server) stopped:\n%s", out.String())
+	}
+	if strings.Contains(out.String(), "node "+mid.Name+" failed") {
+		t.Errorf("the API away was reported as %s's failure:\n%s", mid.Name, out.String())
+	}
+	if servedCert(t, last.APIServer()).SerialNumber.String() != before[last.Name] {
+		t.Errorf("%s, after the node whose Job ran when the balancer stopped, was changed", last.Name)
+	}
+	lab(t, "lb", "start")
+	restarted = true
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := lbCS.Discovery().ServerVersion()
+		return err == nil, nil
+	}); err != nil {
+		t.Fatalf("the API through the balancer did not come back: %v", err)
+	}
+	start = time.Now()
+	r := certctlWith(t, viaLB, "cluster", "renew", "all")
+	t.Logf("the same command with the balancer back: %s", time.Since(start).Round(100*time.Millisecond))
+	if r.Code != 0 {
+		t.Fatalf("cluster renew all with the balancer back: %s", r)
+	}
+	for _, n := range cps {
+		if servedCert(t, n.APIServer()).SerialNumber.String() == before[n.Name] {
+			t.Errorf("%s is not renewed after the run with the balancer back", n.Name)
+		}
+		checkPairs(t, n)
+	}
+	assertRenewDone(t, cs)
+}
+
 // TestFaultNodeAway is issue 21's second fault: a control-plane node's kubelet stops (the node
 // goes away) before `cluster renew all` reaches it. The command stops at that node once the
 // node is seen not Ready (before making its Job, or while its Job's pod waits to start), long
@@ -473,10 +534,7 @@ func TestFaultNodeAway(t *testing.T) {
 			t.Errorf("%s was not renewed by the run that resumed", n.Name)
 		}
 	}
-	assertNoJobs(t)
-	if _, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{}); err == nil {
-		t.Errorf("the progress record %s is left after the run that finished", cluster.ProgressName)
-	}
+	assertRenewDone(t, cs)
 }
 
 // TestFaultNodeNetworkCut is issue 21's second fault with the network rather than the kubelet
@@ -547,10 +605,7 @@ func TestFaultNodeNetworkCut(t *testing.T) {
 	for _, n := range cps {
 		checkPairs(t, n)
 	}
-	assertNoJobs(t)
-	if _, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{}); err == nil {
-		t.Errorf("the progress record %s is left after the run that finished", cluster.ProgressName)
-	}
+	assertRenewDone(t, cs)
 }
 
 // TestFaultWorkerNetworkCut is issue 21's second fault on a worker: `cluster endpoint` moves the
@@ -765,10 +820,7 @@ loop:
 			t.Errorf("%s still serves the apiserver certificate it had before", n.Name)
 		}
 	}
-	assertNoJobs(t)
-	if _, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{}); err == nil {
-		t.Errorf("the progress record %s is left after the run that finished", cluster.ProgressName)
-	}
+	assertRenewDone(t, cs)
 }
 
 // TestFaultAPIServerNotBack is issue 21's fourth fault: `certctl cluster renew all` while the
@@ -870,10 +922,7 @@ func TestFaultAPIServerNotBack(t *testing.T) {
 		t.Errorf("requests through the balancer failed: /readyz %d %v, list %d %v", fail, errs, listFail, listErrs)
 	}
 	noOverlap(t, all)
-	assertNoJobs(t)
-	if _, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(ctx, cluster.ProgressName, metav1.GetOptions{}); err == nil {
-		t.Errorf("the progress record %s is left after the run that finished", cluster.ProgressName)
-	}
+	assertRenewDone(t, cs)
 }
 
 // TestFaultAPIServerNotBackCARotate is issue 21's fourth fault in a phase of `cluster
@@ -989,6 +1038,103 @@ func TestFaultAPIServerNotBackCARotate(t *testing.T) {
 	}
 }
 
+// TestFaultNodeAwayCARotate is issue 21's second fault in a phase of `cluster ca-rotate`: phase
+// trust of front-proxy-ca, and the second control-plane node's kubelet stopped (the node gone)
+// while the first node's Job runs. The command finishes the first node, stops at the second once
+// it is seen not Ready (not at the Job's timeout) naming it, the third untouched; with the
+// kubelet back the same command resumes there, keeps the first node's new CA (the Secret's,
+// not a second one) and finishes the phase; then the operator's rollback leaves no rotation
+// anywhere. Through the balancer nothing fails all along, and every node's certificates keep
+// their keys.
+func TestFaultNodeAwayCARotate(t *testing.T) {
+	nodes := requireLab(t)
+	cps := controlPlanes(nodes)
+	if len(cps) < 3 {
+		t.Fatalf("the lab has %d control-plane nodes, want 3", len(cps))
+	}
+	first, away, last := cps[0], cps[1], cps[2]
+	rotation := func(n multilab.Node, file string) string {
+		return filepath.Join(n.Dir(), "etc-kubernetes", "pki", "rotation", "front-proxy-ca", file)
+	}
+	for _, n := range cps {
+		if _, err := os.Stat(rotation(n, "state.json")); err == nil {
+			t.Fatalf("%s has a rotation of front-proxy-ca before the test", n.Name)
+		}
+	}
+	ctx := context.Background()
+	cs := clientset(t)
+	local := adminCopy(t)
+	measure := balancerClients(t, local)
+	back := true
+	t.Cleanup(func() {
+		if !back {
+			lab(t, "kubelet", away.Name, "start")
+		}
+	})
+	args := []string{"cluster", "ca-rotate", "front-proxy-ca", "--phase", "trust"}
+	start := time.Now()
+	cmd, out, exited := startCertctl(t, append(slices.Clone(args), "--kubeconfig", local, "--image", multilab.Image)...)
+	waitJobMade(t, cs, cluster.LabelComponent + "=carotate," + cluster.LabelNode + "=" + first.Name, cmd, out, exited)
+	lab(t, "kubelet", away.Name, "stop")
+	back = false
+	stopped := time.Now()
+	t.Logf("%s's kubelet stopped %s after the command started (%s's Job made)", away.Name, stopped.Sub(start).Round(100*time.Millisecond), first.Name)
+	err := endsWithin(t, cmd, out, exited, 8*time.Minute, "cluster ca-rotate front-proxy-ca --phase trust, "+away.Name+"'s kubelet stopped,")
+	t.Logf("the command ended %s after the kubelet stopped: %v\n%s", time.Since(stopped).Round(100*time.Millisecond), err, out.String())
+	if err == nil || !strings.Contains(out.String(), "node "+away.Name+" failed") {
+		t.Fatalf("with %s's kubelet stopped, the command must stop at %s naming it: %v\n%s", away.Name, away.Name, err, out.String())
+	}
+	if took := time.Since(stopped); took > 5*time.Minute {
+		t.Errorf("the command stopped %s after the kubelet did: the node not Ready was not noticed before the Job's timeout", took.Round(time.Second))
+	}
+	assertNoJobs(t)
+	firstCA, err := os.ReadFile(rotation(first, "bundle.crt"))
+	if err != nil {
+		t.Errorf("%s, before the node that went away, is not at trust: %v", first.Name, err)
+	}
+	for _, n := range []multilab.Node{away, last} {
+		if _, err := os.Stat(rotation(n, "state.json")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s has a rotation state after the stopped run (not reached): %v", n.Name, err)
+		}
+	}
+	lab(t, "kubelet", away.Name, "start")
+	back = true
+	t.Logf("%s Ready again %s after its kubelet started", away.Name, waitNodeBack(t, cs, away.Name, 3*time.Minute).Round(time.Second))
+
+	start = time.Now()
+	r := certctlWith(t, local, args...)
+	t.Logf("trust with %s back: %s", away.Name, time.Since(start).Round(100*time.Millisecond))
+	if r.Code != 0 {
+		t.Fatalf("cluster ca-rotate --phase trust with %s back: %s", away.Name, r)
+	}
+	assertNoJobs(t)
+	for _, n := range cps {
+		bundle, err := os.ReadFile(rotation(n, "bundle.crt"))
+		if err != nil {
+			t.Errorf("%s not at trust after the run that resumed: %v", n.Name, err)
+			continue
+		}
+		if !bytes.Equal(bundle, firstCA) {
+			t.Errorf("%s trusts another bundle than %s's from the run before: a second new CA", n.Name, first.Name)
+		}
+	}
+	r = certctlWith(t, local, "cluster", "ca-rotate", "front-proxy-ca", "--rollback", "--phase", "trust")
+	if r.Code != 0 {
+		t.Fatalf("cluster ca-rotate --rollback after the fault: %s", r)
+	}
+	measure("the run stopped by " + away.Name + "'s kubelet, the run that resumed, the rollback")
+	for _, n := range cps {
+		if _, err := os.Stat(rotation(n, "state.json")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s has a rotation of front-proxy-ca after the rollback: %v", n.Name, err)
+		}
+		checkPairs(t, n)
+	}
+	assertNoJobs(t)
+	if _, err := cs.CoreV1().Secrets("kube-system").Get(ctx, cluster.CARotationSecret, metav1.GetOptions{}); err == nil {
+		t.Errorf("the rotation Secret %s is left after the rollback", cluster.CARotationSecret)
+	}
+}
+
 // setFailpoint writes line as the node's failpoint file (removed at the test's end) and returns
 // its path.
 func setFailpoint(t *testing.T, n multilab.Node, line string) string {
@@ -1046,5 +1192,29 @@ func checkPairs(t *testing.T, n multilab.Node) {
 				t.Errorf("%s: %s: %s finding %s: %s", n.Name, c.Name, f.Severity, f.Code, f.Message)
 			}
 		}
+	}
+}
+
+// assertRenewDone fails the test when a `cluster renew` that finished left a Job or its progress
+// record behind.
+func assertRenewDone(t *testing.T, cs kubernetes.Interface) {
+	t.Helper()
+	assertNoJobs(t)
+	if _, err := cs.CoreV1().ConfigMaps(lease.Namespace).Get(context.Background(), cluster.ProgressName, metav1.GetOptions{}); err == nil {
+		t.Errorf("the progress record %s is left after the run that finished", cluster.ProgressName)
+	}
+}
+
+// waitJobMade waits (3 minutes at most) for a Job labelled sel that the running command cmd
+// makes; the command is killed and the test fails when none comes.
+func waitJobMade(t *testing.T, cs kubernetes.Interface, sel string, cmd *exec.Cmd, out *bytes.Buffer, exited <-chan error) {
+	t.Helper()
+	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		jobs, err := cs.BatchV1().Jobs("kube-system").List(ctx, metav1.ListOptions{LabelSelector: sel})
+		return err == nil && len(jobs.Items) > 0, nil
+	}); err != nil {
+		_ = cmd.Process.Kill()
+		<-exited
+		t.Fatalf("no Job %s: %v\n%s", sel, err, out.String())
 	}
 }

@@ -10,8 +10,27 @@ import (
 
 	"github.com/certctl/certctl/pkg/carotate"
 	"github.com/certctl/certctl/pkg/manifest"
+	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/restart"
 )
+
+// trustManifests are the manifests phase trust of every CA edits.
+var trustManifests = []string{"etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml"}
+
+// deferredTrust runs phase trust of every CA with DeferManifests on l and returns the manifests
+// (trustManifests) as they were before it.
+func deferredTrust(t *testing.T, l pki.Layout) map[string][]byte {
+	t.Helper()
+	before := map[string][]byte{}
+	for _, f := range trustManifests {
+		before[f] = read(t, filepath.Join(l.ManifestsDir, f))
+	}
+	o := carotate.Options{Layout: l, Generate: true, DeferManifests: true, LockTimeout: 5e9}
+	if _, err := carotate.Run(o, carotate.CAs, carotate.PhaseTrust, false); err != nil {
+		t.Fatal(err)
+	}
+	return before
+}
 
 // With DeferManifests (ca rotate --restart, what the cluster Jobs run) phase trust of all
 // three CAs leaves the manifests the kubelet watches as they were and writes their new
@@ -20,21 +39,13 @@ import (
 // removes the pending manifests and leaves the manifests as they were.
 func TestDeferManifests(t *testing.T) {
 	l := node(t)
-	files := []string{"etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml"}
-	before := map[string][]byte{}
-	for _, f := range files {
-		before[f] = read(t, filepath.Join(l.ManifestsDir, f))
-	}
-	o := carotate.Options{Layout: l, Generate: true, DeferManifests: true, LockTimeout: 5e9}
-	if _, err := carotate.Run(o, carotate.CAs, carotate.PhaseTrust, false); err != nil {
-		t.Fatal(err)
-	}
+	before := deferredTrust(t, l)
 	want := map[string][]string{
 		"etcd.yaml":                    {"trusted-ca-file", "peer-trusted-ca-file"},
 		"kube-apiserver.yaml":          {"client-ca-file", "etcd-cafile", "requestheader-client-ca-file"},
 		"kube-controller-manager.yaml": {"client-ca-file", "requestheader-client-ca-file"},
 	}
-	for _, f := range files {
+	for _, f := range trustManifests {
 		if !bytes.Equal(read(t, filepath.Join(l.ManifestsDir, f)), before[f]) {
 			t.Errorf("%s in the manifests dir changed: the kubelet would restart it at once", f)
 		}
@@ -57,7 +68,7 @@ func TestDeferManifests(t *testing.T) {
 	if _, err := carotate.Run(carotate.Options{Layout: l, LockTimeout: 5e9}, carotate.CAs, "", true); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range files {
+	for _, f := range trustManifests {
 		if !bytes.Equal(read(t, filepath.Join(l.ManifestsDir, f)), before[f]) {
 			t.Errorf("after the rollback %s differs from before trust", f)
 		}
@@ -73,21 +84,13 @@ func TestDeferManifests(t *testing.T) {
 // restart them at once, undrained); those it had not (still pending) are removed from the
 // pending dir, the manifest in place being the old one already.
 func TestRollbackDefersManifests(t *testing.T) {
-	files := []string{"etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml"}
 	for _, installed := range []bool{true, false} {
 		name := map[bool]string{true: "installed by the restart", false: "still pending"}[installed]
 		t.Run(name, func(t *testing.T) {
 			l := node(t)
-			before := map[string][]byte{}
-			for _, f := range files {
-				before[f] = read(t, filepath.Join(l.ManifestsDir, f))
-			}
-			o := carotate.Options{Layout: l, Generate: true, DeferManifests: true, LockTimeout: 5e9}
-			if _, err := carotate.Run(o, carotate.CAs, carotate.PhaseTrust, false); err != nil {
-				t.Fatal(err)
-			}
+			before := deferredTrust(t, l)
 			phase := map[string][]byte{}
-			for _, f := range files {
+			for _, f := range trustManifests {
 				pending := filepath.Join(l.PendingManifestsDir(), f)
 				phase[f] = read(t, pending)
 				if installed { // what the restart does as it restarts each component
@@ -108,7 +111,7 @@ func TestRollbackDefersManifests(t *testing.T) {
 			if restarts == 0 {
 				t.Error("the rollback names no component to restart")
 			}
-			for _, f := range files {
+			for _, f := range trustManifests {
 				inPlace := read(t, filepath.Join(l.ManifestsDir, f))
 				pending, perr := os.ReadFile(filepath.Join(l.PendingManifestsDir(), f))
 				switch {
@@ -136,7 +139,7 @@ func TestRollbackDefersManifests(t *testing.T) {
 			if _, err := restart.ReleasePending(l, io.Discard); err != nil {
 				t.Fatal(err)
 			}
-			for _, f := range files {
+			for _, f := range trustManifests {
 				if !bytes.Equal(read(t, filepath.Join(l.ManifestsDir, f)), before[f]) {
 					t.Errorf("%s in place is not as before the phase once the pending manifests are in", f)
 				}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -153,7 +152,7 @@ func Issue(o Options) (*Result, error) {
 			final = append(e, final...)
 		}
 	}
-	adminConf := filepath.Join(o.Layout.KubeconfigDir, "admin.conf")
+	adminConf := o.Layout.AdminConf()
 	userCopy := plan != nil && plan.Renews("admin.conf") && kubeconfig.CopiesAdmin(adminConf, o.Layout.UserKubeconfig)
 	if userCopy {
 		res.Changes = append(res.Changes, Change{Path: o.Layout.UserKubeconfig, What: "a copy of admin.conf: refreshed from the new admin.conf (certctl kubeconfig refresh)"})
@@ -256,7 +255,7 @@ func issueApply(o Options, p Paths, res *Result, st *State, w issueWork) error {
 		}
 	}
 	if userCopy {
-		adminConf := filepath.Join(o.Layout.KubeconfigDir, "admin.conf")
+		adminConf := o.Layout.AdminConf()
 		if _, err := kubeconfig.Refresh(kubeconfig.RefreshOptions{Src: adminConf, Dst: o.Layout.UserKubeconfig}); err != nil {
 			return fail(err)
 		}

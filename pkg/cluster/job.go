@@ -384,6 +384,7 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 	lctx, lost := context.WithCancelCause(wctx)
 	defer lost(nil)
 	errs := &containerErrors{node: s.Node, grace: s.containerErrorGrace(), final: lost}
+	defer errs.stop()
 	check := func(obj any) (bool, error) {
 		p, ok := obj.(*corev1.Pod)
 		if !ok {
@@ -584,11 +585,20 @@ func watchNode(ctx context.Context, cs kubernetes.Interface, node string, lostAf
 
 // containerErrors follows the error the kubelet has creating certctl's container, as the pod
 // shows it: one that keeps its reason for grace is final (its *ContainerError given to final).
+// see and stop are called from one goroutine (the watch's conditions, then the wait's end).
 type containerErrors struct {
 	cur   atomic.Pointer[ContainerError]
+	timer *time.Timer
 	node  string
 	grace time.Duration
 	final context.CancelCauseFunc
+}
+
+// stop ends the grace of the error seen last, if any: the wait is over.
+func (c *containerErrors) stop() {
+	if c.timer != nil {
+		c.timer.Stop()
+	}
 }
 
 // see is the pod's container error now (nil: none).
@@ -596,13 +606,14 @@ func (c *containerErrors) see(w *corev1.ContainerStateWaiting) {
 	if cur := c.cur.Load(); cur != nil && w != nil && cur.Reason == w.Reason {
 		return // the same error goes on; its timer runs
 	}
+	c.stop()
 	if w == nil {
 		c.cur.Store(nil)
 		return
 	}
 	e := &ContainerError{Node: c.node, Reason: w.Reason, Message: w.Message, Grace: c.grace}
 	c.cur.Store(e)
-	time.AfterFunc(c.grace, func() {
+	c.timer = time.AfterFunc(c.grace, func() {
 		if c.cur.Load() == e {
 			c.final(e)
 		}

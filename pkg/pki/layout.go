@@ -153,10 +153,13 @@ func (l Layout) NodePath(p string) string {
 	return p
 }
 
+// AdminConf is the cluster-admin kubeconfig kubeadm writes (admin.conf).
+func (l Layout) AdminConf() string { return filepath.Join(l.KubeconfigDir, "admin.conf") }
+
 // Where is where a command on l's node finds its API client: flag (--kubeconfig, a node path
 // under the root) when given, else admin.conf, else the user's kubeconfig.
 func (l Layout) Where(flag string) kubeconfig.Where {
-	w := kubeconfig.Where{Admin: filepath.Join(l.KubeconfigDir, "admin.conf"), User: l.UserKubeconfig}
+	w := kubeconfig.Where{Admin: l.AdminConf(), User: l.UserKubeconfig}
 	if flag != "" {
 		w.Flag = UnderRoot(l.Root, flag)
 	}

@@ -151,7 +151,7 @@ func Run(ctx context.Context, l pki.Layout, o RunOptions) (res *RunResult, err e
 		csrDir = l.Resolve(csrDir) // nothing certctl writes lands outside the root
 	}
 	applied = true
-	adminConf := filepath.Join(l.KubeconfigDir, "admin.conf")
+	adminConf := l.AdminConf()
 	userCopy := plan.Renews("admin.conf") && kubeconfig.CopiesAdmin(adminConf, l.UserKubeconfig)
 	var alsoBackUp []string
 	if userCopy {
@@ -215,7 +215,7 @@ type RefreshOptions struct {
 // RefreshUser is certctl kubeconfig refresh: from's credentials (default admin.conf) into to
 // (default the user's kubeconfig), what changed said on out.
 func RefreshUser(l pki.Layout, from, to string, out io.Writer) error {
-	o := RefreshOptions{Src: cmp.Or(from, filepath.Join(l.KubeconfigDir, "admin.conf")), Dst: cmp.Or(to, l.UserKubeconfig), Command: "kubeconfig refresh"}
+	o := RefreshOptions{Src: cmp.Or(from, l.AdminConf()), Dst: cmp.Or(to, l.UserKubeconfig), Command: "kubeconfig refresh"}
 	res, err := RefreshKubeconfig(l, o)
 	if err == nil {
 		res.Render(out, l.Resolve(o.Src), l.Resolve(o.Dst))
