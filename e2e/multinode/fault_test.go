@@ -437,7 +437,7 @@ func TestFaultLoadBalancerDownMidCommand(t *testing.T) {
 	})
 	start := time.Now()
 	cmd, out, exited := startCertctl(t, args...)
-	waitJobMade(t, cs, cluster.LabelName + "=certctl," + cluster.LabelNode + "=" + mid.Name, cmd, out, exited)
+	waitJobMade(t, cs, cluster.LabelName+"=certctl,"+cluster.LabelNode+"="+mid.Name, cmd, out, exited)
 	lab(t, "lb", "stop")
 	restarted = false
 	stopped := time.Now()
@@ -1074,7 +1074,7 @@ func TestFaultNodeAwayCARotate(t *testing.T) {
 	args := []string{"cluster", "ca-rotate", "front-proxy-ca", "--phase", "trust"}
 	start := time.Now()
 	cmd, out, exited := startCertctl(t, append(slices.Clone(args), "--kubeconfig", local, "--image", multilab.Image)...)
-	waitJobMade(t, cs, cluster.LabelComponent + "=carotate," + cluster.LabelNode + "=" + first.Name, cmd, out, exited)
+	waitJobMade(t, cs, cluster.LabelComponent+"=carotate,"+cluster.LabelNode+"="+first.Name, cmd, out, exited)
 	lab(t, "kubelet", away.Name, "stop")
 	back = false
 	stopped := time.Now()
