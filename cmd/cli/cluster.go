@@ -41,7 +41,7 @@ func newClusterCmd(g *Globals) *cobra.Command {
 	pf.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig to reach the API server (default admin.conf, then ~/.kube/config)")
 	pf.StringVar(&o.Image, "image", DefaultImage, "image whose entrypoint is certctl, present on (or pullable by) every node")
 	pf.StringVar(&o.Namespace, "namespace", "kube-system", "namespace of the Jobs")
-	pf.DurationVar(&o.APIWait, "api-wait", 2*time.Minute, "how long a request waits for an API that refuses connections or is not ready yet (an apiserver restarting under the command), at the start and all through the run; a certificate it cannot verify (all expired) ends the wait at once")
+	pf.DurationVar(&o.APIWait, "api-wait", 2*time.Minute, "how long a request waits for an API that refuses connections or is not ready yet (an apiserver restarting under the command), at the start and all through the run; past it the command stops (a node whose Job it waited for is reported interrupted, its Job going on: run the same command again); a certificate it cannot verify (all expired) ends the wait at once")
 	cmd.AddCommand(newClusterStatusCmd(o), newClusterRenewCmd(o), newClusterEndpointCmd(o), newClusterCARotateCmd(o))
 	return cmd
 }

@@ -79,6 +79,20 @@ func Retryable(method string, err error) bool {
 		errors.As(err, &ne) && ne.Timeout()
 }
 
+// GaveUpError is a request given up after waiting Options.Wait for the API: it did not answer
+// (or not ready) all along. Err is the last reason.
+type GaveUpError struct {
+	Host   string
+	Waited time.Duration
+	Err    error
+}
+
+func (e *GaveUpError) Error() string {
+	return fmt.Sprintf("the API at %s did not answer for %s: %v", e.Host, e.Waited.Round(100*time.Millisecond), e.Err)
+}
+
+func (e *GaveUpError) Unwrap() error { return e.Err }
+
 // NotReadyError is a request answered by an apiserver whose /readyz said it was not ready:
 // not the API's answer (while it starts, an apiserver answers 403 until its authorizer has
 // synced).
@@ -165,7 +179,7 @@ func (w *waiter) untilReady(cause error) error {
 		left := t.o.Wait - time.Since(w.start)
 		if left <= 0 {
 			t.gaveUp(cause)
-			return cause
+			return &GaveUpError{Host: w.req.URL.Host, Waited: time.Since(w.start), Err: cause}
 		}
 		t.isDown(w.req, cause)
 		w.waited = true

@@ -206,6 +206,10 @@ func TestWaitsForTheAPI(t *testing.T) {
 		if !errors.Is(err, syscall.ECONNREFUSED) || took < 300*time.Millisecond || took > 10*time.Second {
 			t.Fatalf("got %v after %s; want the refusal after about 300ms", err, took)
 		}
+		var gave *apiretry.GaveUpError
+		if !errors.As(err, &gave) || gave.Host != addr || gave.Waited < 300*time.Millisecond {
+			t.Errorf("got %#v; want a *GaveUpError for %s after 300ms or more", gave, addr)
+		}
 		if got := l.all(); len(got) != 2 || !strings.Contains(got[1], "giving up") {
 			t.Errorf("logged %q, want the outage and the giving up", got)
 		}

@@ -31,6 +31,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
+	"github.com/certctl/certctl/pkg/apiretry"
 	"github.com/certctl/certctl/pkg/noderequest"
 	"github.com/certctl/certctl/pkg/noderesult"
 )
@@ -372,10 +373,11 @@ func jobHas(j *batchv1.Job, types ...batchv1.JobConditionType) bool {
 // waitPod watches the pod of the Job named job (label job-name) until its certctl container
 // has terminated. An error wraps ErrNotRun: the pod never will run certctl (podState), or it
 // did not start within timeout (saying what was seen last); or ErrNoResult: certctl started
-// but did not end within timeout, as far as the API knows.
+// but did not end within timeout, as far as the API knows; or it is an *apiretry.GaveUpError:
+// the API did not answer for the client's whole wait (the Job goes on on the node).
 func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string, timeout time.Duration) (*corev1.Pod, error) {
 	var listErr atomic.Pointer[error] // the last refused list, from the reflector's goroutine
-	lw := jobPods(cs, s.Namespace, job, &listErr)
+	var gaveUp atomic.Pointer[apiretry.GaveUpError] // the API given up on (--api-wait)
 	var pod *corev1.Pod
 	var running atomic.Bool // certctl has started on the node (watchNode then stops looking)
 	why := "no pod created yet"
@@ -383,6 +385,7 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 	defer cancel()
 	lctx, lost := context.WithCancelCause(wctx)
 	defer lost(nil)
+	lw := jobPods(cs, s.Namespace, job, &listErr, &gaveUp, lost)
 	errs := &containerErrors{node: s.Node, grace: s.containerErrorGrace(), final: lost}
 	defer errs.stop()
 	check := func(obj any) (bool, error) {
@@ -429,6 +432,8 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 		return pod, nil
 	case errors.Is(err, ErrNotRun):
 		return nil, err
+	case gaveUp.Load() != nil:
+		return nil, gaveUp.Load()
 	case errors.As(context.Cause(lctx), &containerErr):
 		return nil, containerErr
 	case errors.As(context.Cause(lctx), &notReady):
@@ -447,22 +452,32 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 }
 
 // jobPods lists and watches the pods of the Job named job, the last refused list kept in
-// listErr.
-func jobPods(cs kubernetes.Interface, namespace, job string, listErr *atomic.Pointer[error]) cache.ListerWatcher {
+// listErr. A request the client gave up on, the API not answering for its whole wait
+// (--api-wait), is kept in gaveUp and ends the wait (done): the reflector would retry it forever.
+func jobPods(cs kubernetes.Interface, namespace, job string, listErr *atomic.Pointer[error], gaveUp *atomic.Pointer[apiretry.GaveUpError], done context.CancelCauseFunc) cache.ListerWatcher {
 	pods := cs.CoreV1().Pods(namespace)
 	sel := "job-name=" + job
+	check := func(err error) {
+		if g := (*apiretry.GaveUpError)(nil); errors.As(err, &g) {
+			gaveUp.CompareAndSwap(nil, g)
+			done(g)
+		}
+	}
 	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.LabelSelector = sel
 			l, err := pods.List(ctx, o)
 			if err != nil {
 				listErr.Store(&err)
+				check(err)
 			}
 			return l, err
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			o.LabelSelector = sel
-			return pods.Watch(ctx, o)
+			w, err := pods.Watch(ctx, o)
+			check(err)
+			return w, err
 		},
 	}, cs)
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/certctl/certctl/internal/testenv"
+	"github.com/certctl/certctl/pkg/apiretry"
 	"github.com/certctl/certctl/pkg/cluster"
 	"github.com/certctl/certctl/pkg/noderequest"
 	"github.com/certctl/certctl/pkg/noderesult"
@@ -398,6 +400,40 @@ func TestRunJobWatchesThePod(t *testing.T) {
 		}
 	})
 
+	// Issue 21's balancer stopped mid-command: the command's API (here a proxy in front of the
+	// apiserver) goes away while it waits for a Job's pod. The client gives up after its wait
+	// (--api-wait) and RunJob returns that, typed, at once: not the Job's timeout, not the
+	// node's failure. The Job is left for the next run to adopt (it goes on on the node).
+	t.Run("the API lost while the pod runs", func(t *testing.T) {
+		ctx := context.Background()
+		lb := startProxy(t, strings.TrimPrefix(cp.URL, "https://"))
+		rc := cp.RESTConfig(t)
+		rc.Host = "https://" + lb.Addr()
+		apiretry.Wrap(rc, apiretry.Options{Wait: 2 * time.Second, First: 50 * time.Millisecond})
+		viaLB, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan outcome, 1)
+		go func() {
+			res, err := cluster.RunJob(ctx, viaLB, spec("apilost"), 2*time.Minute)
+			done <- outcome{res, err, time.Now()}
+		}()
+		pod := jobPod(t, cp, cs, "apilost")
+		now := metav1.Now()
+		setStatus(t, cs, pod, corev1.PodRunning, corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}})
+		lb.Close()
+		o := await(done)
+		var gave *apiretry.GaveUpError
+		if !errors.As(o.err, &gave) || errors.Is(o.err, cluster.ErrNoResult) || errors.Is(o.err, cluster.ErrNotRun) {
+			t.Fatalf("RunJob with its API gone: %v, want the API given up on (*apiretry.GaveUpError)", o.err)
+		}
+		if j, err := cs.BatchV1().Jobs("kube-system").Get(ctx, pod.Labels["job-name"], metav1.GetOptions{}); err != nil || j.DeletionTimestamp != nil {
+			t.Errorf("the Job of the node, still running there, is gone (%v): the next run cannot adopt it", err)
+		}
+		t.Logf("RunJob returned %v", o.err)
+	})
+
 	// The Runner every cluster command uses: a node's certctl that fails fails the node, naming
 	// the command, its exit code and what it said; a record asked for and not written is an
 	// error of its own (the orchestrator decides from records only).
@@ -510,4 +546,53 @@ func TestRunJobWatchesThePod(t *testing.T) {
 			t.Fatalf("RunJob: %v after %s, want ErrNotRun at the 3s timeout", o.err, o.returned.Sub(start))
 		}
 	})
+}
+
+// proxy is a TCP proxy on loopback (the balancer in front of an apiserver); Close stops it and
+// cuts every connection through it, as a stopped haproxy does.
+type proxy struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln}
+	t.Cleanup(p.Close)
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(out, in); out.Close() }()
+			go func() { _, _ = io.Copy(in, out); in.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *proxy) Addr() string { return p.ln.Addr().String() }
+
+func (p *proxy) Close() {
+	p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
 }

@@ -65,7 +65,7 @@ type RenewOptions struct {
 type NodeOutcome struct {
 	Node    string `json:"node"`
 	IP      string `json:"ip"`
-	State   string `json:"state"` // done, resumed (done by an earlier run), failed, untouched, planned
+	State   string `json:"state"` // done, resumed (done by an earlier run), failed, interrupted (the API lost), untouched, planned
 	Took    string `json:"took,omitempty"`
 	Served  string `json:"served,omitempty"` // the apiserver certificate served after, serial
 	Problem string `json:"problem,omitempty"`
@@ -219,6 +219,10 @@ func (o *RenewOptions) renewNodes(ctx context.Context, cs kubernetes.Interface, 
 			return fmt.Errorf("stopped before %s (untouched): %w; run the same command again once they are", out.Node, err)
 		}
 		if err := o.renewNode(ctx, cs, out); err != nil {
+			if g, ok := apiGaveUp(err); ok {
+				out.State, out.Problem = StateInterrupted, err.Error()
+				return &APILostError{Nodes: []string{out.Node}, Err: g}
+			}
 			out.State, out.Problem = "failed", err.Error()
 			var rest []string
 			for _, r := range rep.Nodes[i+1:] {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -147,6 +148,9 @@ func (r *Runner) inWaves(ctx context.Context, outs []NodeOutcome, cp []bool, siz
 		node: func(ctx context.Context, i int) error {
 			if err := do(ctx, &outs[i], cp[i]); err != nil {
 				outs[i].State, outs[i].Problem = "failed", err.Error()
+				if _, lost := apiGaveUp(err); lost {
+					outs[i].State = StateInterrupted
+				}
 				return err
 			}
 			return nil
@@ -169,7 +173,8 @@ type waveRun struct {
 }
 
 // run runs every wave, the next only when every node of this one is done; a wave with a failed
-// node ends the run with a *WaveError naming each.
+// node ends the run with a *WaveError naming each, one whose nodes the API was lost for with an
+// *APILostError naming those (both, joined, when a wave has both).
 func (w waveRun) run(ctx context.Context, ws [][]int) error {
 	for _, wave := range ws {
 		if w.before != nil {
@@ -195,12 +200,23 @@ func (w waveRun) run(ctx context.Context, ws [][]int) error {
 			wg.Wait()
 		}
 		var we WaveError
+		var lost *APILostError
 		for j, err := range errs {
-			if err != nil {
+			if g, ok := apiGaveUp(err); ok {
+				if lost == nil {
+					lost = &APILostError{Err: g}
+				}
+				lost.Nodes = append(lost.Nodes, w.name(wave[j]))
+			} else if err != nil {
 				we.Failed = append(we.Failed, NodeError{Node: w.name(wave[j]), Err: err})
 			}
 		}
-		if len(we.Failed) > 0 {
+		switch {
+		case lost != nil && len(we.Failed) > 0:
+			return errors.Join(&we, lost)
+		case lost != nil:
+			return lost
+		case len(we.Failed) > 0:
 			return &we
 		}
 	}

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/certctl/certctl/pkg/apiretry"
 )
 
 func TestParseMaxParallel(t *testing.T) {
@@ -100,12 +103,15 @@ func TestWaveRun(t *testing.T) {
 	names := []string{"cp1", "cp2", "w1", "w2", "w3", "w4", "w5"}
 	ws := waves([]bool{true, true, false, false, false, false, false}, 2) // {cp1} {cp2} {w1 w2} {w3 w4} {w5}
 	errBroken := errors.New("kubelet not reporting")
+	gaveUp := &apiretry.GaveUpError{Host: "10.2.1.139:6443", Waited: 2 * time.Minute, Err: syscall.ECONNREFUSED}
 	for _, c := range []struct {
 		name       string
 		fail       map[string]bool
-		leaseLost  int // the wave before which the Lease is lost (0: never)
+		apiLost    map[string]bool // nodes whose wait ends with the API given up on
+		leaseLost  int             // the wave before which the Lease is lost (0: never)
 		wantRan    []string
 		wantFailed []string
+		wantLost   []string
 		wantErr    bool
 	}{
 		{name: "every node", wantRan: names},
@@ -115,6 +121,10 @@ func TestWaveRun(t *testing.T) {
 			wantRan: []string{"cp1", "cp2", "w1", "w2"}, wantFailed: []string{"w1", "w2"}, wantErr: true},
 		{name: "a control-plane node fails", fail: map[string]bool{"cp1": true},
 			wantRan: []string{"cp1"}, wantFailed: []string{"cp1"}, wantErr: true},
+		{name: "the API lost for a worker: not its failure", apiLost: map[string]bool{"w2": true},
+			wantRan: []string{"cp1", "cp2", "w1", "w2"}, wantLost: []string{"w2"}, wantErr: true},
+		{name: "the API lost for one worker, the other failed", apiLost: map[string]bool{"w4": true}, fail: map[string]bool{"w3": true},
+			wantRan: []string{"cp1", "cp2", "w1", "w2", "w3", "w4"}, wantFailed: []string{"w3"}, wantLost: []string{"w4"}, wantErr: true},
 		{name: "lease lost before the third wave", leaseLost: 3,
 			wantRan: []string{"cp1", "cp2"}, wantErr: true},
 	} {
@@ -155,6 +165,9 @@ func TestWaveRun(t *testing.T) {
 					if c.fail[names[i]] {
 						return errBroken
 					}
+					if c.apiLost[names[i]] {
+						return fmt.Errorf("node %s: %w", names[i], gaveUp)
+					}
 					return nil
 				},
 				name: func(i int) string { return names[i] },
@@ -178,6 +191,18 @@ func TestWaveRun(t *testing.T) {
 				}
 				if !errors.Is(err, errBroken) {
 					t.Errorf("%v does not wrap the node's error", err)
+				}
+			}
+			var lost *APILostError
+			if errors.As(err, &lost) != (c.wantLost != nil) {
+				t.Fatalf("error %v: an APILostError %v, want one naming %v", err, errors.As(err, &lost), c.wantLost)
+			}
+			if c.wantLost != nil {
+				if !slices.Equal(lost.Nodes, c.wantLost) || lost.Err != gaveUp {
+					t.Errorf("the API lost at %v (%v), want %v (%v)", lost.Nodes, lost.Err, c.wantLost, gaveUp)
+				}
+				if we != nil && slices.ContainsFunc(we.Nodes(), func(n string) bool { return slices.Contains(c.wantLost, n) }) {
+					t.Errorf("a node the API was lost for is reported failed: %v", we.Nodes())
 				}
 			}
 		})
