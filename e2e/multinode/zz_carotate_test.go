@@ -575,6 +575,12 @@ func rollbackWithFaults(t *testing.T, nodes []multilab.Node, local string, cs ku
 
 	// Fault 3: held's Job holds before its quorum check; stopped's member goes away meanwhile.
 	h := newHold(t, held, "before-check etcd")
+	// The checks around the member's stop ask the first node's apiserver (local names it; its
+	// member stays up), each request bounded: a client through the balancer keeps its
+	// connection to the apiserver it had, which HAProxy (TCP) does not cut when it marks that
+	// one down, and on stopped's node a request hangs on the member that is gone (a lab run of
+	// 76b9db3 waited 60 s for a 504 there).
+	direct := kubeClient(t, local, 10*time.Second)
 	// The etcd container of each control-plane node but stopped's, as its mirror pod shows it.
 	// Asked again until the API answers with one: with a member down a request can fail (CI's
 	// run of 329770d read "" for cp1, untouched, and took it for a restart).
@@ -583,7 +589,7 @@ func rollbackWithFaults(t *testing.T, nodes []multilab.Node, local string, cs ku
 		for _, n := range cps[:len(cps)-1] {
 			var last error
 			if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-				p, err := cs.CoreV1().Pods("kube-system").Get(ctx, "etcd-"+n.Name, metav1.GetOptions{})
+				p, err := direct.CoreV1().Pods("kube-system").Get(ctx, "etcd-"+n.Name, metav1.GetOptions{})
 				switch {
 				case err != nil:
 					last = err
@@ -634,7 +640,7 @@ func rollbackWithFaults(t *testing.T, nodes []multilab.Node, local string, cs ku
 			t.Errorf("%s's etcd container changed while %s's member was down (%q, then %q): a restart that could cost the quorum", n.Name, stopped.Name, before[n.Name], after[n.Name])
 		}
 	}
-	if _, err := cs.CoreV1().ConfigMaps("kube-system").List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+	if _, err := direct.CoreV1().ConfigMaps("kube-system").List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
 		t.Errorf("a list with %s's member down (2 of 3: the quorum kept): %v", stopped.Name, err)
 	}
 	back()
@@ -713,4 +719,19 @@ func balancerClients(t *testing.T, kubeconfig string) func(what string) {
 			}
 		}
 	}
+}
+
+// kubeClient is a clientset from kubeconfig whose every request ends within timeout.
+func kubeClient(t *testing.T, kubeconfig string, timeout time.Duration) kubernetes.Interface {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Timeout = timeout
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
 }
