@@ -376,7 +376,7 @@ func jobHas(j *batchv1.Job, types ...batchv1.JobConditionType) bool {
 // but did not end within timeout, as far as the API knows; or it is an *apiretry.GaveUpError:
 // the API did not answer for the client's whole wait (the Job goes on on the node).
 func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string, timeout time.Duration) (*corev1.Pod, error) {
-	var listErr atomic.Pointer[error] // the last refused list, from the reflector's goroutine
+	var listErr atomic.Pointer[error]               // the last refused list, from the reflector's goroutine
 	var gaveUp atomic.Pointer[apiretry.GaveUpError] // the API given up on (--api-wait)
 	var pod *corev1.Pod
 	var running atomic.Bool // certctl has started on the node (watchNode then stops looking)
