@@ -376,8 +376,7 @@ func jobHas(j *batchv1.Job, types ...batchv1.JobConditionType) bool {
 // but did not end within timeout, as far as the API knows; or it is an *apiretry.GaveUpError:
 // the API did not answer for the client's whole wait (the Job goes on on the node).
 func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string, timeout time.Duration) (*corev1.Pod, error) {
-	var listErr atomic.Pointer[error]               // the last refused list, from the reflector's goroutine
-	var gaveUp atomic.Pointer[apiretry.GaveUpError] // the API given up on (--api-wait)
+	var listErr atomic.Pointer[error] // the last refused list, from the reflector's goroutine
 	var pod *corev1.Pod
 	var running atomic.Bool // certctl has started on the node (watchNode then stops looking)
 	why := "no pod created yet"
@@ -385,7 +384,7 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 	defer cancel()
 	lctx, lost := context.WithCancelCause(wctx)
 	defer lost(nil)
-	lw := jobPods(cs, s.Namespace, job, &listErr, &gaveUp, lost)
+	lw := jobPods(cs, s.Namespace, job, &listErr, lost)
 	errs := &containerErrors{node: s.Node, grace: s.containerErrorGrace(), final: lost}
 	defer errs.stop()
 	check := func(obj any) (bool, error) {
@@ -427,13 +426,14 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 		})
 	var notReady *NodeNotReadyError
 	var containerErr *ContainerError
+	var gaveUp *apiretry.GaveUpError
 	switch {
 	case err == nil:
 		return pod, nil
 	case errors.Is(err, ErrNotRun):
 		return nil, err
-	case gaveUp.Load() != nil:
-		return nil, gaveUp.Load()
+	case errors.As(context.Cause(lctx), &gaveUp):
+		return nil, gaveUp
 	case errors.As(context.Cause(lctx), &containerErr):
 		return nil, containerErr
 	case errors.As(context.Cause(lctx), &notReady):
@@ -453,13 +453,13 @@ func waitPod(ctx context.Context, cs kubernetes.Interface, s JobSpec, job string
 
 // jobPods lists and watches the pods of the Job named job, the last refused list kept in
 // listErr. A request the client gave up on, the API not answering for its whole wait
-// (--api-wait), is kept in gaveUp and ends the wait (done): the reflector would retry it forever.
-func jobPods(cs kubernetes.Interface, namespace, job string, listErr *atomic.Pointer[error], gaveUp *atomic.Pointer[apiretry.GaveUpError], done context.CancelCauseFunc) cache.ListerWatcher {
+// (--api-wait), ends the wait with that *apiretry.GaveUpError as done's cause: the reflector
+// would retry it forever.
+func jobPods(cs kubernetes.Interface, namespace, job string, listErr *atomic.Pointer[error], done context.CancelCauseFunc) cache.ListerWatcher {
 	pods := cs.CoreV1().Pods(namespace)
 	sel := "job-name=" + job
 	check := func(err error) {
 		if g := (*apiretry.GaveUpError)(nil); errors.As(err, &g) {
-			gaveUp.CompareAndSwap(nil, g)
 			done(g)
 		}
 	}
