@@ -131,8 +131,8 @@ e2e-multi: lint e2e-report
 	  [ "$(LAB_KEEP)" = 1 ] || hack/lab/multi.sh down; $(E2E_FAILED); exit $$rc
 
 # The multi-node lab tests CI leaves out for its 90 minutes (build tag multilabextra,
-# e2e/multinode/extra_test.go: TestFaultNodeAwayCARotate, ~5 min; its file sorts first, so it
-# runs first, on the fresh lab) and every other lab test after it; by hand before a release.
+# e2e/multinode/extra_test.go: TestFaultNodeAwayCARotate ~5 min, TestFaultLoadBalancerDownMidCARotate
+# ~4 min; its file sorts first, so they run first, on the fresh lab) and every other lab test after it; by hand before a release.
 e2e-multi-extra: lint e2e-report
 	hack/lab/multi.sh up || { hack/lab/multi-logs.sh; hack/lab/multi.sh down; exit 1; }
 	CERTCTL_MULTILAB=1 $(E2E_TEST) -tags multilabextra -timeout 85m ./e2e/multinode; rc=$$?; \

@@ -7,17 +7,13 @@ package multinode
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/certctl/certctl/internal/multilab"
 	"github.com/certctl/certctl/pkg/cluster"
@@ -38,15 +34,7 @@ func TestFaultNodeAwayCARotate(t *testing.T) {
 		t.Fatalf("the lab has %d control-plane nodes, want 3", len(cps))
 	}
 	first, away, last := cps[0], cps[1], cps[2]
-	rotation := func(n multilab.Node, file string) string {
-		return filepath.Join(n.Dir(), "etc-kubernetes", "pki", "rotation", "front-proxy-ca", file)
-	}
-	for _, n := range cps {
-		if _, err := os.Stat(rotation(n, "state.json")); err == nil {
-			t.Fatalf("%s has a rotation of front-proxy-ca before the test", n.Name)
-		}
-	}
-	ctx := context.Background()
+	noFrontProxyRotation(t, cps)
 	cs := clientset(t)
 	local := adminCopy(t)
 	measure := balancerClients(t, local)
@@ -103,19 +91,48 @@ func TestFaultNodeAwayCARotate(t *testing.T) {
 			t.Errorf("%s trusts another bundle than %s's from the run before: a second new CA", n.Name, first.Name)
 		}
 	}
-	r = certctlWith(t, local, "cluster", "ca-rotate", "front-proxy-ca", "--rollback", "--phase", "trust")
-	if r.Code != 0 {
-		t.Fatalf("cluster ca-rotate --rollback after the fault: %s", r)
-	}
+	frontProxyRollback(t, cs, cps, local)
 	measure("the run stopped by " + away.Name + "'s kubelet, the run that resumed, the rollback")
-	for _, n := range cps {
-		if _, err := os.Stat(rotation(n, "state.json")); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("%s has a rotation of front-proxy-ca after the rollback: %v", n.Name, err)
-		}
-		checkPairs(t, n)
+}
+
+// TestFaultLoadBalancerDownMidCARotate is TestFaultLoadBalancerDownMidCommand in phase trust of
+// `cluster ca-rotate front-proxy-ca`: the balancer stopped while cp2's Job runs. The command
+// stops with cp2 interrupted, cp1 at trust, cp3 untouched; with the balancer back the same
+// command takes cp2's Job's result, keeps cp1's new CA (no second one) and finishes the phase;
+// the operator's rollback then leaves no rotation anywhere.
+func TestFaultLoadBalancerDownMidCARotate(t *testing.T) {
+	nodes := requireLab(t)
+	cps := controlPlanes(nodes)
+	if len(cps) < 3 {
+		t.Fatalf("the lab has %d control-plane nodes, want 3", len(cps))
 	}
-	assertNoJobs(t)
-	if _, err := cs.CoreV1().Secrets("kube-system").Get(ctx, cluster.CARotationSecret, metav1.GetOptions{}); err == nil {
-		t.Errorf("the rotation Secret %s is left after the rollback", cluster.CARotationSecret)
-	}
+	noFrontProxyRotation(t, cps)
+	cs := clientset(t)
+	mid, last := cps[1], cps[2]
+	balancerStopsMid(t, lbMid{
+		args: []string{"cluster", "ca-rotate", "front-proxy-ca", "--phase", "trust"}, node: mid.Name,
+		at: func(t *testing.T, s lbStopRun) {
+			waitJobMade(t, cs, cluster.LabelComponent+"=carotate,"+cluster.LabelNode+"="+mid.Name, s.cmd, s.out, s.exited)
+		},
+		stopped: func(t *testing.T) {
+			if _, err := os.Stat(rotation(cps[0], "bundle.crt")); err != nil {
+				t.Errorf("%s, before the node whose Job ran when the balancer stopped, is not at trust: %v", cps[0].Name, err)
+			}
+			if _, err := os.Stat(rotation(last, "state.json")); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s, after the node whose Job ran when the balancer stopped, has a rotation state: %v", last.Name, err)
+			}
+		},
+		done: func(t *testing.T, viaLB string) {
+			first, err := os.ReadFile(rotation(cps[0], "bundle.crt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range cps {
+				if b, err := os.ReadFile(rotation(n, "bundle.crt")); err != nil || !bytes.Equal(b, first) {
+					t.Errorf("%s does not trust %s's bundle after the run with the balancer back (a second new CA?): %v", n.Name, cps[0].Name, err)
+				}
+			}
+			frontProxyRollback(t, cs, cps, viaLB)
+		},
+	})
 }

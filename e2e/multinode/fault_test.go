@@ -412,23 +412,118 @@ func TestFaultLoadBalancerDown(t *testing.T) {
 	}
 }
 
-// TestFaultLoadBalancerDownMidCommand is issue 21's fifth fault in the middle of a command:
-// `cluster renew all` through the balancer, and the balancer stopped as soon as the second
-// control-plane node's Job is made. The command waits --api-wait for the API (20 s here), then
-// stops, saying the API cannot be reached, without blaming the node; on that node the Job goes
-// on by itself (its pod reaches the API without the balancer); the node after it is untouched.
-// With the balancer back the same command takes the dead run's Lease over, adopts or reads what
-// the node's Job did, renews the rest, and leaves nothing behind: every node renewed once, every
-// certificate with its key.
+// TestFaultLoadBalancerDownMidCommand is issue 21's fifth fault in the middle of a command, in
+// `cluster renew all` and `cluster endpoint` (a phase of `cluster ca-rotate`:
+// TestFaultLoadBalancerDownMidCARotate, make e2e-multi-extra): the command runs
+// through the balancer (its kubeconfig names it), and the balancer stops while a node's Job runs.
+// The command waits --api-wait for the API (20 s here), then stops, saying the API cannot be
+// reached, without blaming the node (reported interrupted); on that node the Job goes on by
+// itself (its pod reaches the API without the balancer); the nodes after it are untouched. With
+// the balancer back the same command takes the dead run's Lease over, adopts or reads what the
+// node's Job did, does the rest, and leaves nothing behind: every certificate with its key.
 func TestFaultLoadBalancerDownMidCommand(t *testing.T) {
 	nodes := requireLab(t)
 	cps := controlPlanes(nodes)
+	if len(cps) < 3 {
+		t.Fatalf("the lab has %d control-plane nodes, want 3", len(cps))
+	}
+	ws := workers(nodes)
+	if len(ws) == 0 {
+		t.Fatal("the lab has no worker")
+	}
 	cs := clientset(t)
-	ctx := context.Background()
-	before := freshRenew(t, cs, cps)
 	mid, last := cps[1], cps[len(cps)-1]
+	jobOf := func(component, node string) func(t *testing.T, s lbStopRun) {
+		return func(t *testing.T, s lbStopRun) {
+			waitJobMade(t, cs, cluster.LabelComponent+"="+component+","+cluster.LabelNode+"="+node, s.cmd, s.out, s.exited)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T) lbMid
+	}{
+		{"cluster renew all", func(t *testing.T) lbMid {
+			before := freshRenew(t, cs, cps)
+			return lbMid{
+				args: []string{"cluster", "renew", "all"}, node: mid.Name, at: jobOf("renew", mid.Name),
+				stopped: func(t *testing.T) {
+					if servedCert(t, last.APIServer()).SerialNumber.String() != before[last.Name] {
+						t.Errorf("%s, after the node whose Job ran when the balancer stopped, was changed", last.Name)
+					}
+				},
+				done: func(t *testing.T, _ string) {
+					for _, n := range cps {
+						if servedCert(t, n.APIServer()).SerialNumber.String() == before[n.Name] {
+							t.Errorf("%s is not renewed after the run with the balancer back", n.Name)
+						}
+						checkPairs(t, n)
+					}
+					assertRenewDone(t, cs)
+				},
+			}
+		}},
+		// The worker's Job is held where its certctl restarts the kubelet on the new endpoint
+		// (kubelet.conf written), the balancer stopped, then the Job let go: the control-plane
+		// nodes are moved before, the worker is the last node.
+		{"cluster endpoint", func(t *testing.T) lbMid {
+			m := newEndpointMove(t, cs, nodes)
+			w := ws[len(ws)-1]
+			h := newHold(t, w, "before-restart kubelet")
+			return lbMid{
+				args: []string{"cluster", "endpoint", m.to}, node: w.Name,
+				at: func(t *testing.T, s lbStopRun) {
+					if err := h.fired(context.Background(), 3*time.Minute); err != nil {
+						_ = s.cmd.Process.Kill()
+						<-s.exited
+						t.Fatalf("%s's certctl never reached the kubelet's restart: %v\n%s", w.Name, err, s.out.String())
+					}
+				},
+				then: func(t *testing.T) { h.let(t) },
+				stopped: func(t *testing.T) {
+					// The worker's Job went on without the orchestrator.
+					if err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+						data, err := os.ReadFile(filepath.Join(w.Dir(), "etc-kubernetes", "kubelet.conf"))
+						return err == nil && bytes.Contains(data, []byte("https://"+m.to)), nil
+					}); err != nil {
+						t.Errorf("[%s] kubelet.conf does not name %s after the stopped run: its Job did not go on by itself", w.Name, m.to)
+					}
+				},
+				done: func(t *testing.T, _ string) {
+					m.checkDone(t, cs, nodes)
+					m.back(t, cs)
+				},
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { balancerStopsMid(t, tc.setup(t)) })
+	}
+}
+
+// lbMid is one command of TestFaultLoadBalancerDownMidCommand.
+type lbMid struct {
+	args []string // the command, without --kubeconfig and --image
+	node string   // the node whose Job runs when the balancer stops: interrupted, not failed
+	// at returns at the instant the balancer is to stop; then, when set, is called right after.
+	at   func(t *testing.T, s lbStopRun)
+	then func(t *testing.T)
+	// stopped checks what the run the balancer stopped left; done what the next run did (with
+	// the kubeconfig through the balancer), and puts the lab back.
+	stopped func(t *testing.T)
+	done    func(t *testing.T, viaLB string)
+}
+
+// lbStopRun is the command running when the balancer stops.
+type lbStopRun struct {
+	cmd    *exec.Cmd
+	out    *bytes.Buffer
+	exited <-chan error
+}
+
+// balancerStopsMid runs c's command through the balancer, stops the balancer at c.at, checks the
+// command stops without blaming the node, starts the balancer and runs the command again.
+func balancerStopsMid(t *testing.T, c lbMid) {
+	ctx := context.Background()
 	viaLB, lbCS := balancerKubeconfig(t)
-	args := []string{"cluster", "renew", "all", "--api-wait", "20s", "--kubeconfig", viaLB, "--image", multilab.Image}
 	restarted := true
 	t.Cleanup(func() {
 		if !restarted {
@@ -436,23 +531,24 @@ func TestFaultLoadBalancerDownMidCommand(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	cmd, out, exited := startCertctl(t, args...)
-	waitJobMade(t, cs, cluster.LabelName+"=certctl,"+cluster.LabelNode+"="+mid.Name, cmd, out, exited)
+	cmd, out, exited := startCertctl(t, append(slices.Clone(c.args), "--api-wait", "20s", "--kubeconfig", viaLB, "--image", multilab.Image)...)
+	c.at(t, lbStopRun{cmd, out, exited})
 	lab(t, "lb", "stop")
 	restarted = false
 	stopped := time.Now()
-	t.Logf("the balancer stopped %s after the command started (%s's Job made)", stopped.Sub(start).Round(100*time.Millisecond), mid.Name)
-	err := endsWithin(t, cmd, out, exited, 5*time.Minute, "cluster renew all, the balancer stopped,")
+	if c.then != nil {
+		c.then(t)
+	}
+	t.Logf("the balancer stopped %s after the command started (%s's Job running)", stopped.Sub(start).Round(100*time.Millisecond), c.node)
+	err := endsWithin(t, cmd, out, exited, 5*time.Minute, strings.Join(c.args, " ")+", the balancer stopped,")
 	t.Logf("the command ended %s after the balancer stopped: %v\n%s", time.Since(stopped).Round(100*time.Millisecond), err, out.String())
 	if err == nil {
-		t.Fatalf("cluster renew all went on with the balancer (its kubeconfig's server) stopped:\n%s", out.String())
+		t.Fatalf("%s went on with the balancer (its kubeconfig's server) stopped:\n%s", strings.Join(c.args, " "), out.String())
 	}
-	if strings.Contains(out.String(), "node "+mid.Name+" failed") {
-		t.Errorf("the API away was reported as %s's failure:\n%s", mid.Name, out.String())
+	if strings.Contains(out.String(), "node "+c.node+" failed") {
+		t.Errorf("the API away was reported as %s's failure:\n%s", c.node, out.String())
 	}
-	if servedCert(t, last.APIServer()).SerialNumber.String() != before[last.Name] {
-		t.Errorf("%s, after the node whose Job ran when the balancer stopped, was changed", last.Name)
-	}
+	c.stopped(t)
 	lab(t, "lb", "start")
 	restarted = true
 	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -462,18 +558,12 @@ func TestFaultLoadBalancerDownMidCommand(t *testing.T) {
 		t.Fatalf("the API through the balancer did not come back: %v", err)
 	}
 	start = time.Now()
-	r := certctlWith(t, viaLB, "cluster", "renew", "all")
+	r := certctlWith(t, viaLB, c.args...)
 	t.Logf("the same command with the balancer back: %s", time.Since(start).Round(100*time.Millisecond))
 	if r.Code != 0 {
-		t.Fatalf("cluster renew all with the balancer back: %s", r)
+		t.Fatalf("%s with the balancer back: %s", strings.Join(c.args, " "), r)
 	}
-	for _, n := range cps {
-		if servedCert(t, n.APIServer()).SerialNumber.String() == before[n.Name] {
-			t.Errorf("%s is not renewed after the run with the balancer back", n.Name)
-		}
-		checkPairs(t, n)
-	}
-	assertRenewDone(t, cs)
+	c.done(t, viaLB)
 }
 
 // TestFaultNodeAway is issue 21's second fault: a control-plane node's kubelet stops (the node
@@ -942,9 +1032,6 @@ func TestFaultAPIServerNotBackCARotate(t *testing.T) {
 	}
 	first, broken, last := cps[0], cps[1], cps[2]
 	const bundle = "/etc/kubernetes/pki/rotation/front-proxy-ca/bundle.crt"
-	rotation := func(n multilab.Node, file string) string {
-		return filepath.Join(n.Dir(), "etc-kubernetes", "pki", "rotation", "front-proxy-ca", file)
-	}
 	state := func(n multilab.Node) string { return rotation(n, "state.json") }
 	manifest := func(n multilab.Node) []byte {
 		data, err := os.ReadFile(filepath.Join(n.Dir(), "etc-kubernetes", "manifests", "kube-apiserver.yaml"))
@@ -953,11 +1040,7 @@ func TestFaultAPIServerNotBackCARotate(t *testing.T) {
 		}
 		return data
 	}
-	for _, n := range cps {
-		if _, err := os.Stat(state(n)); err == nil {
-			t.Fatalf("%s has a rotation of front-proxy-ca before the test", n.Name)
-		}
-	}
+	noFrontProxyRotation(t, cps)
 	brokenBefore, lastBefore := manifest(broken), manifest(last)
 	fp := setFailpoint(t, broken, "before-start apiserver break-file "+bundle)
 	roots := caPool(t)
@@ -1013,23 +1096,43 @@ func TestFaultAPIServerNotBackCARotate(t *testing.T) {
 	lb = startPoller(t, multilab.LBAddr, roots, 50*time.Millisecond, 20*time.Minute)
 	list = startPollerAs(t, multilab.LBAddr, listPath, roots, clientCert(t, multilab.AdminKubeconfig()), 50*time.Millisecond, 20*time.Minute)
 	start = time.Now()
-	r2 := certctlWith(t, local, "cluster", "ca-rotate", "front-proxy-ca", "--rollback", "--phase", "trust")
-	t.Logf("the rollback: %s", time.Since(start).Round(100*time.Millisecond))
-	if r2.Code != 0 {
-		t.Fatalf("cluster ca-rotate --rollback after the fault: %s", r2)
-	}
+	frontProxyRollback(t, cs, cps, local)
+	t.Logf("the rollback and its checks: %s", time.Since(start).Round(100*time.Millisecond))
 	ok, fail, errs = lb.Stop()
 	listOK, listFail, listErrs = list.Stop()
 	t.Logf("through the balancer, the rollback: /readyz %d ok, %d failed %v; a list %d ok, %d failed %v; down windows %s", ok, fail, errs, listOK, listFail, listErrs, windowsText(lb.Windows()))
 	if fail != 0 || listFail != 0 {
 		t.Errorf("requests through the balancer failed during the rollback: /readyz %d %v, list %d %v", fail, errs, listFail, listErrs)
 	}
+}
+
+// rotation is a file of the rotation of front-proxy-ca on n (state.json, bundle.crt).
+func rotation(n multilab.Node, file string) string {
+	return filepath.Join(n.Dir(), "etc-kubernetes", "pki", "rotation", "front-proxy-ca", file)
+}
+
+// noFrontProxyRotation fails the test at once when a node has a rotation of front-proxy-ca.
+func noFrontProxyRotation(t *testing.T, cps []multilab.Node) {
+	t.Helper()
 	for _, n := range cps {
-		if _, err := os.Stat(state(n)); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("%s has a rotation of front-proxy-ca after the rollback: %v", n.Name, err)
+		if _, err := os.Stat(rotation(n, "state.json")); err == nil {
+			t.Fatalf("%s has a rotation of front-proxy-ca before the test", n.Name)
 		}
 	}
+}
+
+// frontProxyRollback is the operator's rollback of phase trust of front-proxy-ca after a fault
+// (kubeconfig: the operator's); it must leave no rotation on any node, no Job, no Secret, and
+// every certificate with its key.
+func frontProxyRollback(t *testing.T, cs kubernetes.Interface, cps []multilab.Node, kubeconfig string) {
+	t.Helper()
+	if r := certctlWith(t, kubeconfig, "cluster", "ca-rotate", "front-proxy-ca", "--rollback", "--phase", "trust"); r.Code != 0 {
+		t.Fatalf("cluster ca-rotate --rollback after the fault: %s", r)
+	}
 	for _, n := range cps {
+		if _, err := os.Stat(rotation(n, "state.json")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s has a rotation of front-proxy-ca after the rollback: %v", n.Name, err)
+		}
 		checkPairs(t, n)
 	}
 	assertNoJobs(t)
