@@ -6,7 +6,6 @@ package multinode
 // before a release; hack/lab/README.md). Build tag multilabextra; `make lint` vets them.
 
 import (
-	"bytes"
 	"errors"
 	"io/fs"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/internal/multilab"
-	"github.com/certctl/certctl/pkg/cluster"
 )
 
 // TestFaultNodeAwayCARotate is issue 21's second fault in a phase of `cluster ca-rotate`: phase
@@ -29,10 +27,7 @@ import (
 // their keys.
 func TestFaultNodeAwayCARotate(t *testing.T) {
 	nodes := requireLab(t)
-	cps := controlPlanes(nodes)
-	if len(cps) < 3 {
-		t.Fatalf("the lab has %d control-plane nodes, want 3", len(cps))
-	}
+	cps := threeControlPlanes(t, nodes)
 	first, away, last := cps[0], cps[1], cps[2]
 	noFrontProxyRotation(t, cps)
 	cs := clientset(t)
@@ -47,7 +42,7 @@ func TestFaultNodeAwayCARotate(t *testing.T) {
 	args := []string{"cluster", "ca-rotate", "front-proxy-ca", "--phase", "trust"}
 	start := time.Now()
 	cmd, out, exited := startCertctl(t, append(slices.Clone(args), "--kubeconfig", local, "--image", multilab.Image)...)
-	waitJobMade(t, cs, cluster.LabelComponent+"=carotate,"+cluster.LabelNode+"="+first.Name, cmd, out, exited)
+	waitJobMade(t, cs, jobSelector("carotate", first.Name), cmd, out, exited)
 	lab(t, "kubelet", away.Name, "stop")
 	back = false
 	stopped := time.Now()
@@ -81,16 +76,7 @@ func TestFaultNodeAwayCARotate(t *testing.T) {
 		t.Fatalf("cluster ca-rotate --phase trust with %s back: %s", away.Name, r)
 	}
 	assertNoJobs(t)
-	for _, n := range cps {
-		bundle, err := os.ReadFile(rotation(n, "bundle.crt"))
-		if err != nil {
-			t.Errorf("%s not at trust after the run that resumed: %v", n.Name, err)
-			continue
-		}
-		if !bytes.Equal(bundle, firstCA) {
-			t.Errorf("%s trusts another bundle than %s's from the run before: a second new CA", n.Name, first.Name)
-		}
-	}
+	oneFrontProxyBundle(t, cps, firstCA)
 	frontProxyRollback(t, cs, cps, local)
 	measure("the run stopped by " + away.Name + "'s kubelet, the run that resumed, the rollback")
 }
@@ -102,20 +88,19 @@ func TestFaultNodeAwayCARotate(t *testing.T) {
 // the operator's rollback then leaves no rotation anywhere.
 func TestFaultLoadBalancerDownMidCARotate(t *testing.T) {
 	nodes := requireLab(t)
-	cps := controlPlanes(nodes)
-	if len(cps) < 3 {
-		t.Fatalf("the lab has %d control-plane nodes, want 3", len(cps))
-	}
+	cps := threeControlPlanes(t, nodes)
 	noFrontProxyRotation(t, cps)
 	cs := clientset(t)
 	mid, last := cps[1], cps[2]
+	var firstCA []byte // cp1's bundle from the run the balancer stopped
 	balancerStopsMid(t, lbMid{
 		args: []string{"cluster", "ca-rotate", "front-proxy-ca", "--phase", "trust"}, node: mid.Name,
 		at: func(t *testing.T, s lbStopRun) {
-			waitJobMade(t, cs, cluster.LabelComponent+"=carotate,"+cluster.LabelNode+"="+mid.Name, s.cmd, s.out, s.exited)
+			waitJobMade(t, cs, jobSelector("carotate", mid.Name), s.cmd, s.out, s.exited)
 		},
 		stopped: func(t *testing.T) {
-			if _, err := os.Stat(rotation(cps[0], "bundle.crt")); err != nil {
+			var err error
+			if firstCA, err = os.ReadFile(rotation(cps[0], "bundle.crt")); err != nil {
 				t.Errorf("%s, before the node whose Job ran when the balancer stopped, is not at trust: %v", cps[0].Name, err)
 			}
 			if _, err := os.Stat(rotation(last, "state.json")); !errors.Is(err, fs.ErrNotExist) {
@@ -123,15 +108,7 @@ func TestFaultLoadBalancerDownMidCARotate(t *testing.T) {
 			}
 		},
 		done: func(t *testing.T, viaLB string) {
-			first, err := os.ReadFile(rotation(cps[0], "bundle.crt"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, n := range cps {
-				if b, err := os.ReadFile(rotation(n, "bundle.crt")); err != nil || !bytes.Equal(b, first) {
-					t.Errorf("%s does not trust %s's bundle after the run with the balancer back (a second new CA?): %v", n.Name, cps[0].Name, err)
-				}
-			}
+			oneFrontProxyBundle(t, cps, firstCA)
 			frontProxyRollback(t, cs, cps, viaLB)
 		},
 	})

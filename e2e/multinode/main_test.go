@@ -94,6 +94,17 @@ func controlPlanes(nodes []multilab.Node) []multilab.Node {
 	return out
 }
 
+// threeControlPlanes is controlPlanes(nodes) for a test that needs three of them (one before the
+// node it faults, that node, one after): it fails at once on a lab with fewer.
+func threeControlPlanes(t *testing.T, nodes []multilab.Node) []multilab.Node {
+	t.Helper()
+	cps := controlPlanes(nodes)
+	if len(cps) < 3 {
+		t.Fatalf("the lab has %d control-plane nodes, want 3", len(cps))
+	}
+	return cps
+}
+
 // certctlOn runs certctl inside node n, as an operator logged into that node would.
 func certctlOn(t *testing.T, n multilab.Node, args ...string) multilab.Result {
 	t.Helper()

@@ -565,11 +565,8 @@ func mustRun(t *testing.T, cmd *exec.Cmd) multilab.Result {
 func rollbackWithFaults(t *testing.T, nodes []multilab.Node, local string, cs kubernetes.Interface) {
 	t.Helper()
 	ctx := context.Background()
-	cps := controlPlanes(nodes)
+	cps := threeControlPlanes(t, nodes)
 	slices.SortFunc(cps, func(a, b multilab.Node) int { return strings.Compare(a.Name, b.Name) })
-	if len(cps) < 3 {
-		t.Fatalf("the fault needs three control-plane nodes, the lab has %d", len(cps))
-	}
 	stopped, held := cps[len(cps)-1], cps[len(cps)-2]
 	args := []string{"cluster", "ca-rotate", "all", "--rollback", "--kubeconfig", local, "--image", multilab.Image}
 
