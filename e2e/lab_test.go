@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	certutil "k8s.io/client-go/util/cert"
-
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -29,6 +27,7 @@ import (
 	"github.com/certctl/certctl/pkg/backup"
 	"github.com/certctl/certctl/pkg/fsutil"
 	"github.com/certctl/certctl/pkg/live"
+	manifestpkg "github.com/certctl/certctl/pkg/manifest"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/restart"
 )
@@ -149,6 +148,7 @@ func TestLabRenewAllRestart(t *testing.T) {
 	ep := criSocket(t, l)
 	copyFile(t, "/etc/kubernetes/admin.conf", l.UserKubeconfig) // the runbook's cp, done earlier
 	apiBefore, etcdBefore := testenv.ServedCert(t, apiAddr), testenv.ServedCert(t, etcdAdr)
+	apiCtrBefore := containers(t, ep, pki.CompAPIServer)
 	cmBefore, schedBefore := containers(t, ep, pki.CompControllerManager), containers(t, ep, pki.CompScheduler)
 	if len(cmBefore) != 1 || len(schedBefore) != 1 {
 		t.Fatalf("want one running controller-manager and scheduler container, have %v and %v", cmBefore, schedBefore)
@@ -184,14 +184,18 @@ func TestLabRenewAllRestart(t *testing.T) {
 		t.Errorf("etcd does not serve the renewed etcd/server.crt")
 	}
 	// The controller-manager and scheduler read their kubeconfigs once: they must have run
-	// again (new containers), the others not more than needed.
+	// again (new containers), the others not more than needed: the apiserver loads its
+	// serving and client pairs again by itself (no downtime).
+	if a := containers(t, ep, pki.CompAPIServer); len(a) != 1 || len(apiCtrBefore) != 1 || a[0] != apiCtrBefore[0] {
+		t.Errorf("apiserver container %v, before %v: want the same one (no restart)", a, apiCtrBefore)
+	}
 	if cm := containers(t, ep, pki.CompControllerManager); len(cm) != 1 || cm[0] == cmBefore[0] {
 		t.Errorf("controller-manager container %v, before %v: want a new one", cm, cmBefore)
 	}
 	if s := containers(t, ep, pki.CompScheduler); len(s) != 1 || s[0] == schedBefore[0] {
 		t.Errorf("scheduler container %v, before %v: want a new one", s, schedBefore)
 	}
-	for _, want := range []string{"etcd               reloaded its certificate without a restart", "apiserver          restarted, down", "now uses admin.conf's credentials"} {
+	for _, want := range []string{"etcd               reloaded its certificate without a restart", "apiserver          reloaded its certificate without a restart", "now uses admin.conf's credentials"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
 		}
@@ -276,11 +280,11 @@ func TestLabRollbackBrokenCertificate(t *testing.T) {
 }
 
 // freezeStaged waits (polling every millisecond, for at most a minute) until the certctl of cmd
-// has moved the apiserver's manifest out, freezes it there with SIGSTOP, and makes sure the
-// apiserver is down (certctl may have stopped it already). It returns the manifest's path.
-func freezeStaged(t *testing.T, l pki.Layout, cmd *exec.Cmd, out *bytes.Buffer) string {
+// has moved the component's manifest out, freezes it there with SIGSTOP, and makes sure the
+// component is down (certctl may have stopped it already). It returns the manifest's path.
+func freezeStaged(t *testing.T, l pki.Layout, cmd *exec.Cmd, out *bytes.Buffer, component string) string {
 	t.Helper()
-	manifest := filepath.Join(l.ManifestsDir, "kube-apiserver.yaml")
+	manifest := filepath.Join(l.ManifestsDir, manifestpkg.Files[component])
 	deadline := time.Now().Add(time.Minute)
 	for exists(manifest) {
 		if time.Now().After(deadline) {
@@ -294,9 +298,9 @@ func freezeStaged(t *testing.T, l pki.Layout, cmd *exec.Cmd, out *bytes.Buffer) 
 	if exists(manifest) {
 		t.Fatalf("certctl put the manifest back within a millisecond:\n%s", out.String())
 	}
-	_ = restart.CRIStopper{Endpoint: criSocket(t, l)}.Stop(context.Background(), pki.CompAPIServer)
-	if len(containers(t, criSocket(t, l), pki.CompAPIServer)) != 0 {
-		t.Fatal("the apiserver container still runs with its manifest out")
+	_ = restart.CRIStopper{Endpoint: criSocket(t, l)}.Stop(context.Background(), component)
+	if len(containers(t, criSocket(t, l), component)) != 0 {
+		t.Fatalf("the %s container still runs with its manifest out", component)
 	}
 	return manifest
 }
@@ -314,7 +318,7 @@ func TestLabKilledWhileStaged(t *testing.T) {
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	// Frozen with the manifest out and the apiserver down, then killed: the worst moment.
-	manifest := freezeStaged(t, l, cmd, &out)
+	manifest := freezeStaged(t, l, cmd, &out, pki.CompAPIServer)
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()
 	if exists(manifest) {
@@ -335,22 +339,17 @@ func TestLabKilledWhileStaged(t *testing.T) {
 	waitLive(t, 3*time.Minute)
 }
 
-// TestLabTerminatedWhileStaged: `certctl renew apiserver apiserver-kubelet-client --restart` gets SIGTERM (what a node
-// Job's container gets when the Job is deleted or passes its deadline) while the apiserver's
-// manifest is out and the apiserver is down. certctl puts the manifest back before it exits,
-// within the pod's grace period, and rolls nothing back: the real kubelet starts the apiserver
-// on the renewed pair, which it then serves, with no other certctl run needed.
+// TestLabTerminatedWhileStaged: `certctl renew controller-manager.conf --restart` gets SIGTERM
+// (what a node Job's container gets when the Job is deleted or passes its deadline) while the
+// controller-manager's manifest is out and the controller-manager is down (it reads its
+// kubeconfig once, so the renewal restarts it). certctl puts the manifest back before it exits,
+// within the pod's grace period, and rolls nothing back: the real kubelet starts the
+// controller-manager on the renewed kubeconfig, with no other certctl run needed.
 func TestLabTerminatedWhileStaged(t *testing.T) {
 	l := requireLab(t)
-	before := testenv.ServedCert(t, apiAddr)
-	kubeletClient := filepath.Join(l.PKIDir, "apiserver-kubelet-client.crt")
-	oldClient, err := certutil.CertsFromFile(kubeletClient)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// apiserver-kubelet-client: the apiserver reads its client certificate only at start, so the
-	// renewal restarts it (its serving certificate alone it reloads by itself).
-	cmd := exec.Command(testenv.Certctl(t), "renew", "apiserver", "apiserver-kubelet-client", "--days", "400", "--restart", "--yes", "--timeout", "2m")
+	conf := filepath.Join(l.KubeconfigDir, "controller-manager.conf")
+	before := clientCertOf(t, conf)
+	cmd := exec.Command(testenv.Certctl(t), "renew", "controller-manager.conf", "--days", "400", "--restart", "--yes", "--timeout", "2m")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -359,9 +358,10 @@ func TestLabTerminatedWhileStaged(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	defer func() { _ = cmd.Process.Kill() }()
-	manifest := freezeStaged(t, l, cmd, &out)
+	manifest := freezeStaged(t, l, cmd, &out, pki.CompControllerManager)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	_ = cmd.Process.Signal(syscall.SIGCONT)
+	var err error
 	select {
 	case err = <-exited:
 	case <-time.After(30 * time.Second): // a pod's default termination grace period
@@ -374,31 +374,36 @@ func TestLabTerminatedWhileStaged(t *testing.T) {
 	if !exists(manifest) {
 		t.Fatal("certctl exited after SIGTERM with the manifest still out")
 	}
-	waitLive(t, 3*time.Minute)
-	certs, err := certutil.CertsFromFile(filepath.Join(l.PKIDir, "apiserver.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	onDisk := certs[0]
-	if live.Fingerprint(onDisk) == live.Fingerprint(before) {
-		t.Fatal("apiserver.crt is the old one: the renewal was rolled back or never written")
-	}
-	served := testenv.ServedCert(t, apiAddr)
-	if live.Fingerprint(served) != live.Fingerprint(onDisk) {
-		t.Errorf(":6443 serves %s…, want the renewed %s…", live.Fingerprint(served)[:16], live.Fingerprint(onDisk)[:16])
-	}
-	newClient, err := certutil.CertsFromFile(kubeletClient)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if live.Fingerprint(newClient[0]) == live.Fingerprint(oldClient[0]) {
-		t.Error("apiserver-kubelet-client.crt is the old one: the renewal was rolled back")
-	}
-	for _, name := range []string{"apiserver", "apiserver-kubelet-client"} {
-		if _, err := tls.LoadX509KeyPair(filepath.Join(l.PKIDir, name+".crt"), filepath.Join(l.PKIDir, name+".key")); err != nil {
-			t.Errorf("the %s pair after the interrupted renewal: %v", name, err)
+	// The kubelet starts it again: poll (every 200 ms, at most 3 minutes) for its container.
+	ep := criSocket(t, l)
+	for deadline := time.Now().Add(3 * time.Minute); len(containers(t, ep, pki.CompControllerManager)) != 1; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no controller-manager container runs 3 minutes after the manifest came back")
 		}
 	}
+	after := clientCertOf(t, conf)
+	if after.Leaf.Equal(before.Leaf) {
+		t.Fatal("controller-manager.conf holds the old client certificate: the renewal was rolled back or never written")
+	}
+}
+
+// clientCertOf is the client certificate and key embedded in a kubeconfig, as a checked pair.
+func clientCertOf(t *testing.T, path string) tls.Certificate {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tls.X509KeyPair(cfg.CertData, cfg.KeyData)
+	if err != nil {
+		t.Fatalf("the client pair of %s: %v", path, err)
+	}
+	if c.Leaf == nil {
+		if c.Leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
 }
 
 // TestLabKubeletRestartWithoutSystemd: the lab's kubelet is not a systemd service (no

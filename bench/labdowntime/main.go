@@ -2,13 +2,17 @@
 // (a 50 ms poller on https://127.0.0.1:6443/livez: first failed request to first good one)
 // during:
 //
-//   - certctl renew all --restart --yes (what an operator runs);
+//   - certctl renew all --restart --yes (what an operator runs: since the apiserver reloads
+//     its serving and client certificates, only the controller-manager and scheduler restart,
+//     and 0 s is the expected figure);
+//   - certctl restart apiserver (the apiserver's own restart, what a CA rotation or an operator
+//     asking for it costs);
 //   - the field runbook: move all four manifests out of /etc/kubernetes/manifests, sleep 20 s,
 //     move them back;
 //
 // and the apiserver's own cold start: the lab manifest's kube-apiserver command started as a
 // second process on port 6444, process start to its first good /livez. It prints each run and
-// the medians with the targets (certctl <= cold start + 2 s, <= 0.3x the runbook).
+// the medians with the issues' targets (renew <= cold start + 1 s, <= 0.3x the runbook).
 //
 //	go run ./bench/labdowntime -rounds 3 -certctl bin/certctl     (as root, lab up)
 package main
@@ -60,7 +64,7 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	var cold, cert, runbook []float64
+	var cold, cert, forced, runbook []float64
 	for i := 1; i <= *rounds; i++ {
 		if err := waitAllHealthy(client, 3*time.Minute); err != nil {
 			fail(err)
@@ -90,6 +94,23 @@ func main() {
 		if err := waitAllHealthy(client, 3*time.Minute); err != nil {
 			fail(err)
 		}
+		d, err = measure(client, func() error {
+			cmd := exec.Command(bin, "restart", "apiserver")
+			cmd.Env = append(os.Environ(), "HOME="+labHome)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("certctl restart apiserver: %v\n%s", err, out)
+			}
+			return nil
+		})
+		if err != nil {
+			fail(err)
+		}
+		forced = append(forced, d.Seconds())
+		fmt.Printf("round %d: certctl restart apiserver: API down %.2fs\n", i, d.Seconds())
+
+		if err := waitAllHealthy(client, 3*time.Minute); err != nil {
+			fail(err)
+		}
 		d, err = measure(client, func() error { return runRunbook(*sleep) })
 		if err != nil {
 			fail(err)
@@ -97,10 +118,11 @@ func main() {
 		runbook = append(runbook, d.Seconds())
 		fmt.Printf("round %d: runbook (all manifests out, sleep %s, back): API down %.2fs\n", i, *sleep, d.Seconds())
 	}
-	mc, mr, mcold := median(cert), median(runbook), median(cold)
-	fmt.Printf("\nmedian of %d: certctl %.2fs, runbook %.2fs, apiserver cold start %.2fs\n", *rounds, mc, mr, mcold)
-	fmt.Printf("certctl / runbook = %.2fx (target <= 0.30x)\n", mc/mr)
-	fmt.Printf("certctl - cold start = %.2fs (target <= 2.00s)\n", mc-mcold)
+	mc, mf, mr, mcold := median(cert), median(forced), median(runbook), median(cold)
+	fmt.Printf("\nmedian of %d: certctl renew all --restart %.2fs, certctl restart apiserver %.2fs, runbook %.2fs, apiserver cold start %.2fs\n", *rounds, mc, mf, mr, mcold)
+	fmt.Printf("renew / runbook = %.2fx (target <= 0.30x)\n", mc/mr)
+	fmt.Printf("renew - cold start = %.2fs (target <= 1.00s)\n", mc-mcold)
+	fmt.Printf("restart apiserver - cold start = %.2fs\n", mf-mcold)
 }
 
 func fail(err error) {

@@ -909,7 +909,9 @@ loop:
 // TestFaultAPIServerNotBack is issue 21's fourth fault: `certctl cluster renew all` while the
 // second control-plane node's renewal breaks: the lab's certctl (built with -tags failpoints)
 // writes a key that matches no certificate over that node's new apiserver.key just before the
-// apiserver starts again on it. The apiserver's container then exits at every start; certctl
+// apiserver is to load its renewed files. It keeps its old pair in memory (it reloads only a
+// pair that matches), so certctl restarts it after the reload wait (30 s), and the
+// apiserver's container then exits at every start; certctl
 // on the node sees it exit (the container runtime's count) and rolls the node back to its old
 // files well before its 3-minute timeout, the command stops at that node, the node after it is
 // untouched, and through the balancer the API never failed. The same command again (the fault

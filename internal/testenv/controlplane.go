@@ -117,6 +117,9 @@ func (cp *ControlPlane) startAPIServer(t testing.TB, bin string) {
 	}
 }
 
+// APIServerPID is the process id of the running apiserver: a test tells a restart by it.
+func (cp *ControlPlane) APIServerPID() int { return cp.apiserver.cmd.Process.Pid }
+
 // SetAPIServerFlag sets --name=value for the next (re)start of the apiserver.
 func (cp *ControlPlane) SetAPIServerFlag(name, value string) {
 	for i, a := range cp.apiArgs {

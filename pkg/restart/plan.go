@@ -34,17 +34,36 @@ type Step struct {
 //   - apiserver.crt: kube-apiserver serves --tls-cert-file through a dynamic certificate
 //     controller that watches the files; observed here on v1.32.4 (shared/LAB.md, and
 //     pkg/live's TestLiveAgainstRealAPIServer: the new certificate is served without a restart).
+//   - apiserver-kubelet-client: the apiserver's kubelet client transport sets ReloadTLSFiles
+//     (pkg/kubelet/client/kubelet_client.go, v1.35-v1.37): client-go reads the pair again, at
+//     most once a second, for every new connection, and closes the connections made with the
+//     old one when its periodic check (5 min) sees the change (transport/cert_rotation.go). A
+//     connection kept alive until then goes on with the session it authenticated: TLS does
+//     not look at a certificate again. Observed in this package's
+//     TestAPIServerClientCertsReload on a real apiserver: its next new connection to a kubelet
+//     presents the renewed certificate (0.2 s after the renewal).
+//   - front-proxy-client: the aggregator loads --proxy-client-cert-file through a dynamic
+//     certificate controller (kube-aggregator's apiserver.go, NewDynamicServingContentFromFiles)
+//     and rebuilds its proxy handlers when the files change. Observed in
+//     TestAPIServerClientCertsReload: the next request to an aggregated API presents it.
+//   - apiserver-etcd-client: etcd's client TLS config (client/pkg/transport TLSInfo, used by
+//     the apiserver's storage backend) loads the pair from the files at every TLS handshake.
+//     An established connection keeps the session it authenticated (TLS does not look at the
+//     certificate again), and any new one uses the renewed pair.
 //   - etcd/server.crt, etcd/peer.crt: etcd 3.5 loads its certificates on every new TLS
 //     handshake (LAB.md: :2379 served the new one at once).
 //
-// Not established, so restarted: the apiserver's client certificates (etcd client, kubelet
-// client, front-proxy client): established connections keep the old certificate, and whether
-// every client path re-reads the files is not proven here; the client certificates embedded in
-// controller-manager.conf and scheduler.conf are read once at start.
+// So renewing the apiserver's certificates costs no API downtime: a verify step checks that
+// it serves the renewed apiserver.crt and restarts it only when it does not. Read once at
+// start, so restarted: the client certificates embedded in controller-manager.conf and
+// scheduler.conf. A CA rotation restarts what a new trust needs on its own (pkg/noderotate).
 var reloads = map[string]string{
-	"apiserver":   pki.CompAPIServer,
-	"etcd-server": pki.CompEtcd,
-	"etcd-peer":   pki.CompEtcd,
+	"apiserver":                pki.CompAPIServer,
+	"apiserver-kubelet-client": pki.CompAPIServer,
+	"front-proxy-client":       pki.CompAPIServer,
+	"apiserver-etcd-client":    pki.CompAPIServer,
+	"etcd-server":              pki.CompEtcd,
+	"etcd-peer":                pki.CompEtcd,
 }
 
 // Plan turns renewed item names into ordered steps. Items without a static-pod component

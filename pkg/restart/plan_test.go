@@ -15,12 +15,17 @@ func TestPlan(t *testing.T) {
 	}{
 		{[]string{"apiserver"}, "[apiserver:verify(apiserver)]", "[]"},
 		{[]string{"etcd-server", "etcd-peer"}, "[etcd:verify(etcd-peer,etcd-server)]", "[]"},
-		{[]string{"apiserver", "apiserver-etcd-client"}, "[apiserver:restart(apiserver,apiserver-etcd-client)]", "[]"},
+		{[]string{"apiserver", "apiserver-etcd-client"}, "[apiserver:verify(apiserver,apiserver-etcd-client)]", "[]"},
 		{[]string{"scheduler.conf", "etcd-server", "controller-manager.conf", "front-proxy-client"},
-			"[etcd:verify(etcd-server) apiserver:restart(front-proxy-client) controller-manager:restart(controller-manager.conf) scheduler:restart(scheduler.conf)]", "[]"},
+			"[etcd:verify(etcd-server) apiserver:verify(front-proxy-client) controller-manager:restart(controller-manager.conf) scheduler:restart(scheduler.conf)]", "[]"},
 		{[]string{"admin.conf", "super-admin.conf", "etcd-healthcheck-client"}, "[]", "[]"},
-		{[]string{"kubelet.conf", "apiserver-kubelet-client"}, "[apiserver:restart(apiserver-kubelet-client)]", "[kubelet.conf]"},
+		{[]string{"kubelet.conf", "apiserver-kubelet-client"}, "[apiserver:verify(apiserver-kubelet-client)]", "[kubelet.conf]"},
 		{[]string{"no-such-item"}, "[]", "[]"},
+		// renew all on a kubeadm control-plane node: the API stays up, only the components
+		// that read their kubeconfig once restart.
+		{[]string{"admin.conf", "apiserver", "apiserver-etcd-client", "apiserver-kubelet-client", "controller-manager.conf", "etcd-healthcheck-client",
+			"etcd-peer", "etcd-server", "front-proxy-client", "scheduler.conf", "super-admin.conf"},
+			"[etcd:verify(etcd-peer,etcd-server) apiserver:verify(apiserver,apiserver-etcd-client,apiserver-kubelet-client,front-proxy-client) controller-manager:restart(controller-manager.conf) scheduler:restart(scheduler.conf)]", "[]"},
 	}
 	for _, tc := range tests {
 		steps, kubelet := restart.Plan(tc.renewed)

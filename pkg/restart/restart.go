@@ -409,6 +409,9 @@ func (o *Options) rollback(ctx context.Context, failed *component, restarted []*
 // one handles a component: a verify step waits for the reload and restarts only if needed.
 func (o *Options) one(ctx context.Context, c *component, action string, res *Result) error {
 	if action == ActionVerify && c.servedAt != "" {
+		// A reload is the component starting on the new files: a before-start failpoint
+		// fires here too (and is gone by the restart, if one follows).
+		o.beforeStart(c)
 		o.Progress.Line(c.name, "waiting for it to serve the renewed %s by itself", filepath.Base(c.certFile))
 		fp, err := o.waitServed(ctx, c, o.ReloadTimeout)
 		if err == nil {
@@ -422,6 +425,16 @@ func (o *Options) one(ctx context.Context, c *component, action string, res *Res
 	down, fp, err := o.restart(ctx, c)
 	res.Downtime, res.Served = down, fp
 	return err
+}
+
+// beforeStart fires the node's before-start failpoint of the component (a build with -tags
+// failpoints; nothing otherwise).
+func (o *Options) beforeStart(c *component) {
+	if f, err := failpoint.BeforeStart(o.Layout, c.name); err != nil {
+		o.Progress.Line(c.name, "failpoint: %v", err)
+	} else if f != nil {
+		o.Progress.Line(c.name, "failpoint %s %s %s %v fired (a build with -tags failpoints)", f.Point, f.Component, f.Action, f.Args)
+	}
 }
 
 func (o *Options) restart(ctx context.Context, c *component) (down time.Duration, fp string, err error) {
@@ -516,11 +529,7 @@ func (o *Options) restartNow(ctx context.Context, c *component) (time.Duration, 
 	if downSince.IsZero() {
 		downSince = start
 	}
-	if f, err := failpoint.BeforeStart(o.Layout, c.name); err != nil {
-		o.Progress.Line(c.name, "failpoint: %v", err)
-	} else if f != nil {
-		o.Progress.Line(c.name, "failpoint %s %s %s %v fired (a build with -tags failpoints)", f.Point, f.Component, f.Action, f.Args)
-	}
+	o.beforeStart(c)
 	if err := putBack(); err != nil {
 		return 0, "", err
 	}
