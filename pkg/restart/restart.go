@@ -172,6 +172,9 @@ type component struct {
 	securePort int
 	servedAt   string // TLS endpoint serving certFile; "" when the certificate is in memory only
 	certFile   string
+	// pairs are the certificate and key files the component loads by itself when they change
+	// (its flags): a verify step checks that each loads before it takes the reload as done.
+	pairs [][2]string
 }
 
 func load(l pki.Layout, name string) (*component, error) {
@@ -216,7 +219,44 @@ func load(l pki.Layout, name string) (*component, error) {
 	if c.certFile != "" {
 		c.certFile = pki.UnderRoot(l.Root, c.certFile)
 	}
+	for _, p := range reloadedPairs[name] {
+		if flags[p[0]] != "" && flags[p[1]] != "" {
+			c.pairs = append(c.pairs, [2]string{pki.UnderRoot(l.Root, flags[p[0]]), pki.UnderRoot(l.Root, flags[p[1]])})
+		}
+	}
 	return c, nil
+}
+
+// reloadedPairs are the flags naming the certificate and key pairs a component loads again by
+// itself (plan.go's reloads).
+var reloadedPairs = map[string][][2]string{
+	pki.CompAPIServer: {{"tls-cert-file", "tls-private-key-file"}, {"kubelet-client-certificate", "kubelet-client-key"},
+		{"proxy-client-cert-file", "proxy-client-key-file"}, {"etcd-certfile", "etcd-keyfile"}},
+	pki.CompEtcd: {{"cert-file", "key-file"}, {"peer-cert-file", "peer-key-file"}},
+}
+
+// BrokenPairError: a pair the component would load again by itself does not load (a key that
+// does not match its certificate, a file that holds no PEM): the component keeps what it has
+// in memory, and would not start on these files.
+type BrokenPairError struct {
+	Cert, Key string
+	Err       error
+}
+
+func (e *BrokenPairError) Error() string {
+	return fmt.Sprintf("the pair %s / %s does not load (%v): the component keeps its old one in memory and would not start on these files", e.Cert, e.Key, e.Err)
+}
+
+func (e *BrokenPairError) Unwrap() error { return e.Err }
+
+// checkPairs loads each pair the component reloads by itself.
+func (c *component) checkPairs() error {
+	for _, p := range c.pairs {
+		if _, err := tls.LoadX509KeyPair(p[0], p[1]); err != nil {
+			return &BrokenPairError{Cert: p[0], Key: p[1], Err: err}
+		}
+	}
+	return nil
 }
 
 // Run executes the steps one at a time in their order, holding the node lock. It first finds
@@ -412,6 +452,12 @@ func (o *Options) one(ctx context.Context, c *component, action string, res *Res
 		// A reload is the component starting on the new files: a before-start failpoint
 		// fires here too (and is gone by the restart, if one follows).
 		o.beforeStart(c)
+		// A pair that does not load is never picked up, and a restart on it would fail: the
+		// caller rolls back (the component still runs, on what it had in memory).
+		if err := c.checkPairs(); err != nil {
+			o.Progress.Line(c.name, "%v", err)
+			return err
+		}
 		o.Progress.Line(c.name, "waiting for it to serve the renewed %s by itself", filepath.Base(c.certFile))
 		fp, err := o.waitServed(ctx, c, o.ReloadTimeout)
 		if err == nil {

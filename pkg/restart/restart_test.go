@@ -3,6 +3,7 @@ package restart_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -200,6 +201,46 @@ func TestRollbackBrokenCertificate(t *testing.T) {
 	}
 	if !testenv.ServedCert(t, n.apiAddr()).Equal(before) {
 		t.Errorf("after the rollback the apiserver does not serve the old certificate")
+	}
+}
+
+// TestVerifyRollsBackABrokenPair: the renewal's apiserver-kubelet-client.key is replaced by a
+// key that is not its certificate's. The apiserver would never load that pair (it keeps the old
+// one in memory) and would not start on it: the verify step says which pair, restores the
+// backup and restarts the apiserver on the old files, once, instead of waiting for a reload
+// that cannot come.
+func TestVerifyRollsBackABrokenPair(t *testing.T) {
+	n := startNode(t)
+	l := n.tr.Layout
+	crt, key := filepath.Join(l.PKIDir, "apiserver-kubelet-client.crt"), filepath.Join(l.PKIDir, "apiserver-kubelet-client.key")
+	m, err := backup.Create(fsutil.OS{}, l, "test", []string{crt, key}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey, _ := pki.GenerateKey(pki.AlgRSA2048)
+	keyPEM, _ := pki.EncodePrivateKey(otherKey)
+	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	steps, _ := restart.Plan([]string{"apiserver-kubelet-client"})
+	var progress bytes.Buffer
+	results, err := restart.Run(context.Background(), restart.Options{Layout: l, Node: n.node, Timeout: 45 * time.Second,
+		Steps: steps, Stopper: restart.ProcessStopper{Layout: l, Node: n.node}, Progress: restart.NewProgress(&progress, false),
+		Rollback: func(string) error { _, err := backup.Restore(fsutil.OS{}, l, m.ID); return err }})
+	t.Logf("progress:\n%s", progress.String())
+	var rb *restart.RolledBackError
+	var broken *restart.BrokenPairError
+	if !errors.As(err, &rb) || !errors.As(err, &broken) || broken.Key != key || strings.Join(rb.Restarted, ",") != pki.CompAPIServer {
+		t.Fatalf("err %v, want a rollback of the apiserver for the broken pair %s", err, key)
+	}
+	if len(results) != 1 || results[0].Restarted || !results[0].RolledBack {
+		t.Errorf("results %+v, want the apiserver rolled back without a restart on the broken pair", results)
+	}
+	if n.k.Starts("kube-apiserver.yaml") != 2 {
+		t.Errorf("apiserver starts %d, want 2 (the first, and the rollback's on the old files)", n.k.Starts("kube-apiserver.yaml"))
+	}
+	if _, err := tls.LoadX509KeyPair(crt, key); err != nil {
+		t.Errorf("after the rollback: %v", err)
 	}
 }
 
