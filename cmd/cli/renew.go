@@ -58,7 +58,7 @@ func newRenewCmd(g *Globals) *cobra.Command {
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan and stop")
 	f.BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	f.DurationVar(&o.LockTimeout, "lock-timeout", 30*time.Second, "how long to wait for another certctl run holding the lock")
-	f.BoolVar(&rst, "restart", false, "then restart exactly the components that need it (see certctl restart), rolling back to the backup if one does not come back")
+	f.BoolVar(&rst, "restart", false, "then make the components use the new files: verify those that reload them by themselves (etcd, the apiserver: no downtime), restart the others (controller-manager, scheduler, kubelet), rolling back to the backup if one does not come back")
 	f.BoolVar(&o.SkipKubeadmConfig, "skip-kubeadm-config", false, "do not record --san in kube-system/kubeadm-config (ClusterConfiguration.apiServer.certSANs)")
 	f.StringVar(&kc, "kubeconfig", "", "kubeconfig for the kubeadm-config update and the --lease (default: the node's admin.conf; for --lease in a pod, its service account)")
 	f.StringVar(&o.Lease, "lease", "", "hold this Lease (NAMESPACE/NAME, e.g. "+lease.DefaultRef+") while renewing, as cluster renew and the scheduled CronJobs do")

@@ -17,9 +17,12 @@ import (
 	"testing"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
@@ -442,7 +445,7 @@ func TestFaultLoadBalancerDownMidCommand(t *testing.T) {
 		{"cluster renew all", func(t *testing.T) lbMid {
 			before := freshRenew(t, cs, cps)
 			return lbMid{
-				args: []string{"cluster", "renew", "all"}, node: mid.Name, at: jobOf("renew", mid.Name),
+				args: []string{"cluster", "renew", "all"}, node: mid.Name, component: "renew", at: jobOf("renew", mid.Name),
 				stopped: func(t *testing.T) {
 					if servedCert(t, last.APIServer()).SerialNumber.String() != before[last.Name] {
 						t.Errorf("%s, after the node whose Job ran when the balancer stopped, was changed", last.Name)
@@ -467,7 +470,7 @@ func TestFaultLoadBalancerDownMidCommand(t *testing.T) {
 			w := ws[len(ws)-1]
 			h := newHold(t, w, "before-restart kubelet")
 			return lbMid{
-				args: []string{"cluster", "endpoint", m.to}, node: w.Name,
+				args: []string{"cluster", "endpoint", m.to}, node: w.Name, component: "endpoint",
 				at: func(t *testing.T, s lbStopRun) {
 					if err := h.fired(context.Background(), 3*time.Minute); err != nil {
 						_ = s.cmd.Process.Kill()
@@ -499,6 +502,9 @@ func TestFaultLoadBalancerDownMidCommand(t *testing.T) {
 type lbMid struct {
 	args []string // the command, without --kubeconfig and --image
 	node string   // the node whose Job runs when the balancer stops: interrupted, not failed
+	// component labels the node's Job: exactly one is made across both runs (the next run
+	// takes the result of the Job that went on alone, it does not run the node again).
+	component string
 	// at returns at the instant the balancer is to stop; then, when set, is called right after.
 	at   func(t *testing.T, s lbStopRun)
 	then func(t *testing.T)
@@ -520,6 +526,7 @@ type lbStopRun struct {
 func balancerStopsMid(t *testing.T, c lbMid) {
 	ctx := context.Background()
 	viaLB, lbCS := balancerKubeconfig(t)
+	made := watchJobsMade(t, clientset(t), jobSelector(c.component, c.node))
 	restarted := true
 	t.Cleanup(func() {
 		if !restarted {
@@ -559,7 +566,78 @@ func balancerStopsMid(t *testing.T, c lbMid) {
 	if r.Code != 0 {
 		t.Fatalf("%s with the balancer back: %s", strings.Join(c.args, " "), r)
 	}
+	if jobs := made(); len(jobs) != 1 {
+		t.Errorf("%s's Jobs made across both runs: %v, want one (the next run takes its result)", c.node, jobs)
+	}
 	c.done(t, viaLB)
+}
+
+// watchJobsMade watches (through cp1, not the balancer) the certctl Jobs labelled sel from now
+// on and returns what tells the names of those made so far.
+func watchJobsMade(t *testing.T, cs kubernetes.Interface, sel string) func() []string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	list, err := cs.BatchV1().Jobs("kube-system").List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu   sync.Mutex
+		made []string
+		seen = map[types.UID]bool{}
+	)
+	add := func(j *batchv1.Job, note string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !seen[j.UID] {
+			seen[j.UID] = true
+			made = append(made, j.Name+note)
+		}
+	}
+	for i := range list.Items {
+		add(&list.Items[i], " (before)")
+	}
+	rv := list.ResourceVersion
+	go func() {
+		// A watch the apiserver ends is made again from the last version seen; one it cannot
+		// resume (410 Gone) is resumed after a new list, whose Jobs are counted too.
+		for ctx.Err() == nil {
+			w, err := cs.BatchV1().Jobs("kube-system").Watch(ctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: rv, AllowWatchBookmarks: true})
+			if err != nil {
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+				continue
+			}
+			for ev := range w.ResultChan() {
+				if ev.Type == watch.Error {
+					if l, err := cs.BatchV1().Jobs("kube-system").List(ctx, metav1.ListOptions{LabelSelector: sel}); err == nil {
+						for i := range l.Items {
+							add(&l.Items[i], "")
+						}
+						rv = l.ResourceVersion
+					}
+					w.Stop()
+					break
+				}
+				j, ok := ev.Object.(*batchv1.Job)
+				if !ok {
+					continue
+				}
+				rv = j.ResourceVersion
+				if ev.Type == watch.Added {
+					add(j, "")
+				}
+			}
+		}
+	}()
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(made)
+	}
 }
 
 // TestFaultNodeAway is issue 21's second fault: a control-plane node's kubelet stops (the node
