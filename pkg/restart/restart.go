@@ -54,6 +54,9 @@ type Options struct {
 	// member it talks to, is stopped (see Drain), and lets it back in once it is healthy
 	// again (after an etcd restart: ready, with its etcd, on /readyz).
 	Drain *Drain
+	// Hostname is this node's host name, what the controller-manager and the scheduler name
+	// their leader identity after (default os.Hostname()).
+	Hostname string
 	// PeerWait bounds the wait for the other etcd members to be healthy before this node's
 	// member restarts, default DefaultPeerWait; then the restart is refused
 	// (*etcdmember.UnhealthyPeersError).
@@ -175,6 +178,7 @@ type component struct {
 	// pairs are the certificate and key files the component loads by itself when they change
 	// (its flags): a verify step checks that each loads before it takes the reload as done.
 	pairs [][2]string
+	flags map[string]string // the manifest's flags
 }
 
 func load(l pki.Layout, name string) (*component, error) {
@@ -196,6 +200,7 @@ func load(l pki.Layout, name string) (*component, error) {
 	}
 	c.health = &url.URL{Scheme: ep.Scheme, Host: net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port)), Path: ep.Path}
 	flags := pod.Flags()
+	c.flags = flags
 	switch name {
 	case pki.CompAPIServer:
 		port := flags["secure-port"]
@@ -473,6 +478,22 @@ func (o *Options) one(ctx context.Context, c *component, action string, res *Res
 	return err
 }
 
+// releaseLeader releases the stopped component's leader Lease when this node's instance held it
+// (leader.go); a failure costs only the Lease's wait, so it is reported, not returned.
+func (o *Options) releaseLeader(ctx context.Context, c *component) {
+	host := o.Hostname
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	r, err := releaseLeader(ctx, o.Layout, c, host)
+	switch {
+	case err != nil:
+		o.Progress.Line(c.name, "leader Lease not released (the others wait it out): %v", err)
+	case r != nil && r.Released:
+		o.Progress.Line(c.name, "released its leader Lease %s (held by %s, stopped): another instance leads at once", r.Lease, r.Holder)
+	}
+}
+
 // beforeStart fires the node's before-start failpoint of the component (a build with -tags
 // failpoints; nothing otherwise).
 func (o *Options) beforeStart(c *component) {
@@ -575,6 +596,7 @@ func (o *Options) restartNow(ctx context.Context, c *component) (time.Duration, 
 	if downSince.IsZero() {
 		downSince = start
 	}
+	o.releaseLeader(ctx, c)
 	o.beforeStart(c)
 	if err := putBack(); err != nil {
 		return 0, "", err
