@@ -94,7 +94,7 @@ func TestFaultLoadBalancerDownMidCARotate(t *testing.T) {
 	mid, last := cps[1], cps[2]
 	var firstCA []byte // cp1's bundle from the run the balancer stopped
 	balancerStopsMid(t, lbMid{
-		args: []string{"cluster", "ca-rotate", "front-proxy-ca", "--phase", "trust"}, node: mid.Name,
+		args: []string{"cluster", "ca-rotate", "front-proxy-ca", "--phase", "trust"}, node: mid.Name, component: "carotate",
 		at: func(t *testing.T, s lbStopRun) {
 			waitJobMade(t, cs, jobSelector("carotate", mid.Name), s.cmd, s.out, s.exited)
 		},

@@ -526,6 +526,9 @@ type lbStopRun struct {
 func balancerStopsMid(t *testing.T, c lbMid) {
 	ctx := context.Background()
 	viaLB, lbCS := balancerKubeconfig(t)
+	if c.component == "" {
+		t.Fatal("lbMid without the component of the node's Job")
+	}
 	made := watchJobsMade(t, clientset(t), jobSelector(c.component, c.node))
 	restarted := true
 	t.Cleanup(func() {
@@ -987,12 +990,12 @@ loop:
 // TestFaultAPIServerNotBack is issue 21's fourth fault: `certctl cluster renew all` while the
 // second control-plane node's renewal breaks: the lab's certctl (built with -tags failpoints)
 // writes a key that matches no certificate over that node's new apiserver.key just before the
-// apiserver is to load its renewed files. It keeps its old pair in memory (it reloads only a
-// pair that matches), so certctl restarts it after the reload wait (30 s), and the
-// apiserver's container then exits at every start; certctl
-// on the node sees it exit (the container runtime's count) and rolls the node back to its old
-// files well before its 3-minute timeout, the command stops at that node, the node after it is
-// untouched, and through the balancer the API never failed. The same command again (the fault
+// apiserver is to load its renewed files (renew verifies the apiserver, it does not restart
+// it). The apiserver would keep its old pair in memory and could not start on the broken one:
+// certctl on the node finds the pair that does not load before it waits for a reload
+// (restart.BrokenPairError), rolls the node back to its old files and restarts the apiserver
+// on them; the command stops at that node, the node after it is untouched, and through the
+// balancer the API never failed. The same command again (the fault
 // fired once) resumes at that node and finishes, without renewing the first node twice.
 func TestFaultAPIServerNotBack(t *testing.T) {
 	nodes := requireLab(t)
