@@ -348,7 +348,7 @@ func TestLabKilledWhileStaged(t *testing.T) {
 func TestLabTerminatedWhileStaged(t *testing.T) {
 	l := requireLab(t)
 	conf := filepath.Join(l.KubeconfigDir, "controller-manager.conf")
-	before := clientCertOf(t, conf)
+	before := testenv.KubeconfigClientCert(t, conf)
 	cmd := exec.Command(testenv.Certctl(t), "renew", "controller-manager.conf", "--days", "400", "--restart", "--yes", "--timeout", "2m")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -381,29 +381,10 @@ func TestLabTerminatedWhileStaged(t *testing.T) {
 			t.Fatal("no controller-manager container runs 3 minutes after the manifest came back")
 		}
 	}
-	after := clientCertOf(t, conf)
+	after := testenv.KubeconfigClientCert(t, conf)
 	if after.Leaf.Equal(before.Leaf) {
 		t.Fatal("controller-manager.conf holds the old client certificate: the renewal was rolled back or never written")
 	}
-}
-
-// clientCertOf is the client certificate and key embedded in a kubeconfig, as a checked pair.
-func clientCertOf(t *testing.T, path string) tls.Certificate {
-	t.Helper()
-	cfg, err := clientcmd.BuildConfigFromFlags("", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := tls.X509KeyPair(cfg.CertData, cfg.KeyData)
-	if err != nil {
-		t.Fatalf("the client pair of %s: %v", path, err)
-	}
-	if c.Leaf == nil {
-		if c.Leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return c
 }
 
 // TestLabKubeletRestartWithoutSystemd: the lab's kubelet is not a systemd service (no

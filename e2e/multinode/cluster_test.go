@@ -143,7 +143,7 @@ func TestClusterRenew(t *testing.T) {
 
 	lb := startPoller(t, multilab.LBAddr, roots, 50*time.Millisecond, 15*time.Minute)
 	api := startPollerPath(t, multilab.LBAddr, "/version", roots, 50*time.Millisecond, 15*time.Minute)
-	list := startPollerAs(t, multilab.LBAddr, listPath, roots, clientCert(t, multilab.AdminKubeconfig()), 50*time.Millisecond, 15*time.Minute)
+	list := startPollerAs(t, multilab.LBAddr, listPath, roots, testenv.KubeconfigClientCert(t, multilab.AdminKubeconfig()), 50*time.Millisecond, 15*time.Minute)
 	own := map[string]*poller{}
 	for _, n := range cps {
 		own[n.Name] = startPoller(t, n.APIServer(), roots, 50*time.Millisecond, 15*time.Minute)

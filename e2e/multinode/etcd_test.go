@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/certctl/certctl/internal/multilab"
+	"github.com/certctl/certctl/internal/testenv"
 )
 
 // TestRestartEtcdEachNode is issue 25 on the lab: `certctl restart etcd --lb-drain` on each
@@ -35,7 +36,7 @@ func TestRestartEtcdEachNode(t *testing.T) {
 		roots.AppendCertsFromPEM(pemData)
 	}
 	readyz := startPollerPath(t, multilab.LBAddr, "/readyz", roots, 50*time.Millisecond, 15*time.Minute)
-	list := startPollerAs(t, multilab.LBAddr, listPath, roots, clientCert(t, multilab.AdminKubeconfig()), 50*time.Millisecond, 15*time.Minute)
+	list := startPollerAs(t, multilab.LBAddr, listPath, roots, testenv.KubeconfigClientCert(t, multilab.AdminKubeconfig()), 50*time.Millisecond, 15*time.Minute)
 	for _, n := range cps {
 		start := time.Now()
 		r := certctlOn(t, n, "restart", "etcd", "--lb-drain", "3s")

@@ -22,8 +22,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
@@ -576,66 +576,36 @@ func balancerStopsMid(t *testing.T, c lbMid) {
 }
 
 // watchJobsMade watches (through cp1, not the balancer) the certctl Jobs labelled sel from now
-// on and returns what tells the names of those made so far.
+// on, with an informer (a watch the apiserver ends is resumed, or listed again), and returns
+// what tells the names of those made so far, each once.
 func watchJobsMade(t *testing.T, cs kubernetes.Interface, sel string) func() []string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	list, err := cs.BatchV1().Jobs("kube-system").List(ctx, metav1.ListOptions{LabelSelector: sel})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var (
 		mu   sync.Mutex
 		made []string
 		seen = map[types.UID]bool{}
 	)
-	add := func(j *batchv1.Job, note string) {
-		mu.Lock()
-		defer mu.Unlock()
-		if !seen[j.UID] {
-			seen[j.UID] = true
-			made = append(made, j.Name+note)
-		}
-	}
-	for i := range list.Items {
-		add(&list.Items[i], " (before)")
-	}
-	rv := list.ResourceVersion
-	go func() {
-		// A watch the apiserver ends is made again from the last version seen; one it cannot
-		// resume (410 Gone) is resumed after a new list, whose Jobs are counted too.
-		for ctx.Err() == nil {
-			w, err := cs.BatchV1().Jobs("kube-system").Watch(ctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: rv, AllowWatchBookmarks: true})
-			if err != nil {
-				select {
-				case <-ctx.Done():
-				case <-time.After(time.Second):
-				}
-				continue
-			}
-			for ev := range w.ResultChan() {
-				if ev.Type == watch.Error {
-					if l, err := cs.BatchV1().Jobs("kube-system").List(ctx, metav1.ListOptions{LabelSelector: sel}); err == nil {
-						for i := range l.Items {
-							add(&l.Items[i], "")
-						}
-						rv = l.ResourceVersion
-					}
-					w.Stop()
-					break
-				}
-				j, ok := ev.Object.(*batchv1.Job)
-				if !ok {
-					continue
-				}
-				rv = j.ResourceVersion
-				if ev.Type == watch.Added {
-					add(j, "")
+	lw := cache.NewFilteredListWatchFromClient(cs.BatchV1().RESTClient(), "jobs", "kube-system", func(o *metav1.ListOptions) { o.LabelSelector = sel })
+	_, informer := cache.NewInformerWithOptions(cache.InformerOptions{ListerWatcher: lw, ObjectType: &batchv1.Job{},
+		Handler: cache.ResourceEventHandlerDetailedFuncs{AddFunc: func(obj any, initial bool) {
+			j := obj.(*batchv1.Job)
+			mu.Lock()
+			defer mu.Unlock()
+			if !seen[j.UID] {
+				seen[j.UID] = true
+				if initial {
+					made = append(made, j.Name+" (before)")
+				} else {
+					made = append(made, j.Name)
 				}
 			}
-		}
-	}()
+		}}})
+	go informer.RunWithContext(ctx)
+	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+		t.Fatalf("the watch of the Jobs %s never synced", sel)
+	}
 	return func() []string {
 		mu.Lock()
 		defer mu.Unlock()
@@ -1008,7 +978,7 @@ func TestFaultAPIServerNotBack(t *testing.T) {
 	fp := setFailpoint(t, broken, "before-start apiserver break-key /etc/kubernetes/pki/apiserver.key")
 
 	lb := startPoller(t, multilab.LBAddr, roots, 50*time.Millisecond, 20*time.Minute)
-	list := startPollerAs(t, multilab.LBAddr, listPath, roots, clientCert(t, multilab.AdminKubeconfig()), 50*time.Millisecond, 20*time.Minute)
+	list := startPollerAs(t, multilab.LBAddr, listPath, roots, testenv.KubeconfigClientCert(t, multilab.AdminKubeconfig()), 50*time.Millisecond, 20*time.Minute)
 	own := map[string]*poller{}
 	for _, n := range cps {
 		own[n.Name] = startPoller(t, n.APIServer(), roots, 50*time.Millisecond, 20*time.Minute)
@@ -1117,7 +1087,7 @@ func TestFaultAPIServerNotBackCARotate(t *testing.T) {
 	cs := clientset(t)
 	local := adminCopy(t)
 	lb := startPoller(t, multilab.LBAddr, roots, 50*time.Millisecond, 20*time.Minute)
-	list := startPollerAs(t, multilab.LBAddr, listPath, roots, clientCert(t, multilab.AdminKubeconfig()), 50*time.Millisecond, 20*time.Minute)
+	list := startPollerAs(t, multilab.LBAddr, listPath, roots, testenv.KubeconfigClientCert(t, multilab.AdminKubeconfig()), 50*time.Millisecond, 20*time.Minute)
 	own := startPoller(t, broken.APIServer(), roots, 50*time.Millisecond, 20*time.Minute)
 
 	start := time.Now()
@@ -1164,7 +1134,7 @@ func TestFaultAPIServerNotBackCARotate(t *testing.T) {
 
 	// The operator's rollback of the rotation: the first node back, the others have nothing.
 	lb = startPoller(t, multilab.LBAddr, roots, 50*time.Millisecond, 20*time.Minute)
-	list = startPollerAs(t, multilab.LBAddr, listPath, roots, clientCert(t, multilab.AdminKubeconfig()), 50*time.Millisecond, 20*time.Minute)
+	list = startPollerAs(t, multilab.LBAddr, listPath, roots, testenv.KubeconfigClientCert(t, multilab.AdminKubeconfig()), 50*time.Millisecond, 20*time.Minute)
 	start = time.Now()
 	frontProxyRollback(t, cs, cps, local)
 	t.Logf("the rollback and its checks: %s", time.Since(start).Round(100*time.Millisecond))

@@ -302,20 +302,6 @@ func noOverlap(t *testing.T, ws []window) {
 	}
 }
 
-// clientCert is the client certificate of a kubeconfig's current user.
-func clientCert(t *testing.T, kubeconfig string) *tls.Certificate {
-	t.Helper()
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := tls.X509KeyPair(cfg.CertData, cfg.KeyData)
-	if err != nil {
-		t.Fatalf("the client certificate of %s: %v", kubeconfig, err)
-	}
-	return &c
-}
-
 // adminCopy is a copy of the lab's admin kubeconfig in a temp dir, for a command that updates
 // the kubeconfig it is given.
 func adminCopy(t *testing.T) string {

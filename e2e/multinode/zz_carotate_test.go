@@ -224,7 +224,7 @@ func TestClusterCARotate(t *testing.T) {
 		}{
 			{"/version", startPollerPath(t, multilab.LBAddr, "/version", roots, 50*time.Millisecond, 20*time.Minute)},
 			{"/readyz", startPollerPath(t, multilab.LBAddr, "/readyz", roots, 50*time.Millisecond, 20*time.Minute)},
-			{"list", startPollerAs(t, multilab.LBAddr, listPath, roots, clientCert(t, local), 50*time.Millisecond, 20*time.Minute)},
+			{"list", startPollerAs(t, multilab.LBAddr, listPath, roots, testenv.KubeconfigClientCert(t, local), 50*time.Millisecond, 20*time.Minute)},
 		}
 		start := time.Now()
 		args := []string{"cluster", "ca-rotate", "all", "--phase", phase}
@@ -696,7 +696,7 @@ func balancerClients(t *testing.T, kubeconfig string) func(what string) {
 		p    *poller
 	}{
 		{"/readyz", startPollerPath(t, multilab.LBAddr, "/readyz", roots, 50*time.Millisecond, 20*time.Minute)},
-		{"list", startPollerAs(t, multilab.LBAddr, listPath, roots, clientCert(t, kubeconfig), 50*time.Millisecond, 20*time.Minute)},
+		{"list", startPollerAs(t, multilab.LBAddr, listPath, roots, testenv.KubeconfigClientCert(t, kubeconfig), 50*time.Millisecond, 20*time.Minute)},
 	}
 	return func(over string) {
 		t.Helper()

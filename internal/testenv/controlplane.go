@@ -162,6 +162,21 @@ func (cp *ControlPlane) Kubeconfig(t testing.TB, name string) string {
 	return out
 }
 
+// KubeconfigClientCert is the client certificate and key of a kubeconfig's current user, as a
+// checked pair (its Leaf parsed).
+func KubeconfigClientCert(t testing.TB, kubeconfig string) *tls.Certificate {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tls.X509KeyPair(cfg.CertData, cfg.KeyData)
+	if err != nil {
+		t.Fatalf("the client certificate of %s: %v", kubeconfig, err)
+	}
+	return &c
+}
+
 // AdminKubeconfig is Kubeconfig(t, "admin.conf").
 func (cp *ControlPlane) AdminKubeconfig(t testing.TB) string { return cp.Kubeconfig(t, "admin.conf") }
 

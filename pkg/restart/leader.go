@@ -23,8 +23,8 @@ var leaderLeases = map[string]string{
 // leaderWait bounds the release of a leader Lease: it saves seconds, it must not cost them.
 const leaderWait = 2 * time.Second
 
-// LeaderRelease is what releaseLeader did.
-type LeaderRelease struct {
+// leaderRelease is what releaseLeader did.
+type leaderRelease struct {
 	Lease    string // namespace/name
 	Holder   string // the identity that held it
 	Released bool
@@ -39,7 +39,7 @@ type LeaderRelease struct {
 // "<hostname>_<uuid>" with this host's name (how both components name themselves); the update
 // is guarded by the Lease's resourceVersion, so a Lease another instance took meanwhile is left
 // alone. It talks with the component's own kubeconfig (its identity may update its Lease).
-func releaseLeader(ctx context.Context, l pki.Layout, c *component, hostname string) (*LeaderRelease, error) {
+func releaseLeader(ctx context.Context, l pki.Layout, c *component, hostname string) (*leaderRelease, error) {
 	name, ok := leaderLeases[c.name]
 	if !ok || c.flags["leader-elect"] == "false" || c.flags["kubeconfig"] == "" || hostname == "" {
 		return nil, nil
@@ -51,7 +51,7 @@ func releaseLeader(ctx context.Context, l pki.Layout, c *component, hostname str
 	if n := c.flags["leader-elect-resource-namespace"]; n != "" {
 		ns = n
 	}
-	out := &LeaderRelease{Lease: ns + "/" + name}
+	out := &leaderRelease{Lease: ns + "/" + name}
 	kubeconfig := pki.UnderRoot(l.Root, c.flags["kubeconfig"])
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -182,10 +181,7 @@ func serialOf(t *testing.T, path string) string {
 // files at every handshake: a new connection after the files changed presents the new pair.
 func TestEtcdClientReloadsItsPair(t *testing.T) {
 	tr := testenv.KubeadmTree(t, testenv.TreeOptions{})
-	dir := t.TempDir()
-	crt, key := filepath.Join(dir, "apiserver-etcd-client.crt"), filepath.Join(dir, "apiserver-etcd-client.key")
-	copyFile(t, filepath.Join(tr.Layout.PKIDir, "apiserver-etcd-client.crt"), crt)
-	copyFile(t, filepath.Join(tr.Layout.PKIDir, "apiserver-etcd-client.key"), key)
+	crt, key := filepath.Join(tr.Layout.PKIDir, "apiserver-etcd-client.crt"), filepath.Join(tr.Layout.PKIDir, "apiserver-etcd-client.key")
 	serving, err := tls.LoadX509KeyPair(filepath.Join(tr.Layout.PKIDir, "etcd/server.crt"), filepath.Join(tr.Layout.PKIDir, "etcd/server.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -232,28 +228,12 @@ func TestEtcdClientReloadsItsPair(t *testing.T) {
 	if got, want := handshake(), serialOf(t, crt); got != want {
 		t.Fatalf("first handshake presented serial %s, the file has %s", got, want)
 	}
-	// The renewal, as certctl does it, on the tree; then the files the config was made from.
+	// The renewal, as certctl does it, of the files the config was made from.
 	out, err := exec.Command(testenv.Certctl(t), "--root", tr.Root, "renew", "apiserver-etcd-client", "--yes").CombinedOutput()
 	if err != nil {
 		t.Fatalf("certctl renew: %v\n%s", err, out)
 	}
-	copyFile(t, filepath.Join(tr.Layout.PKIDir, "apiserver-etcd-client.key"), key)
-	copyFile(t, filepath.Join(tr.Layout.PKIDir, "apiserver-etcd-client.crt"), crt)
 	if got, want := handshake(), serialOf(t, crt); got != want {
 		t.Fatalf("after the renewal a new connection presented serial %s, the file has %s", got, want)
-	}
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	data, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to+".tmp", data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(to+".tmp", to); err != nil {
-		t.Fatal(err)
 	}
 }

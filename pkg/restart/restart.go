@@ -54,9 +54,6 @@ type Options struct {
 	// member it talks to, is stopped (see Drain), and lets it back in once it is healthy
 	// again (after an etcd restart: ready, with its etcd, on /readyz).
 	Drain *Drain
-	// Hostname is this node's host name, what the controller-manager and the scheduler name
-	// their leader identity after (default os.Hostname()).
-	Hostname string
 	// PeerWait bounds the wait for the other etcd members to be healthy before this node's
 	// member restarts, default DefaultPeerWait; then the restart is refused
 	// (*etcdmember.UnhealthyPeersError).
@@ -481,10 +478,7 @@ func (o *Options) one(ctx context.Context, c *component, action string, res *Res
 // releaseLeader releases the stopped component's leader Lease when this node's instance held it
 // (leader.go); a failure costs only the Lease's wait, so it is reported, not returned.
 func (o *Options) releaseLeader(ctx context.Context, c *component) {
-	host := o.Hostname
-	if host == "" {
-		host, _ = os.Hostname()
-	}
+	host, _ := os.Hostname() // what the component names its leader identity after
 	r, err := releaseLeader(ctx, o.Layout, c, host)
 	switch {
 	case err != nil:
