@@ -17,7 +17,7 @@
 // kubelet and containerd) one worker costs. The workers it added are removed at the end unless
 // -keep.
 //
-//	go run ./bench/fleetbench [-workers 1,4,8,9] [-max-parallel 25%]      (as root, lab up)
+//	go run ./bench/fleetbench [-workers 1,4,8,9] [-max-parallel 25%] [-logs DIR]     (as root, lab up)
 package main
 
 import (
@@ -38,11 +38,9 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
-	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/certctl/certctl/internal/multilab"
 	"github.com/certctl/certctl/pkg/cluster"
@@ -67,6 +65,7 @@ func main() {
 	certctl := flag.String("certctl", "bin/certctl", "certctl binary (built from this checkout)")
 	keep := flag.Bool("keep", false, "keep the workers added")
 	doEndpoint := flag.Bool("endpoint", true, "time cluster endpoint there and back at each count")
+	logs := flag.String("logs", "", "keep each timed command's output (its progress log: each node's Job timing) in this directory")
 	caRotate := flag.Bool("ca-rotate", false, "also time cluster ca-rotate --phase trust and its --rollback at each count (the cluster CA; ~5 min per count)")
 	flag.Parse()
 	bin, err := multilab.BenchStart(*certctl)
@@ -113,9 +112,22 @@ func main() {
 	img := "--image=" + multilab.Image
 	// run runs certctl; status exits 1 or 2 when it finds warnings or critical findings (the
 	// lab's kubelets serve self-signed certificates), which is its report, not a failure.
+	seq := 0
+	if *logs != "" {
+		if err := os.MkdirAll(*logs, 0o755); err != nil {
+			fail(err)
+		}
+	}
 	run := func(args ...string) time.Duration {
 		start := time.Now()
 		r, err := multilab.Run(exec.Command(bin, append(args, kc)...))
+		if *logs != "" {
+			name := fmt.Sprintf("%02d-%s.log", seq, strings.Join(args[:min(len(args), 4)], "-"))
+			seq++
+			if werr := os.WriteFile(filepath.Join(*logs, strings.ReplaceAll(name, "/", "_")), []byte(r.String()), 0o644); werr != nil {
+				fail(werr)
+			}
+		}
 		if err != nil || r.Code != 0 && (args[1] != "status" || r.Code > 2) {
 			fail(fmt.Errorf("certctl %s: %v %s", strings.Join(args, " "), err, r))
 		}
@@ -215,23 +227,6 @@ func main() {
 func timedWorkers(ctx context.Context, cs kubernetes.Interface, move func()) (total, workers time.Duration) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// A retry watcher: the command may restart the apiserver the watch goes to.
-	sel := cluster.LabelName + "=certctl"
-	jobs := cs.BatchV1().Jobs("kube-system")
-	l, err := jobs.List(ctx, metav1.ListOptions{LabelSelector: sel})
-	if err != nil {
-		fail(err)
-	}
-	w, err := watchtools.NewRetryWatcherWithContext(wctx, l.ResourceVersion, &cache.ListWatch{
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = sel
-			return jobs.Watch(ctx, o)
-		},
-	})
-	if err != nil {
-		fail(err)
-	}
-	defer w.Stop()
 	cps := map[string]bool{}
 	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "node-role.kubernetes.io/control-plane"})
 	if err != nil {
@@ -242,22 +237,30 @@ func timedWorkers(ctx context.Context, cs kubernetes.Interface, move func()) (to
 	}
 	var mu sync.Mutex
 	var firstWorker, cpAfter time.Time
-	go func() {
-		for ev := range w.ResultChan() {
-			j, ok := ev.Object.(*batchv1.Job)
-			if !ok || ev.Type != watch.Added {
-				continue
+	// An informer: the command restarts the apiserver the watch goes to (cp1's), after which a
+	// watch from an old resourceVersion may be refused (410): the informer lists again. The
+	// workers' Jobs come long after cp1's restart, so each is seen as it is made.
+	lw := cache.NewFilteredListWatchFromClient(cs.BatchV1().RESTClient(), "jobs", "kube-system",
+		func(o *metav1.ListOptions) { o.LabelSelector = cluster.LabelName + "=certctl" })
+	_, informer := cache.NewInformerWithOptions(cache.InformerOptions{ListerWatcher: lw, ObjectType: &batchv1.Job{},
+		Handler: cache.ResourceEventHandlerDetailedFuncs{AddFunc: func(obj any, initial bool) {
+			j := obj.(*batchv1.Job)
+			if initial {
+				return // made before this move
 			}
 			mu.Lock()
+			defer mu.Unlock()
 			switch {
 			case !cps[j.Labels[cluster.LabelNode]] && firstWorker.IsZero():
 				firstWorker = time.Now()
 			case cps[j.Labels[cluster.LabelNode]] && !firstWorker.IsZero() && cpAfter.IsZero():
 				cpAfter = time.Now()
 			}
-			mu.Unlock()
-		}
-	}()
+		}}})
+	go informer.RunWithContext(wctx)
+	if !cache.WaitForCacheSync(wctx.Done(), informer.HasSynced) {
+		fail(errors.New("the watch of certctl's Jobs never synced"))
+	}
 	start := time.Now()
 	move()
 	done := time.Now()

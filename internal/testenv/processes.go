@@ -1,12 +1,16 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 var (
@@ -44,14 +48,37 @@ func Named(t testing.TB, name string) string {
 	return bin
 }
 
-// StartProcess starts cmd (from Named) and kills it at cleanup.
+// StartProcess starts cmd (from Named) and kills it at cleanup. It returns once the process
+// shows its command line in /proc: exec.Cmd.Start returns when the child has left its old
+// memory (vfork) or closed its close-on-exec pipe, both before the kernel has set up the new
+// program's arguments, and until then /proc/PID/cmdline reads empty: a process table read in
+// that window (certctl's node discovery) does not see a kubelet yet.
 func StartProcess(t testing.TB, cmd *exec.Cmd) *exec.Cmd {
 	t.Helper()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if err := WaitCmdline(cmd.Process.Pid, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	return cmd
+}
+
+// WaitCmdline waits until the process pid has a command line in /proc (its exec done), at
+// most timeout.
+func WaitCmdline(pid int, timeout time.Duration) error {
+	path := fmt.Sprintf("/proc/%d/cmdline", pid)
+	var last error
+	err := wait.PollUntilContextTimeout(context.Background(), 5*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		b, err := os.ReadFile(path)
+		last = err
+		return err == nil && len(b) > 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("process %d shows no command line in %s after %s (%v)", pid, path, timeout, last)
+	}
+	return nil
 }
 
 // StartFakeKubelet starts a process named kubelet whose --config (a KubeletConfiguration

@@ -38,6 +38,13 @@ func main() {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
+		// The pid is told once the child shows its command line (its exec done; see
+		// testenv.StartProcess), at most 10 s.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", child.Process.Pid)); err == nil && len(b) > 0 {
+				break
+			}
+		}
 		fmt.Println(child.Process.Pid)
 	}
 	if os.Getenv("CERTCTL_FAKE_KUBELET_SERVE") == "1" {
