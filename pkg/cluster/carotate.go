@@ -716,7 +716,7 @@ func (r *rotation) rotateNode(ctx context.Context, out *NodeOutcome, cp bool) er
 		}
 	}
 	if nr.KubeletRestarted {
-		if err := waitKubeletReports(ctx, r.cs, out.Node, done.Add(-2*time.Second), o.ReadyTimeout); err != nil {
+		if err := waitKubeletReports(ctx, r.cs, out.Node, res.sinceRestart(done.Add(-2*time.Second)), o.ReadyTimeout); err != nil {
 			return err
 		}
 	}

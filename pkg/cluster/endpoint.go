@@ -284,7 +284,7 @@ func (o *EndpointOptions) moveNode(ctx context.Context, cs kubernetes.Interface,
 	if nr.KubeletRestarted {
 		done := time.Now()
 		o.logf("%s: waiting for its kubelet to report through the new endpoint (node Lease renewed, Ready)", out.Node)
-		if err := waitKubeletReports(ctx, cs, out.Node, done, o.ReadyTimeout); err != nil {
+		if err := waitKubeletReports(ctx, cs, out.Node, res.sinceRestart(done), o.ReadyTimeout); err != nil {
 			return err
 		}
 	}

@@ -32,6 +32,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/certctl/certctl/pkg/apiretry"
+	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/noderequest"
 	"github.com/certctl/certctl/pkg/noderesult"
 )
@@ -161,6 +162,12 @@ func (s JobSpec) Job() *batchv1.Job {
 			Image:           s.Image,
 			ImagePullPolicy: corev1.PullIfNotPresent,
 			Args:            s.args(),
+			// Its own pod, which a restarted kubelet must list again before certctl ends
+			// (kubelet.WaitOptions.Self).
+			Env: []corev1.EnvVar{
+				{Name: kubelet.EnvPodNamespace, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+				{Name: kubelet.EnvPodName, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+			},
 			VolumeMounts:    []corev1.VolumeMount{{Name: "host", MountPath: "/host", ReadOnly: !s.Privileged}},
 			SecurityContext: &corev1.SecurityContext{RunAsUser: ptr.To(int64(0))},
 		}},
@@ -241,6 +248,23 @@ type JobResult struct {
 	// making the pod, the kubelet starting it), certctl's run, and from its end until its
 	// termination was seen here and its log read (the kubelet reporting, perhaps restarted).
 	ToStart, Ran, ToResult time.Duration
+	// Started is when certctl started on the node (its container's start; zero when not seen).
+	Started time.Time
+}
+
+// sinceRestart is the instant after which a kubelet that the Job restarted has reported when
+// its node Lease was renewed after it: certctl's start on the node (the restart comes after
+// it), or else fallback. Not the result's arrival: certctl ends only once the new kubelet
+// lists the Job's pod again (kubelet.WaitOptions.Self), which it has read from the API through
+// its kubeconfig; by then the new kubelet may have renewed its Lease already, and its next
+// renewal is 10 s later (seen on the lab: a worker 14.6 s instead of 6-7 s). A renewal by the
+// old kubelet between certctl's start and the restart counts too: that the new kubelet reaches
+// the API is what its listing the pod established.
+func (r JobResult) sinceRestart(fallback time.Time) time.Time {
+	if r.Started.IsZero() {
+		return fallback
+	}
+	return r.Started
 }
 
 // Timing is r's time split, for the progress log.
@@ -311,6 +335,7 @@ func RunJob(ctx context.Context, cs kubernetes.Interface, s JobSpec, timeout tim
 			if !term.StartedAt.IsZero() && !term.FinishedAt.IsZero() {
 				res.ToStart = term.StartedAt.Sub(job.CreationTimestamp.Time)
 				res.Ran = term.FinishedAt.Sub(term.StartedAt.Time)
+				res.Started = term.StartedAt.Time
 				finished = term.FinishedAt.Time
 			}
 		}

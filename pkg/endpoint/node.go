@@ -212,7 +212,7 @@ func SetServer(ctx context.Context, o Options) (*Result, error) {
 		if err := o.Restart.Restart(ctx); err != nil {
 			return res, fmt.Errorf("kubelet.conf now names %s, but the kubelet could not be restarted: %w", to, err)
 		}
-		if err := kubelet.WaitHealthy(ctx, o.Wait); err != nil {
+		if err := kubelet.WaitHealthy(ctx, o.Wait.InPod(o.Layout.KubeletDir)); err != nil {
 			return res, fmt.Errorf("kubelet restarted on kubelet.conf's new server %s: %w", to, err)
 		}
 		res.KubeletRestarted = true

@@ -63,6 +63,14 @@ type WaitOptions struct {
 	Serving func(chain []*x509.Certificate) error
 	Timeout time.Duration // default 2m
 	Poll    time.Duration // default 500ms
+	// Self, when set (certctl runs in a pod on the node: a node Job), must be listed by the
+	// kubelet's pod-resources API at PodResources: the restarted kubelet's sync loop runs and
+	// has its pods again (see NotSyncingError). certctl's own container ending before that
+	// costs the node seconds: the new kubelet's cAdvisor, meeting a container whose cgroup is
+	// still there but whose task is gone, retries it for 3.1 s before the kubelet's sync loop
+	// starts (measured on the lab; docs/cluster.md).
+	Self         *PodRef
+	PodResources string
 }
 
 // WaitHealthy polls the kubelet's healthz and its serving endpoint until both are as
@@ -131,6 +139,9 @@ func check(ctx context.Context, client *http.Client, o WaitOptions) error {
 		if err := o.Serving(chain); err != nil {
 			return fmt.Errorf("serving certificate: %w", err)
 		}
+	}
+	if o.Self != nil && o.PodResources != "" {
+		return syncing(ctx, o.PodResources, *o.Self)
 	}
 	return nil
 }

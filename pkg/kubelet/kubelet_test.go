@@ -35,15 +35,7 @@ func TestSystemdRefusesOtherRoots(t *testing.T) {
 // once healthz answers 200 and the served certificate satisfies the predicate, and times out
 // with what it last saw otherwise.
 func TestWaitHealthy(t *testing.T) {
-	l, err := sandbox.Create(sandbox.Options{Dir: t.TempDir(), KeyAlgorithm: pki.AlgECDSAP256})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pair, err := tls.LoadX509KeyPair(filepath.Join(l.PKIDir, "apiserver.crt"), filepath.Join(l.PKIDir, "apiserver.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	servingAddr := testenv.ServeTLS(t, "127.0.0.1:0", pair, tls.NoClientCert)
+	servingAddr := serveKubeletTLS(t)
 	var healthy atomic.Bool
 	hln, _ := net.Listen("tcp", "127.0.0.1:0")
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -73,6 +65,21 @@ func TestWaitHealthy(t *testing.T) {
 	if err := kubelet.WaitHealthy(context.Background(), o); err == nil || !strings.Contains(err.Error(), "serving certificate: self-signed") {
 		t.Fatalf("want a timeout naming the last problem, got %v", err)
 	}
+}
+
+// serveKubeletTLS serves a sandbox tree's apiserver pair on a loopback TLS listener (a
+// kubelet's :10250 as WaitHealthy dials it) and returns its address.
+func serveKubeletTLS(t *testing.T) string {
+	t.Helper()
+	l, err := sandbox.Create(sandbox.Options{Dir: t.TempDir(), KeyAlgorithm: pki.AlgECDSAP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(l.PKIDir, "apiserver.crt"), filepath.Join(l.PKIDir, "apiserver.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testenv.ServeTLS(t, "127.0.0.1:0", pair, tls.NoClientCert)
 }
 
 // TestWaitNodeReadyBranches: which Ready counts (a unit test of the decision; the real

@@ -62,7 +62,7 @@ func Tokens(ctx context.Context, o TokensOptions) (noderesult.Result, error) {
 			if err := (restart.KubeletRestarter{Layout: o.Layout}).Restart(ctx); err != nil {
 				return err
 			}
-			return kubelet.WaitHealthy(ctx, kubelet.WaitOptions{})
+			return kubelet.WaitHealthy(ctx, kubelet.WaitOptions{}.InPod(o.Layout.KubeletDir))
 		}
 	}
 	res, err := satoken.Refresh(ctx, ro)

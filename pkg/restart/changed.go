@@ -41,11 +41,7 @@ func Changed(ctx context.Context, req Request, comps []string) error {
 	if err := restarter.Restart(ctx); err != nil {
 		return fmt.Errorf("the change is applied, but the kubelet could not be restarted: %w", err)
 	}
-	wait := req.KubeletWait
-	if wait.Timeout == 0 {
-		wait.Timeout = req.Timeout
-	}
-	if err := kubelet.WaitHealthy(ctx, wait); err != nil {
+	if err := kubelet.WaitHealthy(ctx, req.kubeletWait()); err != nil {
 		return err
 	}
 	fmt.Fprintln(out, "kubelet restarted and healthy")

@@ -183,6 +183,17 @@ func (r Request) summary(results []Result) {
 	}
 }
 
+// kubeletWait is what WaitHealthy waits for after a kubelet restart: r.KubeletWait, its
+// timeout r.Timeout by default, and, in a node Job (kubelet.SelfFromEnv), the Job's pod listed
+// by the kubelet's pod-resources API again.
+func (r Request) kubeletWait() kubelet.WaitOptions {
+	wo := r.KubeletWait
+	if wo.Timeout == 0 {
+		wo.Timeout = r.Timeout
+	}
+	return wo.InPod(r.Layout.KubeletDir)
+}
+
 // restartKubelet restarts the node's kubelet and waits until it is healthy, and checks that
 // the kubelet that runs the node's static pods now is a new process: `systemctl restart
 // kubelet` restarts the init system's kubelet, which must be the node's.
@@ -195,11 +206,7 @@ func (r Request) restartKubelet(ctx context.Context, node *Node) error {
 		return err
 	}
 	fmt.Fprintln(r.out(), "kubelet restarted; waiting for healthz (10248) and its serving certificate (10250)")
-	wo := r.KubeletWait
-	if wo.Timeout == 0 {
-		wo.Timeout = r.Timeout
-	}
-	if err := kubelet.WaitHealthy(ctx, wo); err != nil {
+	if err := kubelet.WaitHealthy(ctx, r.kubeletWait()); err != nil {
 		return err
 	}
 	now, err := FindNode(r.Proc, r.Layout.ManifestsDir)
