@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -80,6 +81,9 @@ func syncing(ctx context.Context, socket string, pod PodRef) error {
 		return fmt.Errorf("pod-resources API %s: %w", socket, err)
 	}
 	defer conn.Close()
+	// Bounded like healthz: a kubelet that accepted but does not answer is asked again.
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
 	resp, err := podresourcesv1.NewPodResourcesListerClient(conn).List(ctx, &podresourcesv1.ListPodResourcesRequest{})
 	if status.Code(err) == codes.Unimplemented {
 		return nil
