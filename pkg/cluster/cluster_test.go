@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/cluster"
+	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/noderequest"
 	"github.com/certctl/certctl/pkg/noderesult"
 )
@@ -75,6 +77,35 @@ func TestJobSpecsAccepted(t *testing.T) {
 		// defaults it.
 		if c.TerminationMessagePath != noderesult.Path {
 			t.Errorf("%s: termination message path %q", s.Component, c.TerminationMessagePath)
+		}
+		// certctl learns its own pod through the downward API (a restarted kubelet must list
+		// it again before certctl ends: kubelet.WaitOptions.Self).
+		fields := map[string]string{}
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+				fields[e.Name] = e.ValueFrom.FieldRef.FieldPath
+			}
+		}
+		if fields[kubelet.EnvPodNamespace] != "metadata.namespace" || fields[kubelet.EnvPodName] != "metadata.name" {
+			t.Errorf("%s: the container's downward-API variables %v, want %s and %s", s.Component, fields, kubelet.EnvPodNamespace, kubelet.EnvPodName)
+		}
+	}
+}
+
+// TestSinceRestart: a restarted kubelet's Lease renewal counts from certctl's start on the
+// node when the Job's container status gave it, else from the caller's fallback.
+func TestSinceRestart(t *testing.T) {
+	start, fallback := time.Date(2026, 12, 6, 2, 0, 0, 0, time.UTC), time.Date(2026, 12, 6, 2, 0, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		res  cluster.JobResult
+		want time.Time
+	}{
+		{name: "started seen", res: cluster.JobResult{Started: start}, want: start},
+		{name: "not seen", res: cluster.JobResult{}, want: fallback},
+	} {
+		if got := cluster.SinceRestart(tc.res, fallback); !got.Equal(tc.want) {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
 		}
 	}
 }

@@ -25,3 +25,6 @@ func EtcdForRotation(ctx context.Context, cs kubernetes.Interface, r Runner, set
 	r.etcdSettle = settle
 	return r.etcdForRotation(ctx, cs, cas, false)
 }
+
+// SinceRestart is r.sinceRestart: from when a restarted kubelet's Lease renewal counts.
+func SinceRestart(r JobResult, fallback time.Time) time.Time { return r.sinceRestart(fallback) }
