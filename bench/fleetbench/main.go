@@ -110,14 +110,14 @@ func main() {
 	}
 	kc := "--kubeconfig=" + multilab.AdminKubeconfig()
 	img := "--image=" + multilab.Image
-	// run runs certctl; status exits 1 or 2 when it finds warnings or critical findings (the
-	// lab's kubelets serve self-signed certificates), which is its report, not a failure.
-	seq := 0
+	seq := 0 // the timed commands' order, in their log files' names
 	if *logs != "" {
 		if err := os.MkdirAll(*logs, 0o755); err != nil {
 			fail(err)
 		}
 	}
+	// run runs certctl; status exits 1 or 2 when it finds warnings or critical findings (the
+	// lab's kubelets serve self-signed certificates), which is its report, not a failure.
 	run := func(args ...string) time.Duration {
 		start := time.Now()
 		r, err := multilab.Run(exec.Command(bin, append(args, kc)...))
