@@ -135,7 +135,7 @@ e2e-multi: lint e2e-report
 # ~4 min; its file sorts first, so they run first, on the fresh lab) and every other lab test after it; by hand before a release.
 e2e-multi-extra: lint e2e-report
 	hack/lab/multi.sh up || { hack/lab/multi-logs.sh; hack/lab/multi.sh down; exit 1; }
-	CERTCTL_MULTILAB=1 $(E2E_TEST) -tags multilabextra -timeout 85m ./e2e/multinode; rc=$$?; \
+	CERTCTL_MULTILAB=1 $(E2E_TEST) -tags multilabextra -timeout 110m ./e2e/multinode; rc=$$?; \
 	  [ $$rc = 0 ] || hack/lab/multi-logs.sh; \
 	  [ "$(LAB_KEEP)" = 1 ] || hack/lab/multi.sh down; $(E2E_FAILED); exit $$rc
 

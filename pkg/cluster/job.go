@@ -720,8 +720,13 @@ func (r JobResult) Record(kind string, v any) error {
 
 func tail(s string, n int) string {
 	s = strings.TrimSpace(s)
-	if len(s) > n {
-		return "..." + s[len(s)-n:]
+	if len(s) <= n {
+		return s
 	}
-	return s
+	// Whole lines: the cut line's end is dropped, unless the last line alone is longer.
+	t := s[len(s)-n:]
+	if i := strings.IndexByte(t, '\n'); i >= 0 && i < len(t)-1 {
+		t = t[i+1:]
+	}
+	return "...\n" + t
 }

@@ -345,7 +345,7 @@ func Enable(ctx context.Context, o EnableOptions) (*EnableResult, error) {
 			}
 			served = chain[0]
 			return nil
-		}})
+		}}.InPod(o.Layout.KubeletDir))
 	cancel(nil) // a refusal seen before keeps its cause
 	<-watched
 	var refused *csrwait.RefusedError

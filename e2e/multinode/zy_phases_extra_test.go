@@ -1,0 +1,195 @@
+//go:build multilabextra
+
+package multinode
+
+// Issue 21's faults in the later phases of `cluster ca-rotate`, run by `make e2e-multi-extra`
+// (extra_test.go says why not in CI). The file's name puts it after every test that wants no
+// rotation of front-proxy-ca on the lab (this one completes one) and before TestClusterCARotate,
+// which starts a new rotation over a completed one.
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certctl/certctl/internal/multilab"
+	"github.com/certctl/certctl/pkg/carotate"
+	"github.com/certctl/certctl/pkg/cluster"
+	"github.com/certctl/certctl/pkg/pki"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// TestFaultLaterPhasesCARotate takes front-proxy-ca through a whole rotation with faults in the
+// phases after trust: in phase issue the second control-plane node's kubelet is stopped (the node
+// gone) once the first node's Job is made, then, once it is back, its apiserver does not come back
+// on the phase's files (its new front-proxy client key broken); in phase drop the balancer, the
+// operator's kubeconfig's server, is stopped once the second node's Job is made. Each time the
+// command stops at the second node (failed, naming it; with the balancer away: interrupted, not
+// failed), the node before it at the new phase, the second node (rolled back) and the one after it
+// at the phase before; with the node, its key or the balancer back the same command resumes there
+// and completes the phase, the second node's work not run twice.
+// At the end every node holds the same new front-proxy CA (the one of phase trust), the apiservers'
+// request-header authentication carries it alone, no Job, Secret or Lease holder is left, every
+// certificate has its key, and through the balancer nothing failed outside the drop phase's
+// own fault.
+func TestFaultLaterPhasesCARotate(t *testing.T) {
+	nodes := requireLab(t)
+	cps := threeControlPlanes(t, nodes)
+	first, mid, last := cps[0], cps[1], cps[2]
+	noFrontProxyRotation(t, cps)
+	oldCA, _ := readCA(t, filepath.Join(first.Dir(), "etc-kubernetes", "pki"), "front-proxy-ca")
+	cs := clientset(t)
+	local := adminCopy(t)
+	measure := balancerClients(t, local)
+	phaseRun := func(phase string) {
+		t.Helper()
+		start := time.Now()
+		if r := certctlWith(t, local, "cluster", "ca-rotate", "front-proxy-ca", "--phase", phase); r.Code != 0 {
+			t.Fatalf("cluster ca-rotate front-proxy-ca --phase %s: %s", phase, r)
+		}
+		t.Logf("phase %s: %s", phase, time.Since(start).Round(100*time.Millisecond))
+	}
+	wantPhases := func(when string, want ...string) {
+		t.Helper()
+		for i, n := range cps {
+			if got := rotationPhase(t, n); got != want[i] {
+				t.Errorf("%s: %s is at phase %q, want %q", when, n.Name, got, want[i])
+			}
+		}
+	}
+
+	phaseRun(carotate.PhaseTrust)
+	wantPhases("after trust", carotate.PhaseTrust, carotate.PhaseTrust, carotate.PhaseTrust)
+	bundle, err := os.ReadFile(rotation(first, "bundle.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Phase issue, the second node gone while the first node's Job runs.
+	args := []string{"cluster", "ca-rotate", "front-proxy-ca", "--phase", carotate.PhaseIssue}
+	back := true
+	t.Cleanup(func() {
+		if !back {
+			lab(t, "kubelet", mid.Name, "start")
+		}
+	})
+	start := time.Now()
+	cmd, out, exited := startCertctl(t, append(slices.Clone(args), "--kubeconfig", local, "--image", multilab.Image)...)
+	waitJobMade(t, cs, jobSelector("carotate", first.Name), cmd, out, exited)
+	lab(t, "kubelet", mid.Name, "stop")
+	back = false
+	stopped := time.Now()
+	t.Logf("phase issue: %s's kubelet stopped %s after the command started (%s's Job made)", mid.Name, stopped.Sub(start).Round(100*time.Millisecond), first.Name)
+	err = endsWithin(t, cmd, out, exited, 8*time.Minute, "cluster ca-rotate front-proxy-ca --phase issue, "+mid.Name+"'s kubelet stopped,")
+	t.Logf("phase issue: the command ended %s after the kubelet stopped: %v\n%s", time.Since(stopped).Round(100*time.Millisecond), err, out.String())
+	if err == nil || !strings.Contains(out.String(), "node "+mid.Name+" failed") {
+		t.Fatalf("with %s's kubelet stopped, phase issue must stop at %s naming it: %v\n%s", mid.Name, mid.Name, err, out.String())
+	}
+	if took := time.Since(stopped); took > 5*time.Minute {
+		t.Errorf("phase issue stopped %s after the kubelet did: the node not Ready was not noticed before the Job's timeout", took.Round(time.Second))
+	}
+	assertNoJobs(t)
+	wantPhases("after the issue run "+mid.Name+" stopped", carotate.PhaseIssue, carotate.PhaseTrust, carotate.PhaseTrust)
+	lab(t, "kubelet", mid.Name, "start")
+	back = true
+	t.Logf("%s Ready again %s after its kubelet started", mid.Name, waitNodeBack(t, cs, mid.Name, 3*time.Minute).Round(time.Second))
+
+	// Phase issue again, the second node's apiserver not coming back: its new front-proxy
+	// client key broken (failpoint) before the apiserver starts on it. That node rolls back to
+	// trust and serves again; the command stops there.
+	const clientKey = "/etc/kubernetes/pki/front-proxy-client.key"
+	fp := setFailpoint(t, mid, "before-start apiserver break-key "+clientKey)
+	start = time.Now()
+	r := certctlWith(t, local, args...)
+	t.Logf("phase issue with %s's %s broken: %s", mid.Name, clientKey, time.Since(start).Round(100*time.Millisecond))
+	if r.Code == 0 {
+		t.Fatalf("phase issue succeeded with %s's front-proxy client key broken", mid.Name)
+	}
+	if !strings.Contains(r.Stdout+r.Stderr, "node "+mid.Name+" failed") {
+		t.Errorf("the run with %s's apiserver not back does not say %s failed:\n%s", mid.Name, mid.Name, r)
+	}
+	if left, err := os.ReadFile(fp); err != nil || len(bytes.TrimSpace(left)) != 0 {
+		t.Fatalf("the failpoint on %s did not fire: %q %v", mid.Name, left, err)
+	}
+	assertNoJobs(t)
+	wantPhases("after the issue run "+mid.Name+"'s apiserver failed", carotate.PhaseIssue, carotate.PhaseTrust, carotate.PhaseTrust)
+	checkPairs(t, mid)
+	t.Logf("%s Ready again %s after the run", mid.Name, waitNodeBack(t, cs, mid.Name, 3*time.Minute).Round(100*time.Millisecond))
+
+	phaseRun(carotate.PhaseIssue)
+	wantPhases("after the issue run that resumed", carotate.PhaseIssue, carotate.PhaseIssue, carotate.PhaseIssue)
+	assertNoJobs(t)
+	measure("trust, the issue runs stopped by " + mid.Name + "'s kubelet and by its apiserver, the issue run that resumed")
+
+	// Phase drop, the balancer stopped while the second node's Job runs.
+	balancerStopsMid(t, lbMid{
+		args: []string{"cluster", "ca-rotate", "front-proxy-ca", "--phase", carotate.PhaseDrop}, node: mid.Name, component: "carotate",
+		at: func(t *testing.T, s lbStopRun) {
+			waitJobMade(t, cs, jobSelector("carotate", mid.Name), s.cmd, s.out, s.exited)
+		},
+		stopped: func(t *testing.T) {
+			// The second node's Job goes on alone: it may be at drop already.
+			if got := rotationPhase(t, first); got != carotate.PhaseDrop {
+				t.Errorf("%s, before the node whose Job ran when the balancer stopped, is at phase %q, want drop", first.Name, got)
+			}
+			if got := rotationPhase(t, last); got != carotate.PhaseIssue {
+				t.Errorf("%s, after the node whose Job ran when the balancer stopped, is at phase %q, want issue (untouched)", last.Name, got)
+			}
+		},
+		done: func(t *testing.T, _ string) {
+			wantPhases("after the drop run that resumed", carotate.PhaseDrop, carotate.PhaseDrop, carotate.PhaseDrop)
+			newCA := pkiCert(t, bundle, 1)
+			if newCA.Equal(oldCA) {
+				t.Fatal("phase trust's bundle holds the old CA last")
+			}
+			for _, n := range cps {
+				ca, _ := readCA(t, filepath.Join(n.Dir(), "etc-kubernetes", "pki"), "front-proxy-ca")
+				if !ca.Equal(newCA) {
+					t.Errorf("%s's front-proxy-ca.crt after drop is not the new CA of phase trust (%s, serial %s)", n.Name, ca.Subject, ca.SerialNumber)
+				}
+				checkPairs(t, n)
+			}
+			authCAs(t, cs, "requestheader-client-ca-file", newCA, true)
+			assertNoJobs(t)
+			if _, err := cs.CoreV1().Secrets("kube-system").Get(context.Background(), cluster.CARotationSecret, metav1.GetOptions{}); err == nil {
+				t.Errorf("the rotation Secret %s is left after the rotation completed", cluster.CARotationSecret)
+			}
+		},
+	})
+}
+
+// rotationPhase is the phase n's rotation of front-proxy-ca is at ("": none).
+func rotationPhase(t *testing.T, n multilab.Node) string {
+	t.Helper()
+	data, err := os.ReadFile(rotation(n, carotate.StateName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return ""
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st carotate.State
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatalf("%s: %v", rotation(n, carotate.StateName), err)
+	}
+	return st.Phase
+}
+
+// pkiCert is the i-th certificate of the PEM bundle.
+func pkiCert(t *testing.T, bundle []byte, i int) *x509.Certificate {
+	t.Helper()
+	certs := pki.CertificatesIn(bundle)
+	if len(certs) <= i {
+		t.Fatalf("the bundle holds %d certificates, want at least %d", len(certs), i+1)
+	}
+	return certs[i]
+}
