@@ -31,8 +31,9 @@ import (
 // TestFaultLaterPhasesCARotate takes front-proxy-ca through a whole rotation with faults in the
 // phases after trust: in phase issue the second control-plane node's kubelet is stopped (the node
 // gone) once the first node's Job is made, then, once it is back, its apiserver does not come back
-// on the phase's files (its new front-proxy client key broken); in phase drop the balancer, the
-// operator's kubeconfig's server, is stopped once the second node's Job is made. Each time the
+// on the phase's files (its new front-proxy client key broken); in phase drop the same node's
+// kubelet is stopped again, then, once it is back, the balancer, the operator's kubeconfig's
+// server, is stopped once the second node's Job is made. Each time the
 // command stops at the second node (failed, naming it; with the balancer away: interrupted, not
 // failed), the node before it at the new phase, the second node (rolled back) and the one after it
 // at the phase before; with the node, its key or the balancer back the same command resumes there
@@ -76,39 +77,15 @@ func TestFaultLaterPhasesCARotate(t *testing.T) {
 
 	// Phase issue, the second node gone while the first node's Job runs.
 	args := []string{"cluster", "ca-rotate", "front-proxy-ca", "--phase", carotate.PhaseIssue}
-	back := true
-	t.Cleanup(func() {
-		if !back {
-			lab(t, "kubelet", mid.Name, "start")
-		}
-	})
-	start := time.Now()
-	cmd, out, exited := startCertctl(t, append(slices.Clone(args), "--kubeconfig", local, "--image", multilab.Image)...)
-	waitJobMade(t, cs, jobSelector("carotate", first.Name), cmd, out, exited)
-	lab(t, "kubelet", mid.Name, "stop")
-	back = false
-	stopped := time.Now()
-	t.Logf("phase issue: %s's kubelet stopped %s after the command started (%s's Job made)", mid.Name, stopped.Sub(start).Round(100*time.Millisecond), first.Name)
-	err = endsWithin(t, cmd, out, exited, 8*time.Minute, "cluster ca-rotate front-proxy-ca --phase issue, "+mid.Name+"'s kubelet stopped,")
-	t.Logf("phase issue: the command ended %s after the kubelet stopped: %v\n%s", time.Since(stopped).Round(100*time.Millisecond), err, out.String())
-	if err == nil || !strings.Contains(out.String(), "node "+mid.Name+" failed") {
-		t.Fatalf("with %s's kubelet stopped, phase issue must stop at %s naming it: %v\n%s", mid.Name, mid.Name, err, out.String())
-	}
-	if took := time.Since(stopped); took > 5*time.Minute {
-		t.Errorf("phase issue stopped %s after the kubelet did: the node not Ready was not noticed before the Job's timeout", took.Round(time.Second))
-	}
-	assertNoJobs(t)
+	nodeAwayRun(t, local, args, first, mid)
 	wantPhases("after the issue run "+mid.Name+" stopped", carotate.PhaseIssue, carotate.PhaseTrust, carotate.PhaseTrust)
-	lab(t, "kubelet", mid.Name, "start")
-	back = true
-	t.Logf("%s Ready again %s after its kubelet started", mid.Name, waitNodeBack(t, cs, mid.Name, 3*time.Minute).Round(time.Second))
 
 	// Phase issue again, the second node's apiserver not coming back: its new front-proxy
 	// client key broken (failpoint) before the apiserver starts on it. That node rolls back to
 	// trust and serves again; the command stops there.
 	const clientKey = "/etc/kubernetes/pki/front-proxy-client.key"
 	fp := setFailpoint(t, mid, "before-start apiserver break-key "+clientKey)
-	start = time.Now()
+	start := time.Now()
 	r := certctlWith(t, local, args...)
 	t.Logf("phase issue with %s's %s broken: %s", mid.Name, clientKey, time.Since(start).Round(100*time.Millisecond))
 	if r.Code == 0 {
@@ -130,9 +107,15 @@ func TestFaultLaterPhasesCARotate(t *testing.T) {
 	assertNoJobs(t)
 	measure("trust, the issue runs stopped by " + mid.Name + "'s kubelet and by its apiserver, the issue run that resumed")
 
-	// Phase drop, the balancer stopped while the second node's Job runs.
+	// Phase drop, the second node gone while the first node's Job runs; then, with it back, the
+	// balancer stopped while the second node's Job runs.
+	drop := []string{"cluster", "ca-rotate", "front-proxy-ca", "--phase", carotate.PhaseDrop}
+	measure = balancerClients(t, local)
+	nodeAwayRun(t, local, drop, first, mid)
+	wantPhases("after the drop run "+mid.Name+" stopped", carotate.PhaseDrop, carotate.PhaseIssue, carotate.PhaseIssue)
+	measure("the drop run stopped by " + mid.Name + "'s kubelet")
 	balancerStopsMid(t, lbMid{
-		args: []string{"cluster", "ca-rotate", "front-proxy-ca", "--phase", carotate.PhaseDrop}, node: mid.Name, component: "carotate",
+		args: drop, node: mid.Name, component: "carotate",
 		at: func(t *testing.T, s lbStopRun) {
 			waitJobMade(t, cs, jobSelector("carotate", mid.Name), s.cmd, s.out, s.exited)
 		},
@@ -192,4 +175,39 @@ func pkiCert(t *testing.T, bundle []byte, i int) *x509.Certificate {
 		t.Fatalf("the bundle holds %d certificates, want at least %d", len(certs), i+1)
 	}
 	return certs[i]
+}
+
+// nodeAwayRun runs the cluster command args (the kubeconfig local) and stops away's kubelet (the
+// node gone) as soon as before's Job is made: the command must stop at away once it is seen not
+// Ready (not at the Job's timeout), naming it, with no Job left. Then the kubelet is started
+// again and the node Ready.
+func nodeAwayRun(t *testing.T, local string, args []string, before, away multilab.Node) {
+	t.Helper()
+	cs := clientset(t)
+	what := strings.Join(args, " ")
+	back := true
+	t.Cleanup(func() {
+		if !back {
+			lab(t, "kubelet", away.Name, "start")
+		}
+	})
+	start := time.Now()
+	cmd, out, exited := startCertctl(t, append(slices.Clone(args), "--kubeconfig", local, "--image", multilab.Image)...)
+	waitJobMade(t, cs, jobSelector("carotate", before.Name), cmd, out, exited)
+	lab(t, "kubelet", away.Name, "stop")
+	back = false
+	stopped := time.Now()
+	t.Logf("%s: %s's kubelet stopped %s after the command started (%s's Job made)", what, away.Name, stopped.Sub(start).Round(100*time.Millisecond), before.Name)
+	err := endsWithin(t, cmd, out, exited, 8*time.Minute, what+", "+away.Name+"'s kubelet stopped,")
+	t.Logf("%s: the command ended %s after the kubelet stopped: %v\n%s", what, time.Since(stopped).Round(100*time.Millisecond), err, out.String())
+	if err == nil || !strings.Contains(out.String(), "node "+away.Name+" failed") {
+		t.Fatalf("with %s's kubelet stopped, %s must stop at %s naming it: %v\n%s", away.Name, what, away.Name, err, out.String())
+	}
+	if took := time.Since(stopped); took > 5*time.Minute {
+		t.Errorf("%s stopped %s after the kubelet did: the node not Ready was not noticed before the Job's timeout", what, took.Round(time.Second))
+	}
+	assertNoJobs(t)
+	lab(t, "kubelet", away.Name, "start")
+	back = true
+	t.Logf("%s Ready again %s after its kubelet started", away.Name, waitNodeBack(t, cs, away.Name, 3*time.Minute).Round(time.Second))
 }
