@@ -33,29 +33,8 @@ func TestFaultNodeAwayCARotate(t *testing.T) {
 	cs := clientset(t)
 	local := adminCopy(t)
 	measure := balancerClients(t, local)
-	back := true
-	t.Cleanup(func() {
-		if !back {
-			lab(t, "kubelet", away.Name, "start")
-		}
-	})
 	args := []string{"cluster", "ca-rotate", "front-proxy-ca", "--phase", "trust"}
-	start := time.Now()
-	cmd, out, exited := startCertctl(t, append(slices.Clone(args), "--kubeconfig", local, "--image", multilab.Image)...)
-	waitJobMade(t, cs, jobSelector("carotate", first.Name), cmd, out, exited)
-	lab(t, "kubelet", away.Name, "stop")
-	back = false
-	stopped := time.Now()
-	t.Logf("%s's kubelet stopped %s after the command started (%s's Job made)", away.Name, stopped.Sub(start).Round(100*time.Millisecond), first.Name)
-	err := endsWithin(t, cmd, out, exited, 8*time.Minute, "cluster ca-rotate front-proxy-ca --phase trust, "+away.Name+"'s kubelet stopped,")
-	t.Logf("the command ended %s after the kubelet stopped: %v\n%s", time.Since(stopped).Round(100*time.Millisecond), err, out.String())
-	if err == nil || !strings.Contains(out.String(), "node "+away.Name+" failed") {
-		t.Fatalf("with %s's kubelet stopped, the command must stop at %s naming it: %v\n%s", away.Name, away.Name, err, out.String())
-	}
-	if took := time.Since(stopped); took > 5*time.Minute {
-		t.Errorf("the command stopped %s after the kubelet did: the node not Ready was not noticed before the Job's timeout", took.Round(time.Second))
-	}
-	assertNoJobs(t)
+	nodeAwayRun(t, local, args, first, away)
 	firstCA, err := os.ReadFile(rotation(first, "bundle.crt"))
 	if err != nil {
 		t.Errorf("%s, before the node that went away, is not at trust: %v", first.Name, err)
@@ -65,11 +44,8 @@ func TestFaultNodeAwayCARotate(t *testing.T) {
 			t.Errorf("%s has a rotation state after the stopped run (not reached): %v", n.Name, err)
 		}
 	}
-	lab(t, "kubelet", away.Name, "start")
-	back = true
-	t.Logf("%s Ready again %s after its kubelet started", away.Name, waitNodeBack(t, cs, away.Name, 3*time.Minute).Round(time.Second))
 
-	start = time.Now()
+	start := time.Now()
 	r := certctlWith(t, local, args...)
 	t.Logf("trust with %s back: %s", away.Name, time.Since(start).Round(100*time.Millisecond))
 	if r.Code != 0 {
@@ -112,4 +88,39 @@ func TestFaultLoadBalancerDownMidCARotate(t *testing.T) {
 			frontProxyRollback(t, cs, cps, viaLB)
 		},
 	})
+}
+
+// nodeAwayRun runs the cluster command args (the kubeconfig local) and stops away's kubelet (the
+// node gone) as soon as before's Job is made: the command must stop at away once it is seen not
+// Ready (not at the Job's timeout), naming it, with no Job left. Then the kubelet is started
+// again and the node Ready.
+func nodeAwayRun(t *testing.T, local string, args []string, before, away multilab.Node) {
+	t.Helper()
+	cs := clientset(t)
+	what := strings.Join(args, " ")
+	back := true
+	t.Cleanup(func() {
+		if !back {
+			lab(t, "kubelet", away.Name, "start")
+		}
+	})
+	start := time.Now()
+	cmd, out, exited := startCertctl(t, append(slices.Clone(args), "--kubeconfig", local, "--image", multilab.Image)...)
+	waitJobMade(t, cs, jobSelector("carotate", before.Name), cmd, out, exited)
+	lab(t, "kubelet", away.Name, "stop")
+	back = false
+	stopped := time.Now()
+	t.Logf("%s: %s's kubelet stopped %s after the command started (%s's Job made)", what, away.Name, stopped.Sub(start).Round(100*time.Millisecond), before.Name)
+	err := endsWithin(t, cmd, out, exited, 8*time.Minute, what+", "+away.Name+"'s kubelet stopped,")
+	t.Logf("%s: the command ended %s after the kubelet stopped: %v\n%s", what, time.Since(stopped).Round(100*time.Millisecond), err, out.String())
+	if err == nil || !strings.Contains(out.String(), "node "+away.Name+" failed") {
+		t.Fatalf("with %s's kubelet stopped, %s must stop at %s naming it: %v\n%s", away.Name, what, away.Name, err, out.String())
+	}
+	if took := time.Since(stopped); took > 5*time.Minute {
+		t.Errorf("%s stopped %s after the kubelet did: the node not Ready was not noticed before the Job's timeout", what, took.Round(time.Second))
+	}
+	assertNoJobs(t)
+	lab(t, "kubelet", away.Name, "start")
+	back = true
+	t.Logf("%s Ready again %s after its kubelet started", away.Name, waitNodeBack(t, cs, away.Name, 3*time.Minute).Round(time.Second))
 }

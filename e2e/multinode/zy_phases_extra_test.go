@@ -16,7 +16,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -175,39 +174,4 @@ func pkiCert(t *testing.T, bundle []byte, i int) *x509.Certificate {
 		t.Fatalf("the bundle holds %d certificates, want at least %d", len(certs), i+1)
 	}
 	return certs[i]
-}
-
-// nodeAwayRun runs the cluster command args (the kubeconfig local) and stops away's kubelet (the
-// node gone) as soon as before's Job is made: the command must stop at away once it is seen not
-// Ready (not at the Job's timeout), naming it, with no Job left. Then the kubelet is started
-// again and the node Ready.
-func nodeAwayRun(t *testing.T, local string, args []string, before, away multilab.Node) {
-	t.Helper()
-	cs := clientset(t)
-	what := strings.Join(args, " ")
-	back := true
-	t.Cleanup(func() {
-		if !back {
-			lab(t, "kubelet", away.Name, "start")
-		}
-	})
-	start := time.Now()
-	cmd, out, exited := startCertctl(t, append(slices.Clone(args), "--kubeconfig", local, "--image", multilab.Image)...)
-	waitJobMade(t, cs, jobSelector("carotate", before.Name), cmd, out, exited)
-	lab(t, "kubelet", away.Name, "stop")
-	back = false
-	stopped := time.Now()
-	t.Logf("%s: %s's kubelet stopped %s after the command started (%s's Job made)", what, away.Name, stopped.Sub(start).Round(100*time.Millisecond), before.Name)
-	err := endsWithin(t, cmd, out, exited, 8*time.Minute, what+", "+away.Name+"'s kubelet stopped,")
-	t.Logf("%s: the command ended %s after the kubelet stopped: %v\n%s", what, time.Since(stopped).Round(100*time.Millisecond), err, out.String())
-	if err == nil || !strings.Contains(out.String(), "node "+away.Name+" failed") {
-		t.Fatalf("with %s's kubelet stopped, %s must stop at %s naming it: %v\n%s", away.Name, what, away.Name, err, out.String())
-	}
-	if took := time.Since(stopped); took > 5*time.Minute {
-		t.Errorf("%s stopped %s after the kubelet did: the node not Ready was not noticed before the Job's timeout", what, took.Round(time.Second))
-	}
-	assertNoJobs(t)
-	lab(t, "kubelet", away.Name, "start")
-	back = true
-	t.Logf("%s Ready again %s after its kubelet started", away.Name, waitNodeBack(t, cs, away.Name, 3*time.Minute).Round(time.Second))
 }
