@@ -9,11 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/certctl/certctl/pkg/carotate"
 	"github.com/certctl/certctl/pkg/failpoint"
+	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/noderesult"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/restart"
@@ -34,6 +37,9 @@ type Options struct {
 	// --new-ca-dir, or --new-ca-cert and --new-ca-key; none: the phase generates it or reads
 	// new.crt.
 	NewCADir, NewCACert, NewCAKey string
+	// ReloadTimeout bounds the wait for the kubelet to reload a client CA file the phase
+	// changed in place before it is restarted instead; default DefaultReloadTimeout.
+	ReloadTimeout time.Duration
 }
 
 // CommandLine is the command of a phase (or of its rollback) of cas as given (none: all), as
@@ -95,6 +101,15 @@ func Run(ctx context.Context, o Options) (noderesult.Result, error) {
 			}
 		}
 	}
+	reload, wait := reloaded(results), cmp.Or(o.ReloadTimeout, DefaultReloadTimeout)
+	if len(reload) > 0 && !slices.Contains(comps, restart.Kubelet) {
+		if err := kubeletHolds(ctx, *o.Restart, reload, wait); err != nil {
+			fmt.Fprintf(o.Out, "the kubelet did not take its new client CA file without a restart (%v): restarting it\n", err)
+			comps = append(comps, restart.Kubelet)
+		} else {
+			fmt.Fprintf(o.Out, "the kubelet reloaded its client CA file %s: not restarted\n", strings.Join(reload, ", "))
+		}
+	}
 	if err := restart.Changed(ctx, *o.Restart, comps); err != nil {
 		var failed *restart.FailedError
 		if o.Rollback || !errors.As(err, &failed) {
@@ -102,8 +117,50 @@ func Run(ctx context.Context, o Options) (noderesult.Result, error) {
 		}
 		return nr, rollBack(ctx, o, results, failed)
 	}
+	if len(reload) > 0 && slices.Contains(comps, restart.Kubelet) {
+		// Restarted, it read the file at start: it must hold exactly its CAs now.
+		if err := kubeletHolds(ctx, *o.Restart, reload, wait); err != nil {
+			return nr, fmt.Errorf("the kubelet, restarted, does not accept the client CAs of its clientCAFile: %w", err)
+		}
+	}
 	nr.Components, nr.KubeletRestarted = comps, slices.Contains(comps, restart.Kubelet)
 	return nr, nil
+}
+
+// DefaultReloadTimeout bounds the wait for a kubelet to reload a client CA file changed in
+// place: it watches the file (inotify) and takes it at once; without a reload it re-reads the
+// file at most a minute later, and an older kubelet never does, so past this it is restarted.
+const DefaultReloadTimeout = 20 * time.Second
+
+// reloaded lists the kubelet client CA files the phase's results changed in place.
+func reloaded(results []*carotate.Result) []string {
+	var files []string
+	for _, r := range results {
+		if r != nil && r.KubeletClientCA != "" && !slices.Contains(files, r.KubeletClientCA) {
+			files = append(files, r.KubeletClientCA)
+		}
+	}
+	return files
+}
+
+// kubeletHolds waits until the node's kubelet (on the request's serving address) accepts client
+// certificates of exactly the CAs in files (its clientCAFile: one file in practice).
+func kubeletHolds(ctx context.Context, r restart.Request, files []string, timeout time.Duration) error {
+	addr := cmp.Or(r.KubeletWait.ServingAddr, "127.0.0.1:10250")
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", f, err)
+		}
+		want, err := pki.ParseCertificates(f, data)
+		if err != nil {
+			return err
+		}
+		if err := kubelet.WaitClientCAs(ctx, addr, f, want, timeout); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // RolledBackError: Component did not come back healthy on the files of the phase (Cause), so
