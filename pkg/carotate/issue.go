@@ -1,7 +1,6 @@
 package carotate
 
 import (
-	"bytes"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -282,19 +281,22 @@ func issueApply(o Options, p Paths, res *Result, st *State, w issueWork) error {
 func timeDays(d int) time.Duration { return time.Duration(d) * 24 * time.Hour }
 
 // issueOld reads the CA phase issue replaces: ca.crt with its key, or, on a worker where phase
-// trust wrote the bundle (old + new) into ca.crt in place, the old CA trust kept in old.crt.
+// trust wrote the bundle into ca.crt in place, the old CA trust kept in old.crt (caCert).
 func issueOld(p Paths) (*parsed, error) {
-	cur, err := os.ReadFile(p.CACert)
+	name, data, err := caCert(p)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", p.CACert, err)
+		return nil, err
 	}
-	if bundle, err := os.ReadFile(p.Bundle); err == nil && bytes.Equal(cur, bundle) {
-		if _, err := os.Stat(p.CAKey); err == nil {
-			return nil, fmt.Errorf("%s holds the rotation's bundle (%s), but this node has the CA key %s: put the CA certificate back (old.crt in %s)", p.CACert, p.Bundle, p.CAKey, p.Dir)
-		}
-		return readCA(p.OldCert, "")
+	keyPEM, err := os.ReadFile(p.CAKey)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		keyPEM = nil
+	case err != nil:
+		return nil, fmt.Errorf("read %s: %w", p.CAKey, err)
+	case name != p.CACert:
+		return nil, fmt.Errorf("%s holds the rotation's bundle (%s), but this node has the CA key %s: put the CA certificate back (old.crt in %s)", p.CACert, p.Bundle, p.CAKey, p.Dir)
 	}
-	return readCA(p.CACert, p.CAKey)
+	return parseCA(name, data, p.CAKey, keyPEM)
 }
 
 func modeOr(path string, def os.FileMode) os.FileMode {
