@@ -103,11 +103,12 @@ func Run(ctx context.Context, o Options) (noderesult.Result, error) {
 	}
 	reload, wait := reloaded(results), cmp.Or(o.ReloadTimeout, DefaultReloadTimeout)
 	if len(reload) > 0 && !slices.Contains(comps, restart.Kubelet) {
+		start := time.Now()
 		if err := kubeletHolds(ctx, *o.Restart, reload, wait); err != nil {
 			fmt.Fprintf(o.Out, "the kubelet did not take its new client CA file without a restart (%v): restarting it\n", err)
 			comps = append(comps, restart.Kubelet)
 		} else {
-			fmt.Fprintf(o.Out, "the kubelet reloaded its client CA file %s: not restarted\n", strings.Join(reload, ", "))
+			fmt.Fprintf(o.Out, "the kubelet reloaded its client CA file %s (seen in %s): not restarted\n", strings.Join(reload, ", "), time.Since(start).Round(time.Millisecond))
 		}
 	}
 	if err := restart.Changed(ctx, *o.Restart, comps); err != nil {
