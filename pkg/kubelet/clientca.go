@@ -1,78 +1,76 @@
 package kubelet
 
 import (
-	"bytes"
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
+	"crypto/x509/pkix"
 	"fmt"
-	"slices"
+	"net/http"
 	"time"
 
+	"github.com/certctl/certctl/pkg/pki"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
-// ClientCAs returns the subjects (DER) of the CAs whose client certificates the kubelet
-// serving on addr accepts, as its TLS server lists them in its certificate request: the
-// certificates of its clientCAFile as it holds them in memory, one subject per certificate.
-// The kubelet asks every client for a certificate (it does not require one), so the list comes
-// in every handshake; certctl sends none.
-func ClientCAs(ctx context.Context, addr string) ([][]byte, error) {
-	var got [][]byte
-	asked := false
-	d := tls.Dialer{Config: &tls.Config{
-		// Only what the server asks for is read here, nothing is sent to it.
+// Authenticates reports whether the kubelet serving on addr authenticates a client with cert:
+// its answer to a request with it is anything but 401 (an authenticated client the kubelet's
+// authorizer refuses gets 403). The kubelet's x509 authenticator reads its clientCAFile through
+// a provider that watches the file, so this is what the kubelet accepts now; the CA list its TLS
+// server sends in the handshake is refreshed only every minute and is not asked.
+func Authenticates(ctx context.Context, addr string, cert tls.Certificate) (bool, error) {
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		// The kubelet's serving certificate is not what is checked here.
 		InsecureSkipVerify: true, //nolint:gosec
-		GetClientCertificate: func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			asked = true
-			got = slices.Clone(cri.AcceptableCAs)
-			return &tls.Certificate{}, nil
-		},
-	}}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+		Certificates:       []tls.Certificate{cert},
+	}}}
+	defer client.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/healthz", nil)
 	if err != nil {
-		return nil, fmt.Errorf("TLS handshake with the kubelet at %s: %w", addr, err)
+		return false, err
 	}
-	conn.Close()
-	if !asked {
-		return nil, fmt.Errorf("the kubelet at %s asks no client certificate (no clientCAFile?)", addr)
+	resp, err := client.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("ask the kubelet at %s: %w", addr, err)
 	}
-	return got, nil
+	resp.Body.Close()
+	return resp.StatusCode != http.StatusUnauthorized, nil
 }
 
-// ClientCAsStaleError: the kubelet still accepts client certificates of other CAs than the
-// file it was given: it has not loaded that file (a kubelet before 1.36, or one with
-// ReloadKubeletClientCAFile off, loads its clientCAFile only at start).
-type ClientCAsStaleError struct {
-	Addr      string
-	File      string
-	Want, Got int // the certificates in the file; the CAs the kubelet lists
+// ClientCAStaleError: the kubelet does not yet authenticate (or still authenticates) a client
+// certificate as its client CA file, changed in place, says it should: it has not reloaded
+// the file (a kubelet before 1.36, or with ReloadKubeletClientCAFile off, reads it at start).
+type ClientCAStaleError struct {
+	Addr, File string
+	Want       bool // the file holds the probe's CA
 }
 
-func (e *ClientCAsStaleError) Error() string {
-	return fmt.Sprintf("the kubelet at %s lists %d client CA(s), not the %d of %s: it has not reloaded the file", e.Addr, e.Got, e.Want, e.File)
+func (e *ClientCAStaleError) Error() string {
+	if e.Want {
+		return fmt.Sprintf("the kubelet at %s still refuses a client certificate of a CA that %s now holds: it has not reloaded the file", e.Addr, e.File)
+	}
+	return fmt.Sprintf("the kubelet at %s still accepts a client certificate of a CA that %s no longer holds: it has not reloaded the file", e.Addr, e.File)
 }
 
-// WaitClientCAs waits, up to timeout, until the kubelet on addr accepts client certificates of
-// exactly the CAs of want (the certificates of file, its clientCAFile): the same subjects,
-// as many times. A CA rotation gives the new CA the old one's subject, so the count is what
-// tells old + new from old alone. The last mismatch is a *ClientCAsStaleError.
-func WaitClientCAs(ctx context.Context, addr, file string, want []*x509.Certificate, timeout time.Duration) error {
+// WaitAuthenticates waits, up to timeout, until the kubelet on addr authenticates cert (want)
+// or refuses it (!want), as its clientCAFile file now says. The last mismatch is a
+// *ClientCAStaleError.
+func WaitAuthenticates(ctx context.Context, addr, file string, cert tls.Certificate, want bool, timeout time.Duration) error {
 	var last error
-	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		got, err := ClientCAs(hctx, addr)
+		got, err := Authenticates(hctx, addr, cert)
 		if err != nil {
-			// A handshake cut by the deadline says nothing: the last one that finished does.
+			// A request cut by the deadline says nothing: the last one that finished does.
 			if last == nil || !cutByDeadline(ctx) {
 				last = err
 			}
 			return false, nil
 		}
-		if !sameSubjects(got, want) {
-			last = &ClientCAsStaleError{Addr: addr, File: file, Want: len(want), Got: len(got)}
+		if got != want {
+			last = &ClientCAStaleError{Addr: addr, File: file, Want: want}
 			return false, nil
 		}
 		return true, nil
@@ -86,24 +84,47 @@ func WaitClientCAs(ctx context.Context, addr, file string, want []*x509.Certific
 	return fmt.Errorf("after %s: %w", timeout, last)
 }
 
-// sameSubjects reports whether got lists the subjects of want, each as many times.
-func sameSubjects(got [][]byte, want []*x509.Certificate) bool {
-	if len(got) != len(want) {
-		return false
+// ProbeFile is the probe's file name in the new CA directory of a CA rotation's node Job.
+const ProbeFile = "kubelet-probe.pem"
+
+// ProbeCN is the common name of the client certificate NewProbe makes: no groups, so a kubelet
+// that authenticates it still authorizes nothing for it (403).
+const ProbeCN = "certctl:kubelet-client-ca-probe"
+
+// NewProbe makes a client certificate of ca (key and certificate, PEM, in one file's worth),
+// valid from a minute before now for validity, for Authenticates: whether a kubelet accepts
+// clients of ca.
+func NewProbe(ca *x509.Certificate, caKey crypto.Signer, now time.Time, validity time.Duration) ([]byte, error) {
+	key, err := pki.GenerateKey(pki.AlgECDSAP256)
+	if err != nil {
+		return nil, err
 	}
-	rest := slices.Clone(got)
-	for _, c := range want {
-		i := slices.IndexFunc(rest, func(s []byte) bool { return bytes.Equal(s, c.RawSubject) })
-		if i < 0 {
-			return false
-		}
-		rest = slices.Delete(rest, i, i+1)
+	notAfter := now.Add(validity)
+	if notAfter.After(ca.NotAfter) {
+		notAfter = ca.NotAfter
 	}
-	return true
+	c, err := pki.Sign(ca, caKey, key, pki.Template{Subject: pkix.Name{CommonName: ProbeCN},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		NotBefore: now.Add(-time.Minute), NotAfter: notAfter})
+	if err != nil {
+		return nil, fmt.Errorf("the kubelet probe: %w", err)
+	}
+	keyPEM, err := pki.EncodePrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return append(pki.EncodeCertificates(c), keyPEM...), nil
 }
 
-// IsStale reports whether err says the kubelet has not reloaded its client CA file.
-func IsStale(err error) bool {
-	var stale *ClientCAsStaleError
-	return errors.As(err, &stale)
+// ReadProbe reads a probe NewProbe made (file: its path, for errors).
+func ReadProbe(file string, data []byte) (tls.Certificate, *x509.Certificate, error) {
+	pair, err := tls.X509KeyPair(data, data)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("%s: not a client certificate and its key: %w", file, err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return pair, leaf, nil
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -17,11 +19,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
-// TestWaitClientCAs serves, on a loopback TLS listener, what a kubelet's :10250 does with a
-// clientCAFile: a certificate request listing the client CAs it holds (RequestClientCert, the
-// pool swapped per handshake as the kubelet's reloading one is). The new CA has the old one's
-// subject, as a rotation makes it: only the count tells the bundle from the old CA alone.
-func TestWaitClientCAs(t *testing.T) {
+// TestWaitAuthenticates: a stand-in for the kubelet's :10250 (it asks every client for a
+// certificate, verifies it against the client CAs it holds now, 401 when it does not verify,
+// 403 for an authenticated client it does not authorize) and a client certificate of a new CA
+// with the old one's subject, as a rotation makes it.
+func TestWaitAuthenticates(t *testing.T) {
 	l, err := sandbox.Create(sandbox.Options{Dir: t.TempDir(), KeyAlgorithm: pki.AlgECDSAP256})
 	if err != nil {
 		t.Fatal(err)
@@ -34,18 +36,27 @@ func TestWaitClientCAs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old, err := pki.ParseCertificates("ca.crt", data)
+	old := pki.CertificatesIn(data)[0]
+	caKey, err := pki.GenerateKey(pki.AlgECDSAP256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := pki.GenerateKey(pki.AlgECDSAP256)
+	nw, err := pki.NewCA(caKey, old, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	nw, err := pki.NewCA(key, old[0], time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
+	probePEM, err := kubelet.NewProbe(nw, caKey, time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
+	probe, leaf, err := kubelet.ReadProbe("probe.pem", probePEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaf.CheckSignatureFrom(nw) != nil || leaf.Subject.CommonName != kubelet.ProbeCN {
+		t.Fatalf("the probe is not a client of the new CA: %s", leaf.Subject)
+	}
+
 	poolOf := func(cs ...*x509.Certificate) *x509.CertPool {
 		p := x509.NewCertPool()
 		for _, c := range cs {
@@ -54,79 +65,63 @@ func TestWaitClientCAs(t *testing.T) {
 		return p
 	}
 	var held atomic.Pointer[x509.CertPool]
-	var shakes atomic.Int64
-	held.Store(poolOf(old[0]))
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		shakes.Add(1)
-		return &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequestClientCert, ClientCAs: held.Load()}, nil
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				_ = c.(*tls.Conn).Handshake()
-			}()
+	var asked atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		certs := r.TLS.PeerCertificates
+		if len(certs) == 0 {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
 		}
-	}()
-	addr := ln.Addr().String()
+		if _, err := certs[0].Verify(x509.VerifyOptions{Roots: held.Load(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequestClientCert}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
 	ctx := context.Background()
-	bundle := []*x509.Certificate{old[0], nw}
 
 	for _, tc := range []struct {
 		name  string
 		holds *x509.CertPool
-		want  []*x509.Certificate
+		want  bool // the file holds the probe's CA
 		stale bool
 	}{
-		{"the old CA held, the old CA wanted", poolOf(old[0]), old[:1], false},
-		{"the old CA held, the bundle wanted: not reloaded", poolOf(old[0]), bundle, true},
-		{"the bundle held, the bundle wanted", poolOf(bundle...), bundle, false},
-		{"the bundle held, the new CA alone wanted: not reloaded", poolOf(bundle...), []*x509.Certificate{nw}, true},
-		{"the new CA held, the new CA wanted", poolOf(nw), []*x509.Certificate{nw}, false},
+		{"the old CA held, the old CA wanted", poolOf(old), false, false},
+		{"the old CA held, the bundle wanted: not reloaded", poolOf(old), true, true},
+		{"the bundle held, the bundle wanted", poolOf(old, nw), true, false},
+		{"the bundle held, the old CA alone wanted (a rollback): not reloaded", poolOf(old, nw), false, true},
+		{"the new CA held, the new CA wanted", poolOf(nw), true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			held.Store(tc.holds)
-			err := kubelet.WaitClientCAs(ctx, addr, "ca.crt", tc.want, time.Second)
-			var stale *kubelet.ClientCAsStaleError
+			err := kubelet.WaitAuthenticates(ctx, addr, "ca.crt", probe, tc.want, time.Second)
+			var stale *kubelet.ClientCAStaleError
 			switch {
-			case tc.stale && !errors.As(err, &stale):
-				t.Fatalf("want a *ClientCAsStaleError, got %v", err)
-			case tc.stale && (stale.Want != len(tc.want) || stale.Got != len(tc.holds.Subjects())):
-				t.Errorf("stale: want %d, got %d; the error says %d and %d", len(tc.want), len(tc.holds.Subjects()), stale.Want, stale.Got)
+			case tc.stale && (!errors.As(err, &stale) || stale.Want != tc.want):
+				t.Fatalf("want a *ClientCAStaleError (want %v), got %v", tc.want, err)
 			case !tc.stale && err != nil:
-				t.Fatalf("want the kubelet's CAs to match, got %v", err)
+				t.Fatalf("want the kubelet to match the file, got %v", err)
 			}
 		})
 	}
 
-	// The pool swapped while certctl waits, as the kubelet's reload does: once the wait has
-	// seen the old pool twice.
-	held.Store(poolOf(old[0]))
-	before := shakes.Load()
+	// The CAs swapped while certctl waits, as the kubelet's reload does: once it has asked twice.
+	held.Store(poolOf(old))
+	before := asked.Load()
 	done := make(chan error, 1)
-	go func() { done <- kubelet.WaitClientCAs(ctx, addr, "ca.crt", bundle, 20*time.Second) }()
+	go func() { done <- kubelet.WaitAuthenticates(ctx, addr, "ca.crt", probe, true, 20*time.Second) }()
 	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
-		return shakes.Load() >= before+2, nil
+		return asked.Load() >= before+2, nil
 	}); err != nil {
-		t.Fatalf("the wait made no handshakes: %v", err)
+		t.Fatalf("the wait asked nothing: %v", err)
 	}
-	held.Store(poolOf(bundle...))
+	held.Store(poolOf(old, nw))
 	if err := <-done; err != nil {
 		t.Fatalf("the reload while waiting was not seen: %v", err)
-	}
-
-	// No certificate request: a kubelet without clientCAFile.
-	plain := serveKubeletTLS(t)
-	if _, err := kubelet.ClientCAs(ctx, plain); err == nil {
-		t.Error("a server that asks no client certificate: want an error")
 	}
 }

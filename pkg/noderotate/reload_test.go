@@ -22,9 +22,10 @@ import (
 	"github.com/certctl/certctl/pkg/restart"
 )
 
-// standInKubelet serves what a kubelet's :10250 shows of its clientCAFile: its certificate
-// request lists the CAs it holds, read from file at its start (Restart) and, when reloads, at
-// every handshake (a 1.36+ kubelet watching the file).
+// standInKubelet answers as a kubelet's :10250 does for a client certificate: 401 unless it
+// verifies against the client CAs it holds, 403 otherwise (no rights); it reads them from file
+// at its start (Restart) and, when reloads, at every request (a 1.36+ kubelet's authenticator
+// watching the file).
 type standInKubelet struct {
 	file     string
 	reloads  bool
@@ -56,55 +57,60 @@ func (k *standInKubelet) serve(t *testing.T, pair tls.Certificate) string {
 	if err := k.load(); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if k.reloads {
 			if err := k.load(); err != nil {
-				return nil, err
+				w.WriteHeader(http.StatusInternalServerError)
+				return
 			}
 		}
 		k.mu.Lock()
-		defer k.mu.Unlock()
-		return &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequestClientCert, ClientCAs: k.held}, nil
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				_ = c.(*tls.Conn).Handshake()
-			}()
+		roots := k.held
+		k.mu.Unlock()
+		certs := r.TLS.PeerCertificates
+		if len(certs) == 0 {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
 		}
-	}()
-	return ln.Addr().String()
+		if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequestClientCert}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
 }
 
 // TestRunWorkerKubeletClientCA: phase trust of the cluster CA with --restart on a worker (a
-// tree of the real kubeadm, its CA key removed) writes the bundle into ca.crt, the file the
-// kubelet's clientCAFile names. A kubelet that reloads it is not restarted: the CAs its TLS
-// server lists are the bundle's. One that does not is restarted once, after the wait, and then
-// lists them. The rollback of trust puts ca.crt back the same way.
+// tree of the real kubeadm, its CA key removed), the new CA given as cluster ca-rotate's Jobs
+// get it (a directory: ca.crt, and a client certificate of the new CA, --kubelet-probe),
+// writes the bundle into ca.crt, the file the kubelet's clientCAFile names. A kubelet that
+// reloads it is not restarted: it authenticates the probe. One that does not is restarted once,
+// after the wait, and then authenticates it. Without a probe there is nothing to check the
+// reload with: the kubelet is restarted. The rollback of trust puts ca.crt back the same way
+// (the probe then refused).
 func TestRunWorkerKubeletClientCA(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		reloads     bool
+		probe       bool
 		wantRestart bool
 	}{
-		{"a kubelet that reloads its clientCAFile", true, false},
-		{"a kubelet that reads it at start only", false, true},
+		{"a kubelet that reloads its clientCAFile", true, true, false},
+		{"a kubelet that reads it at start only", false, true, true},
+		{"no probe given", true, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := testenv.KubeadmTree(t, testenv.TreeOptions{Node: true})
 			l := tr.Layout
-			newCrt, _ := newCAFiles(t, l)
-			// Any serving pair: the stand-in's certificate is not what is checked.
+			dir, probePEM := newCADir(t, l, tc.probe)
+			probeFile := ""
+			if tc.probe {
+				probeFile = filepath.Join(dir, kubelet.ProbeFile)
+			}
 			pair, err := tls.LoadX509KeyPair(filepath.Join(l.PKIDir, "apiserver.crt"), filepath.Join(l.PKIDir, "apiserver.key"))
 			if err != nil {
 				t.Fatal(err)
@@ -115,12 +121,16 @@ func TestRunWorkerKubeletClientCA(t *testing.T) {
 			addr := k.serve(t, pair)
 			healthz := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }))
 			t.Cleanup(healthz.Close)
+			probe, _, err := kubelet.ReadProbe("probe", probePEM)
+			if err != nil {
+				t.Fatal(err)
+			}
 			var out, log bytes.Buffer
 			req := restart.Request{Layout: l, Kubelet: k, KubeletWait: kubelet.WaitOptions{ServingAddr: addr, HealthzURL: healthz.URL, Timeout: 10 * time.Second}, Out: &log}
-			run := func(phase string, rollback bool) {
+			run := func(phase string, rollback, wantAccepted bool) {
 				t.Helper()
 				nr, err := noderotate.Run(context.Background(), noderotate.Options{
-					Rotate: carotate.Options{Layout: l}, CAs: []string{"ca"}, Phase: phase, Rollback: rollback, NewCACert: newCrt,
+					Rotate: carotate.Options{Layout: l}, CAs: []string{"ca"}, Phase: phase, Rollback: rollback, NewCADir: dir, KubeletProbe: probeFile,
 					Restart: &req, Out: &out, Log: &log, ReloadTimeout: 2 * time.Second})
 				if err != nil {
 					t.Fatalf("%s (rollback %v): %v\n%s\n%s", phase, rollback, err, out.String(), log.String())
@@ -128,23 +138,15 @@ func TestRunWorkerKubeletClientCA(t *testing.T) {
 				if nr.KubeletRestarted != tc.wantRestart {
 					t.Errorf("%s (rollback %v): kubelet restarted %v, want %v\n%s", phase, rollback, nr.KubeletRestarted, tc.wantRestart, out.String())
 				}
-				data, err := os.ReadFile(caCrt)
-				if err != nil {
-					t.Fatal(err)
-				}
-				want, err := pki.ParseCertificates(caCrt, data)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := kubelet.WaitClientCAs(context.Background(), addr, caCrt, want, 2*time.Second); err != nil {
-					t.Errorf("%s (rollback %v): the kubelet does not hold ca.crt's CAs: %v", phase, rollback, err)
+				if err := kubelet.WaitAuthenticates(context.Background(), addr, caCrt, probe, wantAccepted, 2*time.Second); err != nil {
+					t.Errorf("%s (rollback %v): %v", phase, rollback, err)
 				}
 			}
-			run(carotate.PhaseTrust, false)
+			run(carotate.PhaseTrust, false, true)
 			if n := len(pki.CertificatesIn(read(t, caCrt))); n != 2 {
 				t.Errorf("after trust ca.crt holds %d certificates, want old + new", n)
 			}
-			run("", true)
+			run("", true, false)
 			if n := len(pki.CertificatesIn(read(t, caCrt))); n != 1 {
 				t.Errorf("after the rollback ca.crt holds %d certificates, want the old CA", n)
 			}
@@ -155,9 +157,10 @@ func TestRunWorkerKubeletClientCA(t *testing.T) {
 	}
 }
 
-// newCAFiles writes a new CA like l's cluster CA (its key beside it) into the tree and returns
-// their node paths (as --new-ca-cert and --new-ca-key name them).
-func newCAFiles(t *testing.T, l pki.Layout) (crt, key string) {
+// newCADir makes a new CA like l's cluster CA and a directory (outside the tree) as a worker's
+// Job of cluster ca-rotate mounts it: ca.crt, and with probe a client certificate of the new CA
+// (kubelet.ProbeFile). It returns the directory and the probe (made either way).
+func newCADir(t *testing.T, l pki.Layout, probe bool) (string, []byte) {
 	t.Helper()
 	old, err := pki.ParseCertificates("ca.crt", read(t, filepath.Join(l.PKIDir, "ca.crt")))
 	if err != nil {
@@ -171,21 +174,20 @@ func newCAFiles(t *testing.T, l pki.Layout) (crt, key string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kp, err := pki.EncodePrivateKey(k)
+	probePEM, err := kubelet.NewProbe(c, k, time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(l.Root, "given")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), pki.EncodeCertificates(c), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "new.crt"), pki.EncodeCertificates(c), 0o644); err != nil {
-		t.Fatal(err)
+	if probe {
+		if err := os.WriteFile(filepath.Join(dir, kubelet.ProbeFile), probePEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "new.key"), kp, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return "/given/new.crt", "/given/new.key"
+	return dir, probePEM
 }
 
 func read(t *testing.T, p string) []byte {
