@@ -80,6 +80,7 @@ func newCARotateCmd(g *Globals) *cobra.Command {
 	f.BoolVar(&no.Rotate.Generate, "generate", false, "generate the new CA here (phase trust on the first control-plane node)")
 	f.DurationVar(&no.Rotate.LockTimeout, "lock-timeout", 30*time.Second, "how long to wait for another certctl run")
 	f.StringVar(&no.NewCADir, "new-ca-dir", "", "a directory (not under --root) with CA.crt and CA.key of the new CA, as certctl cluster ca-rotate's Jobs mount it")
+	f.StringVar(&no.KubeletProbe, "kubelet-probe", "", "a client certificate of the new cluster CA and its key, one PEM file (not under --root): with --restart, on a worker whose kubelet's client CA file the phase changes in place, whether the kubelet reloaded it is asked with this certificate (401: not yet), and only a kubelet that did not is restarted; without it the kubelet is restarted. cluster ca-rotate gives it to its workers' Jobs")
 	f.BoolVar(&no.Rotate.IgnoreTokens, "ignore-old-tokens", false, "phase drop of sa: go on while pods' tokens of the old key are on this node (they get 401 until the kubelet refreshes them)")
 	f.BoolVar(&withRestart, "restart", false, "then restart the components the phase names (static pods through the kubelet and the container runtime, the kubelet through systemd or its supervisor), each verified")
 	return cmd

@@ -415,6 +415,11 @@ type Result struct {
 	Notes    []string
 	// Skipped: the CA is not on this node (an "all" run on a worker: no etcd CA).
 	Skipped bool
+	// KubeletClientCA, when set, is the file the running kubelet's clientCAFile names (a host
+	// path), whose content the phase changed in place with no kubelet restart asked for: a
+	// kubelet that reloads it (1.36+, ReloadKubeletClientCAFile) needs none; the caller checks
+	// that it did (kubelet.WaitClientCAs) and restarts it otherwise.
+	KubeletClientCA string
 }
 
 func (r *Result) restart(components ...string) {

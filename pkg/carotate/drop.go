@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/certctl/certctl/pkg/backup"
@@ -202,6 +203,19 @@ func Rollback(o Options) (*Result, error) {
 	}
 	if err := unswing(o.Layout, step); err != nil {
 		return nil, fmt.Errorf("%s: the files of backup %s are back, but: %w", o.CA, step.BackupID, err)
+	}
+	// A file put back that the running kubelet's clientCAFile names, with no kubelet restart
+	// asked for (phase trust or issue on a worker wrote it in place): the kubelet reloads it.
+	if !slices.Contains(res.Restart, pki.CompKubelet) {
+		file, err := kubeletClientCAFile(o.Layout)
+		if err != nil {
+			return nil, fmt.Errorf("%s: the files of backup %s are back, but: %w", o.CA, step.BackupID, err)
+		}
+		for _, f := range m.Files {
+			if file != "" && o.Layout.Resolve(f.Path) == file && !f.Absent {
+				res.KubeletClientCA = file
+			}
+		}
 	}
 	// An empty rotation directory (and its empty parent) is what phase trust found: none.
 	if os.Remove(p.Dir) == nil {

@@ -154,26 +154,48 @@ func readIfExists(path string) ([]byte, os.FileMode, error) {
 	return data, st.Mode().Perm(), nil
 }
 
-// kubeletClientCA moves the kubelet config's authentication.x509.clientCAFile from from to
-// to, editing only that value (comments and layout stay).
-func kubeletClientCA(l pki.Layout, from, to string) (*fileEdit, error) {
-	path := l.Resolve(filepath.Join(l.KubeletDir, "config.yaml"))
-	data, mode, err := readIfExists(path)
+// kubeletConfigClientCA reads the kubelet config (path, content, mode) and finds its
+// authentication.x509.clientCAFile node (nil: none); data is nil when there is no config.
+func kubeletConfigClientCA(l pki.Layout) (path string, data []byte, mode os.FileMode, n *yaml.Node, err error) {
+	path = l.Resolve(filepath.Join(l.KubeletDir, "config.yaml"))
+	data, mode, err = readIfExists(path)
 	if err != nil || data == nil {
-		return nil, err
+		return path, nil, 0, nil, err
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("%s: not valid YAML: %w", path, err)
+		return path, nil, 0, nil, fmt.Errorf("%s: not valid YAML: %w", path, err)
 	}
-	var n *yaml.Node
 	if len(doc.Content) > 0 {
 		n = doc.Content[0]
 	}
 	for _, key := range []string{"authentication", "x509", "clientCAFile"} {
 		n = manifest.MapValue(n, key)
 	}
-	if n == nil || n.Kind != yaml.ScalarNode || n.Value == to {
+	if n != nil && n.Kind != yaml.ScalarNode {
+		n = nil
+	}
+	return path, data, mode, n, nil
+}
+
+// kubeletClientCAFile is the file the kubelet config's clientCAFile names (a host path:
+// resolved under l's root), "" when there is no kubelet config or no such field.
+func kubeletClientCAFile(l pki.Layout) (string, error) {
+	_, _, _, n, err := kubeletConfigClientCA(l)
+	if err != nil || n == nil || n.Value == "" {
+		return "", err
+	}
+	return l.Resolve(n.Value), nil
+}
+
+// kubeletClientCA moves the kubelet config's authentication.x509.clientCAFile from from to
+// to, editing only that value (comments and layout stay).
+func kubeletClientCA(l pki.Layout, from, to string) (*fileEdit, error) {
+	path, data, mode, n, err := kubeletConfigClientCA(l)
+	if err != nil || data == nil {
+		return nil, err
+	}
+	if n == nil || n.Value == to {
 		return nil, nil
 	}
 	if n.Value != from {

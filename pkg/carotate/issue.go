@@ -41,7 +41,7 @@ func Issue(o Options) (*Result, error) {
 		res.Notes = append(res.Notes, fmt.Sprintf("phase issue already done (the rotation is at phase %s): nothing to do", st.Phase))
 		return res, nil
 	}
-	old, err := readCA(p.CACert, p.CAKey)
+	old, err := issueOld(p)
 	if err != nil {
 		return nil, err
 	}
@@ -75,6 +75,11 @@ func Issue(o Options) (*Result, error) {
 	caMode := modeOr(p.CACert, 0o644)
 	final := []fileEdit{{path: p.CACert, data: nw.pem, mode: caMode, what: "the new CA certificate (the old one is kept as " + p.OldCert + ")"}}
 	if old.key == nil {
+		if file, err := kubeletClientCAFile(o.Layout); err != nil {
+			return nil, err
+		} else if file == p.CACert {
+			res.KubeletClientCA = file // the bundle phase trust wrote in place, now the new CA alone
+		}
 		res.Notes = append(res.Notes, "no CA key on this node: only ca.crt changes; the kubelet's client certificate (and a serving certificate from the cluster CA) is re-issued through its CSR once the controller-manager signs with the new CA (or: certctl kubelet-client renew, certctl kubelet-serving enable --approve)")
 		report(res, final)
 		res.Changes = append(res.Changes, Change{Path: p.State, What: "rotation state: phase issue"})
@@ -274,6 +279,25 @@ func issueApply(o Options, p Paths, res *Result, st *State, w issueWork) error {
 }
 
 func timeDays(d int) time.Duration { return time.Duration(d) * 24 * time.Hour }
+
+// issueOld reads the CA phase issue replaces: ca.crt with its key, or, on a worker where phase
+// trust wrote the bundle into ca.crt in place, the old CA trust kept in old.crt (caCert).
+func issueOld(p Paths) (*parsed, error) {
+	name, data, err := caCert(p)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := os.ReadFile(p.CAKey)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		keyPEM = nil
+	case err != nil:
+		return nil, fmt.Errorf("read %s: %w", p.CAKey, err)
+	case name != p.CACert:
+		return nil, fmt.Errorf("%s holds the rotation's bundle (%s), but this node has the CA key %s: put the CA certificate back (old.crt in %s)", p.CACert, p.Bundle, p.CAKey, p.Dir)
+	}
+	return parseCA(name, data, p.CAKey, keyPEM)
+}
 
 func modeOr(path string, def os.FileMode) os.FileMode {
 	if st, err := os.Stat(path); err == nil {

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -18,7 +17,8 @@ import (
 // TestOtherNodes: the first control-plane node generates the new CA; a second control-plane
 // node (same CAs, as kubeadm join --control-plane copies them) takes it as files and ends up
 // with the same CA and bundle; a worker takes the certificate alone and changes only the
-// kubelet's files, and its drop waits until the kubelet's client certificate is the new CA's.
+// kubelet's files (the bundle in place in ca.crt, for its kubelet to reload), and its drop
+// waits until the kubelet's client certificate is the new CA's.
 func TestOtherNodes(t *testing.T) {
 	first := node(t)
 	second, wk := clone(t, first), clone(t, first)
@@ -63,30 +63,57 @@ func TestOtherNodes(t *testing.T) {
 		t.Error("second node: apiserver.crt is not signed by the shared new CA")
 	}
 
-	// Worker: the certificate alone.
+	// Worker: the certificate alone. Its kubelet's clientCAFile, ca.crt, gets the bundle in
+	// place (a 1.36+ kubelet reloads it; the caller checks), kubelet.conf the bundle for the
+	// kubelet's next restart: no restart asked for.
 	ow := opts(wk, "ca")
 	ow.NewCA = newCA(t, p1.NewCert, "")
-	before := snapshot(t, wk)
-	r := mustPhase(t, carotate.PhaseTrust, ow)
-	if !slices.Equal(r.Restart, []string{"kubelet"}) {
-		t.Errorf("worker trust: restart %v, want [kubelet]", r.Restart)
-	}
 	pw, _ := carotate.PathsOf(wk, "ca")
-	after := snapshot(t, wk)
-	for p := range after {
-		if before[p] != after[p] && !strings.HasPrefix(p, pw.Dir) && p != filepath.Join(wk.KubeletDir, "config.yaml") && p != filepath.Join(wk.KubeconfigDir, "kubelet.conf") {
-			t.Errorf("worker trust changed %s", p)
+	caCrt := filepath.Join(wk.PKIDir, "ca.crt")
+	oldCA := read(t, caCrt)
+	before := snapshot(t, wk)
+	trustWorker := func() {
+		t.Helper()
+		r := mustPhase(t, carotate.PhaseTrust, ow)
+		if len(r.Restart) != 0 || r.KubeletClientCA != caCrt {
+			t.Errorf("worker trust: restart %v, kubelet client CA in place %q; want none, %s", r.Restart, r.KubeletClientCA, caCrt)
+		}
+		after := snapshot(t, wk)
+		for p := range after {
+			if before[p] != after[p] && !strings.HasPrefix(p, pw.Dir) && p != caCrt && p != filepath.Join(wk.KubeconfigDir, "kubelet.conf") {
+				t.Errorf("worker trust changed %s", p)
+			}
+		}
+		if _, err := os.Stat(pw.NewKey); err == nil {
+			t.Error("worker trust wrote a CA key")
+		}
+		if got := kubeletClientCAFile(t, wk); got != "/etc/kubernetes/pki/ca.crt" {
+			t.Errorf("worker trust: clientCAFile %s, want it left on ca.crt", got)
+		}
+		if !bytes.Equal(read(t, caCrt), read(t, pw.Bundle)) {
+			t.Error("worker trust: ca.crt is not the bundle")
+		}
+		if ca, _ := kubeconfigCA(t, filepath.Join(wk.KubeconfigDir, "kubelet.conf")); len(ca) != 2 {
+			t.Errorf("worker trust: kubelet.conf trusts %d certificates, want the bundle's 2", len(ca))
 		}
 	}
-	if _, err := os.Stat(pw.NewKey); err == nil {
-		t.Error("worker trust wrote a CA key")
+	trustWorker()
+	// Its rollback puts ca.crt back in place: the kubelet reloads it again.
+	back := ow
+	back.RollbackPhase = carotate.PhaseTrust
+	if r, err := carotate.Rollback(back); err != nil || r.KubeletClientCA != caCrt || len(r.Restart) != 0 {
+		t.Fatalf("worker rollback of trust: %v; kubelet client CA in place %q, restart %v", err, r.KubeletClientCA, r.Restart)
 	}
-	if got := kubeletClientCAFile(t, wk); got != wk.NodePath(pw.Bundle) {
-		t.Errorf("worker: clientCAFile %s", got)
+	if !bytes.Equal(read(t, caCrt), oldCA) {
+		t.Error("worker rollback of trust: ca.crt is not the old CA again")
 	}
-	r = mustPhase(t, carotate.PhaseIssue, ow)
-	if !certs(t, filepath.Join(wk.PKIDir, "ca.crt"))[0].Equal(newCA1) || len(r.Notes) == 0 {
-		t.Errorf("worker issue: ca.crt is not the new CA, or no note about the kubelet's certificate (%v)", r.Notes)
+	trustWorker()
+	r := mustPhase(t, carotate.PhaseIssue, ow)
+	if cs := certs(t, caCrt); len(cs) != 1 || !cs[0].Equal(newCA1) || len(r.Notes) == 0 {
+		t.Errorf("worker issue: ca.crt is not the new CA alone, or no note about the kubelet's certificate (%v)", r.Notes)
+	}
+	if r.KubeletClientCA != caCrt {
+		t.Errorf("worker issue: kubelet client CA in place %q, want %s", r.KubeletClientCA, caCrt)
 	}
 	if _, err := carotate.Drop(ow); err == nil || !strings.Contains(err.Error(), "kubelet.conf") || !strings.Contains(err.Error(), "certctl kubelet-client renew") {
 		t.Fatalf("worker drop with the kubelet's certificate from the old CA: %v", err)

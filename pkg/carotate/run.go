@@ -1,6 +1,7 @@
 package carotate
 
 import (
+	"bytes"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -50,15 +51,32 @@ func Current(l pki.Layout, ca string) (*x509.Certificate, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	data, err := os.ReadFile(p.CACert)
+	name, data, err := caCert(p)
 	if err != nil {
-		return nil, p.CACert, fmt.Errorf("read %s: %w", p.CACert, err)
+		return nil, p.CACert, err
 	}
-	c, err := parseCA(p.CACert, data, "", nil)
+	c, err := parseCA(name, data, "", nil)
 	if err != nil {
 		return nil, p.CACert, err
 	}
 	return c.cert, p.CACert, nil
+}
+
+// caCert reads the CA certificate the node holds for p's CA: ca.crt, or, on a worker where
+// phase trust wrote the rotation's bundle (old + new) into ca.crt in place, the old CA that
+// phase kept in old.crt; name is the file read.
+func caCert(p Paths) (name string, data []byte, err error) {
+	data, err = os.ReadFile(p.CACert)
+	if err != nil {
+		return p.CACert, nil, fmt.Errorf("read %s: %w", p.CACert, err)
+	}
+	if bundle, err := os.ReadFile(p.Bundle); err == nil && bytes.Equal(data, bundle) {
+		if data, err = os.ReadFile(p.OldCert); err != nil {
+			return p.OldCert, nil, fmt.Errorf("%s holds the rotation's bundle: read the old CA: %w", p.CACert, err)
+		}
+		return p.OldCert, data, nil
+	}
+	return p.CACert, data, nil
 }
 
 // Run runs phase (trust, issue, drop), or with rollback the rollback of the last phase, for

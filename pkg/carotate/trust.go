@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -83,6 +84,15 @@ func Trust(o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d.cluster && old.key == nil {
+		// A worker: no CA key, nothing signs with ca.crt; the kubelet alone verifies with it.
+		if ver, err = inPlace(o.Layout, p, ver, bundle, &res.Notes); err != nil {
+			return nil, err
+		}
+		if len(ver) > 0 && ver[len(ver)-1].path == p.CACert {
+			res.KubeletClientCA = p.CACert
+		}
+	}
 	edits = append(edits, ver...)
 	res.Notes = append(res.Notes, notes...)
 	st = &State{CA: o.CA, Phase: PhaseTrust, OldCA: fingerprint(old.cert), NewCA: fingerprint(nw.cert)}
@@ -154,6 +164,35 @@ func newCA(o Options, p Paths, old *parsed, fresh bool) (*parsed, string, error)
 		return nil, "", err
 	}
 	return &parsed{cert: cert, pem: pki.EncodeCertificates(cert), key: key, keyP: keyPEM}, "generate", nil
+}
+
+// inPlace turns phase trust's edits of a worker's kubelet (clientCAFile moved to the bundle,
+// kubelet.conf's CA set to it: both read at start, so a restart) into what a running kubelet
+// takes without one: the bundle written into the file its clientCAFile names, ca.crt, which it
+// reloads (1.36+; the caller checks, and restarts an older one); kubelet.conf's CA set to the
+// bundle, read at the kubelet's next restart (phase issue's, or drop's): until drop every
+// apiserver's certificate verifies with the old CA alone, through the new CA cross-signed by
+// the old that phase issue serves after it. The ca.crt edit comes last. A kubelet whose
+// clientCAFile names another file keeps the edits as they were.
+func inPlace(l pki.Layout, p Paths, edits []fileEdit, bundle []byte, notes *[]string) ([]fileEdit, error) {
+	file, err := kubeletClientCAFile(l)
+	if err != nil || file != p.CACert {
+		return edits, err
+	}
+	config := l.Resolve(filepath.Join(l.KubeletDir, "config.yaml"))
+	var out []fileEdit
+	for _, e := range edits {
+		switch {
+		case e.path == config:
+			continue
+		case e.component == pki.CompKubelet:
+			e.component = ""
+			e.what += " (read at the kubelet's next restart: phase issue's or drop's)"
+		}
+		out = append(out, e)
+	}
+	*notes = append(*notes, fmt.Sprintf("%s, the kubelet's clientCAFile, holds old + new CA in place: a 1.36+ kubelet reloads it, no restart (an older one is restarted)", p.CACert))
+	return append(out, fileEdit{path: p.CACert, data: bundle, mode: modeOr(p.CACert, 0o644), what: "old + new CA, in place (the kubelet's clientCAFile)"}), nil
 }
 
 func describe(c *parsed) string {

@@ -35,6 +35,7 @@ import (
 	"github.com/certctl/certctl/pkg/carotate"
 	"github.com/certctl/certctl/pkg/csrwait"
 	kubeconfigpkg "github.com/certctl/certctl/pkg/kubeconfig"
+	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/kubeletserving"
 	"github.com/certctl/certctl/pkg/lease"
 	"github.com/certctl/certctl/pkg/live"
@@ -173,6 +174,9 @@ func CARotate(ctx context.Context, cs kubernetes.Interface, o CARotateOptions) (
 	if err := r.newCAs(ctx); err != nil {
 		return r.rep, err
 	}
+	if err := r.kubeletProbe(ctx); err != nil {
+		return r.rep, err
+	}
 	step, ok := phaseSteps[phaseKey{o.Phase, o.Rollback}]
 	if !ok {
 		return r.rep, fmt.Errorf("no step for phase %q (rollback %v)", o.Phase, o.Rollback)
@@ -201,6 +205,7 @@ type rotation struct {
 
 	news    map[string]*x509.Certificate // the new CA of each CA rotated
 	newCert *x509.Certificate            // the new cluster CA, when it is rotated
+	probe   bool                         // the Secret holds a kubelet probe for the workers (kubeletProbe)
 	olds    []*x509.Certificate          // the old cluster CA(s)
 	// bundle is what a client of the apiservers trusts during the phase (old + new when the
 	// cluster CA is rotated, the kubeconfig's otherwise).
@@ -738,6 +743,40 @@ func (r *rotation) rotateNode(ctx context.Context, out *NodeOutcome, cp bool) er
 	return nil
 }
 
+// probeValidity is how long the client certificate kubeletProbe makes is valid: one run.
+const probeValidity = 2 * time.Hour
+
+// kubeletProbe puts into the rotation Secret, for the workers' Jobs, a client certificate of the
+// new cluster CA (kubelet.NewProbe: no groups, valid for this run): a worker's certctl changes
+// its kubelet's clientCAFile in place (trust, issue, their rollbacks) and asks the kubelet with
+// it whether the kubelet reloaded the file, instead of restarting it. Made afresh by every run
+// that has workers to do, with the new CA's key the Secret holds; the Secret goes after drop.
+func (r *rotation) kubeletProbe(ctx context.Context) error {
+	o := r.o
+	if !r.cluster || len(r.workers) == 0 || o.DryRun || r.newCert == nil {
+		return nil
+	}
+	secrets := r.cs.CoreV1().Secrets(o.Namespace)
+	sec, err := secrets.Get(ctx, CARotationSecret, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("read %s/%s: %w", o.Namespace, CARotationSecret, err)
+	}
+	key, err := pki.ParsePrivateKey(CARotationSecret+"/ca.key", sec.Data["ca.key"])
+	if err != nil {
+		return err
+	}
+	probe, err := kubelet.NewProbe(r.newCert, key, time.Now(), probeValidity)
+	if err != nil {
+		return err
+	}
+	sec.Data[kubelet.ProbeFile] = probe
+	if _, err := secrets.Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("keep the kubelet probe in %s/%s: %w", o.Namespace, CARotationSecret, err)
+	}
+	r.probe = true
+	return nil
+}
+
 // nodeSpec is the Job of the phase on node: `certctl ca rotate CAS --phase P` (--rollback,
 // the new CAs from the Secret, --restart), or its plan in a dry run.
 func (r *rotation) nodeSpec(node string, cp bool) JobSpec {
@@ -753,6 +792,13 @@ func (r *rotation) nodeSpec(node string, cp bool) JobSpec {
 		if !cp {
 			spec.SecretItems = []string{"ca.crt"} // a worker never gets the key
 		}
+	}
+	if !cp && r.probe && !o.DryRun {
+		// A worker's kubelet client CA file changes in place (trust, issue, their rollbacks):
+		// the probe tells its reload, the Secret's CA keys stay out of the Job.
+		spec.Secret = CARotationSecret
+		spec.SecretItems = append(spec.SecretItems, kubelet.ProbeFile)
+		req.KubeletProbe = SecretDir + "/" + kubelet.ProbeFile
 	}
 	if o.DryRun {
 		spec.Component = "plan"

@@ -71,9 +71,16 @@ func TestNodeSpec(t *testing.T) {
 		{"rollback of issue", CARotateOptions{Phase: "issue", Rollback: true}, false, "ca rotate ca etcd-ca --rollback --phase issue --restart", "", nil, true, true, "carotate"},
 		{"dry run of issue", CARotateOptions{Phase: "issue", DryRun: true}, true, "ca rotate ca etcd-ca --phase issue --dry-run", "", nil, false, false, "plan"},
 		{"dry run of trust before the Secret", CARotateOptions{Phase: "trust", DryRun: true, planOnly: true}, true, "ca rotate ca etcd-ca --phase trust --generate --dry-run", "", nil, false, false, "plan"},
+		{"trust, worker, with the kubelet probe", CARotateOptions{Phase: "trust"}, false,
+			"ca rotate ca etcd-ca --phase trust --new-ca-dir /rotation --kubelet-probe /rotation/kubelet-probe.pem --restart", CARotationSecret, []string{"ca.crt", "kubelet-probe.pem"}, true, true, "carotate"},
+		{"issue, worker, with the kubelet probe", CARotateOptions{Phase: "issue"}, false,
+			"ca rotate ca etcd-ca --phase issue --kubelet-probe /rotation/kubelet-probe.pem --restart", CARotationSecret, []string{"kubelet-probe.pem"}, true, true, "carotate"},
+		{"rollback of trust, worker, with the kubelet probe", CARotateOptions{Phase: "trust", Rollback: true}, false,
+			"ca rotate ca etcd-ca --rollback --phase trust --kubelet-probe /rotation/kubelet-probe.pem --restart", CARotationSecret, []string{"kubelet-probe.pem"}, true, true, "carotate"},
+		{"issue, control plane: no probe", CARotateOptions{Phase: "issue"}, true, "ca rotate ca etcd-ca --phase issue --restart", "", nil, true, true, "carotate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &rotation{o: &tc.o, cas: []string{"ca", "etcd-ca"}, step: phaseSteps[phaseKey{tc.o.Phase, tc.o.Rollback}]}
+			r := &rotation{o: &tc.o, cas: []string{"ca", "etcd-ca"}, step: phaseSteps[phaseKey{tc.o.Phase, tc.o.Rollback}], probe: strings.Contains(tc.name, "probe")}
 			s := r.nodeSpec("n1", tc.cp)
 			args, err := s.Request.Args()
 			if got := strings.Join(args, " "); err != nil || got != tc.args {

@@ -77,6 +77,9 @@ type Request struct {
 	Rollback bool   `json:"rollback,omitempty"`
 	Generate bool   `json:"generate,omitempty"`
 	NewCADir string `json:"newCADir,omitempty"` // where the Job mounts the new CAs (not under --root)
+	// KubeletProbe: a client certificate of the new cluster CA and its key (PEM, not under
+	// --root) to check a kubelet's reload of its client CA file with (ca rotate).
+	KubeletProbe string `json:"kubeletProbe,omitempty"`
 	// File: the key the pods' tokens are re-requested with (ca tokens), the certificate to
 	// install (kubelet-client install); not under --root.
 	File string `json:"file,omitempty"`
@@ -183,6 +186,9 @@ func (r Request) Args() ([]string, error) {
 		}
 		if r.NewCADir != "" {
 			args = append(args, "--new-ca-dir", r.NewCADir)
+		}
+		if r.KubeletProbe != "" {
+			args = append(args, "--kubelet-probe", r.KubeletProbe)
 		}
 		if !r.DryRun && r.Restart != nil {
 			args = append(args, "--restart")

@@ -6,14 +6,19 @@ package noderotate
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/certctl/certctl/pkg/carotate"
 	"github.com/certctl/certctl/pkg/failpoint"
+	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/noderesult"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/restart"
@@ -34,6 +39,13 @@ type Options struct {
 	// --new-ca-dir, or --new-ca-cert and --new-ca-key; none: the phase generates it or reads
 	// new.crt.
 	NewCADir, NewCACert, NewCAKey string
+	// KubeletProbe is a file (not under --root) with a client certificate of the new cluster CA
+	// and its key (kubelet.NewProbe): what a kubelet's reload of a client CA file the phase
+	// changed in place is checked with. None: that kubelet is restarted instead.
+	KubeletProbe string
+	// ReloadTimeout bounds the wait for the kubelet to reload a client CA file the phase
+	// changed in place before it is restarted instead; default DefaultReloadTimeout.
+	ReloadTimeout time.Duration
 }
 
 // CommandLine is the command of a phase (or of its rollback) of cas as given (none: all), as
@@ -95,6 +107,27 @@ func Run(ctx context.Context, o Options) (noderesult.Result, error) {
 			}
 		}
 	}
+	reload, wait := reloaded(results), cmp.Or(o.ReloadTimeout, DefaultReloadTimeout)
+	var probe *probe
+	if len(reload) > 0 && !slices.Contains(comps, restart.Kubelet) {
+		p, err := o.readProbe()
+		switch {
+		case err != nil:
+			return nr, err
+		case p == nil:
+			fmt.Fprintf(o.Out, "the kubelet's client CA file %s changed in place; no client certificate of the new CA to check its reload with (--kubelet-probe, as cluster ca-rotate gives it): restarting the kubelet\n", strings.Join(reload, ", "))
+			comps = append(comps, restart.Kubelet)
+		default:
+			probe = p
+			start := time.Now()
+			if err := kubeletTakes(ctx, *o.Restart, reload, p, wait); err != nil {
+				fmt.Fprintf(o.Out, "the kubelet did not take its client CA file without a restart (%v): restarting it\n", err)
+				comps = append(comps, restart.Kubelet)
+			} else {
+				fmt.Fprintf(o.Out, "the kubelet reloaded its client CA file %s (seen in %s): not restarted\n", strings.Join(reload, ", "), time.Since(start).Round(time.Millisecond))
+			}
+		}
+	}
 	if err := restart.Changed(ctx, *o.Restart, comps); err != nil {
 		var failed *restart.FailedError
 		if o.Rollback || !errors.As(err, &failed) {
@@ -102,8 +135,69 @@ func Run(ctx context.Context, o Options) (noderesult.Result, error) {
 		}
 		return nr, rollBack(ctx, o, results, failed)
 	}
+	if probe != nil && slices.Contains(comps, restart.Kubelet) {
+		// Restarted, it read the file at start: it must take the probe as the file says now.
+		if err := kubeletTakes(ctx, *o.Restart, reload, probe, wait); err != nil {
+			return nr, fmt.Errorf("the kubelet, restarted, does not authenticate clients as its clientCAFile says: %w", err)
+		}
+	}
 	nr.Components, nr.KubeletRestarted = comps, slices.Contains(comps, restart.Kubelet)
 	return nr, nil
+}
+
+// DefaultReloadTimeout bounds the wait for a kubelet to reload a client CA file changed in
+// place: its authenticator watches the file (inotify) and takes it at once; a kubelet that does
+// not reload it (before 1.36, or ReloadKubeletClientCAFile off) is restarted past this.
+const DefaultReloadTimeout = 15 * time.Second
+
+// reloaded lists the kubelet client CA files the phase's results changed in place.
+func reloaded(results []*carotate.Result) []string {
+	var files []string
+	for _, r := range results {
+		if r != nil && r.KubeletClientCA != "" && !slices.Contains(files, r.KubeletClientCA) {
+			files = append(files, r.KubeletClientCA)
+		}
+	}
+	return files
+}
+
+// probe is a client certificate of the rotation's new CA (kubelet.NewProbe).
+type probe struct {
+	pair tls.Certificate
+	leaf *x509.Certificate
+}
+
+// readProbe reads o.KubeletProbe; nil when none is given.
+func (o Options) readProbe() (*probe, error) {
+	if o.KubeletProbe == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(o.KubeletProbe)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", o.KubeletProbe, err)
+	}
+	pair, leaf, err := kubelet.ReadProbe(o.KubeletProbe, data)
+	if err != nil {
+		return nil, err
+	}
+	return &probe{pair: pair, leaf: leaf}, nil
+}
+
+// kubeletTakes waits until the node's kubelet (on the request's serving address) authenticates
+// the probe exactly when each of files (its clientCAFile: one in practice) holds the probe's CA.
+func kubeletTakes(ctx context.Context, r restart.Request, files []string, p *probe, timeout time.Duration) error {
+	addr := cmp.Or(r.KubeletWait.ServingAddr, "127.0.0.1:10250")
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", f, err)
+		}
+		want := slices.ContainsFunc(pki.CertificatesIn(data), func(c *x509.Certificate) bool { return p.leaf.CheckSignatureFrom(c) == nil })
+		if err := kubelet.WaitAuthenticates(ctx, addr, f, p.pair, want, timeout); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // RolledBackError: Component did not come back healthy on the files of the phase (Cause), so
