@@ -743,8 +743,9 @@ func (r *rotation) rotateNode(ctx context.Context, out *NodeOutcome, cp bool) er
 	return nil
 }
 
-// probeValidity is how long the client certificate kubeletProbe makes is valid: one run.
-const probeValidity = 2 * time.Hour
+// probeValidity is how long the client certificate kubeletProbe makes is valid: one run, with
+// room for a fleet of thousands of workers (a new one is made by every run).
+const probeValidity = 12 * time.Hour
 
 // kubeletProbe puts into the rotation Secret, for the workers' Jobs, a client certificate of the
 // new cluster CA (kubelet.NewProbe: no groups, valid for this run): a worker's certctl changes
