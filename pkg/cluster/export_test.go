@@ -2,7 +2,10 @@ package cluster
 
 import (
 	"context"
+	"crypto/x509"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"k8s.io/client-go/kubernetes"
 
@@ -28,3 +31,17 @@ func EtcdForRotation(ctx context.Context, cs kubernetes.Interface, r Runner, set
 
 // SinceRestart is r.sinceRestart: from when a restarted kubelet's Lease renewal counts.
 func SinceRestart(r JobResult, fallback time.Time) time.Time { return r.sinceRestart(fallback) }
+
+// WorkerRotationSpec is what a rotation of the cluster CA (its Secret in place, newCert its new
+// CA) does for a worker in phase: the kubelet probe put into the Secret (kubeletProbe), then
+// the worker's Job spec (nodeSpec).
+func WorkerRotationSpec(ctx context.Context, cs kubernetes.Interface, namespace, phase string, newCert *x509.Certificate) (JobSpec, error) {
+	o := &CARotateOptions{Phase: phase}
+	o.Namespace = namespace
+	r := &rotation{o: o, cs: cs, cas: []string{"ca"}, cluster: true, workers: []corev1.Node{{}}, newCert: newCert,
+		step: phaseSteps[phaseKey{phase, false}]}
+	if err := r.kubeletProbe(ctx); err != nil {
+		return JobSpec{}, err
+	}
+	return r.nodeSpec("worker1", false), nil
+}
