@@ -418,7 +418,8 @@ type Result struct {
 	// KubeletClientCA, when set, is the file the running kubelet's clientCAFile names (a host
 	// path), whose content the phase changed in place with no kubelet restart asked for: a
 	// kubelet that reloads it (1.36+, ReloadKubeletClientCAFile) needs none; the caller checks
-	// that it did (kubelet.WaitAuthenticates, with a client certificate of the new CA) and restarts it otherwise.
+	// that it did (kubelet.WaitAuthenticates, with a client certificate of the new CA) and
+	// restarts it otherwise.
 	KubeletClientCA string
 }
 
