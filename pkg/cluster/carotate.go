@@ -248,6 +248,14 @@ func (o *CARotateOptions) checkRotateAccess(ctx context.Context, cs kubernetes.I
 			return fmt.Errorf("not allowed to update configmaps %s in kube-system (what extension API servers verify clients with; certctl takes the CA out that no apiserver trusts any more): see docs/cluster.md for the RBAC this command needs", AuthConfigMap)
 		}
 	}
+	if slices.Contains(cas, "ca") {
+		// The kubelet probe for the workers goes into the rotation Secret (kubeletProbe).
+		if ok, err := allowed(ctx, cs, o.Namespace, "update", "", "secrets", "", CARotationSecret); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("not allowed to update secrets %s in %s (a client certificate of the new CA for the workers' Jobs: whether a kubelet reloaded its client CA file): see docs/cluster.md for the RBAC this command needs", CARotationSecret, o.Namespace)
+		}
+	}
 	if !slices.Contains(cas, carotate.SA) {
 		return nil
 	}
