@@ -3,6 +3,9 @@ package testenv
 import (
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,6 +85,36 @@ func ServeTLS(t testing.TB, addr string, cert tls.Certificate, clientAuth tls.Cl
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// ServeKubeletAuth starts a real TLS listener on loopback that answers as a kubelet's :10250
+// authenticates clients: it asks every client for a certificate without requiring one, answers
+// 401 unless the certificate verifies (client auth) against the CAs roots returns for that
+// request, 403 otherwise (authenticated, no rights), 500 when roots fails. It presents cert, is
+// closed at cleanup, and returns its address.
+func ServeKubeletAuth(t testing.TB, cert tls.Certificate, roots func() (*x509.CertPool, error)) string {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pool, err := roots()
+		if err != nil {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		certs := r.TLS.PeerCertificates
+		if len(certs) == 0 {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		if _, err := certs[0].Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
 }
 
 // SyncBuffer is a bytes.Buffer a child process writes while the test reads it.

@@ -5,14 +5,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/certctl/certctl/internal/testenv"
 	"github.com/certctl/certctl/pkg/kubelet"
 	"github.com/certctl/certctl/pkg/pki"
 	"github.com/certctl/certctl/pkg/sandbox"
@@ -66,23 +65,10 @@ func TestWaitAuthenticates(t *testing.T) {
 	}
 	var held atomic.Pointer[x509.CertPool]
 	var asked atomic.Int64
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	addr := testenv.ServeKubeletAuth(t, pair, func() (*x509.CertPool, error) {
 		asked.Add(1)
-		certs := r.TLS.PeerCertificates
-		if len(certs) == 0 {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		if _, err := certs[0].Verify(x509.VerifyOptions{Roots: held.Load(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		w.WriteHeader(http.StatusForbidden)
-	}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequestClientCert}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	addr := srv.Listener.Addr().String()
+		return held.Load(), nil
+	})
 	ctx := context.Background()
 
 	for _, tc := range []struct {

@@ -57,31 +57,16 @@ func (k *standInKubelet) serve(t *testing.T, pair tls.Certificate) string {
 	if err := k.load(); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return testenv.ServeKubeletAuth(t, pair, func() (*x509.CertPool, error) {
 		if k.reloads {
 			if err := k.load(); err != nil {
-				w.WriteHeader(http.StatusInternalServerError)
-				return
+				return nil, err
 			}
 		}
 		k.mu.Lock()
-		roots := k.held
-		k.mu.Unlock()
-		certs := r.TLS.PeerCertificates
-		if len(certs) == 0 {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		w.WriteHeader(http.StatusForbidden)
-	}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequestClientCert}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return srv.Listener.Addr().String()
+		defer k.mu.Unlock()
+		return k.held, nil
+	})
 }
 
 // TestRunWorkerKubeletClientCA: phase trust of the cluster CA with --restart on a worker (a
