@@ -86,10 +86,11 @@ func Trust(o Options) (*Result, error) {
 	}
 	if d.cluster && old.key == nil {
 		// A worker: no CA key, nothing signs with ca.crt; the kubelet alone verifies with it.
-		if ver, err = inPlace(o.Layout, p, ver, bundle, &res.Notes); err != nil {
+		var done bool
+		if ver, done, err = inPlace(o.Layout, p, ver, bundle, &res.Notes); err != nil {
 			return nil, err
 		}
-		if len(ver) > 0 && ver[len(ver)-1].path == p.CACert {
+		if done {
 			res.KubeletClientCA = p.CACert
 		}
 	}
@@ -172,12 +173,12 @@ func newCA(o Options, p Paths, old *parsed, fresh bool) (*parsed, string, error)
 // reloads (1.36+; the caller checks, and restarts an older one); kubelet.conf's CA set to the
 // bundle, read at the kubelet's next restart (phase issue's, or drop's): until drop every
 // apiserver's certificate verifies with the old CA alone, through the new CA cross-signed by
-// the old that phase issue serves after it. The ca.crt edit comes last. A kubelet whose
-// clientCAFile names another file keeps the edits as they were.
-func inPlace(l pki.Layout, p Paths, edits []fileEdit, bundle []byte, notes *[]string) ([]fileEdit, error) {
+// the old that phase issue serves after it. A kubelet whose clientCAFile names another file
+// keeps the edits as they were; done says which.
+func inPlace(l pki.Layout, p Paths, edits []fileEdit, bundle []byte, notes *[]string) (_ []fileEdit, done bool, _ error) {
 	file, err := kubeletClientCAFile(l)
 	if err != nil || file != p.CACert {
-		return edits, err
+		return edits, false, err
 	}
 	config := l.Resolve(filepath.Join(l.KubeletDir, "config.yaml"))
 	var out []fileEdit
@@ -192,7 +193,7 @@ func inPlace(l pki.Layout, p Paths, edits []fileEdit, bundle []byte, notes *[]st
 		out = append(out, e)
 	}
 	*notes = append(*notes, fmt.Sprintf("%s, the kubelet's clientCAFile, holds old + new CA in place: a 1.36+ kubelet reloads it, no restart (an older one is restarted)", p.CACert))
-	return append(out, fileEdit{path: p.CACert, data: bundle, mode: modeOr(p.CACert, 0o644), what: "old + new CA, in place (the kubelet's clientCAFile)"}), nil
+	return append(out, fileEdit{path: p.CACert, data: bundle, mode: modeOr(p.CACert, 0o644), what: "old + new CA, in place (the kubelet's clientCAFile)"}), true, nil
 }
 
 func describe(c *parsed) string {
