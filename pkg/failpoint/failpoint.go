@@ -16,6 +16,13 @@
 // break-file replaces the file PATH (a node path: a CA bundle a rotation wrote) with text that
 // holds no PEM block, as a phase that wrote a broken file would leave it.
 //
+//	before-start COMPONENT set-flag NAME VALUE
+//
+// set-flag sets the flag --NAME, which the component's manifest carries, to VALUE in the
+// manifest about to go back (a restart; not a reload, where no manifest moves): a component
+// started with a bad flag (--tls-min-version=bogus), as a phase that wrote a bad manifest
+// would leave it.
+//
 //	before-restart COMPONENT hold-until PATH
 //
 // before-restart fires right before certctl restarts COMPONENT (the kubelet, its new files

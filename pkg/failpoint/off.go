@@ -12,7 +12,7 @@ const enabled = false
 
 // BeforeStart is the point before a stopped component's manifest goes back: nothing in this
 // build.
-func BeforeStart(pki.Layout, string) (*Fired, error) { return nil, nil }
+func BeforeStart(pki.Layout, string, string) (*Fired, error) { return nil, nil }
 
 // BeforeRestart is the point before certctl restarts a component (the kubelet): nothing in
 // this build.

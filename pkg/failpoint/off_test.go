@@ -31,7 +31,7 @@ func TestReleaseBuildIgnoresTheFile(t *testing.T) {
 	if err := os.WriteFile(failpoint.Path(l), line, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if f, err := failpoint.BeforeStart(l, pki.CompAPIServer); f != nil || err != nil {
+	if f, err := failpoint.BeforeStart(l, pki.CompAPIServer, ""); f != nil || err != nil {
 		t.Fatalf("BeforeStart in a release build = %+v, %v", f, err)
 	}
 	if f, err := failpoint.BeforeRestart(context.Background(), l, "kubelet"); f != nil || err != nil {

@@ -15,19 +15,29 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/certctl/certctl/pkg/fsutil"
+	"github.com/certctl/certctl/pkg/manifest"
 	"github.com/certctl/certctl/pkg/pki"
 )
 
 const enabled = true
 
 // BeforeStart fires the first line of the node's failpoint file that names point
-// before-start and component, and removes that line.
-func BeforeStart(l pki.Layout, component string) (*Fired, error) {
+// before-start and component, and removes that line. manifest is the component's manifest
+// about to go back (a host path; "" where none moves: a reload), what set-flag edits.
+func BeforeStart(l pki.Layout, component, manifest string) (*Fired, error) {
 	f, err := take(l, "before-start", component)
 	if err != nil || f == nil {
 		return f, err
 	}
 	switch f.Action {
+	case "set-flag":
+		if len(f.Args) != 2 {
+			return f, fmt.Errorf("failpoint %s: set-flag wants a flag name and a value, got %q", Path(l), f.Args)
+		}
+		if manifest == "" {
+			return f, fmt.Errorf("failpoint %s: set-flag fires only where a manifest goes back (a restart, not a reload)", Path(l))
+		}
+		return f, setFlag(manifest, f.Args[0], f.Args[1])
 	case "break-key":
 		if len(f.Args) != 1 {
 			return f, fmt.Errorf("failpoint %s: break-key wants one key path, got %q", Path(l), f.Args)
@@ -39,7 +49,7 @@ func BeforeStart(l pki.Layout, component string) (*Fired, error) {
 		}
 		return f, breakFile(pki.UnderRoot(l.Root, f.Args[0]))
 	default:
-		return f, fmt.Errorf("failpoint %s: unknown action %q (want break-key or break-file)", Path(l), f.Action)
+		return f, fmt.Errorf("failpoint %s: unknown action %q (want break-key, break-file or set-flag)", Path(l), f.Action)
 	}
 }
 
@@ -51,6 +61,28 @@ func breakFile(path string) error {
 		return fmt.Errorf("failpoint break-file: %w", err)
 	}
 	return fsutil.WriteFileAtomic(path, []byte("broken by a certctl failpoint: no PEM block here\n"), st.Mode().Perm())
+}
+
+// setFlag sets the flag name, which the manifest's container must carry, to value in the
+// manifest at path: a component started with a bad flag, as a renewal that wrote a bad
+// manifest would leave it.
+func setFlag(path, name, value string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("failpoint set-flag: %w", err)
+	}
+	out, changes, err := manifest.SetFlags(data, map[string]string{name: value})
+	if err != nil {
+		return fmt.Errorf("failpoint set-flag %s: %w", path, err)
+	}
+	if len(changes) == 0 {
+		return fmt.Errorf("failpoint set-flag: %s carries no --%s to set (or it is %q already)", path, name, value)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("failpoint set-flag: %w", err)
+	}
+	return fsutil.WriteFileAtomic(path, out, st.Mode().Perm())
 }
 
 // BeforeRestart fires the first line of the node's failpoint file that names point

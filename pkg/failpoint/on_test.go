@@ -20,16 +20,18 @@ import (
 
 // TestBeforeStart, in a build with the failpoints tag, on a tree of the newest kubeadm: the
 // line naming the component fires once (the apiserver's key no longer matches its certificate;
-// break-file leaves front-proxy-ca.crt with no certificate, its mode kept) and is removed; the
-// other lines stay; a line with an unknown action is an error.
+// break-file leaves front-proxy-ca.crt with no certificate, its mode kept; set-flag changes that
+// one flag of the manifest about to go back, its mode kept) and is removed; the other lines
+// stay; a line with an unknown action, set-flag where no manifest goes back or on a flag the
+// manifest does not carry is an error.
 func TestBeforeStart(t *testing.T) {
 	if !failpoint.Enabled {
 		t.Fatal("built without the failpoints tag")
 	}
-	tr := testenv.KubeadmTree(t, testenv.TreeOptions{})
+	tr := testenv.KubeadmTree(t, testenv.TreeOptions{Node: true})
 	l := tr.Layout
 	crt, key := filepath.Join(l.PKIDir, "apiserver.crt"), filepath.Join(l.PKIDir, "apiserver.key")
-	if f, err := failpoint.BeforeStart(l, pki.CompAPIServer); f != nil || err != nil {
+	if f, err := failpoint.BeforeStart(l, pki.CompAPIServer, ""); f != nil || err != nil {
 		t.Fatalf("no failpoint file: %v %v", f, err)
 	}
 	if err := os.MkdirAll(l.StateDir(), 0o700); err != nil {
@@ -38,23 +40,39 @@ func TestBeforeStart(t *testing.T) {
 	lines := "before-start etcd break-key /etc/kubernetes/pki/etcd/server.key\n" +
 		"before-start apiserver break-key /etc/kubernetes/pki/apiserver.key\n" +
 		"before-start controller-manager break-file /etc/kubernetes/pki/front-proxy-ca.crt\n" +
-		"before-start scheduler explode\n"
+		"before-start scheduler explode\n" +
+		"before-start apiserver set-flag authorization-mode certctl-failpoint\n" +
+		"before-start apiserver set-flag authorization-mode certctl-failpoint\n" +
+		"before-start apiserver set-flag no-such-flag x\n"
 	if err := os.WriteFile(failpoint.Path(l), []byte(lines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The apiserver's manifest as a restart holds it aside, about to go back.
+	staged := filepath.Join(t.TempDir(), "kube-apiserver.yaml")
+	orig, err := os.ReadFile(filepath.Join(l.ManifestsDir, "kube-apiserver.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(staged, orig, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
 		component string
+		manifest  string
 		fires     bool
 		wantErr   bool
 	}{
-		{pki.CompAPIServer, true, false},
-		{pki.CompAPIServer, false, false}, // fired once, gone
-		{pki.CompControllerManager, true, false},
-		{pki.CompControllerManager, false, false},
-		{pki.CompScheduler, true, true},
+		{pki.CompAPIServer, staged, true, false}, // break-key
+		{pki.CompControllerManager, "", true, false},
+		{pki.CompControllerManager, "", false, false}, // fired once, gone
+		{pki.CompScheduler, "", true, true},
+		{pki.CompAPIServer, staged, true, false}, // set-flag
+		{pki.CompAPIServer, "", true, true},      // set-flag in a reload: no manifest
+		{pki.CompAPIServer, staged, true, true},  // a flag the manifest does not carry
+		{pki.CompAPIServer, staged, false, false},
 	}
 	for i, tc := range tests {
-		f, err := failpoint.BeforeStart(l, tc.component)
+		f, err := failpoint.BeforeStart(l, tc.component, tc.manifest)
 		if (f != nil) != tc.fires || (err != nil) != tc.wantErr {
 			t.Errorf("%d: BeforeStart(%s) = %+v, %v; want fires %v, error %v", i, tc.component, f, err, tc.fires, tc.wantErr)
 		}
@@ -73,6 +91,17 @@ func TestBeforeStart(t *testing.T) {
 	}
 	if _, err := tls.LoadX509KeyPair(filepath.Join(l.PKIDir, "etcd", "server.crt"), filepath.Join(l.PKIDir, "etcd", "server.key")); err != nil {
 		t.Errorf("etcd's pair, whose line did not fire: %v", err)
+	}
+	edited, err := os.ReadFile(staged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Replace(string(orig), "--authorization-mode=Node,RBAC", "--authorization-mode=certctl-failpoint", 1)
+	if want == string(orig) || string(edited) != want {
+		t.Errorf("%s after set-flag:\n%s\nwant only --authorization-mode changed:\n%s", staged, edited, want)
+	}
+	if st, err := os.Stat(staged); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("%s after set-flag: %v %v, want mode 0600 kept", staged, st.Mode(), err)
 	}
 	left, err := os.ReadFile(failpoint.Path(l))
 	if err != nil {

@@ -453,7 +453,7 @@ func (o *Options) one(ctx context.Context, c *component, action string, res *Res
 	if action == ActionVerify && c.servedAt != "" {
 		// A reload is the component starting on the new files: a before-start failpoint
 		// fires here too (and is gone by the restart, if one follows).
-		o.beforeStart(c)
+		o.beforeStart(c, "")
 		// A pair that does not load is never picked up, and a restart on it would fail: the
 		// caller rolls back (the component still runs, on what it had in memory).
 		if err := c.checkPairs(); err != nil {
@@ -488,10 +488,10 @@ func (o *Options) releaseLeader(ctx context.Context, c *component) {
 	}
 }
 
-// beforeStart fires the node's before-start failpoint of the component (a build with -tags
-// failpoints; nothing otherwise).
-func (o *Options) beforeStart(c *component) {
-	if f, err := failpoint.BeforeStart(o.Layout, c.name); err != nil {
+// beforeStart fires the node's before-start failpoint of the component, whose manifest about
+// to go back is manifest ("" in a reload), in a build with -tags failpoints; nothing otherwise.
+func (o *Options) beforeStart(c *component, manifest string) {
+	if f, err := failpoint.BeforeStart(o.Layout, c.name, manifest); err != nil {
 		o.Progress.Line(c.name, "failpoint: %v", err)
 	} else if f != nil {
 		o.Progress.Line(c.name, "failpoint %s %s %s %v fired (a build with -tags failpoints)", f.Point, f.Component, f.Action, f.Args)
@@ -591,7 +591,7 @@ func (o *Options) restartNow(ctx context.Context, c *component) (time.Duration, 
 		downSince = start
 	}
 	o.releaseLeader(ctx, c)
-	o.beforeStart(c)
+	o.beforeStart(c, staged)
 	if err := putBack(); err != nil {
 		return 0, "", err
 	}
