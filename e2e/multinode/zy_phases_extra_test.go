@@ -27,20 +27,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// TestFaultLaterPhasesCARotate takes front-proxy-ca through a whole rotation with faults in the
-// phases after trust: in phase issue the second control-plane node's kubelet is stopped (the node
-// gone) once the first node's Job is made, then, once it is back, its apiserver does not come back
-// on the phase's files (its new front-proxy client key broken); in phase drop the same node's
-// kubelet is stopped again, then, once it is back, the balancer, the operator's kubeconfig's
-// server, is stopped once the second node's Job is made. Each time the
+// TestFaultLaterPhasesCARotate takes front-proxy-ca through a whole rotation with three faults
+// in each phase after trust, all on the second control-plane node: its kubelet stopped (the node
+// gone) once the first node's Job is made; its apiserver not coming back on the phase's files (in
+// issue its new front-proxy client key broken, in drop a bad flag in the manifest drop wrote);
+// the balancer, the operator's kubeconfig's server, stopped once its Job is made. Each time the
 // command stops at the second node (failed, naming it; with the balancer away: interrupted, not
-// failed), the node before it at the new phase, the second node (rolled back) and the one after it
-// at the phase before; with the node, its key or the balancer back the same command resumes there
-// and completes the phase, the second node's work not run twice.
+// failed), the node before it at the new phase, the second node (rolled back) and the one after
+// it at the phase before; with the node, its apiserver or the balancer back the same command
+// resumes there and completes the phase, the second node's work not run twice.
 // At the end every node holds the same new front-proxy CA (the one of phase trust), the apiservers'
 // request-header authentication carries it alone, no Job, Secret or Lease holder is left, every
-// certificate has its key, and through the balancer nothing failed outside the drop phase's
-// own fault.
+// certificate has its key, and through the balancer nothing failed outside the balancer's own
+// stops.
 func TestFaultLaterPhasesCARotate(t *testing.T) {
 	nodes := requireLab(t)
 	cps := threeControlPlanes(t, nodes)
@@ -83,28 +82,32 @@ func TestFaultLaterPhasesCARotate(t *testing.T) {
 	// client key broken (failpoint) before the apiserver starts on it. That node rolls back to
 	// trust and serves again; the command stops there.
 	const clientKey = "/etc/kubernetes/pki/front-proxy-client.key"
-	fp := setFailpoint(t, mid, "before-start apiserver break-key "+clientKey)
-	start := time.Now()
-	r := certctlWith(t, local, args...)
-	t.Logf("phase issue with %s's %s broken: %s", mid.Name, clientKey, time.Since(start).Round(100*time.Millisecond))
-	if r.Code == 0 {
-		t.Fatalf("phase issue succeeded with %s's front-proxy client key broken", mid.Name)
-	}
-	if !strings.Contains(r.Stdout+r.Stderr, "node "+mid.Name+" failed") {
-		t.Errorf("the run with %s's apiserver not back does not say %s failed:\n%s", mid.Name, mid.Name, r)
-	}
-	if left, err := os.ReadFile(fp); err != nil || len(bytes.TrimSpace(left)) != 0 {
-		t.Fatalf("the failpoint on %s did not fire: %q %v", mid.Name, left, err)
-	}
-	assertNoJobs(t)
+	notBackRun(t, local, args, mid, "before-start apiserver break-key "+clientKey, "its "+clientKey+" broken")
 	wantPhases("after the issue run "+mid.Name+"'s apiserver failed", carotate.PhaseIssue, carotate.PhaseTrust, carotate.PhaseTrust)
-	checkPairs(t, mid)
-	t.Logf("%s Ready again %s after the run", mid.Name, waitNodeBack(t, cs, mid.Name, 3*time.Minute).Round(100*time.Millisecond))
 
-	phaseRun(carotate.PhaseIssue)
-	wantPhases("after the issue run that resumed", carotate.PhaseIssue, carotate.PhaseIssue, carotate.PhaseIssue)
-	assertNoJobs(t)
-	measure("trust, the issue runs stopped by " + mid.Name + "'s kubelet and by its apiserver, the issue run that resumed")
+	measure("trust, the issue runs stopped by " + mid.Name + "'s kubelet and by its apiserver")
+
+	// Phase issue resumed, the balancer stopped while the second node's Job runs: the command
+	// stops without blaming the node; with the balancer back the next run takes that Job's result
+	// and completes the phase.
+	balancerStopsMid(t, lbMid{
+		args: args, node: mid.Name, component: "carotate",
+		at: func(t *testing.T, s lbStopRun) {
+			waitJobMade(t, cs, jobSelector("carotate", mid.Name), s.cmd, s.out, s.exited)
+		},
+		stopped: func(t *testing.T) {
+			if got := rotationPhase(t, first); got != carotate.PhaseIssue {
+				t.Errorf("%s, before the node whose Job ran when the balancer stopped, is at phase %q, want issue", first.Name, got)
+			}
+			if got := rotationPhase(t, last); got != carotate.PhaseTrust {
+				t.Errorf("%s, after the node whose Job ran when the balancer stopped, is at phase %q, want trust (untouched)", last.Name, got)
+			}
+		},
+		done: func(t *testing.T, _ string) {
+			wantPhases("after the issue run that resumed", carotate.PhaseIssue, carotate.PhaseIssue, carotate.PhaseIssue)
+			assertNoJobs(t)
+		},
+	})
 
 	// Phase drop, the second node gone while the first node's Job runs; then, with it back, the
 	// balancer stopped while the second node's Job runs.
@@ -113,6 +116,15 @@ func TestFaultLaterPhasesCARotate(t *testing.T) {
 	nodeAwayRun(t, local, drop, first, mid)
 	wantPhases("after the drop run "+mid.Name+" stopped", carotate.PhaseDrop, carotate.PhaseIssue, carotate.PhaseIssue)
 	measure("the drop run stopped by " + mid.Name + "'s kubelet")
+
+	// Phase drop again, the second node's apiserver not coming back: the manifest phase drop
+	// wrote for it starts with a bad flag (failpoint), as a phase that wrote a bad manifest
+	// would leave it. That node rolls back to issue and serves again; the command stops there.
+	measure = balancerClients(t, local)
+	notBackRun(t, local, drop, mid, "before-start apiserver set-flag authorization-mode certctl-failpoint", "its apiserver started with a bad flag")
+	wantPhases("after the drop run "+mid.Name+"'s apiserver failed", carotate.PhaseDrop, carotate.PhaseIssue, carotate.PhaseIssue)
+	measure("the drop run stopped by " + mid.Name + "'s apiserver")
+
 	balancerStopsMid(t, lbMid{
 		args: drop, node: mid.Name, component: "carotate",
 		at: func(t *testing.T, s lbStopRun) {
@@ -147,6 +159,35 @@ func TestFaultLaterPhasesCARotate(t *testing.T) {
 			}
 		},
 	})
+}
+
+// notBackRun runs the phase (args) with the failpoint line on node n, which keeps its apiserver
+// from coming back (what says how): the command fails naming n, the failpoint fired, no Job is
+// left, n's key pairs match, its apiserver serves again on a manifest without the failpoint's
+// value and n is Ready again.
+func notBackRun(t *testing.T, local string, args []string, n multilab.Node, line, what string) {
+	t.Helper()
+	fp := setFailpoint(t, n, line)
+	start := time.Now()
+	r := certctlWith(t, local, args...)
+	t.Logf("%s with %s's apiserver not back (%s): %s", strings.Join(args, " "), n.Name, what, time.Since(start).Round(100*time.Millisecond))
+	if r.Code == 0 {
+		t.Fatalf("%s succeeded with %s's apiserver not back (%s)", strings.Join(args, " "), n.Name, what)
+	}
+	if !strings.Contains(r.Stdout+r.Stderr, "node "+n.Name+" failed") {
+		t.Errorf("the run with %s's apiserver not back does not say %s failed:\n%s", n.Name, n.Name, r)
+	}
+	if left, err := os.ReadFile(fp); err != nil || len(bytes.TrimSpace(left)) != 0 {
+		t.Fatalf("the failpoint on %s did not fire: %q %v", n.Name, left, err)
+	}
+	assertNoJobs(t)
+	checkPairs(t, n)
+	m, err := os.ReadFile(filepath.Join(n.Dir(), "etc-kubernetes", "manifests", "kube-apiserver.yaml"))
+	if err != nil || bytes.Contains(m, []byte("certctl-failpoint")) {
+		t.Errorf("%s's apiserver manifest after the rollback: %v, holds the failpoint's value: %v", n.Name, err, bytes.Contains(m, []byte("certctl-failpoint")))
+	}
+	apiserversReady(t, []multilab.Node{n})
+	t.Logf("%s Ready again %s after the run", n.Name, waitNodeBack(t, clientset(t), n.Name, 3*time.Minute).Round(100*time.Millisecond))
 }
 
 // rotationPhase is the phase n's rotation of front-proxy-ca is at ("": none).
