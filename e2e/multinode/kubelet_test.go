@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
 	"github.com/certctl/certctl/internal/multilab"
@@ -86,7 +89,9 @@ func TestKubeletClientRenewOnWorker(t *testing.T) {
 	lab(t, "kubelet", w.Name, "restart")
 
 	roots := caPool(t)
+	logFrom := kubeletLogSize(w)
 	var last string
+	var certAt time.Duration
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		// The kubelet's link is absolute, in the node's own file system: follow it there.
 		target, err := os.Readlink(filepath.Join(pkiDir, "kubelet-client-current.pem"))
@@ -108,21 +113,34 @@ func TestKubeletClientRenewOnWorker(t *testing.T) {
 			last = "certificate " + certs[0].Subject.String() + " does not verify as the node's"
 			return false, nil
 		}
-		n, err := cs.CoreV1().Nodes().Get(ctx, w.Name, metav1.GetOptions{})
+		if certAt == 0 {
+			certAt = time.Since(start)
+		}
+		// Each request on its own deadline: one that hangs must not end the wait as "deadline".
+		gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		n, err := cs.CoreV1().Nodes().Get(gctx, w.Name, metav1.GetOptions{})
 		if err != nil {
-			last = err.Error()
+			last = "get node: " + err.Error()
 			return false, nil
 		}
 		for _, c := range n.Status.Conditions {
-			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && c.LastHeartbeatTime.After(start) {
-				return true, nil
+			if c.Type == corev1.NodeReady {
+				if c.Status == corev1.ConditionTrue && c.LastHeartbeatTime.After(start) {
+					return true, nil
+				}
+				last = fmt.Sprintf("node Ready=%s, last heartbeat %s (renewal at %s)", c.Status, c.LastHeartbeatTime.UTC().Format(time.RFC3339), start.UTC().Format(time.RFC3339))
+				return false, nil
 			}
 		}
-		last = "node not Ready with a heartbeat after the renewal"
+		last = "node has no Ready condition"
 		return false, nil
 	})
 	if err != nil {
-		t.Fatalf("%s after kubelet-client renew: %s", w.Name, last)
+		if certAt > 0 {
+			last += fmt.Sprintf("; the new client certificate was there %s after the command", certAt.Round(100*time.Millisecond))
+		}
+		t.Fatalf("%s after kubelet-client renew: %s\neach apiserver, asked for the Node: %s\nthe kubelet's log since its restart (last 60 lines):\n%s", w.Name, last, nodeViaEach(nodes, w.Name), kubeletLogSince(w, logFrom, 60))
 	}
 	t.Logf("%s: from the command to a new client certificate and the Node Ready: %s (target < 30 s)", w.Name, time.Since(start).Round(100*time.Millisecond))
 	after := tasks(t, w)
@@ -241,4 +259,65 @@ func tlsDialVerified(ctx context.Context, addr string, roots *x509.CertPool, nam
 	}
 	defer conn.Close()
 	return conn.(*tls.Conn).ConnectionState().PeerCertificates[0], nil
+}
+
+// kubeletLogSize is where the lab's log of n's kubelet ends now (0 if there is none yet).
+func kubeletLogSize(n multilab.Node) int64 {
+	fi, err := os.Stat(filepath.Join(n.Dir(), "kubelet.log"))
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// kubeletLogSince is the last lines of n's kubelet log written after offset from, for a
+// failure's message.
+func kubeletLogSince(n multilab.Node, from int64, lines int) string {
+	data, err := os.ReadFile(filepath.Join(n.Dir(), "kubelet.log"))
+	if err != nil {
+		return err.Error()
+	}
+	if from > int64(len(data)) {
+		from = 0
+	}
+	ls := strings.Split(strings.TrimRight(string(data[from:]), "\n"), "\n")
+	if len(ls) > lines {
+		ls = ls[len(ls)-lines:]
+	}
+	return strings.Join(ls, "\n")
+}
+
+// nodeViaEach asks each control-plane node's apiserver directly (not through the balancer) for
+// the Node name, for a failure's message: an apiserver that hangs or fails shows here.
+func nodeViaEach(nodes []multilab.Node, name string) string {
+	cfg, err := clientcmd.BuildConfigFromFlags("", multilab.AdminKubeconfig())
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, n := range controlPlanes(nodes) {
+		c := rest.CopyConfig(cfg)
+		c.Host = "https://" + n.APIServer()
+		c.Timeout = 5 * time.Second
+		cs, err := kubernetes.NewForConfig(c)
+		if err != nil {
+			return err.Error()
+		}
+		start := time.Now()
+		node, err := cs.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+		took := time.Since(start).Round(time.Millisecond)
+		switch {
+		case err != nil:
+			out = append(out, fmt.Sprintf("%s: %v after %s", n.Name, err, took))
+		default:
+			ready := "no Ready condition"
+			for _, c := range node.Status.Conditions {
+				if c.Type == corev1.NodeReady {
+					ready = fmt.Sprintf("Ready=%s, heartbeat %s", c.Status, c.LastHeartbeatTime.UTC().Format(time.RFC3339))
+				}
+			}
+			out = append(out, fmt.Sprintf("%s: %s in %s", n.Name, ready, took))
+		}
+	}
+	return strings.Join(out, "; ")
 }
