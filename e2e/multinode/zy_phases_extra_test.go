@@ -25,6 +25,7 @@ import (
 	"github.com/certctl/certctl/pkg/cluster"
 	"github.com/certctl/certctl/pkg/pki"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 )
 
 // TestFaultLaterPhasesCARotate takes front-proxy-ca through a whole rotation with three faults
@@ -43,7 +44,7 @@ import (
 func TestFaultLaterPhasesCARotate(t *testing.T) {
 	nodes := requireLab(t)
 	cps := threeControlPlanes(t, nodes)
-	first, mid, last := cps[0], cps[1], cps[2]
+	first, mid := cps[0], cps[1]
 	noFrontProxyRotation(t, cps)
 	oldCA, _ := readCA(t, filepath.Join(first.Dir(), "etc-kubernetes", "pki"), "front-proxy-ca")
 	cs := clientset(t)
@@ -90,24 +91,10 @@ func TestFaultLaterPhasesCARotate(t *testing.T) {
 	// Phase issue resumed, the balancer stopped while the second node's Job runs: the command
 	// stops without blaming the node; with the balancer back the next run takes that Job's result
 	// and completes the phase.
-	balancerStopsMid(t, lbMid{
-		args: args, node: mid.Name, component: "carotate",
-		at: func(t *testing.T, s lbStopRun) {
-			waitJobMade(t, cs, jobSelector("carotate", mid.Name), s.cmd, s.out, s.exited)
-		},
-		stopped: func(t *testing.T) {
-			if got := rotationPhase(t, first); got != carotate.PhaseIssue {
-				t.Errorf("%s, before the node whose Job ran when the balancer stopped, is at phase %q, want issue", first.Name, got)
-			}
-			if got := rotationPhase(t, last); got != carotate.PhaseTrust {
-				t.Errorf("%s, after the node whose Job ran when the balancer stopped, is at phase %q, want trust (untouched)", last.Name, got)
-			}
-		},
-		done: func(t *testing.T, _ string) {
-			wantPhases("after the issue run that resumed", carotate.PhaseIssue, carotate.PhaseIssue, carotate.PhaseIssue)
-			assertNoJobs(t)
-		},
-	})
+	balancerStopsMid(t, phaseLBStop(cs, args, cps, carotate.PhaseIssue, carotate.PhaseTrust, func(t *testing.T, _ string) {
+		wantPhases("after the issue run that resumed", carotate.PhaseIssue, carotate.PhaseIssue, carotate.PhaseIssue)
+		assertNoJobs(t)
+	}))
 
 	// Phase drop, the second node gone while the first node's Job runs; then, with it back, the
 	// balancer stopped while the second node's Job runs.
@@ -125,40 +112,48 @@ func TestFaultLaterPhasesCARotate(t *testing.T) {
 	wantPhases("after the drop run "+mid.Name+"'s apiserver failed", carotate.PhaseDrop, carotate.PhaseIssue, carotate.PhaseIssue)
 	measure("the drop run stopped by " + mid.Name + "'s apiserver")
 
-	balancerStopsMid(t, lbMid{
-		args: drop, node: mid.Name, component: "carotate",
+	balancerStopsMid(t, phaseLBStop(cs, drop, cps, carotate.PhaseDrop, carotate.PhaseIssue, func(t *testing.T, _ string) {
+		wantPhases("after the drop run that resumed", carotate.PhaseDrop, carotate.PhaseDrop, carotate.PhaseDrop)
+		newCA := pkiCert(t, bundle, 1)
+		if newCA.Equal(oldCA) {
+			t.Fatal("phase trust's bundle holds the old CA last")
+		}
+		for _, n := range cps {
+			ca, _ := readCA(t, filepath.Join(n.Dir(), "etc-kubernetes", "pki"), "front-proxy-ca")
+			if !ca.Equal(newCA) {
+				t.Errorf("%s's front-proxy-ca.crt after drop is not the new CA of phase trust (%s, serial %s)", n.Name, ca.Subject, ca.SerialNumber)
+			}
+			checkPairs(t, n)
+		}
+		authCAs(t, cs, "requestheader-client-ca-file", newCA, true)
+		assertNoJobs(t)
+		if _, err := cs.CoreV1().Secrets("kube-system").Get(context.Background(), cluster.CARotationSecret, metav1.GetOptions{}); err == nil {
+			t.Errorf("the rotation Secret %s is left after the rotation completed", cluster.CARotationSecret)
+		}
+	}))
+}
+
+// phaseLBStop is the balancer's stop in the middle of a phase run (args) on the three control-plane
+// nodes cps, once the second node's Job is made: then the first node is at phase, the last at
+// before (untouched); done checks the run that resumes.
+func phaseLBStop(cs kubernetes.Interface, args []string, cps []multilab.Node, phase, before string, done func(t *testing.T, viaLB string)) lbMid {
+	first, mid, last := cps[0], cps[1], cps[2]
+	return lbMid{
+		args: args, node: mid.Name, component: "carotate",
 		at: func(t *testing.T, s lbStopRun) {
 			waitJobMade(t, cs, jobSelector("carotate", mid.Name), s.cmd, s.out, s.exited)
 		},
 		stopped: func(t *testing.T) {
-			// The second node's Job goes on alone: it may be at drop already.
-			if got := rotationPhase(t, first); got != carotate.PhaseDrop {
-				t.Errorf("%s, before the node whose Job ran when the balancer stopped, is at phase %q, want drop", first.Name, got)
+			// The second node's Job goes on alone: it may be at the phase already.
+			if got := rotationPhase(t, first); got != phase {
+				t.Errorf("%s, before the node whose Job ran when the balancer stopped, is at phase %q, want %s", first.Name, got, phase)
 			}
-			if got := rotationPhase(t, last); got != carotate.PhaseIssue {
-				t.Errorf("%s, after the node whose Job ran when the balancer stopped, is at phase %q, want issue (untouched)", last.Name, got)
-			}
-		},
-		done: func(t *testing.T, _ string) {
-			wantPhases("after the drop run that resumed", carotate.PhaseDrop, carotate.PhaseDrop, carotate.PhaseDrop)
-			newCA := pkiCert(t, bundle, 1)
-			if newCA.Equal(oldCA) {
-				t.Fatal("phase trust's bundle holds the old CA last")
-			}
-			for _, n := range cps {
-				ca, _ := readCA(t, filepath.Join(n.Dir(), "etc-kubernetes", "pki"), "front-proxy-ca")
-				if !ca.Equal(newCA) {
-					t.Errorf("%s's front-proxy-ca.crt after drop is not the new CA of phase trust (%s, serial %s)", n.Name, ca.Subject, ca.SerialNumber)
-				}
-				checkPairs(t, n)
-			}
-			authCAs(t, cs, "requestheader-client-ca-file", newCA, true)
-			assertNoJobs(t)
-			if _, err := cs.CoreV1().Secrets("kube-system").Get(context.Background(), cluster.CARotationSecret, metav1.GetOptions{}); err == nil {
-				t.Errorf("the rotation Secret %s is left after the rotation completed", cluster.CARotationSecret)
+			if got := rotationPhase(t, last); got != before {
+				t.Errorf("%s, after the node whose Job ran when the balancer stopped, is at phase %q, want %s (untouched)", last.Name, got, before)
 			}
 		},
-	})
+		done: done,
+	}
 }
 
 // notBackRun runs the phase (args) with the failpoint line on node n, which keeps its apiserver
