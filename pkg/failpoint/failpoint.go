@@ -20,7 +20,7 @@
 //
 // set-flag sets the flag --NAME, which the component's manifest carries, to VALUE in the
 // manifest about to go back (a restart; not a reload, where no manifest moves): a component
-// started with a bad flag (--tls-min-version=bogus), as a phase that wrote a bad manifest
+// started with a bad flag (--authorization-mode=certctl-failpoint), as a phase that wrote a bad manifest
 // would leave it.
 //
 //	before-restart COMPONENT hold-until PATH

@@ -22,9 +22,9 @@ import (
 const enabled = true
 
 // BeforeStart fires the first line of the node's failpoint file that names point
-// before-start and component, and removes that line. manifest is the component's manifest
+// before-start and component, and removes that line. staged is the component's manifest
 // about to go back (a host path; "" where none moves: a reload), what set-flag edits.
-func BeforeStart(l pki.Layout, component, manifest string) (*Fired, error) {
+func BeforeStart(l pki.Layout, component, staged string) (*Fired, error) {
 	f, err := take(l, "before-start", component)
 	if err != nil || f == nil {
 		return f, err
@@ -34,10 +34,10 @@ func BeforeStart(l pki.Layout, component, manifest string) (*Fired, error) {
 		if len(f.Args) != 2 {
 			return f, fmt.Errorf("failpoint %s: set-flag wants a flag name and a value, got %q", Path(l), f.Args)
 		}
-		if manifest == "" {
+		if staged == "" {
 			return f, fmt.Errorf("failpoint %s: set-flag fires only where a manifest goes back (a restart, not a reload)", Path(l))
 		}
-		return f, setFlag(manifest, f.Args[0], f.Args[1])
+		return f, setFlag(staged, f.Args[0], f.Args[1])
 	case "break-key":
 		if len(f.Args) != 1 {
 			return f, fmt.Errorf("failpoint %s: break-key wants one key path, got %q", Path(l), f.Args)
