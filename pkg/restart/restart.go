@@ -489,9 +489,9 @@ func (o *Options) releaseLeader(ctx context.Context, c *component) {
 }
 
 // beforeStart fires the node's before-start failpoint of the component, whose manifest about
-// to go back is manifest ("" in a reload), in a build with -tags failpoints; nothing otherwise.
-func (o *Options) beforeStart(c *component, manifest string) {
-	if f, err := failpoint.BeforeStart(o.Layout, c.name, manifest); err != nil {
+// to go back is staged ("" in a reload), in a build with -tags failpoints; nothing otherwise.
+func (o *Options) beforeStart(c *component, staged string) {
+	if f, err := failpoint.BeforeStart(o.Layout, c.name, staged); err != nil {
 		o.Progress.Line(c.name, "failpoint: %v", err)
 	} else if f != nil {
 		o.Progress.Line(c.name, "failpoint %s %s %s %v fired (a build with -tags failpoints)", f.Point, f.Component, f.Action, f.Args)
