@@ -529,7 +529,8 @@ func balancerStopsMid(t *testing.T, c lbMid) {
 	if c.component == "" {
 		t.Fatal("lbMid without the component of the node's Job")
 	}
-	made := watchJobsMade(t, clientset(t), jobSelector(c.component, c.node))
+	made, stopWatch := watchJobsMade(t, clientset(t), jobSelector(c.component, c.node))
+	defer stopWatch() // its credentials may be refused once the command ran (a CA rotation's drop)
 	restarted := true
 	t.Cleanup(func() {
 		if !restarted {
@@ -577,15 +578,16 @@ func balancerStopsMid(t *testing.T, c lbMid) {
 
 // watchJobsMade watches (through cp1, not the balancer) the certctl Jobs labelled sel from now
 // on, with an informer (a watch the apiserver ends is resumed, or listed again), and returns
-// what tells the names of those made so far, each once.
-func watchJobsMade(t *testing.T, cs kubernetes.Interface, sel string) func() []string {
+// what tells the names of those made so far, each once, and what stops the watch (at the
+// latest when the test ends).
+func watchJobsMade(t *testing.T, cs kubernetes.Interface, sel string) (made func() []string, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	var (
-		mu   sync.Mutex
-		made []string
-		seen = map[types.UID]bool{}
+		mu    sync.Mutex
+		names []string
+		seen  = map[types.UID]bool{}
 	)
 	lw := cache.NewFilteredListWatchFromClient(cs.BatchV1().RESTClient(), "jobs", "kube-system", func(o *metav1.ListOptions) { o.LabelSelector = sel })
 	_, informer := cache.NewInformerWithOptions(cache.InformerOptions{ListerWatcher: lw, ObjectType: &batchv1.Job{},
@@ -596,9 +598,9 @@ func watchJobsMade(t *testing.T, cs kubernetes.Interface, sel string) func() []s
 			if !seen[j.UID] {
 				seen[j.UID] = true
 				if initial {
-					made = append(made, j.Name+" (before)")
+					names = append(names, j.Name+" (before)")
 				} else {
-					made = append(made, j.Name)
+					names = append(names, j.Name)
 				}
 			}
 		}}})
@@ -609,8 +611,8 @@ func watchJobsMade(t *testing.T, cs kubernetes.Interface, sel string) func() []s
 	return func() []string {
 		mu.Lock()
 		defer mu.Unlock()
-		return slices.Clone(made)
-	}
+		return slices.Clone(names)
+	}, cancel
 }
 
 // TestFaultNodeAway is issue 21's second fault: a control-plane node's kubelet stops (the node
@@ -1274,13 +1276,28 @@ func jobSelector(component, node string) string {
 }
 
 // waitJobMade waits (3 minutes at most) for a Job labelled sel that the running command cmd
-// makes; the command is killed and the test fails when none comes.
+// makes; the test fails at once, with the command's output, when the command ends first, and
+// the command is killed and the test fails when no Job comes in time.
 func waitJobMade(t *testing.T, cs kubernetes.Interface, sel string, cmd *exec.Cmd, out *bytes.Buffer, exited <-chan error) {
 	t.Helper()
+	var ended error
+	gone := false
 	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
 		jobs, err := cs.BatchV1().Jobs("kube-system").List(ctx, metav1.ListOptions{LabelSelector: sel})
-		return err == nil && len(jobs.Items) > 0, nil
+		if err == nil && len(jobs.Items) > 0 {
+			return true, nil
+		}
+		select {
+		case ended = <-exited:
+			gone = true
+			return false, errors.New("the command ended")
+		default:
+			return false, nil
+		}
 	}); err != nil {
+		if gone {
+			t.Fatalf("the command ended (%v) before it made a Job %s:\n%s", ended, sel, out.String())
+		}
 		_ = cmd.Process.Kill()
 		<-exited
 		t.Fatalf("no Job %s: %v\n%s", sel, err, out.String())

@@ -91,7 +91,7 @@ func TestFaultLaterPhasesCARotate(t *testing.T) {
 	// Phase issue resumed, the balancer stopped while the second node's Job runs: the command
 	// stops without blaming the node; with the balancer back the next run takes that Job's result
 	// and completes the phase.
-	balancerStopsMid(t, phaseLBStop(cs, args, cps, carotate.PhaseIssue, carotate.PhaseTrust, func(t *testing.T, _ string) {
+	balancerStopsMid(t, phaseLBStop(cs, args, mid, cps[:1], cps[2:], rotationPhase, carotate.PhaseIssue, carotate.PhaseTrust, func(t *testing.T, _ string) {
 		wantPhases("after the issue run that resumed", carotate.PhaseIssue, carotate.PhaseIssue, carotate.PhaseIssue)
 		assertNoJobs(t)
 	}))
@@ -112,7 +112,7 @@ func TestFaultLaterPhasesCARotate(t *testing.T) {
 	wantPhases("after the drop run "+mid.Name+"'s apiserver failed", carotate.PhaseDrop, carotate.PhaseIssue, carotate.PhaseIssue)
 	measure("the drop run stopped by " + mid.Name + "'s apiserver")
 
-	balancerStopsMid(t, phaseLBStop(cs, drop, cps, carotate.PhaseDrop, carotate.PhaseIssue, func(t *testing.T, _ string) {
+	balancerStopsMid(t, phaseLBStop(cs, drop, mid, cps[:1], cps[2:], rotationPhase, carotate.PhaseDrop, carotate.PhaseIssue, func(t *testing.T, _ string) {
 		wantPhases("after the drop run that resumed", carotate.PhaseDrop, carotate.PhaseDrop, carotate.PhaseDrop)
 		newCA := pkiCert(t, bundle, 1)
 		if newCA.Equal(oldCA) {
@@ -133,26 +133,29 @@ func TestFaultLaterPhasesCARotate(t *testing.T) {
 	}))
 }
 
-// phaseLBStop is the balancer's stop in the middle of a phase run (args) on the three control-plane
-// nodes cps, once the second node's Job is made: then the first node is at phase, the last at
-// before (untouched); done checks the run that resumes.
-func phaseLBStop(cs kubernetes.Interface, args []string, cps []multilab.Node, phase, before string, done func(t *testing.T, viaLB string)) lbMid {
-	first, mid, last := cps[0], cps[1], cps[2]
+// phaseLBStop is the balancer's stop in the middle of a phase run (args), once mid's Job is
+// made: then every node of done (before mid) is at phase, every node of untouched (after mid)
+// still at before, as phaseOf reads a node's rotation; done checks the run that resumes.
+func phaseLBStop(cs kubernetes.Interface, args []string, mid multilab.Node, done, untouched []multilab.Node, phaseOf func(*testing.T, multilab.Node) string, phase, before string, resumed func(t *testing.T, viaLB string)) lbMid {
 	return lbMid{
 		args: args, node: mid.Name, component: "carotate",
 		at: func(t *testing.T, s lbStopRun) {
 			waitJobMade(t, cs, jobSelector("carotate", mid.Name), s.cmd, s.out, s.exited)
 		},
 		stopped: func(t *testing.T) {
-			// The second node's Job goes on alone: it may be at the phase already.
-			if got := rotationPhase(t, first); got != phase {
-				t.Errorf("%s, before the node whose Job ran when the balancer stopped, is at phase %q, want %s", first.Name, got, phase)
+			// mid's Job goes on alone: it may be at the phase already.
+			for _, n := range done {
+				if got := phaseOf(t, n); got != phase {
+					t.Errorf("%s, before %s whose Job ran when the balancer stopped, is at phase %q, want %s", n.Name, mid.Name, got, phase)
+				}
 			}
-			if got := rotationPhase(t, last); got != before {
-				t.Errorf("%s, after the node whose Job ran when the balancer stopped, is at phase %q, want %s (untouched)", last.Name, got, before)
+			for _, n := range untouched {
+				if got := phaseOf(t, n); got != before {
+					t.Errorf("%s, after %s whose Job ran when the balancer stopped, is at phase %q, want %s (untouched)", n.Name, mid.Name, got, before)
+				}
 			}
 		},
-		done: done,
+		done: resumed,
 	}
 }
 
@@ -188,7 +191,13 @@ func notBackRun(t *testing.T, local string, args []string, n multilab.Node, line
 // rotationPhase is the phase n's rotation of front-proxy-ca is at ("": none).
 func rotationPhase(t *testing.T, n multilab.Node) string {
 	t.Helper()
-	data, err := os.ReadFile(rotation(n, carotate.StateName))
+	return phaseIn(t, rotation(n, carotate.StateName))
+}
+
+// phaseIn is the phase of the rotation state file at path ("": no such file, no rotation).
+func phaseIn(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return ""
 	}
@@ -197,7 +206,7 @@ func rotationPhase(t *testing.T, n multilab.Node) string {
 	}
 	var st carotate.State
 	if err := json.Unmarshal(data, &st); err != nil {
-		t.Fatalf("%s: %v", rotation(n, carotate.StateName), err)
+		t.Fatalf("%s: %v", path, err)
 	}
 	return st.Phase
 }

@@ -685,12 +685,20 @@ func rollbackWithFaults(t *testing.T, nodes []multilab.Node, local string, cs ku
 // of a second or more.
 func balancerClients(t *testing.T, kubeconfig string) func(what string) {
 	t.Helper()
+	return balancerClientsTrusting(t, kubeconfig, nil)
+}
+
+// balancerClientsTrusting is balancerClients verifying the apiservers with the CA certificates
+// of extra (PEM) too: during phase issue of the cluster CA, the new CA that signs what they serve.
+func balancerClientsTrusting(t *testing.T, kubeconfig string, extra []byte) func(what string) {
+	t.Helper()
 	roots := x509.NewCertPool()
 	if kc, err := clientcmd.LoadFromFile(kubeconfig); err == nil {
 		for _, c := range kc.Clusters {
 			roots.AppendCertsFromPEM(c.CertificateAuthorityData)
 		}
 	}
+	roots.AppendCertsFromPEM(extra)
 	pollers := []struct {
 		what string
 		p    *poller

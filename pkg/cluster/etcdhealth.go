@@ -27,6 +27,12 @@ type EtcdMemberState struct {
 	// Why says what is wrong when not Ready: the condition's reason and message, or that the
 	// pod is missing.
 	Why string `json:"why,omitempty"`
+	// started is when the pod's etcd container started running, as its kubelet reports it (zero
+	// when it does not run): a member not ready shortly after is starting, not down.
+	started time.Time
+	// unreported: the pod has no Ready condition, its kubelet has not reported it yet (a mirror
+	// pod made again after its static pod changed, or a kubelet that just reached its apiserver).
+	unreported bool
 }
 
 func (s EtcdMemberState) String() string {
@@ -91,6 +97,8 @@ func CheckEtcdMembers(ctx context.Context, cs kubernetes.Interface, cps []corev1
 		default:
 			st.Pod = p.Name
 			st.Ready, st.Why = podReady(p)
+			st.started = etcdStarted(p)
+			st.unreported = !hasCondition(p, corev1.PodReady)
 		}
 		bad = bad || !st.Ready
 		states = append(states, st)
@@ -99,6 +107,39 @@ func CheckEtcdMembers(ctx context.Context, cs kubernetes.Interface, cps []corev1
 		return states, &EtcdNotReadyError{Members: states}
 	}
 	return states, nil
+}
+
+// etcdStarted is when the etcd container of p started running (zero when it is not running).
+func etcdStarted(p *corev1.Pod) time.Time {
+	for _, c := range p.Status.ContainerStatuses {
+		if c.Name == "etcd" && c.State.Running != nil {
+			return c.State.Running.StartedAt.Time
+		}
+	}
+	return time.Time{}
+}
+
+// starting names the members of ms that are not ready and either not reported yet by their
+// kubelet or whose etcd container started running less than settle before now: starting up (its
+// readiness probe not passed yet, or its state not posted yet), not down.
+func starting(ms []EtcdMemberState, now time.Time, settle time.Duration) []string {
+	var out []string
+	for _, m := range ms {
+		if !m.Ready && (m.unreported || !m.started.IsZero() && now.Sub(m.started) < settle) {
+			out = append(out, m.Node)
+		}
+	}
+	return out
+}
+
+// hasCondition says whether the pod's status carries a condition of type ct.
+func hasCondition(p *corev1.Pod, ct corev1.PodConditionType) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == ct {
+			return true
+		}
+	}
+	return false
 }
 
 // podReady is the pod's Ready condition, and what it says when false.
@@ -145,7 +186,12 @@ const etcdSettle = time.Minute
 // killed trust found cp1's etcd pod gone and refused, while the Job it would have adopted was
 // bringing it back). Such a member is waited for, polling the API, until the Jobs on its node
 // have ended (their deadline bounds it) and its pod is ready, or etcdSettle after they ended;
-// then the check decides. A member down with no certctl Job on its node is refused at once.
+// then the check decides. So is a member that is starting, for at most etcdSettle: its etcd
+// container started running less than etcdSettle ago, or its pod has no Ready condition yet (the
+// run before restarted it, or rolled its node back: seen on the lab, the same command run again
+// at once found the member 14 s into its start, or its mirror pod not reported yet by a kubelet
+// whose apiserver had been down). A member down otherwise (no pod, its container not running,
+// or running long and not ready) is refused at once.
 func (r *Runner) etcdForRotation(ctx context.Context, cs kubernetes.Interface, cas []string, dryRun bool) ([]EtcdMemberState, error) {
 	states, err := CheckEtcdForRotation(ctx, cs, cas, dryRun)
 	var nr *EtcdNotReadyError
@@ -156,7 +202,8 @@ func (r *Runner) etcdForRotation(ctx context.Context, cs kubernetes.Interface, c
 	if settle <= 0 {
 		settle = etcdSettle
 	}
-	var quiet time.Time // when the not-ready members' nodes were first seen without a running Job
+	var quiet time.Time     // when the not-ready members' nodes were first seen without a running Job
+	var startWait time.Time // until when members that are starting are waited for
 	waited := false
 	perr := wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
 		if waited {
@@ -173,11 +220,19 @@ func (r *Runner) etcdForRotation(ctx context.Context, cs kubernetes.Interface, c
 			return true, nil
 		}
 		now := time.Now()
+		up := starting(nr.NotReady(), now, settle)
+		if len(up) > 0 && startWait.IsZero() {
+			startWait = now.Add(settle)
+		}
 		switch {
 		case len(busy) > 0 && now.Before(until.Add(settle)):
 			quiet = time.Time{}
 		case len(busy) > 0:
 			return true, nil // a Job past its deadline and settle: the check decides
+		case !startWait.IsZero() && now.Before(startWait):
+			quiet = time.Time{}
+		case !startWait.IsZero():
+			return true, nil // seen starting settle ago, still not ready: the check decides
 		case !waited:
 			return true, nil // nothing of certctl's runs there: refused at once
 		case quiet.IsZero():
@@ -186,8 +241,12 @@ func (r *Runner) etcdForRotation(ctx context.Context, cs kubernetes.Interface, c
 			return true, nil
 		}
 		if !waited {
-			r.logf("the etcd member of %s is not ready while certctl's Job %s runs there (an earlier run of this command, killed?): waiting for it to end and the member to be ready again (its deadline %s, then %s)",
-				memberNodes(nr.NotReady()), strings.Join(busy, ", "), until.UTC().Format(time.RFC3339), settle)
+			if len(busy) > 0 {
+				r.logf("the etcd member of %s is not ready while certctl's Job %s runs there (an earlier run of this command, killed?): waiting for it to end and the member to be ready again (its deadline %s, then %s)",
+					memberNodes(nr.NotReady()), strings.Join(busy, ", "), until.UTC().Format(time.RFC3339), settle)
+			} else {
+				r.logf("the etcd member of %s is starting (its container started less than %s ago, or its kubelet has not reported it yet) and is not ready: waiting up to %s for it", strings.Join(up, ", "), settle, settle)
+			}
 			waited = true
 		}
 		return false, nil

@@ -23,6 +23,13 @@ import (
 // pod etcd-NODE in kube-system with kubeadm's labels, and its Ready condition.
 func etcdPod(t *testing.T, cs kubernetes.Interface, node string, ready corev1.ConditionStatus) {
 	t.Helper()
+	etcdPodStarted(t, cs, node, ready, time.Time{})
+}
+
+// etcdPodStarted is etcdPod whose etcd container the kubelet reports running since started
+// (zero: no container status).
+func etcdPodStarted(t *testing.T, cs kubernetes.Interface, node string, ready corev1.ConditionStatus, started time.Time) {
+	t.Helper()
 	ctx := context.Background()
 	p, err := cs.CoreV1().Pods("kube-system").Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "etcd-" + node, Labels: map[string]string{"component": "etcd", "tier": "control-plane"}},
@@ -35,6 +42,10 @@ func etcdPod(t *testing.T, cs kubernetes.Interface, node string, ready corev1.Co
 	p.Status.Phase = corev1.PodRunning
 	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: ready, Reason: map[corev1.ConditionStatus]string{corev1.ConditionFalse: "ContainersNotReady"}[ready],
 		Message: map[corev1.ConditionStatus]string{corev1.ConditionFalse: "containers with unready status: [etcd]"}[ready]}}
+	if !started.IsZero() {
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "etcd", Image: p.Spec.Containers[0].Image, Ready: ready == corev1.ConditionTrue,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(started)}}}}
+	}
 	if _, err := cs.CoreV1().Pods("kube-system").UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +152,10 @@ func (s *signal) Write(p []byte) (int, error) {
 // killed while cp1's Job restarted its etcd) finds the member down while the Job it would
 // adopt still runs on that node: it waits for that Job to end and the member to be ready,
 // rather than refusing; a member down where no certctl Job runs is refused at once, and one
-// that stays down after its node's Job ended is refused once settle has passed.
+// that stays down after its node's Job ended is refused once settle has passed. A member whose
+// etcd container started running less than settle ago (the run before restarted it, or rolled
+// its node back) is waited for, at most settle; one running longer and not ready is refused at
+// once.
 func etcdWaitsForItsJob(t *testing.T, admin kubernetes.Interface) {
 	ctx := context.Background()
 	tests := []struct {
@@ -149,6 +163,8 @@ func etcdWaitsForItsJob(t *testing.T, admin kubernetes.Interface) {
 		jobOn   string        // the node (of cp1..cp3) with a running certctl Job, "" none
 		jobDead time.Duration // the Job's activeDeadlineSeconds
 		back    bool          // the member comes back (pod ready, Job deleted) once the check waits
+		started time.Duration // cp3's etcd container running since this long, not ready (0: no pod)
+		bare    bool          // cp3's etcd pod made, its status not reported yet
 		waits   bool          // the check waits (writes progress) before deciding
 		refused bool
 	}{
@@ -156,6 +172,11 @@ func etcdWaitsForItsJob(t *testing.T, admin kubernetes.Interface) {
 		{name: "the job's deadline passed, the member still down", jobOn: "cp3", jobDead: time.Second, waits: true, refused: true},
 		{name: "a job on another node", jobOn: "cp2", jobDead: 10 * time.Minute, refused: true},
 		{name: "no job", refused: true},
+		{name: "the member just started, no job", started: time.Second, back: true, waits: true},
+		{name: "the member just started and stays not ready", started: time.Second, waits: true, refused: true},
+		{name: "the member running long, not ready", started: 10 * time.Minute, refused: true},
+		{name: "the member's pod not reported yet, no job", bare: true, back: true, waits: true},
+		{name: "the member's pod never reported", bare: true, waits: true, refused: true},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -165,8 +186,19 @@ func etcdWaitsForItsJob(t *testing.T, admin kubernetes.Interface) {
 					Labels: map[string]string{pki.ControlPlaneLabel: ""}}}, metav1.CreateOptions{}); err != nil {
 					t.Fatal(err)
 				}
-				if p != "cp3" {
+				switch {
+				case p != "cp3":
 					etcdPod(t, admin, node(p), corev1.ConditionTrue)
+				case tc.started > 0:
+					etcdPodStarted(t, admin, node(p), corev1.ConditionFalse, time.Now().Add(-tc.started))
+				case tc.bare:
+					if _, err := admin.CoreV1().Pods("kube-system").Create(ctx, &corev1.Pod{
+						ObjectMeta: metav1.ObjectMeta{Name: "etcd-" + node(p), Labels: map[string]string{"component": "etcd", "tier": "control-plane"}},
+						Spec: corev1.PodSpec{NodeName: node(p), AutomountServiceAccountToken: new(bool),
+							Containers: []corev1.Container{{Name: "etcd", Image: "registry.k8s.io/etcd:3.7.0-0"}}},
+					}, metav1.CreateOptions{}); err != nil {
+						t.Fatal(err)
+					}
 				}
 			}
 			var job string
@@ -207,7 +239,18 @@ func etcdWaitsForItsJob(t *testing.T, admin kubernetes.Interface) {
 				if !tc.waits {
 					t.Fatalf("waits, with no certctl Job on the member's node")
 				}
-				if tc.back {
+				switch {
+				case tc.back && (tc.started > 0 || tc.bare): // its readiness probe passes, its kubelet reports it
+					p, err := admin.CoreV1().Pods("kube-system").Get(ctx, "etcd-"+node("cp3"), metav1.GetOptions{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					p.Status.Phase = corev1.PodRunning
+					p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+					if _, err := admin.CoreV1().Pods("kube-system").UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+						t.Fatal(err)
+					}
+				case tc.back:
 					etcdPod(t, admin, node("cp3"), corev1.ConditionTrue)
 					if err := admin.BatchV1().Jobs("kube-system").Delete(ctx, job, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)}); err != nil {
 						t.Fatal(err)

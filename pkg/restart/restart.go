@@ -516,6 +516,16 @@ func (o *Options) restart(ctx context.Context, c *component) (down time.Duration
 			api = a
 		}
 	}
+	// The apiserver is waited for with the restarted etcd only when it was ready before: one that
+	// is down already (the component of a rollback that did not come back, restarted after etcd
+	// in the same run) cannot be ready with etcd until its own restart, which verifies it.
+	apiReady := false
+	if api != nil && api != c {
+		var why string
+		if apiReady, why = o.probe(ctx, api.readyz()); !apiReady {
+			o.Progress.Line(c.name, "the apiserver is not ready before %s stops (%s): not waited for with it after", c.name, why)
+		}
+	}
 	if api != nil {
 		port := api.securePort
 		o.Progress.Line(c.name, "refusing new connections from other machines to the apiserver's port %d for %s, so that the load balancer takes it out", port, o.Drain.Wait)
@@ -526,7 +536,7 @@ func (o *Options) restart(ctx context.Context, c *component) (down time.Duration
 			return 0, "", derr
 		}
 		defer func() {
-			if err == nil && api != c {
+			if err == nil && apiReady {
 				// Back in only once the apiserver answers with its etcd again.
 				err = o.poll(ctx, c.name, "for the apiserver to be ready with it", o.Timeout, func() (bool, string) {
 					return o.probe(ctx, api.readyz())
