@@ -516,14 +516,15 @@ func (o *Options) restart(ctx context.Context, c *component) (down time.Duration
 			api = a
 		}
 	}
-	// The apiserver is waited for with the restarted etcd only when it was ready before: one that
-	// is down already (the component of a rollback that did not come back, restarted after etcd
-	// in the same run) cannot be ready with etcd until its own restart, which verifies it.
-	apiReady := false
+	// The apiserver is waited for with the restarted etcd unless it is down already: one that
+	// accepts no connection before etcd stops (the component of a rollback that did not come
+	// back, restarted after etcd in the same run) cannot be ready with etcd until its own
+	// restart, which verifies it. One that answers, even not ready, is waited for.
+	apiDown := false
 	if api != nil && api != c {
-		var why string
-		if apiReady, why = o.probe(ctx, api.readyz()); !apiReady {
-			o.Progress.Line(c.name, "the apiserver is not ready before %s stops (%s): not waited for with it after", c.name, why)
+		if u := api.readyz(); refused(u.Host) {
+			apiDown = true
+			o.Progress.Line(c.name, "the apiserver accepts no connection on %s before %s stops: not waited for with it after", u.Host, c.name)
 		}
 	}
 	if api != nil {
@@ -536,7 +537,7 @@ func (o *Options) restart(ctx context.Context, c *component) (down time.Duration
 			return 0, "", derr
 		}
 		defer func() {
-			if err == nil && apiReady {
+			if err == nil && api != c && !apiDown {
 				// Back in only once the apiserver answers with its etcd again.
 				err = o.poll(ctx, c.name, "for the apiserver to be ready with it", o.Timeout, func() (bool, string) {
 					return o.probe(ctx, api.readyz())
