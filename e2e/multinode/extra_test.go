@@ -34,7 +34,7 @@ func TestFaultNodeAwayCARotate(t *testing.T) {
 	local := adminCopy(t)
 	measure := balancerClients(t, local)
 	args := []string{"cluster", "ca-rotate", "front-proxy-ca", "--phase", "trust"}
-	nodeAwayRun(t, local, args, first, away)
+	nodeAwayRun(t, local, args, first, away, kubeletStopped)
 	firstCA, err := os.ReadFile(rotation(first, "bundle.crt"))
 	if err != nil {
 		t.Errorf("%s, before the node that went away, is not at trust: %v", first.Name, err)
@@ -90,37 +90,56 @@ func TestFaultLoadBalancerDownMidCARotate(t *testing.T) {
 	})
 }
 
-// nodeAwayRun runs the cluster command args (the kubeconfig local) and stops away's kubelet (the
-// node gone) as soon as before's Job is made: the command must stop at away once it is seen not
-// Ready (not at the Job's timeout), naming it, with no Job left. Then the kubelet is started
-// again and the node Ready.
-func nodeAwayRun(t *testing.T, local string, args []string, before, away multilab.Node) {
+// How a node goes away in nodeAwayRun.
+type awayBy int
+
+const (
+	kubeletStopped awayBy = iota // its kubelet stopped (multi.sh kubelet NODE stop)
+	networkCut                   // its link to the bridge down (multi.sh net NODE cut)
+)
+
+func (a awayBy) String() string {
+	if a == networkCut {
+		return "network cut"
+	}
+	return "kubelet stopped"
+}
+
+// nodeAwayRun runs the cluster command args (the kubeconfig local) and takes away (the node gone:
+// its kubelet stopped, or its network cut) as soon as before's Job is made: the command must stop
+// at away once it is seen not Ready (not at the Job's timeout), naming it, with no Job left. Then
+// the node is brought back and Ready.
+func nodeAwayRun(t *testing.T, local string, args []string, before, away multilab.Node, by awayBy) {
 	t.Helper()
 	cs := clientset(t)
 	what := strings.Join(args, " ")
+	goes, comes := []string{"kubelet", away.Name, "stop"}, []string{"kubelet", away.Name, "start"}
+	if by == networkCut {
+		goes, comes = []string{"net", away.Name, "cut"}, []string{"net", away.Name, "restore"}
+	}
 	back := true
 	t.Cleanup(func() {
 		if !back {
-			lab(t, "kubelet", away.Name, "start")
+			lab(t, comes...)
 		}
 	})
 	start := time.Now()
 	cmd, out, exited := startCertctl(t, append(slices.Clone(args), "--kubeconfig", local, "--image", multilab.Image)...)
 	waitJobMade(t, cs, jobSelector("carotate", before.Name), cmd, out, exited)
-	lab(t, "kubelet", away.Name, "stop")
+	lab(t, goes...)
 	back = false
-	stopped := time.Now()
-	t.Logf("%s: %s's kubelet stopped %s after the command started (%s's Job made)", what, away.Name, stopped.Sub(start).Round(100*time.Millisecond), before.Name)
-	err := endsWithin(t, cmd, out, exited, 8*time.Minute, what+", "+away.Name+"'s kubelet stopped,")
-	t.Logf("%s: the command ended %s after the kubelet stopped: %v\n%s", what, time.Since(stopped).Round(100*time.Millisecond), err, out.String())
+	gone := time.Now()
+	t.Logf("%s: %s's %s %s after the command started (%s's Job made)", what, away.Name, by, gone.Sub(start).Round(100*time.Millisecond), before.Name)
+	err := endsWithin(t, cmd, out, exited, 8*time.Minute, what+", "+away.Name+"'s "+by.String()+",")
+	t.Logf("%s: the command ended %s after %s's %s: %v\n%s", what, time.Since(gone).Round(100*time.Millisecond), away.Name, by, err, out.String())
 	if err == nil || !strings.Contains(out.String(), "node "+away.Name+" failed") {
-		t.Fatalf("with %s's kubelet stopped, %s must stop at %s naming it: %v\n%s", away.Name, what, away.Name, err, out.String())
+		t.Fatalf("with %s's %s, %s must stop at %s naming it: %v\n%s", away.Name, by, what, away.Name, err, out.String())
 	}
-	if took := time.Since(stopped); took > 5*time.Minute {
-		t.Errorf("%s stopped %s after the kubelet did: the node not Ready was not noticed before the Job's timeout", what, took.Round(time.Second))
+	if took := time.Since(gone); took > 5*time.Minute {
+		t.Errorf("%s stopped %s after %s's %s: the node not Ready was not noticed before the Job's timeout", what, took.Round(time.Second), away.Name, by)
 	}
 	assertNoJobs(t)
-	lab(t, "kubelet", away.Name, "start")
+	lab(t, comes...)
 	back = true
-	t.Logf("%s Ready again %s after its kubelet started", away.Name, waitNodeBack(t, cs, away.Name, 3*time.Minute).Round(time.Second))
+	t.Logf("%s Ready again %s after it came back (%s)", away.Name, waitNodeBack(t, cs, away.Name, 3*time.Minute).Round(time.Second), by)
 }

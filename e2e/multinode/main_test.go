@@ -200,22 +200,31 @@ func waitNodeBack(t *testing.T, cs kubernetes.Interface, name string, timeout ti
 	start := time.Now()
 	var last string
 	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		l, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, name, metav1.GetOptions{})
-		switch {
-		case err != nil:
-			last = err.Error()
-			return false, nil
-		case l.Spec.RenewTime == nil || !l.Spec.RenewTime.After(start):
-			last = "its Lease not renewed since the fault ended"
-			return false, nil
-		}
-		return true, nil
+		last = leaseRenewedSince(ctx, cs, name, start)
+		return last == "", nil
 	})
 	if err != nil {
 		t.Fatalf("node %s's kubelet not back after %s: %s", name, timeout, last)
 	}
 	waitNodeReady(t, cs, name, timeout-time.Since(start)+time.Second)
 	return time.Since(start)
+}
+
+// leaseRenewedSince is "" once node name's kubelet renewed its node Lease after since (a kubelet
+// running from then on: the Lease's renewTime has microseconds, where a Node condition's
+// heartbeat has whole seconds and comes again only on a change or after 5 minutes), else why
+// not yet. The request has its own deadline: one that hangs must not end a wait as "deadline".
+func leaseRenewedSince(ctx context.Context, cs kubernetes.Interface, name string, since time.Time) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	l, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case err != nil:
+		return "get the node's Lease: " + err.Error()
+	case l.Spec.RenewTime == nil || !l.Spec.RenewTime.After(since):
+		return fmt.Sprintf("the node's Lease not renewed since %s (renewed %v)", since.UTC().Format(time.RFC3339Nano), l.Spec.RenewTime)
+	}
+	return ""
 }
 
 // inspectJSON runs `certctl inspect -o json` on n with extra args and decodes the report.

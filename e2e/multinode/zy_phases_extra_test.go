@@ -76,7 +76,7 @@ func TestFaultLaterPhasesCARotate(t *testing.T) {
 
 	// Phase issue, the second node gone while the first node's Job runs.
 	args := []string{"cluster", "ca-rotate", "front-proxy-ca", "--phase", carotate.PhaseIssue}
-	nodeAwayRun(t, local, args, first, mid)
+	nodeAwayRun(t, local, args, first, mid, kubeletStopped)
 	wantPhases("after the issue run "+mid.Name+" stopped", carotate.PhaseIssue, carotate.PhaseTrust, carotate.PhaseTrust)
 
 	// Phase issue again, the second node's apiserver not coming back: its new front-proxy
@@ -100,7 +100,7 @@ func TestFaultLaterPhasesCARotate(t *testing.T) {
 	// balancer stopped while the second node's Job runs.
 	drop := []string{"cluster", "ca-rotate", "front-proxy-ca", "--phase", carotate.PhaseDrop}
 	measure = balancerClients(t, local)
-	nodeAwayRun(t, local, drop, first, mid)
+	nodeAwayRun(t, local, drop, first, mid, kubeletStopped)
 	wantPhases("after the drop run "+mid.Name+" stopped", carotate.PhaseDrop, carotate.PhaseIssue, carotate.PhaseIssue)
 	measure("the drop run stopped by " + mid.Name + "'s kubelet")
 

@@ -30,8 +30,9 @@ import (
 // control-plane nodes. In trust, issue and drop:
 // the second control-plane node's apiserver not coming back on the phase's files (trust: the CA
 // bundle it wrote broken; issue: the new apiserver.key broken; drop: a bad flag in the manifest
-// it wrote), so that node rolls back and the command stops there; then the worker's kubelet
-// stopped (the node gone) while the last control-plane node's Job runs, so the command stops at
+// it wrote), so that node rolls back and the command stops there; then the worker gone while the
+// last control-plane node's Job runs (trust: its network cut; issue and drop: its kubelet
+// stopped), so the command stops at
 // the worker naming it, every control-plane node at the new phase and the worker at the one
 // before. In issue and drop, the balancer (the operator's kubeconfig's server)
 // stopped while the worker's Job runs, so the command stops with the worker interrupted, not
@@ -83,17 +84,17 @@ func TestFaultClusterCARotate(t *testing.T) {
 	args := func(phase string) []string { return []string{"cluster", "ca-rotate", "all", "--phase", phase} }
 
 	// Trust: the second control-plane node's apiserver not back on the CA bundle the phase
-	// wrote for it (broken); then, with it back, the worker gone while the last control-plane
-	// node's Job runs.
+	// wrote for it (broken); then, with it back, the worker's network cut while the last
+	// control-plane node's Job runs.
 	measure := balancerClients(t, local)
 	const bundle = "/etc/kubernetes/pki/rotation/ca/bundle.crt"
 	notBackRun(t, local, args(trust), mid, "before-start apiserver break-file "+bundle, "its "+bundle+" broken")
 	wantPhases("after the trust run "+mid.Name+"'s apiserver failed", trust, was, was, was)
-	nodeAwayRun(t, local, args(trust), last, w)
-	wantPhases("after the trust run "+w.Name+" stopped", trust, trust, trust, was)
+	nodeAwayRun(t, local, args(trust), last, w, networkCut)
+	wantPhases("after the trust run "+w.Name+"'s network was cut", trust, trust, trust, was)
 	run(args(trust))
 	wantPhases("after trust", trust, trust, trust, trust)
-	measure("trust: the runs stopped by " + mid.Name + "'s apiserver and by " + w.Name + "'s kubelet, the run that resumed")
+	measure("trust: the runs stopped by " + mid.Name + "'s apiserver and by " + w.Name + "'s network cut, the run that resumed")
 	cs := clientset(t)
 	sec, err := cs.CoreV1().Secrets("kube-system").Get(ctx, cluster.CARotationSecret, metav1.GetOptions{})
 	if err != nil {
@@ -111,7 +112,7 @@ func TestFaultClusterCARotate(t *testing.T) {
 	const key = "/etc/kubernetes/pki/apiserver.key"
 	notBackRun(t, local, args(issue), mid, "before-start apiserver break-key "+key, "its new "+key+" broken")
 	wantPhases("after the issue run "+mid.Name+"'s apiserver failed", issue, trust, trust, trust)
-	nodeAwayRun(t, local, args(issue), last, w)
+	nodeAwayRun(t, local, args(issue), last, w, kubeletStopped)
 	wantPhases("after the issue run "+w.Name+" stopped", issue, issue, issue, trust)
 	measure("issue: the runs stopped by " + mid.Name + "'s apiserver and by " + w.Name + "'s kubelet")
 	balancerStopsMid(t, phaseLBStop(clientset(t), args(issue), w, cps, nil, clusterCAPhase, issue, trust, func(t *testing.T, viaLB string) {
@@ -127,7 +128,7 @@ func TestFaultClusterCARotate(t *testing.T) {
 	measure = balancerClients(t, local)
 	notBackRun(t, local, args(drop), mid, "before-start apiserver set-flag authorization-mode certctl-failpoint", "its apiserver started with a bad flag")
 	wantPhases("after the drop run "+mid.Name+"'s apiserver failed", drop, issue, issue, issue)
-	nodeAwayRun(t, local, args(drop), last, w)
+	nodeAwayRun(t, local, args(drop), last, w, kubeletStopped)
 	wantPhases("after the drop run "+w.Name+" stopped", drop, drop, drop, issue)
 	measure("drop: the runs stopped by " + mid.Name + "'s apiserver and by " + w.Name + "'s kubelet")
 	balancerStopsMid(t, phaseLBStop(clientset(t), args(drop), w, cps, nil, clusterCAPhase, drop, issue, func(t *testing.T, viaLB string) {

@@ -87,10 +87,7 @@ func Trust(o Options) (*Result, error) {
 	if d.cluster && old.key == nil {
 		// A worker: no CA key, nothing signs with ca.crt; the kubelet alone verifies with it.
 		var done bool
-		if ver, done, err = inPlace(o.Layout, p, ver, bundle, &res.Notes); err != nil {
-			return nil, err
-		}
-		if done {
+		if ver, done = inPlace(o.Layout, p, ver, bundle, &res.Notes); done {
 			res.KubeletClientCA = p.CACert
 		}
 	}
@@ -174,13 +171,13 @@ func newCA(o Options, p Paths, old *parsed, fresh bool) (*parsed, string, error)
 // bundle, read at the kubelet's next restart (phase issue's, or drop's): until drop every
 // apiserver's certificate verifies with the old CA alone, through the new CA cross-signed by
 // the old that phase issue serves after it. A kubelet whose clientCAFile names another file
-// keeps the edits as they were; done says which.
-func inPlace(l pki.Layout, p Paths, edits []fileEdit, bundle []byte, notes *[]string) (_ []fileEdit, done bool, _ error) {
-	file, err := kubeletClientCAFile(l)
-	if err != nil || file != p.CACert {
-		return edits, false, err
-	}
+// keeps the edits as they were; done says which. The kubelet config is not read again: edits
+// holds its clientCAFile moved (kubeletClientCA) exactly when that names ca.crt.
+func inPlace(l pki.Layout, p Paths, edits []fileEdit, bundle []byte, notes *[]string) (_ []fileEdit, done bool) {
 	config := l.Resolve(filepath.Join(l.KubeletDir, "config.yaml"))
+	if !slices.ContainsFunc(edits, func(e fileEdit) bool { return e.path == config }) {
+		return edits, false
+	}
 	var out []fileEdit
 	for _, e := range edits {
 		switch {
@@ -193,7 +190,7 @@ func inPlace(l pki.Layout, p Paths, edits []fileEdit, bundle []byte, notes *[]st
 		out = append(out, e)
 	}
 	*notes = append(*notes, fmt.Sprintf("%s, the kubelet's clientCAFile, holds old + new CA in place: a 1.36+ kubelet reloads it, no restart (an older one is restarted)", p.CACert))
-	return append(out, fileEdit{path: p.CACert, data: bundle, mode: modeOr(p.CACert, 0o644), what: "old + new CA, in place (the kubelet's clientCAFile)"}), true, nil
+	return append(out, fileEdit{path: p.CACert, data: bundle, mode: modeOr(p.CACert, 0o644), what: "old + new CA, in place (the kubelet's clientCAFile)"}), true
 }
 
 func describe(c *parsed) string {

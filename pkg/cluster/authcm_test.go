@@ -129,14 +129,17 @@ func TestNewCAsFromTheSecret(t *testing.T) {
 	}
 	run := Runner{Progress: io.Discard, Namespace: ns}
 	o := &CARotateOptions{Phase: "issue", Runner: run}
-	if _, err := o.newCAs(ctx, cs, []string{"ca"}, old, nil); err == nil || !strings.Contains(err.Error(), "starts with --phase trust") {
+	if _, _, err := o.newCAs(ctx, cs, []string{"ca"}, old, nil); err == nil || !strings.Contains(err.Error(), "starts with --phase trust") {
 		t.Fatalf("issue without the Secret: %v", err)
 	}
 	// Trust makes the Secret in the Jobs' namespace, not in kube-system.
 	trust := &CARotateOptions{Phase: "trust", Runner: run, Days: 30}
-	made, err := trust.newCAs(ctx, cs, []string{"ca"}, old, nil)
+	made, madeSec, err := trust.newCAs(ctx, cs, []string{"ca"}, old, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if madeSec == nil || madeSec.ResourceVersion == "" || !bytes.Equal(madeSec.Data["ca.crt"], pki.EncodeCertificates(made["ca"])) {
+		t.Fatalf("trust returned %v, want the Secret it made (the new CA in it, a resource version)", madeSec)
 	}
 	if sec, err := cs.CoreV1().Secrets(ns).Get(ctx, CARotationSecret, metav1.GetOptions{}); err != nil || !bytes.Equal(sec.Data["ca.crt"], pki.EncodeCertificates(made["ca"])) {
 		t.Fatalf("trust with --namespace %s: the Secret there: %v", ns, err)
@@ -157,12 +160,15 @@ func TestNewCAsFromTheSecret(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := o.newCAs(ctx, cs, []string{"ca"}, old, nil)
+	got, gotSec, err := o.newCAs(ctx, cs, []string{"ca"}, old, nil)
 	if err != nil || len(got) != 1 || !got["ca"].Equal(newCA) {
 		t.Fatalf("issue of ca with the Secret: %v %v", got, err)
 	}
+	if gotSec == nil || string(gotSec.Data["ca.key"]) != "not read here" {
+		t.Fatalf("issue of ca returned %v, want the Secret it read", gotSec)
+	}
 	for _, cas := range [][]string{{"etcd-ca"}, {"ca", "front-proxy-ca"}} {
-		if _, err := o.newCAs(ctx, cs, cas, old, nil); err == nil || !strings.Contains(err.Error(), "holds the rotation of ca") {
+		if _, _, err := o.newCAs(ctx, cs, cas, old, nil); err == nil || !strings.Contains(err.Error(), "holds the rotation of ca") {
 			t.Errorf("issue of %v while ca's rotation is in progress: %v", cas, err)
 		}
 	}

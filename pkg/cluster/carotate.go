@@ -204,6 +204,7 @@ type rotation struct {
 	held         *lease.Lease  // nil in a dry run
 
 	news    map[string]*x509.Certificate // the new CA of each CA rotated
+	secret  *corev1.Secret               // the rotation Secret as newCAs read or made it (nil: a dry run)
 	newCert *x509.Certificate            // the new cluster CA, when it is rotated
 	probe   bool                         // the Secret holds a kubelet probe for the workers (kubeletProbe)
 	olds    []*x509.Certificate          // the old cluster CA(s)
@@ -298,7 +299,7 @@ func (r *rotation) plan() {
 func (r *rotation) newCAs(ctx context.Context) error {
 	o := r.o
 	var err error
-	if r.news, err = o.newCAs(ctx, r.cs, r.cas, r.olds[0], r.cps); err != nil {
+	if r.news, r.secret, err = o.newCAs(ctx, r.cs, r.cas, r.olds[0], r.cps); err != nil {
 		return err
 	}
 	for ca, c := range r.news {
@@ -459,24 +460,29 @@ func (r *rotation) publishTrust(ctx context.Context) error {
 // newCAs returns the new CA certificate of each of cas: from the Secret, or (phase trust)
 // made now, each like its old CA (subject, key algorithm), and kept in the Secret for the
 // nodes' Jobs. The old cluster CA is the kubeconfig's; the old etcd and front-proxy CAs are
-// read from every control-plane node ('certctl ca show'), which must all hold the same.
-func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, cas []string, clusterOld *x509.Certificate, cps []corev1.Node) (map[string]*x509.Certificate, error) {
+// read from every control-plane node ('certctl ca show'), which must all hold the same. The
+// Secret is returned as read or made (nil in a dry run that would make it).
+func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, cas []string, clusterOld *x509.Certificate, cps []corev1.Node) (map[string]*x509.Certificate, *corev1.Secret, error) {
 	sec, err := cs.CoreV1().Secrets(o.Namespace).Get(ctx, CARotationSecret, metav1.GetOptions{})
 	if err == nil {
-		return o.fromSecret(sec, cas)
+		news, err := o.fromSecret(sec, cas)
+		if err != nil {
+			return nil, nil, err
+		}
+		return news, sec, nil
 	}
 	if !apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("read %s/%s: %w", o.Namespace, CARotationSecret, err)
+		return nil, nil, fmt.Errorf("read %s/%s: %w", o.Namespace, CARotationSecret, err)
 	}
 	if o.Phase != carotate.PhaseTrust || o.Rollback {
-		return nil, fmt.Errorf("%s/%s is missing: the rotation starts with --phase trust", o.Namespace, CARotationSecret)
+		return nil, nil, fmt.Errorf("%s/%s is missing: the rotation starts with --phase trust", o.Namespace, CARotationSecret)
 	}
 	olds := map[string]*x509.Certificate{"ca": clusterOld}
 	var oldSA crypto.PublicKey
 	if others := slices.DeleteFunc(slices.Clone(cas), func(c string) bool { return c == "ca" }); len(others) > 0 {
 		shown, sa, err := o.showCAs(ctx, cs, cps, others)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		maps.Copy(olds, shown)
 		oldSA = sa
@@ -488,14 +494,14 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 		if ca == carotate.SA {
 			what, err := o.newSAKey(oldSA, data)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			made = append(made, what)
 			continue
 		}
 		c, what, err := o.newCA(ca, olds[ca], data)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out[ca] = c
 		made = append(made, what)
@@ -503,18 +509,18 @@ func (o *CARotateOptions) newCAs(ctx context.Context, cs kubernetes.Interface, c
 	if o.DryRun {
 		o.planOnly = true
 		o.logf("dry run: would make new CAs %s and keep them in %s/%s", strings.Join(made, ", "), o.Namespace, CARotationSecret)
-		return out, nil
+		return out, nil, nil
 	}
-	_, err = cs.CoreV1().Secrets(o.Namespace).Create(ctx, &corev1.Secret{
+	sec, err = cs.CoreV1().Secrets(o.Namespace).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: CARotationSecret, Namespace: o.Namespace, Labels: map[string]string{LabelName: "certctl"}},
 		Type:       corev1.SecretTypeOpaque,
 		Data:       data,
 	}, metav1.CreateOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("keep the new CAs in %s/%s: %w", o.Namespace, CARotationSecret, err)
+		return nil, nil, fmt.Errorf("keep the new CAs in %s/%s: %w", o.Namespace, CARotationSecret, err)
 	}
 	o.logf("new CAs %s, in %s/%s", strings.Join(made, ", "), o.Namespace, CARotationSecret)
-	return out, nil
+	return out, sec, nil
 }
 
 // fromSecret reads the new CAs of a rotation under way from its Secret, which must hold the
@@ -765,11 +771,7 @@ func (r *rotation) kubeletProbe(ctx context.Context) error {
 	if !r.cluster || len(r.workers) == 0 || o.DryRun || r.newCert == nil {
 		return nil
 	}
-	secrets := r.cs.CoreV1().Secrets(o.Namespace)
-	sec, err := secrets.Get(ctx, CARotationSecret, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("read %s/%s: %w", o.Namespace, CARotationSecret, err)
-	}
+	sec := r.secret.DeepCopy() // as newCAs read or made it: nothing else writes it under the Lease
 	key, err := pki.ParsePrivateKey(CARotationSecret+"/ca.key", sec.Data["ca.key"])
 	if err != nil {
 		return err
@@ -779,7 +781,7 @@ func (r *rotation) kubeletProbe(ctx context.Context) error {
 		return err
 	}
 	sec.Data[kubelet.ProbeFile] = probe
-	if _, err := secrets.Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
+	if _, err := r.cs.CoreV1().Secrets(o.Namespace).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("keep the kubelet probe in %s/%s: %w", o.Namespace, CARotationSecret, err)
 	}
 	r.probe = true

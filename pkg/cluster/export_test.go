@@ -6,7 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/certctl/certctl/pkg/noderequest"
@@ -33,13 +33,17 @@ func EtcdForRotation(ctx context.Context, cs kubernetes.Interface, r Runner, set
 func SinceRestart(r JobResult, fallback time.Time) time.Time { return r.sinceRestart(fallback) }
 
 // WorkerRotationSpec is what a rotation of the cluster CA (its Secret in place, newCert its new
-// CA) does for a worker in phase: the kubelet probe put into the Secret (kubeletProbe), then
+// CA) does for a worker in phase: the Secret read (newCAs), the kubelet probe put into the Secret (kubeletProbe), then
 // the worker's Job spec (nodeSpec).
 func WorkerRotationSpec(ctx context.Context, cs kubernetes.Interface, namespace, phase string, newCert *x509.Certificate) (JobSpec, error) {
 	o := &CARotateOptions{Phase: phase}
 	o.Namespace = namespace
+	sec, err := cs.CoreV1().Secrets(namespace).Get(ctx, CARotationSecret, metav1.GetOptions{})
+	if err != nil {
+		return JobSpec{}, err
+	}
 	r := &rotation{o: o, cs: cs, cas: []string{"ca"}, cluster: true, workers: []corev1.Node{{}}, newCert: newCert,
-		step: phaseSteps[phaseKey{phase, false}]}
+		secret: sec, step: phaseSteps[phaseKey{phase, false}]}
 	if err := r.kubeletProbe(ctx); err != nil {
 		return JobSpec{}, err
 	}
