@@ -132,6 +132,22 @@ func starting(ms []EtcdMemberState, now time.Time, settle time.Duration) []strin
 	return out
 }
 
+// startingWait is how long members that are starting are waited for: settle, or twice that
+// when one of ms is not reported yet. Its kubelet may be the one whose apiserver was down (a
+// rollback restarts the node's etcd and apiserver): its watch of the node's pods then comes
+// back after a back-off of up to about a minute (client-go's reflector: 30 s at most, jittered
+// up to twice that), and only then does it see the mirror pod it made and post the pod's
+// status. Seen on the lab (2026-12-06): cp2's etcd mirror pod made again 0.1 s after its
+// apiserver came back, its status not posted 1 min later.
+func startingWait(ms []EtcdMemberState, settle time.Duration) time.Duration {
+	for _, m := range ms {
+		if !m.Ready && m.unreported {
+			return 2 * settle
+		}
+	}
+	return settle
+}
+
 // hasCondition says whether the pod's status carries a condition of type ct.
 func hasCondition(p *corev1.Pod, ct corev1.PodConditionType) bool {
 	for _, c := range p.Status.Conditions {
@@ -186,7 +202,8 @@ const etcdSettle = time.Minute
 // killed trust found cp1's etcd pod gone and refused, while the Job it would have adopted was
 // bringing it back). Such a member is waited for, polling the API, until the Jobs on its node
 // have ended (their deadline bounds it) and its pod is ready, or etcdSettle after they ended;
-// then the check decides. So is a member that is starting, for at most etcdSettle: its etcd
+// then the check decides. So is a member that is starting, for at most etcdSettle (twice that
+// when not reported: startingWait): its etcd
 // container started running less than etcdSettle ago, or its pod has no Ready condition yet (the
 // run before restarted it, or rolled its node back: seen on the lab, the same command run again
 // at once found the member 14 s into its start, or its mirror pod not reported yet by a kubelet
@@ -221,8 +238,9 @@ func (r *Runner) etcdForRotation(ctx context.Context, cs kubernetes.Interface, c
 		}
 		now := time.Now()
 		up := starting(nr.NotReady(), now, settle)
+		upFor := startingWait(nr.NotReady(), settle)
 		if len(up) > 0 && startWait.IsZero() {
-			startWait = now.Add(settle)
+			startWait = now.Add(upFor)
 		}
 		switch {
 		case len(busy) > 0 && now.Before(until.Add(settle)):
@@ -245,7 +263,7 @@ func (r *Runner) etcdForRotation(ctx context.Context, cs kubernetes.Interface, c
 				r.logf("the etcd member of %s is not ready while certctl's Job %s runs there (an earlier run of this command, killed?): waiting for it to end and the member to be ready again (its deadline %s, then %s)",
 					memberNodes(nr.NotReady()), strings.Join(busy, ", "), until.UTC().Format(time.RFC3339), settle)
 			} else {
-				r.logf("the etcd member of %s is starting (its container started less than %s ago, or its kubelet has not reported it yet) and is not ready: waiting up to %s for it", strings.Join(up, ", "), settle, settle)
+				r.logf("the etcd member of %s is starting (its container started less than %s ago, or its kubelet has not reported it yet) and is not ready: waiting up to %s for it", strings.Join(up, ", "), settle, upFor)
 			}
 			waited = true
 		}
