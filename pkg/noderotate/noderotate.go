@@ -239,7 +239,9 @@ func rollBack(ctx context.Context, o Options, results []*carotate.Result, failed
 	if err != nil {
 		return fmt.Errorf("%w; and rolling phase %s back failed: %w (certctl ca rotate %s --rollback)", failed, o.Phase, err, strings.Join(cas, " "))
 	}
-	if err := restart.Changed(ctx, *o.Restart, comps); err != nil {
+	undo := *o.Restart
+	undo.Undo = true
+	if err := restart.Changed(ctx, undo, comps); err != nil {
 		return fmt.Errorf("%w; phase %s rolled back, but restarting %s on the old files failed: %w", failed, o.Phase, strings.Join(comps, ", "), err)
 	}
 	return &RolledBackError{Phase: o.Phase, CAs: cas, Component: failed.Component, Restarted: comps, Cause: failed}

@@ -30,6 +30,10 @@ import (
 type Options struct {
 	Layout pki.Layout
 	Steps  []Step
+	// Undo: the components restart on the files from before a change one of them did not
+	// come back on (a rollback); etcd's restart then does not wait for the node's apiserver
+	// when that restarts after it (undoAPIAfter).
+	Undo bool
 	// Timeout bounds each wait (stopping, coming back healthy), default 3m.
 	Timeout time.Duration
 	// ReloadTimeout bounds how long a verify step waits for a component to pick up its file
@@ -176,6 +180,24 @@ type component struct {
 	// (its flags): a verify step checks that each loads before it takes the reload as done.
 	pairs [][2]string
 	flags map[string]string // the manifest's flags
+	// apiAfter (etcd, in a rollback): the node's apiserver restarts after it in the same run,
+	// on the files put back; etcd's restart does not wait for it (undoAPIAfter).
+	apiAfter bool
+}
+
+// undoAPIAfter marks etcd in comps, a run restarting components on the files from before a
+// change one of them did not come back on, when the apiserver restarts after it: that apiserver
+// may still run the files that broke it (crash-looping, yet answering now and then), and what
+// puts it right (its old manifest, pending until its own restart) comes only with its restart
+// after etcd's; waited for with etcd, it never becomes ready (seen on the lab, 2026-12-06: a
+// rollback of phase trust on cp2 waited 3 minutes for it and failed). Its own restart verifies
+// it.
+func undoAPIAfter(comps []*component) {
+	for i, c := range comps {
+		if c.name == pki.CompEtcd {
+			c.apiAfter = slices.ContainsFunc(comps[i+1:], func(a *component) bool { return a.name == pki.CompAPIServer })
+		}
+	}
 }
 
 func load(l pki.Layout, name string) (*component, error) {
@@ -298,6 +320,9 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	}
 	if len(comps) == 0 {
 		return nil, nil
+	}
+	if o.Undo {
+		undoAPIAfter(comps)
 	}
 	// An etcd restart that could cost the quorum is refused before anything is touched.
 	for _, st := range o.Steps {
@@ -439,6 +464,7 @@ func (o *Options) rollback(ctx context.Context, failed *component, restarted []*
 		return fmt.Errorf("%s: %w; and the rollback failed: %w", failed.name, cause, err)
 	}
 	res.RolledBack, res.RollbackRestarted = true, names
+	undoAPIAfter(restarted)
 	for _, c := range restarted {
 		var again Result
 		if err := o.one(ctx, c, ActionRestart, &again); err != nil {
@@ -522,7 +548,10 @@ func (o *Options) restart(ctx context.Context, c *component) (down time.Duration
 	// restart, which verifies it. One that answers, even not ready, is waited for.
 	apiDown := false
 	if api != nil && api != c {
-		if u := api.readyz(); refused(u.Host) {
+		if u := api.readyz(); c.apiAfter {
+			apiDown = true
+			o.Progress.Line(c.name, "the apiserver restarts after %s in this rollback, on the files put back: not waited for with %s (its own restart verifies it)", c.name, c.name)
+		} else if refused(u.Host) {
 			apiDown = true
 			o.Progress.Line(c.name, "the apiserver accepts no connection on %s before %s stops: not waited for with it after", u.Host, c.name)
 		}

@@ -42,6 +42,9 @@ type Request struct {
 	// PeerWait bounds the wait for the other etcd members' health before an etcd restart;
 	// default DefaultPeerWait.
 	PeerWait time.Duration
+	// Undo: the restart puts components back on the files from before a change one of them
+	// did not come back on (Options.Undo).
+	Undo bool
 }
 
 // Outcome is what Restart and AfterRenew did.
@@ -150,6 +153,7 @@ func (r Request) run(ctx context.Context, steps []Step, withKubelet bool, rollba
 			Layout: r.Layout, Steps: steps, Timeout: r.Timeout, ReloadTimeout: r.ReloadTimeout,
 			Node: node, Proc: r.Proc, Stopper: StopperFor(r.Layout, node, r.Grace, r.Proc),
 			Rollback: rollback, LockTimeout: r.LockTimeout, Progress: r.Progress, Drain: r.Drain, PeerWait: r.PeerWait,
+			Undo: r.Undo,
 		})
 		out.Results = results
 		r.summary(results)
