@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -24,7 +25,9 @@ import (
 	"github.com/certctl/certctl/pkg/carotate"
 	"github.com/certctl/certctl/pkg/cluster"
 	"github.com/certctl/certctl/pkg/pki"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -185,7 +188,38 @@ func notBackRun(t *testing.T, local string, args []string, n multilab.Node, line
 		t.Errorf("%s's apiserver manifest after the rollback: %v, holds the failpoint's value: %v", n.Name, err, bytes.Contains(m, []byte("certctl-failpoint")))
 	}
 	apiserversReady(t, []multilab.Node{n})
-	t.Logf("%s Ready again %s after the run", n.Name, waitNodeBack(t, clientset(t), n.Name, 3*time.Minute).Round(100*time.Millisecond))
+	cs := clientset(t)
+	t.Logf("%s Ready again %s after the run", n.Name, waitNodeBack(t, cs, n.Name, 3*time.Minute).Round(100*time.Millisecond))
+	t.Logf("%s's etcd pod reported ready %s after that", n.Name, waitEtcdPodReady(t, cs, n.Name, 3*time.Minute).Round(100*time.Millisecond))
+}
+
+// waitEtcdPodReady waits until node's etcd mirror pod is reported Ready, as the operator told
+// by a refusal does before running a rotation of etcd-ca again: after a rollback restarted the
+// node's etcd and apiserver, its kubelet makes the mirror pod again only once its watch of the
+// node's pods is back (client-go's back-off, up to about a minute), and until then a rotation
+// restarting etcd is refused (`cp2: no etcd pod ...`, seen on the lab, 2026-12-06).
+func waitEtcdPodReady(t *testing.T, cs kubernetes.Interface, node string, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	last := "not asked yet"
+	err := wait.PollUntilContextTimeout(context.Background(), 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		p, err := cs.CoreV1().Pods("kube-system").Get(ctx, "etcd-"+node, metav1.GetOptions{})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				return true, nil
+			}
+		}
+		last = fmt.Sprintf("pod %s not Ready: %v", p.Name, p.Status.Conditions)
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("%s's etcd pod not reported Ready after %s: %s", node, timeout, last)
+	}
+	return time.Since(start)
 }
 
 // rotationPhase is the phase n's rotation of front-proxy-ca is at ("": none).
