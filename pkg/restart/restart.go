@@ -548,10 +548,11 @@ func (o *Options) restart(ctx context.Context, c *component) (down time.Duration
 	// restart, which verifies it. One that answers, even not ready, is waited for.
 	apiDown := false
 	if api != nil && api != c {
-		if u := api.readyz(); c.apiAfter {
+		switch u := api.readyz(); {
+		case c.apiAfter:
 			apiDown = true
 			o.Progress.Line(c.name, "the apiserver restarts after %s in this rollback, on the files put back: not waited for with %s (its own restart verifies it)", c.name, c.name)
-		} else if refused(u.Host) {
+		case refused(u.Host):
 			apiDown = true
 			o.Progress.Line(c.name, "the apiserver accepts no connection on %s before %s stops: not waited for with it after", u.Host, c.name)
 		}
