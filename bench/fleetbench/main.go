@@ -5,6 +5,9 @@
 //
 //   - `certctl cluster status` on every node;
 //
+//   - with -renew, `certctl cluster renew all` (the control-plane nodes' certificates, one
+//     node at a time: the workers get no Job, so its time should not grow with them);
+//
 //   - with -ca-rotate, `certctl cluster ca-rotate --phase trust` and its `--rollback`, each
 //     whole and its worker part;
 //
@@ -17,7 +20,7 @@
 // kubelet and containerd) one worker costs. The workers it added are removed at the end unless
 // -keep.
 //
-//	go run ./bench/fleetbench [-workers 1,4,8,9] [-max-parallel 25%] [-logs DIR]     (as root, lab up)
+//	go run ./bench/fleetbench [-workers 1,4,8,9] [-max-parallel 25%] [-renew] [-ca-rotate] [-logs DIR]     (as root, lab up)
 package main
 
 import (
@@ -29,6 +32,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,10 +57,14 @@ const fleetPrefix = "fleet"
 type row struct {
 	workers               int
 	status                time.Duration
+	renew                 time.Duration // -renew: cluster renew all
 	toCP1, toLB           time.Duration
 	workersCP1, workersLB time.Duration
 	// -ca-rotate: the cluster CA's phase trust and its rollback
 	trust, trustWorkers, back, backWorkers time.Duration
+	// the machine's CPU over each worker part: on the lab every node shares its cores
+	trustCPU, backCPU cpuUse
+	restCPU           cpuUse // 5 s with no command running
 }
 
 func main() {
@@ -66,6 +74,7 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the workers added")
 	doEndpoint := flag.Bool("endpoint", true, "time cluster endpoint there and back at each count")
 	logs := flag.String("logs", "", "keep each timed command's output (its progress log: each node's Job timing) in this directory")
+	doRenew := flag.Bool("renew", false, "also time cluster renew all at each count (the control-plane nodes one at a time; ~1-2 min per count)")
 	caRotate := flag.Bool("ca-rotate", false, "also time cluster ca-rotate --phase trust and its --rollback at each count (the cluster CA; ~5 min per count)")
 	flag.Parse()
 	bin, err := multilab.BenchStart(*certctl)
@@ -175,6 +184,11 @@ func main() {
 			fail(fmt.Errorf("the lab has %d workers, more than %d", have, size))
 		}
 		r := row{workers: size}
+		// What the lab's nodes cost at rest, to read the worker parts' CPU figures against.
+		c0 := readCPU()
+		time.Sleep(5 * time.Second) // a measurement window, not a wait for anything
+		r.restCPU = readCPU().since(c0)
+		fmt.Printf("%d workers: the lab at rest: CPU %s over 5 s\n", size, r.restCPU)
 		r.status = run("cluster", "status", img)
 		mp := []string{}
 		if *maxParallel != "" {
@@ -182,16 +196,20 @@ func main() {
 		}
 		fmt.Printf("%d workers: status %s\n", size, round(r.status))
 		if *doEndpoint {
-			r.toCP1, r.workersCP1 = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "endpoint", cp1.APIServer(), img}, mp...)...) })
-			r.toLB, r.workersLB = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "endpoint", multilab.LBAddr, img}, mp...)...) })
+			r.toCP1, r.workersCP1, _ = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "endpoint", cp1.APIServer(), img}, mp...)...) })
+			r.toLB, r.workersLB, _ = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "endpoint", multilab.LBAddr, img}, mp...)...) })
 			fmt.Printf("%d workers: endpoint to cp1 %s (workers %s), back %s (workers %s)\n", size,
 				round(r.toCP1), round(r.workersCP1), round(r.toLB), round(r.workersLB))
 		}
+		if *doRenew {
+			r.renew = run("cluster", "renew", "all", img)
+			fmt.Printf("%d workers: renew all %s\n", size, round(r.renew))
+		}
 		if *caRotate {
-			r.trust, r.trustWorkers = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "ca-rotate", "--phase", "trust", img}, mp...)...) })
-			r.back, r.backWorkers = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "ca-rotate", "--rollback", img}, mp...)...) })
-			fmt.Printf("%d workers: ca-rotate trust %s (workers %s), its rollback %s (workers %s)\n", size,
-				round(r.trust), round(r.trustWorkers), round(r.back), round(r.backWorkers))
+			r.trust, r.trustWorkers, r.trustCPU = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "ca-rotate", "--phase", "trust", img}, mp...)...) })
+			r.back, r.backWorkers, r.backCPU = timedWorkers(ctx, cs, func() { run(append([]string{"cluster", "ca-rotate", "--rollback", img}, mp...)...) })
+			fmt.Printf("%d workers: ca-rotate trust %s (workers %s, CPU %s), its rollback %s (workers %s, CPU %s)\n", size,
+				round(r.trust), round(r.trustWorkers), r.trustCPU, round(r.back), round(r.backWorkers), r.backCPU)
 		}
 		rows = append(rows, r)
 	}
@@ -208,13 +226,24 @@ func main() {
 		fmt.Printf("%-8d %-6d %-10s %-7s %-16s %-7s %-16s %-7s\n", r.workers, r.workers+3, round(r.status), ratio(r.status, first.status),
 			round(ep), ratio(ep, fep), round(wp), ratio(wp, fwp))
 	}
+	if *doRenew {
+		fmt.Printf("\n== cluster renew all (the control-plane nodes one at a time; no worker Job)\n")
+		fmt.Printf("%-8s %-10s %-7s\n", "workers", "renew all", "growth")
+		for _, r := range rows {
+			fmt.Printf("%-8d %-10s %-7s\n", r.workers, round(r.renew), ratio(r.renew, first.renew))
+		}
+	}
 	if *caRotate {
 		fmt.Printf("\n== cluster ca-rotate (the cluster CA), workers in waves of %s\n", waves)
-		fmt.Printf("%-8s %-10s %-16s %-7s %-10s %-16s %-7s\n", "workers", "trust", "worker part", "growth", "rollback", "worker part", "growth")
+		fmt.Printf("%-8s %-10s %-12s %-7s %-20s %-10s %-12s %-7s %-20s\n", "workers", "trust", "worker part", "growth", "CPU then", "rollback", "worker part", "growth", "CPU then")
 		for _, r := range rows {
-			fmt.Printf("%-8d %-10s %-16s %-7s %-10s %-16s %-7s\n", r.workers, round(r.trust), round(r.trustWorkers), ratio(r.trustWorkers, first.trustWorkers),
-				round(r.back), round(r.backWorkers), ratio(r.backWorkers, first.backWorkers))
+			fmt.Printf("%-8d %-10s %-12s %-7s %-20s %-10s %-12s %-7s %-20s\n", r.workers, round(r.trust), round(r.trustWorkers), ratio(r.trustWorkers, first.trustWorkers), r.trustCPU,
+				round(r.back), round(r.backWorkers), ratio(r.backWorkers, first.backWorkers), r.backCPU)
 		}
+		for _, r := range rows {
+			fmt.Printf("at rest with %d workers: CPU %s over 5 s\n", r.workers, r.restCPU)
+		}
+		fmt.Printf("(CPU then: the share of this machine's %d CPUs busy during the worker part, and the CPU time spent; every lab node shares them)\n", runtime.NumCPU())
 	}
 	if rss := workerRSS(); rss > 0 {
 		fmt.Printf("\none worker (kubelet + containerd, RSS): %d MiB\n", rss>>20)
@@ -224,7 +253,7 @@ func main() {
 // timedWorkers runs move and returns how long it took and its worker part: from the first
 // worker's Job (a watch of certctl's Jobs) to the first control-plane node's Job after it (a
 // rollback goes workers first), or else to the end.
-func timedWorkers(ctx context.Context, cs kubernetes.Interface, move func()) (total, workers time.Duration) {
+func timedWorkers(ctx context.Context, cs kubernetes.Interface, move func()) (total, workers time.Duration, cpu cpuUse) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cps := map[string]bool{}
@@ -237,6 +266,7 @@ func timedWorkers(ctx context.Context, cs kubernetes.Interface, move func()) (to
 	}
 	var mu sync.Mutex
 	var firstWorker, cpAfter time.Time
+	var cpuFirst, cpuAfter cpuTimes // the machine's CPU counters at those two instants
 	// An informer: the command restarts the apiserver the watch goes to (cp1's), after which a
 	// watch from an old resourceVersion may be refused (410): the informer lists again. The
 	// workers' Jobs come long after cp1's restart, so each is seen as it is made.
@@ -252,9 +282,9 @@ func timedWorkers(ctx context.Context, cs kubernetes.Interface, move func()) (to
 			defer mu.Unlock()
 			switch {
 			case !cps[j.Labels[cluster.LabelNode]] && firstWorker.IsZero():
-				firstWorker = time.Now()
+				firstWorker, cpuFirst = time.Now(), readCPU()
 			case cps[j.Labels[cluster.LabelNode]] && !firstWorker.IsZero() && cpAfter.IsZero():
-				cpAfter = time.Now()
+				cpAfter, cpuAfter = time.Now(), readCPU()
 			}
 		}}})
 	go informer.RunWithContext(wctx)
@@ -263,17 +293,68 @@ func timedWorkers(ctx context.Context, cs kubernetes.Interface, move func()) (to
 	}
 	start := time.Now()
 	move()
-	done := time.Now()
+	done, cpuDone := time.Now(), readCPU()
 	mu.Lock()
 	defer mu.Unlock()
 	if firstWorker.IsZero() {
 		fail(errors.New("no worker Job seen"))
 	}
-	end := done
+	end, cpuEnd := done, cpuDone
 	if !cpAfter.IsZero() {
-		end = cpAfter
+		end, cpuEnd = cpAfter, cpuAfter
 	}
-	return done.Sub(start), end.Sub(firstWorker)
+	return done.Sub(start), end.Sub(firstWorker), cpuEnd.since(cpuFirst)
+}
+
+// cpuTimes are the machine's CPU counters (/proc/stat's first line), in clock ticks.
+type cpuTimes struct{ busy, total int64 }
+
+// readCPU reads them; zero when /proc/stat cannot be read (then no CPU figure is printed).
+func readCPU() cpuTimes {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return cpuTimes{}
+	}
+	var t cpuTimes
+	// user nice system idle iowait irq softirq steal (guest time is counted in user already)
+	for i, v := range f[1:min(len(f), 9)] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return cpuTimes{}
+		}
+		t.total += n
+		if i != 3 && i != 4 { // idle, iowait
+			t.busy += n
+		}
+	}
+	return t
+}
+
+// cpuUse is what the machine's CPUs did over an interval: the busy share of all of them, and
+// the CPU time spent (busy ticks at USER_HZ, 100 a second on Linux).
+type cpuUse struct {
+	busy    float64 // 0-1
+	seconds float64
+	ok      bool
+}
+
+func (t cpuTimes) since(before cpuTimes) cpuUse {
+	if before.total == 0 || t.total <= before.total {
+		return cpuUse{}
+	}
+	return cpuUse{busy: float64(t.busy-before.busy) / float64(t.total-before.total), seconds: float64(t.busy-before.busy) / 100, ok: true}
+}
+
+func (u cpuUse) String() string {
+	if !u.ok {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%% (%.1f CPU-s)", 100*u.busy, u.seconds)
 }
 
 func lab(args ...string) {
