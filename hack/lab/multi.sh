@@ -362,8 +362,28 @@ YAML
 	# kubelet on it, as systemd would have.
 	kubelet_start "$n"
 	cp "$d/etc-kubernetes/admin.conf" "$ML_DIR/admin.conf"
-	openssl x509 -pubkey -noout -in "$d/etc-kubernetes/pki/ca.crt" | openssl pkey -pubin -outform der |
-		sha256sum | awk '{print "sha256:"$1}' >"$ML_DIR/ca-hash"
+}
+
+# ca_hashes prints the discovery pins of the cluster CA as it is now, comma-separated: every
+# certificate in each control-plane node's pki/ca.crt and in a rotation's bundle of the cluster
+# CA (cluster-info follows the CA through a rotation: the hash taken at init no longer matches
+# once `certctl cluster ca-rotate` has run, and a node joined after it must pin the new one).
+ca_hashes() {
+	local tmp f n
+	tmp=$(mktemp -d)
+	for n in $(ls "$ML_DIR/nodes"); do
+		[ "$(cat "$(node_dir "$n")/role" 2>/dev/null)" = cp ] || continue
+		for f in "$(node_dir "$n")/etc-kubernetes/pki/ca.crt" "$(node_dir "$n")/etc-kubernetes/pki/rotation/ca/bundle.crt"; do
+			[ -f "$f" ] || continue
+			awk -v dir="$tmp" -v pre="$n-$(basename "$f")" '/-----BEGIN CERTIFICATE-----/ { out = dir "/" pre "-" ++i ".pem" }
+				out { print > out } /-----END CERTIFICATE-----/ { close(out); out = "" }' "$f"
+		done
+	done
+	for f in "$tmp"/*.pem; do
+		[ -f "$f" ] || continue
+		openssl x509 -pubkey -noout -in "$f" | openssl pkey -pubin -outform der | sha256sum | awk '{print "sha256:"$1}'
+	done | sort -u | paste -sd, -
+	rm -rf "$tmp"
 }
 
 join_node() { # join_node NAME ENDPOINT [--control-plane] [--discovery-timeout DUR]
@@ -387,7 +407,7 @@ discovery:
   bootstrapToken:
     apiServerEndpoint: $endpoint
     token: $TOKEN
-    caCertHashes: [$(cat "$ML_DIR/ca-hash")]
+    caCertHashes: [$(ca_hashes)]
 timeouts:
   discovery: $timeout
   controlPlaneComponentHealthCheck: 8m0s
