@@ -56,6 +56,13 @@ SYSCTLS="vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops 
 
 node_dir() { echo "$ML_DIR/nodes/$1"; }
 node_ip() { cat "$(node_dir "$1")/ip"; }
+cp_nodes() { # the control-plane nodes' names, one a line (a node's role file says cp)
+	local n
+	for n in $(ls "$ML_DIR/nodes"); do
+		[ "$(cat "$(node_dir "$n")/role" 2>/dev/null)" = cp ] && echo "$n"
+	done
+	return 0
+}
 node_index() { local ip; ip=$(node_ip "$1"); echo "${ip##*.}"; }
 netns() { echo "$ML_PREFIX-$1"; }
 
@@ -371,8 +378,7 @@ YAML
 ca_hashes() {
 	local tmp f n
 	tmp=$(mktemp -d)
-	for n in $(ls "$ML_DIR/nodes"); do
-		[ "$(cat "$(node_dir "$n")/role" 2>/dev/null)" = cp ] || continue
+	for n in $(cp_nodes); do
 		for f in "$(node_dir "$n")/etc-kubernetes/pki/ca.crt" "$(node_dir "$n")/etc-kubernetes/pki/rotation/ca/bundle.crt"; do
 			[ -f "$f" ] || continue
 			awk -v dir="$tmp" -v pre="$n-$(basename "$f")" '/-----BEGIN CERTIFICATE-----/ { out = dir "/" pre "-" ++i ".pem" }
@@ -432,8 +438,7 @@ load_join_env() {
 
 haproxy_up() {
 	local cfg=$ML_DIR/haproxy.cfg servers="" n
-	for n in $(ls "$ML_DIR/nodes"); do
-		[ "$(cat "$(node_dir "$n")/role" 2>/dev/null)" = cp ] || continue
+	for n in $(cp_nodes); do
 		servers+="  server $n $(node_ip "$n"):6443"$'\n'
 	done
 	cat >"$cfg" <<CFG
