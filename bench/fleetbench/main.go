@@ -184,11 +184,14 @@ func main() {
 			fail(fmt.Errorf("the lab has %d workers, more than %d", have, size))
 		}
 		r := row{workers: size}
-		// What the lab's nodes cost at rest, to read the worker parts' CPU figures against.
-		c0 := readCPU()
-		time.Sleep(5 * time.Second) // a measurement window, not a wait for anything
-		r.restCPU = readCPU().since(c0)
-		fmt.Printf("%d workers: the lab at rest: CPU %s over 5 s\n", size, r.restCPU)
+		if *caRotate {
+			// What the lab's nodes cost at rest, to read the worker parts' CPU figures against
+			// (printed with -ca-rotate's table only).
+			c0 := readCPU()
+			time.Sleep(5 * time.Second) // a measurement window, not a wait for anything
+			r.restCPU = readCPU().since(c0)
+			fmt.Printf("%d workers: the lab at rest: CPU %s over 5 s\n", size, r.restCPU)
+		}
 		r.status = run("cluster", "status", img)
 		mp := []string{}
 		if *maxParallel != "" {
